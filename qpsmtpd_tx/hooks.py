@@ -1,0 +1,177 @@
+"""The hook registry and the hook runner.
+
+Plugins run in the order of the ``plugins`` file; for each hook the first result that is not
+DECLINED ends the chain. A hook may answer at once or with a Deferred / coroutine; the runner
+stays synchronous as long as the plugins do, so a chain of quick checks costs no reactor turn.
+"""
+
+import inspect
+
+import attr
+from twisted.internet.defer import Deferred, succeed
+from twisted.python.failure import Failure
+
+from qpsmtpd_tx import codes
+from qpsmtpd_tx.interfaces import HOOK_NAMES
+
+
+class UnknownHookError(Exception):
+    """A plugin tried to register a hook that does not exist."""
+
+
+@attr.s(frozen=True, slots=True)
+class HookResult:
+    """The outcome of one hook run: the deciding code, its message lines, and who decided.
+
+    ``code`` is 0 when no plugin registered the hook (it behaves like DECLINED).
+    """
+
+    code = attr.ib()
+    lines = attr.ib(factory=list)
+    plugin = attr.ib(default=None)
+    #: the message exactly as the plugin returned it (``*_parse`` hooks return parsed values)
+    value = attr.ib(default=None)
+
+    @property
+    def text(self):
+        """The message lines joined by newlines ('' if none)."""
+        return "\n".join(self.lines)
+
+
+NO_HOOK = HookResult(0, [], None)
+
+
+def _lines(message):
+    if message is None:
+        return []
+    if isinstance(message, (list, tuple)):
+        out = []
+        for part in message:
+            out.extend(str(part).split("\n"))
+        return out
+    return str(message).split("\n")
+
+
+class HookRegistry:
+    """Which plugin methods run for which hook, in order."""
+
+    def __init__(self, log):
+        #: ``log(level, message, plugin=None, transaction=None, hook=None)``
+        self.log = log
+        self._handlers = {name: [] for name in HOOK_NAMES}
+
+    def register(self, hook, plugin, method, prepend=False):
+        """Add ``method`` (bound, called with the transaction and the hook's arguments)."""
+        if hook not in self._handlers:
+            raise UnknownHookError("%s: invalid hook: %s" % (getattr(plugin, "path", plugin), hook))
+        entry = (plugin, method)
+        if prepend:
+            self._handlers[hook].insert(0, entry)
+        else:
+            self._handlers[hook].append(entry)
+
+    def has(self, hook):
+        """True if at least one plugin registered ``hook``."""
+        return bool(self._handlers[hook])
+
+    def handlers(self, hook):
+        """The ``(plugin, method)`` pairs registered for ``hook``, in order."""
+        return list(self._handlers[hook])
+
+    def run(self, hook, transaction, *args):
+        """Run ``hook``; return a Deferred firing with the deciding :class:`HookResult`."""
+        handlers = self._handlers[hook]
+        if not handlers:
+            return succeed(NO_HOOK)
+        return self._run_from(hook, handlers, 0, transaction, args)
+
+    def run_no_respond(self, hook, transaction, *args):
+        """Run a notification hook (``deny``, ``ok``, ``reset_transaction``…) for its effects only.
+
+        Results are ignored and exceptions logged; asynchronous results are not waited for.
+        """
+        for plugin, method in self._handlers[hook]:
+            try:
+                result = method(transaction, *args)
+                if inspect.iscoroutine(result):
+                    result = Deferred.fromCoroutine(result)
+                if isinstance(result, Deferred):
+                    result.addErrback(self._log_failure, hook, plugin, transaction)
+            except Exception:
+                self._log_failure(Failure(), hook, plugin, transaction)
+
+    def _run_from(self, hook, handlers, index, transaction, args, last=None):
+        """Run handlers from ``index``; ``last`` is the latest DECLINED result (its text is
+        kept: queue answers with the last declining plugin's reason)."""
+        while index < len(handlers):
+            plugin, method = handlers[index]
+            index += 1
+            try:
+                result = method(transaction, *args)
+            except Exception:
+                self._log_failure(Failure(), hook, plugin, transaction)
+                continue
+            if inspect.iscoroutine(result):
+                result = Deferred.fromCoroutine(result)
+            if isinstance(result, Deferred):
+                return self._wait(result, hook, handlers, index, plugin, transaction, args, last)
+            decided = self._decide(result, hook, plugin, transaction)
+            if decided is not None:
+                if decided.code != codes.DECLINED:
+                    return succeed(decided)
+                last = decided
+        return succeed(last or HookResult(codes.DECLINED, [], None))
+
+    def _wait(self, pending, hook, handlers, index, plugin, transaction, args, last):
+        def resumed(result):
+            decided = self._decide(result, hook, plugin, transaction)
+            if decided is not None and decided.code != codes.DECLINED:
+                return decided
+            return self._run_from(hook, handlers, index, transaction, args, decided or last)
+
+        def failed(failure):
+            self._log_failure(failure, hook, plugin, transaction)
+            return self._run_from(hook, handlers, index, transaction, args, last)
+
+        return pending.addCallbacks(resumed, failed)
+
+    def _decide(self, result, hook, plugin, transaction):
+        """The HookResult for a plugin's answer, or None if the answer is unusable."""
+        if isinstance(result, tuple) and result:
+            code, rest = result[0], result[1:]
+            message = rest[0] if len(rest) == 1 else (list(rest) or None)
+        else:
+            code, message = result, None
+        if code is None:
+            self.log(codes.LOGERROR, "plugin %s running the %s hook returned undef!"
+                     % (plugin.name, hook), transaction=transaction, hook=hook)
+            return None
+        if code not in codes.CODE_NAMES:
+            self.log(codes.LOGERROR, "Plugin %s, hook %s returned %r" % (plugin.name, hook, code),
+                     transaction=transaction, hook=hook)
+            return None
+        lines = _lines(message) if isinstance(message, (str, list)) or message is None else []
+        self._record(transaction, plugin, hook, code)
+        self.log(codes.LOGDEBUG, "Plugin %s, hook %s returned %s, %s"
+                 % (plugin.name, hook, codes.code_name(code), "\n".join(lines)),
+                 transaction=transaction, hook=hook)
+        if code != codes.DECLINED and hook not in ("deny", "ok"):
+            follow = "deny" if code in codes.DENY_CODES else "ok"
+            if self._handlers[follow]:
+                self.run_no_respond(follow, transaction, plugin.name, code, "\n".join(lines))
+        return HookResult(code, lines, plugin, message)
+
+    @staticmethod
+    def _record(transaction, plugin, hook, code):
+        if transaction is None:
+            return
+        note = transaction.notes.get(plugin.name)
+        if note is None:
+            note = transaction.notes[plugin.name] = {}
+        if isinstance(note, dict):
+            note["hook_" + hook] = {"return": code}
+
+    def _log_failure(self, failure, hook, plugin, transaction):
+        self.log(codes.LOGCRIT, "FATAL PLUGIN ERROR [%s]: %s\n%s"
+                 % (plugin.name, failure.getErrorMessage(), failure.getTraceback()),
+                 transaction=transaction, hook=hook)

@@ -1,0 +1,175 @@
+"""Finding, loading and registering the plugins named in the ``plugins`` file.
+
+A name is looked up as a file in each plugin directory (``queue/maildir`` → ``<dir>/queue/maildir``
+or ``<dir>/queue/maildir.py``); ``Pkg::Name`` or a dotted Python path (``mypkg.myplugin`` or
+``mypkg.myplugin.MyPlugin``) loads a plugin from an installed package, and so does the name of an
+entry point in the group ``qpsmtpd_tx.plugins``. Any problem — not found, import error, no plugin
+class, bad arguments, an unknown hook — stops start-up with an error naming the file and line.
+"""
+
+import importlib
+import importlib.machinery
+import importlib.metadata
+import importlib.util
+import inspect
+import os
+import re
+import sys
+import traceback
+
+from zope.interface.verify import verifyObject
+
+from qpsmtpd_tx import codes
+from qpsmtpd_tx.hooks import UnknownHookError
+from qpsmtpd_tx.interfaces import HOOK_BY_METHOD, IPlugin
+from qpsmtpd_tx.plugin import PluginError
+
+ENTRY_POINT_GROUP = "qpsmtpd_tx.plugins"
+
+
+class PluginLoadError(Exception):
+    """A plugin could not be loaded; the message starts with ``file:line:``."""
+
+
+def escape_plugin_name(name):
+    """qpsmtpd's plugin name for logs and notes: ``queue/qmail-queue`` → ``queue::qmail_2dqueue``."""
+
+    def escape(match):
+        return "_%02x" % ord(match.group(0))
+
+    # qpsmtpd escapes a digit right after '/', and every character outside [A-Za-z0-9_/].
+    escaped = re.sub(r"[^A-Za-z0-9_/]|(?<=/)[0-9]", escape, name)
+    return escaped.replace("/", "::")
+
+
+def find_plugin_file(name, plugin_dirs):
+    """The path of plugin ``name`` in the first directory that has it, or None."""
+    if name.startswith("/") or ".." in name.split("/"):
+        return None
+    for directory in plugin_dirs:
+        for candidate in (os.path.join(directory, name), os.path.join(directory, name + ".py")):
+            if os.path.isfile(candidate):
+                return candidate
+    return None
+
+
+_modules = {}
+
+
+def load_plugin_module(path):
+    """Compile and run a plugin file as a module (once per file)."""
+    path = os.path.abspath(path)
+    if path in _modules:
+        return _modules[path]
+    modname = "qpsmtpd_tx._loaded." + re.sub(r"\W", "_", path.strip("/"))
+    loader = importlib.machinery.SourceFileLoader(modname, path)
+    spec = importlib.util.spec_from_loader(modname, loader)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[modname] = module
+    try:
+        loader.exec_module(module)
+    except BaseException:
+        del sys.modules[modname]
+        raise
+    _modules[path] = module
+    return module
+
+
+def plugin_class_of(module):
+    """The one class in ``module`` declared to implement IPlugin (defined in that module)."""
+    found = [
+        obj for obj in vars(module).values()
+        if inspect.isclass(obj) and obj.__module__ == module.__name__ and IPlugin.implementedBy(obj)
+    ]
+    if len(found) != 1:
+        raise PluginError("defines %d plugin classes (need exactly one class implementing IPlugin)"
+                          % len(found))
+    return found[0]
+
+
+def _import_python_plugin(name):
+    """A plugin class from an installed package: dotted module, module.Class, or entry point."""
+    for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+        if ep.name == name:
+            return ep.load()
+    dotted = name.replace("::", ".")
+    try:
+        return plugin_class_of(importlib.import_module(dotted))
+    except ImportError as first_error:
+        modname, _, attr_name = dotted.rpartition(".")
+        if not modname:
+            raise
+        try:
+            module = importlib.import_module(modname)
+        except ImportError:
+            raise first_error
+        cls = getattr(module, attr_name, None)
+        if cls is None or not IPlugin.implementedBy(cls):
+            raise PluginError("%s is not a plugin class" % dotted)
+        return cls
+
+
+def resolve_plugin_class(name, plugin_dirs):
+    """(class, source) for a plugin name; follows ``ALIAS_OF`` in alias files.
+
+    ``source`` is the file path or the Python path it came from.
+    """
+    seen = []
+    while True:
+        path = find_plugin_file(name, plugin_dirs)
+        if path is None:
+            if "::" in name or "." in name:
+                return _import_python_plugin(name), name
+            raise PluginError("plugin not found (looked in %s)" % ", ".join(plugin_dirs))
+        module = load_plugin_module(path)
+        alias = getattr(module, "ALIAS_OF", None)
+        if alias is None:
+            return plugin_class_of(module), path
+        seen.append(name)
+        if alias in seen:
+            raise PluginError("alias loop: %s" % " -> ".join(seen + [alias]))
+        name = alias
+
+
+def load_plugins(server, plugin_lines, plugin_dirs):
+    """Instantiate, initialise and register every plugin line; return the plugins in order."""
+    plugins = []
+    for line in plugin_lines:
+        where = "%s:%s" % (line.path, line.lineno)
+        label = line.name + (":" + line.instance if line.instance else "")
+        try:
+            cls, source = resolve_plugin_class(line.name, plugin_dirs)
+            plugin = cls()
+            plugin.name = escape_plugin_name(label)
+            plugin.path = label
+            plugin.args = list(line.args)
+            plugin.server = server
+            plugin.source = source
+            verifyObject(IPlugin, plugin)
+            plugin.init(list(line.args))
+            _register_hook_methods(server.hooks, plugin)
+            plugin.register(server.hooks)
+        except (PluginError, UnknownHookError) as e:
+            raise PluginLoadError("%s: plugin %s: %s" % (where, label, e))
+        except SyntaxError as e:
+            raise PluginLoadError("%s: plugin %s: syntax error in %s line %s: %s"
+                                  % (where, label, e.filename, e.lineno, e.msg))
+        except Exception as e:
+            detail = traceback.format_exc(limit=-3)
+            raise PluginLoadError("%s: plugin %s failed to load: %s: %s\n%s"
+                                  % (where, label, type(e).__name__, e, detail))
+        if source != line.name and os.path.basename(str(source)) != os.path.basename(line.name):
+            server.log(codes.LOGINFO, "plugin %s is an alias of %s" % (label, source))
+        plugins.append(plugin)
+    return plugins
+
+
+def _register_hook_methods(registry, plugin):
+    for attr_name in dir(type(plugin)):
+        if not attr_name.startswith("hook_"):
+            continue
+        hook = HOOK_BY_METHOD.get(attr_name)
+        if hook is None:
+            raise UnknownHookError("invalid hook method %s (no hook %r)"
+                                   % (attr_name, attr_name[5:]))
+        registry.register(hook, plugin, getattr(plugin, attr_name))

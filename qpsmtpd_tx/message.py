@@ -1,0 +1,161 @@
+"""A message's header block and its spooled body.
+
+The core stores message text with LF line endings, as qpsmtpd does. The header is kept as its
+raw fields so nothing the client sent is lost or reformatted; the body is spooled to memory and,
+past ``size_threshold`` bytes, to a file in ``spool_dir``, so memory stays bounded.
+"""
+
+import io
+import itertools
+import os
+import re
+import tempfile
+
+_FIELD_START = re.compile(rb"^([!-9;-~]+)[ \t]*:")
+
+
+class Header:
+    """The header fields of a message, in order, kept as raw bytes.
+
+    Each field is ``(name, raw)`` where ``raw`` is the whole field including its continuation
+    lines and the final LF. Lines that are not fields (an mbox ``From `` line) are kept as
+    fields with an empty name so they are written back unchanged.
+    """
+
+    def __init__(self, fields=None):
+        self.fields = list(fields or [])
+
+    @classmethod
+    def parse(cls, block):
+        """Parse a LF-terminated header block (without the empty separator line)."""
+        fields = []
+        for line in block.splitlines(keepends=True):
+            if not line.endswith(b"\n"):
+                line += b"\n"
+            if line[:1] in (b" ", b"\t") and fields:
+                name, raw = fields[-1]
+                fields[-1] = (name, raw + line)
+                continue
+            m = _FIELD_START.match(line)
+            fields.append((m.group(1).decode("ascii") if m else "", line))
+        return cls(fields)
+
+    def get(self, name):
+        """All values of the named field (case-insensitive), unfolded, as text."""
+        lname = name.lower()
+        return [self._value(raw) for n, raw in self.fields if n.lower() == lname]
+
+    def get_first(self, name, default=None):
+        """The first value of the named field, or ``default``."""
+        values = self.get(name)
+        return values[0] if values else default
+
+    def count(self, name):
+        """How many fields have this name."""
+        lname = name.lower()
+        return sum(1 for n, _ in self.fields if n.lower() == lname)
+
+    def add(self, name, value, prepend=False):
+        """Add a field; ``value`` may contain ``\\n`` + whitespace continuation lines."""
+        raw = ("%s: %s\n" % (name, value.rstrip("\n"))).encode("utf-8", "surrogateescape")
+        if prepend:
+            self.fields.insert(0, (name, raw))
+        else:
+            self.fields.append((name, raw))
+
+    def delete(self, name):
+        """Remove every field with this name."""
+        lname = name.lower()
+        self.fields = [(n, raw) for n, raw in self.fields if n.lower() != lname]
+
+    def replace(self, name, value):
+        """Set a field to one value, in the place of the first existing one (or at the end)."""
+        lname = name.lower()
+        raw = ("%s: %s\n" % (name, value.rstrip("\n"))).encode("utf-8", "surrogateescape")
+        for i, (n, _) in enumerate(self.fields):
+            if n.lower() == lname:
+                self.fields[i] = (name, raw)
+                self.fields = self.fields[: i + 1] + [
+                    f for f in self.fields[i + 1:] if f[0].lower() != lname
+                ]
+                return
+        self.fields.append((name, raw))
+
+    def as_bytes(self):
+        """The header block as written to a queue (LF endings, no separator line)."""
+        return b"".join(raw for _, raw in self.fields)
+
+    def __len__(self):
+        return len(self.fields)
+
+    @staticmethod
+    def _value(raw):
+        text = raw.decode("utf-8", "surrogateescape")
+        _, _, value = text.partition(":")
+        return re.sub(r"\n[ \t]+", " ", value.strip("\n")).strip()
+
+
+_spool_counter = itertools.count(1)
+
+
+class BodySpool:
+    """The message body: in memory until ``threshold`` bytes, then in a file in ``spool_dir``.
+
+    Readers get their own file object (``open``), so a queue plugin may read the body from a
+    thread while the reactor goes on.
+    """
+
+    def __init__(self, spool_dir=None, threshold=0):
+        self.spool_dir = spool_dir
+        self.threshold = threshold
+        self._memory = io.BytesIO()
+        self._file = None
+        self.filename = None
+        self.size = 0
+
+    def write(self, data):
+        """Append body bytes."""
+        if not data:
+            return
+        self.size += len(data)
+        if self._file is None and self.size > self.threshold and self.spool_dir is not None:
+            self._spill()
+        (self._file or self._memory).write(data)
+
+    def _spill(self):
+        os.makedirs(self.spool_dir, mode=0o700, exist_ok=True)
+        fd, self.filename = tempfile.mkstemp(
+            prefix="%d.%d." % (os.getpid(), next(_spool_counter)), dir=self.spool_dir
+        )
+        self._file = os.fdopen(fd, "w+b")
+        self._file.write(self._memory.getvalue())
+        self._memory = None
+
+    def finish(self):
+        """Flush buffered writes so readers see the whole body."""
+        if self._file is not None:
+            self._file.flush()
+
+    def open(self):
+        """A new binary file object reading the body from its start."""
+        if self._file is not None:
+            self._file.flush()
+            return open(self.filename, "rb")
+        return io.BytesIO(self._memory.getvalue())
+
+    def getvalue(self):
+        """The whole body as bytes (reads the spool file if the body spilled)."""
+        with self.open() as f:
+            return f.read()
+
+    def discard(self):
+        """Delete the spool file, if any."""
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+            try:
+                os.unlink(self.filename)
+            except OSError:
+                pass
+        self._memory = io.BytesIO()
+        self.size = 0

@@ -1,0 +1,107 @@
+"""The base class plugins derive from.
+
+A plugin file under ``plugins/`` (named as qpsmtpd names it, e.g. ``plugins/queue/maildir``)
+defines one class declared ``@implementer(IPlugin)``, normally a subclass of :class:`Plugin`.
+Its docstring is its documentation (``qpsmtpd-tx plugins doc NAME`` prints it). The loader
+creates one instance per ``plugins`` line, calls ``init(args)``, registers every method named
+``hook_<hook>`` (``-`` in a hook name becomes ``_``), then calls ``register(registry)``.
+
+A hook is called as ``hook_<name>(self, transaction, *args)`` and returns a code from
+:mod:`qpsmtpd_tx.codes`, a ``(code, message)`` pair, or a Deferred / coroutine giving one.
+The session is ``transaction.session`` and the connection ``transaction.connection``.
+"""
+
+from zope.interface import implementer
+
+from qpsmtpd_tx import codes
+from qpsmtpd_tx.interfaces import IPlugin
+
+
+class PluginError(Exception):
+    """A plugin cannot start: bad arguments, a bad config line, a missing file.
+
+    Raised at start-up; the loader adds the ``plugins`` file and line it came from.
+    """
+
+
+@implementer(IPlugin)
+class Plugin:
+    """Base class: argument parsing, config access and logging for plugins.
+
+    Attributes set by the loader before ``init``: ``name`` (qpsmtpd's escaped name, used in
+    logs and notes), ``path`` (as written in ``plugins``), ``args``, and ``server`` (gives
+    ``config`` and the log).
+    """
+
+    name = None
+    path = None
+    args = ()
+    server = None
+    #: per-plugin log level adjustment from a ``loglevel N|+N|-N`` argument (None: not set)
+    loglevel = None
+
+    def init(self, args):
+        """Receive the ``plugins`` line arguments. The default accepts none."""
+        if args:
+            raise PluginError("takes no arguments, got %r" % (" ".join(args),))
+
+    def register(self, registry):
+        """Register hooks beyond the ``hook_*`` methods; the default does nothing."""
+
+    # -- helpers ---------------------------------------------------------------------------
+
+    def config(self, name):
+        """The lines of config item ``name`` (list of str; empty if missing)."""
+        return self.server.config.get(name)
+
+    def config_scalar(self, name, default=None):
+        """The first line of config item ``name``, or ``default``."""
+        return self.server.config.get_scalar(name, default)
+
+    def log(self, level, message, transaction=None):
+        """Log ``message`` at ``level``, tagged with this plugin (and the connection if given)."""
+        if self.loglevel is not None:
+            kind, value = self.loglevel
+            if kind == "abs":
+                if level > value:
+                    return
+            else:
+                level = max(0, min(7, level - value))
+        self.server.log(level, message, plugin=self, transaction=transaction)
+
+    def parse_kv_args(self, args, known, defaults=None):
+        """Parse ``key value key value …`` arguments into a dict.
+
+        ``known`` lists the accepted keys; ``loglevel`` is always accepted and applied.
+        Raises PluginError for an unknown key or a key without a value.
+        """
+        result = dict(defaults or {})
+        if len(args) % 2:
+            raise PluginError("arguments must be key/value pairs, got %r" % (" ".join(args),))
+        for key, value in zip(args[::2], args[1::2]):
+            if key == "loglevel":
+                self.set_loglevel(value)
+                continue
+            if key not in known:
+                raise PluginError("unknown argument %r (known: %s)" % (key, ", ".join(sorted(known))))
+            result[key] = value
+        return result
+
+    def set_loglevel(self, value):
+        """Apply a ``loglevel`` argument: absolute (``6``, ``LOGINFO``) or relative (``+1``, ``-2``)."""
+        try:
+            if value[:1] in "+-" and value[1:].isdigit():
+                self.loglevel = ("rel", int(value))
+            else:
+                self.loglevel = ("abs", codes.parse_log_level(value))
+        except ValueError:
+            raise PluginError("bad loglevel %r" % (value,))
+
+    def is_immune(self, transaction):
+        """True if the connection or sender is exempt from checks (relay client, whitelisted)."""
+        conn = transaction.connection
+        return bool(
+            conn.relay_client
+            or conn.notes.get("whitelisthost")
+            or transaction.notes.get("whitelistsender")
+        )

@@ -1,0 +1,60 @@
+"""The thin Twisted layer: a Protocol that feeds bytes to an SMTPSession, and its factory."""
+
+import ipaddress
+
+from twisted.internet.protocol import Factory, Protocol
+from twisted.protocols.policies import TimeoutMixin
+
+from qpsmtpd_tx.objects import Connection
+from qpsmtpd_tx.session import SMTPSession
+
+
+def _plain_ip(host):
+    """``::ffff:192.0.2.1`` → ``192.0.2.1``; other addresses unchanged."""
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        return host
+    if ip.version == 6 and ip.ipv4_mapped:
+        return str(ip.ipv4_mapped)
+    return str(ip)
+
+
+class SMTPProtocol(Protocol, TimeoutMixin):
+    """One client connection: transport events in, session out; idle timeout."""
+
+    session = None
+
+    def connectionMade(self):
+        server = self.factory.server
+        peer, host = self.transport.getPeer(), self.transport.getHost()
+        connection = Connection(
+            remote_ip=_plain_ip(getattr(peer, "host", "")), remote_port=getattr(peer, "port", 0),
+            local_ip=_plain_ip(getattr(host, "host", "")), local_port=getattr(host, "port", 0),
+        )
+        self.session = SMTPSession(server, self.transport, connection)
+        server.sessions.add(self.session)
+        self.setTimeout(server.timeout)
+        self.session.start()
+
+    def dataReceived(self, data):
+        self.resetTimeout()
+        self.session.data_received(data)
+
+    def timeoutConnection(self):
+        self.session.timeout()
+
+    def connectionLost(self, reason):
+        self.setTimeout(None)
+        if self.session is not None:
+            self.factory.server.sessions.discard(self.session)
+            self.session.connection_lost()
+
+
+class SMTPFactory(Factory):
+    """Builds an SMTPProtocol per connection, all sharing one SMTPServer."""
+
+    protocol = SMTPProtocol
+
+    def __init__(self, server):
+        self.server = server

@@ -1,0 +1,135 @@
+"""The server: configuration, loaded plugins, logging, and the live sessions.
+
+One :class:`SMTPServer` is built at start-up from a config directory; it loads the ``logging``
+plugins first and then the ``plugins`` file, and fails with :class:`StartupError` (naming the
+file and line) if anything is wrong. The Twisted side (``protocol.py``) asks it for sessions.
+"""
+
+import os
+
+from twisted.logger import Logger, LogLevel
+
+from qpsmtpd_tx import codes
+from qpsmtpd_tx.config import Config, ConfigError
+from qpsmtpd_tx.hooks import HookRegistry
+from qpsmtpd_tx.loader import PluginLoadError, load_plugins
+from qpsmtpd_tx.paths import default_plugin_dirs, program_dir
+from qpsmtpd_tx.plugins_file import read_plugins_file
+
+#: in-memory body size before spooling to disk when the config has no ``size_threshold``
+DEFAULT_SIZE_THRESHOLD = 128 * 1024
+
+_TWISTED_LEVEL = {
+    0: LogLevel.critical, 1: LogLevel.critical, 2: LogLevel.critical, 3: LogLevel.error,
+    4: LogLevel.warn, 5: LogLevel.info, 6: LogLevel.info, 7: LogLevel.debug,
+}
+
+
+class StartupError(Exception):
+    """The server cannot start; the message names the file and line at fault."""
+
+
+class SMTPServer:
+    """Configuration, hook registry and log shared by all sessions."""
+
+    _logger = Logger(namespace="qpsmtpd_tx")
+
+    def __init__(self, config, plugin_dirs=None, max_conn_ip=5, auth=None):
+        self.config = config
+        self.hooks = HookRegistry(self.log)
+        self.sessions = set()
+        self.max_conn_ip = max_conn_ip
+        self.auth = auth
+        try:
+            self._read_core_config()
+            self.plugin_dirs = plugin_dirs or config.get("plugin_dirs") or default_plugin_dirs()
+            self.logging_plugins = load_plugins(
+                self, read_plugins_file(config, "logging"), self.plugin_dirs)
+            self._set_log_threshold()
+            self.plugins = load_plugins(self, read_plugins_file(config), self.plugin_dirs)
+            self._set_log_threshold()
+        except (ConfigError, PluginLoadError) as e:
+            raise StartupError(str(e))
+        if self.auth is None and any(self.hooks.has(h) for h in
+                                     ("auth", "auth-plain", "auth-login", "auth-cram-md5")):
+            from qpsmtpd_tx.auth import Authenticator
+            self.auth = Authenticator(self)
+
+    @classmethod
+    def from_directory(cls, config_dir, **kwargs):
+        """Build a server on a qpsmtpd config directory (lookup as qpsmtpd: dir, ./config, qmail)."""
+        return cls(Config(config_dir=config_dir, program_dir=program_dir()), **kwargs)
+
+    def _read_core_config(self):
+        config = self.config
+        self.me = config.get_scalar("me")
+        self.databytes = config.get_int("databytes", 0)
+        self.timeout = config.get_int("timeoutsmtpd", 0) or config.get_int("timeout", 1200)
+        self.size_threshold = config.get_int("size_threshold", DEFAULT_SIZE_THRESHOLD)
+        spool = config.get_scalar("spool_dir") or os.path.join(os.path.expanduser("~"), "tmp")
+        self.spool_dir = spool
+        self.tls_before_auth = config.get_scalar("tls_before_auth", "0") not in ("0", "")
+        level = config.get_scalar("loglevel", str(codes.LOGWARN))
+        try:
+            self.loglevel = codes.parse_log_level(level)
+        except ValueError:
+            self.loglevel = codes.LOGWARN
+        self._log_threshold = self.loglevel
+
+    def _set_log_threshold(self):
+        if self.hooks.has("logging"):
+            self._log_threshold = max(
+                getattr(plugin, "log_threshold", codes.LOGDEBUG)
+                for plugin, _ in self.hooks.handlers("logging"))
+        else:
+            self._log_threshold = self.loglevel
+
+    # -- logging -------------------------------------------------------------------------------
+
+    def log_enabled(self, level):
+        """True if a line at ``level`` would be logged anywhere."""
+        return level <= self._log_threshold
+
+    def log(self, level, message, plugin=None, transaction=None, hook=None):
+        """Log a line; logging plugins get it if any are loaded, else twisted.logger does."""
+        if level > self._log_threshold:
+            return
+        conn_id = None
+        if transaction is not None and transaction.connection is not None:
+            conn_id = transaction.connection.id
+        plugin_name = plugin.name if plugin is not None else None
+        handlers = self.hooks.handlers("logging") if self.hooks.has("logging") else None
+        if handlers:
+            for log_plugin, method in handlers:
+                if log_plugin is plugin:
+                    continue
+                try:
+                    method(transaction, level, hook, plugin_name, message)
+                except Exception:
+                    pass
+            return
+        self._logger.emit(_TWISTED_LEVEL[level], "{line}",
+                          line=format_log_line(conn_id, hook, plugin_name, message))
+
+    # -- sessions ------------------------------------------------------------------------------
+
+    def peer_ips(self):
+        """Remote IPs of the live sessions (qpsmtpd's ``child_addrs``)."""
+        return [s.connection.remote_ip for s in self.sessions]
+
+    def connections_from(self, ip):
+        """How many live sessions come from ``ip``."""
+        return sum(1 for s in self.sessions if s.connection.remote_ip == ip)
+
+
+def format_log_line(conn_id, hook, plugin_name, message):
+    """``<conn-id> (<hook>) <plugin>: <text>``, the qpsmtpd format with a connection id for the pid."""
+    parts = []
+    if conn_id:
+        parts.append(conn_id)
+    if hook:
+        parts.append("(%s)" % hook)
+    if plugin_name:
+        parts.append("%s:" % plugin_name)
+    parts.append(message)
+    return " ".join(parts)

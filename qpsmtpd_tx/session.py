@@ -1,0 +1,697 @@
+"""One SMTP session: runs the plugin hooks for each command and answers as qpsmtpd does.
+
+The session sits between the sans-I/O :class:`~qpsmtpd_tx.core.SMTPCore` (framing and state)
+and a transport (anything with ``write``, ``loseConnection``, ``pauseProducing`` and
+``resumeProducing``). It handles one command at a time: later pipelined commands wait in the
+core's buffer until the current one is answered, including when a hook is asynchronous. All
+replies produced in one pass are written together (one ``write``), so a pipelined
+MAIL/RCPT/DATA group costs one segment, not one per reply.
+
+Reply texts and codes follow qpsmtpd 0.94 (see ``shared/reference/core.md``), except where
+qpsmtpd sent nothing or a broken reply: then a default text is sent.
+"""
+
+import time
+
+from twisted.internet.defer import Deferred
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+from qpsmtpd_tx import SOFTWARE_NAME, __version__, codes
+from qpsmtpd_tx.address import Address
+from qpsmtpd_tx.command import (
+    CommandSyntaxError,
+    parse_helo,
+    parse_mail_from,
+    parse_rcpt_to,
+    split_command,
+)
+from qpsmtpd_tx.core import NEED_DATA, Command, LineTooLong, SMTPCore, State
+from qpsmtpd_tx.data import BadDataEnd, Body, DataEnd, Headers
+from qpsmtpd_tx.interfaces import ISession
+from qpsmtpd_tx.message import BodySpool, Header
+from qpsmtpd_tx.objects import Transaction
+from qpsmtpd_tx.received import authentication_results_header, received_header
+
+#: stop reading from the client when this many bytes wait unprocessed
+PAUSE_ABOVE = 256 * 1024
+RESUME_BELOW = 64 * 1024
+
+BARELF_TEXT = "See http://smtpd.develooper.com/barelf.html"
+
+OK, DENY, DENYSOFT = codes.OK, codes.DENY, codes.DENYSOFT
+DENY_DISCONNECT, DENYSOFT_DISCONNECT = codes.DENY_DISCONNECT, codes.DENYSOFT_DISCONNECT
+DONE, DECLINED = codes.DONE, codes.DECLINED
+
+
+@implementer(ISession)
+class SMTPSession:
+    """The SMTP dialogue with one client.
+
+    ``server`` is the :class:`~qpsmtpd_tx.server.SMTPServer` (config, hooks, log);
+    ``connection`` the :class:`~qpsmtpd_tx.objects.Connection` already filled with the peers.
+    """
+
+    def __init__(self, server, transport, connection):
+        self.server = server
+        self.hooks = server.hooks
+        self.transport = transport
+        self.connection = connection
+        self.core = SMTPCore()
+        self.transaction = None
+        self._transaction_count = 0
+        self._new_transaction()
+        self._busy = False
+        self._paused = False
+        self._closing = False
+        self._lost = False
+        self._auth = None
+        self.commands = {
+            "helo": self.cmd_helo,
+            "ehlo": self.cmd_ehlo,
+            "mail": self.cmd_mail,
+            "rcpt": self.cmd_rcpt,
+            "data": self.cmd_data,
+            "rset": self.cmd_rset,
+            "noop": self.cmd_noop,
+            "vrfy": self.cmd_vrfy,
+            "help": self.cmd_help,
+            "quit": self.cmd_quit,
+        }
+
+    # -- plumbing ---------------------------------------------------------------------------
+
+    def log(self, level, message, plugin=None, hook=None):
+        """Log a line tagged with this connection's id."""
+        self.server.log(level, message, plugin=plugin, transaction=self.transaction, hook=hook)
+
+    def respond(self, code, lines):
+        """Queue a reply; ``lines`` is a string (may hold newlines) or a list of strings."""
+        if isinstance(lines, str):
+            lines = lines.split("\n")
+        lines = [line for line in lines if line]
+        self.core.reply(code, lines)
+        if self.server.log_enabled(codes.LOGINFO):
+            for line in lines:
+                self.log(codes.LOGINFO, "%d %s" % (code, line))
+
+    def disconnect(self):
+        """Close the connection once the queued replies are written; runs the disconnect hooks."""
+        if self._closing:
+            return
+        self._closing = True
+        self.connection.notes["disconnected"] = True
+        self.core.close()
+        self.hooks.run_no_respond("disconnect", self.transaction)
+        self._reset_transaction()
+
+    def _new_transaction(self):
+        self._transaction_count += 1
+        self.transaction = Transaction(
+            connection=self.connection,
+            id="%s.%d" % (self.connection.id, self._transaction_count),
+            body=BodySpool(self.server.spool_dir, self.server.size_threshold),
+        )
+        self.transaction.session = self
+
+    def _reset_transaction(self):
+        """Replace the transaction (MAIL, RSET, end of DATA, HELO, disconnect)."""
+        old = self.transaction
+        if self.hooks.has("reset_transaction"):
+            self.hooks.run_no_respond("reset_transaction", old)
+        old.discard()
+        self._new_transaction()
+
+    def start(self):
+        """The client connected: run pre-connection and connect hooks, then greet."""
+        self._busy = True
+        conn = self.connection
+        d = self.hooks.run(
+            "pre-connection", self.transaction, conn.remote_ip, conn.remote_port,
+            conn.local_ip, conn.local_port, self.server.max_conn_ip, self.server.peer_ips(),
+        )
+        d.addCallback(self._pre_connection_respond)
+        if not self._after(d):
+            self._pump()
+
+    def _pre_connection_respond(self, result):
+        if result.code in (DENY, DENY_DISCONNECT):
+            self.respond(550, result.lines or ["Sorry, service not available for you"])
+            return self.disconnect()
+        if result.code in (DENYSOFT, DENYSOFT_DISCONNECT):
+            self.respond(451, result.lines or ["Sorry, try again later"])
+            return self.disconnect()
+        d = self.hooks.run("connect", self.transaction)
+        d.addCallback(self._connect_respond)
+        return d
+
+    def _connect_respond(self, result):
+        code = result.code
+        if code in (DENY, DENY_DISCONNECT):
+            self.respond(550, result.lines or ["Connection from you denied, bye bye."])
+            return self.disconnect()
+        if code in (DENYSOFT, DENYSOFT_DISCONNECT):
+            self.respond(450, result.lines or ["Connection from you temporarily denied, bye bye."])
+            return self.disconnect()
+        if self._closing:
+            return
+        if code != DONE:
+            self.respond(220, [self._greeting()])
+        self.core.greet()
+
+    def _greeting(self):
+        greeting = self.server.config.get_scalar("smtpgreeting")
+        if greeting:
+            return greeting if "ESMTP" in greeting else greeting + " ESMTP"
+        return "%s ESMTP qpsmtpd-tx %s ready; send us your mail, but not your spam." % (
+            self.server.me, __version__)
+
+    def data_received(self, data):
+        """Bytes from the client."""
+        self.core.receive_data(data)
+        if not self._busy:
+            self._pump()
+        elif not self._paused and self.core.buffered > PAUSE_ABOVE:
+            self._paused = True
+            self.transport.pauseProducing()
+
+    def connection_lost(self):
+        """The connection is gone (client closed, error, or our own close)."""
+        if self._lost:
+            return
+        self._lost = True
+        if self.core.state is State.DATA:
+            self.log(codes.LOGINFO, "451 Incomplete DATA (connection lost)")
+        if not self._closing:
+            self._closing = True
+            self.core.close()
+            self.hooks.run_no_respond("disconnect", self.transaction)
+            self._reset_transaction()
+        self.hooks.run_no_respond("post-connection", self.transaction)
+        self.transaction.discard()
+
+    def _pump(self):
+        """Handle buffered input one event at a time until input runs out or a hook waits."""
+        while not self._closing and not self._lost:
+            event = self.core.next_event()
+            if event is NEED_DATA:
+                break
+            try:
+                result = self._handle(event)
+            except Exception:
+                result = Failure()
+            if isinstance(result, Failure):
+                self._internal_error(result)
+                continue
+            if isinstance(result, Deferred):
+                waiting = self._after(result)
+                if waiting:
+                    break
+        if self._paused and self.core.buffered < RESUME_BELOW and not self._lost:
+            self._paused = False
+            self.transport.resumeProducing()
+        self._flush()
+
+    def _after(self, d):
+        """Continue when ``d`` fires; True if it has not fired yet (the session waits)."""
+        state = {"sync": True, "fired": False}
+        self._busy = True
+
+        def fired(result):
+            state["fired"] = True
+            if isinstance(result, Failure):
+                self._internal_error(result)
+            if not state["sync"]:
+                self._busy = False
+                self._pump()
+
+        d.addBoth(fired)
+        state["sync"] = False
+        if state["fired"]:
+            self._busy = False
+            return False
+        return True
+
+    def _flush(self):
+        out = self.core.data_to_send()
+        if out and not self._lost:
+            self.transport.write(out)
+        if self._closing and not self._lost:
+            self.transport.loseConnection()
+
+    def _internal_error(self, failure):
+        self.log(codes.LOGCRIT, "internal error: %s" % (failure.getTraceback(),))
+        if not self._closing:
+            self.respond(451, "Internal error - try again later - %s" % (failure.getErrorMessage(),))
+            if self.core.state is State.DATA:
+                self.disconnect()
+
+    def timeout(self):
+        """The client was idle too long."""
+        if self._closing or self._lost:
+            return
+        self.respond(421, "Connection Timed Out")
+        self.disconnect()
+        self._flush()
+
+    # -- events -----------------------------------------------------------------------------
+
+    def _handle(self, event):
+        kind = type(event)
+        if kind is Body:
+            self.transaction.body.write(event.data)
+            return None
+        if kind is Command:
+            return self._dispatch(event.line)
+        if kind is Headers:
+            return self._data_headers(event)
+        if kind is DataEnd:
+            return self._data_end(event)
+        if kind is BadDataEnd:
+            self.log(codes.LOGNOTICE, "bad end of data: %s" % (event.context,))
+            self.respond(421, BARELF_TEXT)
+            return self.disconnect()
+        if kind is LineTooLong:
+            self.respond(500, "5.5.2 Line too long")
+            return None
+        raise AssertionError("unexpected event %r" % (event,))
+
+    def _dispatch(self, line):
+        if self._auth is not None:
+            return self._auth.answer(line)
+        if self.server.log_enabled(codes.LOGINFO):
+            self.log(codes.LOGINFO, "dispatching %s" % (_mask_auth(line),))
+        self.connection.notes["original_string"] = line
+        verb, rest, valid = split_command(line)
+        rest = rest or ""
+        handler = self.commands.get(verb) if valid else None
+        if handler is None:
+            if valid and verb == "auth" and self.server.auth is not None and self._auth_enabled:
+                return self.server.auth.start(self, rest)
+            return self._unrecognized(verb, rest)
+        return handler(rest)
+
+    def _then(self, hook, callback, *args):
+        """Run ``hook`` with ``args`` and pass its result to ``callback``."""
+        d = self.hooks.run(hook, self.transaction, *args)
+        d.addCallback(callback)
+        return d
+
+    def _deny(self, code, result, default):
+        """Send ``code`` with the plugin's text or ``default``."""
+        self.respond(code, result.lines or [default])
+
+    # -- HELO / EHLO --------------------------------------------------------------------------
+
+    def cmd_helo(self, rest):
+        return self._hello("helo", rest)
+
+    def cmd_ehlo(self, rest):
+        return self._hello("ehlo", rest)
+
+    def _hello(self, verb, rest):
+        d = self.hooks.run(verb + "_parse", self.transaction, rest)
+        d.addCallback(self._hello_parsed, verb, rest)
+        return d
+
+    def _hello_parsed(self, parsed, verb, rest):
+        if parsed.code == OK and parsed.value is not None:
+            host, extra = parsed.value
+        elif parsed.code == DENY:
+            return self.respond(501, parsed.lines or ["Syntax error in command"])
+        else:
+            host, extra = parse_helo(rest)
+        if not host:
+            return self.respond(501, "%s requires domain/address - see RFC-2821 4.1.1.1" % verb)
+        if self.connection.hello:
+            return self.respond(503, "but you already said HELO ...")
+        d = self.hooks.run(verb, self.transaction, host, *extra)
+        d.addCallback(self._hello_respond, verb, host)
+        return d
+
+    def _hello_respond(self, result, verb, host):
+        code = result.code
+        if code in (DENY, DENY_DISCONNECT):
+            self._deny(550, result, "%s denied" % verb.upper())
+            return self.disconnect() if code == DENY_DISCONNECT else None
+        if code in (DENYSOFT, DENYSOFT_DISCONNECT):
+            self._deny(450, result, "%s temporarily denied" % verb.upper())
+            return self.disconnect() if code == DENYSOFT_DISCONNECT else None
+        if code == DONE:
+            return None
+        conn = self.connection
+        conn.hello = verb
+        conn.hello_host = host
+        self._reset_transaction()
+        self.core.helo()
+        first = "%s Hi %s [%s]" % (self.server.me, self._remote_info(), conn.remote_ip)
+        if verb == "helo":
+            return self.respond(250, first + "; I am so happy to meet you.")
+        lines = [first, "PIPELINING", "8BITMIME"]
+        if self.server.databytes:
+            lines.append("SIZE %d" % self.server.databytes)
+        lines.extend(self.transaction.notes.get("capabilities") or [])
+        mechanisms = self._auth_mechanisms()
+        if mechanisms:
+            lines.append("AUTH " + " ".join(mechanisms))
+        self.respond(250, lines)
+
+    def _remote_info(self):
+        conn = self.connection
+        return conn.remote_info or conn.remote_host or "Unknown"
+
+    _auth_enabled = False
+
+    def _auth_mechanisms(self):
+        auth = self.server.auth
+        if auth is None:
+            return []
+        mechanisms = auth.mechanisms()
+        if not mechanisms:
+            return []
+        if (self.server.tls_before_auth and not self.connection.tls
+                and "STARTTLS" in (self.transaction.notes.get("capabilities") or [])):
+            return []
+        self._auth_enabled = True
+        return mechanisms
+
+    # -- MAIL ---------------------------------------------------------------------------------
+
+    def cmd_mail(self, rest):
+        if self.core.state in (State.MAIL, State.RCPT):
+            self.core.reset()
+        if self.core.state is not State.READY:
+            self._reset_transaction()
+            return self.respond(503, "please say hello first ...")
+        self._reset_transaction()
+        self.connection.notes["envelope_from"] = rest
+        return self._parse_address("mail", rest, self._mail_parsed)
+
+    def _parse_address(self, kind, rest, then):
+        """Run ``<kind>_parse`` (or the built-in parser) and ``<kind>_pre``; call ``then``."""
+        d = self.hooks.run(kind + "_parse", self.transaction, rest)
+
+        def parsed(result):
+            if result.code == DENY:
+                return self.respond(501, result.lines or ["Syntax error in command"])
+            if result.code == OK and result.value is not None:
+                path, params = result.value
+            else:
+                try:
+                    path, params = (parse_mail_from if kind == "mail" else parse_rcpt_to)(rest)
+                except CommandSyntaxError as e:
+                    return self.respond(501, str(e))
+            pre = self.hooks.run(kind + "_pre", self.transaction, path, params)
+            pre.addCallback(lambda r: then(r.lines[0] if r.code == OK and r.lines else path, params))
+            return pre
+
+        d.addCallback(parsed)
+        return d
+
+    def _mail_parsed(self, path, params):
+        sender = None
+        if path.startswith("<") and path.endswith(">"):
+            if path == "<>" or "[undefined]" in path or path == "<#@[]>":
+                sender = Address.null()
+            else:
+                sender = Address.parse(path)
+        if sender is None:
+            return self.respond(501, "could not parse your mail from command")
+        size = params.get("size")
+        if self.server.databytes and size and size.isdigit() and int(size) > self.server.databytes:
+            return self.respond(552, "Message too big!")
+        d = self.hooks.run("mail", self.transaction, sender, params)
+        d.addCallback(self._mail_respond, sender)
+        return d
+
+    def _mail_respond(self, result, sender):
+        code = result.code
+        if code in (DENY, DENY_DISCONNECT):
+            self._deny(550, result, "%s, denied" % sender.format())
+            return self.disconnect() if code == DENY_DISCONNECT else None
+        if code == DENYSOFT:
+            return self._deny(450, result, "%s, temporarily denied" % sender.format())
+        if code == DENYSOFT_DISCONNECT:
+            self._deny(421, result, "%s, temporarily denied" % sender.format())
+            return self.disconnect()
+        if code == DONE:
+            return None
+        self.transaction.sender = sender
+        self.core.mail()
+        self.respond(250, "%s, sender OK - how exciting to get mail from you!" % sender.format())
+
+    # -- RCPT ---------------------------------------------------------------------------------
+
+    def cmd_rcpt(self, rest):
+        if self.core.state not in (State.MAIL, State.RCPT):
+            return self.respond(503, "Use MAIL before RCPT")
+        self.connection.notes["envelope_rcpt"] = rest
+        return self._parse_address("rcpt", rest, self._rcpt_parsed)
+
+    def _rcpt_parsed(self, path, params):
+        rcpt = None
+        if path.startswith("<") and path.endswith(">") and path != "<>":
+            rcpt = Address.parse(path)
+        if rcpt is None or rcpt.is_null:
+            return self.respond(501, "could not parse recipient")
+        d = self.hooks.run("rcpt", self.transaction, rcpt, params)
+        d.addCallback(self._rcpt_respond, rcpt)
+        return d
+
+    def _rcpt_respond(self, result, rcpt):
+        code = result.code
+        if code == OK:
+            self.transaction.add_recipient(rcpt)
+            self.core.rcpt()
+            return self.respond(250, "%s, recipient ok" % rcpt.format())
+        if code == DENY:
+            return self._deny(550, result, "relaying denied")
+        if code == DENYSOFT:
+            return self._deny(450, result, "relaying denied")
+        if code == DENY_DISCONNECT:
+            self._deny(550, result, "delivery denied")
+            return self.disconnect()
+        if code == DENYSOFT_DISCONNECT:
+            self._deny(421, result, "relaying denied")
+            return self.disconnect()
+        if code == DONE:
+            return None
+        self.respond(450, "No plugin decided if relaying is allowed")
+
+    # -- DATA ---------------------------------------------------------------------------------
+
+    def cmd_data(self, rest):
+        return self._then("data", self._data_respond)
+
+    def _data_respond(self, result):
+        code = result.code
+        if code == DENY:
+            self._deny(554, result, "Message denied")
+            return self._reset_after_refusal()
+        if code == DENYSOFT:
+            self._deny(451, result, "Message denied temporarily")
+            return self._reset_after_refusal()
+        if code == DENY_DISCONNECT:
+            self._deny(554, result, "Message denied")
+            return self.disconnect()
+        if code == DENYSOFT_DISCONNECT:
+            self._deny(421, result, "Message denied temporarily")
+            return self.disconnect()
+        if code == DONE:
+            return None
+        if self.transaction.sender is None or self.core.state not in (State.MAIL, State.RCPT):
+            return self.respond(503, "MAIL first")
+        if not self.transaction.recipients:
+            return self.respond(503, "RCPT first")
+        self.core.start_data(max_size=self.server.databytes)
+        self.respond(354, "go ahead")
+
+    def _reset_after_refusal(self):
+        if self.core.state in (State.MAIL, State.RCPT):
+            self.core.reset()
+        self._reset_transaction()
+
+    def _data_headers(self, event):
+        self.transaction.header = Header.parse(event.block)
+        if not self.hooks.has("data_headers_end"):
+            return None
+        return self._then("data_headers_end", self._data_headers_respond)
+
+    def _data_headers_respond(self, result):
+        if result.code == DENY_DISCONNECT:
+            self._deny(554, result, "Message denied")
+            return self.disconnect()
+        if result.code == DENYSOFT_DISCONNECT:
+            self._deny(421, result, "Message denied temporarily")
+            return self.disconnect()
+        return None
+
+    def _data_end(self, event):
+        txn = self.transaction
+        txn.data_size = event.size
+        txn.body.finish()
+        if event.too_big:
+            self.log(codes.LOGALERT, "Message too big: size %d > databytes %d"
+                     % (event.size, self.server.databytes))
+            self.respond(552, "Message too big!")
+            return self._finish_message()
+        return self._add_core_headers()
+
+    def _add_core_headers(self):
+        txn = self.transaction
+        if txn.header is None:
+            txn.header = Header()
+        txn.header.add("Authentication-Results",
+                       authentication_results_header(self.server.me, self.connection),
+                       prepend=True)
+        if not self.hooks.has("received_line"):
+            return self._add_received(None)
+        return self._then("received_line", self._add_received,
+                          self._proto(), self._auth_comment(), self._tls_comment())
+
+    def _add_received(self, result):
+        txn = self.transaction
+        if result is not None and result.code == OK and result.lines:
+            value = "\n".join(result.lines)
+        else:
+            value = received_header(self.server.me, self.connection, self._proto(), time.time())
+        txn.header.add("Received", value, prepend=True)
+        return self._then("data_post", self._data_post_respond)
+
+    def _proto(self):
+        conn = self.connection
+        proto = "ESMTP" if conn.hello == "ehlo" else "SMTP"
+        if conn.tls:
+            proto += "S"
+        if conn.auth_user:
+            proto += "A"
+        return proto
+
+    def _auth_comment(self):
+        conn = self.connection
+        if not conn.auth_user:
+            return ""
+        return "(smtp-auth username %s, mechanism %s)" % (conn.auth_user, conn.auth_mechanism)
+
+    def _tls_comment(self):
+        return self.connection.notes.get("tls_cipher_comment", "")
+
+    def _data_post_respond(self, result):
+        code = result.code
+        if code in (DENY, DENY_DISCONNECT):
+            self._deny(552, result, "Message denied")
+            self._finish_message()
+            return self.disconnect() if code == DENY_DISCONNECT else None
+        if code in (DENYSOFT, DENYSOFT_DISCONNECT):
+            self._deny(452, result, "Message denied temporarily")
+            self._finish_message()
+            return self.disconnect() if code == DENYSOFT_DISCONNECT else None
+        if code == DONE:
+            return self._finish_message()
+        return self._then("queue_pre", self._queue_pre_respond)
+
+    def _queue_pre_respond(self, result):
+        if result.code == DONE:
+            return self._finish_message()
+        if result.code not in (0, OK, DECLINED):
+            self.log(codes.LOGERROR, "queue_pre plugin returned %s" % codes.code_name(result.code))
+            self.respond(451, "Internal error - try again later - queue_pre failed")
+            return self._finish_message()
+        return self._then("queue", self._queue_respond)
+
+    def _queue_respond(self, result):
+        code = result.code
+        if code == OK:
+            self.respond(250, result.lines or ["Queued"])
+        elif code == DENY:
+            self._deny(552, result, "Message denied")
+        elif code == DENYSOFT:
+            self._deny(452, result, "Message denied temporarily")
+        elif code != DONE:
+            self._deny(451, result, "Queuing declined or disabled; try again later")
+        finished = self.transaction
+        self._finish_message()
+        if self.hooks.has("queue_post"):
+            self.hooks.run_no_respond("queue_post", finished)
+
+    def _finish_message(self):
+        """The message is answered: back to command mode with a fresh transaction."""
+        if self.core.state is State.DATA:
+            self.core.data_end()
+        self.connection.transaction_count += 1
+        self._reset_transaction()
+
+    # -- the small commands ----------------------------------------------------------------------
+
+    def cmd_rset(self, rest):
+        self._reset_after_refusal()
+        self.respond(250, "OK")
+
+    def cmd_noop(self, rest):
+        return self._then("noop", self._noop_respond)
+
+    def _noop_respond(self, result):
+        if result.code in (DENY, DENY_DISCONNECT):
+            self._deny(500, result, "Stop wasting my time.")
+            return self.disconnect() if result.code == DENY_DISCONNECT else None
+        if result.code != DONE:
+            self.respond(250, "OK")
+
+    def cmd_vrfy(self, rest):
+        return self._then("vrfy", self._vrfy_respond)
+
+    def _vrfy_respond(self, result):
+        if result.code == OK:
+            return self._deny(250, result, "User OK")
+        if result.code == DENY:
+            self._deny(554, result, "Access Denied")
+            return self._reset_after_refusal()
+        if result.code != DONE:
+            self.respond(252, "Just try sending a mail and we'll see how it turns out ...")
+
+    def cmd_help(self, rest):
+        return self._then("help", self._help_respond, rest)
+
+    def _help_respond(self, result):
+        if result.code in (DENY, DENY_DISCONNECT):
+            return self.respond(500, "Syntax error, command not recognized")
+        if result.code == DONE:
+            return None
+        if result.code == OK and result.lines:
+            return self.respond(214, result.lines)
+        self.respond(214, [
+            "This is %s" % (SOFTWARE_NAME,),
+            "A drop-in replacement for qpsmtpd, on Twisted",
+            "To report problems, mail the postmaster of this host.",
+        ])
+
+    def cmd_quit(self, rest):
+        return self._then("quit", self._quit_respond)
+
+    def _quit_respond(self, result):
+        if result.code != DONE:
+            self.respond(221, "%s closing connection. Have a wonderful day." % self.server.me)
+        self.disconnect()
+
+    def _unrecognized(self, verb, rest):
+        d = self.hooks.run("unrecognized_command", self.transaction, verb, rest)
+        d.addCallback(self._unrecognized_respond)
+        return d
+
+    def _unrecognized_respond(self, result):
+        if result.code == DENY:
+            return self._deny(500, result, "Unrecognized command")
+        if result.code == DENY_DISCONNECT:
+            self._deny(521, result, "Unrecognized command")
+            return self.disconnect()
+        if result.code != DONE:
+            self.respond(500, "Unrecognized command")
+
+
+def _mask_auth(line):
+    """Hide SASL credentials in a logged AUTH line."""
+    if line[:5].upper() == "AUTH ":
+        parts = line.split()
+        if len(parts) > 2:
+            return " ".join(parts[:2] + ["<hidden>"])
+    return line
