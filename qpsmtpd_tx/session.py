@@ -171,7 +171,7 @@ class SMTPSession:
         self.core.receive_data(data)
         if not self._busy:
             self._pump()
-        elif not self._paused and self.core.buffered > PAUSE_ABOVE:
+        if self._busy and not self._paused and self.core.buffered > PAUSE_ABOVE:
             self._paused = True
             self.transport.pauseProducing()
 
