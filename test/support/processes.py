@@ -1,0 +1,80 @@
+"""Starting and stopping real server processes for end-to-end tests.
+
+Each helper starts exactly one process on 127.0.0.1, waits until it accepts connections, and
+stops exactly that process (by its PID) when the test ends.
+"""
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+CHECKOUT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def free_port():
+    """A TCP port on 127.0.0.1 that was free a moment ago."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for_port(port, process, timeout=20.0):
+    """Wait until ``port`` accepts connections; raise if ``process`` exits or time runs out."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError("server exited with status %s before listening" % process.returncode)
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError("server did not listen on port %d within %.0f s" % (port, timeout))
+
+
+def stop_process(process, timeout=10.0):
+    """SIGTERM, then SIGKILL if it does not exit in time; return the exit status."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+    return process.returncode
+
+
+def twistd_argv(config_dir, port, extra=()):
+    """The command line of a foreground ``twistd qpsmtpd-tx`` on 127.0.0.1:``port``."""
+    twistd = os.path.join(os.path.dirname(sys.executable), "twistd")
+    return [twistd, "-n", "--pidfile=", "qpsmtpd-tx", "--config", config_dir,
+            "--listen", "tcp:%d:interface=127.0.0.1" % port] + list(extra)
+
+
+def server_env():
+    """The environment for a server child: the checkout importable, no stray qpsmtpd config."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = CHECKOUT + os.pathsep + env.get("PYTHONPATH", "")
+    env.pop("QPSMTPD_CONFIG", None)
+    return env
+
+
+def start_twistd(testcase, config_dir, cwd=None, extra=()):
+    """Start ``twistd -n qpsmtpd-tx`` for a test; stopped at the test's end. Returns (process, port, log)."""
+    port = free_port()
+    log_path = os.path.abspath(testcase.mktemp() + ".log")
+    log = open(log_path, "wb")
+    process = subprocess.Popen(twistd_argv(config_dir, port, extra), cwd=cwd or CHECKOUT,
+                               env=server_env(), stdout=log, stderr=subprocess.STDOUT)
+    testcase.addCleanup(log.close)
+    testcase.addCleanup(stop_process, process)
+    try:
+        wait_for_port(port, process)
+    except RuntimeError:
+        stop_process(process)
+        with open(log_path, "rb") as f:
+            raise RuntimeError(f.read().decode(errors="replace"))
+    return process, port, log_path
