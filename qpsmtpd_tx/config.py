@@ -1,0 +1,220 @@
+"""qpsmtpd's configuration files: lookup, syntax, ``$include``, defaults and cdb maps.
+
+Config item ``X`` is the file ``X``, looked up per file: ``<config_dir>/X`` if it exists,
+else ``<program_dir>/config/X``, else ``<qmail_dir>/control/X``. Lines are trimmed; blank
+lines and lines whose first non-blank character is ``#`` are dropped (an inline ``#`` is
+kept); a line ``$include PATH`` splices in a file, or every regular non-dot file of a
+directory in sorted order. Files are decoded as UTF-8, undecodable bytes kept through
+``surrogateescape`` so that nothing is lost.
+"""
+
+import os
+import re
+import socket
+
+import attr
+
+from qpsmtpd_tx.cdb import CDB, CDBError
+
+#: Perl's ``\s`` on byte strings: what qpsmtpd trims and splits on
+WHITESPACE = " \t\n\r\f\v"
+_WHITESPACE_RUN = re.compile("[%s]+" % re.escape(WHITESPACE))
+_INTEGER = re.compile(r"[+-]?[0-9]+")
+
+#: origin given to lines supplied by ``config_hook`` and by the built-in defaults
+HOOK_ORIGIN = "<config hook>"
+DEFAULT_ORIGIN = "<built-in default>"
+
+_DEFAULTS = {
+    "me": socket.gethostname,
+    "timeout": lambda: "1200",
+}
+
+
+class ConfigError(Exception):
+    """A configuration file is wrong; the message starts with ``path:lineno:`` when known."""
+
+    def __init__(self, message, path=None, lineno=None):
+        """Keep ``path`` and ``lineno`` (either may be None) and prefix them to ``message``."""
+        self.path = path
+        self.lineno = lineno
+        if path is not None and lineno is not None:
+            message = "%s:%d: %s" % (path, lineno, message)
+        elif path is not None:
+            message = "%s: %s" % (path, message)
+        super().__init__(message)
+
+
+@attr.s(frozen=True)
+class ConfigLine:
+    """One config value and where it came from (1-based line number)."""
+
+    text = attr.ib()
+    path = attr.ib()
+    lineno = attr.ib()
+
+
+def split_words(text):
+    """Split ``text`` on runs of whitespace as qpsmtpd does (``split /\\s+/``)."""
+    return [word for word in _WHITESPACE_RUN.split(text) if word]
+
+
+class Config:
+    """Reads config items the way qpsmtpd does, caching each item once read.
+
+    ``config_hook``, if set, is called as ``config_hook(name)`` before any file is read;
+    a list it returns is the value (cached like a file's), None means "not supplied".
+    """
+
+    config_hook = None
+
+    def __init__(self, config_dir=None, program_dir=None, qmail_dir=None, environ=None):
+        """Set the three lookup places; unset ones come from ``environ`` (default os.environ)."""
+        if environ is None:
+            environ = os.environ
+        # An empty QPSMTPD_CONFIG counts as unset (qpsmtpd would look in "/").
+        self.config_dir = config_dir or environ.get("QPSMTPD_CONFIG") or None
+        self.program_dir = program_dir
+        self.qmail_dir = qmail_dir or environ.get("QMAIL") or "/var/qmail"
+        self._cache = {}
+        self._cdb_cache = {}
+
+    def search_dirs(self):
+        """The directories looked in, in order."""
+        dirs = []
+        if self.config_dir:
+            dirs.append(self.config_dir)
+        if self.program_dir:
+            dirs.append(os.path.join(self.program_dir, "config"))
+        dirs.append(os.path.join(self.qmail_dir, "control"))
+        return dirs
+
+    def path_of(self, name):
+        """The file config item ``name`` comes from, or None if no lookup place has it."""
+        for directory in self.search_dirs():
+            path = os.path.join(directory, name)
+            if os.path.exists(path):
+                return path
+        return None
+
+    def clear_cache(self):
+        """Forget every item read so far (qpsmtpd does this on HUP)."""
+        self._cache.clear()
+        self._cdb_cache.clear()
+
+    def get_lines(self, name):
+        """The values of config item ``name`` as :class:`ConfigLine`, with their origin.
+
+        Order of precedence: ``config_hook``, then the file, then a built-in default
+        (``me``, ``timeout``) when the file gives no line.
+        """
+        if name not in self._cache:
+            self._cache[name] = self._load(name)
+        return list(self._cache[name])
+
+    def get(self, name):
+        """The values (lines) of config item ``name``; see :meth:`get_lines`."""
+        return [line.text for line in self.get_lines(name)]
+
+    def get_scalar(self, name, default=None):
+        """The first value of config item ``name``, or ``default`` if it has none."""
+        lines = self.get(name)
+        return lines[0] if lines else default
+
+    def get_int(self, name, default):
+        """The first value of ``name`` as an int, or ``default`` if it has none.
+
+        Raises ConfigError naming the file and line if the value is not an integer.
+        """
+        lines = self.get_lines(name)
+        if not lines:
+            return default
+        line = lines[0]
+        if not _INTEGER.fullmatch(line.text):
+            raise ConfigError("%s: not an integer: %r" % (name, line.text), line.path, line.lineno)
+        return int(line.text)
+
+    def get_map(self, name):
+        """Config item ``name`` as a mapping: ``<name>.cdb`` if found, else the file's lines.
+
+        The cdb file is read again whenever it changes (qpsmtpd never caches maps); the
+        fallback maps each line of the plain item to "".
+        """
+        path = self.path_of(name + ".cdb")
+        if path is not None and os.path.isfile(path):
+            return self._open_cdb(path)
+        return dict.fromkeys(self.get(name), "")
+
+    def _open_cdb(self, path):
+        try:
+            st = os.stat(path)
+            version = (st.st_ino, st.st_size, st.st_mtime_ns)
+            cached = self._cdb_cache.get(path)
+            if cached is None or cached[0] != version:
+                cached = self._cdb_cache[path] = (version, CDB.open(path))
+        except OSError as e:
+            raise ConfigError("cannot read cdb file: %s" % e.strerror, path)
+        except CDBError as e:
+            raise ConfigError(e.reason, path)
+        return cached[1]
+
+    def _load(self, name):
+        if self.config_hook is not None:
+            values = self.config_hook(name)
+            if values is not None:
+                return [ConfigLine(str(value), HOOK_ORIGIN, n) for n, value in enumerate(values, 1)]
+        path = self.path_of(name)
+        lines = self._read(path, ()) if path is not None else []
+        if not lines and name in _DEFAULTS:
+            lines = [ConfigLine(_DEFAULTS[name](), DEFAULT_ORIGIN, 0)]
+        return lines
+
+    def _read(self, path, stack, include_from=(None, None)):
+        """The lines of file ``path``, includes expanded.
+
+        ``stack`` holds the real paths of the files whose ``$include`` led here, to
+        detect cycles; ``include_from`` is the (path, lineno) of that ``$include``.
+        """
+        if not os.path.isfile(path):
+            return []  # a directory given as an item reads as empty, as in qpsmtpd
+        try:
+            with open(path, "rb") as f:
+                data = f.read()
+        except FileNotFoundError:
+            return []
+        except OSError as e:
+            raise ConfigError("cannot read %s: %s" % (path, e.strerror), *include_from)
+
+        stack = stack + (os.path.realpath(path),)
+        lines = []
+        text = data.decode("utf-8", "surrogateescape")
+        for lineno, raw in enumerate(text.split("\n"), 1):
+            line = raw.strip(WHITESPACE)
+            if not line or line.startswith("#"):
+                continue
+            words = split_words(line)
+            if len(words) == 2 and words[0] == "$include":
+                for target in self._include_targets(words[1], path, lineno):
+                    if os.path.realpath(target) in stack:
+                        raise ConfigError("circular $include of %s" % target, path, lineno)
+                    lines.extend(self._read(target, stack, (path, lineno)))
+            else:
+                lines.append(ConfigLine(line, path, lineno))
+        return lines
+
+    def _include_targets(self, inclusion, path, lineno):
+        """The files ``$include inclusion`` (at ``path``:``lineno``) reads: one, a directory's, or none."""
+        if not os.path.isabs(inclusion):
+            inclusion = self.path_of(inclusion)
+            if inclusion is None:
+                return []
+        if os.path.isdir(inclusion):
+            try:
+                names = os.listdir(inclusion)
+            except OSError as e:
+                raise ConfigError("cannot list %s: %s" % (inclusion, e.strerror), path, lineno)
+            # Sort as qpsmtpd (Perl's sort on bytes) does.
+            names.sort(key=os.fsencode)
+            paths = (os.path.join(inclusion, n) for n in names if not n.startswith("."))
+            return [p for p in paths if os.path.isfile(p)]
+        return [inclusion]

@@ -1,0 +1,63 @@
+"""The ``plugins`` and ``logging`` config items: one plugin per line, ``NAME[:N] ARG ...``.
+
+``NAME`` is a path under a plugin directory (``queue/qmail-queue``); ``NAME:N`` is a
+further instance of the same plugin file; ``Pkg::Name`` names a packaged plugin. Lines
+must be printable ASCII. qpsmtpd also rejects TAB; we accept it as whitespace.
+"""
+
+import re
+
+import attr
+
+from qpsmtpd_tx.config import ConfigError, split_words
+
+_INSTANCE = re.compile(r"(.+?):([0-9]+)")
+_ALLOWED = frozenset(range(0x20, 0x7F)) | {0x09}
+
+
+@attr.s(frozen=True)
+class PluginLine:
+    """One parsed plugin line and where it came from.
+
+    ``instance`` is the ``N`` of ``NAME:N`` as a string, or None.
+    """
+
+    name = attr.ib()
+    instance = attr.ib()
+    args = attr.ib(converter=tuple)
+    path = attr.ib()
+    lineno = attr.ib()
+
+
+def parse_plugin_line(line):
+    """Parse one :class:`~qpsmtpd_tx.config.ConfigLine` into a :class:`PluginLine`."""
+    # Config text keeps undecodable bytes as surrogates; this gives back the file's bytes.
+    raw = line.text.encode("utf-8", "surrogateescape")
+    for column, byte in enumerate(raw, 1):
+        if byte not in _ALLOWED:
+            raise ConfigError(
+                "byte 0x%02x at column %d: plugin lines must be printable ASCII" % (byte, column),
+                line.path, line.lineno)
+    words = split_words(line.text)
+    if not words:
+        raise ConfigError("empty plugin line", line.path, line.lineno)
+    name, *args = words
+    instance = None
+    match = _INSTANCE.fullmatch(name)
+    if "::" in name:
+        if match and not match.group(1).endswith(":"):
+            raise ConfigError("%s: a package plugin cannot have an instance number" % name,
+                              line.path, line.lineno)
+    elif match:
+        name, instance = match.groups()
+    return PluginLine(name, instance, args, line.path, line.lineno)
+
+
+def read_plugins_file(config, item="plugins"):
+    """The plugin lines of config item ``item`` (default ``plugins``), in order."""
+    return [parse_plugin_line(line) for line in config.get_lines(item)]
+
+
+def read_logging_file(config):
+    """The logging plugin lines of config item ``logging``, in order."""
+    return read_plugins_file(config, "logging")
