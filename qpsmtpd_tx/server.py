@@ -7,17 +7,22 @@ file and line) if anything is wrong. The Twisted side (``protocol.py``) asks it 
 
 import os
 
+from twisted.internet import reactor
+from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger, LogLevel
+from twisted.python.threadpool import ThreadPool
 
 from qpsmtpd_tx import codes
 from qpsmtpd_tx.config import Config, ConfigError
 from qpsmtpd_tx.hooks import HookRegistry
-from qpsmtpd_tx.loader import PluginLoadError, load_plugins
+from qpsmtpd_tx.loader import PluginLoadError, load_plugins, resolve_plugin_class
 from qpsmtpd_tx.paths import default_plugin_dirs, program_dir
 from qpsmtpd_tx.plugins_file import read_plugins_file
 
 #: in-memory body size before spooling to disk when the config has no ``size_threshold``
 DEFAULT_SIZE_THRESHOLD = 128 * 1024
+#: threads for blocking back-end work (fsync-heavy deliveries) when ``blocking_threads`` is unset
+DEFAULT_BLOCKING_THREADS = 32
 
 _TWISTED_LEVEL = {
     0: LogLevel.critical, 1: LogLevel.critical, 2: LogLevel.critical, 3: LogLevel.error,
@@ -34,19 +39,48 @@ class SMTPServer:
 
     _logger = Logger(namespace="qpsmtpd_tx")
 
-    def __init__(self, config, plugin_dirs=None, max_conn_ip=5, auth=None):
+    def __init__(self, config, plugin_dirs=None, max_conn_ip=5, auth=None, load=True,
+                 reverse_dns=False):
         self.config = config
         self.hooks = HookRegistry(self.log)
         self.sessions = set()
         self.max_conn_ip = max_conn_ip
         self.auth = auth
+        self.reverse_dns = reverse_dns
+        self.plugins = []
+        self.logging_plugins = []
+        self._pool = None
         try:
             self._read_core_config()
             self.plugin_dirs = plugin_dirs or config.get("plugin_dirs") or default_plugin_dirs()
-            self.logging_plugins = load_plugins(
-                self, read_plugins_file(config, "logging"), self.plugin_dirs)
+            self._logging_lines = read_plugins_file(config, "logging")
+            self._plugin_lines = read_plugins_file(config)
+        except ConfigError as e:
+            raise StartupError(str(e))
+        if load:
+            self.load_plugins()
+
+    def check_plugins(self):
+        """Find and compile every plugin named in ``logging`` and ``plugins`` without starting any.
+
+        Lets ``twistd`` report a missing or broken plugin before it binds its ports; the
+        plugins are initialised later by :meth:`load_plugins`, after privileges are dropped.
+        """
+        try:
+            for line in self._logging_lines + self._plugin_lines:
+                try:
+                    resolve_plugin_class(line.name, self.plugin_dirs)
+                except Exception as e:
+                    raise PluginLoadError("%s:%s: plugin %s: %s" % (line.path, line.lineno, line.name, e))
+        except PluginLoadError as e:
+            raise StartupError(str(e))
+
+    def load_plugins(self):
+        """Instantiate and initialise the logging plugins, then the ``plugins`` file's."""
+        try:
+            self.logging_plugins = load_plugins(self, self._logging_lines, self.plugin_dirs)
             self._set_log_threshold()
-            self.plugins = load_plugins(self, read_plugins_file(config), self.plugin_dirs)
+            self.plugins = load_plugins(self, self._plugin_lines, self.plugin_dirs)
             self._set_log_threshold()
         except (ConfigError, PluginLoadError) as e:
             raise StartupError(str(e))
@@ -110,6 +144,21 @@ class SMTPServer:
             return
         self._logger.emit(_TWISTED_LEVEL[level], "{line}",
                           line=format_log_line(conn_id, hook, plugin_name, message))
+
+    # -- blocking work -------------------------------------------------------------------------
+
+    def run_blocking(self, func, *args, **kwargs):
+        """Run ``func`` in the server's thread pool (for fsync and other blocking I/O).
+
+        Returns a Deferred. The pool (``blocking_threads`` config, default 32) is separate from
+        the reactor's, so slow disks cannot starve name resolution.
+        """
+        if self._pool is None:
+            size = self.config.get_int("blocking_threads", DEFAULT_BLOCKING_THREADS)
+            self._pool = ThreadPool(minthreads=0, maxthreads=max(1, size), name="qpsmtpd-tx-io")
+            self._pool.start()
+            reactor.addSystemEventTrigger("during", "shutdown", self._pool.stop)
+        return deferToThreadPool(reactor, self._pool, func, *args, **kwargs)
 
     # -- sessions ------------------------------------------------------------------------------
 

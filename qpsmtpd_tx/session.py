@@ -31,6 +31,7 @@ from qpsmtpd_tx.data import BadDataEnd, Body, DataEnd, Headers
 from qpsmtpd_tx.interfaces import ISession
 from qpsmtpd_tx.message import BodySpool, Header
 from qpsmtpd_tx.objects import Transaction
+from qpsmtpd_tx.rdns import lookup_ptr
 from qpsmtpd_tx.received import authentication_results_header, received_header
 
 #: stop reading from the client when this many bytes wait unprocessed
@@ -141,6 +142,17 @@ class SMTPSession:
         if result.code in (DENYSOFT, DENYSOFT_DISCONNECT):
             self.respond(451, result.lines or ["Sorry, try again later"])
             return self.disconnect()
+        if self.server.reverse_dns:
+            d = lookup_ptr(self.connection.remote_ip)
+            d.addCallback(self._got_remote_host)
+            return d
+        return self._connect()
+
+    def _got_remote_host(self, name):
+        self.connection.remote_host = self.connection.remote_info = name or "Unknown"
+        return self._connect()
+
+    def _connect(self):
         d = self.hooks.run("connect", self.transaction)
         d.addCallback(self._connect_respond)
         return d

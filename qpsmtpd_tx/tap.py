@@ -25,6 +25,9 @@ class Options(usage.Options):
         ["config", "c", None, "qpsmtpd config directory (default: $QPSMTPD_CONFIG)"],
         ["max-from-ip", "m", "5", "per-IP connection limit passed to pre-connection hooks"],
     ]
+    optFlags = [
+        ["no-rdns", "H", "do not look up the client's host name (remote_host is then Unknown)"],
+    ]
 
     def __init__(self):
         usage.Options.__init__(self)
@@ -45,20 +48,47 @@ class Options(usage.Options):
             raise usage.UsageError("--max-from-ip takes a number")
 
 
+class SMTPService(service.MultiService):
+    """Listens on the endpoints; initialises the plugins when started.
+
+    ``twistd`` binds the ports (privilegedStartService) as root, drops privileges (--uid/--gid)
+    and only then calls startService: plugins create their files as the unprivileged user.
+    """
+
+    def __init__(self, server):
+        service.MultiService.__init__(self)
+        self.server = server
+
+    def startService(self):
+        try:
+            self.server.load_plugins()
+        except StartupError as e:
+            _fail(e)
+        service.MultiService.startService(self)
+
+
+def _fail(error):
+    sys.stderr.write("qpsmtpd-tx: cannot start: %s\n" % (error,))
+    sys.stderr.flush()
+    raise SystemExit(1)
+
+
 def build_server(options):
-    """The SMTPServer for these options; a start-up error is printed and exits with status 1."""
+    """The SMTPServer for these options, plugins checked but not started; exits on an error."""
     config = Config(config_dir=options["config"], program_dir=program_dir())
     try:
-        return SMTPServer(config, max_conn_ip=options["max-from-ip"])
+        server = SMTPServer(config, max_conn_ip=options["max-from-ip"], load=False,
+                            reverse_dns=not options["no-rdns"])
+        server.check_plugins()
     except StartupError as e:
-        sys.stderr.write("qpsmtpd-tx: cannot start: %s\n" % (e,))
-        sys.exit(1)
+        _fail(e)
+    return server
 
 
 def makeService(options):
-    """A MultiService listening on every --listen endpoint."""
+    """The service listening on every --listen endpoint."""
     server = build_server(options)
-    top = service.MultiService()
+    top = SMTPService(server)
     factory = SMTPFactory(server)
     for endpoint in options["listen"]:
         strports.service(endpoint, factory, reactor=reactor).setServiceParent(top)

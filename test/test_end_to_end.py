@@ -4,6 +4,7 @@ import os
 import re
 import shutil
 import smtplib
+import socket
 import subprocess
 
 from twisted.trial import unittest
@@ -15,6 +16,17 @@ HEADERS = (b"From: Alice <a@b.example>\r\nTo: u@example.com\r\nSubject: test\r\n
            b"Message-Id: <e2e-1@b.example>\r\n")
 BODY = (b"first line\r\n.leading dot\r\n..two dots\r\n\r\n8bit: \xc3\xa9t\xc3\xa9\r\n"
         + b"x" * 900 + b"\r\nlast\r\n")
+
+
+def _loopback_name():
+    """What the server's reverse lookup of 127.0.0.1 gives (qpsmtpd uses the same resolver)."""
+    try:
+        return socket.gethostbyaddr("127.0.0.1")[0]
+    except OSError:
+        return "Unknown"
+
+
+LOOPBACK_NAME = _loopback_name()
 
 
 def maildir_files(maildir):
@@ -39,7 +51,8 @@ class EndToEndTests(unittest.TestCase):
         for n, rcpt in enumerate(recipients, 1):
             self.assertEqual(lines[n], b"Delivered-To: %s" % rcpt.encode())
         n = len(recipients) + 1
-        self.assertRegex(lines[n], rb"^Received: from Unknown \(HELO [^)]+\) \(127\.0\.0\.1\)$")
+        self.assertRegex(lines[n], rb"^Received: from " + re.escape(LOOPBACK_NAME.encode())
+                         + rb" \(HELO [^)]+\) \(127\.0\.0\.1\)$")
         self.assertRegex(lines[n + 1], rb"^ by mx\.example\.org \(qpsmtpd-tx/[0-9.]+\) with "
                          + proto.encode() + rb"; \w{3}, \d\d? \w{3} \d{4} \d\d:\d\d:\d\d [+-]\d{4}$")
         self.assertEqual(lines[n + 2], b"Authentication-Results: mx.example.org; auth=none")
