@@ -113,47 +113,84 @@ class DataReader:
     def _consume_lines(self, region):
         """Process ``region`` (ends with LF); return (events, bytes used)."""
         events = []
-        if (
-            not self._in_header
-            and not (self._line_start and region[:1] == b".")
-            and b"\n." not in region
-            and b"\r." not in region
-        ):
-            # Fast path: no line starts with a dot and no bare CR precedes one.
-            self._prev_crlf = region.endswith(b"\r\n")
-            self._line_start = True
-            self._store(region.replace(b"\r\n", b"\n"), events)
-            return events, len(region)
-
-        body = []
         used = 0
-        for line in region.split(b"\n")[:-1]:
-            used += len(line) + 1
-            crlf = line.endswith(b"\r")
+        while self._in_header and used < len(region):
+            # The header is read line by line (it is short); the body in bulk below.
+            nl = region.index(b"\n", used) + 1
+            line = region[used:nl - 1]
+            bad = self._check_line_start(line)
+            if bad == "end":
+                self._finish(events)
+                return events, nl
+            if bad:
+                return events + self._bad(bad), nl
             if self._line_start and line[:1] == b".":
-                if line == b".\r" and self._prev_crlf:
-                    self._flush(body, events)
-                    self._finish(events)
-                    return events, used
-                if line == b"." or line[:2] == b".\r":
-                    self._flush(body, events)
-                    return events + self._bad(
-                        "dot line ended by a bare LF or CR" if line != b".\r"
-                        else "dot line after a bare LF"), used
                 line = line[1:]
-            if b"\r." in line and self._has_bare_cr_dot_line(line, at_end_of_line=True):
-                self._flush(body, events)
-                return events + self._bad("bare CR before a dot line"), used
-            self._line_start = True
+            crlf = line.endswith(b"\r")
             self._prev_crlf = crlf
+            self._line_start = True
             text = (line[:-1] if crlf else line) + b"\n"
-            if self._in_header:
-                self._flush(body, events)
-                if self._header_line(text, events):
-                    continue
-            body.append(text)
-        self._flush(body, events)
+            used = nl
+            if not self._header_line(text, events):
+                self._store(text, events)
+        if used < len(region):
+            used += self._consume_body(region, used, events)
         return events, used
+
+    def _check_line_start(self, line):
+        """For one line (without its LF): "end", a reason to refuse, or None."""
+        if self._line_start and line[:1] == b".":
+            if line == b".\r" and self._prev_crlf:
+                return "end"
+            if line == b"." or line[:2] == b".\r":
+                return ("dot line ended by a bare LF or CR" if line != b".\r"
+                        else "dot line after a bare LF")
+        if b"\r." in line and self._has_bare_cr_dot_line(line, at_end_of_line=True):
+            return "bare CR before a dot line"
+        return None
+
+    #: a "." right after a line end (LF, or a bare CR) and followed by CR or LF: a dot line
+    _DOT_LINE = re.compile(rb"(?<=[\r\n])\.[\r\n]")
+
+    def _consume_body(self, region, start, events):
+        """Bulk-process body text ``region[start:]``; return the bytes used."""
+        if self._line_start and region[start:start + 1] == b"." and region[start + 1:start + 2] in b"\r\n":
+            candidate = start
+        else:
+            m = self._DOT_LINE.search(region, start)
+            candidate = m.start() if m else None
+        if candidate is None:
+            self._store_bulk(region[start:], events)
+            return len(region) - start
+        crlf_before = (region[candidate - 2:candidate] == b"\r\n" if candidate >= 2
+                       else candidate == 0 and self._prev_crlf)
+        crlf_after = region[candidate + 1:candidate + 3] == b"\r\n"
+        self._store_bulk(region[start:candidate], events)
+        if crlf_before and crlf_after:
+            self._finish(events)
+            return candidate + 3 - start
+        if region[candidate - 1:candidate] == b"\r" and not crlf_before:
+            reason = "bare CR before a dot line"
+        elif crlf_after:
+            reason = "dot line after a bare LF"
+        else:
+            reason = "dot line ended by a bare LF or CR"
+        events.extend(self._bad(reason))
+        return candidate + 2 - start
+
+    def _store_bulk(self, chunk, events):
+        """Store complete lines (``chunk`` ends with LF or is empty): unstuff, CRLF → LF."""
+        if not chunk:
+            return
+        starts_with_dot = self._line_start and chunk[:1] == b"."
+        self._prev_crlf = chunk.endswith(b"\r\n")
+        self._line_start = True
+        text = chunk.replace(b"\r\n", b"\n")
+        if b"\n." in text:
+            text = text.replace(b"\n.", b"\n")
+        if starts_with_dot:
+            text = text[1:]
+        self._store(text, events)
 
     @staticmethod
     def _has_bare_cr_dot_line(line, at_end_of_line):

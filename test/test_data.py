@@ -156,3 +156,56 @@ class HeaderSplitTests(unittest.TestCase):
         headers, body, _ = message_of(events)
         self.assertEqual(headers[0].block, b"From a@b Mon\nSubject: x\n  y\n")
         self.assertEqual(body, b"B\n")
+
+
+def reference_framing(data):
+    """The framing rules written the slow, obvious way: ('end'|'bad'|'more', stored text)."""
+    pos, prev_crlf, out = 0, True, []
+    while True:
+        nl = data.find(b"\n", pos)
+        if nl < 0:
+            return "more", b"".join(out)
+        line = data[pos:nl]
+        pos = nl + 1
+        if line[:1] == b".":
+            if line == b".\r" and prev_crlf:
+                return "end", b"".join(out)
+            if line == b"." or line[:2] == b".\r":
+                return "bad", None
+            line = line[1:]
+        i = line.find(b"\r.")
+        while i >= 0:
+            if line[i + 2:i + 3] in (b"\r", b""):
+                return "bad", None
+            i = line.find(b"\r.", i + 1)
+        prev_crlf = line.endswith(b"\r")
+        out.append((line[:-1] if prev_crlf else line) + b"\n")
+
+
+class RandomizedFramingTests(unittest.TestCase):
+    """The fast framing agrees with the reference on random input, however it is split."""
+
+    def test_random_inputs(self):
+        import random
+        rng = random.Random(5321)
+        pieces = [b"\r\n", b"\n", b"\r", b".", b"..", b"a", b"Subject: x", b" ", b"\r\n.\r\n"]
+        for case in range(3000):
+            data = b"".join(rng.choice(pieces) for _ in range(rng.randint(1, 30)))
+            cuts = sorted(rng.sample(range(1, len(data)), min(3, len(data) - 1))) if len(data) > 1 else []
+            chunks = [data[a:b] for a, b in zip([0] + cuts, cuts + [len(data)])]
+            events, _ = read_all(chunks)
+            kind, text = reference_framing(data)
+            ends = [e for e in events if isinstance(e, (DataEnd, BadDataEnd))]
+            if kind == "more":
+                self.assertEqual(ends, [], (case, data))
+                continue
+            self.assertEqual(len(ends), 1, (case, data))
+            if kind == "bad":
+                self.assertIsInstance(ends[0], BadDataEnd, (case, data))
+                continue
+            self.assertIsInstance(ends[0], DataEnd, (case, data))
+            headers = [e for e in events if isinstance(e, Headers)]
+            body = b"".join(e.data for e in events if isinstance(e, Body))
+            got = headers[0].block + (b"\n" if headers[0].separator else b"") + body
+            self.assertEqual(got, text, (case, data))
+            self.assertEqual(ends[0].size, len(text), (case, data))
