@@ -18,12 +18,13 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from qpsmtpd_tx import SOFTWARE_NAME, __version__, codes
-from qpsmtpd_tx.address import Address
 from qpsmtpd_tx.command import (
     CommandSyntaxError,
     parse_helo,
     parse_mail_from,
     parse_rcpt_to,
+    recipient_address,
+    sender_address,
     split_command,
 )
 from qpsmtpd_tx.core import NEED_DATA, Command, LineTooLong, SMTPCore, State
@@ -421,14 +422,10 @@ class SMTPSession:
         return d
 
     def _mail_parsed(self, path, params):
-        sender = None
-        if path.startswith("<") and path.endswith(">"):
-            if path == "<>" or "[undefined]" in path or path == "<#@[]>":
-                sender = Address.null()
-            else:
-                sender = Address.parse(path)
-        if sender is None:
-            return self.respond(501, "could not parse your mail from command")
+        try:
+            sender = sender_address(path)
+        except CommandSyntaxError as e:
+            return self.respond(501, str(e))
         size = params.get("size")
         if self.server.databytes and size and size.isdigit() and int(size) > self.server.databytes:
             return self.respond(552, "Message too big!")
@@ -461,11 +458,10 @@ class SMTPSession:
         return self._parse_address("rcpt", rest, self._rcpt_parsed)
 
     def _rcpt_parsed(self, path, params):
-        rcpt = None
-        if path.startswith("<") and path.endswith(">") and path != "<>":
-            rcpt = Address.parse(path)
-        if rcpt is None or rcpt.is_null:
-            return self.respond(501, "could not parse recipient")
+        try:
+            rcpt = recipient_address(path)
+        except CommandSyntaxError as e:
+            return self.respond(501, str(e))
         d = self.hooks.run("rcpt", self.transaction, rcpt, params)
         d.addCallback(self._rcpt_respond, rcpt)
         return d
