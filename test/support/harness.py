@@ -38,7 +38,10 @@ def make_server(testcase, plugins, files=None, **kwargs):
     """An SMTPServer on a fresh config dir under the test's temp dir."""
     directory = write_config(os.path.abspath(testcase.mktemp()), plugins, files)
     config = Config(config_dir=directory, qmail_dir=directory, environ={})
-    return SMTPServer(config, plugin_dirs=[TEST_PLUGINS] + default_plugin_dirs(), **kwargs)
+    # A config that names its own plugin_dirs is used as it is; otherwise the test plugins
+    # and the stock plugins are found.
+    dirs = None if "plugin_dirs" in (files or {}) else [TEST_PLUGINS] + default_plugin_dirs()
+    return SMTPServer(config, plugin_dirs=dirs, **kwargs)
 
 
 class CountingTransport(StringTransport):

@@ -1,0 +1,116 @@
+"""Plugin loading: names, instances, packaged plugins, aliases and every start-up error."""
+
+import os
+
+from twisted.trial import unittest
+from zope.interface.verify import verifyObject
+
+from qpsmtpd_tx.interfaces import IPlugin
+from qpsmtpd_tx.loader import escape_plugin_name
+from qpsmtpd_tx.server import StartupError
+from test.support.harness import MemoryClient, make_server
+
+
+def write_plugin(directory, name, source):
+    path = os.path.join(directory, name)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w") as f:
+        f.write(source)
+    return path
+
+
+class EscapeTests(unittest.TestCase):
+    def test_qpsmtpd_names(self):
+        self.assertEqual(escape_plugin_name("queue/qmail-queue"), "queue::qmail_2dqueue")
+        self.assertEqual(escape_plugin_name("rcpt_ok:0"), "rcpt_ok_3a0")
+        self.assertEqual(escape_plugin_name("logging/warn"), "logging::warn")
+        self.assertEqual(escape_plugin_name("queue/smtp-forward:1"), "queue::smtp_2dforward_3a1")
+        self.assertEqual(escape_plugin_name("virus/3rdparty"), "virus::_33rdparty")
+
+
+class LoadTests(unittest.TestCase):
+    def test_plugins_provide_interface(self):
+        server = make_server(self, ["rcpt_ok", "queue/maildir %s" % self.mktemp(), "scripted rcpt OK"])
+        self.assertEqual([p.name for p in server.plugins], ["rcpt_ok", "queue::maildir", "scripted"])
+        for plugin in server.plugins:
+            self.assertTrue(verifyObject(IPlugin, plugin))
+
+    def test_second_instance(self):
+        server = make_server(self, ["scripted rcpt DECLINED", "scripted:1 rcpt DENY second"])
+        self.assertEqual([p.name for p in server.plugins], ["scripted", "scripted_3a1"])
+        self.assertEqual([p.path for p in server.plugins], ["scripted", "scripted:1"])
+        client = MemoryClient(server)
+        client.command("HELO x")
+        client.command("MAIL FROM:<a@b.example>")
+        self.assertEqual(client.command("RCPT TO:<u@example.com>"), "550 second\r\n")
+
+    def test_packaged_plugin_by_dotted_path_and_perl_style_name(self):
+        for name in ("test.pyplugins.greeter", "test::pyplugins::greeter",
+                     "test.pyplugins.greeter.Greeter"):
+            client = MemoryClient(make_server(self, ["%s hi there" % name]))
+            self.assertEqual(client.command("HELP"), "214 hi there\r\n", name)
+
+    def assertStartupError(self, plugins, expected, files=None):
+        with self.assertRaises(StartupError) as caught:
+            make_server(self, plugins, files)
+        self.assertIn(expected, str(caught.exception))
+        return str(caught.exception)
+
+    def test_missing_plugin(self):
+        message = self.assertStartupError(["rcpt_ok", "nope/missing x"], ":2: plugin nope/missing: plugin not found")
+        self.assertRegex(message, r"^/\S+/plugins:2: plugin nope/missing: plugin not found \(looked in ")
+
+    def test_bad_arguments(self):
+        self.assertStartupError(["scripted rcpt"], ":1: plugin scripted: usage: scripted HOOK CODE")
+        self.assertStartupError(["rcpt_ok extra"], ":1: plugin rcpt_ok: takes no arguments")
+
+    def test_unknown_hook(self):
+        directory = os.path.abspath(self.mktemp())
+        write_plugin(directory, "badhook", (
+            "from qpsmtpd_tx.plugin import Plugin\n"
+            "class Bad(Plugin):\n"
+            "    def hook_rcpt_to(self, transaction):\n"
+            "        return 909\n"))
+        self.assertStartupError(["badhook"], ":1: plugin badhook: invalid hook method hook_rcpt_to",
+                                {"plugin_dirs": directory})
+
+    def test_unknown_hook_registered_explicitly(self):
+        self.assertStartupError(["scripted greeting OK"], ":1: plugin scripted: scripted: invalid hook: greeting")
+
+    def test_import_error_and_syntax_error(self):
+        directory = os.path.abspath(self.mktemp())
+        write_plugin(directory, "broken", "import no_such_module_here\n")
+        write_plugin(directory, "syntax", "def (:\n")
+        self.assertStartupError(["broken"], "plugin broken failed to load: ModuleNotFoundError",
+                                {"plugin_dirs": directory})
+        self.assertStartupError(["syntax"], ":1: plugin syntax: syntax error in",
+                                {"plugin_dirs": directory})
+
+    def test_no_plugin_class(self):
+        directory = os.path.abspath(self.mktemp())
+        write_plugin(directory, "empty", '"""nothing here"""\n')
+        self.assertStartupError(["empty"], "defines 0 plugin classes", {"plugin_dirs": directory})
+
+    def test_alias(self):
+        directory = os.path.abspath(self.mktemp())
+        write_plugin(directory, "check_rcpt_ok", '"""old name"""\nALIAS_OF = "rcpt_ok"\n')
+        write_plugin(directory, "loop_a", 'ALIAS_OF = "loop_b"\n')
+        write_plugin(directory, "loop_b", 'ALIAS_OF = "loop_a"\n')
+        from qpsmtpd_tx.paths import default_plugin_dirs
+        server = make_server(self, ["check_rcpt_ok"],
+                             {"plugin_dirs": "\n".join([directory] + default_plugin_dirs())})
+        self.assertEqual(type(server.plugins[0]).__name__, "RcptOk")
+        self.assertEqual(server.plugins[0].name, "check_rcpt_ok")
+        self.assertStartupError(["loop_a"], "alias loop: loop_a -> loop_b -> loop_a",
+                                {"plugin_dirs": directory})
+
+    def test_deny_and_ok_hooks_see_decisions(self):
+        server = make_server(self, ["scripted deny DECLINED", "scripted:1 ok DECLINED",
+                                    "scripted:2 rcpt DENY no way", "scripted:3 mail OK"])
+        client = MemoryClient(server)
+        client.command("HELO x")
+        client.command("MAIL FROM:<a@b.example>")
+        client.command("RCPT TO:<u@example.com>")
+        calls = [c for c in client.session.connection.notes["scripted_calls"] if c[0] in ("deny", "ok")]
+        self.assertEqual(calls, [("ok", ("scripted_3a3", 900, "")),
+                                 ("deny", ("scripted_3a2", 901, "no way"))])
