@@ -68,11 +68,28 @@ def load_plugin_module(path):
     sys.modules[modname] = module
     try:
         loader.exec_module(module)
+    except SyntaxError:
+        del sys.modules[modname]
+        if _looks_like_perl(path):
+            raise PluginError("%s is a Perl plugin (qpsmtpd's); qpsmtpd-tx runs Python plugins: "
+                              "use its own plugin of that name or port this one" % path)
+        raise
     except BaseException:
         del sys.modules[modname]
         raise
     _modules[path] = module
     return module
+
+
+_PERL_MARKERS = re.compile(rb"^\s*(sub\s+\w+|use\s+(strict|warnings|Qpsmtpd)\b|#!.*perl)", re.M)
+
+
+def _looks_like_perl(path):
+    try:
+        with open(path, "rb") as f:
+            return _PERL_MARKERS.search(f.read(65536)) is not None
+    except OSError:
+        return False
 
 
 def plugin_class_of(module):

@@ -52,7 +52,10 @@ class SMTPServer:
         self._pool = None
         try:
             self._read_core_config()
-            self.plugin_dirs = plugin_dirs or config.get("plugin_dirs") or default_plugin_dirs()
+            # Our own plugins come first: an existing qpsmtpd config's plugin_dirs points at
+            # Perl plugins (Debian: /usr/share/qpsmtpd/plugins), which cannot run here.
+            self.plugin_dirs = plugin_dirs or default_plugin_dirs() + [
+                d for d in config.get("plugin_dirs") if d not in default_plugin_dirs()]
             self._logging_lines = read_plugins_file(config, "logging")
             self._plugin_lines = read_plugins_file(config)
         except ConfigError as e:

@@ -114,3 +114,15 @@ class LoadTests(unittest.TestCase):
         calls = [c for c in client.session.connection.notes["scripted_calls"] if c[0] in ("deny", "ok")]
         self.assertEqual(calls, [("ok", ("scripted_3a3", 900, "")),
                                  ("deny", ("scripted_3a2", 901, "no way"))])
+
+    def test_perl_plugin_is_named_as_such(self):
+        directory = os.path.abspath(self.mktemp())
+        write_plugin(directory, "perlish", "#!perl -w\nuse strict;\nsub hook_rcpt { return (OK); }\n")
+        self.assertStartupError(["perlish"], "perlish is a Perl plugin (qpsmtpd's)",
+                                {"plugin_dirs": directory})
+
+    def test_own_plugins_come_before_config_plugin_dirs(self):
+        directory = os.path.abspath(self.mktemp())
+        write_plugin(directory, "rcpt_ok", "use strict;\nsub hook_rcpt { }\n")
+        server = make_server(self, ["rcpt_ok"], {"plugin_dirs": directory})
+        self.assertEqual(type(server.plugins[0]).__name__, "RcptOk")
