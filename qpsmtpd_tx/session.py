@@ -452,12 +452,13 @@ class SMTPSession:
     # -- RCPT ---------------------------------------------------------------------------------
 
     def cmd_rcpt(self, rest):
-        if self.core.state not in (State.MAIL, State.RCPT):
-            return self.respond(503, "Use MAIL before RCPT")
+        # As qpsmtpd: a syntax error is reported before a missing MAIL.
         self.connection.notes["envelope_rcpt"] = rest
         return self._parse_address("rcpt", rest, self._rcpt_parsed)
 
     def _rcpt_parsed(self, path, params):
+        if self.core.state not in (State.MAIL, State.RCPT):
+            return self.respond(503, "Use MAIL before RCPT")
         try:
             rcpt = recipient_address(path)
         except CommandSyntaxError as e:
