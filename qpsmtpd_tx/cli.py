@@ -1,0 +1,162 @@
+"""The ``qpsmtpd-tx`` command line (also ``python -m qpsmtpd_tx``).
+
+``qpsmtpd-tx plugins``            list every plugin file in the plugin directories, with the
+                                  first line of its documentation
+``qpsmtpd-tx plugins doc NAME``   print the whole documentation of plugin NAME
+
+A plugin's documentation is its module docstring, read with :mod:`ast` — listing plugins
+never runs their code. An alias file (``ALIAS_OF = "relay"``) is shown as ``alias of relay``.
+The server itself is started with ``twistd qpsmtpd-tx``.
+"""
+
+import argparse
+import ast
+import os
+import re
+import sys
+
+from qpsmtpd_tx import __version__
+from qpsmtpd_tx.loader import find_plugin_file
+from qpsmtpd_tx.paths import default_plugin_dirs
+
+_SKIP_SUFFIXES = (".pyc", ".pyo", "~", ".orig", ".rej", ".swp")
+
+
+class PluginInfo:
+    """What a plugin file says about itself, found without executing it."""
+
+    def __init__(self, name, path):
+        self.name = name
+        self.path = path
+        self.doc = None
+        self.alias_of = None
+        self.error = None
+        try:
+            with open(path, "rb") as f:
+                source = f.read()
+            tree = ast.parse(source, filename=path)
+        except (OSError, SyntaxError, ValueError) as e:
+            self.error = "unreadable: %s" % (e,)
+            return
+        self.doc = ast.get_docstring(tree)
+        self.alias_of = alias_target(tree)
+
+    def summary(self):
+        """One line for the listing."""
+        if self.error:
+            return "(%s)" % self.error
+        if self.alias_of:
+            return "alias of %s" % self.alias_of
+        if not self.doc:
+            return "(no documentation)"
+        first = self.doc.strip().splitlines()[0].strip()
+        # "relay — decide …": the name is in the first column already
+        for name in (self.name, self.name.rsplit("/", 1)[-1]):
+            for sep in (" — ", " - ", " -- "):
+                if first.startswith(name + sep):
+                    return first[len(name) + len(sep):]
+        return first
+
+
+def alias_target(tree):
+    """The value of a top-level ``ALIAS_OF = "name"`` assignment, or None."""
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and isinstance(node.value, ast.Constant) \
+                and isinstance(node.value.value, str):
+            if any(isinstance(t, ast.Name) and t.id == "ALIAS_OF" for t in node.targets):
+                return node.value.value
+    return None
+
+
+def iter_plugin_files(plugin_dirs):
+    """(name, path) of every plugin file, sorted by name; the first directory wins a name."""
+    found = {}
+    for directory in plugin_dirs:
+        if not os.path.isdir(directory):
+            continue
+        for root, dirs, files in os.walk(directory):
+            dirs[:] = sorted(d for d in dirs if not d.startswith(".") and d != "__pycache__")
+            for filename in files:
+                if filename.startswith(".") or filename.endswith(_SKIP_SUFFIXES):
+                    continue
+                path = os.path.join(root, filename)
+                name = os.path.relpath(path, directory).replace(os.sep, "/")
+                if name.endswith(".py"):
+                    name = name[:-3]
+                found.setdefault(name, path)
+    return sorted(found.items())
+
+
+def list_plugins(plugin_dirs, out):
+    infos = [PluginInfo(name, path) for name, path in iter_plugin_files(plugin_dirs)]
+    if not infos:
+        out.write("no plugins found in %s\n" % ", ".join(plugin_dirs))
+        return 1
+    width = max(len(info.name) for info in infos) + 2
+    for info in infos:
+        out.write("%-*s%s\n" % (width, info.name, info.summary()))
+    return 0
+
+
+def plugin_doc(name, plugin_dirs, out, err):
+    seen = []
+    while True:
+        path = find_plugin_file(name, plugin_dirs)
+        if path is None:
+            err.write("qpsmtpd-tx: no plugin %r (looked in %s)\n" % (name, ", ".join(plugin_dirs)))
+            return 1
+        info = PluginInfo(name, path)
+        if info.error:
+            err.write("qpsmtpd-tx: %s: %s\n" % (path, info.error))
+            return 1
+        if seen:
+            out.write("\n%s is an alias of %s:\n\n" % (seen[0], name))
+        if info.doc:
+            out.write(info.doc.rstrip() + "\n")
+        elif not info.alias_of:
+            err.write("qpsmtpd-tx: plugin %s (%s) has no documentation\n" % (name, path))
+            return 1
+        if not info.alias_of:
+            return 0
+        seen.append(name)
+        if info.alias_of in seen:
+            err.write("qpsmtpd-tx: alias loop: %s\n" % " -> ".join(seen + [info.alias_of]))
+            return 1
+        name = info.alias_of
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(
+        prog="qpsmtpd-tx",
+        description="qpsmtpd-tx tools. The server itself runs with `twistd qpsmtpd-tx`.")
+    parser.add_argument("--version", action="version", version="qpsmtpd-tx " + __version__)
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    plugins = commands.add_parser("plugins", help="list plugins or show a plugin's documentation")
+    plugins.add_argument("--plugin-dir", action="append", metavar="DIR",
+                         help="look in DIR (repeatable) instead of the default plugin directory")
+    plugins.add_argument("action", nargs="?", choices=["list", "doc"], default="list",
+                         help="list (default) or doc NAME")
+    plugins.add_argument("name", nargs="?", help="the plugin, as named in the plugins file")
+    return parser
+
+
+def main(argv=None, out=None, err=None):
+    """Run the command line; returns the exit status."""
+    out = out or sys.stdout
+    err = err or sys.stderr
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command != "plugins":
+        parser.print_help(out)
+        return 2
+    dirs = args.plugin_dir or default_plugin_dirs()
+    if args.action == "doc":
+        if not args.name:
+            err.write("qpsmtpd-tx: usage: qpsmtpd-tx plugins doc NAME\n")
+            return 2
+        # "relay:1" in a plugins file is a second instance of "relay"
+        return plugin_doc(re.sub(r"(?<=[^:]):[0-9]+$", "", args.name), dirs, out, err)
+    if args.name:
+        err.write("qpsmtpd-tx: unexpected argument %r\n" % (args.name,))
+        return 2
+    return list_plugins(dirs, out)
