@@ -5,6 +5,7 @@ DECLINED ends the chain. A hook may answer at once or with a Deferred / coroutin
 stays synchronous as long as the plugins do, so a chain of quick checks costs no reactor turn.
 """
 
+import contextvars
 import inspect
 
 import attr
@@ -13,6 +14,18 @@ from twisted.python.failure import Failure
 
 from qpsmtpd_tx import codes
 from qpsmtpd_tx.interfaces import HOOK_NAMES
+
+
+#: the hook whose plugin code is running now (for log lines), or None
+current_hook = contextvars.ContextVar("current_hook", default=None)
+
+
+def _call(hook, method, transaction, args):
+    token = current_hook.set(hook)
+    try:
+        return method(transaction, *args)
+    finally:
+        current_hook.reset(token)
 
 
 class UnknownHookError(Exception):
@@ -92,7 +105,7 @@ class HookRegistry:
         """
         for plugin, method in self._handlers[hook]:
             try:
-                result = method(transaction, *args)
+                result = _call(hook, method, transaction, args)
                 if inspect.iscoroutine(result):
                     result = Deferred.fromCoroutine(result)
                 if isinstance(result, Deferred):
@@ -107,7 +120,7 @@ class HookRegistry:
             plugin, method = handlers[index]
             index += 1
             try:
-                result = method(transaction, *args)
+                result = _call(hook, method, transaction, args)
             except Exception:
                 self._log_failure(Failure(), hook, plugin, transaction)
                 continue

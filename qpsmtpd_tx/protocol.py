@@ -55,6 +55,7 @@ class SMTPFactory(Factory):
     """Builds an SMTPProtocol per connection, all sharing one SMTPServer."""
 
     protocol = SMTPProtocol
+    noisy = False
 
     def __init__(self, server):
         self.server = server

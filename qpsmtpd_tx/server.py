@@ -14,7 +14,7 @@ from twisted.python.threadpool import ThreadPool
 
 from qpsmtpd_tx import codes
 from qpsmtpd_tx.config import Config, ConfigError
-from qpsmtpd_tx.hooks import HookRegistry
+from qpsmtpd_tx.hooks import HookRegistry, current_hook
 from qpsmtpd_tx.loader import PluginLoadError, load_plugins, resolve_plugin_class
 from qpsmtpd_tx.paths import default_plugin_dirs, program_dir
 from qpsmtpd_tx.plugins_file import read_plugins_file
@@ -30,6 +30,9 @@ _TWISTED_LEVEL = {
 }
 
 
+_logger = Logger(namespace="qpsmtpd_tx")
+
+
 class StartupError(Exception):
     """The server cannot start; the message names the file and line at fault."""
 
@@ -37,7 +40,8 @@ class StartupError(Exception):
 class SMTPServer:
     """Configuration, hook registry and log shared by all sessions."""
 
-    _logger = Logger(namespace="qpsmtpd_tx")
+    def _log_to_twisted(self, level, line):
+        _logger.emit(_TWISTED_LEVEL[level], "{line}", line=line)
 
     def __init__(self, config, plugin_dirs=None, max_conn_ip=5, auth=None, load=True,
                  reverse_dns=False):
@@ -135,6 +139,8 @@ class SMTPServer:
         if transaction is not None and transaction.connection is not None:
             conn_id = transaction.connection.id
         plugin_name = plugin.name if plugin is not None else None
+        if hook is None:
+            hook = current_hook.get()
         handlers = self.hooks.handlers("logging") if self.hooks.has("logging") else None
         if handlers:
             for log_plugin, method in handlers:
@@ -142,11 +148,13 @@ class SMTPServer:
                     continue
                 try:
                     method(transaction, level, hook, plugin_name, message)
-                except Exception:
-                    pass
+                except Exception as e:
+                    # A broken logging plugin must not hide the line, nor its own failure.
+                    self._log_to_twisted(codes.LOGCRIT, format_log_line(
+                        conn_id, "logging", log_plugin.name, "logging plugin failed: %r" % (e,)))
+                    self._log_to_twisted(level, format_log_line(conn_id, hook, plugin_name, message))
             return
-        self._logger.emit(_TWISTED_LEVEL[level], "{line}",
-                          line=format_log_line(conn_id, hook, plugin_name, message))
+        self._log_to_twisted(level, format_log_line(conn_id, hook, plugin_name, message))
 
     # -- blocking work -------------------------------------------------------------------------
 

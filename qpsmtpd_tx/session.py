@@ -663,7 +663,7 @@ class SMTPSession:
 
     def _help_respond(self, result):
         if result.code in (DENY, DENY_DISCONNECT):
-            return self.respond(500, "Syntax error, command not recognized")
+            return self._deny(500, result, "Syntax error, command not recognized")
         if result.code == DONE:
             return None
         if result.code == OK and result.lines:

@@ -495,7 +495,7 @@ class DevNullTests(unittest.TestCase):
         events = []
 
         def observer(event):
-            if str(event.get("log_namespace", "")).startswith("qpsmtpd_tx.server"):
+            if str(event.get("log_namespace", "")).startswith("qpsmtpd_tx"):
                 events.append(event)
 
         globalLogPublisher.addObserver(observer)
