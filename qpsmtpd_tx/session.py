@@ -587,6 +587,9 @@ class SMTPSession:
 
     def _data_post_respond(self, result):
         code = result.code
+        if code in codes.DENY_CODES:
+            self._log_outcome(552 if code in (DENY, DENY_DISCONNECT) else 452,
+                              result.lines or ["denied by %s" % result.plugin.name])
         if code in (DENY, DENY_DISCONNECT):
             self._deny(552, result, "Message denied")
             self._finish_message()
@@ -611,17 +614,31 @@ class SMTPSession:
     def _queue_respond(self, result):
         code = result.code
         if code == OK:
-            self.respond(250, result.lines or ["Queued"])
+            reply = (250, result.lines or ["Queued"])
         elif code == DENY:
-            self._deny(552, result, "Message denied")
+            reply = (552, result.lines or ["Message denied"])
         elif code == DENYSOFT:
-            self._deny(452, result, "Message denied temporarily")
+            reply = (452, result.lines or ["Message denied temporarily"])
         elif code != DONE:
-            self._deny(451, result, "Queuing declined or disabled; try again later")
+            reply = (451, result.lines or ["Queuing declined or disabled; try again later"])
+        else:
+            reply = None
+        if reply is not None:
+            self.respond(*reply)
+            self._log_outcome(*reply)
         finished = self.transaction
         self._finish_message()
         if self.hooks.has("queue_post"):
             self.hooks.run_no_respond("queue_post", finished)
+
+    def _log_outcome(self, code, lines):
+        """One LOGNOTICE line per message: who, to whom, how big, and the answer."""
+        if not self.server.log_enabled(codes.LOGNOTICE):
+            return
+        txn = self.transaction
+        self.log(codes.LOGNOTICE, "message %s from %s to %s, %d bytes: %d %s" % (
+            txn.id, txn.sender.format() if txn.sender else "<>",
+            ",".join(r.format() for r in txn.recipients), txn.data_size, code, " ".join(lines)))
 
     def _finish_message(self):
         """The message is answered: back to command mode with a fresh transaction."""
