@@ -1,21 +1,31 @@
 """Where the program's own plugins and default config live, from a checkout or an install."""
 
 import os
+import site
 import sys
+import sysconfig
 
 #: the directory holding qpsmtpd_tx/, plugins/ and etc/ when run from a source checkout
 SOURCE_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-#: where ``pip install`` puts plugins/ and etc/ (setup.cfg data_files)
-INSTALL_ROOT = os.path.join(sys.prefix, "share", "qpsmtpd-tx")
+
+
+def _install_roots():
+    """Candidate ``share/qpsmtpd-tx`` dirs of an install: venv/prefix, user base, /usr/local."""
+    bases = [sysconfig.get_path("data"), sys.prefix, getattr(site, "USER_BASE", None)]
+    return [os.path.join(b, "share", "qpsmtpd-tx") for b in bases if b]
 
 
 def program_dir():
     """The directory qpsmtpd's "beside the program" means: the checkout, else the install share dir."""
-    if os.path.isdir(os.path.join(SOURCE_ROOT, "plugins")):
+    # A checkout is recognised by one of our own plugins, not just any "plugins" directory.
+    if os.path.isfile(os.path.join(SOURCE_ROOT, "plugins", "rcpt_ok")):
         return SOURCE_ROOT
-    return INSTALL_ROOT
+    for root in _install_roots():
+        if os.path.isfile(os.path.join(root, "plugins", "rcpt_ok")):
+            return root
+    return _install_roots()[0]
 
 
 def default_plugin_dirs():
-    """Plugin directories used when the config has no ``plugin_dirs``."""
+    """Our own plugin directory (searched before any ``plugin_dirs`` of the config)."""
     return [os.path.join(program_dir(), "plugins")]

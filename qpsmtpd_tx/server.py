@@ -6,6 +6,7 @@ file and line) if anything is wrong. The Twisted side (``protocol.py``) asks it 
 """
 
 import os
+import pwd
 
 from twisted.internet import reactor
 from twisted.internet.threads import deferToThreadPool
@@ -107,8 +108,7 @@ class SMTPServer:
         self.databytes = config.get_int("databytes", 0)
         self.timeout = config.get_int("timeoutsmtpd", 0) or config.get_int("timeout", 1200)
         self.size_threshold = config.get_int("size_threshold", DEFAULT_SIZE_THRESHOLD)
-        spool = config.get_scalar("spool_dir") or os.path.join(os.path.expanduser("~"), "tmp")
-        self.spool_dir = spool
+        self._spool_dir = config.get_scalar("spool_dir")
         self.tls_before_auth = config.get_scalar("tls_before_auth", "0") not in ("0", "")
         level = config.get_scalar("loglevel", str(codes.LOGWARN))
         try:
@@ -116,6 +116,21 @@ class SMTPServer:
         except ValueError:
             self.loglevel = codes.LOGWARN
         self._log_threshold = self.loglevel
+
+    @property
+    def spool_dir(self):
+        """Where large message bodies are spooled: ``spool_dir`` config, else ``~/tmp`` (qpsmtpd's).
+
+        Resolved when first used, from the password database (not $HOME), so that under
+        ``twistd --uid`` it is the unprivileged user's home, as with qpsmtpd.
+        """
+        if self._spool_dir is None:
+            try:
+                home = pwd.getpwuid(os.getuid()).pw_dir
+            except KeyError:
+                home = os.path.expanduser("~")
+            self._spool_dir = os.path.join(home, "tmp")
+        return self._spool_dir
 
     def _set_log_threshold(self):
         if self.hooks.has("logging"):

@@ -253,9 +253,10 @@ class SMTPSession:
             self.transport.loseConnection()
 
     def _internal_error(self, failure):
+        # The client gets qpsmtpd's text, never the exception (it may hold paths or data).
         self.log(codes.LOGCRIT, "internal error: %s" % (failure.getTraceback(),))
         if not self._closing:
-            self.respond(451, "Internal error - try again later - %s" % (failure.getErrorMessage(),))
+            self.respond(451, "Internal error - try again later - command failed unexpectedly")
             if self.core.state is State.DATA:
                 self.disconnect()
 

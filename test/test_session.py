@@ -403,3 +403,21 @@ class SmallCommandTests(unittest.TestCase):
     def test_multiline_plugin_text(self):
         client = session(self, ["scripted rcpt DENY first\\nsecond"], steps=ENVELOPE[:2])
         self.assertEqual(client.command("RCPT TO:<u@example.com>"), "550-first\r\n550 second\r\n")
+
+
+class InternalErrorTests(unittest.TestCase):
+    def test_core_fault_gives_451_without_details(self):
+        import os
+        directory = os.path.abspath(self.mktemp())
+        os.makedirs(directory)
+        with open(os.path.join(directory, "breaker"), "w") as f:
+            f.write("from qpsmtpd_tx.plugin import Plugin\n"
+                    "class Breaker(Plugin):\n"
+                    "    def hook_data(self, transaction):\n"
+                    "        transaction.body = None   # the core will fail writing the body\n"
+                    "        return 909\n")
+        client = session(self, ["rcpt_ok", "breaker"], {"plugin_dirs": directory}, steps=ENVELOPE)
+        self.assertEqual(client.command("DATA"), "354 go ahead\r\n")
+        self.assertEqual(client.send(MESSAGE),
+                         "451 Internal error - try again later - command failed unexpectedly\r\n")
+        self.assertTrue(client.closed)
