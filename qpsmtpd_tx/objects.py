@@ -90,5 +90,7 @@ class Transaction:
                 yield chunk
 
     def discard(self):
-        """Release the body spool."""
-        self.body.discard()
+        """Release the body spool (also when a plugin replaced or removed it)."""
+        discard = getattr(self.body, "discard", None)
+        if discard is not None:
+            discard()
