@@ -84,7 +84,11 @@ class SMTPServer:
             raise StartupError(str(e))
 
     def load_plugins(self):
-        """Instantiate and initialise the logging plugins, then the ``plugins`` file's."""
+        """Check the spool dir, then start the logging plugins and the ``plugins`` file's.
+
+        Runs after ``twistd`` dropped privileges, so both happen as the serving user.
+        """
+        self._check_spool_dir()
         try:
             self.logging_plugins = load_plugins(self, self._logging_lines, self.plugin_dirs)
             self._set_log_threshold()
@@ -131,6 +135,23 @@ class SMTPServer:
                 home = os.path.expanduser("~")
             self._spool_dir = os.path.join(home, "tmp")
         return self._spool_dir
+
+    def _check_spool_dir(self):
+        """Create ``spool_dir`` (mode ``spool_perms``, default 0700) or refuse to start, as qpsmtpd."""
+        try:
+            perms = int(self.config.get_scalar("spool_perms", "0700"), 8)
+        except ValueError:
+            raise StartupError("spool_perms must be an octal mode, got %r"
+                               % self.config.get_scalar("spool_perms"))
+        path = self.spool_dir
+        try:
+            os.makedirs(path, mode=perms, exist_ok=True)
+            if not os.access(path, os.W_OK | os.X_OK):
+                raise PermissionError(13, "not writable")
+        except OSError as e:
+            raise StartupError("cannot use spool_dir %s: %s (set spool_dir in %s)"
+                               % (path, e.strerror, self.config.path_of("spool_dir")
+                                  or "the config directory"))
 
     def _set_log_threshold(self):
         if self.hooks.has("logging"):

@@ -126,3 +126,18 @@ class LoadTests(unittest.TestCase):
         write_plugin(directory, "rcpt_ok", "use strict;\nsub hook_rcpt { }\n")
         server = make_server(self, ["rcpt_ok"], {"plugin_dirs": directory})
         self.assertEqual(type(server.plugins[0]).__name__, "RcptOk")
+
+
+class SpoolDirTests(unittest.TestCase):
+    def test_unusable_spool_dir_stops_startup(self):
+        blocker = os.path.abspath(self.mktemp())
+        with open(blocker, "w") as f:
+            f.write("a file, not a directory")
+        with self.assertRaises(StartupError) as caught:
+            make_server(self, ["rcpt_ok"], {"spool_dir": os.path.join(blocker, "spool")})
+        self.assertIn("cannot use spool_dir %s/spool: " % blocker, str(caught.exception))
+
+    def test_spool_dir_created_with_spool_perms(self):
+        spool = os.path.join(os.path.abspath(self.mktemp()), "spool")
+        make_server(self, ["rcpt_ok"], {"spool_dir": spool, "spool_perms": "0750"})
+        self.assertEqual(os.stat(spool).st_mode & 0o777, 0o750)
