@@ -97,6 +97,74 @@ class Plugin:
         except ValueError:
             raise PluginError("bad loglevel %r" % (value,))
 
+    # -- qpsmtpd's rejection conventions (arguments ``reject`` and ``reject_type``) ------------
+
+    #: ``reject`` argument: None or "1" → reject; "0" → log only; "naughty" → defer to naughty
+    reject = None
+    #: ``reject_type`` argument: perm|hard, temp|soft, disconnect, temp_disconnect (None: default)
+    reject_type = None
+
+    def get_reject_type(self, default=codes.DENY, value=None):
+        """The return code for ``reject_type`` (``value`` or the plugin's), else ``default``."""
+        value = value or self.reject_type
+        if not value:
+            return default
+        value = value.lower()
+        if value in ("temp", "soft"):
+            return codes.DENYSOFT
+        if value in ("perm", "hard"):
+            return codes.DENY
+        if value == "disconnect":
+            return codes.DENY_DISCONNECT
+        if value == "temp_disconnect":
+            return codes.DENYSOFT_DISCONNECT
+        return default
+
+    def get_reject(self, transaction, smtp_message="unspecified error", log_message="",
+                   default_type=codes.DENY):
+        """What a failed check returns, honouring ``reject`` and ``reject_type`` as qpsmtpd does.
+
+        ``reject 0``: log "fail, tolerated" and DECLINE. ``reject naughty``: store the message
+        for the ``naughty`` plugin (connection note ``naughty``) and DECLINE. Otherwise
+        ``(reject type, smtp_message)``.
+        """
+        suffix = ", " + log_message if log_message else ""
+        reject = None if self.reject is None else str(self.reject)
+        if reject is not None and reject in ("0", ""):
+            self.log(codes.LOGINFO, "fail, tolerated" + suffix, transaction)
+            return codes.DECLINED
+        if reject == "naughty":
+            self.log(codes.LOGINFO, "fail, NAUGHTY" + suffix, transaction)
+            return self.store_deferred_reject(transaction, smtp_message)
+        self.log(codes.LOGINFO, "fail" + suffix, transaction)
+        return self.get_reject_type(default_type), smtp_message
+
+    def store_deferred_reject(self, transaction, smtp_message):
+        """Keep a rejection for the ``naughty`` plugin; returns DECLINED."""
+        notes = transaction.connection.notes
+        previous = notes.get("naughty")
+        notes["naughty"] = "%s\r\n%s" % (previous, smtp_message) if previous else smtp_message
+        if not notes.get("naughty_reject_type"):
+            notes["naughty_reject_type"] = self.reject_type
+        return codes.DECLINED
+
+    def is_naughty(self, transaction):
+        """The deferred rejection stored for this connection, if any."""
+        return transaction.connection.notes.get("naughty")
+
+    def adjust_karma(self, transaction, value):
+        """Add ``value`` to the connection's karma (connection note ``karma``); returns it."""
+        notes = transaction.connection.notes
+        notes["karma"] = notes.get("karma", 0) + value
+        self.log(codes.LOGINFO, "karma %d (%d)" % (value, notes["karma"]), transaction)
+        return value
+
+    def store_auth_results(self, transaction, result):
+        """Append to the connection's Authentication-Results text (``spf=pass …``)."""
+        notes = transaction.connection.notes
+        previous = notes.get("authentication_results")
+        notes["authentication_results"] = "%s; %s" % (previous, result) if previous else result
+
     def is_immune(self, transaction):
         """True if the connection or sender is exempt from checks (relay client, whitelisted)."""
         conn = transaction.connection

@@ -68,6 +68,7 @@ class SMTPSession:
         self._closing = False
         self._lost = False
         self._auth = None
+        self._input_waiters = []
         self.commands = {
             "helo": self.cmd_helo,
             "ehlo": self.cmd_ehlo,
@@ -179,9 +180,35 @@ class SMTPSession:
         return "%s ESMTP qpsmtpd-tx %s ready; send us your mail, but not your spam." % (
             self.server.me, __version__)
 
+    def wait_for_input(self, seconds, clock=None):
+        """A Deferred firing True as soon as the client has sent anything, False after ``seconds``.
+
+        For plugins such as earlytalker, which wait before the greeting to catch clients that
+        talk first. Bytes already buffered fire it at once.
+        """
+        from twisted.internet import reactor
+        d = Deferred()
+        if self.core.buffered:
+            d.callback(True)
+            return d
+        call = (clock or reactor).callLater(seconds, self._input_waited, d, False)
+        self._input_waiters.append((d, call))
+        return d
+
+    def _input_waited(self, d, value):
+        self._input_waiters = [(w, c) for w, c in self._input_waiters if w is not d]
+        if not d.called:
+            d.callback(value)
+
     def data_received(self, data):
         """Bytes from the client."""
         self.core.receive_data(data)
+        if self._input_waiters:
+            waiters, self._input_waiters = self._input_waiters, []
+            for d, call in waiters:
+                if call.active():
+                    call.cancel()
+                d.callback(True)
         if not self._busy:
             self._pump()
         if self._busy and not self._paused and self.core.buffered > PAUSE_ABOVE:
@@ -193,6 +220,10 @@ class SMTPSession:
         if self._lost:
             return
         self._lost = True
+        for d, call in self._input_waiters:
+            if call.active():
+                call.cancel()
+        self._input_waiters = []
         if self.core.state is State.DATA:
             self.log(codes.LOGINFO, "451 Incomplete DATA (connection lost)")
         if not self._closing:

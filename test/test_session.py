@@ -421,3 +421,17 @@ class InternalErrorTests(unittest.TestCase):
         self.assertEqual(client.send(MESSAGE),
                          "451 Internal error - try again later - command failed unexpectedly\r\n")
         self.assertTrue(client.closed)
+
+
+class WaitForInputTests(unittest.TestCase):
+    def test_fires_on_input_or_timeout(self):
+        client = session(self, [])
+        results = []
+        client.session.wait_for_input(2, clock=client.clock).addCallback(results.append)
+        client.clock.advance(1)
+        self.assertEqual(results, [])
+        client.send(b"NOOP\r\n")
+        self.assertEqual(results, [True])
+        client.session.wait_for_input(2, clock=client.clock).addCallback(results.append)
+        client.clock.advance(2.5)
+        self.assertEqual(results, [True, False])
