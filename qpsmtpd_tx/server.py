@@ -89,6 +89,8 @@ class SMTPServer:
         Runs after ``twistd`` dropped privileges, so both happen as the serving user.
         """
         self._check_spool_dir()
+        # Plugins loaded after a ``config`` plugin read their config through it (qpsmtpd order).
+        self.config.config_hook = self._run_config_hooks
         try:
             self.logging_plugins = load_plugins(self, self._logging_lines, self.plugin_dirs)
             self._set_log_threshold()
@@ -96,6 +98,7 @@ class SMTPServer:
             self._set_log_threshold()
         except (ConfigError, PluginLoadError) as e:
             raise StartupError(str(e))
+
         if self.auth is None and any(self.hooks.has(h) for h in
                                      ("auth", "auth-plain", "auth-login", "auth-cram-md5")):
             from qpsmtpd_tx.auth import Authenticator
@@ -120,6 +123,23 @@ class SMTPServer:
         except ValueError:
             self.loglevel = codes.LOGWARN
         self._log_threshold = self.loglevel
+
+    def _run_config_hooks(self, name):
+        """Values for config item ``name`` from ``config`` hooks, or None (read the file).
+
+        Config lookups are synchronous, so ``hook_config(transaction, name)`` must answer at
+        once: ``(OK, [values])`` supplies the item, anything else passes.
+        """
+        for plugin, method in self.hooks.handlers("config"):
+            try:
+                result = method(None, name)
+            except Exception as e:
+                self.log(codes.LOGCRIT, "FATAL PLUGIN ERROR [%s]: %r" % (plugin.name, e), hook="config")
+                continue
+            if isinstance(result, tuple) and result and result[0] == codes.OK:
+                values = result[1] if len(result) > 1 else []
+                return [values] if isinstance(values, str) else list(values)
+        return None
 
     @property
     def spool_dir(self):

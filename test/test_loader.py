@@ -141,3 +141,18 @@ class SpoolDirTests(unittest.TestCase):
         spool = os.path.join(os.path.abspath(self.mktemp()), "spool")
         make_server(self, ["rcpt_ok"], {"spool_dir": spool, "spool_perms": "0750"})
         self.assertEqual(os.stat(spool).st_mode & 0o777, 0o750)
+
+
+class ConfigHookTests(unittest.TestCase):
+    def test_config_hook_supplies_values(self):
+        directory = os.path.abspath(self.mktemp())
+        write_plugin(directory, "confsrc", (
+            "from qpsmtpd_tx.codes import OK, DECLINED\n"
+            "from qpsmtpd_tx.plugin import Plugin\n"
+            "class ConfSrc(Plugin):\n"
+            "    def hook_config(self, transaction, name):\n"
+            "        return (OK, ['hooked.example']) if name == 'rcpthosts' else DECLINED\n"))
+        server = make_server(self, ["confsrc", "rcpt_ok"], {"plugin_dirs": directory})
+        self.assertEqual(server.config.get("rcpthosts"), ["hooked.example"])
+        self.assertEqual(server.config.get("me"), ["mx.example.org"])
+        self.assertIn("hooked.example", server.plugins[1].exact)   # rcpt_ok read it through the hook
