@@ -13,7 +13,7 @@ The session is ``transaction.session`` and the connection ``transaction.connecti
 
 from zope.interface import implementer
 
-from qpsmtpd_tx import codes
+from qpsmtpd_tx import codes, policy
 from qpsmtpd_tx.interfaces import IPlugin
 
 
@@ -39,6 +39,10 @@ class Plugin:
     server = None
     #: per-plugin log level adjustment from a ``loglevel N|+N|-N`` argument (None: not set)
     loglevel = None
+    #: the ``key value`` arguments as parsed by parse_kv_args
+    arguments = {}
+    #: the per-recipient settings this plugin reads (:class:`qpsmtpd_tx.policy.Setting`)
+    recipient_settings = ()
 
     def init(self, args):
         """Receive the ``plugins`` line arguments. The default accepts none."""
@@ -85,6 +89,7 @@ class Plugin:
             if key not in known:
                 raise PluginError("unknown argument %r (known: %s)" % (key, ", ".join(sorted(known))))
             result[key] = value
+        self.arguments = result
         return result
 
     def set_loglevel(self, value):
@@ -96,6 +101,25 @@ class Plugin:
                 self.loglevel = ("abs", codes.parse_log_level(value))
         except ValueError:
             raise PluginError("bad loglevel %r" % (value,))
+
+    # -- per-recipient settings (see qpsmtpd_tx.policy) -----------------------------------------
+
+    def setting(self, recipient, note):
+        """This plugin's setting ``note`` for ``recipient``: recipient note → argument → default."""
+        for setting in self.recipient_settings:
+            if setting.note == note:
+                return policy.resolve(setting, recipient, self.arguments)
+        raise KeyError("%s declares no recipient setting %r" % (self.path, note))
+
+    def transaction_setting(self, transaction, note):
+        """The setting for the whole message: the recipients' common value, else the strictest."""
+        values = [self.setting(r, note) for r in transaction.recipients]
+        if not values:
+            return self.setting(None, note)
+        if all(v == values[0] for v in values):
+            return values[0]
+        setting = next(s for s in self.recipient_settings if s.note == note)
+        return setting.strictest(values)
 
     # -- qpsmtpd's rejection conventions (arguments ``reject`` and ``reject_type``) ------------
 

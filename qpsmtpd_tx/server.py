@@ -13,7 +13,7 @@ from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger, LogLevel
 from twisted.python.threadpool import ThreadPool
 
-from qpsmtpd_tx import codes
+from qpsmtpd_tx import codes, policy
 from qpsmtpd_tx.config import Config, ConfigError
 from qpsmtpd_tx.hooks import HookRegistry, current_hook
 from qpsmtpd_tx.loader import PluginLoadError, load_plugins, resolve_plugin_class
@@ -99,6 +99,7 @@ class SMTPServer:
         except (ConfigError, PluginLoadError) as e:
             raise StartupError(str(e))
 
+        self.policy_plugins = [p for p in self.plugins if p.recipient_settings]
         if self.auth is None and any(self.hooks.has(h) for h in
                                      ("auth", "auth-plain", "auth-login", "auth-cram-md5")):
             from qpsmtpd_tx.auth import Authenticator
@@ -116,6 +117,11 @@ class SMTPServer:
         self.timeout = config.get_int("timeoutsmtpd", 0) or config.get_int("timeout", 1200)
         self.size_threshold = config.get_int("size_threshold", DEFAULT_SIZE_THRESHOLD)
         self._spool_dir = config.get_scalar("spool_dir")
+        self.recipient_policy = (config.get_scalar("recipient_policy") or policy.GROUP).lower()
+        if self.recipient_policy not in policy.POLICIES:
+            raise ConfigError("recipient_policy must be one of %s, not %r"
+                              % (", ".join(policy.POLICIES), self.recipient_policy),
+                              config.path_of("recipient_policy"), 1)
         self.tls_before_auth = config.get_scalar("tls_before_auth", "0") not in ("0", "")
         level = config.get_scalar("loglevel", str(codes.LOGWARN))
         try:

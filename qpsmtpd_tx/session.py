@@ -17,7 +17,7 @@ from twisted.internet.defer import Deferred
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from qpsmtpd_tx import SOFTWARE_NAME, __version__, codes
+from qpsmtpd_tx import SOFTWARE_NAME, __version__, codes, policy
 from qpsmtpd_tx.command import (
     CommandSyntaxError,
     parse_helo,
@@ -502,6 +502,8 @@ class SMTPSession:
     def _rcpt_respond(self, result, rcpt):
         code = result.code
         if code == OK:
+            if self._needs_other_transaction(rcpt):
+                return self.respond(452, policy.DIFFERENT_POLICY_TEXT)
             self.transaction.add_recipient(rcpt)
             self.core.rcpt()
             return self.respond(250, "%s, recipient ok" % rcpt.format())
@@ -518,6 +520,21 @@ class SMTPSession:
         if code == DONE:
             return None
         self.respond(450, "No plugin decided if relaying is allowed")
+
+    def _needs_other_transaction(self, rcpt):
+        """True if ``rcpt``'s filter settings differ from this transaction's (grouping mode)."""
+        server = self.server
+        if server.recipient_policy != policy.GROUP or not server.policy_plugins:
+            return False
+        recipients = self.transaction.recipients
+        if not recipients:
+            return False
+        key = policy.policy_key(server.policy_plugins, rcpt)
+        if key == policy.policy_key(server.policy_plugins, recipients[0]):
+            return False
+        self.log(codes.LOGINFO, "%s has other filter settings than %s: deferred to another transaction"
+                 % (rcpt.format(), recipients[0].format()))
+        return True
 
     # -- DATA ---------------------------------------------------------------------------------
 
