@@ -129,12 +129,11 @@ class SMTPSession:
         """The client connected: run pre-connection and connect hooks, then greet."""
         self._busy = True
         conn = self.connection
-        d = self.hooks.run(
-            "pre-connection", self.transaction, conn.remote_ip, conn.remote_port,
-            conn.local_ip, conn.local_port, self.server.max_conn_ip, self.server.peer_ips(),
-        )
-        d.addCallback(self._pre_connection_respond)
-        if not self._after(d):
+        pending = self._run("pre-connection", (
+            conn.remote_ip, conn.remote_port, conn.local_ip, conn.local_port,
+            self.server.max_conn_ip, self.server.peer_ips()), self._pre_connection_respond)
+        if not (isinstance(pending, Deferred) and self._after(pending)):
+            self._busy = False
             self._pump()
 
     def _pre_connection_respond(self, result):
@@ -155,9 +154,7 @@ class SMTPSession:
         return self._connect()
 
     def _connect(self):
-        d = self.hooks.run("connect", self.transaction)
-        d.addCallback(self._connect_respond)
-        return d
+        return self._then("connect", self._connect_respond)
 
     def _connect_respond(self, result):
         code = result.code
@@ -336,11 +333,19 @@ class SMTPSession:
             return self._unrecognized(verb, rest)
         return handler(rest)
 
+    def _run(self, hook, args, callback, *extra):
+        """Run ``hook`` with ``args``; pass its HookResult (and ``extra``) to ``callback``.
+
+        Synchronous when every plugin answers at once; a Deferred otherwise.
+        """
+        result = self.hooks.call(hook, self.transaction, *args)
+        if isinstance(result, Deferred):
+            return result.addCallback(callback, *extra)
+        return callback(result, *extra)
+
     def _then(self, hook, callback, *args):
         """Run ``hook`` with ``args`` and pass its result to ``callback``."""
-        d = self.hooks.run(hook, self.transaction, *args)
-        d.addCallback(callback)
-        return d
+        return self._run(hook, args, callback)
 
     def _deny(self, code, result, default):
         """Send ``code`` with the plugin's text or ``default``."""
@@ -355,9 +360,7 @@ class SMTPSession:
         return self._hello("ehlo", rest)
 
     def _hello(self, verb, rest):
-        d = self.hooks.run(verb + "_parse", self.transaction, rest)
-        d.addCallback(self._hello_parsed, verb, rest)
-        return d
+        return self._run(verb + "_parse", (rest,), self._hello_parsed, verb, rest)
 
     def _hello_parsed(self, parsed, verb, rest):
         if parsed.code == OK and parsed.value is not None:
@@ -370,9 +373,7 @@ class SMTPSession:
             return self.respond(501, "%s requires domain/address - see RFC-2821 4.1.1.1" % verb)
         if self.connection.hello:
             return self.respond(503, "but you already said HELO ...")
-        d = self.hooks.run(verb, self.transaction, host, *extra)
-        d.addCallback(self._hello_respond, verb, host)
-        return d
+        return self._run(verb, (host,) + tuple(extra), self._hello_respond, verb, host)
 
     def _hello_respond(self, result, verb, host):
         code = result.code
@@ -434,8 +435,6 @@ class SMTPSession:
 
     def _parse_address(self, kind, rest, then):
         """Run ``<kind>_parse`` (or the built-in parser) and ``<kind>_pre``; call ``then``."""
-        d = self.hooks.run(kind + "_parse", self.transaction, rest)
-
         def parsed(result):
             if result.code == DENY:
                 return self.respond(501, result.lines or ["Syntax error in command"])
@@ -446,12 +445,10 @@ class SMTPSession:
                     path, params = (parse_mail_from if kind == "mail" else parse_rcpt_to)(rest)
                 except CommandSyntaxError as e:
                     return self.respond(501, str(e))
-            pre = self.hooks.run(kind + "_pre", self.transaction, path, params)
-            pre.addCallback(lambda r: then(r.lines[0] if r.code == OK and r.lines else path, params))
-            return pre
+            return self._run(kind + "_pre", (path, params),
+                             lambda r: then(r.lines[0] if r.code == OK and r.lines else path, params))
 
-        d.addCallback(parsed)
-        return d
+        return self._run(kind + "_parse", (rest,), parsed)
 
     def _mail_parsed(self, path, params):
         try:
@@ -461,9 +458,7 @@ class SMTPSession:
         size = params.get("size")
         if self.server.databytes and size and size.isdigit() and int(size) > self.server.databytes:
             return self.respond(552, "Message too big!")
-        d = self.hooks.run("mail", self.transaction, sender, params)
-        d.addCallback(self._mail_respond, sender)
-        return d
+        return self._run("mail", (sender, params), self._mail_respond, sender)
 
     def _mail_respond(self, result, sender):
         code = result.code
@@ -495,9 +490,7 @@ class SMTPSession:
             rcpt = recipient_address(path)
         except CommandSyntaxError as e:
             return self.respond(501, str(e))
-        d = self.hooks.run("rcpt", self.transaction, rcpt, params)
-        d.addCallback(self._rcpt_respond, rcpt)
-        return d
+        return self._run("rcpt", (rcpt, params), self._rcpt_respond, rcpt)
 
     def _rcpt_respond(self, result, rcpt):
         code = result.code
@@ -749,9 +742,7 @@ class SMTPSession:
         self.disconnect()
 
     def _unrecognized(self, verb, rest):
-        d = self.hooks.run("unrecognized_command", self.transaction, verb, rest)
-        d.addCallback(self._unrecognized_respond)
-        return d
+        return self._run("unrecognized_command", (verb, rest), self._unrecognized_respond)
 
     def _unrecognized_respond(self, result):
         if result.code == DENY:
