@@ -102,6 +102,10 @@ class Config:
         self._cache.clear()
         self._cdb_cache.clear()
 
+    def forget(self, name):
+        """Forget one cached item, so its next lookup reads it again (e.g. a config hook changed it)."""
+        self._cache.pop(name, None)
+
     def get_lines(self, name):
         """The values of config item ``name`` as :class:`ConfigLine`, with their origin.
 

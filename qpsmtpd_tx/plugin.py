@@ -52,6 +52,9 @@ class Plugin:
     def register(self, registry):
         """Register hooks beyond the ``hook_*`` methods; the default does nothing."""
 
+    def stop(self):
+        """Called once when the server shuts down; may return a Deferred. Default: nothing."""
+
     # -- helpers ---------------------------------------------------------------------------
 
     def config(self, name):

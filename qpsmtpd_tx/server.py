@@ -218,6 +218,19 @@ class SMTPServer:
             return
         self._log_to_twisted(level, format_log_line(conn_id, hook, plugin_name, message))
 
+    def stop_plugins(self):
+        """Call every plugin's ``stop()``; a Deferred firing when all are done."""
+        from twisted.internet.defer import DeferredList, maybeDeferred
+        calls = []
+        for plugin in self.logging_plugins + self.plugins:
+            stop = getattr(plugin, "stop", None)
+            if stop is not None:
+                d = maybeDeferred(stop)
+                d.addErrback(lambda f, p=plugin: self.log(
+                    codes.LOGERROR, "stopping %s failed: %s" % (p.name, f.getErrorMessage())))
+                calls.append(d)
+        return DeferredList(calls)
+
     # -- blocking work -------------------------------------------------------------------------
 
     def run_blocking(self, func, *args, **kwargs):

@@ -66,6 +66,11 @@ class SMTPService(service.MultiService):
             _fail(e)
         service.MultiService.startService(self)
 
+    def stopService(self):
+        d = service.MultiService.stopService(self)
+        d.addCallback(lambda _: self.server.stop_plugins())
+        return d
+
 
 def _fail(error):
     sys.stderr.write("qpsmtpd-tx: cannot start: %s\n" % (error,))

@@ -156,3 +156,21 @@ class ConfigHookTests(unittest.TestCase):
         self.assertEqual(server.config.get("rcpthosts"), ["hooked.example"])
         self.assertEqual(server.config.get("me"), ["mx.example.org"])
         self.assertIn("hooked.example", server.plugins[1].exact)   # rcpt_ok read it through the hook
+
+
+class StopTests(unittest.TestCase):
+    def test_stop_calls_every_plugin(self):
+        directory = os.path.abspath(self.mktemp())
+        write_plugin(directory, "stopper", (
+            "from qpsmtpd_tx.plugin import Plugin\n"
+            "STOPPED = []\n"
+            "class Stopper(Plugin):\n"
+            "    def init(self, args):\n"
+            "        self.label = args[0]\n"
+            "    def stop(self):\n"
+            "        STOPPED.append(self.label)\n"))
+        server = make_server(self, ["stopper a", "stopper:1 b", "rcpt_ok"], {"plugin_dirs": directory})
+        d = server.stop_plugins()
+        module = __import__(type(server.plugins[0]).__module__, fromlist=["STOPPED"])
+        self.assertEqual(module.STOPPED, ["a", "b"])
+        return d
