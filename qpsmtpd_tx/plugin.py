@@ -66,14 +66,14 @@ class Plugin:
         return self.server.config.get_scalar(name, default)
 
     def log(self, level, message, transaction=None):
-        """Log ``message`` at ``level``, tagged with this plugin (and the connection if given)."""
+        """Log ``message`` at ``level``, tagged with this plugin (and the connection if given).
+
+        A ``loglevel`` argument adjusts the level as qpsmtpd does: an absolute value logs every
+        line of this plugin at that level; ``+N`` makes lines N less severe, ``-N`` more.
+        """
         if self.loglevel is not None:
             kind, value = self.loglevel
-            if kind == "abs":
-                if level > value:
-                    return
-            else:
-                level = max(0, min(7, level - value))
+            level = value if kind == "abs" else max(0, min(7, level + value))
         self.server.log(level, message, plugin=self, transaction=transaction)
 
     def parse_kv_args(self, args, known, defaults=None):

@@ -248,9 +248,9 @@ class SMTPServer:
 
     # -- sessions ------------------------------------------------------------------------------
 
-    def peer_ips(self):
-        """Remote IPs of the live sessions (qpsmtpd's ``child_addrs``)."""
-        return [s.connection.remote_ip for s in self.sessions]
+    def peer_ips(self, exclude=None):
+        """Remote IPs of the live sessions but ``exclude`` (qpsmtpd's ``child_addrs``)."""
+        return [s.connection.remote_ip for s in self.sessions if s is not exclude]
 
     def connections_from(self, ip):
         """How many live sessions come from ``ip``."""

@@ -91,8 +91,9 @@ class SMTPSession:
     def respond(self, code, lines):
         """Queue a reply; ``lines`` is a string (may hold newlines) or a list of strings."""
         if isinstance(lines, str):
-            lines = lines.split("\n")
-        lines = [line for line in lines if line]
+            lines = [lines]
+        # A plugin's text may hold CRLF or LF line breaks: each becomes a reply line.
+        lines = [part for line in lines for part in line.replace("\r", "").split("\n") if part]
         self.core.reply(code, lines)
         if self.server.log_enabled(codes.LOGINFO):
             for line in lines:
@@ -131,7 +132,7 @@ class SMTPSession:
         conn = self.connection
         pending = self._run("pre-connection", (
             conn.remote_ip, conn.remote_port, conn.local_ip, conn.local_port,
-            self.server.max_conn_ip, self.server.peer_ips()), self._pre_connection_respond)
+            self.server.max_conn_ip, self.server.peer_ips(exclude=self)), self._pre_connection_respond)
         if not (isinstance(pending, Deferred) and self._after(pending)):
             self._busy = False
             self._pump()
@@ -217,10 +218,11 @@ class SMTPSession:
         if self._lost:
             return
         self._lost = True
-        for d, call in self._input_waiters:
+        waiters, self._input_waiters = self._input_waiters, []
+        for d, call in waiters:
             if call.active():
                 call.cancel()
-        self._input_waiters = []
+            d.callback(False)
         if self.core.state is State.DATA:
             self.log(codes.LOGINFO, "451 Incomplete DATA (connection lost)")
         if not self._closing:
@@ -497,7 +499,7 @@ class SMTPSession:
         if code == OK:
             if self._needs_other_transaction(rcpt):
                 return self.respond(452, policy.DIFFERENT_POLICY_TEXT)
-            self.transaction.add_recipient(rcpt)
+            self._add_recipient(rcpt)
             self.core.rcpt()
             return self.respond(250, "%s, recipient ok" % rcpt.format())
         if code == DENY:
@@ -513,6 +515,23 @@ class SMTPSession:
         if code == DONE:
             return None
         self.respond(450, "No plugin decided if relaying is allowed")
+
+    def _add_recipient(self, rcpt):
+        """Add an accepted recipient, or the alias targets a notes source gave it.
+
+        Targets already in the transaction are not added twice (see policy.expand_alias).
+        """
+        recipients, invalid = policy.expand_alias(rcpt)
+        for target in invalid:
+            self.log(codes.LOGERROR, "%s: alias target %r is not an address, skipped"
+                     % (rcpt.format(), target))
+        if recipients[0] is rcpt:
+            return self.transaction.add_recipient(rcpt)
+        self.log(codes.LOGINFO, "%s is an alias of %s"
+                 % (rcpt.format(), ", ".join(r.format() for r in recipients)))
+        for target in recipients:
+            if target not in self.transaction.recipients:
+                self.transaction.add_recipient(target)
 
     def _needs_other_transaction(self, rcpt):
         """True if ``rcpt``'s filter settings differ from this transaction's (grouping mode)."""

@@ -49,3 +49,23 @@ class RejectTests(unittest.TestCase):
         plugin.store_auth_results(txn, "spf=pass")
         plugin.store_auth_results(txn, "dkim=none")
         self.assertEqual(txn.connection.notes["authentication_results"], "spf=pass; dkim=none")
+
+
+class LogLevelTests(unittest.TestCase):
+    def logged(self, loglevel, level):
+        plugin, txn = plugin_and_transaction(self)
+        plugin.set_loglevel(loglevel)
+        seen = []
+        plugin.server.log = lambda lvl, message, **kw: seen.append(lvl)
+        plugin.log(level, "x", txn)
+        return seen
+
+    def test_absolute_relabels_every_line(self):
+        self.assertEqual(self.logged("6", codes.LOGDEBUG), [6])
+        self.assertEqual(self.logged("LOGNOTICE", codes.LOGERROR), [5])
+
+    def test_relative_plus_is_less_severe(self):
+        self.assertEqual(self.logged("+2", codes.LOGWARN), [6])
+        self.assertEqual(self.logged("-1", codes.LOGWARN), [3])
+        self.assertEqual(self.logged("+5", codes.LOGINFO), [7])
+        self.assertEqual(self.logged("-9", codes.LOGERROR), [0])

@@ -236,17 +236,18 @@ class HostsAllowTests(StartupErrorMixin, unittest.TestCase):
         hook = plugin.hook_pre_connection
         refused = (DENYSOFT, "too many connections from 192.0.2.1, try again later")
         others = ["192.0.2.9", "192.0.2.10"]
+        # child_addrs are the OTHER live sessions: this one counts as 1 plus its namesakes
         self.assertEqual(hook(txn, "192.0.2.1", 4000, "192.0.2.25", 25, 2,
-                              ["192.0.2.1", "192.0.2.1"] + others), DECLINED)
+                              ["192.0.2.1"] + others), DECLINED)
         self.assertEqual(hook(txn, "192.0.2.1", 4000, "192.0.2.25", 25, 2,
-                              ["192.0.2.1"] * 3 + others), refused)
+                              ["192.0.2.1"] * 2 + others), refused)
         # 0 (or no limit) turns the check off
         self.assertEqual(hook(txn, "192.0.2.1", 4000, "192.0.2.25", 25, 0, ["192.0.2.1"] * 9), DECLINED)
         self.assertEqual(hook(txn, "192.0.2.1", 4000, "192.0.2.25", 25, None, ["192.0.2.1"] * 9),
                          DECLINED)
-        # a limit of 1 refuses nothing while this is the only connection
+        # a limit of 1 allows this connection alone, not a second one
         self.assertEqual(hook(txn, "192.0.2.1", 4000, "192.0.2.25", 25, 1, []), DECLINED)
-        self.assertEqual(hook(txn, "192.0.2.1", 4000, "192.0.2.25", 25, 1, ["192.0.2.1"]), DECLINED)
+        self.assertEqual(hook(txn, "192.0.2.1", 4000, "192.0.2.25", 25, 1, ["192.0.2.1"]), refused)
 
     def test_karma_history_changes_the_limit(self):
         plugin = plugin_of(make_server(self, ["hosts_allow"]), "hosts_allow")
@@ -257,12 +258,13 @@ class HostsAllowTests(StartupErrorMixin, unittest.TestCase):
             return plugin.hook_pre_connection(txn, "192.0.2.1", 1, "192.0.2.25", 25, limit,
                                               ["192.0.2.1"] * count)
 
-        self.assertEqual(decide(6, 5), DECLINED)      # good karma: limit 2 + 3
-        self.assertEqual(decide(6, 6)[0], DENYSOFT)
-        self.assertEqual(decide(3, 2), DECLINED)      # neutral: limit unchanged
-        self.assertEqual(decide(3, 3)[0], DENYSOFT)
-        self.assertEqual(decide(0, 1), DECLINED)      # bad karma: one connection only
-        self.assertEqual(decide(-2, 2)[0], DENYSOFT)
+        # ``count`` other sessions from the same address, plus this one
+        self.assertEqual(decide(6, 4), DECLINED)      # good karma: limit 2 + 3
+        self.assertEqual(decide(6, 5)[0], DENYSOFT)
+        self.assertEqual(decide(3, 1), DECLINED)      # neutral: limit unchanged
+        self.assertEqual(decide(3, 2)[0], DENYSOFT)
+        self.assertEqual(decide(0, 0), DECLINED)      # bad karma: one connection only
+        self.assertEqual(decide(-2, 1)[0], DENYSOFT)
 
     def test_not_an_ip(self):
         plugin = plugin_of(make_server(self, ["hosts_allow"]), "hosts_allow")

@@ -435,3 +435,27 @@ class WaitForInputTests(unittest.TestCase):
         client.session.wait_for_input(2, clock=client.clock).addCallback(results.append)
         client.clock.advance(2.5)
         self.assertEqual(results, [True, False])
+
+
+class ReplyTextTests(unittest.TestCase):
+    def test_crlf_in_plugin_text_makes_lines(self):
+        client = session(self, ["scripted rcpt DENY"], steps=ENVELOPE[:2])
+        client.session.respond(550, "first\r\nsecond\n\nthird")
+        self.assertEqual(client.take(), "")
+        client.session._flush()
+        self.assertEqual(client.take(), "550-first\r\n550-second\r\n550 third\r\n")
+
+    def test_pre_connection_sees_only_other_sessions(self):
+        server = make_server(self, ["scripted pre-connection DECLINED"])
+        first = MemoryClient(server, remote_ip="192.0.2.7")
+        second = MemoryClient(server, remote_ip="192.0.2.7")
+        (_, args), = second.session.connection.notes["scripted_calls"]
+        self.assertEqual(args[5], ["192.0.2.7"])
+        self.assertIsNot(first.session, second.session)
+
+    def test_input_wait_ends_false_when_client_leaves(self):
+        client = session(self, [])
+        results = []
+        client.session.wait_for_input(5, clock=client.clock).addCallback(results.append)
+        client.protocol.connectionLost(None)
+        self.assertEqual(results, [False])
