@@ -78,6 +78,8 @@ class Config:
         self.qmail_dir = qmail_dir or environ.get("QMAIL") or "/var/qmail"
         self._cache = {}
         self._cdb_cache = {}
+        #: goes up whenever cached items are dropped, so parsed copies know to re-parse
+        self.generation = 0
 
     def search_dirs(self):
         """The directories looked in, in order."""
@@ -101,10 +103,12 @@ class Config:
         """Forget every item read so far (qpsmtpd does this on HUP)."""
         self._cache.clear()
         self._cdb_cache.clear()
+        self.generation += 1
 
     def forget(self, name):
         """Forget one cached item, so its next lookup reads it again (e.g. a config hook changed it)."""
         self._cache.pop(name, None)
+        self.generation += 1
 
     def get_lines(self, name):
         """The values of config item ``name`` as :class:`ConfigLine`, with their origin.

@@ -61,6 +61,28 @@ class Plugin:
         """The lines of config item ``name`` (list of str; empty if missing)."""
         return self.server.config.get(name)
 
+    def parsed_config(self, name, parser, transaction=None):
+        """``parser(lines)`` of config item ``name`` (ConfigLines), parsed again only after the
+        config changed (SIGHUP, a config hook).
+
+        At start-up a parser's PluginError stops the server; later, a broken file keeps the
+        previous value and is logged at LOGERROR, so a bad edit never takes the server down.
+        """
+        cache = self.__dict__.setdefault("_parsed_config", {})
+        generation = self.server.config.generation
+        previous = cache.get(name)
+        if previous is not None and previous[0] == generation:
+            return previous[1]
+        try:
+            value = parser(self.server.config.get_lines(name))
+        except PluginError as e:
+            if previous is None:
+                raise
+            self.log(codes.LOGERROR, "keeping the previous %s: %s" % (name, e), transaction)
+            value = previous[1]
+        cache[name] = (generation, value)
+        return value
+
     def config_scalar(self, name, default=None):
         """The first line of config item ``name``, or ``default``."""
         return self.server.config.get_scalar(name, default)

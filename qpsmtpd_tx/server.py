@@ -218,6 +218,11 @@ class SMTPServer:
             return
         self._log_to_twisted(level, format_log_line(conn_id, hook, plugin_name, message))
 
+    def reload_config(self):
+        """Drop every cached config item (qpsmtpd's SIGHUP): files are read again when next used."""
+        self.config.clear_cache()
+        self.log(codes.LOGNOTICE, "configuration cache cleared; files are read again on next use")
+
     def stop_plugins(self):
         """Call every plugin's ``stop()``; a Deferred firing when all are done."""
         from twisted.internet.defer import DeferredList, maybeDeferred

@@ -1,5 +1,6 @@
 """``twistd qpsmtpd-tx``: command-line options and the service they build."""
 
+import signal
 import sys
 
 from twisted.application import service, strports
@@ -65,6 +66,18 @@ class SMTPService(service.MultiService):
         except StartupError as e:
             _fail(e)
         service.MultiService.startService(self)
+        self._install_sighup()
+
+    def _install_sighup(self):
+        """SIGHUP clears the config cache (as qpsmtpd); any previous handler still runs."""
+        previous = signal.getsignal(signal.SIGHUP)
+
+        def on_hup(signum, frame):
+            reactor.callFromThread(self.server.reload_config)
+            if callable(previous):
+                previous(signum, frame)
+
+        signal.signal(signal.SIGHUP, on_hup)
 
     def stopService(self):
         d = service.MultiService.stopService(self)

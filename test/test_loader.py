@@ -155,7 +155,7 @@ class ConfigHookTests(unittest.TestCase):
         server = make_server(self, ["confsrc", "rcpt_ok"], {"plugin_dirs": directory})
         self.assertEqual(server.config.get("rcpthosts"), ["hooked.example"])
         self.assertEqual(server.config.get("me"), ["mx.example.org"])
-        self.assertIn("hooked.example", server.plugins[1].exact)   # rcpt_ok read it through the hook
+        self.assertIn("hooked.example", server.plugins[1].local_domains()[0])   # rcpt_ok reads it through the hook
 
 
 class StopTests(unittest.TestCase):

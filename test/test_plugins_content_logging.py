@@ -918,9 +918,12 @@ class HttpConfigTests(unittest.TestCase):
         self.resource.items["config"] = {"rcpthosts": "# comment\n\n  a.example  \r\n"
                                                       "b.example\r\n  # indented comment\n0\n"}
         server, plugin, _ = self.start("preload rcpthosts " + self.url())
-        self.assertEqual(server.plugins[1].exact, {"mx.example.org", "example.com"})  # file, read in init
+        # rcpt_ok first has the file (read in init), then what came over HTTP
+        self.assertEqual(server.plugins[1].local_domains()[0], {"mx.example.org", "example.com"})
         await plugin.wait_idle()
         self.assertEqual(server.config.get("rcpthosts"), ["a.example", "b.example", "0"])
+        self.assertEqual(server.plugins[1].local_domains()[0],
+                         {"mx.example.org", "a.example", "b.example", "0"})
         self.assertEqual(plugin.hook_config(None, "rcpthosts"),
                          (OK, ["a.example", "b.example", "0"]))
 

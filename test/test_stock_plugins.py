@@ -845,3 +845,29 @@ class CLITests(unittest.TestCase):
         self.assertEqual(result.returncode, 0, result.stderr)
         self.assertRegex(result.stdout, r"(?m)^check_relay +alias of relay$")
         self.assertRegex(result.stdout, r"(?m)^logging/file +append log lines to a file")
+
+
+class ReloadTests(unittest.TestCase):
+    """SIGHUP (server.reload_config) makes rcpt_ok read a changed rcpthosts; a broken file is kept out."""
+
+    def test_rcpthosts_reread_after_reload(self):
+        import os
+        from test.support.harness import MemoryClient, make_server
+        server = make_server(self, ["rcpt_ok"])
+        path = server.config.path_of("rcpthosts")
+
+        def rcpt(address):
+            client = MemoryClient(server)
+            client.command("HELO c.example")
+            client.command("MAIL FROM:<a@b.example>")
+            return client.command("RCPT TO:<%s>" % address)[:3]
+
+        self.assertEqual(rcpt("u@new.example"), "550")
+        with open(path, "w") as f:
+            f.write("example.com\nnew.example\n")
+        self.assertEqual(rcpt("u@new.example"), "550")       # cached until reload
+        server.reload_config()
+        self.assertEqual(rcpt("u@new.example"), "250")
+        os.unlink(path)
+        server.reload_config()
+        self.assertEqual(rcpt("u@new.example"), "550")
