@@ -69,6 +69,7 @@ class SMTPSession:
         self._lost = False
         self._auth = None
         self._input_waiters = []
+        self._finish_when_idle = False
         self.commands = {
             "helo": self.cmd_helo,
             "ehlo": self.cmd_ehlo,
@@ -225,6 +226,15 @@ class SMTPSession:
             d.callback(False)
         if self.core.state is State.DATA:
             self.log(codes.LOGINFO, "451 Incomplete DATA (connection lost)")
+        if self._busy:
+            # A hook (a queue plugin delivering, say) still uses the transaction and its
+            # spooled body: finish the session when it is done.
+            self._finish_when_idle = True
+        else:
+            self._finish_lost_session()
+
+    def _finish_lost_session(self):
+        self._finish_when_idle = False
         if not self._closing:
             self._closing = True
             self.core.close()
@@ -266,7 +276,10 @@ class SMTPSession:
                 self._internal_error(result)
             if not state["sync"]:
                 self._busy = False
-                self._pump()
+                if self._finish_when_idle:
+                    self._finish_lost_session()
+                else:
+                    self._pump()
 
         d.addBoth(fired)
         state["sync"] = False

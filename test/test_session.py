@@ -4,6 +4,7 @@ The server is real (config reader, plugin loader, the ``scripted`` test plugin);
 Twisted's in-memory transport, so each reply and each write can be checked exactly.
 """
 
+import os
 import tracemalloc
 
 from twisted.internet import reactor, task
@@ -459,3 +460,24 @@ class ReplyTextTests(unittest.TestCase):
         client.session.wait_for_input(5, clock=client.clock).addCallback(results.append)
         client.protocol.connectionLost(None)
         self.assertEqual(results, [False])
+
+
+class LostDuringQueueTests(unittest.TestCase):
+    def test_body_survives_until_the_queue_hook_is_done(self):
+        client = session(self, ["rcpt_ok", "scripted queue OK delay 0.02", "scripted:1 disconnect DECLINED"],
+                         {"size_threshold": "10"}, steps=ENVELOPE + ["DATA"])
+        client.send(MESSAGE)
+        spooled = client.session.transaction
+        filename = spooled.body.filename
+        self.assertTrue(filename and os.path.exists(filename))
+        client.protocol.connectionLost(None)
+        self.assertTrue(os.path.exists(filename))    # the queue hook still reads it
+        hooks = [h for h, _ in client.session.connection.notes["scripted_calls"]]
+        self.assertNotIn("disconnect", hooks)
+
+        def after(_):
+
+            self.assertFalse(os.path.exists(filename))
+            calls = [h for h, _ in client.session.connection.notes["scripted_calls"]]
+            self.assertEqual(calls[-2:], ["queue", "disconnect"])
+        return task.deferLater(reactor, 0.1, lambda: None).addCallback(after)
