@@ -244,7 +244,6 @@ class DataTests(unittest.TestCase):
         client = session(self, ["rcpt_ok", "scripted queue OK Queued!"], steps=ENVELOPE + ["DATA"])
         self.assertEqual(client.send(MESSAGE), "250 Queued!\r\n")
         message = client.session.connection.notes["scripted_message"].decode()
-        received, auth, rest = message.split("\n", 2)[0], None, None
         lines = message.split("\n")
         self.assertEqual(lines[0], "Received: from Unknown (HELO client.example) (192.0.2.1)")
         self.assertTrue(lines[1].startswith(" by mx.example.org (qpsmtpd-tx/0.1.0) with ESMTP; "))
