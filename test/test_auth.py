@@ -26,7 +26,7 @@ class AuthTests(unittest.TestCase):
         return client
 
     def test_advertised(self):
-        client = self.client()
+        self.client()
         self.assertIn("250 AUTH PLAIN LOGIN CRAM-MD5\r\n", self.ehlo)
 
     def test_not_advertised_without_plugin(self):

@@ -18,7 +18,7 @@ from twisted.internet.task import Clock
 from twisted.python.failure import Failure
 from twisted.trial import unittest
 
-from qpsmtpd_tx import __version__, cli, codes
+from qpsmtpd_tx import __version__, cli
 from qpsmtpd_tx.address import Address
 from qpsmtpd_tx.codes import (
     DECLINED,
