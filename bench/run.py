@@ -1,0 +1,407 @@
+#!/usr/bin/env python3
+"""Side-by-side benchmark: Perl qpsmtpd-forkserver vs qpsmtpd-tx.
+
+For each server this script
+  1. makes a temporary directory with a qpsmtpd config dir, a Maildir and a
+     spool dir (the same short plugin chain for both servers),
+  2. starts the server on 127.0.0.1 and a free port, waits for its greeting,
+  3. runs bench/smtpload.py: the idle pipelined latency mode, then 50 clients
+     with 40 messages per connection, then 50 clients with 1 message per
+     connection (10 KiB messages),
+  4. checks after each run that the Maildir gained exactly as many files as
+     messages were accepted, and that a delivered body is byte-correct,
+  5. stops the server by its PID (and any leftover child by its PID).
+Then it prints one table, with tx/perl ratios when both servers ran.
+
+Exit status: 0 if all went well, 1 if any message failed or mail was lost.
+"""
+
+import argparse
+import json
+import os
+import pwd
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+sys.path.insert(0, HERE)
+import smtpload  # noqa: E402  (for expected_body and tree_memory)
+
+PERL_SERVER = "/usr/bin/qpsmtpd-forkserver"
+PERL_PLUGIN_DIR = "/usr/share/qpsmtpd/plugins"
+TWISTD = "/work/venv/bin/twistd"
+
+#: the plugin chain, identical for both servers ({maildir} is filled in)
+PLUGINS = """\
+count_unrecognized_commands 4
+relay
+badmailfrom
+badrcptto
+rcpt_ok
+queue/maildir {maildir}
+"""
+
+
+def free_port():
+    """A TCP port on 127.0.0.1 that is free right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def plugin_chain(maildir, skip=()):
+    """The plugins file text: PLUGINS without the plugins named in ``skip``."""
+    lines = PLUGINS.format(maildir=maildir).splitlines()
+    return "".join(l + "\n" for l in lines if l.split()[0] not in skip)
+
+
+def make_config(root, perl, user, skip=()):
+    """Write config/, maildir/ and spool/ under ``root``; return the config dir.
+
+    ``perl``: also write plugin_dirs (Perl's default is beside the program,
+    /usr/bin/plugins, which does not exist).  ``user``: chown the tree to it.
+    """
+    conf = os.path.join(root, "config")
+    maildir = os.path.join(root, "maildir")
+    for d in (conf, os.path.join(root, "spool"),
+              *(os.path.join(maildir, s) for s in ("cur", "new", "tmp"))):
+        os.makedirs(d, mode=0o700)
+    files = {
+        "me": "bench.example",
+        "rcpthosts": "example.com",
+        "badmailfrom": "spammer@bad.example\n@spamdomain.example",
+        "badrcptto": "blocked@example.com",
+        "plugins": plugin_chain(maildir, skip),
+        "logging": "",          # no logging plugin: log to stderr ...
+        "loglevel": "4",        # ... at LOGWARN and above
+        "spool_dir": os.path.join(root, "spool"),
+    }
+    if perl:
+        files["plugin_dirs"] = PERL_PLUGIN_DIR
+    for name, text in files.items():
+        with open(os.path.join(conf, name), "w") as f:
+            f.write(text + ("\n" if text and not text.endswith("\n") else ""))
+    if user and os.geteuid() == 0:
+        pw = pwd.getpwnam(user)
+        for dirpath, dirnames, filenames in os.walk(root):
+            for n in [dirpath] + [os.path.join(dirpath, x) for x in filenames]:
+                os.chown(n, pw.pw_uid, pw.pw_gid)
+    return conf
+
+
+def server_command(kind, conf, port, user):
+    """(argv, env, cwd) to start ``kind`` ('perl' or 'tx') listening on ``port``."""
+    env = dict(os.environ)
+    if kind == "perl":
+        argv = [PERL_SERVER, "-l", "127.0.0.1", "-p", str(port), "-c", "60", "-m", "60"]
+        if user:
+            argv += ["-u", user]
+        env["QPSMTPD_CONFIG"] = conf
+        return argv, env, os.path.dirname(conf)
+    env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
+    argv = [TWISTD, "-n", "--pidfile=", "qpsmtpd-tx", "--config", conf,
+            "--listen", "tcp:%d:interface=127.0.0.1" % port]
+    return argv, env, ROOT
+
+
+def tx_available():
+    """(True, '') if twistd knows the qpsmtpd-tx plugin, else (False, why)."""
+    if not os.access(TWISTD, os.X_OK):
+        return False, "%s not found" % TWISTD
+    env = dict(os.environ, PYTHONPATH=ROOT)
+    try:
+        p = subprocess.run([TWISTD, "qpsmtpd-tx", "--help"], cwd=ROOT, env=env,
+                           capture_output=True, text=True, timeout=60)
+    except subprocess.TimeoutExpired:
+        return False, "'twistd qpsmtpd-tx --help' timed out"
+    if p.returncode != 0:
+        last = (p.stderr or p.stdout).strip().splitlines()[-1:] or ["?"]
+        return False, "'twistd qpsmtpd-tx' is not available (%s)" % last[0]
+    return True, ""
+
+
+def wait_ready(proc, port, timeout=30):
+    """Wait until the server on ``port`` sends a 220 greeting; False on failure."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            return False
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+                if s.recv(512).startswith(b"220"):
+                    s.sendall(b"QUIT\r\n")
+                    s.recv(512)
+                    return True
+        except OSError:
+            pass
+        time.sleep(0.2)
+    return False
+
+
+def stop_server(proc):
+    """SIGTERM the server by PID, then SIGKILL it and any leftover descendant by PID."""
+    family = []
+    try:
+        kids = smtpload._children_map()
+        todo = [proc.pid]
+        while todo:
+            p = todo.pop()
+            family.append(p)
+            todo.extend(kids.get(p, ()))
+    except OSError:
+        family = [proc.pid]
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+    time.sleep(0.5)
+    for pid in family[1:]:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+def cpu_busy(seconds=1.0):
+    """Percentage of all CPUs busy (any process) over ``seconds``, from /proc/stat."""
+    def snap():
+        with open("/proc/stat") as f:
+            v = [int(x) for x in f.readline().split()[1:]]
+        return sum(v), v[3] + v[4]  # total, idle + iowait
+    t0, i0 = snap()
+    time.sleep(seconds)
+    t1, i1 = snap()
+    return 100.0 * (1 - (i1 - i0) / max(1, t1 - t0))
+
+
+def wait_quiet(limit, max_wait):
+    """Wait (up to ``max_wait`` s) until the machine is under ``limit`` % busy; return the last figure."""
+    deadline = time.monotonic() + max_wait
+    busy = cpu_busy()
+    while busy > limit and time.monotonic() < deadline:
+        busy = cpu_busy(2)
+    if busy > limit:
+        print("   WARNING: machine already %.0f%% busy before this run: figures are unreliable" % busy)
+    return busy
+
+
+def count_new(maildir):
+    """Number of files in maildir/new."""
+    return sum(1 for _ in os.scandir(os.path.join(maildir, "new")))
+
+
+def check_body(maildir, size):
+    """True if the newest delivered message has our Message-ID and exactly the body sent.
+
+    Line endings are normalised first (Perl's maildir plugin writes LF).
+    """
+    new = os.path.join(maildir, "new")
+    files = sorted(os.scandir(new), key=lambda e: e.stat().st_mtime)
+    if not files:
+        return False
+    with open(files[-1].path, "rb") as f:
+        data = f.read().replace(b"\r\n", b"\n")
+    want = smtpload.expected_body(size, "sender@example.net", "user@example.com").replace(b"\r\n", b"\n")
+    parts = data.split(b"\n\n", 1)
+    return (len(parts) == 2 and parts[1] == want
+            and re.search(rb"^Message-ID: <\d{10}\.\d{7}@smtpload\.example>$", parts[0], re.M) is not None)
+
+
+def renice(n):
+    """A preexec_fn that changes the child's niceness by ``n`` (None when n is 0)."""
+    return (lambda: os.nice(n)) if n else None
+
+
+def run_load(port, pid, extra, timeout, nice=0):
+    """Run smtpload.py with ``extra`` options; return its JSON result (or an error dict)."""
+    argv = [sys.executable, os.path.join(HERE, "smtpload.py"), "--port", str(port),
+            "--server-pid", str(pid), "--json"] + extra
+    try:
+        p = subprocess.run(argv, capture_output=True, text=True, timeout=timeout,
+                           preexec_fn=renice(nice))
+    except subprocess.TimeoutExpired:
+        return {"error": "smtpload timed out"}
+    try:
+        return json.loads(p.stdout)
+    except ValueError:
+        err = (p.stderr.strip().splitlines() or ["no output"])[-1]
+        return {"error": "smtpload failed: %s" % err}
+
+
+def bench_server(kind, a):
+    """Start ``kind``, run every scenario against it, stop it; return a list of row dicts."""
+    user = None
+    if kind == "perl" and os.geteuid() == 0:
+        user = a.perl_user  # forkserver refuses to stay root; default target 'smtpd' does not exist here
+    root = tempfile.mkdtemp(prefix="qpbench-%s-" % kind)
+    conf = make_config(root, kind == "perl", user, a.skip_plugin)
+    maildir = os.path.join(root, "maildir")
+    port = free_port()
+    argv, env, cwd = server_command(kind, conf, port, user)
+    log = open(os.path.join(root, "server.log"), "wb")
+    print("== %s: %s" % (kind, " ".join(argv)), flush=True)
+    proc = subprocess.Popen(argv, env=env, cwd=cwd, stdout=log, stderr=subprocess.STDOUT,
+                            preexec_fn=renice(a.nice))
+    rows, ok = [], True
+    try:
+        if not wait_ready(proc, port):
+            print("!! %s did not answer on port %d; its log: %s/server.log" % (kind, port, root))
+            log.flush()
+            with open(os.path.join(root, "server.log"), errors="replace") as f:
+                for line in f.read().splitlines()[-5:]:
+                    print("   | " + line)
+            ok = False
+            return [], ok
+        common = ["--size", str(a.size)]
+        scenarios = [
+            ("idle latency", ["--latency", "--messages", str(a.latency_messages)]),
+            ("%d/conn" % a.per_connection, ["--concurrency", str(a.concurrency),
+                                            "--per-connection", str(a.per_connection),
+                                            "--duration", str(a.duration), "--messages", str(a.messages)]),
+            ("1/conn", ["--concurrency", str(a.concurrency), "--per-connection", "1",
+                        "--duration", str(a.duration), "--messages", str(a.messages)]),
+        ]
+        for name, extra in scenarios:
+            busy = wait_quiet(a.quiet, a.quiet_wait)
+            before = count_new(maildir)
+            print("   %s (machine %.0f%% busy before) ..." % (name, busy), flush=True)
+            r = run_load(port, proc.pid, common + extra, a.duration + 180, a.nice)
+            r["server_kind"], r["scenario"] = kind, name
+            delivered = count_new(maildir) - before
+            r["delivered"] = delivered
+            r["busy_before_pct"] = round(busy, 1)
+            if "error" in r:
+                ok = False
+            elif delivered != r["accepted"]:
+                ok = False
+                print("!!!! MAIL COUNT MISMATCH (%s, %s): %d accepted but %d files in Maildir !!!!"
+                      % (kind, name, r["accepted"], delivered))
+            if r.get("failed") or r.get("errors"):
+                ok = False
+            rows.append(r)
+            time.sleep(1)  # let connections and forked children wind down
+        body_ok = check_body(maildir, a.size)
+        for r in rows:
+            r["body_ok"] = body_ok
+        if not body_ok:
+            ok = False
+            print("!!!! %s: delivered message body differs from the one sent (dot-stuffing?) !!!!" % kind)
+    finally:
+        stop_server(proc)
+        log.close()
+        if a.keep or not ok:
+            print("   files kept in %s" % root)
+        else:
+            shutil.rmtree(root, ignore_errors=True)
+    return rows, ok
+
+
+def fmt(v, f="%.1f"):
+    """Format a number or '-' for None."""
+    return "-" if v is None else f % v
+
+
+def print_table(rows):
+    """Print the comparison table and the tx/perl ratios."""
+    hdr = ("server", "scenario", "msgs/s", "p50 ms", "p99 ms", "mean ms", "conn ms",
+           "RSS MiB", "PSS MiB", "procs", "srv CPU%", "gen CPU%", "other%", "errors", "maildir")
+    lines = [hdr]
+    for r in rows:
+        if "error" in r:
+            lines.append((r["server_kind"], r["scenario"], r["error"]) + ("",) * (len(hdr) - 3))
+            continue
+        s, lat = r.get("server", {}), r["latency_ms"]
+        errs = sum(r["errors"].values())
+        diff = r["delivered"] - r["accepted"]
+        mail = "ok" if not diff else ("LOST %d" % -diff if diff < 0 else "EXTRA %d" % diff)
+        if not r.get("body_ok", True):
+            mail += ", BAD BODY"
+        lines.append((r["server_kind"], r["scenario"], fmt(r["msgs_per_s"]), fmt(lat["p50"]),
+                      fmt(lat["p99"]), fmt(lat["mean"]), fmt(r["setup_ms"]["p50"]), fmt(s.get("peak_rss_kib", 0) / 1024),
+                      fmt(s.get("peak_pss_kib", 0) / 1024), str(s.get("peak_procs", "-")),
+                      fmt(s.get("cpu_pct"), "%.0f"), fmt(r.get("client_cpu_pct"), "%.0f"),
+                      fmt(r.get("other_cpu_pct"), "%.0f"), str(errs), mail))
+    widths = [max(len(str(l[i])) for l in lines) for i in range(len(hdr))]
+    print()
+    for l in lines:
+        print("  ".join(str(c).ljust(w) for c, w in zip(l, widths)).rstrip())
+    busy = [r for r in rows if (r.get("other_cpu_pct") or 0) > 25]
+    if busy:
+        print("WARNING: other processes used the CPU during: %s -- rerun on a quiet machine"
+              % ", ".join("%s %s (%.0f%%)" % (r["server_kind"], r["scenario"], r["other_cpu_pct"])
+                          for r in busy))
+    by = {(r["server_kind"], r["scenario"]): r for r in rows if "error" not in r}
+    for (kind, scen), tx in sorted(by.items()):
+        perl = by.get(("perl", scen))
+        if kind != "tx" or not perl:
+            continue
+        p50 = (tx["latency_ms"]["p50"] / perl["latency_ms"]["p50"]
+               if perl["latency_ms"]["p50"] and tx["latency_ms"]["p50"] else None)
+        if scen == "idle latency":  # one client: only the per-message time matters
+            print("tx/perl %-14s p50 x%s (mean %s ms vs %s ms)" % (
+                scen, fmt(p50, "%.2f"), fmt(tx["latency_ms"]["mean"]), fmt(perl["latency_ms"]["mean"])))
+            continue
+        rate = tx["msgs_per_s"] / perl["msgs_per_s"] if perl["msgs_per_s"] else None
+        print("tx/perl %-14s msgs/s x%s   p50 x%s" % (scen, fmt(rate, "%.2f"), fmt(p50, "%.2f")))
+
+
+def main():
+    """Entry point."""
+    p = argparse.ArgumentParser(description="Perl qpsmtpd vs qpsmtpd-tx, side by side")
+    p.add_argument("--only", choices=("perl", "tx"), help="benchmark one server only")
+    p.add_argument("--duration", type=float, default=15, help="seconds per load scenario (15)")
+    p.add_argument("--messages", type=int, default=50000,
+                   help="at most this many messages per load scenario (50000)")
+    p.add_argument("--concurrency", type=int, default=50)
+    p.add_argument("--per-connection", type=int, default=40)
+    p.add_argument("--size", type=int, default=10240)
+    p.add_argument("--latency-messages", type=int, default=50, help="messages in the idle latency run (50)")
+    p.add_argument("--perl-user", default="qpsmtpd",
+                   help="user forkserver switches to when started as root (qpsmtpd)")
+    p.add_argument("--quiet", type=float, default=10,
+                   help="wait for the machine to be under this %% CPU busy before each run (10)")
+    p.add_argument("--quiet-wait", type=float, default=120,
+                   help="give up waiting for quiet after this many seconds and warn (120)")
+    p.add_argument("--nice", type=int, default=-10 if os.geteuid() == 0 else 0,
+                   help="niceness change for server and load generator, so that other work on a "
+                        "shared machine disturbs less (-10 as root, else 0)")
+    p.add_argument("--skip-plugin", action="append", default=[], metavar="NAME",
+                   help="leave this plugin out of the chain, for both servers (repeatable)")
+    p.add_argument("--keep", action="store_true", help="keep the temporary directories")
+    p.add_argument("--json-out", help="also write all results to this JSON file")
+    a = p.parse_args()
+
+    rows, ok = [], True
+    for kind in ("perl", "tx"):
+        if a.only and a.only != kind:
+            continue
+        if kind == "tx":
+            avail, why = tx_available()
+            if not avail:
+                print("-- skipping tx: %s" % why)
+                continue
+        r, k = bench_server(kind, a)
+        rows += r
+        ok = ok and k
+    if rows:
+        print_table(rows)
+    if a.json_out:
+        with open(a.json_out, "w") as f:
+            json.dump(rows, f, indent=2)
+    if not ok:
+        print("\nPROBLEMS: see messages above (errors, lost mail or a server that did not start)")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
