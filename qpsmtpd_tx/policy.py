@@ -22,9 +22,24 @@ differ cannot share a message. The config file ``recipient_policy`` chooses:
 - ``strictest``: every recipient is accepted; a setting's value for the message is the
   strictest of the recipients' values (each Setting says what strictest means: the lowest
   spam threshold, ``reject`` before ``tag``…).
+
+**Aliases.** A notes source rewrites a recipient by setting its note ``alias_targets`` at RCPT
+time: a list of ``user@host`` strings or Address objects, or one string of addresses separated
+by commas or spaces. When the recipient is accepted, the session adds the targets to the
+transaction instead of it (:func:`expand_alias`); each target carries a copy of the
+recipient's notes, with ``original_recipient`` (the address the client gave) and without
+``alias_targets``. The reply still names the address the client sent, and the plugins that
+decided about relaying saw that address too.
 """
 
 import attr
+
+from qpsmtpd_tx.address import Address
+
+#: recipient note: the addresses that replace the recipient once it is accepted
+ALIAS_TARGETS = "alias_targets"
+#: recipient note on each alias target: the address the client gave in RCPT
+ORIGINAL_RECIPIENT = "original_recipient"
 
 GROUP = "group"
 STRICTEST = "strictest"
@@ -76,3 +91,39 @@ def policy_key(plugins, recipient):
         for setting in plugin.recipient_settings:
             key.append((plugin.name, setting.note, plugin.setting(recipient, setting.note)))
     return tuple(key)
+
+
+def expand_alias(recipient):
+    """``(recipients, invalid)``: what the transaction gets for an accepted ``recipient``.
+
+    Without an ``alias_targets`` note: ``([recipient], [])``. Otherwise one new Address per
+    target (in order, duplicates dropped), each with a copy of the recipient's notes minus
+    ``alias_targets`` plus ``original_recipient`` (an Address target's own notes are added
+    on top); ``invalid`` lists the targets that are not
+    addresses (skipped). If no target is valid, the recipient itself is kept.
+    """
+    targets = recipient.notes.get(ALIAS_TARGETS)
+    if not targets:
+        return [recipient], []
+    if isinstance(targets, str):
+        targets = targets.replace(",", " ").split()
+    notes = dict(recipient.notes)
+    del notes[ALIAS_TARGETS]
+    notes.setdefault(ORIGINAL_RECIPIENT, recipient.address)
+    result, invalid = [], []
+    for target in targets:
+        own_notes = {}
+        if isinstance(target, Address):
+            address = Address(target.user, target.host)
+            own_notes = target.notes
+        else:
+            address = Address.parse(str(target))
+        if address is None or address.is_null:
+            invalid.append(target)
+            continue
+        if address in result:
+            continue
+        address.notes = dict(notes)
+        address.notes.update(own_notes)
+        result.append(address)
+    return (result or [recipient]), invalid
