@@ -49,6 +49,47 @@ queue/maildir {maildir}
 """
 
 
+#: issue 4's "all of them at once": every network-free plugin, configured so that the
+#: benchmark's mail passes every check (qpsmtpd-tx only: Perl lacks some, and differs in others)
+FULL_PLUGINS = """\
+hosts_allow
+earlytalker wait 0
+connection_time
+count_unrecognized_commands 4
+noop_counter 3
+random_error 0.0
+relay
+whitelist
+helo policy lenient
+parse_addr_withhelo
+dont_require_anglebrackets
+badmailfrom
+badmailfromto
+bogus_bounce deny
+badrcptto
+rcpt_map domain other.example file {root}/config/rcpt_map_other default DENY=no_such_user
+rcpt_regexp
+naughty
+rcpt_ok
+headers require From,Date future 2 past 15
+loop
+content_log
+queue/maildir {maildir}
+"""
+#: config files the full chain reads (none of them matches the benchmark's mail)
+FULL_FILES = {
+    "hosts_allow": "192.0.2.0/24 DENY not from the documentation network",
+    "whitelisthosts": "192.0.2.77",
+    "whitelistsenders": "friend@trusted.example",
+    "badhelo": "evil.example",
+    "badmailfromto": "bad@sender.example victim@example.com",
+    "rcpt_map_other": "someone@other.example OK",
+    "rcpt_regexp": "/^spamtrap-/ DENY not here",
+    "content_log_enabled": "1",
+}
+CHAINS = {"short": PLUGINS, "full": FULL_PLUGINS}
+
+
 def free_port():
     """A TCP port on 127.0.0.1 that is free right now."""
     with socket.socket() as s:
@@ -56,13 +97,13 @@ def free_port():
         return s.getsockname()[1]
 
 
-def plugin_chain(maildir, skip=()):
-    """The plugins file text: PLUGINS without the plugins named in ``skip``."""
-    lines = PLUGINS.format(maildir=maildir).splitlines()
+def plugin_chain(maildir, skip=(), chain="short", root=""):
+    """The plugins file text: the chain without the plugins named in ``skip``."""
+    lines = CHAINS[chain].format(maildir=maildir, root=root).splitlines()
     return "".join(l + "\n" for l in lines if l.split()[0] not in skip)
 
 
-def make_config(root, perl, user, skip=()):
+def make_config(root, perl, user, skip=(), chain="short"):
     """Write config/, maildir/ and spool/ under ``root``; return the config dir.
 
     ``perl``: also write plugin_dirs (Perl's default is beside the program,
@@ -78,11 +119,14 @@ def make_config(root, perl, user, skip=()):
         "rcpthosts": "example.com",
         "badmailfrom": "spammer@bad.example\n@spamdomain.example",
         "badrcptto": "blocked@example.com",
-        "plugins": plugin_chain(maildir, skip),
+        "plugins": plugin_chain(maildir, skip, chain, root),
         "logging": "",          # no logging plugin: log to stderr ...
         "loglevel": "4",        # ... at LOGWARN and above
         "spool_dir": os.path.join(root, "spool"),
     }
+    if chain == "full":
+        files.update(FULL_FILES)
+        files["content_log_file"] = os.path.join(root, "content_log")
     if perl:
         files["plugin_dirs"] = PERL_PLUGIN_DIR
     for name, text in files.items():
@@ -244,7 +288,7 @@ def bench_server(kind, a):
     if kind == "perl" and os.geteuid() == 0:
         user = a.perl_user  # forkserver refuses to stay root; default target 'smtpd' does not exist here
     root = tempfile.mkdtemp(prefix="qpbench-%s-" % kind)
-    conf = make_config(root, kind == "perl", user, a.skip_plugin)
+    conf = make_config(root, kind == "perl", user, a.skip_plugin, a.chain)
     maildir = os.path.join(root, "maildir")
     port = free_port()
     argv, env, cwd = server_command(kind, conf, port, user)
@@ -377,9 +421,14 @@ def main():
                         "shared machine disturbs less (-10 as root, else 0)")
     p.add_argument("--skip-plugin", action="append", default=[], metavar="NAME",
                    help="leave this plugin out of the chain, for both servers (repeatable)")
+    p.add_argument("--chain", choices=sorted(CHAINS), default="short",
+                   help="plugin chain: short (both servers) or full (every network-free "
+                        "plugin, qpsmtpd-tx only; implies --only tx)")
     p.add_argument("--keep", action="store_true", help="keep the temporary directories")
     p.add_argument("--json-out", help="also write all results to this JSON file")
     a = p.parse_args()
+    if a.chain == "full":
+        a.only = "tx"
 
     rows, ok = [], True
     for kind in ("perl", "tx"):
