@@ -151,7 +151,7 @@ def server_command(kind, conf, port, user):
         return argv, env, os.path.dirname(conf)
     env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
     argv = [TWISTD, "-n", "--pidfile=", "qpsmtpd-tx", "--config", conf,
-            "--listen", "tcp:%d:interface=127.0.0.1" % port]
+            "--listen", "tcp:%d:interface=127.0.0.1" % port, "--max-from-ip", "60"]
     return argv, env, ROOT
 
 
@@ -287,7 +287,7 @@ def bench_server(kind, a):
     user = None
     if kind == "perl" and os.geteuid() == 0:
         user = a.perl_user  # forkserver refuses to stay root; default target 'smtpd' does not exist here
-    root = tempfile.mkdtemp(prefix="qpbench-%s-" % kind)
+    root = tempfile.mkdtemp(prefix="qpbench-%s-" % kind, dir=a.tmpdir)
     conf = make_config(root, kind == "perl", user, a.skip_plugin, a.chain)
     maildir = os.path.join(root, "maildir")
     port = free_port()
@@ -424,6 +424,10 @@ def main():
     p.add_argument("--chain", choices=sorted(CHAINS), default="short",
                    help="plugin chain: short (both servers) or full (every network-free "
                         "plugin, qpsmtpd-tx only; implies --only tx)")
+    p.add_argument("--tmpdir", default=None,
+                   help="where the config, spool and Maildir go (default: the system temp dir); "
+                        "/dev/shm (tmpfs, where fsync costs nothing) compares the servers' CPU "
+                        "cost without the disk, since Perl's queue/maildir never fsyncs")
     p.add_argument("--keep", action="store_true", help="keep the temporary directories")
     p.add_argument("--json-out", help="also write all results to this JSON file")
     a = p.parse_args()
