@@ -13,11 +13,18 @@ import attr
 from qpsmtpd_tx.message import BodySpool
 
 _connection_ids = itertools.count(1)
+_connection_id_prefix = ""
+
+
+def set_connection_id_prefix(prefix):
+    """Make this process's connection ids distinct from other workers' (``w1.`` …)."""
+    global _connection_id_prefix
+    _connection_id_prefix = prefix
 
 
 def next_connection_id():
-    """A process-unique connection id, used in log lines."""
-    return "%x" % next(_connection_ids)
+    """A connection id unique among the server's processes, used in log lines."""
+    return "%s%x" % (_connection_id_prefix, next(_connection_ids))
 
 
 @attr.s(slots=True, eq=False)

@@ -3,7 +3,7 @@
 import signal
 import sys
 
-from twisted.application import service, strports
+from twisted.application import service
 from twisted.internet import reactor
 from twisted.python import usage
 
@@ -11,6 +11,7 @@ from qpsmtpd_tx.config import Config
 from qpsmtpd_tx.paths import program_dir
 from qpsmtpd_tx.protocol import SMTPFactory
 from qpsmtpd_tx.server import SMTPServer, StartupError
+from qpsmtpd_tx.workers import ListeningService, WorkerPool
 
 DEFAULT_LISTEN = "tcp:2525:interface=127.0.0.1"
 
@@ -25,6 +26,7 @@ class Options(usage.Options):
     optParameters = [
         ["config", "c", None, "qpsmtpd config directory (default: $QPSMTPD_CONFIG)"],
         ["max-from-ip", "m", "5", "per-IP connection limit passed to pre-connection hooks"],
+        ["workers", "w", "1", "processes serving the listening sockets (use the cores; see README)"],
     ]
     optFlags = [
         ["no-rdns", "H", "do not look up the client's host name (remote_host is then Unknown)"],
@@ -43,10 +45,13 @@ class Options(usage.Options):
     def postOptions(self):
         if not self["listen"]:
             self["listen"] = [DEFAULT_LISTEN]
-        try:
-            self["max-from-ip"] = int(self["max-from-ip"])
-        except ValueError:
-            raise usage.UsageError("--max-from-ip takes a number")
+        for name in ("max-from-ip", "workers"):
+            try:
+                self[name] = int(self[name])
+            except ValueError:
+                raise usage.UsageError("--%s takes a number" % name)
+        if self["workers"] < 1:
+            raise usage.UsageError("--workers must be at least 1")
 
 
 class SMTPService(service.MultiService):
@@ -74,6 +79,9 @@ class SMTPService(service.MultiService):
 
         def on_hup(signum, frame):
             reactor.callFromThread(self.server.reload_config)
+            for child in self:
+                if isinstance(child, WorkerPool):
+                    reactor.callFromThread(child.signal_all, "HUP")
             if callable(previous):
                 previous(signum, frame)
 
@@ -104,10 +112,16 @@ def build_server(options):
 
 
 def makeService(options):
-    """The service listening on every --listen endpoint."""
+    """The service listening on every --listen endpoint (and the extra workers, if any)."""
     server = build_server(options)
     top = SMTPService(server)
-    factory = SMTPFactory(server)
-    for endpoint in options["listen"]:
-        strports.service(endpoint, factory, reactor=reactor).setServiceParent(top)
+    listening = ListeningService(options["listen"], SMTPFactory(server))
+    listening.setServiceParent(top)
+    if options["workers"] > 1:
+        args = ["--max-from-ip", str(options["max-from-ip"])]
+        if options["config"]:
+            args += ["--config", options["config"]]
+        if options["no-rdns"]:
+            args.append("--no-rdns")
+        WorkerPool(options["workers"] - 1, listening, args).setServiceParent(top)
     return top

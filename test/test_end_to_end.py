@@ -10,7 +10,7 @@ import subprocess
 from twisted.trial import unittest
 
 from test.support.harness import write_config
-from test.support.processes import server_env, start_twistd, twistd_argv, free_port
+from test.support.processes import free_port, server_env, start_twistd, stop_process, twistd_argv
 
 HEADERS = (b"From: Alice <a@b.example>\r\nTo: u@example.com\r\nSubject: test\r\n"
            b"Message-Id: <e2e-1@b.example>\r\n")
@@ -140,3 +140,47 @@ class StartupErrorTests(unittest.TestCase):
         self.assertNotEqual(result.returncode, 0)
         self.assertIn("%s:1: plugin queue/maildir: usage" % os.path.join(config, "plugins"),
                       (result.stdout + result.stderr).decode())
+
+
+class WorkersTests(unittest.TestCase):
+    """--workers N: extra processes serve the same listening socket; a dead one is replaced."""
+
+    def children(self, pid):
+        out = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout
+        return sorted(int(p) for p in out.split())
+
+    def test_workers_serve_and_restart(self):
+        import time
+        root = os.path.abspath(self.mktemp())
+        maildir = os.path.join(root, "maildir")
+        write_config(os.path.join(root, "config"), ["rcpt_ok", "queue/maildir %s" % maildir],
+                     {"loglevel": "5"})
+        process, port, log = start_twistd(self, os.path.join(root, "config"),
+                                          extra=["--workers", "3"])
+        deadline = time.monotonic() + 15
+        while len(self.children(process.pid)) < 2 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        workers = self.children(process.pid)
+        self.assertEqual(len(workers), 2)
+        for n in range(30):
+            with smtplib.SMTP("127.0.0.1", port, timeout=10) as client:
+                self.assertEqual(client.sendmail("a@b.example", ["u@example.com"],
+                                                 HEADERS + b"\r\n" + BODY), {})
+        self.assertEqual(len(maildir_files(maildir)), 30)
+        os.kill(workers[0], 9)
+        deadline = time.monotonic() + 15
+        while (workers[0] in self.children(process.pid) or len(self.children(process.pid)) < 2) \
+                and time.monotonic() < deadline:
+            time.sleep(0.1)
+        self.assertEqual(len(self.children(process.pid)), 2)
+        self.assertNotIn(workers[0], self.children(process.pid))
+        with smtplib.SMTP("127.0.0.1", port, timeout=10) as client:
+            self.assertEqual(client.sendmail("a@b.example", ["u@example.com"], HEADERS + b"\r\n" + BODY), {})
+        with open(log, "rb") as f:
+            text = f.read().decode(errors="replace")
+        self.assertRegex(text, r"worker [12] ended \(.*\); starting it again")
+        # each message is logged with its process's connection id (workers' are w1., w2.)
+        self.assertEqual(len(re.findall(r"\] (?:w[12]\.)?[0-9a-f]+ message \S+ from <a@b.example>", text)), 31)
+        stop_process(process)
+        remaining = [p for p in workers[1:] if os.path.exists("/proc/%d" % p)]
+        self.assertEqual(remaining, [])

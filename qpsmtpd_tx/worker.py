@@ -1,0 +1,90 @@
+"""A worker process: serves SMTP on listening sockets inherited from the twistd parent.
+
+Started by :mod:`qpsmtpd_tx.workers` as ``python -m qpsmtpd_tx.worker --fd 3:2 …`` with the
+already bound (and, for port 25, privileged) sockets as file descriptors. It loads the same
+configuration and plugins as the parent, logs to its standard output (the parent copies the
+lines into its own log), and exits when its standard input closes, i.e. when the parent is gone.
+"""
+
+import argparse
+import os
+import signal
+import socket
+import sys
+
+from twisted.internet import reactor
+from twisted.logger import FileLogObserver, formatEvent, globalLogBeginner
+
+from qpsmtpd_tx import objects
+from qpsmtpd_tx.config import Config
+from qpsmtpd_tx.paths import program_dir
+from qpsmtpd_tx.protocol import SMTPFactory
+from qpsmtpd_tx.server import SMTPServer, StartupError
+
+
+class _ParentWatch:
+    """Stops the reactor when standard input reaches EOF (the parent closed it or died)."""
+
+    def __init__(self, fd=0):
+        self.fd = fd
+
+    def fileno(self):
+        return self.fd
+
+    def doRead(self):
+        try:
+            data = os.read(self.fd, 4096)
+        except OSError:
+            data = b""
+        if not data:
+            reactor.removeReader(self)
+            if reactor.running:
+                reactor.stop()
+
+    def connectionLost(self, reason):
+        pass
+
+    def logPrefix(self):
+        return "parent-watch"
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(prog="qpsmtpd_tx.worker")
+    parser.add_argument("--config", default=None)
+    parser.add_argument("--fd", action="append", default=[], metavar="FD:FAMILY",
+                        help="an inherited listening socket and its address family number")
+    parser.add_argument("--worker", type=int, required=True, help="this worker's number")
+    parser.add_argument("--max-from-ip", type=int, default=5)
+    parser.add_argument("--no-rdns", action="store_true")
+    return parser.parse_args(argv)
+
+
+def main(argv=None):
+    """Run one worker until its parent goes away."""
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    # No time stamp: the parent puts these lines in its own log, with its own.
+    observer = FileLogObserver(sys.stdout, lambda event: "[%s] %s\n" % (
+        event.get("log_namespace", "-"), formatEvent(event)))
+    globalLogBeginner.beginLoggingTo([observer], redirectStandardIO=False)
+    objects.set_connection_id_prefix("w%d." % args.worker)
+    config = Config(config_dir=args.config, program_dir=program_dir())
+    try:
+        server = SMTPServer(config, max_conn_ip=args.max_from_ip, reverse_dns=not args.no_rdns)
+    except StartupError as e:
+        sys.stderr.write("qpsmtpd-tx worker %d: cannot start: %s\n" % (args.worker, e))
+        return 1
+    factory = SMTPFactory(server)
+    for spec in args.fd:
+        fd, family = (int(x) for x in spec.split(":"))
+        reactor.adoptStreamPort(fd, socket.AddressFamily(family), factory)
+        os.close(fd)  # adoptStreamPort keeps its own duplicate
+    reactor.addReader(_ParentWatch())
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent's Ctrl-C reaches us via the pipe
+    signal.signal(signal.SIGHUP, lambda signum, frame: reactor.callFromThread(server.reload_config))
+    reactor.addSystemEventTrigger("before", "shutdown", server.stop_plugins)
+    reactor.run()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,144 @@
+"""Listening on the endpoints, and running extra worker processes on the same sockets.
+
+One Python process uses one core. With ``--workers N`` the twistd process binds every
+``--listen`` endpoint as usual (as root, before ``--uid`` takes effect), serves on it, and
+after the privilege drop starts N-1 worker processes (:mod:`qpsmtpd_tx.worker`) that inherit
+the listening sockets: the kernel hands each new connection to whichever process accepts it
+first. A worker that dies is started again after a second; when the service stops, the workers
+get SIGTERM.
+
+Each process has its own plugins and state: per-IP connection counts (``hosts_allow``,
+``-m``) and anything a plugin keeps in memory are per process.
+"""
+
+import os
+import socket
+import sys
+
+from twisted.application import service
+from twisted.internet import defer, protocol, reactor
+from twisted.internet.endpoints import serverFromString
+from twisted.logger import Logger
+
+from qpsmtpd_tx import paths
+
+log = Logger(namespace="qpsmtpd_tx.workers")
+
+
+class ListeningService(service.Service):
+    """Listens on endpoint strings in privilegedStartService (so port 25 works before --uid)."""
+
+    def __init__(self, endpoints, factory):
+        self.endpoints = endpoints
+        self.factory = factory
+        self.ports = []
+
+    def privilegedStartService(self):
+        service.Service.privilegedStartService(self)
+        for description in self.endpoints:
+            d = serverFromString(reactor, description).listen(self.factory)
+            d.addCallback(self.ports.append)
+            d.addErrback(self._failed, description)
+
+    @staticmethod
+    def _failed(failure, description):
+        sys.stderr.write("qpsmtpd-tx: cannot listen on %s: %s\n"
+                         % (description, failure.getErrorMessage()))
+        raise SystemExit(1)
+
+    def stopService(self):
+        service.Service.stopService(self)
+        return defer.gatherResults([defer.maybeDeferred(p.stopListening) for p in self.ports])
+
+
+def _family(port):
+    host = port.getHost()
+    kind = type(host).__name__
+    return {"IPv4Address": socket.AF_INET, "IPv6Address": socket.AF_INET6}.get(kind, socket.AF_UNIX)
+
+
+class _WorkerProtocol(protocol.ProcessProtocol):
+    """Copies a worker's output into our log and reports its end."""
+
+    def __init__(self, pool, number):
+        self.pool = pool
+        self.number = number
+        self.ended = defer.Deferred()
+        self._partial = b""
+
+    def outReceived(self, data):
+        lines = (self._partial + data).split(b"\n")
+        self._partial = lines.pop()
+        for line in lines:
+            log.info("worker {n}: {line}", n=self.number, line=line.decode("utf-8", "replace"))
+
+    errReceived = outReceived
+
+    def processEnded(self, reason):
+        self.ended.callback(None)
+        self.pool.worker_ended(self.number, reason)
+
+
+class WorkerPool(service.Service):
+    """Runs ``count`` worker processes on the listening sockets of ``listening``."""
+
+    restart_delay = 1.0
+
+    def __init__(self, count, listening, worker_args):
+        self.count = count
+        self.listening = listening
+        self.worker_args = list(worker_args)
+        self.workers = {}
+
+    def startService(self):
+        service.Service.startService(self)
+        for number in range(1, self.count + 1):
+            self._spawn(number)
+
+    def _spawn(self, number):
+        fds = {0: "w", 1: "r", 2: "r"}
+        argv = [sys.executable, "-m", "qpsmtpd_tx.worker", "--worker", str(number)]
+        for n, port in enumerate(self.listening.ports):
+            child_fd = 3 + n
+            fds[child_fd] = port.fileno()
+            argv += ["--fd", "%d:%d" % (child_fd, int(_family(port)))]
+        argv += self.worker_args
+        env = dict(os.environ)
+        # the worker must import the same qpsmtpd_tx as we do (a checkout is not installed)
+        package_parent = os.path.dirname(os.path.dirname(os.path.abspath(paths.__file__)))
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_parent, env.get("PYTHONPATH")]))
+        worker = _WorkerProtocol(self, number)
+        self.workers[number] = (worker, reactor.spawnProcess(
+            worker, sys.executable, argv, env=env, childFDs=fds))
+        log.info("started worker {n}", n=number)
+
+    def worker_ended(self, number, reason):
+        self.workers.pop(number, None)
+        if self.running:
+            log.error("worker {n} ended ({why}); starting it again", n=number,
+                      why=reason.getErrorMessage())
+            reactor.callLater(self.restart_delay, self._respawn, number)
+
+    def _respawn(self, number):
+        if self.running and number not in self.workers:
+            self._spawn(number)
+
+    def signal_all(self, name):
+        """Send a signal (``"HUP"``…) to every worker."""
+        for _, transport in list(self.workers.values()):
+            try:
+                transport.signalProcess(name)
+            except Exception:
+                pass
+
+    def stopService(self):
+        service.Service.stopService(self)
+        ended = []
+        for worker, transport in list(self.workers.values()):
+            ended.append(worker.ended)
+            try:
+                transport.closeStdin()
+                transport.signalProcess("TERM")
+            except Exception:
+                pass
+        return defer.DeferredList(ended)
