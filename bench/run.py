@@ -140,7 +140,7 @@ def make_config(root, perl, user, skip=(), chain="short"):
     return conf
 
 
-def server_command(kind, conf, port, user):
+def server_command(kind, conf, port, user, workers=1):
     """(argv, env, cwd) to start ``kind`` ('perl' or 'tx') listening on ``port``."""
     env = dict(os.environ)
     if kind == "perl":
@@ -151,7 +151,8 @@ def server_command(kind, conf, port, user):
         return argv, env, os.path.dirname(conf)
     env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
     argv = [TWISTD, "-n", "--pidfile=", "qpsmtpd-tx", "--config", conf,
-            "--listen", "tcp:%d:interface=127.0.0.1" % port, "--max-from-ip", "60"]
+            "--listen", "tcp:%d:interface=127.0.0.1" % port, "--max-from-ip", "60",
+            "--workers", str(workers)]
     return argv, env, ROOT
 
 
@@ -291,7 +292,7 @@ def bench_server(kind, a):
     conf = make_config(root, kind == "perl", user, a.skip_plugin, a.chain)
     maildir = os.path.join(root, "maildir")
     port = free_port()
-    argv, env, cwd = server_command(kind, conf, port, user)
+    argv, env, cwd = server_command(kind, conf, port, user, a.tx_workers)
     log = open(os.path.join(root, "server.log"), "wb")
     print("== %s: %s" % (kind, " ".join(argv)), flush=True)
     proc = subprocess.Popen(argv, env=env, cwd=cwd, stdout=log, stderr=subprocess.STDOUT,
@@ -428,6 +429,8 @@ def main():
                    help="where the config, spool and Maildir go (default: the system temp dir); "
                         "/dev/shm (tmpfs, where fsync costs nothing) compares the servers' CPU "
                         "cost without the disk, since Perl's queue/maildir never fsyncs")
+    p.add_argument("--tx-workers", type=int, default=1,
+                   help="qpsmtpd-tx --workers N: processes serving the port (1)")
     p.add_argument("--keep", action="store_true", help="keep the temporary directories")
     p.add_argument("--json-out", help="also write all results to this JSON file")
     a = p.parse_args()
