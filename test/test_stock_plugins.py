@@ -871,3 +871,27 @@ class ReloadTests(unittest.TestCase):
         os.unlink(path)
         server.reload_config()
         self.assertEqual(rcpt("u@new.example"), "550")
+
+
+class MoreRcptHostsTests(unittest.TestCase):
+    """rcpt_ok's morercpthosts: a plain file or a morercpthosts.cdb (qmail's compiled form)."""
+
+    def rcpt(self, server, address):
+        from test.support.harness import MemoryClient
+        client = MemoryClient(server)
+        client.command("HELO c.example")
+        client.command("MAIL FROM:<a@b.example>")
+        return client.command("RCPT TO:<%s>" % address)
+
+    def test_cdb_and_plain_file(self):
+        import os
+        from qpsmtpd_tx.cdb import write_cdb
+        from test.support.harness import make_server
+        server = make_server(self, ["rcpt_ok"], {"morercpthosts": "plain.example"})
+        self.assertEqual(self.rcpt(server, "u@plain.example"), "250 <u@plain.example>, recipient ok\r\n")
+        self.assertEqual(self.rcpt(server, "u@cdb.example"), "550 Relaying denied (#5.7.1)\r\n")
+        server = make_server(self, ["rcpt_ok"])
+        write_cdb(os.path.join(os.path.dirname(server.config.path_of("me")), "morercpthosts.cdb"),
+                  [(b"cdb.example", b"")])
+        self.assertEqual(self.rcpt(server, "u@CDB.example"), "250 <u@CDB.example>, recipient ok\r\n")
+        self.assertEqual(self.rcpt(server, "u@sub.cdb.example"), "550 Relaying denied (#5.7.1)\r\n")
