@@ -103,7 +103,11 @@ def plugin_chain(maildir, skip=(), chain="short", root=""):
     return "".join(l + "\n" for l in lines if l.split()[0] not in skip)
 
 
-def make_config(root, perl, user, skip=(), chain="short"):
+#: bench/perl-plugins: queue/maildir_fsync, a Perl queue plugin that fsyncs as ours does
+PERL_BENCH_PLUGINS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "perl-plugins")
+
+
+def make_config(root, perl, user, skip=(), chain="short", perl_fsync=False):
     """Write config/, maildir/ and spool/ under ``root``; return the config dir.
 
     ``perl``: also write plugin_dirs (Perl's default is beside the program,
@@ -129,6 +133,9 @@ def make_config(root, perl, user, skip=(), chain="short"):
         files["content_log_file"] = os.path.join(root, "content_log")
     if perl:
         files["plugin_dirs"] = PERL_PLUGIN_DIR
+        if perl_fsync:
+            files["plugin_dirs"] = PERL_BENCH_PLUGINS + "\n" + PERL_PLUGIN_DIR
+            files["plugins"] = files["plugins"].replace("queue/maildir ", "queue/maildir_fsync ")
     for name, text in files.items():
         with open(os.path.join(conf, name), "w") as f:
             f.write(text + ("\n" if text and not text.endswith("\n") else ""))
@@ -289,7 +296,7 @@ def bench_server(kind, a):
     if kind == "perl" and os.geteuid() == 0:
         user = a.perl_user  # forkserver refuses to stay root; default target 'smtpd' does not exist here
     root = tempfile.mkdtemp(prefix="qpbench-%s-" % kind, dir=a.tmpdir)
-    conf = make_config(root, kind == "perl", user, a.skip_plugin, a.chain)
+    conf = make_config(root, kind == "perl", user, a.skip_plugin, a.chain, a.perl_fsync)
     maildir = os.path.join(root, "maildir")
     port = free_port()
     argv, env, cwd = server_command(kind, conf, port, user, a.tx_workers)
@@ -429,6 +436,9 @@ def main():
                    help="where the config, spool and Maildir go (default: the system temp dir); "
                         "/dev/shm (tmpfs, where fsync costs nothing) compares the servers' CPU "
                         "cost without the disk, since Perl's queue/maildir never fsyncs")
+    p.add_argument("--perl-fsync", action="store_true",
+                   help="Perl delivers with bench/perl-plugins/queue/maildir_fsync (fsync like "
+                        "qpsmtpd-tx) instead of 0.94's queue/maildir, which never fsyncs")
     p.add_argument("--tx-workers", type=int, default=1,
                    help="qpsmtpd-tx --workers N: processes serving the port (1)")
     p.add_argument("--keep", action="store_true", help="keep the temporary directories")
