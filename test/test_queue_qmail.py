@@ -258,8 +258,8 @@ class DeliveryTests(QmailTestCase):
         self.assertTrue(message.endswith(b"\n\n" + body.replace(b"\r\n", b"\n")))
 
     async def test_client_gone_before_reply_message_still_queued_once(self):
-        # The stand-in sleeps before reading; meanwhile the client drops the connection and
-        # the server discards the transaction. The plugin took the message already.
+        # The stand-in sleeps before reading; meanwhile the client drops the connection. The
+        # session keeps the spooled body until the queue hook is done, then discards it.
         self.setenv("FAKE_QMAIL_QUEUE_SLEEP", "0.5")
         server, port = self.start(files={"size_threshold": "10"})
         client = await self.session(port)
@@ -273,13 +273,18 @@ class DeliveryTests(QmailTestCase):
             await deferLater(reactor, 0.01, lambda: None)
         self.assertEqual(server.sessions, set())
         self.assertEqual(self.queued(), [], "the session ended before qmail-queue read anything")
-        self.assertEqual(os.listdir(server.spool_dir), [], "the spool file is already deleted")
+        self.assertEqual(len(os.listdir(server.spool_dir)), 1, "the spool file is kept for the hook")
         for _ in range(100):
             if self.queued():
                 break
             await deferLater(reactor, 0.05, lambda: None)
         [(message, envelope)] = self.queued()
         await wait_for_queue_plugin()
+        for _ in range(100):
+            if not os.listdir(server.spool_dir):
+                break
+            await deferLater(reactor, 0.02, lambda: None)
+        self.assertEqual(os.listdir(server.spool_dir), [], "the spool file is deleted after the hook")
         self.assertTrue(message.endswith(b"\n\nline one\n.dot stuffed\n\ncr\rinside\n8bit \xc3\xa9\nlast line\n"))
         self.assertEqual(envelope, b"Fa@b.example\0Tu@example.com\0\0")
 
