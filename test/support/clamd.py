@@ -1,0 +1,152 @@
+"""A private ClamAV clamd for the tests (Debian package ``clamav-daemon``).
+
+``shared_clamd()`` starts one clamd per test run, the first time a test asks for it, and
+stops exactly that process (by its PID) when the test process exits. It is private: its own
+``clamd.conf`` in a fresh temp directory, ``Foreground yes``, listening on 127.0.0.1 (a free
+port) and on a unix socket there, and a ``DatabaseDirectory`` holding only the signature
+file written here — no main.cvd/daily.cvd, no freshclam, no network.
+
+Signatures (``qptx-test.ndb``, ClamAV's extended format ``Name:TargetType:Offset:HexSig``):
+  ``QPTX.Test.Pattern-1``  the text ``QPTX-TEST-VIRUS-7f3a9c-SIGNATURE`` anywhere in any
+                           file (clamd decodes mail parts, so a base64 attachment matches too).
+clamd reports custom signatures with ``.UNOFFICIAL`` appended.
+
+``StreamMaxLength`` is 2 MB here, so a bigger INSTREAM is refused by clamd itself.
+Without the package, the tests that need clamd are skipped with the reason.
+"""
+
+import atexit
+import ctypes
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+
+from twisted.trial.unittest import SkipTest
+
+from test.support.processes import free_port, stop_process, wait_for_port
+
+CLAMD = "/usr/sbin/clamd"
+
+#: the text our signature matches
+VIRUS_PATTERN = "QPTX-TEST-VIRUS-7f3a9c-SIGNATURE"
+#: the name clamd reports for it
+VIRUS_NAME = "QPTX.Test.Pattern-1.UNOFFICIAL"
+STREAM_MAX_LENGTH = 2 * 1024 * 1024
+
+CONFIG = """\
+Foreground yes
+DatabaseDirectory {dir}/db
+LocalSocket {dir}/clamd.sock
+LocalSocketMode 666
+TCPSocket {port}
+TCPAddr 127.0.0.1
+PidFile {dir}/clamd.pid
+LogFile {dir}/clamd.log
+LogTime yes
+TemporaryDirectory {dir}/tmp
+StreamMaxLength {stream_max}
+SelfCheck 0
+MaxThreads 4
+Bytecode no
+"""
+
+
+class Clamd:
+    """A running private clamd: ``port`` (127.0.0.1), ``socket`` (unix), ``dir``,
+    ``startup_seconds`` (from exec to accepting connections)."""
+
+    def __init__(self, directory, port, process, startup_seconds):
+        self.dir = directory
+        self.port = port
+        self.process = process
+        self.socket = os.path.join(directory, "clamd.sock")
+        self.startup_seconds = startup_seconds
+
+    def log(self):
+        text = ""
+        for name in ("clamd.log", "clamd.out"):
+            try:
+                with open(os.path.join(self.dir, name), "rb") as f:
+                    text += f.read().decode("utf-8", "replace")
+            except OSError:
+                pass
+        return text
+
+    def databases(self):
+        return sorted(os.listdir(os.path.join(self.dir, "db")))
+
+    def stop(self):
+        stop_process(self.process)
+        shutil.rmtree(self.dir, True)
+
+
+def start_clamd():
+    """Start a private clamd; SkipTest if it is not installed. The caller stops it."""
+    if not os.path.exists(CLAMD):
+        raise SkipTest("clamd is not installed (apt-get install --no-install-recommends "
+                       "clamav-daemon; .ci/run does)")
+    directory = tempfile.mkdtemp(prefix="qptx-clamd-")
+    os.chmod(directory, 0o755)
+    for sub in ("db", "tmp"):
+        os.mkdir(os.path.join(directory, sub))
+    with open(os.path.join(directory, "db", "qptx-test.ndb"), "w") as f:
+        f.write("QPTX.Test.Pattern-1:0:*:%s\n" % VIRUS_PATTERN.encode("ascii").hex())
+    port = free_port()
+    config = os.path.join(directory, "clamd.conf")
+    with open(config, "w") as f:
+        f.write(CONFIG.format(dir=directory, port=port, stream_max=STREAM_MAX_LENGTH))
+    out = open(os.path.join(directory, "clamd.out"), "wb")
+    started = time.monotonic()
+    process = subprocess.Popen([CLAMD, "--config-file=" + config], stdout=out,
+                               stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                               preexec_fn=_die_with_parent)
+    out.close()
+    clamd = Clamd(directory, port, process, 0.0)
+    try:
+        wait_for_port(port, process, timeout=60)
+        deadline = time.monotonic() + 10
+        while not os.path.exists(clamd.socket):
+            if time.monotonic() > deadline:
+                raise RuntimeError("no unix socket %s" % clamd.socket)
+            time.sleep(0.02)
+    except RuntimeError as e:
+        text = clamd.log()
+        clamd.stop()
+        raise RuntimeError("clamd did not start: %s\n%s" % (e, text))
+    clamd.startup_seconds = time.monotonic() - started
+    return clamd
+
+
+
+def _die_with_parent():
+    """In the child before exec: SIGTERM when the test process dies, even killed (Linux).
+
+    (Not for spamd: it changes its credentials, which clears this setting.)"""
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
+_shared = {}
+
+
+def shared_clamd():
+    """The clamd of this test run: started at the first call, stopped at exit."""
+    if "skip" in _shared:
+        raise SkipTest(_shared["skip"])
+    if "clamd" not in _shared:
+        try:
+            _shared["clamd"] = start_clamd()
+        except SkipTest as e:
+            _shared["skip"] = str(e)
+            raise
+        atexit.register(_shared["clamd"].stop)
+    clamd = _shared["clamd"]
+    if clamd.process.poll() is not None:
+        raise RuntimeError("the shared clamd exited (status %s):\n%s"
+                           % (clamd.process.returncode, clamd.log()))
+    return clamd
