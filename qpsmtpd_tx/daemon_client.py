@@ -1,0 +1,74 @@
+"""One request, one answer: the exchange content filters have with spamd, clamd and the like.
+
+The request is sent chunk by chunk as the socket takes it (a pull producer, so a large message
+is never all in memory), and the answer is read until the daemon closes the connection.
+"""
+
+from twisted.internet import defer
+from twisted.internet.interfaces import IPullProducer
+from twisted.internet.protocol import Protocol
+from zope.interface import implementer
+
+
+class ExchangeError(Exception):
+    """The request could not be sent or the answer was unusable; the text says why."""
+
+
+@implementer(IPullProducer)
+class RequestExchange(Protocol):
+    """Send ``chunks`` (an iterable of bytes, read lazily); collect the answer until the
+    daemon closes the connection. ``done`` fires with the answer's bytes, or fails with
+    ExchangeError; cancelling it aborts the connection. An answer longer than
+    ``max_answer`` bytes is an error (a daemon gone wrong must not fill our memory)."""
+
+    def __init__(self, chunks, max_answer):
+        self._chunks = iter(chunks)
+        self._sending = False
+        self._received = []
+        self._size = 0
+        self._max_answer = max_answer
+        self.error = None
+        self.done = defer.Deferred(self._cancel)
+
+    def _cancel(self, _):
+        if self.transport is not None:
+            self.transport.abortConnection()
+
+    def connectionMade(self):
+        self._sending = True
+        self.transport.registerProducer(self, False)
+
+    def resumeProducing(self):
+        if not self._sending:
+            return
+        try:
+            chunk = next(self._chunks, None)
+        except Exception as e:  # reading the message failed
+            self.error = ExchangeError("cannot read the message: %s" % e)
+            chunk = None
+        if chunk is None:
+            self._sending = False
+            self.transport.unregisterProducer()
+            if self.error is not None:
+                self.transport.abortConnection()
+            return
+        self.transport.write(chunk)
+
+    def stopProducing(self):
+        self._sending = False
+
+    def dataReceived(self, data):
+        self._size += len(data)
+        if self._size > self._max_answer:
+            self.error = ExchangeError("answer longer than %d bytes" % self._max_answer)
+            self.transport.abortConnection()
+            return
+        self._received.append(data)
+
+    def connectionLost(self, reason):
+        if self.done.called:
+            return
+        if self.error is not None:
+            self.done.errback(self.error)
+        else:
+            self.done.callback(b"".join(self._received))
