@@ -1,0 +1,203 @@
+#!/usr/bin/env python3
+"""Throughput of qpsmtpd-tx with queue/exim-bsmtp, and of Exim's own SMTP server, same load.
+
+Uses the private Exim of the test suite (Debian's ``exim4-daemon-light``, fetched and
+unpacked by ``test/support/exim.py`` into ``/tmp/qpsmtpd-tx-exim-<uid>/``; nothing is
+installed) with a throw-away configuration that delivers every message into a Maildir.
+Two scenarios, each with a fresh Exim spool and Maildir:
+
+  tx     ``twistd qpsmtpd-tx`` (plugins ``rcpt_ok`` and ``queue/exim-bsmtp``, which runs
+         ``exim -bS`` once per message) on a loopback port;
+  exim   ``exim -bdf`` (Exim's own SMTP daemon, the same configuration) on a loopback port:
+         the same load sent straight to the MTA, for comparison.
+
+Each gets ``bench/smtpload.py`` (default: 20 clients, 10 KiB messages, 40 per connection);
+then the script waits until Exim has delivered everything and checks that the Maildir holds
+exactly as many messages as were accepted (``ok``, ``LOST n`` or ``EXTRA n``). With
+``--queue-only`` Exim keeps the messages in its spool instead of delivering them (reception
+alone; the check counts the spool). Both servers are started and stopped by PID.
+
+Run from the checkout with the project's Python (Twisted is needed for twistd):
+
+    /work/venv/bin/python bench/backend_exim.py                 # 20 s per scenario
+    /work/venv/bin/python bench/backend_exim.py --duration 30 --queue-only --json-out r.json
+
+Exit status 1 if a message failed, was lost or duplicated, or a server did not start.
+"""
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+sys.path.insert(0, ROOT)
+
+from test.support.exim import exim_install, make_private_exim  # noqa: E402
+
+TWISTD = os.path.join(os.path.dirname(sys.executable), "twistd")
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_ready(proc, port, timeout=30):
+    """Wait until ``port`` answers with a 220 greeting; False if not (or the process died)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            return False
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+                if s.recv(512).startswith(b"220"):
+                    s.sendall(b"QUIT\r\n")
+                    s.recv(512)
+                    return True
+        except OSError:
+            pass
+        time.sleep(0.2)
+    return False
+
+
+def stop(proc):
+    """SIGTERM by PID, SIGKILL after 15 s."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+
+
+def tx_config(directory, exim):
+    conf = os.path.join(directory, "config")
+    os.mkdir(conf)
+    files = {
+        "me": "bench.example",
+        "rcpthosts": "example.com",
+        "loglevel": "4",
+        "logging": "",
+        "spool_dir": os.path.join(directory, "spool"),
+        "plugins": "rcpt_ok\n%s\n" % exim.plugin_line(),
+    }
+    for name, text in files.items():
+        with open(os.path.join(conf, name), "w") as f:
+            f.write(text + ("\n" if text and not text.endswith("\n") else ""))
+    return conf
+
+
+def server(kind, directory, exim, port):
+    """(argv, env, cwd) for ``kind`` on ``port``."""
+    if kind == "tx":
+        env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+        return ([TWISTD, "-n", "--pidfile=", "qpsmtpd-tx", "--config", tx_config(directory, exim),
+                 "--listen", "tcp:%d:interface=127.0.0.1" % port, "--no-rdns"], env, ROOT)
+    return ([exim.command, "-C", exim.config, "-bdf", "-oX", "127.0.0.1.%d" % port,
+             "-oP", os.path.join(directory, "exim.pid")], dict(os.environ), directory)
+
+
+def count_done(exim, queue_only):
+    if queue_only:
+        return len(exim.queued())
+    return len(exim.delivered())
+
+
+def run(kind, install, a):
+    directory = tempfile.mkdtemp(prefix="qpbench-exim-%s-" % kind)
+    os.chmod(directory, 0o755)      # Exim runs as nobody: it must reach its spool below
+    exim_dir = os.path.join(directory, "exim")
+    os.mkdir(exim_dir)
+    exim = make_private_exim(install, exim_dir, queue_only=a.queue_only)
+    port = free_port()
+    argv, env, cwd = server(kind, directory, exim, port)
+    print("== %s: %s" % (kind, " ".join(argv)), flush=True)
+    log = open(os.path.join(directory, "server.log"), "wb")
+    proc = subprocess.Popen(argv, env=env, cwd=cwd, stdout=log, stderr=subprocess.STDOUT)
+    row = {"name": kind}
+    try:
+        if not wait_ready(proc, port):
+            row["error"] = "did not start (see %s)" % os.path.join(directory, "server.log")
+            return row, directory, False
+        load = [sys.executable, os.path.join(HERE, "smtpload.py"), "--port", str(port),
+                "--concurrency", str(a.concurrency), "--size", str(a.size),
+                "--per-connection", str(a.per_connection), "--duration", str(a.duration),
+                "--server-pid", str(proc.pid), "--json"]
+        if a.messages:
+            load += ["--messages", str(a.messages)]
+        result = subprocess.run(load, capture_output=True, text=True, timeout=a.duration + 300)
+        try:
+            row.update(json.loads(result.stdout))
+        except ValueError:
+            row["error"] = "smtpload failed: %s" % (result.stderr.strip().splitlines() or ["?"])[-1]
+            return row, directory, False
+    finally:
+        stop(proc)
+        log.close()
+    # Exim delivers in background processes: wait until its spool is empty.
+    deadline = time.monotonic() + 300
+    while not a.queue_only and exim.queued() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    done = count_done(exim, a.queue_only)
+    accepted = row.get("accepted", 0)
+    row["check"] = "ok" if done == accepted else (
+        "LOST %d" % (accepted - done) if done < accepted else "EXTRA %d" % (done - accepted))
+    ok = row["check"] == "ok" and not row.get("failed") and accepted > 0
+    return row, directory, ok
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--duration", type=float, default=20, help="seconds per scenario (20)")
+    p.add_argument("--messages", type=int, help="cap on messages per scenario")
+    p.add_argument("--concurrency", type=int, default=20, help="concurrent clients (20)")
+    p.add_argument("--per-connection", type=int, default=40, help="messages per connection (40)")
+    p.add_argument("--size", type=int, default=10240, help="message size (10240)")
+    p.add_argument("--queue-only", action="store_true", help="Exim queues instead of delivering")
+    p.add_argument("--only", choices=("tx", "exim"), help="run one scenario")
+    p.add_argument("--keep", action="store_true", help="keep the temp dirs")
+    p.add_argument("--json-out", help="write the rows as JSON to this file")
+    a = p.parse_args()
+    install = exim_install()
+    rows, all_ok = [], True
+    for kind in ("tx", "exim"):
+        if a.only and kind != a.only:
+            continue
+        row, directory, ok = run(kind, install, a)
+        rows.append(row)
+        all_ok = all_ok and ok
+        if a.keep or not ok:
+            print("   kept %s" % directory)
+        else:
+            shutil.rmtree(directory, True)
+    print()
+    print("%-6s %9s %8s %8s %9s %9s %8s %7s  %s" % (
+        "server", "msgs/s", "p50 ms", "p99 ms", "srv CPU%", "gen CPU%", "other%", "errors",
+        "check (%s)" % ("spool" if a.queue_only else "maildir")))
+    for r in rows:
+        if "error" in r:
+            print("%-6s %s" % (r["name"], r["error"]))
+            continue
+        lat = r.get("latency_ms", {})
+        print("%-6s %9.1f %8.1f %8.1f %9.0f %9.0f %8.0f %7d  %s" % (
+            r["name"], r["msgs_per_s"], lat.get("p50") or 0, lat.get("p99") or 0,
+            (r.get("server") or {}).get("cpu_pct") or 0, r.get("client_cpu_pct") or 0,
+            r.get("other_cpu_pct") or 0, sum(r.get("errors", {}).values()), r["check"]))
+    if a.json_out:
+        with open(a.json_out, "w") as f:
+            json.dump(rows, f, indent=2)
+    return 0 if all_ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
