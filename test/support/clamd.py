@@ -15,7 +15,6 @@ clamd reports custom signatures with ``.UNOFFICIAL`` appended.
 Without the package, the tests that need clamd are skipped with the reason.
 """
 
-import atexit
 import ctypes
 import os
 import shutil
@@ -27,6 +26,7 @@ import time
 from twisted.trial.unittest import SkipTest
 
 from test.support.processes import free_port, stop_process, wait_for_port
+from test.support.shared import SharedDaemon
 
 CLAMD = "/usr/sbin/clamd"
 
@@ -131,22 +131,5 @@ def _die_with_parent():
         pass
 
 
-_shared = {}
-
-
-def shared_clamd():
-    """The clamd of this test run: started at the first call, stopped at exit."""
-    if "skip" in _shared:
-        raise SkipTest(_shared["skip"])
-    if "clamd" not in _shared:
-        try:
-            _shared["clamd"] = start_clamd()
-        except SkipTest as e:
-            _shared["skip"] = str(e)
-            raise
-        atexit.register(_shared["clamd"].stop)
-    clamd = _shared["clamd"]
-    if clamd.process.poll() is not None:
-        raise RuntimeError("the shared clamd exited (status %s):\n%s"
-                           % (clamd.process.returncode, clamd.log()))
-    return clamd
+#: the clamd of this test run: ``shared_clamd()`` starts it at the first call, stops it at exit
+shared_clamd = SharedDaemon("clamd", start_clamd).get

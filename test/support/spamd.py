@@ -18,7 +18,6 @@ high reject threshold). The X-Spam-* headers are Debian's defaults.
 Without the packages, the tests that need spamd are skipped with the reason.
 """
 
-import atexit
 import os
 import pwd
 import shutil
@@ -29,6 +28,7 @@ import time
 from twisted.trial.unittest import SkipTest
 
 from test.support.processes import free_port, stop_process, wait_for_port
+from test.support.shared import SharedDaemon
 
 SPAMD = "/usr/sbin/spamd"
 
@@ -128,22 +128,5 @@ def start_spamd():
 
 
 
-_shared = {}
-
-
-def shared_spamd():
-    """The spamd of this test run: started at the first call, stopped at exit."""
-    if "skip" in _shared:
-        raise SkipTest(_shared["skip"])
-    if "spamd" not in _shared:
-        try:
-            _shared["spamd"] = start_spamd()
-        except SkipTest as e:
-            _shared["skip"] = str(e)
-            raise
-        atexit.register(_shared["spamd"].stop)
-    spamd = _shared["spamd"]
-    if spamd.process.poll() is not None:
-        raise RuntimeError("the shared spamd exited (status %s):\n%s"
-                           % (spamd.process.returncode, spamd.log()))
-    return spamd
+#: the spamd of this test run: ``shared_spamd()`` starts it at the first call, stops it at exit
+shared_spamd = SharedDaemon("spamd", start_spamd).get
