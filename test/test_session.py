@@ -7,11 +7,10 @@ Twisted's in-memory transport, so each reply and each write can be checked exact
 import os
 import tracemalloc
 
-from twisted.internet import reactor, task
 from twisted.trial import unittest
 
 from qpsmtpd_tx.core import State
-from test.support.harness import MemoryClient, codes_of, make_server
+from test.support.harness import MemoryClient, codes_of, eventually, make_server
 
 ENVELOPE = ["EHLO client.example", "MAIL FROM:<a@b.example>", "RCPT TO:<u@example.com>"]
 MESSAGE = b"Subject: hi\r\nFrom: a@b.example\r\n\r\n..dotline\r\nbody\r\n.\r\n"
@@ -310,7 +309,7 @@ class PipeliningTests(unittest.TestCase):
 
         def check(_):
             self.assertEqual(codes_of(client.take()), [250, 250, 354])
-        return task.deferLater(reactor, 0.05, lambda: None).addCallback(check)
+        return eventually(lambda: b"354" in client.transport.value()).addCallback(check)
 
     def test_message_and_next_commands_in_one_packet(self):
         client = session(self, ["rcpt_ok", "scripted queue OK"])
@@ -328,7 +327,7 @@ class PipeliningTests(unittest.TestCase):
         def check(_):
             self.assertEqual(client.transport.producerState, "producing")
             self.assertEqual(codes_of(client.take()), [250] + [250] * 50000)
-        return task.deferLater(reactor, 0.05, lambda: None).addCallback(check)
+        return eventually(lambda: client.transport.value().count(b"\r\n") >= 50001).addCallback(check)
 
 
 class RobustnessTests(unittest.TestCase):
@@ -343,7 +342,7 @@ class RobustnessTests(unittest.TestCase):
     def test_async_plugin_exception_is_declined(self):
         client = session(self, ["scripted mail DENY delay 0 raise"], steps=ENVELOPE[:1])
         client.command("MAIL FROM:<a@b.example>")
-        return task.deferLater(reactor, 0.02, lambda: None).addCallback(
+        return eventually(lambda: client.transport.value()).addCallback(
             lambda _: self.assertEqual(codes_of(client.take()), [250]))
 
     def test_line_too_long(self):
@@ -475,8 +474,8 @@ class LostDuringQueueTests(unittest.TestCase):
         self.assertNotIn("disconnect", hooks)
 
         def after(_):
-
             self.assertFalse(os.path.exists(filename))
             calls = [h for h, _ in client.session.connection.notes["scripted_calls"]]
             self.assertEqual(calls[-2:], ["queue", "disconnect"])
-        return task.deferLater(reactor, 0.1, lambda: None).addCallback(after)
+        return eventually(lambda: "disconnect" in [
+            h for h, _ in client.session.connection.notes["scripted_calls"]]).addCallback(after)

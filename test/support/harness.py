@@ -96,3 +96,19 @@ class MemoryClient:
 def codes_of(text):
     """The reply codes in ``text``, one per complete reply (multi-line replies count once)."""
     return [int(line[:3]) for line in text.split("\r\n") if len(line) > 3 and line[3] == " "]
+
+
+def eventually(condition, timeout=10.0, step=0.005):
+    """A Deferred firing once ``condition()`` is true, polled on the real reactor; it fails after
+    ``timeout`` seconds. For waiting on asynchronous hooks without timing assumptions."""
+    from twisted.internet import reactor, task
+
+    async def poll():
+        waited = 0.0
+        while not condition():
+            if waited > timeout:
+                raise AssertionError("condition not met within %.1f s" % timeout)
+            await task.deferLater(reactor, step, lambda: None)
+            waited += step
+    from twisted.internet.defer import Deferred
+    return Deferred.fromCoroutine(poll())
