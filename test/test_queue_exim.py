@@ -31,6 +31,7 @@ from qpsmtpd_tx.address import Address
 from qpsmtpd_tx.loader import load_plugin_module
 from qpsmtpd_tx.paths import default_plugin_dirs
 from qpsmtpd_tx.server import StartupError
+from test.support.harness import eventually
 from test.support.exim import private_exim
 from test.support.harness import make_server, write_config
 from test.support.processes import start_twistd
@@ -352,9 +353,10 @@ class FailureInjectionTests(EximTestCase):
         self.assertEqual(await self.send(client),
                          (451, [INTERNAL + " (exim timed out after 0.5 seconds)"]))
         self.assertLess(time.monotonic() - started, 5)
-        await deferLater(reactor, 0.2, lambda: None)
-        running = [p for p in os.listdir("/proc") if p.isdigit() and slow.encode() in _cmdline(p)]
-        self.assertEqual(running, [], "the stand-in was killed")
+        def running():
+            return [p for p in os.listdir("/proc") if p.isdigit() and slow.encode() in _cmdline(p)]
+        await eventually(lambda: not running())
+        self.assertEqual(running(), [], "the stand-in was killed")
         self.assertEqual(self.mta.delivered(), [])
         self.assertEqual(self.received_lines(), [])
 

@@ -22,6 +22,7 @@ from qpsmtpd_tx.address import Address
 from qpsmtpd_tx.loader import load_plugin_module
 from qpsmtpd_tx.paths import default_plugin_dirs
 from qpsmtpd_tx.server import StartupError
+from test.support.harness import eventually
 from test.support.harness import make_server, write_config
 from test.support.processes import start_twistd
 from test.support.server import connect, start_server
@@ -299,10 +300,10 @@ class FailureInjectionTests(QmailTestCase):
                          (451, ["Unable to queue message (qmail-queue timed out after 0.5 seconds)"]))
         self.assertEqual(self.queued(), [])
         # the stand-in was killed: no python process still runs it
-        await deferLater(reactor, 0.2, lambda: None)
-        running = [p for p in os.listdir("/proc") if p.isdigit()
-                   and self.qq.encode() in _cmdline(p)]
-        self.assertEqual(running, [])
+        def running():
+            return [p for p in os.listdir("/proc") if p.isdigit() and self.qq.encode() in _cmdline(p)]
+        await eventually(lambda: not running())
+        self.assertEqual(running(), [])
 
     async def test_killed_by_signal(self):
         server, port = self.start()

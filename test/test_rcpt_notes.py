@@ -24,6 +24,7 @@ from qpsmtpd_tx.loader import find_plugin_file, load_plugin_module
 from qpsmtpd_tx.paths import default_plugin_dirs
 from qpsmtpd_tx.plugin import PluginError
 from qpsmtpd_tx.server import SMTPServer, StartupError
+from test.support.harness import eventually
 from test.support.harness import TEST_PLUGINS, make_server, write_config
 from test.support.postgres import PASSWORD, postgres_server, stop_postgres
 from test.support.processes import free_port
@@ -734,10 +735,11 @@ class PostgresTests(SourceTests, unittest.TestCase):
         self.assertLess(time.monotonic() - started, 3)
         self.assertEqual(len(self.errors()), 1)
         # the statement timeout ends it on the server too: the next lookup is not stuck behind
-        await deferLater(reactor, 0.3, lambda: None)
-        active = self.pg.execute("SELECT count(*) FROM pg_stat_activity WHERE query LIKE "
-                                 "'%%pg_sleep%%' AND state = 'active' AND usename = 'smtpd'")
-        self.assertEqual(active, [(0,)])
+        def active():
+            return self.pg.execute("SELECT count(*) FROM pg_stat_activity WHERE query LIKE "
+                                   "'%%pg_sleep%%' AND state = 'active' AND usename = 'smtpd'")
+        await eventually(lambda: active() == [(0,)])
+        self.assertEqual(active(), [(0,)])
 
     async def test_literal_percent_signs_in_the_query(self):
         server = self.server(self.plugin_line(query="q"), files={"q": (
