@@ -31,9 +31,8 @@ from qpsmtpd_tx.address import Address
 from qpsmtpd_tx.loader import load_plugin_module
 from qpsmtpd_tx.paths import default_plugin_dirs
 from qpsmtpd_tx.server import StartupError
-from test.support.harness import eventually
 from test.support.exim import private_exim
-from test.support.harness import make_server, write_config
+from test.support.harness import eventually, make_server, write_config
 from test.support.processes import start_twistd
 from test.support.server import connect, start_server
 
