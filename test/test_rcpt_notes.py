@@ -24,8 +24,7 @@ from qpsmtpd_tx.loader import find_plugin_file, load_plugin_module
 from qpsmtpd_tx.paths import default_plugin_dirs
 from qpsmtpd_tx.plugin import PluginError
 from qpsmtpd_tx.server import SMTPServer, StartupError
-from test.support.harness import eventually
-from test.support.harness import TEST_PLUGINS, make_server, write_config
+from test.support.harness import TEST_PLUGINS, eventually, make_server, write_config
 from test.support.postgres import PASSWORD, postgres_server, stop_postgres
 from test.support.processes import free_port
 from test.support.server import connect, start_server
