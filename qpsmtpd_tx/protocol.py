@@ -42,7 +42,8 @@ class SMTPProtocol(Protocol, TimeoutMixin):
         self.session.data_received(data)
 
     def timeoutConnection(self):
-        self.session.timeout()
+        if not self.session.timeout():
+            self.setTimeout(self.factory.server.timeout)   # busy on a hook: look again later
 
     def connectionLost(self, reason):
         self.setTimeout(None)

@@ -304,12 +304,19 @@ class SMTPSession:
                 self.disconnect()
 
     def timeout(self):
-        """The client was idle too long."""
+        """The idle timer ran out: close with 421, unless we are the ones working.
+
+        Returns False when a hook (a delivery, a scan) is still running: the client is waiting
+        for our answer, not idle, and a 421 now could make it send a message twice.
+        """
         if self._closing or self._lost:
-            return
+            return True
+        if self._busy:
+            return False
         self.respond(421, "Connection Timed Out")
         self.disconnect()
         self._flush()
+        return True
 
     # -- events -----------------------------------------------------------------------------
 

@@ -5,6 +5,7 @@ Twisted's in-memory transport, so each reply and each write can be checked exact
 """
 
 import os
+import sys
 import tracemalloc
 
 from twisted.trial import unittest
@@ -479,3 +480,22 @@ class LostDuringQueueTests(unittest.TestCase):
             self.assertEqual(calls[-2:], ["queue", "disconnect"])
         return eventually(lambda: "disconnect" in [
             h for h, _ in client.session.connection.notes["scripted_calls"]]).addCallback(after)
+
+
+class BusyTimeoutTests(unittest.TestCase):
+    """The idle timer does not close a connection while a hook (a slow delivery) is running."""
+
+    def test_no_421_while_the_queue_hook_runs(self):
+        client = session(self, ["rcpt_ok", "gate queue OK"], {"timeout": "30"},
+                         steps=ENVELOPE + ["DATA"])
+        gates = sys.modules[type(client.session.server.plugins[1]).__module__].GATES
+        client.send(MESSAGE)
+        self.assertEqual(len(gates), 1)
+        client.clock.advance(100)                 # way past the idle timeout, hook still running
+        self.assertEqual(client.take(), "")
+        self.assertFalse(client.closed)
+        gates.pop(0).callback(None)               # the delivery finishes
+        self.assertEqual(client.take(), "250 Queued\r\n")
+        client.clock.advance(31)                  # now the client really is idle
+        self.assertEqual(client.take(), "421 Connection Timed Out\r\n")
+        self.assertTrue(client.closed)
