@@ -5,6 +5,7 @@ import ipaddress
 from twisted.internet.protocol import Factory, Protocol
 from twisted.protocols.policies import TimeoutMixin
 
+from qpsmtpd_tx.codes import LOGWARN
 from qpsmtpd_tx.objects import Connection
 from qpsmtpd_tx.session import SMTPSession
 
@@ -27,6 +28,14 @@ class SMTPProtocol(Protocol, TimeoutMixin):
 
     def connectionMade(self):
         server = self.factory.server
+        if server.max_connections and len(server.sessions) >= server.max_connections:
+            # As qpsmtpd-forkserver's -c, but the client is told instead of left waiting.
+            server.log(LOGWARN, "refusing a connection from %s: %d connections already"
+                       % (getattr(self.transport.getPeer(), "host", "?"), len(server.sessions)))
+            self.transport.write(("421 %s Too many connections, try again later\r\n"
+                                  % server.me).encode("utf-8", "surrogateescape"))
+            self.transport.loseConnection()
+            return
         peer, host = self.transport.getPeer(), self.transport.getHost()
         connection = Connection(
             remote_ip=_plain_ip(getattr(peer, "host", "")), remote_port=getattr(peer, "port", 0),
@@ -38,6 +47,8 @@ class SMTPProtocol(Protocol, TimeoutMixin):
         self.session.start()
 
     def dataReceived(self, data):
+        if self.session is None:
+            return   # refused at connect: ignore what the client still sends
         self.resetTimeout()
         self.session.data_received(data)
 

@@ -45,11 +45,13 @@ class SMTPServer:
         _logger.emit(_TWISTED_LEVEL[level], "{line}", line=line)
 
     def __init__(self, config, plugin_dirs=None, max_conn_ip=5, auth=None, load=True,
-                 reverse_dns=False):
+                 reverse_dns=False, max_connections=0):
         self.config = config
         self.hooks = HookRegistry(self.log)
         self.sessions = set()
         self.max_conn_ip = max_conn_ip
+        #: refuse new clients with 421 beyond this many live sessions (0: no limit)
+        self.max_connections = max_connections
         self.auth = auth
         self.reverse_dns = reverse_dns
         self.plugins = []

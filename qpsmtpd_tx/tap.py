@@ -27,6 +27,8 @@ class Options(usage.Options):
         ["config", "c", None, "qpsmtpd config directory (default: $QPSMTPD_CONFIG)"],
         ["max-from-ip", "m", "5", "per-IP connection limit passed to pre-connection hooks"],
         ["workers", "w", "1", "processes serving the listening sockets (use the cores; see README)"],
+        ["limit-connections", None, "500",
+         "concurrent clients per process; more get 421 and are closed (0: no limit)"],
     ]
     optFlags = [
         ["no-rdns", "H", "do not look up the client's host name (remote_host is then Unknown)"],
@@ -45,7 +47,7 @@ class Options(usage.Options):
     def postOptions(self):
         if not self["listen"]:
             self["listen"] = [DEFAULT_LISTEN]
-        for name in ("max-from-ip", "workers"):
+        for name in ("max-from-ip", "workers", "limit-connections"):
             try:
                 self[name] = int(self[name])
             except ValueError:
@@ -104,7 +106,8 @@ def build_server(options):
     config = Config(config_dir=options["config"], program_dir=program_dir())
     try:
         server = SMTPServer(config, max_conn_ip=options["max-from-ip"], load=False,
-                            reverse_dns=not options["no-rdns"])
+                            reverse_dns=not options["no-rdns"],
+                            max_connections=options["limit-connections"])
         server.check_plugins()
     except StartupError as e:
         _fail(e)
@@ -118,7 +121,8 @@ def makeService(options):
     listening = ListeningService(options["listen"], SMTPFactory(server))
     listening.setServiceParent(top)
     if options["workers"] > 1:
-        args = ["--max-from-ip", str(options["max-from-ip"])]
+        args = ["--max-from-ip", str(options["max-from-ip"]),
+                "--limit-connections", str(options["limit-connections"])]
         if options["config"]:
             args += ["--config", options["config"]]
         if options["no-rdns"]:

@@ -55,6 +55,7 @@ def parse_args(argv):
                         help="an inherited listening socket and its address family number")
     parser.add_argument("--worker", type=int, required=True, help="this worker's number")
     parser.add_argument("--max-from-ip", type=int, default=5)
+    parser.add_argument("--limit-connections", type=int, default=500)
     parser.add_argument("--no-rdns", action="store_true")
     return parser.parse_args(argv)
 
@@ -69,7 +70,8 @@ def main(argv=None):
     objects.set_connection_id_prefix("w%d." % args.worker)
     config = Config(config_dir=args.config, program_dir=program_dir())
     try:
-        server = SMTPServer(config, max_conn_ip=args.max_from_ip, reverse_dns=not args.no_rdns)
+        server = SMTPServer(config, max_conn_ip=args.max_from_ip, reverse_dns=not args.no_rdns,
+                            max_connections=args.limit_connections)
     except StartupError as e:
         sys.stderr.write("qpsmtpd-tx worker %d: cannot start: %s\n" % (args.worker, e))
         return 1

@@ -499,3 +499,18 @@ class BusyTimeoutTests(unittest.TestCase):
         client.clock.advance(31)                  # now the client really is idle
         self.assertEqual(client.take(), "421 Connection Timed Out\r\n")
         self.assertTrue(client.closed)
+
+
+class ConnectionLimitTests(unittest.TestCase):
+    def test_clients_beyond_the_limit_get_421(self):
+        server = make_server(self, [], max_connections=2)
+        first, second = MemoryClient(server), MemoryClient(server)
+        self.assertEqual(codes_of(first.greeting + second.greeting), [220, 220])
+        third = MemoryClient(server)
+        self.assertEqual(third.greeting, "421 mx.example.org Too many connections, try again later\r\n")
+        self.assertTrue(third.closed)
+        third.send(b"EHLO ignored\r\n")                    # what it still sends is ignored
+        self.assertEqual(third.take(), "")
+        first.command("QUIT")
+        first.protocol.connectionLost(None)
+        self.assertEqual(codes_of(MemoryClient(server).greeting), [220])
