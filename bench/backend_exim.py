@@ -29,8 +29,6 @@ import argparse
 import json
 import os
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -38,46 +36,13 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
+sys.path.insert(0, HERE)
 sys.path.insert(0, ROOT)
 
+import run as bench_run  # noqa: E402  (free_port, wait_ready, stop_server)
 from test.support.exim import exim_install, make_private_exim  # noqa: E402
 
 TWISTD = os.path.join(os.path.dirname(sys.executable), "twistd")
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_ready(proc, port, timeout=30):
-    """Wait until ``port`` answers with a 220 greeting; False if not (or the process died)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            return False
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
-                if s.recv(512).startswith(b"220"):
-                    s.sendall(b"QUIT\r\n")
-                    s.recv(512)
-                    return True
-        except OSError:
-            pass
-        time.sleep(0.2)
-    return False
-
-
-def stop(proc):
-    """SIGTERM by PID, SIGKILL after 15 s."""
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
 
 
 def tx_config(directory, exim):
@@ -119,14 +84,14 @@ def run(kind, install, a):
     exim_dir = os.path.join(directory, "exim")
     os.mkdir(exim_dir)
     exim = make_private_exim(install, exim_dir, queue_only=a.queue_only)
-    port = free_port()
+    port = bench_run.free_port()
     argv, env, cwd = server(kind, directory, exim, port)
     print("== %s: %s" % (kind, " ".join(argv)), flush=True)
     log = open(os.path.join(directory, "server.log"), "wb")
     proc = subprocess.Popen(argv, env=env, cwd=cwd, stdout=log, stderr=subprocess.STDOUT)
     row = {"name": kind}
     try:
-        if not wait_ready(proc, port):
+        if not bench_run.wait_ready(proc, port):
             row["error"] = "did not start (see %s)" % os.path.join(directory, "server.log")
             return row, directory, False
         load = [sys.executable, os.path.join(HERE, "smtpload.py"), "--port", str(port),
@@ -142,7 +107,7 @@ def run(kind, install, a):
             row["error"] = "smtpload failed: %s" % (result.stderr.strip().splitlines() or ["?"])[-1]
             return row, directory, False
     finally:
-        stop(proc)
+        bench_run.stop_server(proc)
         log.close()
     # Exim delivers in background processes: wait until its spool is empty.
     deadline = time.monotonic() + 300
