@@ -30,7 +30,7 @@ import time
 
 from twisted.trial.unittest import SkipTest
 
-from test.support.processes import free_port
+from test.support.processes import free_port, stop_process
 
 #: seconds the whole start (initdb + start-up) may take before the tests are skipped
 START_TIMEOUT = 60.0
@@ -194,14 +194,8 @@ def _start():
 
 
 def _stop(server):
-    process = server.process
-    if process.poll() is None:
-        process.send_signal(signal.SIGINT)     # fast shutdown: clients are disconnected
-        try:
-            process.wait(15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+    # SIGINT is PostgreSQL's fast shutdown: clients are disconnected
+    stop_process(server.process, timeout=15, sig=signal.SIGINT)
     shutil.rmtree(server.dir, True)
 
 

@@ -35,10 +35,10 @@ def wait_for_port(port, process, timeout=20.0):
     raise RuntimeError("server did not listen on port %d within %.0f s" % (port, timeout))
 
 
-def stop_process(process, timeout=10.0):
-    """SIGTERM, then SIGKILL if it does not exit in time; return the exit status."""
+def stop_process(process, timeout=10.0, sig=signal.SIGTERM):
+    """``sig`` (SIGTERM), then SIGKILL if it does not exit in time; return the exit status."""
     if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
+        process.send_signal(sig)
         try:
             process.wait(timeout)
         except subprocess.TimeoutExpired:
