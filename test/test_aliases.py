@@ -12,7 +12,7 @@ from qpsmtpd_tx.loader import find_plugin_file, load_plugin_module
 from qpsmtpd_tx.paths import default_plugin_dirs
 from qpsmtpd_tx.policy import expand_alias
 from qpsmtpd_tx.server import StartupError
-from test.support.harness import MemoryClient, codes_of, make_server
+from test.support.harness import MemoryClient, codes_of, maildir_by_recipient, make_server
 from test.support.server import connect, start_server
 
 aliases = load_plugin_module(find_plugin_file("aliases", default_plugin_dirs()))
@@ -660,13 +660,9 @@ class ShowCaseTests(unittest.TestCase):
         self.assertEqual(seen, [(3.0, "tag"), (5.0, "tag"), (10.0, "tag")])
         # which recipients got the message: one Maildir per recipient (PATTERN %u)
         delivered = {}
-        for rcpt in ("low@example.com", "mid@example.com", "high@example.com"):
-            new = os.path.join(maildir, rcpt, "new")
-            files = sorted(os.listdir(new)) if os.path.isdir(new) else []
-            delivered[rcpt] = len(files)
-            for name in files:
-                with open(os.path.join(new, name), "rb") as f:
-                    message = f.read()
+        for rcpt, messages in maildir_by_recipient(maildir, ("low@example.com", "mid@example.com", "high@example.com")).items():
+            delivered[rcpt] = len(messages)
+            for message in messages:
                 self.assertIn(b"Delivered-To: %s\n" % rcpt.encode(), message)
                 self.assertIn(b"\nBuy now.\n", message)
         self.assertEqual(delivered, {"low@example.com": 0, "mid@example.com": 0,

@@ -22,7 +22,7 @@ from qpsmtpd_tx.message import Header
 from qpsmtpd_tx.paths import default_plugin_dirs
 from qpsmtpd_tx.server import StartupError
 from test.support.clamd import STREAM_MAX_LENGTH, VIRUS_NAME, VIRUS_PATTERN, shared_clamd
-from test.support.harness import make_server
+from test.support.harness import maildir_by_recipient, make_server
 from test.support.processes import free_port
 from test.support.server import connect, start_server
 from test.support.spamd import GTUBE, SIX_POINTS, shared_spamd
@@ -761,14 +761,7 @@ class ShowCaseTests(unittest.TestCase):
             "QUIT -> 221 mx.example.org closing connection. Have a wonderful day.",
         ])
         # which recipients got the message: one Maildir per recipient (PATTERN %u)
-        delivered = {}
-        for rcpt in ("low@example.com", "mid@example.com", "high@example.com"):
-            new = os.path.join(maildir, rcpt, "new")
-            files = sorted(os.listdir(new)) if os.path.isdir(new) else []
-            delivered[rcpt] = []
-            for name in files:
-                with open(os.path.join(new, name), "rb") as f:
-                    delivered[rcpt].append(f.read())
+        delivered = maildir_by_recipient(maildir, ("low@example.com", "mid@example.com", "high@example.com"))
         self.assertEqual({r: len(m) for r, m in delivered.items()},
                          {"low@example.com": 0, "mid@example.com": 0, "high@example.com": 1})
         stored = delivered["high@example.com"][0]

@@ -24,7 +24,7 @@ from qpsmtpd_tx.loader import find_plugin_file, load_plugin_module
 from qpsmtpd_tx.paths import default_plugin_dirs
 from qpsmtpd_tx.plugin import PluginError
 from qpsmtpd_tx.server import SMTPServer, StartupError
-from test.support.harness import TEST_PLUGINS, eventually, make_server, write_config
+from test.support.harness import TEST_PLUGINS, eventually, maildir_by_recipient, make_server, write_config
 from test.support.postgres import PASSWORD, postgres_server, stop_postgres
 from test.support.processes import free_port
 from test.support.server import connect, start_server
@@ -321,13 +321,9 @@ class SourceTests:
         ])
         self.assertEqual(seen, [(3.0, "tag"), (5.0, "tag"), (10.0, "tag")])
         delivered = {}
-        for rcpt in ("alice@example.com", "mid@example.com", "high@example.com"):
-            new = os.path.join(maildir, rcpt, "new")
-            files = sorted(os.listdir(new)) if os.path.isdir(new) else []
-            delivered[rcpt] = len(files)
-            for name in files:
-                with open(os.path.join(new, name), "rb") as f:
-                    message = f.read()
+        for rcpt, messages in maildir_by_recipient(maildir, ("alice@example.com", "mid@example.com", "high@example.com")).items():
+            delivered[rcpt] = len(messages)
+            for message in messages:
                 self.assertIn(b"Delivered-To: %s\n" % rcpt.encode(), message)
                 self.assertIn(b"\nBuy now.\n", message)
         self.assertEqual(delivered, {"alice@example.com": 0, "mid@example.com": 0,

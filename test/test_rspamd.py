@@ -26,7 +26,7 @@ from qpsmtpd_tx.message import Header
 from qpsmtpd_tx.objects import Connection, Transaction
 from qpsmtpd_tx.paths import default_plugin_dirs
 from qpsmtpd_tx.server import StartupError
-from test.support.harness import make_server
+from test.support.harness import maildir_by_recipient, make_server
 from test.support.processes import free_port
 from test.support.rspamd import GTUBE, SharedRspamd
 from test.support.server import connect, start_server
@@ -706,14 +706,7 @@ class EndToEndTests(RealRspamd, unittest.TestCase):
             + ["QUIT -> 221 mx.example.org closing connection. Have a wonderful day."])
         self.assertEqual(transcript, expected)
 
-        delivered = {}
-        for rcpt in ("strict@example.com", "plain@example.com", "lenient@example.com"):
-            new = os.path.join(maildir, rcpt, "new")
-            files = sorted(os.listdir(new)) if os.path.isdir(new) else []
-            delivered[rcpt] = []
-            for name in files:
-                with open(os.path.join(new, name), "rb") as f:
-                    delivered[rcpt].append(f.read())
+        delivered = maildir_by_recipient(maildir, ("strict@example.com", "plain@example.com", "lenient@example.com"))
         self.assertEqual({r: len(m) for r, m in delivered.items()},
                          {"strict@example.com": 0, "plain@example.com": 1,
                           "lenient@example.com": 1})

@@ -112,3 +112,16 @@ def eventually(condition, timeout=10.0, step=0.005):
             waited += step
     from twisted.internet.defer import Deferred
     return Deferred.fromCoroutine(poll())
+
+
+def maildir_by_recipient(maildir, recipients):
+    """``{recipient: [message bytes, …]}`` from ``maildir/<recipient>/new`` (queue/maildir with
+    the ``%u`` pattern), files in name order; a recipient without a Maildir has none."""
+    delivered = {}
+    for rcpt in recipients:
+        new = os.path.join(maildir, rcpt, "new")
+        delivered[rcpt] = []
+        for name in (sorted(os.listdir(new)) if os.path.isdir(new) else []):
+            with open(os.path.join(new, name), "rb") as f:
+                delivered[rcpt].append(f.read())
+    return delivered
