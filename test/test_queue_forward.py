@@ -25,7 +25,7 @@ from qpsmtpd_tx.paths import default_plugin_dirs
 from qpsmtpd_tx.plugin import Plugin
 from qpsmtpd_tx.server import StartupError
 from test.support.dovecot import start_dovecot
-from test.support.harness import make_server
+from test.support.harness import maildir_messages, make_server
 from test.support.processes import free_port
 from test.support.server import connect, start_server
 
@@ -39,17 +39,6 @@ UNSTUFFED_LF = (HEADER + b"\r\n" + BODY).replace(b"\r\n.", b"\r\n").replace(b"\r
 
 def forward_module():
     return load_plugin_module(os.path.join(default_plugin_dirs()[0], "queue", "smtp-forward"))
-
-
-def maildir_messages(maildir):
-    new = os.path.join(maildir, "new")
-    if not os.path.isdir(new):
-        return []
-    out = []
-    for name in sorted(os.listdir(new)):
-        with open(os.path.join(new, name), "rb") as f:
-            out.append(f.read())
-    return out
 
 
 async def wait_for(predicate, timeout=5.0):

@@ -25,6 +25,7 @@ import time
 
 from twisted.trial.unittest import SkipTest
 
+from test.support.harness import maildir_messages
 from test.support.processes import free_port, stop_process, wait_for_port
 
 CONFIG = """\
@@ -81,14 +82,7 @@ class Dovecot:
 
     def delivered(self, user):
         """The messages in ``user``'s Maildir ``new/``, as bytes, oldest first."""
-        new = os.path.join(self.dir, "mail", user, "Maildir", "new")
-        if not os.path.isdir(new):
-            return []
-        out = []
-        for name in sorted(os.listdir(new)):
-            with open(os.path.join(new, name), "rb") as f:
-                out.append(f.read())
-        return out
+        return maildir_messages(os.path.join(self.dir, "mail", user, "Maildir"))
 
     def log(self):
         try:

@@ -52,6 +52,8 @@ import time
 
 from twisted.trial.unittest import SkipTest
 
+from test.support.harness import maildir_messages
+
 PACKAGES = ("exim4-daemon-light", "libnss-wrapper")
 #: dependencies of exim4-daemon-light never needed to run ``exim -bS`` from the unpacked copy
 _NOT_NEEDED = {"exim4-base", "debconf", "debconf-2.0", "cdebconf"}
@@ -292,14 +294,7 @@ class PrivateExim:
 
     def delivered(self):
         """The files in the Maildir's ``new/``, as bytes, sorted by name."""
-        new = os.path.join(self.maildir, "new")
-        if not os.path.isdir(new):
-            return []
-        out = []
-        for name in sorted(os.listdir(new)):
-            with open(os.path.join(new, name), "rb") as f:
-                out.append(f.read())
-        return out
+        return maildir_messages(self.maildir)
 
     def idle(self):
         """True when nothing is in Exim's spool (every accepted message delivered)."""

@@ -114,14 +114,19 @@ def eventually(condition, timeout=10.0, step=0.005):
     return Deferred.fromCoroutine(poll())
 
 
+def maildir_messages(maildir):
+    """The messages in ``maildir/new``, as bytes, in file name order ([] if there is none)."""
+    new = os.path.join(maildir, "new")
+    if not os.path.isdir(new):
+        return []
+    out = []
+    for name in sorted(os.listdir(new)):
+        with open(os.path.join(new, name), "rb") as f:
+            out.append(f.read())
+    return out
+
+
 def maildir_by_recipient(maildir, recipients):
-    """``{recipient: [message bytes, …]}`` from ``maildir/<recipient>/new`` (queue/maildir with
-    the ``%u`` pattern), files in name order; a recipient without a Maildir has none."""
-    delivered = {}
-    for rcpt in recipients:
-        new = os.path.join(maildir, rcpt, "new")
-        delivered[rcpt] = []
-        for name in (sorted(os.listdir(new)) if os.path.isdir(new) else []):
-            with open(os.path.join(new, name), "rb") as f:
-                delivered[rcpt].append(f.read())
-    return delivered
+    """``{recipient: [message bytes, …]}`` from ``maildir/<recipient>`` (queue/maildir with
+    the ``%u`` pattern); a recipient without a Maildir has none."""
+    return {rcpt: maildir_messages(os.path.join(maildir, rcpt)) for rcpt in recipients}
