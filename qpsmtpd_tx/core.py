@@ -219,10 +219,6 @@ class SMTPCore:
             sep = " " if n == last else "-"
             self._out.append(("%d%s%s\r\n" % (code, sep, line)).encode("utf-8", "surrogateescape"))
 
-    def send_raw(self, data):
-        """Queue bytes to send as they are (used for the 421 timeout line)."""
-        self._out.append(data)
-
     def data_to_send(self):
         """Everything queued since the last call, as one bytes object."""
         out = b"".join(self._out)

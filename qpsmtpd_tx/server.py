@@ -14,11 +14,11 @@ from twisted.logger import Logger, LogLevel
 from twisted.python.threadpool import ThreadPool
 
 from qpsmtpd_tx import codes, policy
-from qpsmtpd_tx.config import Config, ConfigError
+from qpsmtpd_tx.config import ConfigError
 from qpsmtpd_tx.hooks import HookRegistry, current_hook
 from qpsmtpd_tx.loader import PluginLoadError, load_plugins, resolve_plugin_class
-from qpsmtpd_tx.paths import default_plugin_dirs, program_dir
-from qpsmtpd_tx.plugins_file import read_plugins_file
+from qpsmtpd_tx.paths import default_plugin_dirs
+from qpsmtpd_tx.plugins_file import read_logging_file, read_plugins_file
 
 #: in-memory body size before spooling to disk when the config has no ``size_threshold``
 DEFAULT_SIZE_THRESHOLD = 128 * 1024
@@ -63,7 +63,7 @@ class SMTPServer:
             # Perl plugins (Debian: /usr/share/qpsmtpd/plugins), which cannot run here.
             self.plugin_dirs = plugin_dirs or default_plugin_dirs() + [
                 d for d in config.get("plugin_dirs") if d not in default_plugin_dirs()]
-            self._logging_lines = read_plugins_file(config, "logging")
+            self._logging_lines = read_logging_file(config)
             self._plugin_lines = read_plugins_file(config)
         except ConfigError as e:
             raise StartupError(str(e))
@@ -106,11 +106,6 @@ class SMTPServer:
                                      ("auth", "auth-plain", "auth-login", "auth-cram-md5")):
             from qpsmtpd_tx.auth import Authenticator
             self.auth = Authenticator(self)
-
-    @classmethod
-    def from_directory(cls, config_dir, **kwargs):
-        """Build a server on a qpsmtpd config directory (lookup as qpsmtpd: dir, ./config, qmail)."""
-        return cls(Config(config_dir=config_dir, program_dir=program_dir()), **kwargs)
 
     def _read_core_config(self):
         config = self.config
@@ -258,10 +253,6 @@ class SMTPServer:
     def peer_ips(self, exclude=None):
         """Remote IPs of the live sessions but ``exclude`` (qpsmtpd's ``child_addrs``)."""
         return [s.connection.remote_ip for s in self.sessions if s is not exclude]
-
-    def connections_from(self, ip):
-        """How many live sessions come from ``ip``."""
-        return sum(1 for s in self.sessions if s.connection.remote_ip == ip)
 
 
 def format_log_line(conn_id, hook, plugin_name, message):
