@@ -36,7 +36,9 @@ import smtpload  # noqa: E402  (for expected_body and tree_memory)
 
 PERL_SERVER = "/usr/bin/qpsmtpd-forkserver"
 PERL_PLUGIN_DIR = "/usr/share/qpsmtpd/plugins"
-TWISTD = "/work/venv/bin/twistd"
+#: the checkout's own virtualenv (the README's set-up command), else the older /work/venv
+TWISTD = next((t for t in (os.path.join(ROOT, ".venv", "bin", "twistd"), "/work/venv/bin/twistd")
+               if os.access(t, os.X_OK)), os.path.join(ROOT, ".venv", "bin", "twistd"))
 
 #: the plugin chain, identical for both servers ({maildir} is filled in)
 PLUGINS = """\
@@ -147,8 +149,11 @@ def make_config(root, perl, user, skip=(), chain="short", perl_fsync=False):
     return conf
 
 
-def server_command(kind, conf, port, user, workers=1):
-    """(argv, env, cwd) to start ``kind`` ('perl' or 'tx') listening on ``port``."""
+def server_command(kind, conf, port, user, workers=1, tx_root=ROOT):
+    """(argv, env, cwd) to start ``kind`` ('perl' or 'tx') listening on ``port``.
+
+    ``tx_root`` is the checkout whose qpsmtpd-tx runs (another one for ``--tx-baseline``).
+    """
     env = dict(os.environ)
     if kind == "perl":
         argv = [PERL_SERVER, "-l", "127.0.0.1", "-p", str(port), "-c", "60", "-m", "60"]
@@ -156,11 +161,11 @@ def server_command(kind, conf, port, user, workers=1):
             argv += ["-u", user]
         env["QPSMTPD_CONFIG"] = conf
         return argv, env, os.path.dirname(conf)
-    env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
+    env["PYTHONPATH"] = tx_root + os.pathsep + env.get("PYTHONPATH", "")
     argv = [TWISTD, "-n", "--pidfile=", "qpsmtpd-tx", "--config", conf,
             "--listen", "tcp:%d:interface=127.0.0.1" % port, "--max-from-ip", "60",
             "--workers", str(workers)]
-    return argv, env, ROOT
+    return argv, env, tx_root
 
 
 def tx_available():
@@ -291,7 +296,10 @@ def run_load(port, pid, extra, timeout, nice=0):
 
 
 def bench_server(kind, a):
-    """Start ``kind``, run every scenario against it, stop it; return a list of row dicts."""
+    """Start ``kind``, run every scenario against it, stop it; return a list of row dicts.
+
+    ``kind`` is 'perl', 'tx' (this checkout) or 'tx-base' (the ``--tx-baseline`` checkout).
+    """
     user = None
     if kind == "perl" and os.geteuid() == 0:
         user = a.perl_user  # forkserver refuses to stay root; default target 'smtpd' does not exist here
@@ -299,7 +307,9 @@ def bench_server(kind, a):
     conf = make_config(root, kind == "perl", user, a.skip_plugin, a.chain, a.perl_fsync)
     maildir = os.path.join(root, "maildir")
     port = free_port()
-    argv, env, cwd = server_command(kind, conf, port, user, a.tx_workers)
+    tx_root = a.tx_baseline if kind == "tx-base" else ROOT
+    argv, env, cwd = server_command("perl" if kind == "perl" else "tx", conf, port, user,
+                                    a.tx_workers, tx_root)
     log = open(os.path.join(root, "server.log"), "wb")
     print("== %s: %s" % (kind, " ".join(argv)), flush=True)
     proc = subprocess.Popen(argv, env=env, cwd=cwd, stdout=log, stderr=subprocess.STDOUT,
@@ -363,10 +373,39 @@ def fmt(v, f="%.1f"):
     return "-" if v is None else f % v
 
 
+def cpu_ms_per_message(row):
+    """Server CPU milliseconds per accepted message in ``row`` (None when unknown)."""
+    cpu_pct = row.get("server", {}).get("cpu_pct")
+    if cpu_pct is None or not row.get("accepted"):
+        return None
+    return cpu_pct / 100.0 * row["elapsed_s"] / row["accepted"] * 1000
+
+
+def print_ratios(by, kind, base):
+    """One line per scenario: ``kind`` against ``base`` (msgs/s, p50, CPU per message)."""
+    for (k, scen), new in sorted(by.items()):
+        old = by.get((base, scen))
+        if k != kind or not old:
+            continue
+        p50 = (new["latency_ms"]["p50"] / old["latency_ms"]["p50"]
+               if old["latency_ms"]["p50"] and new["latency_ms"]["p50"] else None)
+        cpu_new, cpu_old = cpu_ms_per_message(new), cpu_ms_per_message(old)
+        cpu = cpu_new / cpu_old if cpu_new and cpu_old else None
+        if scen == "idle latency":  # one client: only the per-message time matters
+            print("%s/%s %-14s p50 x%s (mean %s ms vs %s ms)" % (
+                kind, base, scen, fmt(p50, "%.2f"), fmt(new["latency_ms"]["mean"]),
+                fmt(old["latency_ms"]["mean"])))
+            continue
+        rate = new["msgs_per_s"] / old["msgs_per_s"] if old["msgs_per_s"] else None
+        print("%s/%s %-14s msgs/s x%s   p50 x%s   server CPU/msg x%s" % (
+            kind, base, scen, fmt(rate, "%.2f"), fmt(p50, "%.2f"), fmt(cpu, "%.2f")))
+
+
 def print_table(rows):
     """Print the comparison table and the tx/perl ratios."""
     hdr = ("server", "scenario", "msgs/s", "p50 ms", "p99 ms", "mean ms", "conn ms",
-           "RSS MiB", "PSS MiB", "procs", "srv CPU%", "gen CPU%", "other%", "errors", "maildir")
+           "RSS MiB", "PSS MiB", "procs", "srv CPU%", "CPU ms/msg", "gen CPU%", "other%", "errors",
+           "maildir")
     lines = [hdr]
     for r in rows:
         if "error" in r:
@@ -381,7 +420,8 @@ def print_table(rows):
         lines.append((r["server_kind"], r["scenario"], fmt(r["msgs_per_s"]), fmt(lat["p50"]),
                       fmt(lat["p99"]), fmt(lat["mean"]), fmt(r["setup_ms"]["p50"]), fmt(s.get("peak_rss_kib", 0) / 1024),
                       fmt(s.get("peak_pss_kib", 0) / 1024), str(s.get("peak_procs", "-")),
-                      fmt(s.get("cpu_pct"), "%.0f"), fmt(r.get("client_cpu_pct"), "%.0f"),
+                      fmt(s.get("cpu_pct"), "%.0f"), fmt(cpu_ms_per_message(r), "%.2f"),
+                      fmt(r.get("client_cpu_pct"), "%.0f"),
                       fmt(r.get("other_cpu_pct"), "%.0f"), str(errs), mail))
     widths = [max(len(str(l[i])) for l in lines) for i in range(len(hdr))]
     print()
@@ -393,18 +433,8 @@ def print_table(rows):
               % ", ".join("%s %s (%.0f%%)" % (r["server_kind"], r["scenario"], r["other_cpu_pct"])
                           for r in busy))
     by = {(r["server_kind"], r["scenario"]): r for r in rows if "error" not in r}
-    for (kind, scen), tx in sorted(by.items()):
-        perl = by.get(("perl", scen))
-        if kind != "tx" or not perl:
-            continue
-        p50 = (tx["latency_ms"]["p50"] / perl["latency_ms"]["p50"]
-               if perl["latency_ms"]["p50"] and tx["latency_ms"]["p50"] else None)
-        if scen == "idle latency":  # one client: only the per-message time matters
-            print("tx/perl %-14s p50 x%s (mean %s ms vs %s ms)" % (
-                scen, fmt(p50, "%.2f"), fmt(tx["latency_ms"]["mean"]), fmt(perl["latency_ms"]["mean"])))
-            continue
-        rate = tx["msgs_per_s"] / perl["msgs_per_s"] if perl["msgs_per_s"] else None
-        print("tx/perl %-14s msgs/s x%s   p50 x%s" % (scen, fmt(rate, "%.2f"), fmt(p50, "%.2f")))
+    print_ratios(by, "tx", "perl")
+    print_ratios(by, "tx", "tx-base")
 
 
 def main():
@@ -441,6 +471,9 @@ def main():
                         "qpsmtpd-tx) instead of 0.94's queue/maildir, which never fsyncs")
     p.add_argument("--tx-workers", type=int, default=1,
                    help="qpsmtpd-tx --workers N: processes serving the port (1)")
+    p.add_argument("--tx-baseline", metavar="CHECKOUT",
+                   help="also run qpsmtpd-tx from this other checkout (e.g. a `git worktree` of "
+                        "the previous commit) in the same run, and print tx/tx-base ratios")
     p.add_argument("--keep", action="store_true", help="keep the temporary directories")
     p.add_argument("--json-out", help="also write all results to this JSON file")
     a = p.parse_args()
@@ -448,10 +481,11 @@ def main():
         a.only = "tx"
 
     rows, ok = [], True
-    for kind in ("perl", "tx"):
-        if a.only and a.only != kind:
+    kinds = ("perl", "tx") + (("tx-base",) if a.tx_baseline else ())
+    for kind in kinds:
+        if a.only and a.only != kind.split("-")[0]:
             continue
-        if kind == "tx":
+        if kind.startswith("tx"):
             avail, why = tx_available()
             if not avail:
                 print("-- skipping tx: %s" % why)
