@@ -1002,6 +1002,28 @@ class RcptMapTests(PluginTestCase):
             self.assertRegex(message, r"^/\S+/plugins:1: plugin rcpt_map: ")
 
 
+# -- rcpt_ok ----------------------------------------------------------------------------------
+
+class RcptOkTests(PluginTestCase):
+    def rcpt(self, client, address):
+        return client.command("RCPT TO:%s" % address)
+
+    def start(self, client):
+        client.command("HELO c.example")
+        client.command("MAIL FROM:<a@b.example>")
+        return client
+
+    def test_only_postmaster_goes_without_a_domain(self):
+        # As 0.94 (test_same_replies_as_qpsmtpd_094 asks the Perl server): its address
+        # parser knows only <postmaster> without a domain, so <abuse> never reaches rcpt_ok
+        client = self.start(self.client(["rcpt_ok"]))
+        for address in ("<abuse>", "<Abuse>", "<root>"):
+            self.assertEqual(self.rcpt(client, address), "501 could not parse recipient\r\n")
+        self.assertEqual(self.rcpt(client, "<PostMaster>"), rcpt_ok("<postmaster>"))
+        self.assertEqual(self.rcpt(client, "<abuse@mx.example.org>"),
+                         rcpt_ok("<abuse@mx.example.org>"))
+
+
 # -- over a real socket -----------------------------------------------------------------------
 
 class EndToEndTests(unittest.TestCase):
@@ -1186,6 +1208,8 @@ PERL_SESSIONS = [
      "RCPT TO:<you@example.com>", "DATA",
      "Return-Path: <a@b.example>\r\nSubject: x\r\n\r\nbody\r\n.", "MAIL FROM:<>",
      "RCPT TO:<you@example.com>", "DATA", "Subject: x\r\n\r\nbody\r\n.", "QUIT"],
+    ["HELO c.example", "MAIL FROM:<a@b.example>", "RCPT TO:<abuse>", "RCPT TO:<Abuse>",
+     "RCPT TO:<postmaster>", "RCPT TO:<abuse@mx.example.org>", "QUIT"],
 ]
 
 
