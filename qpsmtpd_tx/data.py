@@ -114,12 +114,11 @@ class DataReader:
         # 3-byte "\r.\r" that starts in those two is seen whole with the next read, and
         # one that starts earlier is whole here (checking only the piece missed it when
         # the buffer ended right after it).
-        whole = bytes(buf)
-        if self._line_start and whole[:2] == b".\r":
+        if self._line_start and buf[:2] == b".\r":
             return self._bad("dot followed by a bare CR")
-        if self._has_bare_cr_dot_line(whole, at_end_of_line=False):
+        if self._has_bare_cr_dot_line(buf, at_end_of_line=False):
             return self._bad("bare CR before a dot line")
-        piece = whole[:-2]
+        piece = bytes(buf[:-2])
         del buf[:-2]
         events = []
         if self._line_start and piece[:1] == b".":
