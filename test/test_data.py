@@ -1,8 +1,10 @@
-"""DATA framing: end of data, dot-unstuffing, smuggling variants, size limit, bounded memory."""
+"""DATA framing: end of data, dot-unstuffing, smuggling variants (also through the real
+protocol after a long line), size limit, bounded memory."""
 
 from twisted.trial import unittest
 
 from qpsmtpd_tx.data import MAX_HEADER_BYTES, BadDataEnd, Body, DataEnd, DataReader, Headers
+from test.support.harness import MemoryClient, make_server
 
 
 def read_all(chunks, max_size=0, max_partial=65536):
@@ -142,6 +144,19 @@ class LongLineSmugglingTests(unittest.TestCase):
             for cut in range(boundary - 4, boundary + 8):
                 self.assert_refused([self.HEADER, data[len(self.HEADER):cut], data[cut:]],
                                     65536, (name, cut))
+
+    def test_session_closes_instead_of_queueing(self):
+        # the same through the real protocol: the segment ends right after CR.CR
+        data, boundary = self.variants_after_long_line(65536 + 100)["CR.CR"]
+        client = MemoryClient(make_server(self, ["rcpt_ok", "scripted queue OK"]))
+        for line in ("HELO c.example", "MAIL FROM:<a@b.example>", "RCPT TO:<u@example.com>"):
+            client.command(line)
+        self.assertEqual(client.command("DATA"), "354 go ahead\r\n")
+        replies = "".join(client.send(segment) for segment in (
+            self.HEADER, data[len(self.HEADER):boundary + 3], data[boundary + 3:]))
+        self.assertEqual(replies, "421 See http://smtpd.develooper.com/barelf.html\r\n")
+        self.assertTrue(client.closed)
+        self.assertNotIn("scripted_message", client.session.connection.notes)
 
 
 class SizeTests(unittest.TestCase):
