@@ -102,8 +102,7 @@ class DataReader:
         if end == 0:
             if len(buf) <= self.max_partial:
                 return []
-            # An over-long line: pass most of it on as text, keeping two bytes so a
-            # "\r." split across reads is still seen whole.
+            # An over-long line: pass most of it on as text (see _long_line_piece).
             return self._long_line_piece(buf)
         region = bytes(buf[:end])
         events, used = self._consume_lines(region)
@@ -111,15 +110,19 @@ class DataReader:
         return events
 
     def _long_line_piece(self, buf):
+        # The whole buffer is checked, and all of it but the last two bytes passed on: a
+        # 3-byte "\r.\r" that starts in those two is seen whole with the next read, and
+        # one that starts earlier is whole here (checking only the piece missed it when
+        # the buffer ended right after it).
+        if self._line_start and buf[:2] == b".\r":
+            return self._bad("dot followed by a bare CR")
+        if self._has_bare_cr_dot_line(buf, at_end_of_line=False):
+            return self._bad("bare CR before a dot line")
         piece = bytes(buf[:-2])
         del buf[:-2]
         events = []
         if self._line_start and piece[:1] == b".":
-            if piece[1:2] == b"\r":
-                return self._bad("dot followed by a bare CR")
             piece = piece[1:]
-        if self._has_bare_cr_dot_line(piece, at_end_of_line=False):
-            return self._bad("bare CR before a dot line")
         self._line_start = False
         self._store(piece, events)
         return events

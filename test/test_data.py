@@ -1,8 +1,10 @@
-"""DATA framing: end of data, dot-unstuffing, smuggling variants, size limit, bounded memory."""
+"""DATA framing: end of data, dot-unstuffing, smuggling variants (also through the real
+protocol after a long line), size limit, bounded memory."""
 
 from twisted.trial import unittest
 
 from qpsmtpd_tx.data import MAX_HEADER_BYTES, BadDataEnd, Body, DataEnd, DataReader, Headers
+from test.support.harness import MemoryClient, make_server
 
 
 def read_all(chunks, max_size=0, max_partial=65536):
@@ -95,6 +97,66 @@ class SmugglingTests(unittest.TestCase):
         events, rest = read_all([self.variants["LF.LF"]])
         self.assertIn(b"MAIL FROM", rest)
         self.assertNotIn(b"MAIL", message_of(events)[1])
+
+
+class LongLineSmugglingTests(unittest.TestCase):
+    """The variants right after a line longer than ``max_partial``, which is passed on in
+    pieces: a TCP segment may end anywhere around the dot line (4,222 split runs found one
+    miss: ``CR . CR`` when a segment ended right after it)."""
+
+    HEADER = b"X: y\r\n\r\n"
+
+    def variants_after_long_line(self, length):
+        """{name: (data, where the long line ends)}: each body variant, its "text" long."""
+        out = {}
+        for name, data in SmugglingTests.variants.items():
+            if not data.startswith(self.HEADER + b"text"):
+                continue
+            # then a real end, so that a miss shows as a message accepted with the dot line
+            tail = data[len(self.HEADER) + len(b"text"):] + b".\r\n"
+            out[name] = (self.HEADER + b"z" * length + tail, len(self.HEADER) + length)
+        return out
+
+    def assert_refused(self, chunks, max_partial, label):
+        events, _ = read_all(chunks, max_partial=max_partial)
+        _, body, ends = message_of(events)
+        self.assertEqual([type(e) for e in ends], [BadDataEnd], label)
+        self.assertNotIn(b"\r.", body, label)
+
+    def test_every_split_around_the_dot_line(self):
+        # The header comes alone and the long line in two parts, as over TCP, so the reader
+        # takes its long-line path; then two more cuts anywhere near the dot line.
+        max_partial = 64
+        for name, (data, boundary) in self.variants_after_long_line(3 * max_partial).items():
+            window = range(boundary - 4, boundary + 8)
+            half = len(self.HEADER) + max_partial // 2
+            for first in window:
+                for second in window:
+                    if second < first:
+                        continue
+                    chunks = [self.HEADER, data[len(self.HEADER):half], data[half:first],
+                              data[first:second], data[second:]]
+                    self.assert_refused(chunks, max_partial, (name, first, second))
+
+    def test_default_limit_split_after_the_dot_line(self):
+        # the case found: a line over 64 KiB, a segment ending anywhere around the dot line
+        for name, (data, boundary) in self.variants_after_long_line(65536 + 100).items():
+            for cut in range(boundary - 4, boundary + 8):
+                self.assert_refused([self.HEADER, data[len(self.HEADER):cut], data[cut:]],
+                                    65536, (name, cut))
+
+    def test_session_closes_instead_of_queueing(self):
+        # the same through the real protocol: the segment ends right after CR.CR
+        data, boundary = self.variants_after_long_line(65536 + 100)["CR.CR"]
+        client = MemoryClient(make_server(self, ["rcpt_ok", "scripted queue OK"]))
+        for line in ("HELO c.example", "MAIL FROM:<a@b.example>", "RCPT TO:<u@example.com>"):
+            client.command(line)
+        self.assertEqual(client.command("DATA"), "354 go ahead\r\n")
+        replies = "".join(client.send(segment) for segment in (
+            self.HEADER, data[len(self.HEADER):boundary + 3], data[boundary + 3:]))
+        self.assertEqual(replies, "421 See http://smtpd.develooper.com/barelf.html\r\n")
+        self.assertTrue(client.closed)
+        self.assertNotIn("scripted_message", client.session.connection.notes)
 
 
 class SizeTests(unittest.TestCase):

@@ -285,6 +285,48 @@ class CleanupRefusalTests(PostfixTestCase):
         self.assertEqual(len(postfix.deliveries()), 1)
 
 
+# -- rcpt_ok in front of the real Postfix -------------------------------------------------------
+
+#: local parts that Postfix's defaults (allow_percent_hack, swap_bangpath,
+#: resolve_dequoted_address) route to evil.example although the domain is local
+ROUTED_ELSEWHERE = ["<victim%evil.example@example.com>", "<evil.example!victim@example.com>",
+                    '<"victim@evil.example"@example.com>']
+
+
+class RoutingLocalPartTests(PostfixTestCase):
+    """rcpt_ok keeps the percent hack, bang paths and quoted "@" from making an open relay."""
+
+    async def test_postfix_routes_them_elsewhere_so_rcpt_ok_refuses_them(self):
+        postfix = start_postfix(self)
+        queue_line = "queue/postfix-queue %s" % postfix.cleanup_socket
+        # What Postfix does with them: a relay client (which may relay anyway) hands each
+        # to it through queue/postfix-queue, and Postfix delivers to victim@evil.example.
+        _, relay_port = self.start_front(queue_line, {"relayclients": "127.0.0.1"},
+                                         plugins=["relay"])
+        client = await self.session(relay_port)
+        for rcpt in ROUTED_ELSEWHERE:
+            code, lines = await self.send(client, recipients=[rcpt])
+            self.assertEqual(code, 250, (rcpt, lines))
+        await self.settle(postfix)
+        self.assertEqual([d.recipients for d in postfix.deliveries()],
+                         [["victim@evil.example"]] * len(ROUTED_ELSEWHERE), postfix.maillog())
+
+        # Any other client is refused at RCPT, and Postfix gets only the local recipient.
+        _, port = self.start_front(queue_line)
+        client = await self.session(port)
+        self.assertEqual((await client.command("MAIL FROM:<a@b.example>"))[0], 250)
+        for rcpt in ROUTED_ELSEWHERE:
+            self.assertEqual(await client.command("RCPT TO:%s" % rcpt),
+                             (550, ["Relaying denied (#5.7.1)"]), rcpt)
+        self.assertEqual((await client.command("RCPT TO:<u@example.com>"))[0], 250)
+        self.assertEqual((await client.command("DATA"))[0], 354)
+        client.transport.write(HEADER + b"\r\n" + BODY + b".\r\n")
+        self.assertEqual((await client.reply())[0], 250)
+        await self.settle(postfix)
+        self.assertEqual([d.recipients for d in postfix.deliveries()[len(ROUTED_ELSEWHERE):]],
+                         [["u@example.com"]])
+
+
 # -- queue/smtp-forward to the real Postfix's smtpd ---------------------------------------------
 
 class ForwardToPostfixTests(PostfixTestCase):
