@@ -119,6 +119,10 @@ def quote_local_part(user):
     return '"%s"' % user.replace("\\", "\\\\").replace('"', '\\"')
 
 
+#: local-part characters that make a mail router send the address elsewhere
+ROUTING_CHARACTERS = "%!@"
+
+
 @attr.s(slots=True, unsafe_hash=True)
 class Address:
     """An envelope address: ``user`` (local part, unquoted) and ``host``, or the null path.
@@ -196,6 +200,19 @@ class Address:
 
     def _join(self, local):
         return local if self.host is None else local + "@" + self.host
+
+    def routing_character(self):
+        """The first of ``%``, ``!``, ``@`` in the local part, or None.
+
+        A mail router may send such a local part elsewhere: the percent hack
+        (``victim%elsewhere@local``), a UUCP bang path (``elsewhere!victim@local``), an ``@``
+        inside a quoted local part. Postfix does all three by default.
+        """
+        user = self.user or ""
+        for char in ROUTING_CHARACTERS:
+            if char in user:
+                return char
+        return None
 
     def format(self):
         """The path as written in SMTP: ``<user@host>``, ``<"foo bar"@host>``, ``<>``."""

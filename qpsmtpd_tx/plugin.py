@@ -16,6 +16,9 @@ from zope.interface import implementer
 from qpsmtpd_tx import codes, policy
 from qpsmtpd_tx.interfaces import IPlugin
 
+#: qpsmtpd's ``Qpsmtpd::DSN->relaying_denied`` text
+RELAYING_DENIED = "Relaying denied (#5.7.1)"
+
 
 class PluginError(Exception):
     """A plugin cannot start: bad arguments, a bad config line, a missing file.
@@ -213,6 +216,21 @@ class Plugin:
         notes = transaction.connection.notes
         previous = notes.get("authentication_results")
         notes["authentication_results"] = "%s; %s" % (previous, result) if previous else result
+
+    def refuse_routing_recipient(self, transaction, recipient):
+        """``(DENY, "Relaying denied (#5.7.1)")`` for a routing local part from a non-relay client.
+
+        For RCPT plugins about to answer OK: ``<victim%elsewhere@local>``,
+        ``<elsewhere!victim@local>`` and ``<"victim@elsewhere"@local>`` would be relayed by a
+        back end such as Postfix, so only relay clients (and whitelisted ones) may use them.
+        None when the recipient may be accepted.
+        """
+        char = recipient.routing_character()
+        if char is None or self.is_immune(transaction):
+            return None
+        self.log(codes.LOGINFO, "fail: %s: routing character %r in the local part"
+                 % (recipient.format(), char), transaction)
+        return codes.DENY, RELAYING_DENIED
 
     def is_immune(self, transaction):
         """True if the connection or sender is exempt from checks (relay client, whitelisted)."""

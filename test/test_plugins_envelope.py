@@ -850,6 +850,21 @@ class RcptRegexpTests(PluginTestCase):
         self.assertEqual(client.command("RCPT TO:<unused@x.example>"), "550 Gone.\r\n")
         self.assertTrue(client.closed)
 
+    def test_an_ok_rule_does_not_accept_routing_local_parts(self):
+        # A broad OK rule would hand <victim%evil.example@example.com> to a back end that
+        # relays it (see RcptOkTests); rcpt_ok is not even loaded here.
+        client = self.client(["rcpt_regexp"], {"rcpt_regexp": "/@example\\.com$/ OK"})
+        client.command("HELO c.example")
+        client.command("MAIL FROM:<a@b.example>")
+        for address, _ in ROUTING_RECIPIENTS[:5]:
+            self.assertEqual(client.command("RCPT TO:%s" % address), DENIED, address)
+        self.assertEqual(client.command("RCPT TO:<u@example.com>"), rcpt_ok("<u@example.com>"))
+        relay = self.client(["relay", "rcpt_regexp"], {"relayclients": "192.0.2.1",
+                                                       "rcpt_regexp": "/@example\\.com$/ OK"})
+        relay.command("HELO c.example")
+        relay.command("MAIL FROM:<a@b.example>")
+        self.assertRegex(relay.command("RCPT TO:<victim%evil.example@example.com>"), "^250 ")
+
     def test_first_matching_line_wins(self):
         client = self.session({"rcpt_regexp": "/^a/ DENY first\na@example.com OK second"})
         self.assertEqual(client.command("RCPT TO:<a@example.com>"), "550 first\r\n")
@@ -932,6 +947,15 @@ class RcptMapTests(PluginTestCase):
             self.assertEqual(client.command("RCPT TO:<nobody@example.com>"), reply, args)
             self.assertEqual(client.command("RCPT TO:<info@example.com>"),
                              "550 User not found.\r\n")
+
+    def test_default_ok_does_not_accept_routing_local_parts(self):
+        client = self.client(["rcpt_map domain example.com file %s default OK" % self.map_file()])
+        client.command("HELO c.example")
+        client.command("MAIL FROM:<a@b.example>")
+        for address, _ in ROUTING_RECIPIENTS[:5]:
+            self.assertEqual(client.command("RCPT TO:%s" % address), DENIED, address)
+        self.assertEqual(client.command("RCPT TO:<nobody@example.com>"),
+                         rcpt_ok("<nobody@example.com>"))
 
     def test_relative_file_is_looked_up_as_config(self):
         client = self.session("domain example.com file map_example", {"map_example": MAP})
