@@ -40,6 +40,8 @@ PAUSE_ABOVE = 256 * 1024
 RESUME_BELOW = 64 * 1024
 
 BARELF_TEXT = "See http://smtpd.develooper.com/barelf.html"
+#: RFC 5321 4.5.3.1.8: too many recipients is a 452, so the client sends the rest later
+TOO_MANY_RECIPIENTS = "4.5.3 Too many recipients"
 
 OK, DENY, DENYSOFT = codes.OK, codes.DENY, codes.DENYSOFT
 DENY_DISCONNECT, DENYSOFT_DISCONNECT = codes.DENY_DISCONNECT, codes.DENYSOFT_DISCONNECT
@@ -512,14 +514,22 @@ class SMTPSession:
             rcpt = recipient_address(path)
         except CommandSyntaxError as e:
             return self.respond(501, str(e))
+        if not self._room_for_recipients(1):
+            return self.respond(452, TOO_MANY_RECIPIENTS)
         return self._run("rcpt", (rcpt, params), self._rcpt_respond, rcpt)
+
+    def _room_for_recipients(self, count):
+        """True if ``count`` more recipients stay within ``max_recipients`` (0: no limit)."""
+        limit = self.server.max_recipients
+        return not limit or len(self.transaction.recipients) + count <= limit
 
     def _rcpt_respond(self, result, rcpt):
         code = result.code
         if code == OK:
             if self._needs_other_transaction(rcpt):
                 return self.respond(452, policy.DIFFERENT_POLICY_TEXT)
-            self._add_recipient(rcpt)
+            if not self._add_recipient(rcpt):
+                return self.respond(452, TOO_MANY_RECIPIENTS)
             self.core.rcpt()
             return self.respond(250, "%s, recipient ok" % rcpt.format())
         if code == DENY:
@@ -540,18 +550,27 @@ class SMTPSession:
         """Add an accepted recipient, or the alias targets a notes source gave it.
 
         Targets already in the transaction are not added twice (see policy.expand_alias).
+        Returns False, adding nothing, when that would exceed ``max_recipients``.
         """
         recipients, invalid = policy.expand_alias(rcpt)
         for target in invalid:
             self.log(codes.LOGERROR, "%s: alias target %r is not an address, skipped"
                      % (rcpt.format(), target))
         if recipients[0] is rcpt:
-            return self.transaction.add_recipient(rcpt)
+            if not self._room_for_recipients(1):
+                return False
+            self.transaction.add_recipient(rcpt)
+            return True
+        new = [target for target in recipients if target not in self.transaction.recipients]
+        if not self._room_for_recipients(len(new)):
+            self.log(codes.LOGINFO, "%s: its %d alias targets would exceed max_recipients"
+                     % (rcpt.format(), len(new)))
+            return False
         self.log(codes.LOGINFO, "%s is an alias of %s"
                  % (rcpt.format(), ", ".join(r.format() for r in recipients)))
-        for target in recipients:
-            if target not in self.transaction.recipients:
-                self.transaction.add_recipient(target)
+        for target in new:
+            self.transaction.add_recipient(target)
+        return True
 
     def _needs_other_transaction(self, rcpt):
         """True if ``rcpt``'s filter settings differ from this transaction's (grouping mode)."""
