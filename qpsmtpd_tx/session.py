@@ -32,6 +32,7 @@ from qpsmtpd_tx.data import BadDataEnd, Body, DataEnd, Headers
 from qpsmtpd_tx.interfaces import ISession
 from qpsmtpd_tx.message import BodySpool, Header
 from qpsmtpd_tx.objects import Transaction
+from qpsmtpd_tx.printable import is_printable, printable
 from qpsmtpd_tx.rdns import lookup_ptr
 from qpsmtpd_tx.received import authentication_results_header, received_header
 
@@ -95,8 +96,10 @@ class SMTPSession:
         """Queue a reply; ``lines`` is a string (may hold newlines) or a list of strings."""
         if isinstance(lines, str):
             lines = [lines]
-        # A plugin's text may hold CRLF or LF line breaks: each becomes a reply line.
-        lines = [part for line in lines for part in line.replace("\r", "").split("\n") if part]
+        # A plugin's text may hold CRLF or LF line breaks: each becomes a reply line. Other
+        # control characters (client bytes a plugin repeats) go out escaped.
+        lines = [printable(part) for line in lines
+                 for part in line.replace("\r", "").split("\n") if part]
         self.core.reply(code, lines)
         if self.server.log_enabled(codes.LOGINFO):
             for line in lines:
@@ -346,7 +349,7 @@ class SMTPSession:
         if self._auth is not None:
             return self._auth.answer(line)
         if self.server.log_enabled(codes.LOGINFO):
-            self.log(codes.LOGINFO, "dispatching %s" % (_mask_auth(line),))
+            self.log(codes.LOGINFO, "dispatching %s" % (printable(_mask_auth(line)),))
         self.connection.notes["original_string"] = line
         verb, rest, valid = split_command(line)
         rest = rest or ""
@@ -395,6 +398,9 @@ class SMTPSession:
             host, extra = parse_helo(rest)
         if not host:
             return self.respond(501, "%s requires domain/address - see RFC-2821 4.1.1.1" % verb)
+        if not all(is_printable(word) for word in [host] + list(extra)):
+            # No domain or address literal holds one; in Received it would start a new field.
+            return self.respond(501, "5.5.4 Invalid characters in %s argument" % verb)
         if self.connection.hello:
             return self.respond(503, "but you already said HELO ...")
         return self._run(verb, (host,) + tuple(extra), self._hello_respond, verb, host)
