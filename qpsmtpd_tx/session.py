@@ -341,6 +341,8 @@ class SMTPSession:
             self.respond(421, BARELF_TEXT)
             return self.disconnect()
         if kind is LineTooLong:
+            if self._auth is not None:
+                return self._auth.line_too_long()
             self.respond(500, "5.5.2 Line too long")
             return None
         raise AssertionError("unexpected event %r" % (event,))
