@@ -56,7 +56,8 @@ class HeaderFieldTests(unittest.TestCase):
 class CommandTests(unittest.TestCase):
     def setUp(self):
         self.log_path = os.path.abspath(self.mktemp())
-        self.client = MemoryClient(make_server(self, ["count_unrecognized_commands 9", "rcpt_ok"], {
+        self.client = MemoryClient(make_server(self, [
+            "count_unrecognized_commands 9", "echo_unrecognized", "rcpt_ok"], {
             "logging": "logging/file loglevel LOGDEBUG ids %s" % self.log_path}))
 
     def log_lines(self):
