@@ -95,6 +95,7 @@ class Exchange:
         self._next = None
 
     def begin(self, initial):
+        """Start the exchange: use the initial response if the client sent one, else prompt."""
         if self.mechanism == "PLAIN":
             if initial is not None and initial != "=":
                 return self._plain(initial)
