@@ -3,9 +3,24 @@
 The exchange only gathers credentials; plugins decide. For mechanism ``M`` the ``auth-m`` hooks
 run first, then, if all declined, the generic ``auth`` hooks, each called as
 ``hook(transaction, mechanism, user, clear_password, hashed_password, ticket)``. OK answers
-``235 M authentication successful for USER`` and makes the client a relay client; anything else
-``535 M authentication failed for USER``. AUTH is offered (and accepted) only after an EHLO that
-advertised it, as in qpsmtpd. Unlike qpsmtpd, ``*`` cancels any exchange with ``501``.
+``235 M authentication successful for USER`` and makes the client a relay client. AUTH is
+offered (and accepted) only after an EHLO that advertised it, as in qpsmtpd.
+
+Intended differences from qpsmtpd 0.94, against password guessing and reply injection:
+
+* every failed check is answered ``535 5.7.8 Authentication credentials invalid`` (RFC 4954),
+  whatever the plugins said: qpsmtpd's ``535 M authentication failed for USER - <plugin text>``
+  told an unknown user (no text) from a wrong password. The plugins' text is logged instead;
+* a failure (also a malformed or over-long answer) is answered only after ``auth_failure_delay``
+  seconds (default 1), on the reactor's clock; the ``auth_max_failures``-th (default 3) of a
+  connection is answered ``421 4.7.0`` and the connection closed. ``*`` cancels any exchange
+  with ``501`` and does not count;
+* AUTH during a mail transaction is ``503 5.5.1 MAIL transaction in progress`` (RFC 4954 §4);
+* an answer longer than the core's AUTH line limit ends the exchange with
+  ``500 5.5.6 Authentication Exchange line is too long`` (RFC 4954 §6), instead of taking the
+  next line as the answer;
+* a user name with control characters fails without asking the plugins (it would reach the
+  Authentication-Results field), and client text in replies is escaped and cut short.
 """
 
 import base64
@@ -13,13 +28,26 @@ import binascii
 import os
 import time
 
+from twisted.internet import reactor
+from twisted.internet.task import deferLater
+
 from qpsmtpd_tx import codes
+from qpsmtpd_tx.core import State
+from qpsmtpd_tx.printable import is_printable, printable
 
 MECHANISM_HOOKS = {"PLAIN": "auth-plain", "LOGIN": "auth-login", "CRAM-MD5": "auth-cram-md5"}
+CREDENTIALS_INVALID = "5.7.8 Authentication credentials invalid"
+#: RFC 4422: a SASL mechanism name has at most 20 characters
+MAX_MECHANISM = 20
+#: the most of a client's user name repeated in a reply or a log line
+MAX_USER_ECHO = 100
 
 
 class Authenticator:
     """Offers the mechanisms that auth plugins registered, and runs exchanges."""
+
+    #: the clock of the delay after a failure (tests put a ``task.Clock`` here)
+    clock = reactor
 
     def __init__(self, server):
         self.server = server
@@ -35,11 +63,13 @@ class Authenticator:
         """Handle an ``AUTH MECH [initial-response]`` line."""
         if session.connection.auth_user:
             return session.respond(503, "but you already said AUTH ...")
+        if session.core.state in (State.MAIL, State.RCPT):
+            return session.respond(503, "5.5.1 MAIL transaction in progress")
         words = rest.split()
         mechanism = words[0].upper() if words else ""
         if mechanism not in self.mechanisms():
             return session.respond(504, "Unimplemented authentification mechanism: %s"
-                                   % mechanism.lower())
+                                   % printable(mechanism.lower(), limit=MAX_MECHANISM))
         exchange = Exchange(self, session, mechanism)
         return exchange.begin(words[1] if len(words) > 1 else None)
 
@@ -56,6 +86,7 @@ class Exchange:
     """One AUTH exchange: prompts, answers, then the hooks."""
 
     def __init__(self, authenticator, session, mechanism):
+        self.authenticator = authenticator
         self.server = authenticator.server
         self.session = session
         self.mechanism = mechanism
@@ -64,6 +95,7 @@ class Exchange:
         self._next = None
 
     def begin(self, initial):
+        """Start the exchange: use the initial response if the client sent one, else prompt."""
         if self.mechanism == "PLAIN":
             if initial is not None and initial != "=":
                 return self._plain(initial)
@@ -82,50 +114,89 @@ class Exchange:
         self.session.core.expect_auth_line = True
         self.session.respond(334, [challenge or " "])
 
-    def answer(self, line):
-        """A line from the client while the exchange waits for an answer."""
+    def _stop_waiting(self):
         self.session._auth = None
         self.session.core.expect_auth_line = False
+
+    def answer(self, line):
+        """A line from the client while the exchange waits for an answer."""
+        self._stop_waiting()
         if line.strip() == "*":
             return self.session.respond(501, "Authentication cancelled")
         return self._next(line)
+
+    def line_too_long(self):
+        """The answer was longer than the core accepts (it dropped it): the exchange ends."""
+        self._stop_waiting()
+        return self._fail(500, "5.5.6 Authentication Exchange line is too long")
+
+    def _fail(self, code, text):
+        """End the exchange unsuccessfully: count the failure, answer after the delay.
+
+        The ``auth_max_failures``-th failure of the connection (connection note
+        ``auth_failures``) is answered ``421`` instead, and the connection is closed.
+        """
+        session = self.session
+        notes = session.connection.notes
+        failures = notes["auth_failures"] = notes.get("auth_failures", 0) + 1
+        limit = self.server.auth_max_failures
+
+        def reply(_=None):
+            if limit and failures >= limit:
+                session.log(codes.LOGNOTICE, "%d failed AUTH attempts from %s: disconnecting"
+                            % (failures, session.connection.remote_ip))
+                session.respond(421, "4.7.0 %s Too many failed authentication attempts, "
+                                "closing connection" % self.server.me)
+                return session.disconnect()
+            return session.respond(code, text)
+
+        delay = self.server.auth_failure_delay
+        if not delay:
+            return reply()
+        return deferLater(self.authenticator.clock, delay, reply)
 
     def _plain(self, data):
         try:
             authzid, user, password = _b64decode(data).decode("utf-8").split("\0")
         except (ValueError, binascii.Error, UnicodeDecodeError):
-            return self.session.respond(501, "Invalid base64 data or PLAIN response")
+            return self._fail(501, "Invalid base64 data or PLAIN response")
         if not user:
-            return self.session.respond(535, "Authentication invalid" + (
-                " (%s)" % authzid if authzid else ""))
+            return self._fail(535, "Authentication invalid" + (
+                " (%s)" % printable(authzid, limit=MAX_USER_ECHO) if authzid else ""))
         if authzid and authzid != user:
-            return self.session.respond(535, "Authentication invalid for %s" % user)
+            return self._fail(535, "Authentication invalid for %s"
+                              % printable(user, limit=MAX_USER_ECHO))
         return self._check(user, password, None)
 
     def _login_user(self, data):
         try:
             self.user = _b64decode(data).decode("utf-8")
         except (ValueError, binascii.Error, UnicodeDecodeError):
-            return self.session.respond(501, "Invalid base64 data")
+            return self._fail(501, "Invalid base64 data")
         return self._prompt(_b64("Password:"), self._login_password)
 
     def _login_password(self, data):
         try:
             password = _b64decode(data).decode("utf-8")
         except (ValueError, binascii.Error, UnicodeDecodeError):
-            return self.session.respond(501, "Invalid base64 data")
+            return self._fail(501, "Invalid base64 data")
         return self._check(self.user, password, None)
 
     def _cram(self, data):
         try:
             user, digest = _b64decode(data).decode("utf-8").rsplit(" ", 1)
         except (ValueError, binascii.Error, UnicodeDecodeError):
-            return self.session.respond(504, "Invalid authentication string")
+            return self._fail(504, "Invalid authentication string")
         return self._check(user, None, digest)
 
     def _check(self, user, password, digest):
         session = self.session
-        user = user.replace("\r", "").replace("\n", "")
+        if not is_printable(user):
+            # No plugin is asked: such a name would reach the Authentication-Results field.
+            session.log(codes.LOGNOTICE, "authentication failed for %s from %s: control "
+                        "characters in the user name" % (printable(user, limit=MAX_USER_ECHO),
+                                                         session.connection.remote_ip))
+            return self._fail(535, CREDENTIALS_INVALID)
         args = (self.mechanism.lower(), user, password, digest, self.ticket)
         d = session.hooks.run(MECHANISM_HOOKS[self.mechanism], session.transaction, *args)
 
@@ -147,12 +218,13 @@ class Exchange:
             conn.auth_mechanism = self.mechanism
             conn.relay_client = True
             conn.notes.pop("naughty", None)
-            session.respond(235, "%s authentication successful for %s%s"
-                            % (self.mechanism, user, detail))
-        else:
-            session.log(codes.LOGNOTICE, "authentication failed for %s from %s"
-                        % (user, session.connection.remote_ip))
-            session.respond(535, "%s authentication failed for %s%s" % (self.mechanism, user, detail))
+            return session.respond(235, "%s authentication successful for %s%s"
+                                   % (self.mechanism, printable(user, limit=MAX_USER_ECHO), detail))
+        # The plugins' text (no such user, wrong password) is for the log only.
+        session.log(codes.LOGNOTICE, "%s authentication failed for %s from %s%s" % (
+            self.mechanism, printable(user, limit=MAX_USER_ECHO), session.connection.remote_ip,
+            printable(detail)))
+        return self._fail(535, CREDENTIALS_INVALID)
 
 
 def validate_password(source, method, clear=None, digest=None, ticket=None, src_clear=None,

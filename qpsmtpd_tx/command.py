@@ -19,8 +19,8 @@ _FROM = re.compile(r"from:\s*", re.IGNORECASE | re.ASCII)
 _TO = re.compile(r"to:\s*", re.IGNORECASE | re.ASCII)
 _WHITESPACE_RUNS = re.compile(r"(\s+)", re.ASCII)
 _WHITESPACE = " \t\n\r\f\v"
-# RFC 1869: the value excludes "=", SP and the controls 0-31
-_PARAM = re.compile(r"([A-Za-z0-9][A-Za-z0-9-]*)(?:=([^=\x00-\x20]+))?")
+# RFC 5321 esmtp-value: printable ASCII but "=" (no SP, controls, DEL or 8-bit: no SMTPUTF8)
+_PARAM = re.compile(r"([A-Za-z0-9][A-Za-z0-9-]*)(?:=([\x21-\x3c\x3e-\x7e]+))?")
 _ANY_WHITESPACE = re.compile(r"\s", re.ASCII)
 _BRACKETED = re.compile(r"<.*>")
 

@@ -129,10 +129,11 @@ class Config:
         lines = self.get(name)
         return lines[0] if lines else default
 
-    def get_int(self, name, default):
+    def get_int(self, name, default, minimum=None):
         """The first value of ``name`` as an int, or ``default`` if it has none.
 
-        Raises ConfigError naming the file and line if the value is not an integer.
+        Raises ConfigError naming the file and line if the value is not an integer (or is
+        below ``minimum``, when given).
         """
         lines = self.get_lines(name)
         if not lines:
@@ -140,6 +141,9 @@ class Config:
         line = lines[0]
         if not _INTEGER.fullmatch(line.text):
             raise ConfigError("%s: not an integer: %r" % (name, line.text), line.path, line.lineno)
+        if minimum is not None and int(line.text) < minimum:
+            raise ConfigError("%s: must be at least %d, not %s" % (name, minimum, line.text),
+                              line.path, line.lineno)
         return int(line.text)
 
     def get_map(self, name):

@@ -14,6 +14,7 @@ from twisted.python.failure import Failure
 
 from qpsmtpd_tx import codes
 from qpsmtpd_tx.interfaces import HOOK_NAMES
+from qpsmtpd_tx.printable import printable
 
 
 #: the hook whose plugin code is running now (for log lines), or None
@@ -174,7 +175,7 @@ class HookRegistry:
         lines = _lines(message) if isinstance(message, (str, list)) or message is None else []
         self._record(transaction, plugin, hook, code)
         self.log(codes.LOGDEBUG, "Plugin %s, hook %s returned %s, %s"
-                 % (plugin.name, hook, codes.code_name(code), "\n".join(lines)),
+                 % (plugin.name, hook, codes.code_name(code), printable("\n".join(lines))),
                  transaction=transaction, hook=hook)
         if code != codes.DECLINED and hook not in ("deny", "ok"):
             follow = "deny" if code in codes.DENY_CODES else "ok"

@@ -15,6 +15,7 @@ from zope.interface import implementer
 
 from qpsmtpd_tx import codes, policy
 from qpsmtpd_tx.interfaces import IPlugin
+from qpsmtpd_tx.printable import printable
 
 #: qpsmtpd's ``Qpsmtpd::DSN->relaying_denied`` text
 RELAYING_DENIED = "Relaying denied (#5.7.1)"
@@ -95,11 +96,13 @@ class Plugin:
 
         A ``loglevel`` argument adjusts the level as qpsmtpd does: an absolute value logs every
         line of this plugin at that level; ``+N`` makes lines N less severe, ``-N`` more.
+        Control characters in ``message`` are escaped (:func:`~qpsmtpd_tx.printable.printable`).
         """
         if self.loglevel is not None:
             kind, value = self.loglevel
             level = value if kind == "abs" else max(0, min(7, level + value))
-        self.server.log(level, message, plugin=self, transaction=transaction)
+        # Plugins often log client text: escaped, it cannot split the line or reach a terminal.
+        self.server.log(level, printable(message), plugin=self, transaction=transaction)
 
     def parse_kv_args(self, args, known, defaults=None):
         """Parse ``key value key value …`` arguments into a dict.

@@ -3,19 +3,21 @@
 from email.utils import formatdate
 
 from qpsmtpd_tx import SOFTWARE_NAME
+from qpsmtpd_tx.printable import printable
 
 
 def received_header(me, connection, proto, when):
     """The value of the Received field (two lines), as qpsmtpd 0.94 writes it.
 
     ``from <remote_info> (HELO <helo>) (<ip>)`` / `` by <me> (qpsmtpd-tx/<ver>) with <proto>; <date>``
-    where ``proto`` is SMTP, ESMTP, ESMTPS, ESMTPA or ESMTPSA (RFC 3848).
+    where ``proto`` is SMTP, ESMTP, ESMTPS, ESMTPA or ESMTPSA (RFC 3848). Client-supplied
+    parts are escaped (:func:`~qpsmtpd_tx.printable.printable`): they cannot split the field.
     """
     remote = connection.remote_info or connection.remote_host or "Unknown"
     cipher = connection.notes.get("tls_cipher")
     cipher_text = "(%s encrypted) " % cipher if cipher else ""
     return "from %s (HELO %s) (%s)\n by %s (%s) with %s%s; %s" % (
-        remote, connection.hello_host or "", connection.remote_ip, me, SOFTWARE_NAME,
+        printable(remote), printable(connection.hello_host), connection.remote_ip, me, SOFTWARE_NAME,
         cipher_text, proto, formatdate(when, localtime=True),
     )
 
@@ -24,7 +26,7 @@ def authentication_results_header(me, connection):
     """The value of the Authentication-Results field (RFC 8601): SMTP AUTH and plugin results."""
     if connection.auth_user:
         value = "%s; auth=pass (%s) smtp.auth=%s" % (
-            me, (connection.auth_mechanism or "").lower(), connection.auth_user)
+            me, (connection.auth_mechanism or "").lower(), printable(connection.auth_user))
     else:
         value = "%s; auth=none" % (me,)
     extra = connection.notes.get("authentication_results")

@@ -24,6 +24,12 @@ from qpsmtpd_tx.plugins_file import read_logging_file, read_plugins_file
 DEFAULT_SIZE_THRESHOLD = 128 * 1024
 #: threads for blocking back-end work (fsync-heavy deliveries) when ``blocking_threads`` is unset
 DEFAULT_BLOCKING_THREADS = 32
+#: recipients per transaction when ``max_recipients`` is unset (Postfix's smtpd_recipient_limit)
+DEFAULT_MAX_RECIPIENTS = 1000
+#: failed AUTH attempts per connection before 421 (``auth_max_failures``), and the seconds
+#: each failure is answered late (``auth_failure_delay``)
+DEFAULT_AUTH_MAX_FAILURES = 3
+DEFAULT_AUTH_FAILURE_DELAY = 1
 
 _TWISTED_LEVEL = {
     0: LogLevel.critical, 1: LogLevel.critical, 2: LogLevel.critical, 3: LogLevel.error,
@@ -113,6 +119,11 @@ class SMTPServer:
         self.databytes = config.get_int("databytes", 0)
         self.timeout = config.get_int("timeoutsmtpd", 0) or config.get_int("timeout", 1200)
         self.size_threshold = config.get_int("size_threshold", DEFAULT_SIZE_THRESHOLD)
+        self.max_recipients = config.get_int("max_recipients", DEFAULT_MAX_RECIPIENTS, minimum=0)
+        self.auth_max_failures = config.get_int("auth_max_failures", DEFAULT_AUTH_MAX_FAILURES,
+                                                minimum=0)
+        self.auth_failure_delay = config.get_int("auth_failure_delay", DEFAULT_AUTH_FAILURE_DELAY,
+                                                 minimum=0)
         self._spool_dir = config.get_scalar("spool_dir")
         self.recipient_policy = (config.get_scalar("recipient_policy") or policy.GROUP).lower()
         if self.recipient_policy not in policy.POLICIES:

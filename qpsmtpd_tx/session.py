@@ -32,6 +32,7 @@ from qpsmtpd_tx.data import BadDataEnd, Body, DataEnd, Headers
 from qpsmtpd_tx.interfaces import ISession
 from qpsmtpd_tx.message import BodySpool, Header
 from qpsmtpd_tx.objects import Transaction
+from qpsmtpd_tx.printable import is_printable, printable
 from qpsmtpd_tx.rdns import lookup_ptr
 from qpsmtpd_tx.received import authentication_results_header, received_header
 
@@ -40,6 +41,8 @@ PAUSE_ABOVE = 256 * 1024
 RESUME_BELOW = 64 * 1024
 
 BARELF_TEXT = "See http://smtpd.develooper.com/barelf.html"
+#: RFC 5321 4.5.3.1.8: too many recipients is a 452, so the client sends the rest later
+TOO_MANY_RECIPIENTS = "4.5.3 Too many recipients"
 
 OK, DENY, DENYSOFT = codes.OK, codes.DENY, codes.DENYSOFT
 DENY_DISCONNECT, DENYSOFT_DISCONNECT = codes.DENY_DISCONNECT, codes.DENYSOFT_DISCONNECT
@@ -93,8 +96,10 @@ class SMTPSession:
         """Queue a reply; ``lines`` is a string (may hold newlines) or a list of strings."""
         if isinstance(lines, str):
             lines = [lines]
-        # A plugin's text may hold CRLF or LF line breaks: each becomes a reply line.
-        lines = [part for line in lines for part in line.replace("\r", "").split("\n") if part]
+        # A plugin's text may hold CRLF or LF line breaks: each becomes a reply line. Other
+        # control characters (client bytes a plugin repeats) go out escaped.
+        lines = [printable(part) for line in lines
+                 for part in line.replace("\r", "").split("\n") if part]
         self.core.reply(code, lines)
         if self.server.log_enabled(codes.LOGINFO):
             for line in lines:
@@ -336,6 +341,8 @@ class SMTPSession:
             self.respond(421, BARELF_TEXT)
             return self.disconnect()
         if kind is LineTooLong:
+            if self._auth is not None:
+                return self._auth.line_too_long()
             self.respond(500, "5.5.2 Line too long")
             return None
         raise AssertionError("unexpected event %r" % (event,))
@@ -344,7 +351,7 @@ class SMTPSession:
         if self._auth is not None:
             return self._auth.answer(line)
         if self.server.log_enabled(codes.LOGINFO):
-            self.log(codes.LOGINFO, "dispatching %s" % (_mask_auth(line),))
+            self.log(codes.LOGINFO, "dispatching %s" % (printable(_mask_auth(line)),))
         self.connection.notes["original_string"] = line
         verb, rest, valid = split_command(line)
         rest = rest or ""
@@ -393,6 +400,9 @@ class SMTPSession:
             host, extra = parse_helo(rest)
         if not host:
             return self.respond(501, "%s requires domain/address - see RFC-2821 4.1.1.1" % verb)
+        if not all(is_printable(word) for word in [host] + list(extra)):
+            # No domain or address literal holds one; in Received it would start a new field.
+            return self.respond(501, "5.5.4 Invalid characters in %s argument" % verb)
         if self.connection.hello:
             return self.respond(503, "but you already said HELO ...")
         return self._run(verb, (host,) + tuple(extra), self._hello_respond, verb, host)
@@ -512,14 +522,22 @@ class SMTPSession:
             rcpt = recipient_address(path)
         except CommandSyntaxError as e:
             return self.respond(501, str(e))
+        if not self._room_for_recipients(1):
+            return self.respond(452, TOO_MANY_RECIPIENTS)
         return self._run("rcpt", (rcpt, params), self._rcpt_respond, rcpt)
+
+    def _room_for_recipients(self, count):
+        """True if ``count`` more recipients stay within ``max_recipients`` (0: no limit)."""
+        limit = self.server.max_recipients
+        return not limit or len(self.transaction.recipients) + count <= limit
 
     def _rcpt_respond(self, result, rcpt):
         code = result.code
         if code == OK:
             if self._needs_other_transaction(rcpt):
                 return self.respond(452, policy.DIFFERENT_POLICY_TEXT)
-            self._add_recipient(rcpt)
+            if not self._add_recipient(rcpt):
+                return self.respond(452, TOO_MANY_RECIPIENTS)
             self.core.rcpt()
             return self.respond(250, "%s, recipient ok" % rcpt.format())
         if code == DENY:
@@ -540,18 +558,27 @@ class SMTPSession:
         """Add an accepted recipient, or the alias targets a notes source gave it.
 
         Targets already in the transaction are not added twice (see policy.expand_alias).
+        Returns False, adding nothing, when that would exceed ``max_recipients``.
         """
         recipients, invalid = policy.expand_alias(rcpt)
         for target in invalid:
             self.log(codes.LOGERROR, "%s: alias target %r is not an address, skipped"
                      % (rcpt.format(), target))
         if recipients[0] is rcpt:
-            return self.transaction.add_recipient(rcpt)
+            if not self._room_for_recipients(1):
+                return False
+            self.transaction.add_recipient(rcpt)
+            return True
+        new = [target for target in recipients if target not in self.transaction.recipients]
+        if not self._room_for_recipients(len(new)):
+            self.log(codes.LOGINFO, "%s: its %d alias targets would exceed max_recipients"
+                     % (rcpt.format(), len(new)))
+            return False
         self.log(codes.LOGINFO, "%s is an alias of %s"
                  % (rcpt.format(), ", ".join(r.format() for r in recipients)))
-        for target in recipients:
-            if target not in self.transaction.recipients:
-                self.transaction.add_recipient(target)
+        for target in new:
+            self.transaction.add_recipient(target)
+        return True
 
     def _needs_other_transaction(self, rcpt):
         """True if ``rcpt``'s filter settings differ from this transaction's (grouping mode)."""

@@ -46,10 +46,17 @@ SESSIONS = {
     "bare LF end of data": [(b"EHLO c.example", False), (b"MAIL FROM:<a@b.example>", False),
                             (b"RCPT TO:<u@example.com>", False), (b"DATA", False),
                             (b"Subject: x\r\n\r\nbody\r\n.\nQUIT\r\n", True)],
+    "control characters": [(b"EHLO a\rX-Injected:yes", False), (b"EHLO c.example", False),
+                           (b"MAIL FROM:<a@b.example> X=\x7f", False),
+                           (b"MAIL FROM:<a@b.example>", True), (b"RCPT TO:<u@example.com>", True)],
 }
 
 #: (session, step index): why the reply may differ from 0.94
-INTENDED = {}
+INTENDED = {
+    ("control characters", 1): "0.94 accepts a HELO with a CR and copies it into Received; 501",
+    ("control characters", 2): "0.94 took that HELO, so this is its second HELO (503); ours 250",
+    ("control characters", 3): "an esmtp-value cannot hold DEL (RFC 5321); 0.94 accepts it",
+}
 
 
 def read_reply(sock):
