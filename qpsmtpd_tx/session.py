@@ -164,9 +164,10 @@ class SMTPSession:
     def _log_accepted(self):
         """qpsmtpd-forkserver's two lines for a client that passed pre-connection."""
         conn, server = self.connection, self.server
-        self.log(codes.LOGINFO, "Accepted connection %d/%s from %s / %s" % (
-            len(server.peer_ips(exclude=self)), server.max_connections or "unlimited",
-            conn.remote_ip, conn.remote_host or "Unknown"))
+        if server.log_enabled(codes.LOGINFO):
+            self.log(codes.LOGINFO, "Accepted connection %d/%s from %s / %s" % (
+                len(server.peer_ips(exclude=self)), server.max_connections or "unlimited",
+                conn.remote_ip, conn.remote_host or "Unknown"))
         self.log(codes.LOGNOTICE, "Connection from %s [%s]" % (self._remote_info(), conn.remote_ip))
 
     def _connect_respond(self, result):

@@ -112,7 +112,8 @@ def _address(address):
     """``127.0.0.1:25``, ``[::1]:25`` (as qpsmtpd-forkserver names what it listens on)."""
     host, port = getattr(address, "host", None), getattr(address, "port", None)
     if host is None or port is None:
-        return str(getattr(address, "name", None) or address)
+        name = getattr(address, "name", None) or address
+        return os.fsdecode(name) if isinstance(name, bytes) else str(name)
     return ("[%s]:%d" if ":" in host else "%s:%d") % (host, port)
 
 

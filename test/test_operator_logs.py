@@ -142,3 +142,16 @@ class OperatorLogTests(unittest.TestCase):
         self.assertEqual(LogFile(path).lines(), [(str(os.getpid()), "a server line")])
         with open(path) as f:
             self.assertEqual(f.read(), "T %s[%d]: a server line\n" % (socket.gethostname(), os.getpid()))
+
+
+class ListeningLineTests(unittest.TestCase):
+    """The address in ``Listening on``, as qpsmtpd-forkserver writes it (end-to-end: the
+    differential test)."""
+
+    def test_addresses(self):
+        from twisted.internet.address import IPv4Address, IPv6Address, UNIXAddress
+
+        from qpsmtpd_tx.tap import _address
+        self.assertEqual(_address(IPv4Address("TCP", "127.0.0.1", 2525)), "127.0.0.1:2525")
+        self.assertEqual(_address(IPv6Address("TCP", "::1", 25)), "[::1]:25")
+        self.assertEqual(_address(UNIXAddress(b"/run/smtp.sock")), "/run/smtp.sock")
