@@ -102,14 +102,16 @@ class SMTPSession:
                  for part in line.replace("\r", "").split("\n") if part]
         self.core.reply(code, lines)
         if self.server.log_enabled(codes.LOGINFO):
-            for line in lines:
-                self.log(codes.LOGINFO, "%d %s" % (code, line))
+            last = len(lines) - 1
+            for i, line in enumerate(lines):
+                self.log(codes.LOGINFO, "%d%s%s" % (code, "-" if i < last else " ", line))
 
     def disconnect(self):
         """Close the connection once the queued replies are written; runs the disconnect hooks."""
         if self._closing:
             return
         self._closing = True
+        self.log(codes.LOGINFO, "click, disconnecting")
         self.connection.notes["disconnected"] = True
         self.core.close()
         self.hooks.run_no_respond("disconnect", self.transaction)
@@ -161,7 +163,17 @@ class SMTPSession:
         return self._connect()
 
     def _connect(self):
+        self._log_accepted()
         return self._then("connect", self._connect_respond)
+
+    def _log_accepted(self):
+        """qpsmtpd-forkserver's two lines for a client that passed pre-connection."""
+        conn, server = self.connection, self.server
+        if server.log_enabled(codes.LOGINFO):
+            self.log(codes.LOGINFO, "Accepted connection %d/%s from %s / %s" % (
+                len(server.peer_ips(exclude=self)), server.max_connections or "unlimited",
+                conn.remote_ip, conn.remote_host or "Unknown"))
+        self.log(codes.LOGNOTICE, "Connection from %s [%s]" % (self._remote_info(), conn.remote_ip))
 
     def _connect_respond(self, result):
         code = result.code
@@ -247,6 +259,8 @@ class SMTPSession:
             self._reset_transaction()
         self.hooks.run_no_respond("post-connection", self.transaction)
         self.transaction.discard()
+        # qpsmtpd's parent logs this when it reaps the child: a line outside the connection
+        self.server.log(codes.LOGINFO, "cleaning up after %s" % self.connection.id)
 
     def _pump(self):
         """Handle buffered input one event at a time until input runs out or a hook waits."""
@@ -328,7 +342,11 @@ class SMTPSession:
     def _handle(self, event):
         kind = type(event)
         if kind is Body:
-            self.transaction.body.write(event.data)
+            body = self.transaction.body
+            in_memory = getattr(body, "filename", None) is None
+            body.write(event.data)
+            if in_memory and getattr(body, "filename", None) is not None:
+                self.log(codes.LOGINFO, "spooling message to disk")
             return None
         if kind is Command:
             return self._dispatch(event.line)
@@ -494,6 +512,8 @@ class SMTPSession:
 
     def _mail_respond(self, result, sender):
         code = result.code
+        if code in codes.DENY_CODES:
+            self._log_mail_denied(result, sender)
         if code in (DENY, DENY_DISCONNECT):
             self._deny(550, result, "%s, denied" % sender.format())
             return self.disconnect() if code == DENY_DISCONNECT else None
@@ -507,6 +527,14 @@ class SMTPSession:
         self.transaction.sender = sender
         self.core.mail()
         self.respond(250, "%s, sender OK - how exciting to get mail from you!" % sender.format())
+
+    def _log_mail_denied(self, result, sender):
+        """qpsmtpd's ``deny mail from <addr> (reason)`` (``denysoft`` for 4xx) at LOGINFO."""
+        soft = result.code in (DENYSOFT, DENYSOFT_DISCONNECT)
+        reason = " ".join(result.lines) if result.lines else "%s, %sdenied" % (
+            sender.format(), "temporarily " if soft else "")
+        self.log(codes.LOGINFO, "deny%s mail from %s (%s)"
+                 % ("soft" if soft else "", sender.format(), reason))
 
     # -- RCPT ---------------------------------------------------------------------------------
 

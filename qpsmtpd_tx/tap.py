@@ -1,5 +1,8 @@
 """``twistd qpsmtpd-tx``: command-line options and the service they build."""
 
+import grp
+import os
+import pwd
 import signal
 import sys
 
@@ -7,6 +10,7 @@ from twisted.application import service
 from twisted.internet import reactor
 from twisted.python import usage
 
+from qpsmtpd_tx.codes import LOGINFO
 from qpsmtpd_tx.config import Config
 from qpsmtpd_tx.paths import program_dir
 from qpsmtpd_tx.protocol import SMTPFactory
@@ -73,7 +77,16 @@ class SMTPService(service.MultiService):
         except StartupError as e:
             _fail(e)
         service.MultiService.startService(self)
+        self._log_started()
         self._install_sighup()
+
+    def _log_started(self):
+        """qpsmtpd-forkserver's ``Listening on ADDR:PORT`` and ``Running as user U, group G``."""
+        for child in self:
+            if isinstance(child, ListeningService):
+                for port in child.ports:
+                    self.server.log(LOGINFO, "Listening on %s" % _address(port.getHost()))
+        self.server.log(LOGINFO, "Running as user %s, group %s" % _user_and_group())
 
     def _install_sighup(self):
         """SIGHUP clears the config cache (as qpsmtpd); any previous handler still runs."""
@@ -93,6 +106,29 @@ class SMTPService(service.MultiService):
         d = service.MultiService.stopService(self)
         d.addCallback(lambda _: self.server.stop_plugins())
         return d
+
+
+def _address(address):
+    """``127.0.0.1:25``, ``[::1]:25`` (as qpsmtpd-forkserver names what it listens on)."""
+    host, port = getattr(address, "host", None), getattr(address, "port", None)
+    if host is None or port is None:
+        name = getattr(address, "name", None) or address
+        return os.fsdecode(name) if isinstance(name, bytes) else str(name)
+    return ("[%s]:%d" if ":" in host else "%s:%d") % (host, port)
+
+
+def _user_and_group():
+    """The names (else numbers) of the effective user and group, after any --uid/--gid."""
+    uid, gid = os.geteuid(), os.getegid()
+    try:
+        user = pwd.getpwuid(uid).pw_name
+    except KeyError:
+        user = uid
+    try:
+        group = grp.getgrgid(gid).gr_name
+    except KeyError:
+        group = gid
+    return user, group
 
 
 def _fail(error):

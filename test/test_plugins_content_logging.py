@@ -712,10 +712,12 @@ class AdaptiveTests(unittest.TestCase):
         self.assertIn("%s 550 Relaying denied (#5.7.1)" % cid, lines)
         self.assertIn("%s rcpt_ok plugin: fail: elsewhere.example not in rcpthosts" % cid, lines)
         self.assertIn("%s %s" % (cid, outcome), lines)
-        # replayed: the LOGNOTICE line of the accepted message, after it, and only it
+        # replayed: the LOGNOTICE lines of the transactions nothing refused (the one before
+        # HELO, with qpsmtpd's "Connection from", and the accepted message), after them
         replayed = [line for line in lines if line.startswith(cid + " ` ")]
-        self.assertEqual(replayed, ["%s ` %s" % (cid, outcome)])
-        self.assertGreater(lines.index(replayed[0]), lines.index("%s %s" % (cid, outcome)))
+        self.assertEqual(replayed, ["%s ` Connection from Unknown [127.0.0.1]" % cid,
+                                    "%s ` %s" % (cid, outcome)])
+        self.assertGreater(lines.index(replayed[1]), lines.index("%s %s" % (cid, outcome)))
 
     def test_bad_arguments(self):
         for args, message in (("accept", "arguments must be key/value pairs"),

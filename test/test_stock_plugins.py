@@ -570,16 +570,19 @@ class FileLogTests(unittest.TestCase):
         server, port = start_server(
             self, [], {"logging": "logging/file loglevel LOGINFO tsformat %%Y %s" % self.path("q.log")})
         client = await connect(self, port)
+        conn_id = next(iter(server.sessions)).connection.id
         await client.command("NOOP")
         self.assertEqual((await client.command("QUIT"))[0], 221)
         await client.wait_closed()
-        prefix = "%s %s[%d]: " % (time.strftime("%Y"), HOSTNAME, os.getpid())
+        # a connection's lines carry its id where qpsmtpd wrote the pid of its child
+        prefix = "%s %s[%s]: " % (time.strftime("%Y"), HOSTNAME, conn_id)
         lines = read(self.path("q.log")).splitlines()
         self.assertIn(prefix + "dispatching NOOP", lines)
         self.assertIn(prefix + "250 OK", lines)
         self.assertIn(prefix + "dispatching QUIT", lines)
         for line in lines:
-            self.assertTrue(line.startswith(prefix), line)
+            self.assertTrue(line.startswith(prefix) or line.endswith(
+                "[%d]: cleaning up after %s" % (os.getpid(), conn_id)), line)
         server.logging_plugins[0].close_outputs()
 
     def test_default_timestamp_and_level(self):
@@ -589,8 +592,8 @@ class FileLogTests(unittest.TestCase):
         plugin.hook_logging(txn, codes.LOGWARN, "rcpt", "rcpt_ok", "written")
         plugin.hook_logging(txn, codes.LOGNOTICE, "rcpt", "rcpt_ok", "too verbose")
         text = read(self.path("q.log"))  # readable at once: no buffering
-        self.assertRegex(text, r"^\w{3} \w{3} \d\d \d\d:\d\d:\d\d \d{4} %s\[%d\]: written\n$"
-                         % (re.escape(HOSTNAME), os.getpid()))
+        self.assertRegex(text, r"^\w{3} \w{3} \d\d \d\d:\d\d:\d\d \d{4} %s\[%s\]: written\n$"
+                         % (re.escape(HOSTNAME), re.escape(txn.connection.id)))
 
     def test_ids(self):
         server, plugin = self.file_plugin("ids tsformat X " + self.path("q.log"))
@@ -598,8 +601,8 @@ class FileLogTests(unittest.TestCase):
         plugin.hook_logging(txn, codes.LOGWARN, "rcpt", "rcpt_ok", "hello")
         plugin.hook_logging(None, codes.LOGWARN, None, None, "server line")
         self.assertEqual(read(self.path("q.log")),
-                         "X %s[%d]: %s (rcpt) rcpt_ok: hello\nX %s[%d]: server line\n"
-                         % (HOSTNAME, os.getpid(), txn.connection.id, HOSTNAME, os.getpid()))
+                         "X %s[%s]: %s (rcpt) rcpt_ok: hello\nX %s[%d]: server line\n"
+                         % (HOSTNAME, txn.connection.id, txn.connection.id, HOSTNAME, os.getpid()))
 
     def test_strftime_path(self):
         before = time.strftime("%Y%m%d")
@@ -628,9 +631,10 @@ class FileLogTests(unittest.TestCase):
         self.assertEqual(sorted(plugin._outputs), [self.path("a.log"), self.path("b.log")])
         plugin.hook_post_connection(first)
         self.assertEqual(sorted(plugin._outputs), [self.path("b.log")])
-        stamp = "T %s[%d]: " % (HOSTNAME, os.getpid())
+        stamp = "T %s[%s]: " % (HOSTNAME, first.connection.id)
         self.assertEqual(read(self.path("a.log")), stamp + "first 1\n" + stamp + "first 2\n")
-        self.assertEqual(read(self.path("b.log")), stamp + "second 1\n")
+        self.assertEqual(read(self.path("b.log")),
+                         "T %s[%s]: second 1\n" % (HOSTNAME, second.connection.id))
 
     def test_without_nosplit_a_session_follows_the_name(self):
         server, plugin = self.file_plugin("tsformat T " + self.path("a.log"))
@@ -638,7 +642,7 @@ class FileLogTests(unittest.TestCase):
         plugin.hook_logging(first, codes.LOGERROR, None, None, "first 1")
         plugin.output_format = self.path("b.log")
         plugin.hook_logging(first, codes.LOGERROR, None, None, "first 2")
-        stamp = "T %s[%d]: " % (HOSTNAME, os.getpid())
+        stamp = "T %s[%s]: " % (HOSTNAME, first.connection.id)
         self.assertEqual(read(self.path("a.log")), stamp + "first 1\n")
         self.assertEqual(read(self.path("b.log")), stamp + "first 2\n")
 
@@ -653,8 +657,9 @@ class FileLogTests(unittest.TestCase):
         await two.command("RSET")
         ids = sorted(s.connection.notes["logging-session-id"] for s in server.sessions)
         self.assertEqual(len(ids), 2)
-        for sid in ids:
-            self.assertRegex(sid, r"^\d{8,}-\d{4,}-\d+$")
+        for session in server.sessions:
+            self.assertRegex(session.connection.notes["logging-session-id"],
+                             r"^\d{8,}-\d{4,}-%s$" % re.escape(session.connection.id))
         await one.command("QUIT")
         await two.command("QUIT")
         await one.wait_closed()
@@ -663,16 +668,18 @@ class FileLogTests(unittest.TestCase):
             if not server.sessions:
                 break
             await deferLater(reactor, 0.01, lambda: None)
-        files = sorted(os.listdir(self.dir))
-        self.assertEqual(files, sorted("s-%s.log" % sid for sid in ids))
+        files = sorted("s-%s.log" % sid for sid in ids)
+        # the end of each session is a line outside the connections: in the "parent" file
+        self.assertEqual(sorted(os.listdir(self.dir)), sorted(files + ["s-parent.log"]))
         texts = [read(self.path(name)) for name in files]
         self.assertEqual(sorted(("dispatching NOOP" in t, "dispatching RSET" in t) for t in texts),
                          [(False, True), (True, False)])
         # the sessions' files were closed at post-connection
-        self.assertEqual(plugin._outputs, {})
-        # a line without a connection goes to the "parent" file
+        self.assertEqual(list(plugin._outputs), [self.path("s-parent.log")])
         plugin.hook_logging(None, codes.LOGERROR, None, None, "outside")
-        self.assertIn("outside", read(self.path("s-parent.log")))
+        parent = read(self.path("s-parent.log"))
+        self.assertIn("outside", parent)
+        self.assertEqual(parent.count("cleaning up after"), 2)
 
     def test_line_after_post_connection_leaves_nothing_open(self):
         server, plugin = self.file_plugin(self.path("s-%i.log"))
@@ -732,7 +739,7 @@ class FileLogTests(unittest.TestCase):
         other = fake_transaction()
         plugin.hook_logging(other, codes.LOGERROR, None, None, "other session")
         self.assertEqual(read(self.path("q.log")),
-                         "T %s[%d]: other session\n" % (HOSTNAME, os.getpid()))
+                         "T %s[%s]: other session\n" % (HOSTNAME, other.connection.id))
 
     def test_without_reopen_option_the_file_stays_open(self):
         server, plugin = self.file_plugin(self.path("q.log"))
@@ -747,7 +754,7 @@ class FileLogTests(unittest.TestCase):
         plugin.hook_logging(txn, codes.LOGERROR, None, None, "through a pipe")
         plugin.hook_logging(txn, codes.LOGWARN, None, None, "second line")
         await plugin.close_outputs()
-        stamp = "T %s[%d]: " % (HOSTNAME, os.getpid())
+        stamp = "T %s[%s]: " % (HOSTNAME, txn.connection.id)
         self.assertEqual(read(self.path("piped.log")),
                          stamp + "through a pipe\n" + stamp + "second line\n")
 

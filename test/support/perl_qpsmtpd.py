@@ -2,7 +2,10 @@
 
 import os
 import pwd
+import shutil
 import subprocess
+import tempfile
+from unittest import SkipTest
 
 from test.support.processes import free_port, stop_process, wait_for_port
 
@@ -22,6 +25,22 @@ def available():
         except KeyError:
             return "user %s missing (it comes with Debian's qpsmtpd package)" % PERL_USER
     return None
+
+
+def shared_root(testcase, prefix):
+    """A temporary directory the Perl server can use, removed after the test; skips without Perl.
+
+    Not under trial's temp dir: its parents are mode 0700, and the Perl server runs as the
+    qpsmtpd user, which must read the config there (call :func:`give_to_perl_user` once it
+    is written).
+    """
+    why = available()
+    if why:
+        raise SkipTest(why)
+    root = tempfile.mkdtemp(prefix=prefix)
+    testcase.addCleanup(shutil.rmtree, root, True)
+    os.chmod(root, 0o755)
+    return root
 
 
 def give_to_perl_user(*paths):
