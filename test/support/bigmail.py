@@ -89,21 +89,25 @@ def _expect(replies, code, command="greeting"):
         raise AssertionError("%s: expected %d, got %r" % (command, code, got))
 
 
-def body_digest_of_file(path, chunk_size=MIB):
-    """SHA-256 hex digest of what follows the first empty line (``\\n\\n``) of a file."""
+def body_digest_of_file(path, empty_lines=1, chunk_size=MIB):
+    """SHA-256 hex digest of what follows the ``empty_lines``-th empty line (``\\n\\n``) of
+    a file (2 for a file that holds an envelope block before the message)."""
     digest = hashlib.sha256()
     with open(path, "rb") as f:
         head = b""
-        while True:
+        while empty_lines:
             chunk = f.read(chunk_size)
             if not chunk:
-                raise AssertionError("%s has no empty line" % path)
+                raise AssertionError("%s has too few empty lines" % path)
             head += chunk
             end = head.find(b"\n\n")
-            if end >= 0:
-                digest.update(head[end + 2:])
-                break
-            head = head[-1:]
+            while end >= 0 and empty_lines:
+                empty_lines -= 1
+                head = head[end + 2:]
+                end = head.find(b"\n\n") if empty_lines else -1
+            if empty_lines:
+                head = head[-1:]
+        digest.update(head)
         for chunk in iter(lambda: f.read(chunk_size), b""):
             digest.update(chunk)
     return digest.hexdigest()
