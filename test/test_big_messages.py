@@ -6,15 +6,21 @@ process never holds it either. These tests move 200 MiB each: keep them few.
 """
 
 import os
+import re
+import socket
+import threading
 
 from twisted.trial import unittest
 
 from test import test_queue_qmail as qmail_tests
+from test.support.clamd import start_clamd
 from test.support.bigmail import MIB, body_digest_of_file, rss_growth_kib
 from test.support.exim import private_exim
 from test.support.harness import write_config
 from test.support.postfix import start_postfix
 from test.support.processes import start_twistd
+from test.support.rspamd import start_rspamd
+from test.support.spamd import shared_spamd
 
 SIZE = 200 * MIB
 #: the allowed growth of the server's peak RSS while it takes and delivers SIZE bytes
@@ -94,3 +100,129 @@ def largest_file(directory):
     """The path of the largest file in ``directory`` (the big message, not the warm-up one)."""
     paths = [os.path.join(directory, name) for name in os.listdir(directory)]
     return max(paths, key=os.path.getsize)
+
+
+class FilterTests(BigMessageTestCase):
+    """Content filters with a 200 MiB message, delivered to a Maildir after them."""
+
+    def maildir_plugins(self, *filters):
+        self.maildir = os.path.join(os.path.abspath(self.mktemp()), "maildir")
+        self.start(["rcpt_ok"] + list(filters) + ["queue/maildir %s" % self.maildir])
+
+    def delivered_digest(self):
+        return body_digest_of_file(largest_file(os.path.join(self.maildir, "new")))
+
+    def test_spamassassin_skips_a_message_above_size_limit(self):
+        # the default size_limit (500000 bytes, as qpsmtpd): nothing is sent to spamd
+        spamd = shared_spamd()
+        self.maildir_plugins("spamassassin spamd_socket 127.0.0.1:%d" % spamd.port)
+        digest = self.deliver()
+        self.assertEqual(self.delivered_digest(), digest)
+        with open(largest_file(os.path.join(self.maildir, "new")), "rb") as f:
+            self.assertNotIn(b"X-Spam-", f.read(4096))
+
+    def test_spamassassin_streams_to_spamd(self):
+        # A STAND-IN for spamd (FakeSpamd): the real one would take minutes over 200 MiB.
+        # It checks that the request is as long as its Content-length says.
+        fake = FakeSpamd(os.path.abspath(self.mktemp()))
+        self.addCleanup(fake.stop)
+        self.maildir_plugins("spamassassin spamd_socket 127.0.0.1:%d size_limit %d"
+                             % (fake.port, 2 * SIZE))
+        digest = self.deliver()
+        self.assertEqual(self.delivered_digest(), digest)
+        requests = fake.requests()
+        self.assertEqual(len(requests), 2)   # the warm-up message and the big one
+        for content_length, received, path in requests:
+            self.assertEqual(content_length, received)
+        self.assertEqual(body_digest_of_file(max(requests, key=lambda r: r[1])[2]), digest)
+
+    def test_clamdscan_streams_to_clamd(self):
+        clamd = start_clamd(stream_max=2 * SIZE)
+        self.addCleanup(clamd.stop)
+        self.maildir_plugins("virus/clamdscan clamd_socket %s scan_all 1 max_size %d"
+                             % (clamd.socket, 2 * SIZE // 1024))
+        digest = self.deliver()
+        self.assertEqual(self.delivered_digest(), digest)
+        with open(largest_file(os.path.join(self.maildir, "new")), "rb") as f:
+            self.assertIn(b"\nX-Virus-Found: No\n", f.read(4096))
+
+
+class FakeSpamd:
+    """A STAND-IN for spamd (the real one cannot scan 200 MiB in a test's time): accepts
+    connections in a thread, reads a SPAMC request, stores its message with LF line endings
+    in a file (never in memory), answers "not spam" and closes."""
+
+    ANSWER = (b"SPAMD/1.1 0 EX_OK\r\nSpam: False ; 0.0 / 5.0\r\n\r\n"
+              b"X-Spam-Status: No, score=0.0 required=5.0 tests=NONE autolearn=no\r\n\r\n")
+
+    def __init__(self, directory):
+        os.makedirs(directory)
+        self.dir = directory
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(5)
+        self.port = self.sock.getsockname()[1]
+        self._requests = []
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def requests(self):
+        """[(Content-length, bytes received after the request header, stored file)]."""
+        return list(self._requests)
+
+    def stop(self):
+        self.sock.close()
+        self._thread.join(10)
+
+    def _serve(self):
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            with conn:
+                self._handle(conn)
+
+    def _handle(self, conn):
+        data = b""
+        while b"\r\n\r\n" not in data:
+            chunk = conn.recv(65536)
+            if not chunk:
+                return
+            data += chunk
+        head, _, rest = data.partition(b"\r\n\r\n")
+        length = int(re.search(rb"Content-length: (\d+)", head, re.I).group(1))
+        path = os.path.join(self.dir, "%d.request" % (len(self._requests) + 1))
+        received = 0
+        carry = b""
+        with open(path, "wb") as out:
+            while received < length:
+                received += len(rest)
+                data, carry = carry + rest, b""
+                if data.endswith(b"\r"):
+                    data, carry = data[:-1], b"\r"
+                out.write(data.replace(b"\r\n", b"\n"))
+                if received >= length:
+                    break
+                rest = conn.recv(1 << 20)
+                if not rest:
+                    break
+            out.write(carry)
+        conn.sendall(self.ANSWER)
+        self._requests.append((length, received, path))
+
+
+class RspamdTests(BigMessageTestCase):
+    def test_rspamd_above_its_max_message(self):
+        # rspamd refuses a message above its max_message (50 MiB) after reading it; with
+        # fail_open the message is delivered unscanned, and nothing was held in memory.
+        rspamd = start_rspamd()
+        self.addCleanup(rspamd.stop)
+        maildir = os.path.join(os.path.abspath(self.mktemp()), "maildir")
+        self.start(["rcpt_ok", "rspamd url %s fail_open 1" % rspamd.url,
+                    "queue/maildir %s" % maildir])
+        digest = self.deliver()
+        big = largest_file(os.path.join(maildir, "new"))
+        self.assertEqual(body_digest_of_file(big), digest)
+        with open(big, "rb") as f:
+            self.assertIn(b"\nX-Spam-Not-Scanned: rspamd could not be asked", f.read(4096))
