@@ -7,6 +7,7 @@ process never holds it either. These tests move 200 MiB each: keep them few.
 
 import os
 import re
+import smtplib
 import socket
 import threading
 
@@ -18,7 +19,7 @@ from test.support.bigmail import MIB, body_digest_of_file, rss_growth_kib
 from test.support.exim import private_exim
 from test.support.harness import write_config
 from test.support.postfix import start_postfix
-from test.support.processes import start_twistd
+from test.support.processes import CHECKOUT, start_twistd
 from test.support.rspamd import start_rspamd
 from test.support.spamd import shared_spamd
 
@@ -226,3 +227,20 @@ class RspamdTests(BigMessageTestCase):
         self.assertEqual(body_digest_of_file(big), digest)
         with open(big, "rb") as f:
             self.assertIn(b"\nX-Spam-Not-Scanned: rspamd could not be asked", f.read(4096))
+
+
+class ShippedConfigTests(unittest.TestCase):
+    """The shipped ``etc/`` limits the message size (etc/databytes) instead of taking any."""
+
+    def test_shipped_databytes(self):
+        cwd = os.path.abspath(self.mktemp())   # the shipped plugins deliver to ./var/maildir
+        os.makedirs(cwd)
+        _, port, _ = start_twistd(self, os.path.join(CHECKOUT, "etc"), cwd=cwd)
+        with smtplib.SMTP("127.0.0.1", port, timeout=30) as client:
+            client.ehlo("client.example")
+            self.assertEqual(client.esmtp_features.get("size"), "50000000")
+            code, text = client.mail("a@b.example", ["SIZE=50000001"])
+            self.assertEqual(code, 552, text)
+            client.rset()
+            self.assertEqual(client.sendmail("a@b.example", ["u@example.com"],
+                                             b"Subject: small\r\n\r\nbody\r\n"), {})
