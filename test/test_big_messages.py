@@ -44,7 +44,6 @@ class BigMessageTestCase(unittest.TestCase):
         """Send the big message; assert it was accepted within the memory bound; its digest."""
         growth, code, text, digest = rss_growth_kib(self.process, self.port, SIZE)
         self.assertEqual(code, 250, text)
-        print("\npeak RSS growth for %d MiB: %.1f MiB" % (SIZE // MIB, growth / 1024.0))
         self.assertLess(growth, MAX_GROWTH_KIB,
                         "peak RSS grew by %d KiB for a %d MiB message" % (growth, SIZE // MIB))
         return digest
