@@ -7,8 +7,16 @@ tables of ``(hash, record position)`` slots. All numbers are 32-bit little-endia
 
 Keys and values may be given as ``str`` (encoded UTF-8, undecodable bytes kept via
 ``surrogateescape``, as config files are read) or ``bytes``; values come back as ``str``.
+
+``CDB.open`` maps the file into memory (``mmap``, as djb's and tinycdb's readers do) instead of
+reading it: opening a large file costs no I/O in the reactor thread and no copy, and a lookup
+reads only the pages it touches. Replace a cdb file by renaming a new one over it (as
+``cdbmake`` and ``write_cdb`` do): the mapping keeps the old file until it is reopened. A file
+truncated in place while mapped would fault on the next lookup, as with any mmap reader.
 """
 
+import mmap
+import os
 import struct
 from collections.abc import Mapping
 
@@ -62,9 +70,11 @@ class CDB(Mapping):
 
     @classmethod
     def open(cls, path):
-        """Read the cdb file at ``path``."""
+        """Map the cdb file at ``path`` (read-only; nothing is read until a lookup)."""
         with open(path, "rb") as f:
-            return cls(f.read(), path)
+            if os.fstat(f.fileno()).st_size < _HEADER_SIZE:
+                raise CDBError("too short for a cdb file", path)
+            return cls(mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ), path)
 
     def _pair(self, pos):
         try:
@@ -154,6 +164,8 @@ def make_cdb(items):
 
 
 def write_cdb(path, items):
-    """Write a cdb file holding ``items`` (an iterable of (key, value) pairs) to ``path``."""
-    with open(path, "wb") as f:
+    """Write a cdb file holding ``items`` (an iterable of (key, value) pairs) to ``path``:
+    into ``path.tmp``, then renamed over ``path``, so a reader mapping the old file keeps it."""
+    with open(path + ".tmp", "wb") as f:
         f.write(make_cdb(items))
+    os.replace(path + ".tmp", path)

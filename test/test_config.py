@@ -1,6 +1,7 @@
 """Tests for qpsmtpd_tx.config, qpsmtpd_tx.cdb and qpsmtpd_tx.plugins_file."""
 
 import base64
+import mmap
 import os
 import shutil
 import socket
@@ -380,6 +381,26 @@ class CDBTests(unittest.TestCase):
             self.assertEqual(db.get(key), value)
         self.assertNotIn("host3000.example.com", db)
         self.assertEqual(len(db), 3000)
+
+    def test_open_maps_the_file_and_answers_as_the_bytes_do(self):
+        """CDB.open maps the file (no read of the whole file in the reactor thread); every
+        lookup gives what the same bytes in memory give; a file replaced by rename keeps
+        the old answers until reopened; a short or empty file is refused."""
+        path = self.mktemp()
+        write(path, REFERENCE_CDB)
+        mapped, in_memory = CDB.open(path), CDB(REFERENCE_CDB)
+        self.assertIsInstance(mapped._data, mmap.mmap)
+        for key in ["example.com", "mail.example.org", "dup", "key", "nope", "", "EXAMPLE.COM"]:
+            self.assertEqual(mapped.get_all(key), in_memory.get_all(key), key)
+            self.assertEqual(key in mapped, key in in_memory, key)
+        self.assertEqual(list(mapped), list(in_memory))
+        self.assertEqual(len(mapped), len(in_memory))
+        write_cdb(path, [("new.example", "")])
+        self.assertEqual(mapped.get("key"), "hello world")
+        self.assertEqual(list(CDB.open(path)), ["new.example"])
+        for content in (b"", b"\0" * 100, REFERENCE_CDB[:-8]):
+            write(path, content)
+            self.assertRaises(CDBError, CDB.open, path)
 
     def test_empty(self):
         """An empty database has no keys."""

@@ -395,6 +395,9 @@ class FailureInjectionTests(EximTestCase):
         big = HEADER + b"\r\n" + b"x" * 1000 + b"\r\n" * 3000
         self.assertEqual(await self.send(client, data=big * 20),
                          (451, [INTERNAL + " (exim did not read the whole message)"]))
+        # a small message fits in the pipe's buffer: every write succeeds, nothing is read
+        self.assertEqual(await self.send(client),
+                         (451, [INTERNAL + " (exim did not read the whole message)"]))
 
     async def test_exit_1_after_the_message_was_accepted_is_250(self):
         # STAND-IN around the real Exim: it runs Exim on the batch (which delivers the

@@ -337,6 +337,25 @@ class FailureInjectionTests(QmailTestCase):
         self.assertEqual(await self.send(client, data=big * 100), (451, ["qq read error (#4.3.0)"]))
         self.assertEqual(self.queued(), [])
 
+    async def test_exit_0_after_reading_part_of_a_small_message_or_no_envelope(self):
+        # The whole message fits in the pipe's buffer, so every write succeeds; the program
+        # reads 100 bytes of it and exits 0. Unread bytes in the pipe mean it was not taken.
+        server, port = self.start()
+        client = await self.session(port)
+        self.setenv("FAKE_QMAIL_QUEUE_READ", 100)
+        for _ in range(3):
+            self.assertEqual(await self.send(client), (451, ["qq read error (#4.3.0)"]))
+        self.assertEqual(self.queued(), [])
+        # the whole message but not the envelope: not acknowledged either
+        self.setenv("FAKE_QMAIL_QUEUE_READ", None)
+        self.setenv("FAKE_QMAIL_QUEUE_NO_ENVELOPE", 1)
+        self.assertEqual(await self.send(client), (451, ["qq read error (#4.3.0)"]))
+        self.assertEqual(self.queued(), [])
+        # the same program reading everything is acknowledged on the same connection
+        self.setenv("FAKE_QMAIL_QUEUE_NO_ENVELOPE", None)
+        self.assertEqual((await self.send(client))[0], 250)
+        self.assertEqual(len(self.queued()), 1)
+
     async def test_stderr_is_logged(self):
         self.setenv("FAKE_QMAIL_QUEUE_STDERR", "something odd")
         server, port = self.start()

@@ -83,8 +83,9 @@ class Clamd:
         shutil.rmtree(self.dir, True)
 
 
-def start_clamd():
-    """Start a private clamd; SkipTest if it is not installed. The caller stops it."""
+def start_clamd(stream_max=STREAM_MAX_LENGTH):
+    """Start a private clamd (``StreamMaxLength`` ``stream_max`` bytes); SkipTest if it is
+    not installed. The caller stops it."""
     if not os.path.exists(CLAMD):
         raise SkipTest("clamd is not installed (apt-get install --no-install-recommends "
                        "clamav-daemon; .ci/run does)")
@@ -97,7 +98,7 @@ def start_clamd():
     port = free_port()
     config = os.path.join(directory, "clamd.conf")
     with open(config, "w") as f:
-        f.write(CONFIG.format(dir=directory, port=port, stream_max=STREAM_MAX_LENGTH))
+        f.write(CONFIG.format(dir=directory, port=port, stream_max=stream_max))
     out = open(os.path.join(directory, "clamd.out"), "wb")
     started = time.monotonic()
     process = subprocess.Popen([CLAMD, "--config-file=" + config], stdout=out,
