@@ -7,6 +7,12 @@ core's buffer until the current one is answered, including when a hook is asynch
 replies produced in one pass are written together (one ``write``), so a pipelined
 MAIL/RCPT/DATA group costs one segment, not one per reply.
 
+Flow control: the session stops reading from the client while more than ``PAUSE_ABOVE``
+bytes of its input wait, and while the client does not read our replies (the session is the
+transport's streaming producer: the transport pauses it when its write buffer is full). Then
+no further buffered command is handled until the transport has drained, so a client that
+pipelines cheap commands and never reads cannot make us queue replies without bound.
+
 Reply texts and codes follow qpsmtpd 0.94 (see ``shared/reference/core.md``), except where
 qpsmtpd sent nothing or a broken reply: then a default text is sent.
 """
@@ -15,6 +21,7 @@ import time
 
 from twisted.internet.defer import Deferred
 from twisted.python.failure import Failure
+from twisted.internet.interfaces import IPushProducer
 from zope.interface import implementer
 
 from qpsmtpd_tx import SOFTWARE_NAME, __version__, codes, policy
@@ -38,12 +45,35 @@ from qpsmtpd_tx.received import authentication_results_header, received_header
 #: stop reading from the client when this many bytes wait unprocessed
 PAUSE_ABOVE = 256 * 1024
 RESUME_BELOW = 64 * 1024
+#: write queued replies out mid-pass once this many bytes wait, so that a flood of pipelined
+#: commands meets the transport's back-pressure early (a normal group is one write)
+FLUSH_ABOVE = 64 * 1024
 
 BARELF_TEXT = "See http://smtpd.develooper.com/barelf.html"
 
 OK, DENY, DENYSOFT = codes.OK, codes.DENY, codes.DENYSOFT
 DENY_DISCONNECT, DENYSOFT_DISCONNECT = codes.DENY_DISCONNECT, codes.DENYSOFT_DISCONNECT
 DONE, DECLINED = codes.DONE, codes.DECLINED
+
+
+@implementer(IPushProducer)
+class _ReplyProducer:
+    """The session as the transport's producer: paused while the client does not read."""
+
+    def __init__(self, session):
+        self.session = session
+
+    def pauseProducing(self):
+        """The transport's write buffer is full."""
+        self.session.output_blocked = True
+        self.session._update_reading()
+
+    def resumeProducing(self):
+        """The transport's write buffer has drained."""
+        self.session.output_drained()
+
+    def stopProducing(self):
+        """The connection is gone; ``connection_lost`` does the cleaning up."""
 
 
 @implementer(ISession)
@@ -65,6 +95,9 @@ class SMTPSession:
         self._new_transaction()
         self._busy = False
         self._paused = False
+        #: True while the transport holds more unsent output than it wants (client not reading)
+        self.output_blocked = False
+        self._producer_registered = False
         self._closing = False
         self._lost = False
         self._auth = None
@@ -130,6 +163,9 @@ class SMTPSession:
     def start(self):
         """The client connected: run pre-connection and connect hooks, then greet."""
         self._busy = True
+        if hasattr(self.transport, "registerProducer"):
+            self.transport.registerProducer(_ReplyProducer(self), True)
+            self._producer_registered = True
         conn = self.connection
         pending = self._run("pre-connection", (
             conn.remote_ip, conn.remote_port, conn.local_ip, conn.local_port,
@@ -210,9 +246,25 @@ class SMTPSession:
                 d.callback(True)
         if not self._busy:
             self._pump()
-        if self._busy and not self._paused and self.core.buffered > PAUSE_ABOVE:
+        self._update_reading()
+
+    def _update_reading(self):
+        """Pause reading while input waits or output is backed up; resume when both are clear."""
+        if self._lost:
+            return
+        if not self._paused and (self.output_blocked or self.core.buffered > PAUSE_ABOVE):
             self._paused = True
             self.transport.pauseProducing()
+        elif self._paused and not self.output_blocked and self.core.buffered < RESUME_BELOW:
+            self._paused = False
+            self.transport.resumeProducing()
+
+    def output_drained(self):
+        """The transport has sent what we wrote: handle the commands still waiting."""
+        self.output_blocked = False
+        if not self._busy:
+            self._pump()
+        self._update_reading()
 
     def connection_lost(self):
         """The connection is gone (client closed, error, or our own close)."""
@@ -245,7 +297,7 @@ class SMTPSession:
 
     def _pump(self):
         """Handle buffered input one event at a time until input runs out or a hook waits."""
-        while not self._closing and not self._lost:
+        while not self._closing and not self._lost and not self.output_blocked:
             event = self.core.next_event()
             if event is NEED_DATA:
                 break
@@ -260,9 +312,9 @@ class SMTPSession:
                 waiting = self._after(result)
                 if waiting:
                     break
-        if self._paused and self.core.buffered < RESUME_BELOW and not self._lost:
-            self._paused = False
-            self.transport.resumeProducing()
+            if self.core.output_size > FLUSH_ABOVE:
+                self._write_replies()     # may block output: the loop then stops
+        self._update_reading()
         self._flush()
 
     def _after(self, d):
@@ -288,11 +340,18 @@ class SMTPSession:
             return False
         return True
 
-    def _flush(self):
+    def _write_replies(self):
         out = self.core.data_to_send()
         if out and not self._lost:
             self.transport.write(out)
+
+    def _flush(self):
+        self._write_replies()
         if self._closing and not self._lost:
+            if self._producer_registered:
+                # A registered producer would hold the close back until it is unregistered.
+                self._producer_registered = False
+                self.transport.unregisterProducer()
             self.transport.loseConnection()
 
     def _internal_error(self, failure):
@@ -309,7 +368,11 @@ class SMTPSession:
         Returns False when a hook (a delivery, a scan) is still running: the client is waiting
         for our answer, not idle, and a 421 now could make it send a message twice.
         """
-        if self._closing or self._lost:
+        if self._lost:
+            return True
+        if self._closing or self.output_blocked:
+            # The client does not read what we sent: no reply can reach it, so do not wait.
+            self.transport.abortConnection()
             return True
         if self._busy:
             return False
