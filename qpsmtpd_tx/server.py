@@ -15,7 +15,7 @@ from twisted.python.threadpool import ThreadPool
 
 from qpsmtpd_tx import codes, policy
 from qpsmtpd_tx.config import ConfigError
-from qpsmtpd_tx.hooks import HookRegistry, current_hook
+from qpsmtpd_tx.hooks import DEFAULT_HOOK_TIMEOUT, HookRegistry, current_hook
 from qpsmtpd_tx.loader import PluginLoadError, load_plugins, resolve_plugin_class
 from qpsmtpd_tx.paths import default_plugin_dirs
 from qpsmtpd_tx.plugins_file import read_logging_file, read_plugins_file
@@ -113,6 +113,7 @@ class SMTPServer:
         self.databytes = config.get_int("databytes", 0)
         self.timeout = config.get_int("timeoutsmtpd", 0) or config.get_int("timeout", 1200)
         self.size_threshold = config.get_int("size_threshold", DEFAULT_SIZE_THRESHOLD)
+        self.hooks.default_timeout = _seconds(config, "plugin_timeout", DEFAULT_HOOK_TIMEOUT)
         self._spool_dir = config.get_scalar("spool_dir")
         self.recipient_policy = (config.get_scalar("recipient_policy") or policy.GROUP).lower()
         if self.recipient_policy not in policy.POLICIES:
@@ -253,6 +254,15 @@ class SMTPServer:
     def peer_ips(self, exclude=None):
         """Remote IPs of the live sessions but ``exclude`` (qpsmtpd's ``child_addrs``)."""
         return [s.connection.remote_ip for s in self.sessions if s is not exclude]
+
+
+def _seconds(config, name, default):
+    """Config item ``name`` as a number of seconds >= 0 (0: no limit); ConfigError if not."""
+    value = config.get_int(name, default)
+    if value < 0:
+        raise ConfigError("%s must be 0 or more seconds, not %d" % (name, value),
+                          config.path_of(name), 1)
+    return value
 
 
 def format_log_line(conn_id, hook, plugin_name, message):

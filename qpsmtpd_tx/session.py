@@ -51,6 +51,11 @@ FLUSH_ABOVE = 64 * 1024
 
 BARELF_TEXT = "See http://smtpd.develooper.com/barelf.html"
 
+#: hooks run once the message is read: a timeout there refuses the message (451), no more
+_MESSAGE_HOOKS = frozenset(("received_line", "data_post", "queue_pre", "queue"))
+#: hooks after which a timeout closes the connection: before the greeting, or amid the DATA
+_DISCONNECT_ON_TIMEOUT = frozenset(("pre-connection", "connect", "data_headers_end"))
+
 OK, DENY, DENYSOFT = codes.OK, codes.DENY, codes.DENYSOFT
 DENY_DISCONNECT, DENYSOFT_DISCONNECT = codes.DENY_DISCONNECT, codes.DENYSOFT_DISCONNECT
 DONE, DECLINED = codes.DONE, codes.DECLINED
@@ -425,8 +430,20 @@ class SMTPSession:
         """
         result = self.hooks.call(hook, self.transaction, *args)
         if isinstance(result, Deferred):
-            return result.addCallback(callback, *extra)
+            return result.addCallback(self._hook_answered, hook, callback, extra)
         return callback(result, *extra)
+
+    def _hook_answered(self, result, hook, callback, extra):
+        """A waiting hook's result: to ``callback``, or a 451 if the plugin timed out."""
+        if not result.timed_out or hook == "quit":
+            return callback(result, *extra)
+        self.respond(451, result.lines)
+        if hook in _MESSAGE_HOOKS:
+            self._log_outcome(451, result.lines)
+            return self._finish_message()
+        if hook in _DISCONNECT_ON_TIMEOUT:
+            return self.disconnect()
+        return None
 
     def _then(self, hook, callback, *args):
         """Run ``hook`` with ``args`` and pass its result to ``callback``."""
