@@ -34,6 +34,19 @@ def notes(client):
 
 
 class PhaseTests(unittest.TestCase):
+    def message_waits(self, hook):
+        """A client whose message met a never-answering ``hook`` and got the 451 at 30 s."""
+        client = client_for(self, ["rcpt_ok", "never_answer " + hook, "scripted queue OK"],
+                            {"plugin_timeout": "30"})
+        for line in ENVELOPE + ["DATA"]:
+            client.command(line)
+        self.assertEqual(client.send(MESSAGE), "")
+        client.hook_clock.advance(29.9)
+        self.assertEqual(client.take(), "")
+        client.hook_clock.advance(0.1)
+        self.assertEqual(client.take(), REPLY_451)
+        return client
+
     def test_connect(self):
         client = client_for(self, ["timeout=5 never_answer connect"])
         self.assertEqual(client.greeting, "")
@@ -59,13 +72,7 @@ class PhaseTests(unittest.TestCase):
         self.assertEqual(notes(client)["never_answer_cancelled"], 1)
 
     def test_data_post_refuses_the_message_and_queue_never_runs(self):
-        client = client_for(self, ["rcpt_ok", "never_answer data_post", "scripted queue OK"],
-                            {"plugin_timeout": "30"})
-        for line in ENVELOPE + ["DATA"]:
-            client.command(line)
-        self.assertEqual(client.send(MESSAGE), "")
-        client.hook_clock.advance(30)
-        self.assertEqual(client.take(), REPLY_451)
+        client = self.message_waits("data_post")
         self.assertNotIn("scripted_calls", notes(client))
         self.assertEqual(codes_of(client.command("MAIL FROM:<c@d.example>")), [250])
         self.assertEqual(codes_of(client.command("RCPT TO:<u@example.com>")), [250])
@@ -90,13 +97,7 @@ class PhaseTests(unittest.TestCase):
         self.assertTrue(client.closed)
 
     def test_data_headers_end_closes(self):
-        client = client_for(self, ["rcpt_ok", "never_answer data_headers_end", "scripted queue OK"],
-                            {"plugin_timeout": "30"})
-        for line in ENVELOPE + ["DATA"]:
-            client.command(line)
-        self.assertEqual(client.send(MESSAGE), "")
-        client.hook_clock.advance(30)
-        self.assertEqual(client.take(), REPLY_451)
+        client = self.message_waits("data_headers_end")
         self.assertTrue(client.closed)
         self.assertNotIn("scripted_calls", notes(client))
 
