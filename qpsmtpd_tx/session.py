@@ -51,6 +51,9 @@ FLUSH_ABOVE = 64 * 1024
 
 BARELF_TEXT = "See http://smtpd.develooper.com/barelf.html"
 
+#: the deadline kind for an incomplete command line (the DATA deadline is keyed by transaction)
+_COMMAND_LINE = "command line"
+
 #: hooks run once the message is read: a timeout there refuses the message (451), no more
 _MESSAGE_HOOKS = frozenset(("received_line", "data_post", "queue_pre", "queue"))
 #: hooks after which a timeout closes the connection: before the greeting, or amid the DATA
@@ -108,6 +111,12 @@ class SMTPSession:
         self._auth = None
         self._input_waiters = []
         self._finish_when_idle = False
+        #: what the running deadline limits (_COMMAND_LINE, or the transaction in DATA), its timer
+        self._deadline_for = None
+        self._deadline_call = None
+        self._deadline_overdue = False
+        #: schedules the deadlines (the protocol sets its own callLater)
+        self.call_later = None
         self.commands = {
             "helo": self.cmd_helo,
             "ehlo": self.cmd_ehlo,
@@ -171,6 +180,12 @@ class SMTPSession:
         if hasattr(self.transport, "registerProducer"):
             self.transport.registerProducer(_ReplyProducer(self), True)
             self._producer_registered = True
+        refusal = self.server.too_many_from_ip(self)
+        if refusal is not None:
+            self.respond(451, refusal)     # hosts_allow's answer, when it is not loaded
+            self.disconnect()
+            self._busy = False
+            return self._flush()
         conn = self.connection
         pending = self._run("pre-connection", (
             conn.remote_ip, conn.remote_port, conn.local_ip, conn.local_port,
@@ -243,6 +258,8 @@ class SMTPSession:
     def data_received(self, data):
         """Bytes from the client."""
         self.core.receive_data(data)
+        if self._deadline_for is _COMMAND_LINE and b"\n" in data:
+            self._set_deadline(None)      # a line is complete: the next one has its own time
         if self._input_waiters:
             waiters, self._input_waiters = self._input_waiters, []
             for d, call in waiters:
@@ -252,6 +269,61 @@ class SMTPSession:
         if not self._busy:
             self._pump()
         self._update_reading()
+        self._update_deadline()
+
+    def _update_deadline(self):
+        """Run the deadline that applies now: an incomplete command line's, or the DATA phase's.
+
+        Each starts when it begins to apply (the first byte of a line, the 354) and is not
+        reset by further bytes, unlike the idle timeout.
+        """
+        if self._closing or self._lost:
+            wanted = None
+        elif self.core.state is State.DATA:
+            wanted = self.transaction
+        elif self.core.partial_line:
+            wanted = _COMMAND_LINE
+        else:
+            wanted = None
+        if wanted is not self._deadline_for:
+            self._set_deadline(wanted)
+        elif self._deadline_overdue and not self._busy:
+            self._deadline_passed()       # it ran out while a hook of ours was running
+
+    def _set_deadline(self, what):
+        if self._deadline_call is not None and self._deadline_call.active():
+            self._deadline_call.cancel()
+        self._deadline_for, self._deadline_call, self._deadline_overdue = what, None, False
+        seconds = self._deadline_seconds()
+        if what is None or not seconds:
+            return
+        if self.call_later is None:
+            from twisted.internet import reactor
+            self.call_later = reactor.callLater
+        self._deadline_call = self.call_later(seconds, self._deadline_expired)
+
+    def _deadline_seconds(self):
+        if self._deadline_for is _COMMAND_LINE:
+            return self.server.command_deadline
+        return self.server.data_deadline
+
+    def _deadline_expired(self):
+        self._deadline_call = None
+        self._deadline_overdue = True
+        if not self._busy:        # else _update_deadline acts once our hook has answered
+            self._deadline_passed()
+
+    def _deadline_passed(self):
+        """Close with 421: a command line or the message took longer than allowed."""
+        what = "command line" if self._deadline_for is _COMMAND_LINE else "message"
+        seconds = self._deadline_seconds()
+        self._set_deadline(None)
+        self.log(codes.LOGNOTICE, "%s not complete within %d s, closing" % (what, seconds))
+        self.respond(421, "Timeout: %s not complete within %d seconds" % (what, seconds))
+        self.disconnect()
+        self._flush()
+        if self.output_blocked:
+            self.transport.abortConnection()
 
     def _update_reading(self):
         """Pause reading while input waits or output is backed up; resume when both are clear."""
@@ -281,6 +353,7 @@ class SMTPSession:
             if call.active():
                 call.cancel()
             d.callback(False)
+        self._set_deadline(None)
         if self.core.state is State.DATA:
             self.log(codes.LOGINFO, "451 Incomplete DATA (connection lost)")
         if self._busy:
@@ -321,6 +394,7 @@ class SMTPSession:
                 self._write_replies()     # may block output: the loop then stops
         self._update_reading()
         self._flush()
+        self._update_deadline()
 
     def _after(self, d):
         """Continue when ``d`` fires; True if it has not fired yet (the session waits)."""

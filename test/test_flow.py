@@ -1,6 +1,8 @@
 """Flow control and limits on a real socket: what a client sends cannot make the server hold
 unbounded memory (replies it does not read), nor a connection slot for ever."""
 
+import sys
+
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
@@ -9,9 +11,11 @@ from twisted.internet.task import deferLater
 from twisted.trial import unittest
 
 from qpsmtpd_tx.session import FLUSH_ABOVE, PAUSE_ABOVE
-from test.support.harness import eventually
-from test.support.server import start_server
+from test.support.harness import MemoryClient, codes_of, eventually, make_server
+from test.support.server import connect, start_server
 
+ENVELOPE = ["EHLO client.example", "MAIL FROM:<a@b.example>", "RCPT TO:<u@example.com>"]
+MESSAGE = b"Subject: hi\r\n\r\nbody\r\n.\r\n"
 #: Twisted's transport pauses its producer above this much unsent output (FileDescriptor.bufferSize)
 TRANSPORT_BUFFER = 64 * 1024
 #: one read from the socket (Twisted reads at most this much per dataReceived)
@@ -75,3 +79,111 @@ class UnreadRepliesTests(unittest.TestCase):
         await eventually(lambda: client.lines >= greeting_and_help, timeout=60)
         self.assertEqual(client.lines, greeting_and_help)
         self.assertFalse(session.output_blocked)
+
+
+class PerIPLimitTests(unittest.TestCase):
+    """--max-from-ip works without a plugin; hosts_allow, when loaded, keeps doing it itself."""
+
+    REFUSED = "451 too many connections from 192.0.2.1, try again later\r\n"
+
+    def test_core_limit_with_hosts_allow_text(self):
+        server = make_server(self, ["rcpt_ok"], max_conn_ip=2)
+        self.assertTrue(server.core_limits_ip)
+        first, second = MemoryClient(server), MemoryClient(server)
+        self.assertEqual(codes_of(first.greeting + second.greeting), [220, 220])
+        third = MemoryClient(server)
+        self.assertEqual(third.greeting, self.REFUSED)
+        self.assertTrue(third.closed)
+        third.protocol.connectionLost(None)
+        self.assertEqual(codes_of(MemoryClient(server, remote_ip="192.0.2.2").greeting), [220])
+        first.command("QUIT")
+        first.protocol.connectionLost(None)
+        self.assertEqual(codes_of(MemoryClient(server).greeting), [220])
+
+    def test_zero_means_no_limit(self):
+        server = make_server(self, [], max_conn_ip=0)
+        self.assertEqual(codes_of("".join(MemoryClient(server).greeting for _ in range(8))), [220] * 8)
+
+    def test_hosts_allow_keeps_the_check(self):
+        server = make_server(self, ["hosts_allow"], max_conn_ip=1)
+        self.assertFalse(server.core_limits_ip)
+        MemoryClient(server)
+        self.assertEqual(MemoryClient(server).greeting, self.REFUSED)
+
+    async def test_default_limit_over_sockets(self):
+        server, port = start_server(self, [])             # max_conn_ip: 5, as twistd's -m
+        clients = [await connect(self, port) for _ in range(5)]
+        self.assertEqual([c.greeting[0] for c in clients], [220] * 5)
+        sixth = await connect(self, port)
+        self.assertEqual(sixth.greeting, (451, ["too many connections from 127.0.0.1, try again later"]))
+        await sixth.wait_closed()
+        await clients[0].close()
+        await eventually(lambda: len(server.sessions) == 4)
+        self.assertEqual((await connect(self, port)).greeting[0], 220)
+
+
+class DeadlineTests(unittest.TestCase):
+    """A command line and the DATA phase have a time limit from their start, which bytes
+    trickling in do not reset (the idle timeout only sees that the client is not silent)."""
+
+    def test_command_line_deadline(self):
+        client = MemoryClient(make_server(self, [], {"command_deadline": "30"}))
+        self.assertEqual(client.send("NO"), "")
+        for _ in range(29):
+            client.clock.advance(1)
+            self.assertEqual(client.send("O"), "")     # one byte a second: never idle
+        client.clock.advance(1)
+        self.assertEqual(client.take(), "421 Timeout: command line not complete within 30 seconds\r\n")
+        self.assertTrue(client.closed)
+
+    def test_each_line_has_its_own_time(self):
+        client = MemoryClient(make_server(self, [], {"command_deadline": "30"}))
+        client.send("NO")
+        client.clock.advance(20)
+        self.assertEqual(client.send("OP\r\nNO"), "250 OK\r\n")
+        client.clock.advance(20)
+        self.assertEqual(client.send("OP\r\n"), "250 OK\r\n")
+        client.clock.advance(1000)                        # complete lines only: no deadline
+        self.assertFalse(client.closed)
+
+    def data_client(self, plugins):
+        client = MemoryClient(make_server(self, ["rcpt_ok"] + plugins, {"data_deadline": "100"}))
+        for line in ENVELOPE:
+            client.command(line)
+        self.assertEqual(codes_of(client.command("DATA")), [354])
+        return client
+
+    def test_data_deadline(self):
+        client = self.data_client(["scripted queue OK"])
+        for _ in range(99):
+            client.clock.advance(1)
+            self.assertEqual(client.send("x"), "")
+        client.clock.advance(1)
+        self.assertEqual(client.take(), "421 Timeout: message not complete within 100 seconds\r\n")
+        self.assertTrue(client.closed)
+        self.assertNotIn("scripted_calls", client.session.connection.notes)
+
+    def test_not_while_our_hook_runs_after_the_message(self):
+        client = self.data_client(["gate data_post DECLINED", "scripted queue OK"])
+        gates = sys.modules[type(client.session.server.plugins[1]).__module__].GATES
+        client.clock.advance(50)
+        self.assertEqual(client.send(MESSAGE), "")
+        client.clock.advance(500)                          # the scan is slow, not the client
+        self.assertEqual(client.take(), "")
+        gates.pop(0).callback(None)
+        self.assertEqual(client.take(), "250 Queued\r\n")
+        self.assertEqual(codes_of(client.command("NOOP")), [250])
+
+    def test_expiry_during_a_hook_amid_data_acts_after_it(self):
+        client = self.data_client(["gate data_headers_end DECLINED", "scripted queue OK"])
+        gates = sys.modules[type(client.session.server.plugins[1]).__module__].GATES
+        client.send(b"Subject: x\r\n\r\nbody")
+        client.clock.advance(150)
+        self.assertEqual(client.take(), "")                # not while the hook runs
+        gates.pop(0).callback(None)
+        self.assertEqual(client.take(), "421 Timeout: message not complete within 100 seconds\r\n")
+        self.assertNotIn("scripted_calls", client.session.connection.notes)
+
+    def test_config_defaults(self):
+        server = make_server(self, [])
+        self.assertEqual((server.command_deadline, server.data_deadline), (300, 3600))
