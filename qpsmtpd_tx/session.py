@@ -20,8 +20,8 @@ qpsmtpd sent nothing or a broken reply: then a default text is sent.
 import time
 
 from twisted.internet.defer import Deferred
-from twisted.python.failure import Failure
 from twisted.internet.interfaces import IPushProducer
+from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from qpsmtpd_tx import SOFTWARE_NAME, __version__, codes, policy
@@ -449,12 +449,12 @@ class SMTPSession:
         """
         if self._lost:
             return True
+        if self._busy:
+            return False
         if self._closing or self.output_blocked:
             # The client does not read what we sent: no reply can reach it, so do not wait.
             self.transport.abortConnection()
             return True
-        if self._busy:
-            return False
         self.respond(421, "Connection Timed Out")
         self.disconnect()
         self._flush()

@@ -1,6 +1,11 @@
-"""Flow control and limits on a real socket: what a client sends cannot make the server hold
-unbounded memory (replies it does not read), nor a connection slot for ever."""
+"""Flow control and limits: what a client sends cannot make the server hold unbounded memory
+(replies it does not read), nor a connection slot for ever.
 
+Real sockets (in-process server and a real ``twistd``) where the behaviour depends on the
+kernel and Twisted's transport; the in-memory transport with a Clock for exact deadlines."""
+
+import os
+import socket
 import sys
 
 from twisted.internet import reactor
@@ -11,8 +16,10 @@ from twisted.internet.task import deferLater
 from twisted.trial import unittest
 
 from qpsmtpd_tx.session import FLUSH_ABOVE, PAUSE_ABOVE
-from test.support.harness import MemoryClient, codes_of, eventually, make_server
-from test.support.server import connect, start_server
+from test.support.harness import (
+    TEST_PLUGINS, MemoryClient, codes_of, eventually, make_server, write_config)
+from test.support.processes import start_twistd
+from test.support.server import REPLY_TIMEOUT, connect, start_server
 
 ENVELOPE = ["EHLO client.example", "MAIL FROM:<a@b.example>", "RCPT TO:<u@example.com>"]
 MESSAGE = b"Subject: hi\r\n\r\nbody\r\n.\r\n"
@@ -79,6 +86,28 @@ class UnreadRepliesTests(unittest.TestCase):
         await eventually(lambda: client.lines >= greeting_and_help, timeout=60)
         self.assertEqual(client.lines, greeting_and_help)
         self.assertFalse(session.output_blocked)
+
+    def test_mechanics_in_memory(self):
+        # The in-memory transport records the producer; the test plays the full write buffer.
+        client = MemoryClient(make_server(self, [], {"timeout": "30"}))
+        client.transport.producer.pauseProducing()
+        self.assertEqual(client.transport.producerState, "paused")      # reading paused
+        self.assertEqual(client.send("NOOP\r\nNOOP\r\n"), "")         # nothing handled
+        client.transport.producer.resumeProducing()
+        self.assertEqual(client.take(), "250 OK\r\n250 OK\r\n")
+        self.assertEqual(client.transport.producerState, "producing")
+        client.transport.producer.pauseProducing()
+        client.clock.advance(30)                 # idle while it does not read: aborted, no 421
+        self.assertEqual(client.take(), "")
+        self.assertTrue(client.transport.disconnected)
+
+    def test_closing_unregisters_so_that_the_close_is_not_held_back(self):
+        client = MemoryClient(make_server(self, []))
+        self.assertIsNotNone(client.transport.producer)
+        self.assertEqual(codes_of(client.command("QUIT")), [221])
+        self.assertIsNone(client.transport.producer)
+        self.assertTrue(client.closed)
+
 
 
 class PerIPLimitTests(unittest.TestCase):
@@ -187,3 +216,51 @@ class DeadlineTests(unittest.TestCase):
     def test_config_defaults(self):
         server = make_server(self, [])
         self.assertEqual((server.command_deadline, server.data_deadline), (300, 3600))
+
+
+class EndToEndTests(unittest.TestCase):
+    """The same limits in a real ``twistd qpsmtpd-tx`` process, over plain sockets."""
+
+    def setUp(self):
+        config = write_config(os.path.abspath(self.mktemp()), ["timeout=1 never_answer rcpt", "rcpt_ok"],
+                              {"plugin_dirs": TEST_PLUGINS, "command_deadline": "2"})
+        _, self.port, _ = start_twistd(self, config, extra=["--max-from-ip", "2", "--no-rdns"])
+
+    def open(self):
+        sock = socket.create_connection(("127.0.0.1", self.port), timeout=REPLY_TIMEOUT)
+        self.addCleanup(sock.close)
+        return sock, sock.makefile("rb")
+
+    @staticmethod
+    def reply(lines):
+        """The next complete reply's last line (bytes, without CRLF); b'' at end of stream."""
+        while True:
+            line = lines.readline()
+            if line[3:4] != b"-":
+                return line.rstrip(b"\r\n")
+
+    def test_limits(self):
+        first, first_lines = self.open()
+        self.assertEqual(self.reply(first_lines)[:4], b"220 ")
+        slow, slow_lines = self.open()
+        self.assertEqual(self.reply(slow_lines)[:4], b"220 ")
+        third, third_lines = self.open()
+        self.assertEqual(self.reply(third_lines), b"451 too many connections from 127.0.0.1, try again later")
+        self.assertEqual(third_lines.readline(), b"")
+
+        # The hook that never answers: 451 after its timeout=1, then the session goes on.
+        first.sendall(b"HELO x\r\nMAIL FROM:<a@b.example>\r\nRCPT TO:<u@example.com>\r\nNOOP\r\n")
+        self.assertEqual([self.reply(first_lines)[:3] for _ in range(4)], [b"250", b"250", b"451", b"250"])
+
+        # One byte every 0.2 s: never idle, but the line is not complete within 2 s.
+        slow.settimeout(0.2)
+        slow.sendall(b"NO")
+        for _ in range(int(REPLY_TIMEOUT / 0.2)):
+            try:
+                answer = slow.recv(200)
+                break
+            except socket.timeout:
+                slow.sendall(b"O")
+        self.assertEqual(answer, b"421 Timeout: command line not complete within 2 seconds\r\n")
+        slow.settimeout(REPLY_TIMEOUT)
+        self.assertEqual(slow.recv(200), b"")
