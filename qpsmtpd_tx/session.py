@@ -1,8 +1,8 @@
 """One SMTP session: runs the plugin hooks for each command and answers as qpsmtpd does.
 
 The session sits between the sans-I/O :class:`~qpsmtpd_tx.core.SMTPCore` (framing and state)
-and a transport (anything with ``write``, ``loseConnection``, ``pauseProducing`` and
-``resumeProducing``). It handles one command at a time: later pipelined commands wait in the
+and a transport (anything with ``write``, ``loseConnection``, ``abortConnection``,
+``pauseProducing`` and ``resumeProducing``; ``registerProducer`` if it has one). It handles one command at a time: later pipelined commands wait in the
 core's buffer until the current one is answered, including when a hook is asynchronous. All
 replies produced in one pass are written together (one ``write``), so a pipelined
 MAIL/RCPT/DATA group costs one segment, not one per reply.
