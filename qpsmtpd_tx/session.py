@@ -315,6 +315,8 @@ class SMTPSession:
 
     def _deadline_passed(self):
         """Close with 421: a command line or the message took longer than allowed."""
+        if self._closing or self._lost:
+            return self._set_deadline(None)     # closed meanwhile (idle timeout, QUIT...)
         what = "command line" if self._deadline_for is _COMMAND_LINE else "message"
         seconds = self._deadline_seconds()
         self._set_deadline(None)

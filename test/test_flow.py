@@ -165,6 +165,14 @@ class DeadlineTests(unittest.TestCase):
         self.assertEqual(client.take(), "421 Timeout: command line not complete within 30 seconds\r\n")
         self.assertTrue(client.closed)
 
+    def test_idle_timeout_first_then_no_second_421(self):
+        client = MemoryClient(make_server(self, [], {"command_deadline": "30", "timeout": "10"}))
+        client.send("NO")
+        client.clock.advance(10)
+        self.assertEqual(client.take(), "421 Connection Timed Out\r\n")
+        client.clock.advance(30)
+        self.assertEqual(client.take(), "")
+
     def test_each_line_has_its_own_time(self):
         client = MemoryClient(make_server(self, [], {"command_deadline": "30"}))
         client.send("NO")
