@@ -67,7 +67,8 @@ def server(kind, directory, exim, port):
     if kind == "tx":
         env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
         return ([TWISTD, "-n", "--pidfile=", "qpsmtpd-tx", "--config", tx_config(directory, exim),
-                 "--listen", "tcp:%d:interface=127.0.0.1" % port, "--no-rdns"], env, ROOT)
+                 "--listen", "tcp:%d:interface=127.0.0.1" % port, "--no-rdns",
+                 "--max-from-ip", "0"], env, ROOT)      # all clients come from 127.0.0.1
     return ([exim.command, "-C", exim.config, "-bdf", "-oX", "127.0.0.1.%d" % port,
              "-oP", os.path.join(directory, "exim.pid")], dict(os.environ), directory)
 

@@ -93,6 +93,7 @@ class SMTPCore:
         self.expect_auth_line = False
         self._buf = bytearray()
         self._out = []
+        self._out_size = 0
         self._discarding = False
         self._data = None
         self._pending = []
@@ -108,6 +109,11 @@ class SMTPCore:
     def buffered(self):
         """How many received bytes wait to be processed."""
         return len(self._buf)
+
+    @property
+    def partial_line(self):
+        """True while a command line has begun but its LF has not arrived (command mode)."""
+        return self._discarding or (bool(self._buf) and self._buf[-1] != 10)
 
     def next_event(self):
         """The next event from the buffered input, or ``NEED_DATA``.
@@ -217,10 +223,18 @@ class SMTPCore:
         last = len(lines) - 1
         for n, line in enumerate(lines):
             sep = " " if n == last else "-"
-            self._out.append(("%d%s%s\r\n" % (code, sep, line)).encode("utf-8", "surrogateescape"))
+            out = ("%d%s%s\r\n" % (code, sep, line)).encode("utf-8", "surrogateescape")
+            self._out.append(out)
+            self._out_size += len(out)
+
+    @property
+    def output_size(self):
+        """How many reply bytes are queued and not yet taken by :meth:`data_to_send`."""
+        return self._out_size
 
     def data_to_send(self):
         """Everything queued since the last call, as one bytes object."""
         out = b"".join(self._out)
         del self._out[:]
+        self._out_size = 0
         return out

@@ -3,6 +3,11 @@
 Plugins run in the order of the ``plugins`` file; for each hook the first result that is not
 DECLINED ends the chain. A hook may answer at once or with a Deferred / coroutine; the runner
 stays synchronous as long as the plugins do, so a chain of quick checks costs no reactor turn.
+
+A plugin that waits gets a time limit: its own (``timeout=SECONDS`` on its ``plugins`` line)
+or the registry's default (config item ``plugin_timeout``). When it runs out, the plugin's
+Deferred is cancelled, the plugin and hook are logged, and the hook's result is DENYSOFT with
+``timed_out`` set, so that the session answers 451 and the connection goes on.
 """
 
 import contextvars
@@ -16,6 +21,13 @@ from qpsmtpd_tx import codes
 from qpsmtpd_tx.interfaces import HOOK_NAMES
 from qpsmtpd_tx.printable import printable
 
+
+#: seconds a plugin's hook may wait when neither its line nor ``plugin_timeout`` says: longer
+#: than the plugins' own timeouts (queue/qmail-queue and queue/exim-bsmtp: 300 s), which
+#: answer better than a cancelled hook can
+DEFAULT_HOOK_TIMEOUT = 600
+#: the text of the 451 a client gets when a hook timed out
+TIMEOUT_TEXT = "Timeout in processing, try again later"
 
 #: the hook whose plugin code is running now (for log lines), or None
 current_hook = contextvars.ContextVar("current_hook", default=None)
@@ -33,6 +45,10 @@ class UnknownHookError(Exception):
     """A plugin tried to register a hook that does not exist."""
 
 
+class HookTimeout(Exception):
+    """A plugin's hook did not answer within its time limit."""
+
+
 @attr.s(frozen=True, slots=True)
 class HookResult:
     """The outcome of one hook run: the deciding code, its message lines, and who decided.
@@ -45,6 +61,8 @@ class HookResult:
     plugin = attr.ib(default=None)
     #: the message exactly as the plugin returned it (``*_parse`` hooks return parsed values)
     value = attr.ib(default=None)
+    #: True when ``plugin`` did not answer in time (``code`` is then DENYSOFT)
+    timed_out = attr.ib(default=False)
 
     @property
     def text(self):
@@ -73,6 +91,10 @@ class HookRegistry:
         #: ``log(level, message, plugin=None, transaction=None, hook=None)``
         self.log = log
         self._handlers = {name: [] for name in HOOK_NAMES}
+        #: seconds a waiting hook may take unless its plugin has ``hook_timeout``; 0: no limit
+        self.default_timeout = DEFAULT_HOOK_TIMEOUT
+        #: what schedules the time limits (the reactor unless a test sets a Clock)
+        self.clock = None
 
     def register(self, hook, plugin, method, prepend=False):
         """Add ``method`` (bound, called with the transaction and the hook's arguments)."""
@@ -118,6 +140,7 @@ class HookRegistry:
                 if inspect.iscoroutine(result):
                     result = Deferred.fromCoroutine(result)
                 if isinstance(result, Deferred):
+                    self._limit(result, hook, plugin, transaction)
                     result.addErrback(self._log_failure, hook, plugin, transaction)
             except Exception:
                 self._log_failure(Failure(), hook, plugin, transaction)
@@ -144,6 +167,27 @@ class HookRegistry:
                 last = decided
         return last or HookResult(codes.DECLINED, [], None)
 
+    def timeout_for(self, plugin):
+        """Seconds ``plugin``'s hooks may wait (its ``hook_timeout``, else the default); 0: none."""
+        own = getattr(plugin, "hook_timeout", None)
+        return self.default_timeout if own is None else own
+
+    def _limit(self, pending, hook, plugin, transaction):
+        """Cancel ``pending`` if it has not fired within the plugin's time limit."""
+        seconds = self.timeout_for(plugin)
+        if not seconds:
+            return
+
+        def expired(result, timeout):
+            self.log(codes.LOGERROR, "plugin %s running the %s hook timed out after %g s"
+                     % (plugin.name, hook, seconds), transaction=transaction, hook=hook)
+            return Failure(HookTimeout(hook))
+
+        if self.clock is None:
+            from twisted.internet import reactor
+            self.clock = reactor
+        pending.addTimeout(seconds, self.clock, onTimeoutCancel=expired)
+
     def _wait(self, pending, hook, handlers, index, plugin, transaction, args, last):
         def resumed(result):
             decided = self._decide(result, hook, plugin, transaction)
@@ -152,9 +196,12 @@ class HookRegistry:
             return self._run_from(hook, handlers, index, transaction, args, decided or last)
 
         def failed(failure):
+            if failure.check(HookTimeout):
+                return HookResult(codes.DENYSOFT, [TIMEOUT_TEXT], plugin, timed_out=True)
             self._log_failure(failure, hook, plugin, transaction)
             return self._run_from(hook, handlers, index, transaction, args, last)
 
+        self._limit(pending, hook, plugin, transaction)
         return pending.addCallbacks(resumed, failed)
 
     def _decide(self, result, hook, plugin, transaction):
@@ -194,6 +241,8 @@ class HookRegistry:
             note["hook_" + hook] = {"return": code}
 
     def _log_failure(self, failure, hook, plugin, transaction):
+        if failure.check(HookTimeout):
+            return     # logged when it expired
         self.log(codes.LOGCRIT, "FATAL PLUGIN ERROR [%s]: %s\n%s"
                  % (plugin.name, failure.getErrorMessage(), failure.getTraceback()),
                  transaction=transaction, hook=hook)

@@ -162,6 +162,8 @@ def load_plugins(server, plugin_lines, plugin_dirs):
             plugin.args = list(line.args)
             plugin.server = server
             plugin.source = source
+            if line.timeout is not None:
+                plugin.hook_timeout = line.timeout
             verifyObject(IPlugin, plugin)
             plugin.init(list(line.args))
             _register_hook_methods(server.hooks, plugin)

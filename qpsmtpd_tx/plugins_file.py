@@ -1,8 +1,13 @@
-"""The ``plugins`` and ``logging`` config items: one plugin per line, ``NAME[:N] ARG ...``.
+"""The ``plugins`` and ``logging`` config items: one plugin per line, ``[timeout=S] NAME[:N] ARG ...``.
 
 ``NAME`` is a path under a plugin directory (``queue/qmail-queue``); ``NAME:N`` is a
 further instance of the same plugin file; ``Pkg::Name`` names a packaged plugin. Lines
 must be printable ASCII. qpsmtpd also rejects TAB; we accept it as whitespace.
+
+``timeout=SECONDS`` before the name (ours, not qpsmtpd's) sets how long each of that plugin's
+hooks may wait for an answer (``0``: no limit) instead of the config item ``plugin_timeout``.
+It goes before the name so that it can be neither an argument of the plugin nor part of
+``NAME:N``; a first word holding ``=`` is never a plugin name here.
 """
 
 import re
@@ -12,6 +17,8 @@ import attr
 from qpsmtpd_tx.config import ConfigError, split_words
 
 _INSTANCE = re.compile(r"(.+?):([0-9]+)")
+_OPTION = re.compile(r"([A-Za-z_]+)=(.*)")
+_SECONDS = re.compile(r"[0-9]+(\.[0-9]*)?")
 _ALLOWED = frozenset(range(0x20, 0x7F)) | {0x09}
 
 
@@ -19,7 +26,8 @@ _ALLOWED = frozenset(range(0x20, 0x7F)) | {0x09}
 class PluginLine:
     """One parsed plugin line and where it came from.
 
-    ``instance`` is the ``N`` of ``NAME:N`` as a string, or None.
+    ``instance`` is the ``N`` of ``NAME:N`` as a string, or None; ``timeout`` the seconds
+    of a ``timeout=`` option, or None.
     """
 
     name = attr.ib()
@@ -27,6 +35,7 @@ class PluginLine:
     args = attr.ib(converter=tuple)
     path = attr.ib()
     lineno = attr.ib()
+    timeout = attr.ib(default=None)
 
 
 def parse_plugin_line(line):
@@ -41,6 +50,17 @@ def parse_plugin_line(line):
     words = split_words(line.text)
     if not words:
         raise ConfigError("empty plugin line", line.path, line.lineno)
+    timeout = None
+    while words and _OPTION.fullmatch(words[0]):
+        key, value = _OPTION.fullmatch(words.pop(0)).groups()
+        if key != "timeout":
+            raise ConfigError("unknown plugin option %r (the only one is timeout=SECONDS)" % key,
+                              line.path, line.lineno)
+        if not _SECONDS.fullmatch(value):
+            raise ConfigError("timeout=%s: not a number of seconds" % value, line.path, line.lineno)
+        timeout = float(value)
+    if not words:
+        raise ConfigError("no plugin name after the options", line.path, line.lineno)
     name, *args = words
     instance = None
     match = _INSTANCE.fullmatch(name)
@@ -50,7 +70,7 @@ def parse_plugin_line(line):
                               line.path, line.lineno)
     elif match:
         name, instance = match.groups()
-    return PluginLine(name, instance, args, line.path, line.lineno)
+    return PluginLine(name, instance, args, line.path, line.lineno, timeout)
 
 
 def read_plugins_file(config, item="plugins"):

@@ -42,6 +42,7 @@ class SMTPProtocol(Protocol, TimeoutMixin):
             local_ip=_plain_ip(getattr(host, "host", "")), local_port=getattr(host, "port", 0),
         )
         self.session = SMTPSession(server, self.transport, connection)
+        self.session.call_later = self.callLater
         server.sessions.add(self.session)
         self.setTimeout(server.timeout)
         self.session.start()

@@ -15,13 +15,17 @@ from twisted.python.threadpool import ThreadPool
 
 from qpsmtpd_tx import codes, policy
 from qpsmtpd_tx.config import ConfigError
-from qpsmtpd_tx.hooks import HookRegistry, current_hook
+from qpsmtpd_tx.hooks import DEFAULT_HOOK_TIMEOUT, HookRegistry, current_hook
 from qpsmtpd_tx.loader import PluginLoadError, load_plugins, resolve_plugin_class
 from qpsmtpd_tx.paths import default_plugin_dirs
 from qpsmtpd_tx.plugins_file import read_logging_file, read_plugins_file
 
 #: in-memory body size before spooling to disk when the config has no ``size_threshold``
 DEFAULT_SIZE_THRESHOLD = 128 * 1024
+#: seconds a command line may take from its first byte to its LF (RFC 5321 4.5.3.2.7's 5 minutes)
+DEFAULT_COMMAND_DEADLINE = 300
+#: seconds from the 354 to the final dot (sendmail's Timeout.datablock: 1 hour)
+DEFAULT_DATA_DEADLINE = 3600
 #: threads for blocking back-end work (fsync-heavy deliveries) when ``blocking_threads`` is unset
 DEFAULT_BLOCKING_THREADS = 32
 #: recipients per transaction when ``max_recipients`` is unset (Postfix's smtpd_recipient_limit)
@@ -61,6 +65,7 @@ class SMTPServer:
         self.auth = auth
         self.reverse_dns = reverse_dns
         self.plugins = []
+        self.core_limits_ip = True
         self.logging_plugins = []
         self._pool = None
         try:
@@ -108,6 +113,8 @@ class SMTPServer:
             raise StartupError(str(e))
 
         self.policy_plugins = [p for p in self.plugins if p.recipient_settings]
+        #: hosts_allow applies --max-from-ip itself (with karma); else the core does
+        self.core_limits_ip = not any(p.path.split(":")[0] == "hosts_allow" for p in self.plugins)
         if self.auth is None and any(self.hooks.has(h) for h in
                                      ("auth", "auth-plain", "auth-login", "auth-cram-md5")):
             from qpsmtpd_tx.auth import Authenticator
@@ -124,6 +131,9 @@ class SMTPServer:
                                                 minimum=0)
         self.auth_failure_delay = config.get_int("auth_failure_delay", DEFAULT_AUTH_FAILURE_DELAY,
                                                  minimum=0)
+        self.hooks.default_timeout = _seconds(config, "plugin_timeout", DEFAULT_HOOK_TIMEOUT)
+        self.command_deadline = _seconds(config, "command_deadline", DEFAULT_COMMAND_DEADLINE)
+        self.data_deadline = _seconds(config, "data_deadline", DEFAULT_DATA_DEADLINE)
         self._spool_dir = config.get_scalar("spool_dir")
         self.recipient_policy = (config.get_scalar("recipient_policy") or policy.GROUP).lower()
         if self.recipient_policy not in policy.POLICIES:
@@ -261,9 +271,33 @@ class SMTPServer:
 
     # -- sessions ------------------------------------------------------------------------------
 
+    def too_many_from_ip(self, session):
+        """The refusal text if ``session``'s IP holds more than ``max_conn_ip`` connections, else None.
+
+        Only when no ``hosts_allow`` plugin does this check (with the same text) itself.
+        """
+        if not self.max_conn_ip or not self.core_limits_ip:
+            return None
+        ip = session.connection.remote_ip
+        count = sum(1 for s in self.sessions if s.connection.remote_ip == ip and s is not session)
+        if count < self.max_conn_ip:
+            return None
+        self.log(codes.LOGINFO, "too many connections from %s (%d > %d)"
+                 % (ip, count + 1, self.max_conn_ip), transaction=session.transaction)
+        return "too many connections from %s, try again later" % ip
+
     def peer_ips(self, exclude=None):
         """Remote IPs of the live sessions but ``exclude`` (qpsmtpd's ``child_addrs``)."""
         return [s.connection.remote_ip for s in self.sessions if s is not exclude]
+
+
+def _seconds(config, name, default):
+    """Config item ``name`` as a number of seconds >= 0 (0: no limit); ConfigError if not."""
+    value = config.get_int(name, default)
+    if value < 0:
+        raise ConfigError("%s must be 0 or more seconds, not %d" % (name, value),
+                          config.path_of(name), 1)
+    return value
 
 
 def format_log_line(conn_id, hook, plugin_name, message):

@@ -1,11 +1,17 @@
 """One SMTP session: runs the plugin hooks for each command and answers as qpsmtpd does.
 
 The session sits between the sans-I/O :class:`~qpsmtpd_tx.core.SMTPCore` (framing and state)
-and a transport (anything with ``write``, ``loseConnection``, ``pauseProducing`` and
-``resumeProducing``). It handles one command at a time: later pipelined commands wait in the
+and a transport (anything with ``write``, ``loseConnection``, ``abortConnection``,
+``pauseProducing`` and ``resumeProducing``; ``registerProducer`` if it has one). It handles one command at a time: later pipelined commands wait in the
 core's buffer until the current one is answered, including when a hook is asynchronous. All
 replies produced in one pass are written together (one ``write``), so a pipelined
 MAIL/RCPT/DATA group costs one segment, not one per reply.
+
+Flow control: the session stops reading from the client while more than ``PAUSE_ABOVE``
+bytes of its input wait, and while the client does not read our replies (the session is the
+transport's streaming producer: the transport pauses it when its write buffer is full). Then
+no further buffered command is handled until the transport has drained, so a client that
+pipelines cheap commands and never reads cannot make us queue replies without bound.
 
 Reply texts and codes follow qpsmtpd 0.94 (see ``shared/reference/core.md``), except where
 qpsmtpd sent nothing or a broken reply: then a default text is sent.
@@ -14,6 +20,7 @@ qpsmtpd sent nothing or a broken reply: then a default text is sent.
 import time
 
 from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IPushProducer
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
@@ -39,14 +46,45 @@ from qpsmtpd_tx.received import authentication_results_header, received_header
 #: stop reading from the client when this many bytes wait unprocessed
 PAUSE_ABOVE = 256 * 1024
 RESUME_BELOW = 64 * 1024
+#: write queued replies out mid-pass once this many bytes wait, so that a flood of pipelined
+#: commands meets the transport's back-pressure early (a normal group is one write)
+FLUSH_ABOVE = 64 * 1024
 
 BARELF_TEXT = "See http://smtpd.develooper.com/barelf.html"
 #: RFC 5321 4.5.3.1.8: too many recipients is a 452, so the client sends the rest later
 TOO_MANY_RECIPIENTS = "4.5.3 Too many recipients"
 
+#: the deadline kind for an incomplete command line (the DATA deadline is keyed by transaction)
+_COMMAND_LINE = "command line"
+
+#: hooks run once the message is read: a timeout there refuses the message (451), no more
+_MESSAGE_HOOKS = frozenset(("received_line", "data_post", "queue_pre", "queue"))
+#: hooks after which a timeout closes the connection: before the greeting, or amid the DATA
+_DISCONNECT_ON_TIMEOUT = frozenset(("pre-connection", "connect", "data_headers_end"))
+
 OK, DENY, DENYSOFT = codes.OK, codes.DENY, codes.DENYSOFT
 DENY_DISCONNECT, DENYSOFT_DISCONNECT = codes.DENY_DISCONNECT, codes.DENYSOFT_DISCONNECT
 DONE, DECLINED = codes.DONE, codes.DECLINED
+
+
+@implementer(IPushProducer)
+class _ReplyProducer:
+    """The session as the transport's producer: paused while the client does not read."""
+
+    def __init__(self, session):
+        self.session = session
+
+    def pauseProducing(self):
+        """The transport's write buffer is full."""
+        self.session.output_blocked = True
+        self.session._update_reading()
+
+    def resumeProducing(self):
+        """The transport's write buffer has drained."""
+        self.session.output_drained()
+
+    def stopProducing(self):
+        """The connection is gone; ``connection_lost`` does the cleaning up."""
 
 
 @implementer(ISession)
@@ -68,11 +106,20 @@ class SMTPSession:
         self._new_transaction()
         self._busy = False
         self._paused = False
+        #: True while the transport holds more unsent output than it wants (client not reading)
+        self.output_blocked = False
+        self._producer_registered = False
         self._closing = False
         self._lost = False
         self._auth = None
         self._input_waiters = []
         self._finish_when_idle = False
+        #: what the running deadline limits (_COMMAND_LINE, or the transaction in DATA), its timer
+        self._deadline_for = None
+        self._deadline_call = None
+        self._deadline_overdue = False
+        #: schedules the deadlines (the protocol sets its own callLater)
+        self.call_later = None
         self.commands = {
             "helo": self.cmd_helo,
             "ehlo": self.cmd_ehlo,
@@ -137,6 +184,15 @@ class SMTPSession:
     def start(self):
         """The client connected: run pre-connection and connect hooks, then greet."""
         self._busy = True
+        if hasattr(self.transport, "registerProducer"):
+            self.transport.registerProducer(_ReplyProducer(self), True)
+            self._producer_registered = True
+        refusal = self.server.too_many_from_ip(self)
+        if refusal is not None:
+            self.respond(451, refusal)     # hosts_allow's answer, when it is not loaded
+            self.disconnect()
+            self._busy = False
+            return self._flush()
         conn = self.connection
         pending = self._run("pre-connection", (
             conn.remote_ip, conn.remote_port, conn.local_ip, conn.local_port,
@@ -219,6 +275,8 @@ class SMTPSession:
     def data_received(self, data):
         """Bytes from the client."""
         self.core.receive_data(data)
+        if self._deadline_for is _COMMAND_LINE and b"\n" in data:
+            self._set_deadline(None)      # a line is complete: the next one has its own time
         if self._input_waiters:
             waiters, self._input_waiters = self._input_waiters, []
             for d, call in waiters:
@@ -227,9 +285,82 @@ class SMTPSession:
                 d.callback(True)
         if not self._busy:
             self._pump()
-        if self._busy and not self._paused and self.core.buffered > PAUSE_ABOVE:
+        self._update_reading()
+        self._update_deadline()
+
+    def _update_deadline(self):
+        """Run the deadline that applies now: an incomplete command line's, or the DATA phase's.
+
+        Each starts when it begins to apply (the first byte of a line, the 354) and is not
+        reset by further bytes, unlike the idle timeout.
+        """
+        if self._closing or self._lost:
+            wanted = None
+        elif self.core.state is State.DATA:
+            wanted = self.transaction
+        elif self.core.partial_line:
+            wanted = _COMMAND_LINE
+        else:
+            wanted = None
+        if wanted is not self._deadline_for:
+            self._set_deadline(wanted)
+        elif self._deadline_overdue and not self._busy:
+            self._deadline_passed()       # it ran out while a hook of ours was running
+
+    def _set_deadline(self, what):
+        if self._deadline_call is not None and self._deadline_call.active():
+            self._deadline_call.cancel()
+        self._deadline_for, self._deadline_call, self._deadline_overdue = what, None, False
+        seconds = self._deadline_seconds()
+        if what is None or not seconds:
+            return
+        if self.call_later is None:
+            from twisted.internet import reactor
+            self.call_later = reactor.callLater
+        self._deadline_call = self.call_later(seconds, self._deadline_expired)
+
+    def _deadline_seconds(self):
+        if self._deadline_for is _COMMAND_LINE:
+            return self.server.command_deadline
+        return self.server.data_deadline
+
+    def _deadline_expired(self):
+        self._deadline_call = None
+        self._deadline_overdue = True
+        if not self._busy:        # else _update_deadline acts once our hook has answered
+            self._deadline_passed()
+
+    def _deadline_passed(self):
+        """Close with 421: a command line or the message took longer than allowed."""
+        if self._closing or self._lost:
+            return self._set_deadline(None)     # closed meanwhile (idle timeout, QUIT...)
+        what = "command line" if self._deadline_for is _COMMAND_LINE else "message"
+        seconds = self._deadline_seconds()
+        self._set_deadline(None)
+        self.log(codes.LOGNOTICE, "%s not complete within %d s, closing" % (what, seconds))
+        self.respond(421, "Timeout: %s not complete within %d seconds" % (what, seconds))
+        self.disconnect()
+        self._flush()
+        if self.output_blocked:
+            self.transport.abortConnection()
+
+    def _update_reading(self):
+        """Pause reading while input waits or output is backed up; resume when both are clear."""
+        if self._lost:
+            return
+        if not self._paused and (self.output_blocked or self.core.buffered > PAUSE_ABOVE):
             self._paused = True
             self.transport.pauseProducing()
+        elif self._paused and not self.output_blocked and self.core.buffered < RESUME_BELOW:
+            self._paused = False
+            self.transport.resumeProducing()
+
+    def output_drained(self):
+        """The transport has sent what we wrote: handle the commands still waiting."""
+        self.output_blocked = False
+        if not self._busy:
+            self._pump()
+        self._update_reading()
 
     def connection_lost(self):
         """The connection is gone (client closed, error, or our own close)."""
@@ -241,6 +372,7 @@ class SMTPSession:
             if call.active():
                 call.cancel()
             d.callback(False)
+        self._set_deadline(None)
         if self.core.state is State.DATA:
             self.log(codes.LOGINFO, "451 Incomplete DATA (connection lost)")
         if self._busy:
@@ -264,7 +396,7 @@ class SMTPSession:
 
     def _pump(self):
         """Handle buffered input one event at a time until input runs out or a hook waits."""
-        while not self._closing and not self._lost:
+        while not self._closing and not self._lost and not self.output_blocked:
             event = self.core.next_event()
             if event is NEED_DATA:
                 break
@@ -279,10 +411,11 @@ class SMTPSession:
                 waiting = self._after(result)
                 if waiting:
                     break
-        if self._paused and self.core.buffered < RESUME_BELOW and not self._lost:
-            self._paused = False
-            self.transport.resumeProducing()
+            if self.core.output_size > FLUSH_ABOVE:
+                self._write_replies()     # may block output: the loop then stops
+        self._update_reading()
         self._flush()
+        self._update_deadline()
 
     def _after(self, d):
         """Continue when ``d`` fires; True if it has not fired yet (the session waits)."""
@@ -307,11 +440,18 @@ class SMTPSession:
             return False
         return True
 
-    def _flush(self):
+    def _write_replies(self):
         out = self.core.data_to_send()
         if out and not self._lost:
             self.transport.write(out)
+
+    def _flush(self):
+        self._write_replies()
         if self._closing and not self._lost:
+            if self._producer_registered:
+                # A registered producer would hold the close back until it is unregistered.
+                self._producer_registered = False
+                self.transport.unregisterProducer()
             self.transport.loseConnection()
 
     def _internal_error(self, failure):
@@ -328,10 +468,14 @@ class SMTPSession:
         Returns False when a hook (a delivery, a scan) is still running: the client is waiting
         for our answer, not idle, and a 421 now could make it send a message twice.
         """
-        if self._closing or self._lost:
+        if self._lost:
             return True
         if self._busy:
             return False
+        if self._closing or self.output_blocked:
+            # The client does not read what we sent: no reply can reach it, so do not wait.
+            self.transport.abortConnection()
+            return True
         self.respond(421, "Connection Timed Out")
         self.disconnect()
         self._flush()
@@ -387,8 +531,20 @@ class SMTPSession:
         """
         result = self.hooks.call(hook, self.transaction, *args)
         if isinstance(result, Deferred):
-            return result.addCallback(callback, *extra)
+            return result.addCallback(self._hook_answered, hook, callback, extra)
         return callback(result, *extra)
+
+    def _hook_answered(self, result, hook, callback, extra):
+        """A waiting hook's result: to ``callback``, or a 451 if the plugin timed out."""
+        if not result.timed_out or hook == "quit":
+            return callback(result, *extra)
+        self.respond(451, result.lines)
+        if hook in _MESSAGE_HOOKS:
+            self._log_outcome(451, result.lines)
+            return self._finish_message()
+        if hook in _DISCONNECT_ON_TIMEOUT:
+            return self.disconnect()
+        return None
 
     def _then(self, hook, callback, *args):
         """Run ``hook`` with ``args`` and pass its result to ``callback``."""

@@ -29,7 +29,7 @@ class Options(usage.Options):
                 "the program, then $QMAIL/control.")
     optParameters = [
         ["config", "c", None, "qpsmtpd config directory (default: $QPSMTPD_CONFIG)"],
-        ["max-from-ip", "m", "5", "per-IP connection limit passed to pre-connection hooks"],
+        ["max-from-ip", "m", "5", "concurrent connections per client IP; more get 451 (0: no limit)"],
         ["workers", "w", "1", "processes serving the listening sockets (use the cores; see README)"],
         ["limit-connections", None, "500",
          "concurrent clients per process; more get 421 and are closed (0: no limit)"],

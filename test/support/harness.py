@@ -35,13 +35,20 @@ def write_config(directory, plugins, files=None):
 
 
 def make_server(testcase, plugins, files=None, **kwargs):
-    """An SMTPServer on a fresh config dir under the test's temp dir."""
+    """An SMTPServer on a fresh config dir under the test's temp dir.
+
+    Its hook time limits (``plugin_timeout``) run on a Clock of their own, ``server.hooks.clock``,
+    which only a test that means to expire them advances: a test that leaves a hook waiting
+    leaves no timer on the reactor. Set it to the reactor to have real time limits.
+    """
     directory = write_config(os.path.abspath(testcase.mktemp()), plugins, files)
     config = Config(config_dir=directory, qmail_dir=directory, environ={})
     # A config that names its own plugin_dirs is used as it is; otherwise the test plugins
     # and the stock plugins are found.
     dirs = None if "plugin_dirs" in (files or {}) else [TEST_PLUGINS] + default_plugin_dirs()
-    return SMTPServer(config, plugin_dirs=dirs, **kwargs)
+    server = SMTPServer(config, plugin_dirs=dirs, **kwargs)
+    server.hooks.clock = Clock()
+    return server
 
 
 class CountingTransport(StringTransport):
