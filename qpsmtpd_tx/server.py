@@ -17,6 +17,7 @@ from qpsmtpd_tx import codes, policy
 from qpsmtpd_tx.config import ConfigError
 from qpsmtpd_tx.hooks import HookRegistry, current_hook
 from qpsmtpd_tx.loader import PluginLoadError, load_plugins, resolve_plugin_class
+from qpsmtpd_tx.message import remove_stale_spool_files
 from qpsmtpd_tx.paths import default_plugin_dirs
 from qpsmtpd_tx.plugins_file import read_logging_file, read_plugins_file
 
@@ -175,6 +176,10 @@ class SMTPServer:
             raise StartupError("cannot use spool_dir %s: %s (set spool_dir in %s)"
                                % (path, e.strerror, self.config.path_of("spool_dir")
                                   or "the config directory"))
+        removed = remove_stale_spool_files(path)
+        if removed:
+            self.log(codes.LOGNOTICE, "removed %d spool files of stopped servers from %s: %s"
+                     % (len(removed), path, " ".join(sorted(removed))))
 
     def _set_log_threshold(self):
         if self.hooks.has("logging"):
