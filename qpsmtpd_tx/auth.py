@@ -21,12 +21,14 @@ MECHANISM_HOOKS = {"PLAIN": "auth-plain", "LOGIN": "auth-login", "CRAM-MD5": "au
 class Authenticator:
     """Offers the mechanisms that auth plugins registered, and runs exchanges."""
 
-    def __init__(self, server):
+    def __init__(self, server, hooks=None):
+        """``hooks``: the registry whose auth hooks count (default ``server.hooks``)."""
         self.server = server
+        self.hooks = server.hooks if hooks is None else hooks
 
     def mechanisms(self):
         """Mechanisms to advertise: all three with a generic ``auth`` hook, else those hooked."""
-        hooks = self.server.hooks
+        hooks = self.hooks
         if hooks.has("auth"):
             return ["PLAIN", "LOGIN", "CRAM-MD5"]
         return [m for m, hook in MECHANISM_HOOKS.items() if hooks.has(hook)]

@@ -9,13 +9,15 @@ import os
 import pwd
 
 from twisted.internet import reactor
+from twisted.internet.defer import DeferredList
 from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger, LogLevel
 from twisted.python.threadpool import ThreadPool
 
 from qpsmtpd_tx import codes, policy
+from qpsmtpd_tx.chain import PluginChain
 from qpsmtpd_tx.config import ConfigError
-from qpsmtpd_tx.hooks import HookRegistry, current_hook
+from qpsmtpd_tx.hooks import current_hook
 from qpsmtpd_tx.loader import PluginLoadError, load_plugins, resolve_plugin_class
 from qpsmtpd_tx.message import remove_stale_spool_files
 from qpsmtpd_tx.paths import default_plugin_dirs
@@ -48,15 +50,17 @@ class SMTPServer:
     def __init__(self, config, plugin_dirs=None, max_conn_ip=5, auth=None, load=True,
                  reverse_dns=False, max_connections=0):
         self.config = config
-        self.hooks = HookRegistry(self.log)
+        #: the plugin chain new sessions start on (replaced by :meth:`reload`)
+        self.chain = PluginChain(self.log)
+        self._loading = None
+        #: replaced chains that sessions still use
+        self._retired_chains = []
         self.sessions = set()
         self.max_conn_ip = max_conn_ip
         #: refuse new clients with 421 beyond this many live sessions (0: no limit)
         self.max_connections = max_connections
-        self.auth = auth
+        self._auth = auth
         self.reverse_dns = reverse_dns
-        self.plugins = []
-        self.logging_plugins = []
         self._pool = None
         try:
             self._read_core_config()
@@ -95,18 +99,40 @@ class SMTPServer:
         # Plugins loaded after a ``config`` plugin read their config through it (qpsmtpd order).
         self.config.config_hook = self._run_config_hooks
         try:
-            self.logging_plugins = load_plugins(self, self._logging_lines, self.plugin_dirs)
-            self._set_log_threshold()
-            self.plugins = load_plugins(self, self._plugin_lines, self.plugin_dirs)
-            self._set_log_threshold()
+            self._load_chain(self.chain, self._logging_lines, self._plugin_lines)
         except (ConfigError, PluginLoadError) as e:
             raise StartupError(str(e))
 
-        self.policy_plugins = [p for p in self.plugins if p.recipient_settings]
-        if self.auth is None and any(self.hooks.has(h) for h in
-                                     ("auth", "auth-plain", "auth-login", "auth-cram-md5")):
+    def _load_chain(self, chain, logging_lines, plugin_lines):
+        """Load the logging plugins, then the others, into ``chain``.
+
+        Raises ConfigError or PluginLoadError; ``chain`` then holds the plugins started so far.
+        """
+        self._loading = chain
+        try:
+            load_plugins(self, logging_lines, self.plugin_dirs, chain.hooks, chain.logging_plugins)
+            if chain is self.chain:
+                self._set_log_threshold()   # the plugins' own start-up lines reach the loggers
+            load_plugins(self, plugin_lines, self.plugin_dirs, chain.hooks, chain.plugins)
+        finally:
+            self._loading = None
+        if chain is self.chain:
+            self._set_log_threshold()
+        chain.policy_plugins = [p for p in chain.plugins if p.recipient_settings]
+        chain.auth = self._auth
+        if chain.auth is None and any(chain.hooks.has(h) for h in
+                                      ("auth", "auth-plain", "auth-login", "auth-cram-md5")):
             from qpsmtpd_tx.auth import Authenticator
-            self.auth = Authenticator(self)
+            chain.auth = Authenticator(self, chain.hooks)
+
+    # The current chain's parts, as attributes of the server (plugins and tests read them).
+    hooks = property(lambda self: self.chain.hooks, doc="The current chain's HookRegistry.")
+    plugins = property(lambda self: self.chain.plugins, doc="The current chain's plugins.")
+    logging_plugins = property(lambda self: self.chain.logging_plugins,
+                               doc="The current chain's logging plugins.")
+    policy_plugins = property(lambda self: self.chain.policy_plugins,
+                              doc="The current chain's plugins that read recipient settings.")
+    auth = property(lambda self: self.chain.auth, doc="The current chain's Authenticator, or None.")
 
     def _read_core_config(self):
         config = self.config
@@ -134,7 +160,7 @@ class SMTPServer:
         Config lookups are synchronous, so ``hook_config(transaction, name)`` must answer at
         once: ``(OK, [values])`` supplies the item, anything else passes.
         """
-        for plugin, method in self.hooks.handlers("config"):
+        for plugin, method in (self._loading or self.chain).hooks.handlers("config"):
             try:
                 result = method(None, name)
             except Exception as e:
@@ -225,18 +251,49 @@ class SMTPServer:
         self.config.clear_cache()
         self.log(codes.LOGNOTICE, "configuration cache cleared; files are read again on next use")
 
+    def reload(self):
+        """SIGHUP: clear the config cache and load ``logging`` and ``plugins`` into a new chain.
+
+        New sessions get the new chain; sessions in progress finish on theirs, whose plugins
+        are stopped when the last of them ends. If anything is wrong (a bad line, a plugin that
+        does not load) the error is logged with its file and line and the chain in use stays.
+        Plugin files already loaded are not compiled again (as qpsmtpd). True if swapped.
+        """
+        self.reload_config()
+        chain = PluginChain(self.log)
+        try:
+            logging_lines = read_logging_file(self.config)
+            plugin_lines = read_plugins_file(self.config)
+            self._load_chain(chain, logging_lines, plugin_lines)
+        except (ConfigError, PluginLoadError) as e:
+            chain.retire()
+            # items cached through the failed chain's config hooks must not stay
+            self.config.clear_cache()
+            self.log(codes.LOGERROR, "reload failed, keeping the plugins in use: %s" % (e,))
+            return False
+        old, self.chain = self.chain, chain
+        self._logging_lines, self._plugin_lines = logging_lines, plugin_lines
+        self._set_log_threshold()
+        old.retire()
+        self._retired_chains = [c for c in self._retired_chains + [old] if c.sessions]
+        self.log(codes.LOGNOTICE, "plugins reloaded: %d plugins, %d logging plugins; %d sessions "
+                 "finish on the previous ones" % (len(chain.plugins), len(chain.logging_plugins),
+                                                  len(old.sessions)))
+        return True
+
+    def attach_session(self, session):
+        """A session starts: it uses the current chain to its end (returned)."""
+        self.chain.attach(session)
+        return self.chain
+
+    def detach_session(self, session):
+        """A session has ended (its post-connection hooks ran)."""
+        session.chain.detach(session)
+
     def stop_plugins(self):
-        """Call every plugin's ``stop()``; a Deferred firing when all are done."""
-        from twisted.internet.defer import DeferredList, maybeDeferred
-        calls = []
-        for plugin in self.logging_plugins + self.plugins:
-            stop = getattr(plugin, "stop", None)
-            if stop is not None:
-                d = maybeDeferred(stop)
-                d.addErrback(lambda f, p=plugin: self.log(
-                    codes.LOGERROR, "stopping %s failed: %s" % (p.name, f.getErrorMessage())))
-                calls.append(d)
-        return DeferredList(calls)
+        """Call every plugin's ``stop()`` (of the chains still in use, too); a Deferred firing
+        when all are done."""
+        return DeferredList([chain.stop() for chain in self._retired_chains + [self.chain]])
 
     # -- blocking work -------------------------------------------------------------------------
 

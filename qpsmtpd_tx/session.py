@@ -56,7 +56,9 @@ class SMTPSession:
 
     def __init__(self, server, transport, connection):
         self.server = server
-        self.hooks = server.hooks
+        #: the plugin chain this session uses to its end, even if SIGHUP loads another
+        self.chain = server.attach_session(self)
+        self.hooks = self.chain.hooks
         self.transport = transport
         self.connection = connection
         self.core = SMTPCore()
@@ -242,6 +244,7 @@ class SMTPSession:
             self._reset_transaction()
         self.hooks.run_no_respond("post-connection", self.transaction)
         self.transaction.discard()
+        self.server.detach_session(self)
 
     def _pump(self):
         """Handle buffered input one event at a time until input runs out or a hook waits."""
@@ -350,8 +353,8 @@ class SMTPSession:
         rest = rest or ""
         handler = self.commands.get(verb) if valid else None
         if handler is None:
-            if valid and verb == "auth" and self.server.auth is not None and self._auth_enabled:
-                return self.server.auth.start(self, rest)
+            if valid and verb == "auth" and self.chain.auth is not None and self._auth_enabled:
+                return self.chain.auth.start(self, rest)
             return self._unrecognized(verb, rest)
         return handler(rest)
 
@@ -431,7 +434,7 @@ class SMTPSession:
     _auth_enabled = False
 
     def _auth_mechanisms(self):
-        auth = self.server.auth
+        auth = self.chain.auth
         if auth is None:
             return []
         mechanisms = auth.mechanisms()
@@ -555,14 +558,14 @@ class SMTPSession:
 
     def _needs_other_transaction(self, rcpt):
         """True if ``rcpt``'s filter settings differ from this transaction's (grouping mode)."""
-        server = self.server
-        if server.recipient_policy != policy.GROUP or not server.policy_plugins:
+        policy_plugins = self.chain.policy_plugins
+        if self.server.recipient_policy != policy.GROUP or not policy_plugins:
             return False
         recipients = self.transaction.recipients
         if not recipients:
             return False
-        key = policy.policy_key(server.policy_plugins, rcpt)
-        if key == policy.policy_key(server.policy_plugins, recipients[0]):
+        key = policy.policy_key(policy_plugins, rcpt)
+        if key == policy.policy_key(policy_plugins, recipients[0]):
             return False
         self.log(codes.LOGINFO, "%s has other filter settings than %s: deferred to another transaction"
                  % (rcpt.format(), recipients[0].format()))

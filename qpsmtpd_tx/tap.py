@@ -4,13 +4,13 @@ import signal
 import sys
 
 from twisted.application import service
-from twisted.internet import reactor
 from twisted.python import usage
 
 from qpsmtpd_tx.config import Config
 from qpsmtpd_tx.paths import program_dir
 from qpsmtpd_tx.protocol import SMTPFactory
 from qpsmtpd_tx.server import SMTPServer, StartupError
+from qpsmtpd_tx.signals import chain_signal
 from qpsmtpd_tx.workers import ListeningService, WorkerPool
 
 DEFAULT_LISTEN = "tcp:2525:interface=127.0.0.1"
@@ -76,18 +76,14 @@ class SMTPService(service.MultiService):
         self._install_sighup()
 
     def _install_sighup(self):
-        """SIGHUP clears the config cache (as qpsmtpd); any previous handler still runs."""
-        previous = signal.getsignal(signal.SIGHUP)
+        """SIGHUP reloads the config and the plugins (as qpsmtpd) and is passed to the workers."""
+        chain_signal(signal.SIGHUP, self._reload)
 
-        def on_hup(signum, frame):
-            reactor.callFromThread(self.server.reload_config)
-            for child in self:
-                if isinstance(child, WorkerPool):
-                    reactor.callFromThread(child.signal_all, "HUP")
-            if callable(previous):
-                previous(signum, frame)
-
-        signal.signal(signal.SIGHUP, on_hup)
+    def _reload(self):
+        self.server.reload()
+        for child in self:
+            if isinstance(child, WorkerPool):
+                child.signal_all("HUP")
 
     def stopService(self):
         d = service.MultiService.stopService(self)

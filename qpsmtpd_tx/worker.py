@@ -4,6 +4,7 @@ Started by :mod:`qpsmtpd_tx.workers` as ``python -m qpsmtpd_tx.worker --fd 3:2 â
 already bound (and, for port 25, privileged) sockets as file descriptors. It loads the same
 configuration and plugins as the parent, logs to its standard output (the parent copies the
 lines into its own log), and exits when its standard input closes, i.e. when the parent is gone.
+SIGHUP reloads its plugins (:meth:`SMTPServer.reload`).
 """
 
 import argparse
@@ -20,6 +21,7 @@ from qpsmtpd_tx.config import Config
 from qpsmtpd_tx.paths import program_dir
 from qpsmtpd_tx.protocol import SMTPFactory
 from qpsmtpd_tx.server import SMTPServer, StartupError
+from qpsmtpd_tx.signals import chain_signal
 
 
 class _ParentWatch:
@@ -82,7 +84,7 @@ def main(argv=None):
         os.close(fd)  # adoptStreamPort keeps its own duplicate
     reactor.addReader(_ParentWatch())
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent's Ctrl-C reaches us via the pipe
-    signal.signal(signal.SIGHUP, lambda signum, frame: reactor.callFromThread(server.reload_config))
+    chain_signal(signal.SIGHUP, server.reload)
     reactor.addSystemEventTrigger("before", "shutdown", server.stop_plugins)
     reactor.run()
     return 0

@@ -1,14 +1,16 @@
-"""Signals and restarts of a real ``twistd qpsmtpd-tx``: a restart removes the spool files of a
-killed server."""
+"""Signals and restarts of a real ``twistd qpsmtpd-tx``: SIGHUP reloads the plugins, and a
+restart removes the spool files of a killed server."""
 
 import os
+import signal
 import smtplib
+import subprocess
 import time
 
 from twisted.trial import unittest
 
 from test.support.harness import TEST_PLUGINS, write_config
-from test.support.processes import start_twistd
+from test.support.processes import start_twistd, stop_process
 
 #: how long a test waits for something the server does on its own
 WAIT = 20.0
@@ -31,6 +33,11 @@ def read(path):
             return f.read().decode("utf-8", "replace")
     except FileNotFoundError:
         return ""
+
+
+def children(pid):
+    out = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout
+    return sorted(int(p) for p in out.split())
 
 
 class SignalTestCase(unittest.TestCase):
@@ -64,6 +71,58 @@ class SignalTestCase(unittest.TestCase):
 
     def event_lines(self):
         return read(self.events).splitlines()
+
+
+class ReloadTests(SignalTestCase):
+    """SIGHUP builds a new plugin chain for new sessions; sessions in progress keep theirs."""
+
+    def test_sighup_swaps_the_chain_and_keeps_it_on_errors(self):
+        self.write_config(["lifecycle %s one" % self.events])
+        self.start()
+        old = self.client()
+
+        self.write_plugins("lifecycle %s two" % self.events)
+        self.process.send_signal(signal.SIGHUP)
+        wait_until(lambda: self.log_count("plugins reloaded") == 1, "the reload")
+        self.assertEqual(self.client().mail("a@b.example"), (550, b"chain two"))
+        self.assertEqual(old.mail("a@b.example"), (550, b"chain one"))   # started before
+        self.assertEqual(self.event_lines(), ["init one", "init two"])
+        old.quit()
+        wait_until(lambda: "stop one" in self.event_lines(), "the old chain's stop()")
+        self.assertEqual(self.event_lines(), ["init one", "init two", "stop one"])
+
+        # a broken file: the chain in use stays, the half-built one is stopped
+        self.write_plugins("lifecycle %s three" % self.events, "no_such_plugin")
+        self.process.send_signal(signal.SIGHUP)
+        wait_until(lambda: self.log_count("reload failed") == 1, "the failed reload")
+        self.assertIn("reload failed, keeping the plugins in use: %s:2: plugin no_such_plugin: "
+                      "plugin not found" % os.path.join(self.config, "plugins"), read(self.log))
+        self.assertEqual(self.client().mail("a@b.example"), (550, b"chain two"))
+        self.assertEqual(self.event_lines()[3:], ["init three", "stop three"])
+
+        stop_process(self.process)
+        self.assertEqual(self.event_lines()[5:], ["stop two"])
+
+    def test_sighup_reloads_every_worker(self):
+        self.write_config(["lifecycle %s one" % self.events])
+        self.start(extra=["--workers", "3"])
+        wait_until(lambda: len(children(self.process.pid)) == 2, "two workers")
+        # each worker has set up its signal handlers once it has served a client
+        for _ in range(500):
+            if "] w1." in read(self.log) and "] w2." in read(self.log):
+                break
+            self.client().quit()
+        self.assertIn("] w2.", read(self.log))
+        self.assertIn("] w1.", read(self.log))
+
+        self.write_plugins("lifecycle %s two" % self.events)
+        self.process.send_signal(signal.SIGHUP)
+        wait_until(lambda: self.log_count("plugins reloaded") == 3, "a reload in all 3 processes")
+        for _ in range(12):
+            self.assertEqual(self.client().mail("a@b.example"), (550, b"chain two"))
+        # the old chains stop once their last session (maybe still closing) has ended
+        expected = ["init one"] * 3 + ["init two"] * 3 + ["stop one"] * 3
+        wait_until(lambda: sorted(self.event_lines()) == expected, "every old chain to stop")
 
 
 class SpoolCleanupTests(SignalTestCase):
