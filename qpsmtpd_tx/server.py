@@ -9,7 +9,7 @@ import os
 import pwd
 
 from twisted.internet import reactor
-from twisted.internet.defer import DeferredList
+from twisted.internet.defer import Deferred, DeferredList
 from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger, LogLevel
 from twisted.python.threadpool import ThreadPool
@@ -25,6 +25,8 @@ from qpsmtpd_tx.plugins_file import read_logging_file, read_plugins_file
 
 #: in-memory body size before spooling to disk when the config has no ``size_threshold``
 DEFAULT_SIZE_THRESHOLD = 128 * 1024
+#: seconds a stopping server waits for transactions in progress (config ``shutdown_timeout``)
+DEFAULT_SHUTDOWN_TIMEOUT = 30
 #: threads for blocking back-end work (fsync-heavy deliveries) when ``blocking_threads`` is unset
 DEFAULT_BLOCKING_THREADS = 32
 
@@ -55,6 +57,9 @@ class SMTPServer:
         self._loading = None
         #: replaced chains that sessions still use
         self._retired_chains = []
+        #: set by :meth:`drain`: new clients get 421, sessions end after their transaction
+        self.draining = False
+        self._drained = None
         self.sessions = set()
         self.max_conn_ip = max_conn_ip
         #: refuse new clients with 421 beyond this many live sessions (0: no limit)
@@ -139,6 +144,7 @@ class SMTPServer:
         self.me = config.get_scalar("me")
         self.databytes = config.get_int("databytes", 0)
         self.timeout = config.get_int("timeoutsmtpd", 0) or config.get_int("timeout", 1200)
+        self.shutdown_timeout = config.get_int("shutdown_timeout", DEFAULT_SHUTDOWN_TIMEOUT)
         self.size_threshold = config.get_int("size_threshold", DEFAULT_SIZE_THRESHOLD)
         self._spool_dir = config.get_scalar("spool_dir")
         self.recipient_policy = (config.get_scalar("recipient_policy") or policy.GROUP).lower()
@@ -289,6 +295,61 @@ class SMTPServer:
     def detach_session(self, session):
         """A session has ended (its post-connection hooks ran)."""
         session.chain.detach(session)
+        if self._drained is not None and not self._live_sessions():
+            self._drain_done()
+
+    def _live_sessions(self):
+        """Sessions that have not ended, on any chain (a client may be gone while a queue
+        plugin still delivers its message)."""
+        return [s for chain in self._retired_chains + [self.chain] for s in chain.sessions]
+
+    def shutdown_reply(self):
+        """The text of the 421 a client gets when the server is shutting down."""
+        return "%s Service shutting down, try again later" % (self.me,)
+
+    def drain(self, clock=None):
+        """Shut down gently: a Deferred firing once every session has ended.
+
+        New clients get 421 (the caller also stops listening); an idle session gets 421 at
+        once, one inside a transaction or a hook right after its transaction is answered.
+        After ``shutdown_timeout`` seconds the connections still open are closed.
+        """
+        if self._drained is None:
+            self.draining = True
+            self._drained = Deferred()
+            sessions = self._live_sessions()
+            if sessions:
+                self.log(codes.LOGNOTICE, "shutting down: waiting up to %d s for %d sessions"
+                         % (self.shutdown_timeout, len(sessions)))
+            self._drain_call = (clock or reactor).callLater(self.shutdown_timeout,
+                                                            self._drain_timed_out)
+            for session in sessions:
+                session.shut_down()
+            if not self._live_sessions():
+                self._drain_done()
+        done = Deferred()
+        self._drained.addBoth(lambda result: (done.callback(None), result)[1])
+        return done
+
+    def shut_down(self):
+        """:meth:`drain`, then stop every plugin; a Deferred firing when both are done."""
+        d = self.drain()
+        d.addCallback(lambda _: self.stop_plugins())
+        return d
+
+    def _drain_timed_out(self):
+        sessions = self._live_sessions()
+        self.log(codes.LOGWARN, "shutting down: %d sessions still busy after %d s; closing them"
+                 % (len(sessions), self.shutdown_timeout))
+        for session in sessions:
+            session.transport.abortConnection()
+        self._drain_done()
+
+    def _drain_done(self):
+        if self._drain_call.active():
+            self._drain_call.cancel()
+        if not self._drained.called:
+            self._drained.callback(None)
 
     def stop_plugins(self):
         """Call every plugin's ``stop()`` (of the chains still in use, too); a Deferred firing

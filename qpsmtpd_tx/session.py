@@ -72,6 +72,7 @@ class SMTPSession:
         self._auth = None
         self._input_waiters = []
         self._finish_when_idle = False
+        self._shutting_down = False
         self.commands = {
             "helo": self.cmd_helo,
             "ehlo": self.cmd_ehlo,
@@ -246,9 +247,23 @@ class SMTPSession:
         self.transaction.discard()
         self.server.detach_session(self)
 
+    def shut_down(self):
+        """The server is stopping: 421 and close once no transaction or hook is in progress.
+
+        That is at once for an idle session, else right after the transaction in progress
+        has been answered (its DATA reply), so no message is left half-acknowledged.
+        """
+        self._shutting_down = True
+        if not self._busy:
+            self._pump()
+
     def _pump(self):
         """Handle buffered input one event at a time until input runs out or a hook waits."""
         while not self._closing and not self._lost:
+            if self._shutting_down and self.core.state not in (State.MAIL, State.RCPT, State.DATA):
+                self.respond(421, self.server.shutdown_reply())
+                self.disconnect()
+                break
             event = self.core.next_event()
             if event is NEED_DATA:
                 break

@@ -4,13 +4,14 @@ import signal
 import sys
 
 from twisted.application import service
+from twisted.internet import defer, reactor
 from twisted.python import usage
 
 from qpsmtpd_tx.config import Config
 from qpsmtpd_tx.paths import program_dir
 from qpsmtpd_tx.protocol import SMTPFactory
 from qpsmtpd_tx.server import SMTPServer, StartupError
-from qpsmtpd_tx.signals import chain_signal
+from qpsmtpd_tx.signals import chain_signal, stop_on_sigterm
 from qpsmtpd_tx.workers import ListeningService, WorkerPool
 
 DEFAULT_LISTEN = "tcp:2525:interface=127.0.0.1"
@@ -74,6 +75,7 @@ class SMTPService(service.MultiService):
             _fail(e)
         service.MultiService.startService(self)
         self._install_sighup()
+        reactor.callWhenRunning(stop_on_sigterm)
 
     def _install_sighup(self):
         """SIGHUP reloads the config and the plugins (as qpsmtpd) and is passed to the workers."""
@@ -86,9 +88,10 @@ class SMTPService(service.MultiService):
                 child.signal_all("HUP")
 
     def stopService(self):
-        d = service.MultiService.stopService(self)
-        d.addCallback(lambda _: self.server.stop_plugins())
-        return d
+        """SIGTERM: stop listening and stop the workers while the sessions drain
+        (:meth:`SMTPServer.drain`), then stop the plugins."""
+        return defer.gatherResults([service.MultiService.stopService(self),
+                                    self.server.shut_down()])
 
 
 def _fail(error):

@@ -3,8 +3,9 @@
 Started by :mod:`qpsmtpd_tx.workers` as ``python -m qpsmtpd_tx.worker --fd 3:2 …`` with the
 already bound (and, for port 25, privileged) sockets as file descriptors. It loads the same
 configuration and plugins as the parent, logs to its standard output (the parent copies the
-lines into its own log), and exits when its standard input closes, i.e. when the parent is gone.
-SIGHUP reloads its plugins (:meth:`SMTPServer.reload`).
+lines into its own log), and exits when its standard input closes, i.e. when the parent is gone,
+or on SIGTERM, in both cases after draining its sessions (:meth:`SMTPServer.drain`). SIGHUP
+reloads its plugins (:meth:`SMTPServer.reload`).
 """
 
 import argparse
@@ -21,7 +22,7 @@ from qpsmtpd_tx.config import Config
 from qpsmtpd_tx.paths import program_dir
 from qpsmtpd_tx.protocol import SMTPFactory
 from qpsmtpd_tx.server import SMTPServer, StartupError
-from qpsmtpd_tx.signals import chain_signal
+from qpsmtpd_tx.signals import chain_signal, stop_reactor
 
 
 class _ParentWatch:
@@ -40,14 +41,20 @@ class _ParentWatch:
             data = b""
         if not data:
             reactor.removeReader(self)
-            if reactor.running:
-                reactor.stop()
+            stop_reactor()   # unless the parent's SIGTERM came first
 
     def connectionLost(self, reason):
         pass
 
     def logPrefix(self):
         return "parent-watch"
+
+
+def _shut_down(server, ports):
+    """SIGTERM (or the parent gone): stop listening, drain the sessions, stop the plugins."""
+    for port in ports:
+        port.stopListening()
+    return server.shut_down()
 
 
 def parse_args(argv):
@@ -78,14 +85,15 @@ def main(argv=None):
         sys.stderr.write("qpsmtpd-tx worker %d: cannot start: %s\n" % (args.worker, e))
         return 1
     factory = SMTPFactory(server)
+    ports = []
     for spec in args.fd:
         fd, family = (int(x) for x in spec.split(":"))
-        reactor.adoptStreamPort(fd, socket.AddressFamily(family), factory)
+        ports.append(reactor.adoptStreamPort(fd, socket.AddressFamily(family), factory))
         os.close(fd)  # adoptStreamPort keeps its own duplicate
     reactor.addReader(_ParentWatch())
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent's Ctrl-C reaches us via the pipe
     chain_signal(signal.SIGHUP, server.reload)
-    reactor.addSystemEventTrigger("before", "shutdown", server.stop_plugins)
+    reactor.addSystemEventTrigger("before", "shutdown", _shut_down, server, ports)
     reactor.run()
     return 0
 

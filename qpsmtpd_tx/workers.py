@@ -5,7 +5,8 @@ One Python process uses one core. With ``--workers N`` the twistd process binds 
 after the privilege drop starts N-1 worker processes (:mod:`qpsmtpd_tx.worker`) that inherit
 the listening sockets: the kernel hands each new connection to whichever process accepts it
 first. A worker that dies is started again after a second; SIGHUP is passed on to the
-workers (each reloads its plugins); when the service stops, the workers get SIGTERM.
+workers (each reloads its plugins); when the service stops, the workers get SIGTERM and drain
+their sessions as the main process does, which waits for them.
 
 Each process has its own plugins and state: per-IP connection counts (``hosts_allow``,
 ``-m``) and anything a plugin keeps in memory are per process.

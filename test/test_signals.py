@@ -1,20 +1,24 @@
-"""Signals and restarts of a real ``twistd qpsmtpd-tx``: SIGHUP reloads the plugins, and a
-restart removes the spool files of a killed server."""
+"""Signals and restarts of a real ``twistd qpsmtpd-tx``: SIGHUP reloads the plugins, SIGTERM
+drains the sessions, and a restart removes the spool files of a killed server."""
 
 import os
 import signal
 import smtplib
+import socket
 import subprocess
 import time
 
+from twisted.internet.task import Clock
 from twisted.trial import unittest
 
-from test.support.harness import TEST_PLUGINS, write_config
+from test.support.harness import TEST_PLUGINS, maildir_messages, write_config
 from test.support.processes import start_twistd, stop_process
+from test.support.server import connect, start_server
 
 #: how long a test waits for something the server does on its own
 WAIT = 20.0
 
+SHUTDOWN_TEXT = "mx.example.org Service shutting down, try again later"
 MESSAGE = b"From: a@b.example\r\nTo: u@example.com\r\nSubject: drain\r\n\r\nbody\r\n"
 
 
@@ -100,7 +104,7 @@ class ReloadTests(SignalTestCase):
         self.assertEqual(self.client().mail("a@b.example"), (550, b"chain two"))
         self.assertEqual(self.event_lines()[3:], ["init three", "stop three"])
 
-        stop_process(self.process)
+        self.assertEqual(stop_process(self.process), 0)
         self.assertEqual(self.event_lines()[5:], ["stop two"])
 
     def test_sighup_reloads_every_worker(self):
@@ -123,6 +127,84 @@ class ReloadTests(SignalTestCase):
         # the old chains stop once their last session (maybe still closing) has ended
         expected = ["init one"] * 3 + ["init two"] * 3 + ["stop one"] * 3
         wait_until(lambda: sorted(self.event_lines()) == expected, "every old chain to stop")
+
+
+class DrainTests(SignalTestCase):
+    """SIGTERM: stop accepting, finish the transactions in progress, 421 to the others, exit 0."""
+
+    def setUp(self):
+        SignalTestCase.setUp(self)
+        self.maildir = os.path.join(self.root, "maildir")
+        self.gate = os.path.join(self.root, "go")
+        self.write_config(["rcpt_ok", "wait_for_file queue %s" % self.gate,
+                           "queue/maildir %s" % self.maildir], shutdown_timeout="60")
+
+    def start_delivery(self):
+        """A client whose message has been sent up to the final dot; the queue hook waits."""
+        client = self.client()
+        self.assertEqual(client.mail("a@b.example")[0], 250)
+        self.assertEqual(client.rcpt("u@example.com")[0], 250)
+        self.assertEqual(client.docmd("DATA")[0], 354)
+        client.send(MESSAGE + b".\r\n")
+        wait_until(lambda: os.path.exists(self.gate + ".waiting"), "the delivery to start")
+        return client
+
+    def connection_refused(self):
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=WAIT) as s:
+                greeting = s.makefile("rb").readline()
+        except ConnectionRefusedError:
+            return True
+        except ConnectionResetError:
+            return False   # in the backlog when the socket closed
+        # accepted before the socket closed: told to go away, never greeted
+        if greeting:
+            self.assertTrue(greeting.startswith(b"421 mx.example.org Service shutting down"), greeting)
+        return False
+
+    def test_sigterm_finishes_the_delivery_in_flight(self):
+        self.start()
+        busy = self.start_delivery()
+        idle = self.client()
+        self.process.send_signal(signal.SIGTERM)
+
+        self.assertEqual(idle.getreply(), (421, SHUTDOWN_TEXT.encode()))
+        wait_until(self.connection_refused, "the listening socket to close")
+        self.assertIsNone(self.process.poll())          # still delivering
+        self.assertEqual(maildir_messages(self.maildir), [])
+
+        open(self.gate, "w").close()
+        code, text = busy.getreply()
+        self.assertEqual(code, 250, text)
+        self.assertEqual(busy.getreply(), (421, SHUTDOWN_TEXT.encode()))
+        self.assertEqual(self.process.wait(WAIT), 0)
+        delivered = maildir_messages(self.maildir)
+        self.assertEqual(len(delivered), 1)
+        self.assertTrue(delivered[0].endswith(b"Subject: drain\n\nbody\n"), delivered[0])
+
+    def test_sigterm_with_workers(self):
+        """Each worker drains too: the master exits 0 once all have ended."""
+        self.start(extra=["--workers", "2"])
+        wait_until(lambda: len(children(self.process.pid)) == 1, "the worker")
+        clients = [self.client() for _ in range(6)]
+        workers = children(self.process.pid)
+        self.process.send_signal(signal.SIGTERM)
+        for client in clients:
+            self.assertEqual(client.getreply()[0], 421)
+        self.assertEqual(self.process.wait(WAIT), 0)
+        self.assertFalse([p for p in workers if os.path.exists("/proc/%d" % p)])
+
+    def test_drain_gives_up_after_shutdown_timeout(self):
+        """A transaction that does not end within shutdown_timeout is cut; the process exits 0."""
+        self.write_config(["rcpt_ok", "wait_for_file queue %s" % self.gate,
+                           "queue/maildir %s" % self.maildir], shutdown_timeout="1")
+        self.start()
+        busy = self.start_delivery()
+        self.process.send_signal(signal.SIGTERM)
+        self.assertEqual(self.process.wait(WAIT), 0)
+        self.assertRaises(smtplib.SMTPServerDisconnected, busy.getreply)
+        self.assertIn("1 sessions still busy after 1 s; closing them", read(self.log))
+        self.assertEqual(maildir_messages(self.maildir), [])
 
 
 class SpoolCleanupTests(SignalTestCase):
@@ -153,3 +235,44 @@ class SpoolCleanupTests(SignalTestCase):
         self.assertEqual(sorted(os.listdir(spool)), sorted(foreign + [live]))
         self.assertIn("removed 1 spool files of stopped servers from %s: %s" % (spool, left[0]),
                       read(self.log))
+
+
+class DrainSessionTests(unittest.TestCase):
+    """SMTPServer.drain on a server in this process, over real loopback sockets."""
+
+    async def test_transaction_ends_before_the_421(self):
+        server, port = start_server(self, ["rcpt_ok"])
+        idle = await connect(self, port)
+        busy = await connect(self, port)
+        await busy.command("EHLO c.example")
+        self.assertEqual((await busy.command("MAIL FROM:<a@b.example>"))[0], 250)
+        drained = server.drain()
+        self.assertEqual(await idle.reply(), (421, [SHUTDOWN_TEXT]))
+        await idle.wait_closed()
+        # inside a transaction: commands are still answered until it ends
+        self.assertEqual((await busy.command("RCPT TO:<u@example.com>"))[0], 250)
+        self.assertFalse(drained.called)
+        self.assertEqual((await busy.command("RSET"))[0], 250)
+        self.assertEqual(await busy.reply(), (421, [SHUTDOWN_TEXT]))
+        await busy.wait_closed()
+        await drained
+
+    async def test_new_client_while_draining_is_not_served(self):
+        server, port = start_server(self, ["rcpt_ok"])
+        server.drain()
+        client = await connect(self, port)
+        self.assertEqual(client.greeting, (421, [SHUTDOWN_TEXT]))
+        await client.wait_closed()
+
+    async def test_sessions_are_cut_after_shutdown_timeout(self):
+        server, port = start_server(self, ["rcpt_ok"], {"shutdown_timeout": "7"})
+        busy = await connect(self, port)
+        await busy.command("EHLO c.example")
+        await busy.command("MAIL FROM:<a@b.example>")
+        clock = Clock()
+        drained = server.drain(clock=clock)
+        clock.advance(6.9)
+        self.assertFalse(drained.called)
+        clock.advance(0.1)
+        self.assertTrue(drained.called)
+        await busy.wait_closed()
