@@ -237,7 +237,10 @@ class SMTPServer:
         plugin_name = plugin.name if plugin is not None else None
         if hook is None:
             hook = current_hook.get()
-        handlers = self.hooks.handlers("logging") if self.hooks.has("logging") else None
+        # a session logs through the logging plugins of its own chain (see reload)
+        session = getattr(transaction, "session", None)
+        hooks = session.chain.hooks if session is not None else self.hooks
+        handlers = hooks.handlers("logging") if hooks.has("logging") else None
         if handlers:
             for log_plugin, method in handlers:
                 if log_plugin is plugin:

@@ -107,6 +107,42 @@ class ReloadTests(SignalTestCase):
         self.assertEqual(stop_process(self.process), 0)
         self.assertEqual(self.event_lines()[5:], ["stop two"])
 
+    def test_sighup_closes_the_old_logging_files(self):
+        """The replaced logging/file instances close their files (no descriptor per reload)."""
+        log_file = os.path.join(self.root, "q.log")
+        self.write_config(["rcpt_ok"], logging="logging/file loglevel LOGINFO %s" % log_file)
+        self.start()
+
+        def open_descriptors():
+            fd_dir = "/proc/%d/fd" % self.process.pid
+            return sum(1 for fd in os.listdir(fd_dir)
+                       if os.path.realpath(os.path.join(fd_dir, fd)) == log_file)
+
+        for reloads in range(1, 4):
+            self.client().quit()
+            wait_until(lambda: "221 " in read(log_file), "a line in the log file")
+            self.process.send_signal(signal.SIGHUP)
+            wait_until(lambda: read(log_file).count("plugins reloaded") == reloads, "the reload")
+        self.client().quit()
+        wait_until(lambda: open_descriptors() == 1, "a single open log file")
+
+    def test_a_session_logs_through_its_own_chain(self):
+        one, two = os.path.join(self.root, "one.log"), os.path.join(self.root, "two.log")
+        self.write_config(["rcpt_ok"], logging="logging/file loglevel LOGINFO %s" % one)
+        self.start()
+        old = self.client()
+        with open(os.path.join(self.config, "logging"), "w") as f:
+            f.write("logging/file loglevel LOGINFO %s\n" % two)
+        self.process.send_signal(signal.SIGHUP)
+        wait_until(lambda: "plugins reloaded" in read(two), "the reload")
+        self.assertEqual(old.docmd("NOOP", "old-session")[0], 250)
+        self.assertEqual(self.client().docmd("NOOP", "new-session")[0], 250)
+        old.quit()
+        wait_until(lambda: "NOOP new-session" in read(two), "the new session's line")
+        wait_until(lambda: "NOOP old-session" in read(one), "the old session's line")
+        self.assertNotIn("old-session", read(two))
+        self.assertNotIn("new-session", read(one))
+
     def test_sighup_reloads_every_worker(self):
         self.write_config(["lifecycle %s one" % self.events])
         self.start(extra=["--workers", "3"])
