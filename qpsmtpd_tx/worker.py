@@ -15,7 +15,7 @@ import socket
 import sys
 
 from twisted.internet import reactor
-from twisted.logger import FileLogObserver, formatEvent, globalLogBeginner
+from twisted.logger import FileLogObserver, Logger, formatEvent, globalLogBeginner
 
 from qpsmtpd_tx import objects
 from qpsmtpd_tx.config import Config
@@ -72,6 +72,9 @@ def parse_args(argv):
 def main(argv=None):
     """Run one worker until its parent goes away."""
     args = parse_args(sys.argv[1:] if argv is None else argv)
+    # A SIGHUP before our handler is installed must not end the worker: the config it would
+    # reload is read below anyway.
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
     # No time stamp: the parent puts these lines in its own log, with its own.
     observer = FileLogObserver(sys.stdout, lambda event: "[%s] %s\n" % (
         event.get("log_namespace", "-"), formatEvent(event)))
@@ -94,6 +97,7 @@ def main(argv=None):
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent's Ctrl-C reaches us via the pipe
     chain_signal(signal.SIGHUP, server.reload)
     reactor.addSystemEventTrigger("before", "shutdown", _shut_down, server, ports)
+    Logger(namespace="qpsmtpd_tx.worker").info("serving")
     reactor.run()
     return 0
 

@@ -146,14 +146,8 @@ class ReloadTests(SignalTestCase):
     def test_sighup_reloads_every_worker(self):
         self.write_config(["lifecycle %s one" % self.events])
         self.start(extra=["--workers", "3"])
-        wait_until(lambda: len(children(self.process.pid)) == 2, "two workers")
-        # each worker has set up its signal handlers once it has served a client
-        for _ in range(500):
-            if "] w1." in read(self.log) and "] w2." in read(self.log):
-                break
-            self.client().quit()
-        self.assertIn("] w2.", read(self.log))
-        self.assertIn("] w1.", read(self.log))
+        # a worker says so once its signal handlers are in place
+        wait_until(lambda: self.log_count("[qpsmtpd_tx.worker] serving") == 2, "two workers")
 
         self.write_plugins("lifecycle %s two" % self.events)
         self.process.send_signal(signal.SIGHUP)
@@ -221,12 +215,19 @@ class DrainTests(SignalTestCase):
     def test_sigterm_with_workers(self):
         """Each worker drains too: the master exits 0 once all have ended."""
         self.start(extra=["--workers", "2"])
-        wait_until(lambda: len(children(self.process.pid)) == 1, "the worker")
-        clients = [self.client() for _ in range(6)]
+        wait_until(lambda: self.log_count("[qpsmtpd_tx.worker] serving") == 1, "the worker")
+        # while the main process is stopped, only the worker accepts
+        self.process.send_signal(signal.SIGSTOP)
+        try:
+            clients = [self.client()]
+        finally:
+            self.process.send_signal(signal.SIGCONT)
+        clients += [self.client() for _ in range(3)]
         workers = children(self.process.pid)
         self.process.send_signal(signal.SIGTERM)
         for client in clients:
-            self.assertEqual(client.getreply()[0], 421)
+            self.assertEqual(client.getreply(), (421, SHUTDOWN_TEXT.encode()))
+        self.assertIn("worker 1: [qpsmtpd_tx] w1.", read(self.log))
         self.assertEqual(self.process.wait(WAIT), 0)
         self.assertFalse([p for p in workers if os.path.exists("/proc/%d" % p)])
 
