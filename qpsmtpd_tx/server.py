@@ -320,12 +320,12 @@ class SMTPServer:
         if self._drained is None:
             self.draining = True
             self._drained = Deferred()
+            self._drain_call = (clock or reactor).callLater(self.shutdown_timeout,
+                                                            self._drain_timed_out)
             sessions = self._live_sessions()
             if sessions:
                 self.log(codes.LOGNOTICE, "shutting down: waiting up to %d s for %d sessions"
                          % (self.shutdown_timeout, len(sessions)))
-            self._drain_call = (clock or reactor).callLater(self.shutdown_timeout,
-                                                            self._drain_timed_out)
             for session in sessions:
                 session.shut_down()
             if not self._live_sessions():
