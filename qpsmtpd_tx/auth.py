@@ -49,12 +49,14 @@ class Authenticator:
     #: the clock of the delay after a failure (tests put a ``task.Clock`` here)
     clock = reactor
 
-    def __init__(self, server):
+    def __init__(self, server, hooks=None):
+        """``hooks``: the registry whose auth hooks count (default ``server.hooks``)."""
         self.server = server
+        self.hooks = server.hooks if hooks is None else hooks
 
     def mechanisms(self):
         """Mechanisms to advertise: all three with a generic ``auth`` hook, else those hooked."""
-        hooks = self.server.hooks
+        hooks = self.hooks
         if hooks.has("auth"):
             return ["PLAIN", "LOGIN", "CRAM-MD5"]
         return [m for m, hook in MECHANISM_HOOKS.items() if hooks.has(hook)]

@@ -148,9 +148,17 @@ def resolve_plugin_class(name, plugin_dirs):
         name = alias
 
 
-def load_plugins(server, plugin_lines, plugin_dirs):
-    """Instantiate, initialise and register every plugin line; return the plugins in order."""
-    plugins = []
+def load_plugins(server, plugin_lines, plugin_dirs, registry=None, plugins=None):
+    """Instantiate, initialise and register every plugin line; return the plugins in order.
+
+    Hooks go into ``registry`` (default ``server.hooks``); each plugin is appended to
+    ``plugins`` (default a new list) as soon as it is initialised, so after a failure the
+    caller still has the ones to stop.
+    """
+    if registry is None:
+        registry = server.hooks
+    if plugins is None:
+        plugins = []
     for line in plugin_lines:
         where = "%s:%s" % (line.path, line.lineno)
         label = line.name + (":" + line.instance if line.instance else "")
@@ -166,8 +174,9 @@ def load_plugins(server, plugin_lines, plugin_dirs):
                 plugin.hook_timeout = line.timeout
             verifyObject(IPlugin, plugin)
             plugin.init(list(line.args))
-            _register_hook_methods(server.hooks, plugin)
-            plugin.register(server.hooks)
+            plugins.append(plugin)
+            _register_hook_methods(registry, plugin)
+            plugin.register(registry)
         except (PluginError, UnknownHookError) as e:
             raise PluginLoadError("%s: plugin %s: %s" % (where, label, e))
         except SyntaxError as e:
@@ -179,7 +188,6 @@ def load_plugins(server, plugin_lines, plugin_dirs):
                                   % (where, label, type(e).__name__, e, detail))
         if source != line.name and os.path.basename(str(source)) != os.path.basename(line.name):
             server.log(codes.LOGINFO, "plugin %s is an alias of %s" % (label, source))
-        plugins.append(plugin)
     return plugins
 
 

@@ -96,6 +96,46 @@ class Header:
 
 
 _spool_counter = itertools.count(1)
+#: ``qpsmtpd-tx.<pid>.<n>.<random>``: the pid tells the spool files of a process that is gone
+_SPOOL_PREFIX = "qpsmtpd-tx.%d.%d."
+_SPOOL_NAME = re.compile(r"qpsmtpd-tx\.([0-9]+)\.[0-9]+\.[A-Za-z0-9_]+\Z")
+
+
+def _process_alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True   # someone else's process
+    return True
+
+
+def remove_stale_spool_files(spool_dir):
+    """Delete the spool files a killed server left in ``spool_dir``; return their names.
+
+    Only names BodySpool makes are considered, and only those of processes that are gone
+    (siblings under ``--workers`` keep theirs). A file of our own pid comes from an earlier
+    process that had it: call this before this process spools anything. Other files stay.
+    """
+    removed = []
+    try:
+        names = os.listdir(spool_dir)
+    except OSError:
+        return removed
+    for name in names:
+        match = _SPOOL_NAME.match(name)
+        if match is None:
+            continue
+        pid = int(match.group(1))
+        if pid != os.getpid() and _process_alive(pid):
+            continue
+        try:
+            os.unlink(os.path.join(spool_dir, name))
+        except OSError:
+            continue
+        removed.append(name)
+    return removed
 
 
 class BodySpool:
@@ -125,7 +165,7 @@ class BodySpool:
     def _spill(self):
         os.makedirs(self.spool_dir, mode=0o700, exist_ok=True)
         fd, self.filename = tempfile.mkstemp(
-            prefix="%d.%d." % (os.getpid(), next(_spool_counter)), dir=self.spool_dir
+            prefix=_SPOOL_PREFIX % (os.getpid(), next(_spool_counter)), dir=self.spool_dir
         )
         self._file = os.fdopen(fd, "w+b")
         self._file.write(self._memory.getvalue())

@@ -57,7 +57,8 @@ class Plugin:
         """Register hooks beyond the ``hook_*`` methods; the default does nothing."""
 
     def stop(self):
-        """Called once when the server shuts down; may return a Deferred. Default: nothing."""
+        """Called once when the server shuts down, or when a SIGHUP has loaded a new instance
+        and the sessions that used this one have ended; may return a Deferred. Default: nothing."""
 
     # -- helpers ---------------------------------------------------------------------------
 

@@ -28,6 +28,11 @@ class SMTPProtocol(Protocol, TimeoutMixin):
 
     def connectionMade(self):
         server = self.factory.server
+        if server.draining:
+            # a client that got through before the listening socket closed
+            self.transport.write(("421 %s\r\n" % server.shutdown_reply()).encode("utf-8", "surrogateescape"))
+            self.transport.loseConnection()
+            return
         if server.max_connections and len(server.sessions) >= server.max_connections:
             # As qpsmtpd-forkserver's -c, but the client is told instead of left waiting.
             server.log(LOGWARN, "refusing a connection from %s: %d connections already"

@@ -9,14 +9,17 @@ import os
 import pwd
 
 from twisted.internet import reactor
+from twisted.internet.defer import Deferred, DeferredList
 from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger, LogLevel
 from twisted.python.threadpool import ThreadPool
 
 from qpsmtpd_tx import codes, policy
+from qpsmtpd_tx.chain import PluginChain
 from qpsmtpd_tx.config import ConfigError
-from qpsmtpd_tx.hooks import DEFAULT_HOOK_TIMEOUT, HookRegistry, current_hook
+from qpsmtpd_tx.hooks import DEFAULT_HOOK_TIMEOUT, current_hook
 from qpsmtpd_tx.loader import PluginLoadError, load_plugins, resolve_plugin_class
+from qpsmtpd_tx.message import remove_stale_spool_files
 from qpsmtpd_tx.paths import default_plugin_dirs
 from qpsmtpd_tx.plugins_file import read_logging_file, read_plugins_file
 
@@ -26,6 +29,8 @@ DEFAULT_SIZE_THRESHOLD = 128 * 1024
 DEFAULT_COMMAND_DEADLINE = 300
 #: seconds from the 354 to the final dot (sendmail's Timeout.datablock: 1 hour)
 DEFAULT_DATA_DEADLINE = 3600
+#: seconds a stopping server waits for transactions in progress (config ``shutdown_timeout``)
+DEFAULT_SHUTDOWN_TIMEOUT = 30
 #: threads for blocking back-end work (fsync-heavy deliveries) when ``blocking_threads`` is unset
 DEFAULT_BLOCKING_THREADS = 32
 #: recipients per transaction when ``max_recipients`` is unset (Postfix's smtpd_recipient_limit)
@@ -57,16 +62,20 @@ class SMTPServer:
     def __init__(self, config, plugin_dirs=None, max_conn_ip=5, auth=None, load=True,
                  reverse_dns=False, max_connections=0):
         self.config = config
-        self.hooks = HookRegistry(self.log)
+        #: the plugin chain new sessions start on (replaced by :meth:`reload`)
+        self.chain = PluginChain(self.log)
+        self._loading = None
+        #: replaced chains that sessions still use
+        self._retired_chains = []
+        #: set by :meth:`drain`: new clients get 421, sessions end after their transaction
+        self.draining = False
+        self._drained = None
         self.sessions = set()
         self.max_conn_ip = max_conn_ip
         #: refuse new clients with 421 beyond this many live sessions (0: no limit)
         self.max_connections = max_connections
-        self.auth = auth
+        self._auth = auth
         self.reverse_dns = reverse_dns
-        self.plugins = []
-        self.core_limits_ip = True
-        self.logging_plugins = []
         self._pool = None
         try:
             self._read_core_config()
@@ -105,33 +114,62 @@ class SMTPServer:
         # Plugins loaded after a ``config`` plugin read their config through it (qpsmtpd order).
         self.config.config_hook = self._run_config_hooks
         try:
-            self.logging_plugins = load_plugins(self, self._logging_lines, self.plugin_dirs)
-            self._set_log_threshold()
-            self.plugins = load_plugins(self, self._plugin_lines, self.plugin_dirs)
-            self._set_log_threshold()
+            self._load_chain(self.chain, self._logging_lines, self._plugin_lines)
         except (ConfigError, PluginLoadError) as e:
             raise StartupError(str(e))
 
-        self.policy_plugins = [p for p in self.plugins if p.recipient_settings]
+    def _load_chain(self, chain, logging_lines, plugin_lines):
+        """Load the logging plugins, then the others, into ``chain``.
+
+        Raises ConfigError or PluginLoadError; ``chain`` then holds the plugins started so far.
+        """
+        self._loading = chain
+        chain.hooks.default_timeout = self.plugin_timeout
+        chain.hooks.clock = self.chain.hooks.clock
+        try:
+            load_plugins(self, logging_lines, self.plugin_dirs, chain.hooks, chain.logging_plugins)
+            if chain is self.chain:
+                self._set_log_threshold()   # the plugins' own start-up lines reach the loggers
+            load_plugins(self, plugin_lines, self.plugin_dirs, chain.hooks, chain.plugins)
+        finally:
+            self._loading = None
+        if chain is self.chain:
+            self._set_log_threshold()
+        chain.policy_plugins = [p for p in chain.plugins if p.recipient_settings]
         #: hosts_allow applies --max-from-ip itself (with karma); else the core does
-        self.core_limits_ip = not any(p.path.split(":")[0] == "hosts_allow" for p in self.plugins)
-        if self.auth is None and any(self.hooks.has(h) for h in
-                                     ("auth", "auth-plain", "auth-login", "auth-cram-md5")):
+        chain.core_limits_ip = not any(p.path.split(":")[0] == "hosts_allow" for p in chain.plugins)
+        chain.auth = self._auth
+        if chain.auth is None and any(chain.hooks.has(h) for h in
+                                      ("auth", "auth-plain", "auth-login", "auth-cram-md5")):
             from qpsmtpd_tx.auth import Authenticator
-            self.auth = Authenticator(self)
+            chain.auth = Authenticator(self, chain.hooks)
+
+    # The current chain's parts, as attributes of the server (plugins and tests read them).
+    hooks = property(lambda self: self.chain.hooks, doc="The current chain's HookRegistry.")
+    plugins = property(lambda self: self.chain.plugins, doc="The current chain's plugins.")
+    logging_plugins = property(lambda self: self.chain.logging_plugins,
+                               doc="The current chain's logging plugins.")
+    policy_plugins = property(lambda self: self.chain.policy_plugins,
+                              doc="The current chain's plugins that read recipient settings.")
+    auth = property(lambda self: self.chain.auth, doc="The current chain's Authenticator, or None.")
+    core_limits_ip = property(lambda self: self.chain.core_limits_ip,
+                              doc="True if the core enforces --max-from-ip (no hosts_allow loaded).")
 
     def _read_core_config(self):
         config = self.config
         self.me = config.get_scalar("me")
         self.databytes = config.get_int("databytes", 0)
         self.timeout = config.get_int("timeoutsmtpd", 0) or config.get_int("timeout", 1200)
+        self.shutdown_timeout = config.get_int("shutdown_timeout", DEFAULT_SHUTDOWN_TIMEOUT)
         self.size_threshold = config.get_int("size_threshold", DEFAULT_SIZE_THRESHOLD)
         self.max_recipients = config.get_int("max_recipients", DEFAULT_MAX_RECIPIENTS, minimum=0)
         self.auth_max_failures = config.get_int("auth_max_failures", DEFAULT_AUTH_MAX_FAILURES,
                                                 minimum=0)
         self.auth_failure_delay = config.get_int("auth_failure_delay", DEFAULT_AUTH_FAILURE_DELAY,
                                                  minimum=0)
-        self.hooks.default_timeout = _seconds(config, "plugin_timeout", DEFAULT_HOOK_TIMEOUT)
+        #: seconds a waiting hook may take, unless its plugins line says ``timeout=N``
+        self.plugin_timeout = _seconds(config, "plugin_timeout", DEFAULT_HOOK_TIMEOUT)
+        self.chain.hooks.default_timeout = self.plugin_timeout
         self.command_deadline = _seconds(config, "command_deadline", DEFAULT_COMMAND_DEADLINE)
         self.data_deadline = _seconds(config, "data_deadline", DEFAULT_DATA_DEADLINE)
         self._spool_dir = config.get_scalar("spool_dir")
@@ -154,7 +192,7 @@ class SMTPServer:
         Config lookups are synchronous, so ``hook_config(transaction, name)`` must answer at
         once: ``(OK, [values])`` supplies the item, anything else passes.
         """
-        for plugin, method in self.hooks.handlers("config"):
+        for plugin, method in (self._loading or self.chain).hooks.handlers("config"):
             try:
                 result = method(None, name)
             except Exception as e:
@@ -196,6 +234,10 @@ class SMTPServer:
             raise StartupError("cannot use spool_dir %s: %s (set spool_dir in %s)"
                                % (path, e.strerror, self.config.path_of("spool_dir")
                                   or "the config directory"))
+        removed = remove_stale_spool_files(path)
+        if removed:
+            self.log(codes.LOGNOTICE, "removed %d spool files of stopped servers from %s: %s"
+                     % (len(removed), path, " ".join(sorted(removed))))
 
     def _set_log_threshold(self):
         if self.hooks.has("logging"):
@@ -221,7 +263,10 @@ class SMTPServer:
         plugin_name = plugin.name if plugin is not None else None
         if hook is None:
             hook = current_hook.get()
-        handlers = self.hooks.handlers("logging") if self.hooks.has("logging") else None
+        # a session logs through the logging plugins of its own chain (see reload)
+        session = getattr(transaction, "session", None)
+        hooks = session.chain.hooks if session is not None else self.hooks
+        handlers = hooks.handlers("logging") if hooks.has("logging") else None
         if handlers:
             for log_plugin, method in handlers:
                 if log_plugin is plugin:
@@ -241,18 +286,104 @@ class SMTPServer:
         self.config.clear_cache()
         self.log(codes.LOGNOTICE, "configuration cache cleared; files are read again on next use")
 
+    def reload(self):
+        """SIGHUP: clear the config cache and load ``logging`` and ``plugins`` into a new chain.
+
+        New sessions get the new chain; sessions in progress finish on theirs, whose plugins
+        are stopped when the last of them ends. If anything is wrong (a bad line, a plugin that
+        does not load) the error is logged with its file and line and the chain in use stays.
+        Plugin files already loaded are not compiled again (as qpsmtpd). True if swapped.
+        """
+        self.reload_config()
+        chain = PluginChain(self.log)
+        try:
+            logging_lines = read_logging_file(self.config)
+            plugin_lines = read_plugins_file(self.config)
+            self._load_chain(chain, logging_lines, plugin_lines)
+        except (ConfigError, PluginLoadError) as e:
+            chain.retire()
+            # items cached through the failed chain's config hooks must not stay
+            self.config.clear_cache()
+            self.log(codes.LOGERROR, "reload failed, keeping the plugins in use: %s" % (e,))
+            return False
+        old, self.chain = self.chain, chain
+        self._logging_lines, self._plugin_lines = logging_lines, plugin_lines
+        self._set_log_threshold()
+        old.retire()
+        self._retired_chains = [c for c in self._retired_chains + [old] if c.sessions]
+        self.log(codes.LOGNOTICE, "plugins reloaded: %d plugins, %d logging plugins; %d sessions "
+                 "finish on the previous ones" % (len(chain.plugins), len(chain.logging_plugins),
+                                                  len(old.sessions)))
+        return True
+
+    def attach_session(self, session):
+        """A session starts: it uses the current chain to its end (returned)."""
+        self.chain.attach(session)
+        return self.chain
+
+    def detach_session(self, session):
+        """A session has ended (its post-connection hooks ran)."""
+        session.chain.detach(session)
+        if self._drained is not None and not self._live_sessions():
+            self._drain_done()
+
+    def _live_sessions(self):
+        """Sessions that have not ended, on any chain (a client may be gone while a queue
+        plugin still delivers its message)."""
+        return [s for chain in self._retired_chains + [self.chain] for s in chain.sessions]
+
+    def shutdown_reply(self):
+        """The text of the 421 a client gets when the server is shutting down."""
+        return "%s Service shutting down, try again later" % (self.me,)
+
+    def drain(self, clock=None):
+        """Shut down gently: a Deferred firing once every session has ended.
+
+        New clients get 421 (the caller also stops listening); an idle session gets 421 at
+        once, one inside a transaction or a hook right after its transaction is answered.
+        After ``shutdown_timeout`` seconds the connections still open are closed.
+        """
+        if self._drained is None:
+            self.draining = True
+            self._drained = Deferred()
+            self._drain_call = (clock or reactor).callLater(self.shutdown_timeout,
+                                                            self._drain_timed_out)
+            sessions = self._live_sessions()
+            if sessions:
+                self.log(codes.LOGNOTICE, "shutting down: waiting up to %d s for %d sessions"
+                         % (self.shutdown_timeout, len(sessions)))
+            for session in sessions:
+                session.shut_down()
+            if not self._live_sessions():
+                self._drain_done()
+        done = Deferred()
+        self._drained.addBoth(lambda result: (done.callback(None), result)[1])
+        return done
+
+    def shut_down(self):
+        """:meth:`drain`, then stop every plugin; a Deferred firing when both are done."""
+        d = self.drain()
+        d.addCallback(lambda _: self.stop_plugins())
+        return d
+
+    def _drain_timed_out(self):
+        sessions = self._live_sessions()
+        self.log(codes.LOGWARN, "shutting down: %d sessions still busy after %d s; closing them"
+                 % (len(sessions), self.shutdown_timeout))
+        for session in sessions:
+            session.transport.abortConnection()
+        self._drain_done()
+
+    def _drain_done(self):
+        if self._drain_call.active():
+            self._drain_call.cancel()
+        if not self._drained.called:
+            self._drained.callback(None)
+
     def stop_plugins(self):
-        """Call every plugin's ``stop()``; a Deferred firing when all are done."""
-        from twisted.internet.defer import DeferredList, maybeDeferred
-        calls = []
-        for plugin in self.logging_plugins + self.plugins:
-            stop = getattr(plugin, "stop", None)
-            if stop is not None:
-                d = maybeDeferred(stop)
-                d.addErrback(lambda f, p=plugin: self.log(
-                    codes.LOGERROR, "stopping %s failed: %s" % (p.name, f.getErrorMessage())))
-                calls.append(d)
-        return DeferredList(calls)
+        """Call every plugin's ``stop()`` (of the chains still in use, too); a Deferred firing
+        when all are done."""
+        return DeferredList([chain.stop() for chain in self._retired_chains + [self.chain]])
 
     # -- blocking work -------------------------------------------------------------------------
 

@@ -97,7 +97,9 @@ class SMTPSession:
 
     def __init__(self, server, transport, connection):
         self.server = server
-        self.hooks = server.hooks
+        #: the plugin chain this session uses to its end, even if SIGHUP loads another
+        self.chain = server.attach_session(self)
+        self.hooks = self.chain.hooks
         self.transport = transport
         self.connection = connection
         self.core = SMTPCore()
@@ -120,6 +122,7 @@ class SMTPSession:
         self._deadline_overdue = False
         #: schedules the deadlines (the protocol sets its own callLater)
         self.call_later = None
+        self._shutting_down = False
         self.commands = {
             "helo": self.cmd_helo,
             "ehlo": self.cmd_ehlo,
@@ -393,10 +396,25 @@ class SMTPSession:
         self.transaction.discard()
         # qpsmtpd's parent logs this when it reaps the child: a line outside the connection
         self.server.log(codes.LOGINFO, "cleaning up after %s" % self.connection.id)
+        self.server.detach_session(self)
+
+    def shut_down(self):
+        """The server is stopping: 421 and close once no transaction or hook is in progress.
+
+        That is at once for an idle session, else right after the transaction in progress
+        has been answered (its DATA reply), so no message is left half-acknowledged.
+        """
+        self._shutting_down = True
+        if not self._busy:
+            self._pump()
 
     def _pump(self):
         """Handle buffered input one event at a time until input runs out or a hook waits."""
         while not self._closing and not self._lost and not self.output_blocked:
+            if self._shutting_down and self.core.state not in (State.MAIL, State.RCPT, State.DATA):
+                self.respond(421, self.server.shutdown_reply())
+                self.disconnect()
+                break
             event = self.core.next_event()
             if event is NEED_DATA:
                 break
@@ -519,8 +537,8 @@ class SMTPSession:
         rest = rest or ""
         handler = self.commands.get(verb) if valid else None
         if handler is None:
-            if valid and verb == "auth" and self.server.auth is not None and self._auth_enabled:
-                return self.server.auth.start(self, rest)
+            if valid and verb == "auth" and self.chain.auth is not None and self._auth_enabled:
+                return self.chain.auth.start(self, rest)
             return self._unrecognized(verb, rest)
         return handler(rest)
 
@@ -615,7 +633,7 @@ class SMTPSession:
     _auth_enabled = False
 
     def _auth_mechanisms(self):
-        auth = self.server.auth
+        auth = self.chain.auth
         if auth is None:
             return []
         mechanisms = auth.mechanisms()
@@ -766,14 +784,14 @@ class SMTPSession:
 
     def _needs_other_transaction(self, rcpt):
         """True if ``rcpt``'s filter settings differ from this transaction's (grouping mode)."""
-        server = self.server
-        if server.recipient_policy != policy.GROUP or not server.policy_plugins:
+        policy_plugins = self.chain.policy_plugins
+        if self.server.recipient_policy != policy.GROUP or not policy_plugins:
             return False
         recipients = self.transaction.recipients
         if not recipients:
             return False
-        key = policy.policy_key(server.policy_plugins, rcpt)
-        if key == policy.policy_key(server.policy_plugins, recipients[0]):
+        key = policy.policy_key(policy_plugins, rcpt)
+        if key == policy.policy_key(policy_plugins, recipients[0]):
             return False
         self.log(codes.LOGINFO, "%s has other filter settings than %s: deferred to another transaction"
                  % (rcpt.format(), recipients[0].format()))

@@ -7,7 +7,7 @@ import signal
 import sys
 
 from twisted.application import service
-from twisted.internet import reactor
+from twisted.internet import defer, reactor
 from twisted.python import usage
 
 from qpsmtpd_tx.codes import LOGINFO
@@ -15,6 +15,7 @@ from qpsmtpd_tx.config import Config
 from qpsmtpd_tx.paths import program_dir
 from qpsmtpd_tx.protocol import SMTPFactory
 from qpsmtpd_tx.server import SMTPServer, StartupError
+from qpsmtpd_tx.signals import chain_signal, stop_on_sigterm
 from qpsmtpd_tx.workers import ListeningService, WorkerPool
 
 DEFAULT_LISTEN = "tcp:2525:interface=127.0.0.1"
@@ -79,6 +80,7 @@ class SMTPService(service.MultiService):
         service.MultiService.startService(self)
         self._log_started()
         self._install_sighup()
+        reactor.callWhenRunning(stop_on_sigterm)
 
     def _log_started(self):
         """qpsmtpd-forkserver's ``Listening on ADDR:PORT`` and ``Running as user U, group G``."""
@@ -89,23 +91,20 @@ class SMTPService(service.MultiService):
         self.server.log(LOGINFO, "Running as user %s, group %s" % _user_and_group())
 
     def _install_sighup(self):
-        """SIGHUP clears the config cache (as qpsmtpd); any previous handler still runs."""
-        previous = signal.getsignal(signal.SIGHUP)
+        """SIGHUP reloads the config and the plugins (as qpsmtpd) and is passed to the workers."""
+        chain_signal(signal.SIGHUP, self._reload)
 
-        def on_hup(signum, frame):
-            reactor.callFromThread(self.server.reload_config)
-            for child in self:
-                if isinstance(child, WorkerPool):
-                    reactor.callFromThread(child.signal_all, "HUP")
-            if callable(previous):
-                previous(signum, frame)
-
-        signal.signal(signal.SIGHUP, on_hup)
+    def _reload(self):
+        self.server.reload()
+        for child in self:
+            if isinstance(child, WorkerPool):
+                child.signal_all("HUP")
 
     def stopService(self):
-        d = service.MultiService.stopService(self)
-        d.addCallback(lambda _: self.server.stop_plugins())
-        return d
+        """SIGTERM: stop listening and stop the workers while the sessions drain
+        (:meth:`SMTPServer.drain`), then stop the plugins."""
+        return defer.gatherResults([service.MultiService.stopService(self),
+                                    self.server.shut_down()])
 
 
 def _address(address):

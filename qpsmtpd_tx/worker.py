@@ -3,7 +3,9 @@
 Started by :mod:`qpsmtpd_tx.workers` as ``python -m qpsmtpd_tx.worker --fd 3:2 …`` with the
 already bound (and, for port 25, privileged) sockets as file descriptors. It loads the same
 configuration and plugins as the parent, logs to its standard output (the parent copies the
-lines into its own log), and exits when its standard input closes, i.e. when the parent is gone.
+lines into its own log), and exits when its standard input closes, i.e. when the parent is gone,
+or on SIGTERM, in both cases after draining its sessions (:meth:`SMTPServer.drain`). SIGHUP
+reloads its plugins (:meth:`SMTPServer.reload`).
 """
 
 import argparse
@@ -13,13 +15,14 @@ import socket
 import sys
 
 from twisted.internet import reactor
-from twisted.logger import FileLogObserver, formatEvent, globalLogBeginner
+from twisted.logger import FileLogObserver, Logger, formatEvent, globalLogBeginner
 
 from qpsmtpd_tx import objects
 from qpsmtpd_tx.config import Config
 from qpsmtpd_tx.paths import program_dir
 from qpsmtpd_tx.protocol import SMTPFactory
 from qpsmtpd_tx.server import SMTPServer, StartupError
+from qpsmtpd_tx.signals import chain_signal, stop_reactor
 
 
 class _ParentWatch:
@@ -38,14 +41,20 @@ class _ParentWatch:
             data = b""
         if not data:
             reactor.removeReader(self)
-            if reactor.running:
-                reactor.stop()
+            stop_reactor()   # unless the parent's SIGTERM came first
 
     def connectionLost(self, reason):
         pass
 
     def logPrefix(self):
         return "parent-watch"
+
+
+def _shut_down(server, ports):
+    """SIGTERM (or the parent gone): stop listening, drain the sessions, stop the plugins."""
+    for port in ports:
+        port.stopListening()
+    return server.shut_down()
 
 
 def parse_args(argv):
@@ -63,6 +72,9 @@ def parse_args(argv):
 def main(argv=None):
     """Run one worker until its parent goes away."""
     args = parse_args(sys.argv[1:] if argv is None else argv)
+    # A SIGHUP before our handler is installed must not end the worker: the config it would
+    # reload is read below anyway.
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
     # No time stamp: the parent puts these lines in its own log, with its own.
     observer = FileLogObserver(sys.stdout, lambda event: "[%s] %s\n" % (
         event.get("log_namespace", "-"), formatEvent(event)))
@@ -76,14 +88,16 @@ def main(argv=None):
         sys.stderr.write("qpsmtpd-tx worker %d: cannot start: %s\n" % (args.worker, e))
         return 1
     factory = SMTPFactory(server)
+    ports = []
     for spec in args.fd:
         fd, family = (int(x) for x in spec.split(":"))
-        reactor.adoptStreamPort(fd, socket.AddressFamily(family), factory)
+        ports.append(reactor.adoptStreamPort(fd, socket.AddressFamily(family), factory))
         os.close(fd)  # adoptStreamPort keeps its own duplicate
     reactor.addReader(_ParentWatch())
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent's Ctrl-C reaches us via the pipe
-    signal.signal(signal.SIGHUP, lambda signum, frame: reactor.callFromThread(server.reload_config))
-    reactor.addSystemEventTrigger("before", "shutdown", server.stop_plugins)
+    chain_signal(signal.SIGHUP, server.reload)
+    reactor.addSystemEventTrigger("before", "shutdown", _shut_down, server, ports)
+    Logger(namespace="qpsmtpd_tx.worker").info("serving")
     reactor.run()
     return 0
 

@@ -4,8 +4,9 @@ One Python process uses one core. With ``--workers N`` the twistd process binds 
 ``--listen`` endpoint as usual (as root, before ``--uid`` takes effect), serves on it, and
 after the privilege drop starts N-1 worker processes (:mod:`qpsmtpd_tx.worker`) that inherit
 the listening sockets: the kernel hands each new connection to whichever process accepts it
-first. A worker that dies is started again after a second; when the service stops, the workers
-get SIGTERM.
+first. A worker that dies is started again after a second; SIGHUP is passed on to the
+workers (each reloads its plugins); when the service stops, the workers get SIGTERM and drain
+their sessions as the main process does, which waits for them.
 
 Each process has its own plugins and state: per-IP connection counts (``hosts_allow``,
 ``-m``) and anything a plugin keeps in memory are per process.
