@@ -141,9 +141,34 @@ def build_parser():
 
 
 def main(argv=None, out=None, err=None):
-    """Run the command line; returns the exit status."""
+    """Run the command line; returns the exit status.
+
+    A reader that goes away (``qpsmtpd-tx plugins doc X | head``) ends the output quietly,
+    with status 1, instead of a BrokenPipeError traceback.
+    """
     out = out or sys.stdout
     err = err or sys.stderr
+    try:
+        status = _run(argv, out, err)
+        out.flush()
+    except BrokenPipeError:
+        _discard_output(out)
+        return 1
+    return status
+
+
+def _discard_output(out):
+    """Point ``out`` at /dev/null so that the flush at interpreter exit cannot fail again."""
+    try:
+        fd = out.fileno()
+    except (AttributeError, OSError, ValueError):
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, fd)
+    os.close(devnull)
+
+
+def _run(argv, out, err):
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command != "plugins":
