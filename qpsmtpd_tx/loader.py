@@ -31,6 +31,33 @@ class PluginLoadError(Exception):
     """A plugin could not be loaded; the message starts with ``file:line:``."""
 
 
+class PerlPluginError(PluginError):
+    """The plugin file found is one of qpsmtpd's Perl plugins, which cannot run here."""
+
+    def __init__(self, path):
+        self.path = path
+        super().__init__("%s is a Perl plugin (qpsmtpd's); qpsmtpd-tx runs Python plugins" % path)
+
+
+#: qpsmtpd plugins that need DNS lookups (DNS lists, host checks), not in qpsmtpd-tx yet
+DNS_PLUGINS = frozenset(["dnsbl", "rhsbl", "uribl", "dns_whitelist_soft", "resolvable_fromhost",
+                         "require_resolvable_fromhost", "fcrdns"])
+
+
+def perl_plugin_message(name, path):
+    """What to tell an operator whose ``plugins`` line ``name`` found only the Perl file ``path``.
+
+    Our own plugin directory is searched first, so there is no Python plugin of that name.
+    """
+    if name.split("/")[-1] in DNS_PLUGINS:
+        return ("%s is a Perl plugin (qpsmtpd's); qpsmtpd-tx runs Python plugins, and its DNS "
+                "plugins (%s) are not implemented yet: comment the line out, or wait for the "
+                "qpsmtpd-tx release with DNS plugins" % (path, ", ".join(sorted(DNS_PLUGINS))))
+    return ("%s is a Perl plugin (qpsmtpd's); qpsmtpd-tx runs Python plugins and has none named "
+            "%s: comment the line out, or port the plugin to Python (README: Writing a plugin)"
+            % (path, name))
+
+
 def escape_plugin_name(name):
     """qpsmtpd's plugin name for logs and notes: ``queue/qmail-queue`` → ``queue::qmail_2dqueue``."""
 
@@ -71,8 +98,7 @@ def load_plugin_module(path):
     except SyntaxError:
         del sys.modules[modname]
         if _looks_like_perl(path):
-            raise PluginError("%s is a Perl plugin (qpsmtpd's); qpsmtpd-tx runs Python plugins: "
-                              "use its own plugin of that name or port this one" % path)
+            raise PerlPluginError(path)
         raise
     except BaseException:
         del sys.modules[modname]
@@ -138,7 +164,10 @@ def resolve_plugin_class(name, plugin_dirs):
             if "::" in name or "." in name:
                 return _import_python_plugin(name), name
             raise PluginError("plugin not found (looked in %s)" % ", ".join(plugin_dirs))
-        module = load_plugin_module(path)
+        try:
+            module = load_plugin_module(path)
+        except PerlPluginError:
+            raise PluginError(perl_plugin_message(name, path))
         alias = getattr(module, "ALIAS_OF", None)
         if alias is None:
             return plugin_class_of(module), path
