@@ -4,7 +4,8 @@ A name is looked up as a file in each plugin directory (``queue/maildir`` → ``
 or ``<dir>/queue/maildir.py``); ``Pkg::Name`` or a dotted Python path (``mypkg.myplugin`` or
 ``mypkg.myplugin.MyPlugin``) loads a plugin from an installed package, and so does the name of an
 entry point in the group ``qpsmtpd_tx.plugins``. Any problem — not found, import error, no plugin
-class, bad arguments, an unknown hook — stops start-up with an error naming the file and line.
+class, bad arguments, an unknown hook — stops start-up with an error naming the file and line;
+every line is tried, so that one run reports all of them.
 """
 
 import importlib
@@ -28,7 +29,11 @@ ENTRY_POINT_GROUP = "qpsmtpd_tx.plugins"
 
 
 class PluginLoadError(Exception):
-    """A plugin could not be loaded; the message starts with ``file:line:``."""
+    """Plugins could not be loaded; ``problems`` has one ``file:line: …`` message per failure."""
+
+    def __init__(self, problems):
+        self.problems = [problems] if isinstance(problems, str) else list(problems)
+        super().__init__("\n".join(self.problems))
 
 
 class PerlPluginError(PluginError):
@@ -178,36 +183,58 @@ def resolve_plugin_class(name, plugin_dirs):
 
 
 def load_plugins(server, plugin_lines, plugin_dirs):
-    """Instantiate, initialise and register every plugin line; return the plugins in order."""
-    plugins = []
-    for line in plugin_lines:
-        where = "%s:%s" % (line.path, line.lineno)
-        label = line.name + (":" + line.instance if line.instance else "")
-        try:
-            cls, source = resolve_plugin_class(line.name, plugin_dirs)
-            plugin = cls()
-            plugin.name = escape_plugin_name(label)
-            plugin.path = label
-            plugin.args = list(line.args)
-            plugin.server = server
-            plugin.source = source
-            verifyObject(IPlugin, plugin)
-            plugin.init(list(line.args))
-            _register_hook_methods(server.hooks, plugin)
-            plugin.register(server.hooks)
-        except (PluginError, UnknownHookError) as e:
-            raise PluginLoadError("%s: plugin %s: %s" % (where, label, e))
-        except SyntaxError as e:
-            raise PluginLoadError("%s: plugin %s: syntax error in %s line %s: %s"
-                                  % (where, label, e.filename, e.lineno, e.msg))
-        except Exception as e:
-            detail = traceback.format_exc(limit=-3)
-            raise PluginLoadError("%s: plugin %s failed to load: %s: %s\n%s"
-                                  % (where, label, type(e).__name__, e, detail))
-        if source != line.name and os.path.basename(str(source)) != os.path.basename(line.name):
-            server.log(codes.LOGINFO, "plugin %s is an alias of %s" % (label, source))
-        plugins.append(plugin)
+    """Instantiate, initialise and register every plugin line; return the plugins in order.
+
+    Raises :class:`PluginLoadError` naming every line that failed (see :func:`load_plugin_lines`).
+    """
+    plugins, problems = load_plugin_lines(server, plugin_lines, plugin_dirs)
+    if problems:
+        raise PluginLoadError(problems)
     return plugins
+
+
+def load_plugin_lines(server, plugin_lines, plugin_dirs):
+    """Load every plugin line, going on past failures: ``(plugins, problems)``.
+
+    ``problems`` has one ``file:line: plugin NAME: message`` string per line that failed, so
+    that a whole config is checked in one run.
+    """
+    plugins, problems = [], []
+    for line in plugin_lines:
+        try:
+            plugins.append(_load_plugin_line(server, line, plugin_dirs))
+        except PluginLoadError as e:
+            problems.append(str(e))
+    return plugins, problems
+
+
+def _load_plugin_line(server, line, plugin_dirs):
+    where = "%s:%s" % (line.path, line.lineno)
+    label = line.name + (":" + line.instance if line.instance else "")
+    try:
+        cls, source = resolve_plugin_class(line.name, plugin_dirs)
+        plugin = cls()
+        plugin.name = escape_plugin_name(label)
+        plugin.path = label
+        plugin.args = list(line.args)
+        plugin.server = server
+        plugin.source = source
+        verifyObject(IPlugin, plugin)
+        plugin.init(list(line.args))
+        _register_hook_methods(server.hooks, plugin)
+        plugin.register(server.hooks)
+    except (PluginError, UnknownHookError) as e:
+        raise PluginLoadError("%s: plugin %s: %s" % (where, label, e))
+    except SyntaxError as e:
+        raise PluginLoadError("%s: plugin %s: syntax error in %s line %s: %s"
+                              % (where, label, e.filename, e.lineno, e.msg))
+    except Exception as e:
+        detail = traceback.format_exc(limit=-3)
+        raise PluginLoadError("%s: plugin %s failed to load: %s: %s\n%s"
+                              % (where, label, type(e).__name__, e, detail))
+    if source != line.name and os.path.basename(str(source)) != os.path.basename(line.name):
+        server.log(codes.LOGINFO, "plugin %s is an alias of %s" % (label, source))
+    return plugin
 
 
 def _register_hook_methods(registry, plugin):

@@ -1,8 +1,10 @@
 """The server: configuration, loaded plugins, logging, and the live sessions.
 
 One :class:`SMTPServer` is built at start-up from a config directory; it loads the ``logging``
-plugins first and then the ``plugins`` file, and fails with :class:`StartupError` (naming the
-file and line) if anything is wrong. The Twisted side (``protocol.py``) asks it for sessions.
+plugins first and then the ``plugins`` file, and fails with :class:`StartupError` if anything is
+wrong, listing every problem found (each naming its file and line). :func:`config_problems`
+checks a config without starting anything. The Twisted side (``protocol.py``) asks the server
+for sessions.
 """
 
 import os
@@ -16,9 +18,9 @@ from twisted.python.threadpool import ThreadPool
 from qpsmtpd_tx import codes, policy
 from qpsmtpd_tx.config import ConfigError
 from qpsmtpd_tx.hooks import HookRegistry, current_hook
-from qpsmtpd_tx.loader import PluginLoadError, load_plugins, resolve_plugin_class
+from qpsmtpd_tx.loader import load_plugin_lines, resolve_plugin_class
 from qpsmtpd_tx.paths import default_plugin_dirs
-from qpsmtpd_tx.plugins_file import read_logging_file, read_plugins_file
+from qpsmtpd_tx.plugins_file import plugin_lines_and_problems
 
 #: in-memory body size before spooling to disk when the config has no ``size_threshold``
 DEFAULT_SIZE_THRESHOLD = 128 * 1024
@@ -35,7 +37,35 @@ _logger = Logger(namespace="qpsmtpd_tx")
 
 
 class StartupError(Exception):
-    """The server cannot start; the message names the file and line at fault."""
+    """The server cannot start; ``problems`` lists every reason, each naming its file and line.
+
+    The message is the problems, one per line.
+    """
+
+    def __init__(self, problems):
+        self.problems = [problems] if isinstance(problems, str) else list(problems)
+        super().__init__("\n".join(self.problems))
+
+
+def config_problems(config, plugin_dirs=None, **server_args):
+    """Every problem that would stop a server on ``config`` from starting; ``[]`` if none.
+
+    Each is a ``file:line: message`` string (or ``file: message`` when no line is at fault).
+    Reads the core config items and the ``logging`` and ``plugins`` files, then finds and
+    initialises every plugin, so that bad arguments and broken config files of plugins are
+    found too, in check-only mode (:attr:`SMTPServer.check_only`): nothing is created (spool
+    directory, Maildirs), nothing listens, nothing is logged, and the plugins are stopped again.
+    ``server_args`` go to :class:`SMTPServer`.
+    """
+    server = SMTPServer(config, plugin_dirs=plugin_dirs, load=False, check_only=True,
+                        **server_args)
+    try:
+        server.load_plugins()
+    except StartupError as e:
+        return e.problems
+    finally:
+        server.stop_plugins()
+    return []
 
 
 class SMTPServer:
@@ -44,9 +74,20 @@ class SMTPServer:
     def _log_to_twisted(self, level, line):
         _logger.emit(_TWISTED_LEVEL[level], "{line}", line=line)
 
+    #: set for :func:`config_problems`: plugins initialise but create nothing (see that function)
+    check_only = False
+
     def __init__(self, config, plugin_dirs=None, max_conn_ip=5, auth=None, load=True,
-                 reverse_dns=False, max_connections=0):
+                 reverse_dns=False, max_connections=0, check_only=False):
+        """Read ``config``; with ``load``, load the plugins too (:meth:`load_plugins`).
+
+        Without ``load`` nothing is raised yet: problems of the config found here are raised,
+        with those of the plugins, by :meth:`check_plugins` or :meth:`load_plugins`.
+        """
         self.config = config
+        self.check_only = check_only
+        #: warning lines a check-only server was asked to log (it logs nothing)
+        self.check_warnings = []
         self.hooks = HookRegistry(self.log)
         self.sessions = set()
         self.max_conn_ip = max_conn_ip
@@ -57,49 +98,59 @@ class SMTPServer:
         self.plugins = []
         self.logging_plugins = []
         self._pool = None
+        #: what is wrong in the config itself (core items, plugin lines), raised with the rest
+        self.config_problems = self._read_core_config()
+        # Our own plugins come first: an existing qpsmtpd config's plugin_dirs points at
+        # Perl plugins (Debian: /usr/share/qpsmtpd/plugins), which cannot run here.
         try:
-            self._read_core_config()
-            # Our own plugins come first: an existing qpsmtpd config's plugin_dirs points at
-            # Perl plugins (Debian: /usr/share/qpsmtpd/plugins), which cannot run here.
-            self.plugin_dirs = plugin_dirs or default_plugin_dirs() + [
-                d for d in config.get("plugin_dirs") if d not in default_plugin_dirs()]
-            self._logging_lines = read_logging_file(config)
-            self._plugin_lines = read_plugins_file(config)
+            extra_dirs = config.get("plugin_dirs")
         except ConfigError as e:
-            raise StartupError(str(e))
+            extra_dirs = []
+            self.config_problems.append(str(e))
+        self.plugin_dirs = plugin_dirs or default_plugin_dirs() + [
+            d for d in extra_dirs if d not in default_plugin_dirs()]
+        self._logging_lines, problems = plugin_lines_and_problems(config, "logging")
+        self.config_problems += problems
+        self._plugin_lines, problems = plugin_lines_and_problems(config, "plugins")
+        self.config_problems += problems
         if load:
             self.load_plugins()
 
     def check_plugins(self):
         """Find and compile every plugin named in ``logging`` and ``plugins`` without starting any.
 
-        Lets ``twistd`` report a missing or broken plugin before it binds its ports; the
-        plugins are initialised later by :meth:`load_plugins`, after privileges are dropped.
+        Raises :class:`StartupError` with the problems of the config and of every plugin line.
         """
-        try:
-            for line in self._logging_lines + self._plugin_lines:
-                try:
-                    resolve_plugin_class(line.name, self.plugin_dirs)
-                except Exception as e:
-                    raise PluginLoadError("%s:%s: plugin %s: %s" % (line.path, line.lineno, line.name, e))
-        except PluginLoadError as e:
-            raise StartupError(str(e))
+        problems = list(self.config_problems)
+        for line in self._logging_lines + self._plugin_lines:
+            try:
+                resolve_plugin_class(line.name, self.plugin_dirs)
+            except Exception as e:
+                problems.append("%s:%s: plugin %s: %s" % (line.path, line.lineno, line.name, e))
+        if problems:
+            raise StartupError(problems)
 
     def load_plugins(self):
         """Check the spool dir, then start the logging plugins and the ``plugins`` file's.
 
-        Runs after ``twistd`` dropped privileges, so both happen as the serving user.
+        Runs after ``twistd`` dropped privileges, so both happen as the serving user. Every
+        plugin line is tried; :class:`StartupError` then lists every problem found.
         """
-        self._check_spool_dir()
+        problems = list(self.config_problems)
+        try:
+            self._check_spool_dir()
+        except StartupError as e:
+            problems += e.problems
         # Plugins loaded after a ``config`` plugin read their config through it (qpsmtpd order).
         self.config.config_hook = self._run_config_hooks
-        try:
-            self.logging_plugins = load_plugins(self, self._logging_lines, self.plugin_dirs)
-            self._set_log_threshold()
-            self.plugins = load_plugins(self, self._plugin_lines, self.plugin_dirs)
-            self._set_log_threshold()
-        except (ConfigError, PluginLoadError) as e:
-            raise StartupError(str(e))
+        self.logging_plugins, failed = load_plugin_lines(self, self._logging_lines, self.plugin_dirs)
+        problems += failed
+        self._set_log_threshold()
+        self.plugins, failed = load_plugin_lines(self, self._plugin_lines, self.plugin_dirs)
+        problems += failed
+        self._set_log_threshold()
+        if problems:
+            raise StartupError(problems)
 
         self.policy_plugins = [p for p in self.plugins if p.recipient_settings]
         if self.auth is None and any(self.hooks.has(h) for h in
@@ -108,24 +159,37 @@ class SMTPServer:
             self.auth = Authenticator(self)
 
     def _read_core_config(self):
+        """Read the server's own config items; returns the problems (a bad item gets its default)."""
         config = self.config
-        self.me = config.get_scalar("me")
-        self.databytes = config.get_int("databytes", 0)
-        self.timeout = config.get_int("timeoutsmtpd", 0) or config.get_int("timeout", 1200)
-        self.size_threshold = config.get_int("size_threshold", DEFAULT_SIZE_THRESHOLD)
-        self._spool_dir = config.get_scalar("spool_dir")
-        self.recipient_policy = (config.get_scalar("recipient_policy") or policy.GROUP).lower()
+        problems = []
+
+        def read(method, name, default):
+            try:
+                return method(name, default)
+            except ConfigError as e:
+                problems.append(str(e))
+                return default
+
+        self.me = read(config.get_scalar, "me", None)
+        self.databytes = read(config.get_int, "databytes", 0)
+        self.timeout = read(config.get_int, "timeoutsmtpd", 0) or read(config.get_int, "timeout", 1200)
+        self.size_threshold = read(config.get_int, "size_threshold", DEFAULT_SIZE_THRESHOLD)
+        self._spool_dir = read(config.get_scalar, "spool_dir", None)
+        self.recipient_policy = (read(config.get_scalar, "recipient_policy", None)
+                                 or policy.GROUP).lower()
         if self.recipient_policy not in policy.POLICIES:
-            raise ConfigError("recipient_policy must be one of %s, not %r"
-                              % (", ".join(policy.POLICIES), self.recipient_policy),
-                              config.path_of("recipient_policy"), 1)
-        self.tls_before_auth = config.get_scalar("tls_before_auth", "0") not in ("0", "")
-        level = config.get_scalar("loglevel", str(codes.LOGWARN))
+            problems.append(str(ConfigError("recipient_policy must be one of %s, not %r"
+                                            % (", ".join(policy.POLICIES), self.recipient_policy),
+                                            config.path_of("recipient_policy"), 1)))
+            self.recipient_policy = policy.GROUP
+        self.tls_before_auth = read(config.get_scalar, "tls_before_auth", "0") not in ("0", "")
+        level = read(config.get_scalar, "loglevel", str(codes.LOGWARN))
         try:
             self.loglevel = codes.parse_log_level(level)
         except ValueError:
             self.loglevel = codes.LOGWARN
         self._log_threshold = self.loglevel
+        return problems
 
     def _run_config_hooks(self, name):
         """Values for config item ``name`` from ``config`` hooks, or None (read the file).
@@ -160,13 +224,23 @@ class SMTPServer:
         return self._spool_dir
 
     def _check_spool_dir(self):
-        """Create ``spool_dir`` (mode ``spool_perms``, default 0700) or refuse to start, as qpsmtpd."""
+        """Create ``spool_dir`` (mode ``spool_perms``, default 0700) or refuse to start, as qpsmtpd.
+
+        A check-only server creates nothing: it only refuses a path that is not a directory.
+        """
         try:
             perms = int(self.config.get_scalar("spool_perms", "0700"), 8)
         except ValueError:
-            raise StartupError("spool_perms must be an octal mode, got %r"
-                               % self.config.get_scalar("spool_perms"))
+            raise StartupError("%s: spool_perms must be an octal mode, got %r"
+                               % (self.config.path_of("spool_perms"),
+                                  self.config.get_scalar("spool_perms")))
         path = self.spool_dir
+        if self.check_only:
+            if os.path.exists(path) and not os.path.isdir(path):
+                raise StartupError("cannot use spool_dir %s: not a directory (set spool_dir in %s)"
+                                   % (path, self.config.path_of("spool_dir")
+                                      or "the config directory"))
+            return
         try:
             os.makedirs(path, mode=perms, exist_ok=True)
             if not os.access(path, os.W_OK | os.X_OK):
@@ -191,7 +265,14 @@ class SMTPServer:
         return level <= self._log_threshold
 
     def log(self, level, message, plugin=None, transaction=None, hook=None):
-        """Log a line; logging plugins get it if any are loaded, else twisted.logger does."""
+        """Log a line; logging plugins get it if any are loaded, else twisted.logger does.
+
+        A check-only server logs nothing; it keeps warnings and worse in ``check_warnings``.
+        """
+        if self.check_only:
+            if level <= codes.LOGWARN:
+                self.check_warnings.append(message)
+            return
         if level > self._log_threshold:
             return
         conn_id = None
