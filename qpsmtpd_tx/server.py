@@ -18,7 +18,7 @@ from twisted.python.threadpool import ThreadPool
 from qpsmtpd_tx import codes, policy
 from qpsmtpd_tx.config import ConfigError
 from qpsmtpd_tx.hooks import HookRegistry, current_hook
-from qpsmtpd_tx.loader import load_plugin_lines, resolve_plugin_class
+from qpsmtpd_tx.loader import load_plugin_lines
 from qpsmtpd_tx.paths import default_plugin_dirs
 from qpsmtpd_tx.plugins_file import plugin_lines_and_problems
 
@@ -82,7 +82,7 @@ class SMTPServer:
         """Read ``config``; with ``load``, load the plugins too (:meth:`load_plugins`).
 
         Without ``load`` nothing is raised yet: problems of the config found here are raised,
-        with those of the plugins, by :meth:`check_plugins` or :meth:`load_plugins`.
+        with those of the plugins, by :meth:`load_plugins`.
         """
         self.config = config
         self.check_only = check_only
@@ -115,20 +115,6 @@ class SMTPServer:
         self.config_problems += problems
         if load:
             self.load_plugins()
-
-    def check_plugins(self):
-        """Find and compile every plugin named in ``logging`` and ``plugins`` without starting any.
-
-        Raises :class:`StartupError` with the problems of the config and of every plugin line.
-        """
-        problems = list(self.config_problems)
-        for line in self._logging_lines + self._plugin_lines:
-            try:
-                resolve_plugin_class(line.name, self.plugin_dirs)
-            except Exception as e:
-                problems.append("%s:%s: plugin %s: %s" % (line.path, line.lineno, line.name, e))
-        if problems:
-            raise StartupError(problems)
 
     def load_plugins(self):
         """Check the spool dir, then start the logging plugins and the ``plugins`` file's.
