@@ -28,6 +28,23 @@ def config_dir_problem(path):
     return "config directory %s: no such directory" % path
 
 
+def privilege_problem(twistd_options, current_uid=None, current_gid=None):
+    """Why twistd's ``--uid``/``--gid`` cannot be applied by this process, or None.
+
+    Only root can switch users; twistd finds out after daemonizing and then exits without
+    telling the command waiting for it (which never returns), so this is checked first.
+    """
+    uid = os.getuid() if current_uid is None else current_uid
+    gid = os.getgid() if current_gid is None else current_gid
+    if uid == 0:
+        return None
+    wanted_uid, wanted_gid = twistd_options.get("uid"), twistd_options.get("gid")
+    if (wanted_uid is None or wanted_uid == uid) and (wanted_gid is None or wanted_gid == gid):
+        return None
+    return ("--uid/--gid: only root can switch to uid %s, gid %s (this process runs as uid %d)"
+            % (wanted_uid, wanted_gid, uid))
+
+
 def format_problems(problems):
     """The text an operator sees: one problem on one line, several under a count."""
     if len(problems) == 1:

@@ -10,7 +10,7 @@ from qpsmtpd_tx.config import Config
 from qpsmtpd_tx.paths import program_dir
 from qpsmtpd_tx.protocol import SMTPFactory
 from qpsmtpd_tx.server import SMTPServer, StartupError, config_problems
-from qpsmtpd_tx.startup import StartupReporter, config_dir_problem
+from qpsmtpd_tx.startup import StartupReporter, config_dir_problem, privilege_problem
 from qpsmtpd_tx.workers import ListeningService, WorkerPool
 
 DEFAULT_LISTEN = "tcp:2525:interface=127.0.0.1"
@@ -128,6 +128,9 @@ def build_server(options, reporter):
     server_args = dict(max_conn_ip=options["max-from-ip"], reverse_dns=not options["no-rdns"],
                        max_connections=options["limit-connections"])
     problems = config_problems(new_config(), **server_args)
+    problem = privilege_problem(options.parent or {})
+    if problem:
+        problems.append(problem)
     if problems:
         reporter.fail(problems)
     return SMTPServer(new_config(), load=False, **server_args)

@@ -14,6 +14,7 @@ import time
 
 from twisted.trial import unittest
 
+from qpsmtpd_tx.startup import privilege_problem
 from test.support.harness import write_config
 from test.support.processes import CHECKOUT, free_port, server_env, twistd_argv
 
@@ -198,3 +199,20 @@ class OptionTests(StartupTestCase):
         self.assertEqual(result.returncode, 1)
         self.assertIn(b"--config: config directory %s: no such directory"
                       % os.path.join(self.dir, "nowhere").encode(), result.stdout + result.stderr)
+
+
+class PrivilegeTests(unittest.TestCase):
+    """--uid/--gid that this process cannot apply are refused before twistd daemonizes.
+
+    The tests run as root here, and a non-root Python cannot run (the interpreter lives under
+    /root): the check is called with the current uid/gid given instead of taken from the process.
+    """
+
+    def test_only_root_switches(self):
+        self.assertIsNone(privilege_problem({"uid": 65534, "gid": 65534}, 0, 0))
+        self.assertIsNone(privilege_problem({"uid": None, "gid": None}, 1000, 1000))
+        self.assertIsNone(privilege_problem({"uid": 1000, "gid": 1000}, 1000, 1000))
+        self.assertEqual(privilege_problem({"uid": 65534, "gid": None}, 1000, 1000),
+                         "--uid/--gid: only root can switch to uid 65534, gid None "
+                         "(this process runs as uid 1000)")
+        self.assertIsNotNone(privilege_problem({"uid": None, "gid": 0}, 1000, 1000))
