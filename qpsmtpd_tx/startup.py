@@ -28,6 +28,15 @@ def config_dir_problem(path):
     return "config directory %s: no such directory" % path
 
 
+def switches_user(twistd_options, current_uid=None, current_gid=None):
+    """True if twistd's ``--uid``/``--gid`` ask for another user or group than the current ones."""
+    uid = os.getuid() if current_uid is None else current_uid
+    gid = os.getgid() if current_gid is None else current_gid
+    wanted_uid, wanted_gid = twistd_options.get("uid"), twistd_options.get("gid")
+    return (wanted_uid is not None and wanted_uid != uid) or \
+        (wanted_gid is not None and wanted_gid != gid)
+
+
 def privilege_problem(twistd_options, current_uid=None, current_gid=None):
     """Why twistd's ``--uid``/``--gid`` cannot be applied by this process, or None.
 
@@ -35,14 +44,10 @@ def privilege_problem(twistd_options, current_uid=None, current_gid=None):
     telling the command waiting for it (which never returns), so this is checked first.
     """
     uid = os.getuid() if current_uid is None else current_uid
-    gid = os.getgid() if current_gid is None else current_gid
-    if uid == 0:
-        return None
-    wanted_uid, wanted_gid = twistd_options.get("uid"), twistd_options.get("gid")
-    if (wanted_uid is None or wanted_uid == uid) and (wanted_gid is None or wanted_gid == gid):
+    if uid == 0 or not switches_user(twistd_options, uid, current_gid):
         return None
     return ("--uid/--gid: only root can switch to uid %s, gid %s (this process runs as uid %d)"
-            % (wanted_uid, wanted_gid, uid))
+            % (twistd_options.get("uid"), twistd_options.get("gid"), uid))
 
 
 def format_problems(problems):

@@ -10,7 +10,8 @@ from qpsmtpd_tx.config import Config
 from qpsmtpd_tx.paths import program_dir
 from qpsmtpd_tx.protocol import SMTPFactory
 from qpsmtpd_tx.server import SMTPServer, StartupError, config_problems
-from qpsmtpd_tx.startup import StartupReporter, config_dir_problem, privilege_problem
+from qpsmtpd_tx.startup import (StartupReporter, config_dir_problem, privilege_problem,
+                                switches_user)
 from qpsmtpd_tx.workers import ListeningService, WorkerPool
 
 DEFAULT_LISTEN = "tcp:2525:interface=127.0.0.1"
@@ -71,26 +72,36 @@ class SMTPService(service.MultiService):
 
     ``twistd`` binds the ports (privilegedStartService) as root, drops privileges (--uid/--gid)
     and only then calls startService: plugins create their files as the unprivileged user.
-    No connection is accepted before startService is done (the reactor is not running yet).
-    A failure in either step goes to ``reporter`` (the terminal, the log, exit status 1).
+    Without a user switch the plugins start before the ports are bound, so that a failure
+    leaves nothing listening. No connection is accepted before startService is done (the
+    reactor is not running yet). A failure goes to ``reporter`` (the terminal, the log,
+    exit status 1).
     """
 
     def __init__(self, server, reporter=None):
         service.MultiService.__init__(self)
         self.server = server
         self.reporter = reporter or StartupReporter()
+        self._plugins_loaded = False
 
     def privilegedStartService(self):
+        if not switches_user(self.reporter.options):
+            self._load_plugins()
         try:
             service.MultiService.privilegedStartService(self)
         except StartupError as e:
             self.reporter.fail(e.problems)
 
-    def startService(self):
+    def _load_plugins(self):
         try:
             self.server.load_plugins()
         except StartupError as e:
             self.reporter.fail(e.problems)
+        self._plugins_loaded = True
+
+    def startService(self):
+        if not self._plugins_loaded:
+            self._load_plugins()
         service.MultiService.startService(self)
         self._install_sighup()
         self.reporter.started()

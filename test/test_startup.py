@@ -14,7 +14,7 @@ import time
 
 from twisted.trial import unittest
 
-from qpsmtpd_tx.startup import privilege_problem
+from qpsmtpd_tx.startup import privilege_problem, switches_user
 from test.support.harness import write_config
 from test.support.processes import CHECKOUT, free_port, server_env, twistd_argv
 
@@ -130,22 +130,40 @@ class DaemonTests(StartupTestCase):
         self.assertFalse(os.path.exists(self.pidfile))
         assert_nothing_left(self, self.config)
 
-    def test_failure_after_the_ports_are_bound(self):
+    def test_plugin_failure_before_binding(self):
         # A Maildir that cannot be created is only found when the plugins really start, after
-        # twistd has daemonized and bound the port: it must still reach the terminal.
+        # twistd has daemonized. Without a user switch that is before the port is bound: the
+        # (blocked) port is not even tried.
         blocker = os.path.join(self.dir, "a-file")
         open(blocker, "w").close()
         self.write_config(["rcpt_ok", "queue/maildir %s" % os.path.join(blocker, "maildir")])
-        port = free_port()
-        result = self.run_twistd(self.daemon_argv(port))
+        with socket.socket() as busy:
+            busy.bind(("127.0.0.1", 0))
+            busy.listen(1)
+            result = self.run_twistd(self.daemon_argv(busy.getsockname()[1]))
         err = self.assertFailedClearly(
             result, "qpsmtpd-tx: cannot start: %s:2: plugin queue/maildir: cannot create %s/maildir"
             % (os.path.join(self.config, "plugins"), blocker))
         self.assertIn("An error has occurred", err)     # twistd's own line, after ours
+        self.assertNotIn("Address already in use", err)
         self.assertFalse(os.path.exists(self.pidfile))
         assert_nothing_left(self, self.config)
         with open(self.logfile) as f:
             self.assertIn("cannot create %s/maildir" % blocker, f.read())
+
+    def test_failure_after_switching_user(self):
+        # With --uid the plugins start after the switch (their files belong to that user),
+        # so after the port is bound: the failure must still reach the terminal.
+        if os.geteuid() != 0:
+            raise unittest.SkipTest("switching users needs root")
+        self.write_config(["rcpt_ok", "queue/maildir %s" % os.path.join(self.dir, "maildir")],
+                          {"spool_dir": "/tmp"})
+        os.chmod(os.path.dirname(self.dir), 0o755)   # trial's temp dir: let nobody read the config
+        port = free_port()
+        result = self.run_twistd([TWISTD, "--uid", "nobody"] + self.daemon_argv(port)[1:])
+        self.assertFailedClearly(result, "plugin queue/maildir: cannot create %s/maildir: "
+                                 "Permission denied" % self.dir)
+        assert_nothing_left(self, self.config)
         with self.assertRaises(OSError):
             socket.create_connection(("127.0.0.1", port), timeout=5).close()
 
@@ -207,6 +225,12 @@ class PrivilegeTests(unittest.TestCase):
     The tests run as root here, and a non-root Python cannot run (the interpreter lives under
     /root): the check is called with the current uid/gid given instead of taken from the process.
     """
+
+    def test_switches_user(self):
+        self.assertFalse(switches_user({"uid": None, "gid": None}, 0, 0))
+        self.assertFalse(switches_user({"uid": 0, "gid": 0}, 0, 0))
+        self.assertTrue(switches_user({"uid": 65534, "gid": None}, 0, 0))
+        self.assertTrue(switches_user({"uid": None, "gid": 65534}, 0, 0))
 
     def test_only_root_switches(self):
         self.assertIsNone(privilege_problem({"uid": 65534, "gid": 65534}, 0, 0))
