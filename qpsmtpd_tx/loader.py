@@ -29,11 +29,7 @@ ENTRY_POINT_GROUP = "qpsmtpd_tx.plugins"
 
 
 class PluginLoadError(Exception):
-    """Plugins could not be loaded; ``problems`` has one ``file:line: …`` message per failure."""
-
-    def __init__(self, problems):
-        self.problems = [problems] if isinstance(problems, str) else list(problems)
-        super().__init__("\n".join(self.problems))
+    """A plugin line could not be loaded; the message starts with ``file:line:``."""
 
 
 class PerlPluginError(PluginError):
@@ -182,21 +178,11 @@ def resolve_plugin_class(name, plugin_dirs):
         name = alias
 
 
-def load_plugins(server, plugin_lines, plugin_dirs):
-    """Instantiate, initialise and register every plugin line; return the plugins in order.
-
-    Raises :class:`PluginLoadError` naming every line that failed (see :func:`load_plugin_lines`).
-    """
-    plugins, problems = load_plugin_lines(server, plugin_lines, plugin_dirs)
-    if problems:
-        raise PluginLoadError(problems)
-    return plugins
-
-
 def load_plugin_lines(server, plugin_lines, plugin_dirs):
-    """Load every plugin line, going on past failures: ``(plugins, problems)``.
+    """Instantiate, initialise and register every plugin line: ``(plugins, problems)``.
 
-    ``problems`` has one ``file:line: plugin NAME: message`` string per line that failed, so
+    Goes on past failures: ``plugins`` are the ones that loaded, in order, and ``problems``
+    has one ``file:line: plugin NAME: message`` string per line that failed, so
     that a whole config is checked in one run.
     """
     plugins, problems = [], []

@@ -86,8 +86,6 @@ class SMTPServer:
         """
         self.config = config
         self.check_only = check_only
-        #: warning lines a check-only server was asked to log (it logs nothing)
-        self.check_warnings = []
         self.hooks = HookRegistry(self.log)
         self.sessions = set()
         self.max_conn_ip = max_conn_ip
@@ -253,11 +251,9 @@ class SMTPServer:
     def log(self, level, message, plugin=None, transaction=None, hook=None):
         """Log a line; logging plugins get it if any are loaded, else twisted.logger does.
 
-        A check-only server logs nothing; it keeps warnings and worse in ``check_warnings``.
+        A check-only server logs nothing (the real start logs the same lines again).
         """
         if self.check_only:
-            if level <= codes.LOGWARN:
-                self.check_warnings.append(message)
             return
         if level > self._log_threshold:
             return
