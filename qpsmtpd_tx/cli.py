@@ -3,10 +3,14 @@
 ``qpsmtpd-tx plugins``            list every plugin file in the plugin directories, with the
                                   first line of its documentation
 ``qpsmtpd-tx plugins doc NAME``   print the whole documentation of plugin NAME
+``qpsmtpd-tx check-config``       check a config directory as a start would, without starting:
+                                  every problem on its own line, exit status 1; 0 if none
+``qpsmtpd-tx forkserver ...``     run the server with qpsmtpd-forkserver's options
+                                  (:mod:`qpsmtpd_tx.forkserver`)
 
 A plugin's documentation is its module docstring, read with :mod:`ast` — listing plugins
 never runs their code. An alias file (``ALIAS_OF = "relay"``) is shown as ``alias of relay``.
-The server itself is started with ``twistd qpsmtpd-tx``.
+The server itself is started with ``twistd qpsmtpd-tx`` (or ``qpsmtpd-tx forkserver``).
 """
 
 import argparse
@@ -15,9 +19,12 @@ import os
 import re
 import sys
 
-from qpsmtpd_tx import __version__
+from qpsmtpd_tx import __version__, forkserver
+from qpsmtpd_tx.config import Config
 from qpsmtpd_tx.loader import find_plugin_file
-from qpsmtpd_tx.paths import default_plugin_dirs
+from qpsmtpd_tx.paths import default_plugin_dirs, program_dir
+from qpsmtpd_tx.server import config_problems
+from qpsmtpd_tx.startup import config_dir_problem
 
 _SKIP_SUFFIXES = (".pyc", ".pyo", "~", ".orig", ".rej", ".swp")
 
@@ -125,10 +132,34 @@ def plugin_doc(name, plugin_dirs, out, err):
         name = info.alias_of
 
 
+def check_config(config_dir, out, err):
+    """``qpsmtpd-tx check-config``: print every problem of the config; 1 if any, else 0.
+
+    The plugins are initialised in check-only mode (see :func:`qpsmtpd_tx.server.config_problems`):
+    their arguments and config files are checked, but nothing is created and nothing listens.
+    """
+    problem = config_dir_problem(config_dir)
+    if problem:
+        err.write("qpsmtpd-tx: %s\n" % problem)
+        return 1
+    config = Config(config_dir=config_dir, program_dir=program_dir())
+    where = config.config_dir or "the default config locations"
+    problems = config_problems(config)
+    for line in problems:
+        out.write(line + "\n")
+    if problems:
+        err.write("qpsmtpd-tx: %d problem%s in %s\n"
+                  % (len(problems), "" if len(problems) == 1 else "s", where))
+        return 1
+    out.write("qpsmtpd-tx: %s: no problems found\n" % where)
+    return 0
+
+
 def build_parser():
     parser = argparse.ArgumentParser(
         prog="qpsmtpd-tx",
-        description="qpsmtpd-tx tools. The server itself runs with `twistd qpsmtpd-tx`.")
+        description="qpsmtpd-tx tools. The server itself runs with `twistd qpsmtpd-tx` "
+                    "or `qpsmtpd-tx forkserver`.")
     parser.add_argument("--version", action="version", version="qpsmtpd-tx " + __version__)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     plugins = commands.add_parser("plugins", help="list plugins or show a plugin's documentation")
@@ -137,15 +168,53 @@ def build_parser():
     plugins.add_argument("action", nargs="?", choices=["list", "doc"], default="list",
                          help="list (default) or doc NAME")
     plugins.add_argument("name", nargs="?", help="the plugin, as named in the plugins file")
+    check = commands.add_parser(
+        "check-config", help="check a config directory as a start would, without starting",
+        description="Read the config, find and initialise every plugin (creating nothing, "
+                    "listening nowhere) and list every problem; exit status 1 if any.")
+    check.add_argument("--config", metavar="DIR",
+                       help="the qpsmtpd config directory (default: $QPSMTPD_CONFIG)")
+    commands.add_parser("forkserver", add_help=False,
+                        help="run the server with qpsmtpd-forkserver's options (see --help)")
     return parser
 
 
 def main(argv=None, out=None, err=None):
-    """Run the command line; returns the exit status."""
+    """Run the command line; returns the exit status.
+
+    A reader that goes away (``qpsmtpd-tx plugins doc X | head``) ends the output quietly,
+    with status 1, instead of a BrokenPipeError traceback.
+    """
     out = out or sys.stdout
     err = err or sys.stderr
+    try:
+        status = _run(argv, out, err)
+        out.flush()
+    except BrokenPipeError:
+        _discard_output(out)
+        return 1
+    return status
+
+
+def _discard_output(out):
+    """Point ``out`` at /dev/null so that the flush at interpreter exit cannot fail again."""
+    try:
+        fd = out.fileno()
+    except (AttributeError, OSError, ValueError):
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, fd)
+    os.close(devnull)
+
+
+def _run(argv, out, err):
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["forkserver"]:
+        return forkserver.main(argv[1:], prog="qpsmtpd-tx forkserver")
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.command == "check-config":
+        return check_config(args.config, out, err)
     if args.command != "plugins":
         parser.print_help(out)
         return 2

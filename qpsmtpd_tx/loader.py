@@ -4,7 +4,8 @@ A name is looked up as a file in each plugin directory (``queue/maildir`` → ``
 or ``<dir>/queue/maildir.py``); ``Pkg::Name`` or a dotted Python path (``mypkg.myplugin`` or
 ``mypkg.myplugin.MyPlugin``) loads a plugin from an installed package, and so does the name of an
 entry point in the group ``qpsmtpd_tx.plugins``. Any problem — not found, import error, no plugin
-class, bad arguments, an unknown hook — stops start-up with an error naming the file and line.
+class, bad arguments, an unknown hook — stops start-up with an error naming the file and line;
+every line is tried, so that one run reports all of them.
 """
 
 import importlib
@@ -28,7 +29,34 @@ ENTRY_POINT_GROUP = "qpsmtpd_tx.plugins"
 
 
 class PluginLoadError(Exception):
-    """A plugin could not be loaded; the message starts with ``file:line:``."""
+    """A plugin line could not be loaded; the message starts with ``file:line:``."""
+
+
+class PerlPluginError(PluginError):
+    """The plugin file found is one of qpsmtpd's Perl plugins, which cannot run here."""
+
+    def __init__(self, path):
+        self.path = path
+        super().__init__("%s is a Perl plugin (qpsmtpd's); qpsmtpd-tx runs Python plugins" % path)
+
+
+#: qpsmtpd plugins that need DNS lookups (DNS lists, host checks), not in qpsmtpd-tx yet
+DNS_PLUGINS = frozenset(["dnsbl", "rhsbl", "uribl", "dns_whitelist_soft", "resolvable_fromhost",
+                         "require_resolvable_fromhost", "fcrdns"])
+
+
+def perl_plugin_message(name, path):
+    """What to tell an operator whose ``plugins`` line ``name`` found only the Perl file ``path``.
+
+    Our own plugin directory is searched first, so there is no Python plugin of that name.
+    """
+    if name.split("/")[-1] in DNS_PLUGINS:
+        return ("%s is a Perl plugin (qpsmtpd's); qpsmtpd-tx runs Python plugins, and its DNS "
+                "plugins (%s) are not implemented yet: comment the line out, or wait for the "
+                "qpsmtpd-tx release with DNS plugins" % (path, ", ".join(sorted(DNS_PLUGINS))))
+    return ("%s is a Perl plugin (qpsmtpd's); qpsmtpd-tx runs Python plugins and has none named "
+            "%s: comment the line out, or port the plugin to Python (README: Writing a plugin)"
+            % (path, name))
 
 
 def escape_plugin_name(name):
@@ -71,8 +99,7 @@ def load_plugin_module(path):
     except SyntaxError:
         del sys.modules[modname]
         if _looks_like_perl(path):
-            raise PluginError("%s is a Perl plugin (qpsmtpd's); qpsmtpd-tx runs Python plugins: "
-                              "use its own plugin of that name or port this one" % path)
+            raise PerlPluginError(path)
         raise
     except BaseException:
         del sys.modules[modname]
@@ -138,7 +165,10 @@ def resolve_plugin_class(name, plugin_dirs):
             if "::" in name or "." in name:
                 return _import_python_plugin(name), name
             raise PluginError("plugin not found (looked in %s)" % ", ".join(plugin_dirs))
-        module = load_plugin_module(path)
+        try:
+            module = load_plugin_module(path)
+        except PerlPluginError:
+            raise PluginError(perl_plugin_message(name, path))
         alias = getattr(module, "ALIAS_OF", None)
         if alias is None:
             return plugin_class_of(module), path
@@ -148,47 +178,56 @@ def resolve_plugin_class(name, plugin_dirs):
         name = alias
 
 
-def load_plugins(server, plugin_lines, plugin_dirs, registry=None, plugins=None):
-    """Instantiate, initialise and register every plugin line; return the plugins in order.
+def load_plugin_lines(server, plugin_lines, plugin_dirs, registry=None, plugins=None):
+    """Instantiate, initialise and register every plugin line: ``(plugins, problems)``.
 
     Hooks go into ``registry`` (default ``server.hooks``); each plugin is appended to
-    ``plugins`` (default a new list) as soon as it is initialised, so after a failure the
-    caller still has the ones to stop.
+    ``plugins`` (default a new list) as soon as it is initialised, so the caller has the ones
+    to stop. Goes on past failures: ``problems`` has one ``file:line: plugin NAME: message``
+    string per line that failed, so that a whole config is checked in one run.
     """
     if registry is None:
         registry = server.hooks
     if plugins is None:
         plugins = []
+    problems = []
     for line in plugin_lines:
-        where = "%s:%s" % (line.path, line.lineno)
-        label = line.name + (":" + line.instance if line.instance else "")
         try:
-            cls, source = resolve_plugin_class(line.name, plugin_dirs)
-            plugin = cls()
-            plugin.name = escape_plugin_name(label)
-            plugin.path = label
-            plugin.args = list(line.args)
-            plugin.server = server
-            plugin.source = source
-            if line.timeout is not None:
-                plugin.hook_timeout = line.timeout
-            verifyObject(IPlugin, plugin)
-            plugin.init(list(line.args))
-            plugins.append(plugin)
-            _register_hook_methods(registry, plugin)
-            plugin.register(registry)
-        except (PluginError, UnknownHookError) as e:
-            raise PluginLoadError("%s: plugin %s: %s" % (where, label, e))
-        except SyntaxError as e:
-            raise PluginLoadError("%s: plugin %s: syntax error in %s line %s: %s"
-                                  % (where, label, e.filename, e.lineno, e.msg))
-        except Exception as e:
-            detail = traceback.format_exc(limit=-3)
-            raise PluginLoadError("%s: plugin %s failed to load: %s: %s\n%s"
-                                  % (where, label, type(e).__name__, e, detail))
-        if source != line.name and os.path.basename(str(source)) != os.path.basename(line.name):
-            server.log(codes.LOGINFO, "plugin %s is an alias of %s" % (label, source))
-    return plugins
+            plugins.append(_load_plugin_line(server, line, plugin_dirs, registry))
+        except PluginLoadError as e:
+            problems.append(str(e))
+    return plugins, problems
+
+
+def _load_plugin_line(server, line, plugin_dirs, registry):
+    where = "%s:%s" % (line.path, line.lineno)
+    label = line.name + (":" + line.instance if line.instance else "")
+    try:
+        cls, source = resolve_plugin_class(line.name, plugin_dirs)
+        plugin = cls()
+        plugin.name = escape_plugin_name(label)
+        plugin.path = label
+        plugin.args = list(line.args)
+        plugin.server = server
+        plugin.source = source
+        if line.timeout is not None:
+            plugin.hook_timeout = line.timeout
+        verifyObject(IPlugin, plugin)
+        plugin.init(list(line.args))
+        _register_hook_methods(registry, plugin)
+        plugin.register(registry)
+    except (PluginError, UnknownHookError) as e:
+        raise PluginLoadError("%s: plugin %s: %s" % (where, label, e))
+    except SyntaxError as e:
+        raise PluginLoadError("%s: plugin %s: syntax error in %s line %s: %s"
+                              % (where, label, e.filename, e.lineno, e.msg))
+    except Exception as e:
+        detail = traceback.format_exc(limit=-3)
+        raise PluginLoadError("%s: plugin %s failed to load: %s: %s\n%s"
+                              % (where, label, type(e).__name__, e, detail))
+    if source != line.name and os.path.basename(str(source)) != os.path.basename(line.name):
+        server.log(codes.LOGINFO, "plugin %s is an alias of %s" % (label, source))
+    return plugin
 
 
 def _register_hook_methods(registry, plugin):

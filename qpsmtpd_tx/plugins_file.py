@@ -78,6 +78,22 @@ def read_plugins_file(config, item="plugins"):
     return [parse_plugin_line(line) for line in config.get_lines(item)]
 
 
+def plugin_lines_and_problems(config, item="plugins"):
+    """``(lines, problems)`` of config item ``item``: every good line, and a ``file:line:``
+    message for each bad one (or for the file itself when it cannot be read)."""
+    lines, problems = [], []
+    try:
+        config_lines = config.get_lines(item)
+    except ConfigError as e:
+        return [], [str(e)]
+    for line in config_lines:
+        try:
+            lines.append(parse_plugin_line(line))
+        except ConfigError as e:
+            problems.append(str(e))
+    return lines, problems
+
+
 def read_logging_file(config):
     """The logging plugin lines of config item ``logging``, in order."""
     return read_plugins_file(config, "logging")

@@ -1,8 +1,10 @@
 """The server: configuration, loaded plugins, logging, and the live sessions.
 
 One :class:`SMTPServer` is built at start-up from a config directory; it loads the ``logging``
-plugins first and then the ``plugins`` file, and fails with :class:`StartupError` (naming the
-file and line) if anything is wrong. The Twisted side (``protocol.py``) asks it for sessions.
+plugins first and then the ``plugins`` file, and fails with :class:`StartupError` if anything is
+wrong, listing every problem found (each naming its file and line). :func:`config_problems`
+checks a config without starting anything. The Twisted side (``protocol.py``) asks the server
+for sessions.
 """
 
 import os
@@ -18,10 +20,10 @@ from qpsmtpd_tx import codes, policy
 from qpsmtpd_tx.chain import PluginChain
 from qpsmtpd_tx.config import ConfigError
 from qpsmtpd_tx.hooks import DEFAULT_HOOK_TIMEOUT, current_hook
-from qpsmtpd_tx.loader import PluginLoadError, load_plugins, resolve_plugin_class
+from qpsmtpd_tx.loader import load_plugin_lines
 from qpsmtpd_tx.message import remove_stale_spool_files
 from qpsmtpd_tx.paths import default_plugin_dirs
-from qpsmtpd_tx.plugins_file import read_logging_file, read_plugins_file
+from qpsmtpd_tx.plugins_file import plugin_lines_and_problems
 
 #: in-memory body size before spooling to disk when the config has no ``size_threshold``
 DEFAULT_SIZE_THRESHOLD = 128 * 1024
@@ -50,7 +52,35 @@ _logger = Logger(namespace="qpsmtpd_tx")
 
 
 class StartupError(Exception):
-    """The server cannot start; the message names the file and line at fault."""
+    """The server cannot start; ``problems`` lists every reason, each naming its file and line.
+
+    The message is the problems, one per line.
+    """
+
+    def __init__(self, problems):
+        self.problems = [problems] if isinstance(problems, str) else list(problems)
+        super().__init__("\n".join(self.problems))
+
+
+def config_problems(config, plugin_dirs=None, **server_args):
+    """Every problem that would stop a server on ``config`` from starting; ``[]`` if none.
+
+    Each is a ``file:line: message`` string (or ``file: message`` when no line is at fault).
+    Reads the core config items and the ``logging`` and ``plugins`` files, then finds and
+    initialises every plugin, so that bad arguments and broken config files of plugins are
+    found too, in check-only mode (:attr:`SMTPServer.check_only`): nothing is created (spool
+    directory, Maildirs), nothing listens, nothing is logged, and the plugins are stopped again.
+    ``server_args`` go to :class:`SMTPServer`.
+    """
+    server = SMTPServer(config, plugin_dirs=plugin_dirs, load=False, check_only=True,
+                        **server_args)
+    try:
+        server.load_plugins()
+    except StartupError as e:
+        return e.problems
+    finally:
+        server.stop_plugins()
+    return []
 
 
 class SMTPServer:
@@ -59,8 +89,16 @@ class SMTPServer:
     def _log_to_twisted(self, level, line):
         _logger.emit(_TWISTED_LEVEL[level], "{line}", line=line)
 
+    #: set for :func:`config_problems`: plugins initialise but create nothing (see that function)
+    check_only = False
+
     def __init__(self, config, plugin_dirs=None, max_conn_ip=5, auth=None, load=True,
-                 reverse_dns=False, max_connections=0):
+                 reverse_dns=False, max_connections=0, check_only=False):
+        """Read ``config``; with ``load``, load the plugins too (:meth:`load_plugins`).
+
+        Without ``load`` nothing is raised yet: problems of the config found here are raised,
+        with those of the plugins, by :meth:`load_plugins`.
+        """
         self.config = config
         #: the plugin chain new sessions start on (replaced by :meth:`reload`)
         self.chain = PluginChain(self.log)
@@ -70,6 +108,7 @@ class SMTPServer:
         #: set by :meth:`drain`: new clients get 421, sessions end after their transaction
         self.draining = False
         self._drained = None
+        self.check_only = check_only
         self.sessions = set()
         self.max_conn_ip = max_conn_ip
         #: refuse new clients with 421 beyond this many live sessions (0: no limit)
@@ -77,60 +116,57 @@ class SMTPServer:
         self._auth = auth
         self.reverse_dns = reverse_dns
         self._pool = None
+        #: what is wrong in the config itself (core items, plugin lines), raised with the rest
+        self.config_problems = self._read_core_config()
+        # Our own plugins come first: an existing qpsmtpd config's plugin_dirs points at
+        # Perl plugins (Debian: /usr/share/qpsmtpd/plugins), which cannot run here.
         try:
-            self._read_core_config()
-            # Our own plugins come first: an existing qpsmtpd config's plugin_dirs points at
-            # Perl plugins (Debian: /usr/share/qpsmtpd/plugins), which cannot run here.
-            self.plugin_dirs = plugin_dirs or default_plugin_dirs() + [
-                d for d in config.get("plugin_dirs") if d not in default_plugin_dirs()]
-            self._logging_lines = read_logging_file(config)
-            self._plugin_lines = read_plugins_file(config)
+            extra_dirs = config.get("plugin_dirs")
         except ConfigError as e:
-            raise StartupError(str(e))
+            extra_dirs = []
+            self.config_problems.append(str(e))
+        self.plugin_dirs = plugin_dirs or default_plugin_dirs() + [
+            d for d in extra_dirs if d not in default_plugin_dirs()]
+        self._logging_lines, problems = plugin_lines_and_problems(config, "logging")
+        self.config_problems += problems
+        self._plugin_lines, problems = plugin_lines_and_problems(config, "plugins")
+        self.config_problems += problems
         if load:
             self.load_plugins()
-
-    def check_plugins(self):
-        """Find and compile every plugin named in ``logging`` and ``plugins`` without starting any.
-
-        Lets ``twistd`` report a missing or broken plugin before it binds its ports; the
-        plugins are initialised later by :meth:`load_plugins`, after privileges are dropped.
-        """
-        try:
-            for line in self._logging_lines + self._plugin_lines:
-                try:
-                    resolve_plugin_class(line.name, self.plugin_dirs)
-                except Exception as e:
-                    raise PluginLoadError("%s:%s: plugin %s: %s" % (line.path, line.lineno, line.name, e))
-        except PluginLoadError as e:
-            raise StartupError(str(e))
 
     def load_plugins(self):
         """Check the spool dir, then start the logging plugins and the ``plugins`` file's.
 
-        Runs after ``twistd`` dropped privileges, so both happen as the serving user.
+        Runs after ``twistd`` dropped privileges, so both happen as the serving user. Every
+        plugin line is tried; :class:`StartupError` then lists every problem found.
         """
-        self._check_spool_dir()
+        problems = list(self.config_problems)
+        try:
+            self._check_spool_dir()
+        except StartupError as e:
+            problems += e.problems
         # Plugins loaded after a ``config`` plugin read their config through it (qpsmtpd order).
         self.config.config_hook = self._run_config_hooks
-        try:
-            self._load_chain(self.chain, self._logging_lines, self._plugin_lines)
-        except (ConfigError, PluginLoadError) as e:
-            raise StartupError(str(e))
+        problems += self._load_chain(self.chain, self._logging_lines, self._plugin_lines)
+        if problems:
+            raise StartupError(problems)
 
     def _load_chain(self, chain, logging_lines, plugin_lines):
-        """Load the logging plugins, then the others, into ``chain``.
+        """Load the logging plugins, then the others, into ``chain``; return the problems.
 
-        Raises ConfigError or PluginLoadError; ``chain`` then holds the plugins started so far.
+        Every line is tried (a list of ``file:line: …`` strings comes back); ``chain`` holds
+        the plugins that started, to be stopped if the chain is not used.
         """
         self._loading = chain
         chain.hooks.default_timeout = self.plugin_timeout
         chain.hooks.clock = self.chain.hooks.clock
         try:
-            load_plugins(self, logging_lines, self.plugin_dirs, chain.hooks, chain.logging_plugins)
+            _, problems = load_plugin_lines(self, logging_lines, self.plugin_dirs, chain.hooks,
+                                            chain.logging_plugins)
             if chain is self.chain:
                 self._set_log_threshold()   # the plugins' own start-up lines reach the loggers
-            load_plugins(self, plugin_lines, self.plugin_dirs, chain.hooks, chain.plugins)
+            problems += load_plugin_lines(self, plugin_lines, self.plugin_dirs, chain.hooks,
+                                          chain.plugins)[1]
         finally:
             self._loading = None
         if chain is self.chain:
@@ -143,6 +179,7 @@ class SMTPServer:
                                       ("auth", "auth-plain", "auth-login", "auth-cram-md5")):
             from qpsmtpd_tx.auth import Authenticator
             chain.auth = Authenticator(self, chain.hooks)
+        return problems
 
     # The current chain's parts, as attributes of the server (plugins and tests read them).
     hooks = property(lambda self: self.chain.hooks, doc="The current chain's HookRegistry.")
@@ -156,35 +193,51 @@ class SMTPServer:
                               doc="True if the core enforces --max-from-ip (no hosts_allow loaded).")
 
     def _read_core_config(self):
+        """Read the server's own config items; returns the problems (a bad item gets its default)."""
         config = self.config
-        self.me = config.get_scalar("me")
-        self.databytes = config.get_int("databytes", 0)
-        self.timeout = config.get_int("timeoutsmtpd", 0) or config.get_int("timeout", 1200)
-        self.shutdown_timeout = config.get_int("shutdown_timeout", DEFAULT_SHUTDOWN_TIMEOUT)
-        self.size_threshold = config.get_int("size_threshold", DEFAULT_SIZE_THRESHOLD)
-        self.max_recipients = config.get_int("max_recipients", DEFAULT_MAX_RECIPIENTS, minimum=0)
-        self.auth_max_failures = config.get_int("auth_max_failures", DEFAULT_AUTH_MAX_FAILURES,
-                                                minimum=0)
-        self.auth_failure_delay = config.get_int("auth_failure_delay", DEFAULT_AUTH_FAILURE_DELAY,
-                                                 minimum=0)
+        problems = []
+
+        def read(method, name, default, **kwargs):
+            try:
+                return method(name, default, **kwargs)
+            except ConfigError as e:
+                problems.append(str(e))
+                return default
+
+        self.me = read(config.get_scalar, "me", None)
+        self.databytes = read(config.get_int, "databytes", 0)
+        self.timeout = read(config.get_int, "timeoutsmtpd", 0) or read(config.get_int, "timeout", 1200)
+        self.shutdown_timeout = read(config.get_int, "shutdown_timeout", DEFAULT_SHUTDOWN_TIMEOUT,
+                                     minimum=0)
+        self.size_threshold = read(config.get_int, "size_threshold", DEFAULT_SIZE_THRESHOLD)
+        self.max_recipients = read(config.get_int, "max_recipients", DEFAULT_MAX_RECIPIENTS,
+                                   minimum=0)
+        self.auth_max_failures = read(config.get_int, "auth_max_failures",
+                                      DEFAULT_AUTH_MAX_FAILURES, minimum=0)
+        self.auth_failure_delay = read(config.get_int, "auth_failure_delay",
+                                       DEFAULT_AUTH_FAILURE_DELAY, minimum=0)
         #: seconds a waiting hook may take, unless its plugins line says ``timeout=N``
-        self.plugin_timeout = _seconds(config, "plugin_timeout", DEFAULT_HOOK_TIMEOUT)
+        self.plugin_timeout = read(config.get_int, "plugin_timeout", DEFAULT_HOOK_TIMEOUT, minimum=0)
         self.chain.hooks.default_timeout = self.plugin_timeout
-        self.command_deadline = _seconds(config, "command_deadline", DEFAULT_COMMAND_DEADLINE)
-        self.data_deadline = _seconds(config, "data_deadline", DEFAULT_DATA_DEADLINE)
-        self._spool_dir = config.get_scalar("spool_dir")
-        self.recipient_policy = (config.get_scalar("recipient_policy") or policy.GROUP).lower()
+        self.command_deadline = read(config.get_int, "command_deadline", DEFAULT_COMMAND_DEADLINE,
+                                     minimum=0)
+        self.data_deadline = read(config.get_int, "data_deadline", DEFAULT_DATA_DEADLINE, minimum=0)
+        self._spool_dir = read(config.get_scalar, "spool_dir", None)
+        self.recipient_policy = (read(config.get_scalar, "recipient_policy", None)
+                                 or policy.GROUP).lower()
         if self.recipient_policy not in policy.POLICIES:
-            raise ConfigError("recipient_policy must be one of %s, not %r"
-                              % (", ".join(policy.POLICIES), self.recipient_policy),
-                              config.path_of("recipient_policy"), 1)
-        self.tls_before_auth = config.get_scalar("tls_before_auth", "0") not in ("0", "")
-        level = config.get_scalar("loglevel", str(codes.LOGWARN))
+            problems.append(str(ConfigError("recipient_policy must be one of %s, not %r"
+                                            % (", ".join(policy.POLICIES), self.recipient_policy),
+                                            config.path_of("recipient_policy"), 1)))
+            self.recipient_policy = policy.GROUP
+        self.tls_before_auth = read(config.get_scalar, "tls_before_auth", "0") not in ("0", "")
+        level = read(config.get_scalar, "loglevel", str(codes.LOGWARN))
         try:
             self.loglevel = codes.parse_log_level(level)
         except ValueError:
             self.loglevel = codes.LOGWARN
         self._log_threshold = self.loglevel
+        return problems
 
     def _run_config_hooks(self, name):
         """Values for config item ``name`` from ``config`` hooks, or None (read the file).
@@ -219,13 +272,23 @@ class SMTPServer:
         return self._spool_dir
 
     def _check_spool_dir(self):
-        """Create ``spool_dir`` (mode ``spool_perms``, default 0700) or refuse to start, as qpsmtpd."""
+        """Create ``spool_dir`` (mode ``spool_perms``, default 0700) or refuse to start, as qpsmtpd.
+
+        A check-only server creates nothing: it only refuses a path that is not a directory.
+        """
         try:
             perms = int(self.config.get_scalar("spool_perms", "0700"), 8)
         except ValueError:
-            raise StartupError("spool_perms must be an octal mode, got %r"
-                               % self.config.get_scalar("spool_perms"))
+            raise StartupError("%s: spool_perms must be an octal mode, got %r"
+                               % (self.config.path_of("spool_perms"),
+                                  self.config.get_scalar("spool_perms")))
         path = self.spool_dir
+        if self.check_only:
+            if os.path.exists(path) and not os.path.isdir(path):
+                raise StartupError("cannot use spool_dir %s: not a directory (set spool_dir in %s)"
+                                   % (path, self.config.path_of("spool_dir")
+                                      or "the config directory"))
+            return
         try:
             os.makedirs(path, mode=perms, exist_ok=True)
             if not os.access(path, os.W_OK | os.X_OK):
@@ -254,7 +317,12 @@ class SMTPServer:
         return level <= self._log_threshold
 
     def log(self, level, message, plugin=None, transaction=None, hook=None):
-        """Log a line; logging plugins get it if any are loaded, else twisted.logger does."""
+        """Log a line; logging plugins get it if any are loaded, else twisted.logger does.
+
+        A check-only server logs nothing (the real start logs the same lines again).
+        """
+        if self.check_only:
+            return
         if level > self._log_threshold:
             return
         conn_id = None
@@ -296,15 +364,17 @@ class SMTPServer:
         """
         self.reload_config()
         chain = PluginChain(self.log)
-        try:
-            logging_lines = read_logging_file(self.config)
-            plugin_lines = read_plugins_file(self.config)
-            self._load_chain(chain, logging_lines, plugin_lines)
-        except (ConfigError, PluginLoadError) as e:
+        logging_lines, problems = plugin_lines_and_problems(self.config, "logging")
+        plugin_lines, more = plugin_lines_and_problems(self.config, "plugins")
+        problems += more
+        if not problems:
+            problems = self._load_chain(chain, logging_lines, plugin_lines)
+        if problems:
             chain.retire()
             # items cached through the failed chain's config hooks must not stay
             self.config.clear_cache()
-            self.log(codes.LOGERROR, "reload failed, keeping the plugins in use: %s" % (e,))
+            for problem in problems:
+                self.log(codes.LOGERROR, "reload failed, keeping the plugins in use: %s" % (problem,))
             return False
         old, self.chain = self.chain, chain
         self._logging_lines, self._plugin_lines = logging_lines, plugin_lines
@@ -420,15 +490,6 @@ class SMTPServer:
     def peer_ips(self, exclude=None):
         """Remote IPs of the live sessions but ``exclude`` (qpsmtpd's ``child_addrs``)."""
         return [s.connection.remote_ip for s in self.sessions if s is not exclude]
-
-
-def _seconds(config, name, default):
-    """Config item ``name`` as a number of seconds >= 0 (0: no limit); ConfigError if not."""
-    value = config.get_int(name, default)
-    if value < 0:
-        raise ConfigError("%s must be 0 or more seconds, not %d" % (name, value),
-                          config.path_of(name), 1)
-    return value
 
 
 def format_log_line(conn_id, hook, plugin_name, message):

@@ -4,7 +4,6 @@ import grp
 import os
 import pwd
 import signal
-import sys
 
 from twisted.application import service
 from twisted.internet import defer, reactor
@@ -14,8 +13,10 @@ from qpsmtpd_tx.codes import LOGINFO
 from qpsmtpd_tx.config import Config
 from qpsmtpd_tx.paths import program_dir
 from qpsmtpd_tx.protocol import SMTPFactory
-from qpsmtpd_tx.server import SMTPServer, StartupError
+from qpsmtpd_tx.server import SMTPServer, StartupError, config_problems
 from qpsmtpd_tx.signals import chain_signal, stop_on_sigterm
+from qpsmtpd_tx.startup import (StartupReporter, config_dir_problem, privilege_problem,
+                                switches_user)
 from qpsmtpd_tx.workers import ListeningService, WorkerPool
 
 DEFAULT_LISTEN = "tcp:2525:interface=127.0.0.1"
@@ -29,7 +30,7 @@ class Options(usage.Options):
                 "Config lookup per file: --config (or $QPSMTPD_CONFIG), then config/ beside "
                 "the program, then $QMAIL/control.")
     optParameters = [
-        ["config", "c", None, "qpsmtpd config directory (default: $QPSMTPD_CONFIG)"],
+        ["config", None, None, "qpsmtpd config directory (default: $QPSMTPD_CONFIG)"],
         ["max-from-ip", "m", "5", "concurrent connections per client IP; more get 451 (0: no limit)"],
         ["workers", "w", "1", "processes serving the listening sockets (use the cores; see README)"],
         ["limit-connections", None, "500",
@@ -49,6 +50,13 @@ class Options(usage.Options):
 
     opt_l = opt_listen
 
+    def opt_c(self, value):
+        """Not an option: qpsmtpd-forkserver's -c is a connection limit, ours was --config"""
+        raise usage.UsageError(
+            "-c is not an option of twistd qpsmtpd-tx: write --config DIR for the config "
+            "directory, or --limit-connections N for qpsmtpd-forkserver's -c N "
+            "(`qpsmtpd-tx forkserver` takes qpsmtpd-forkserver's options)")
+
     def postOptions(self):
         if not self["listen"]:
             self["listen"] = [DEFAULT_LISTEN]
@@ -59,6 +67,9 @@ class Options(usage.Options):
                 raise usage.UsageError("--%s takes a number" % name)
         if self["workers"] < 1:
             raise usage.UsageError("--workers must be at least 1")
+        problem = config_dir_problem(self["config"])
+        if problem:
+            raise usage.UsageError("--config: " + problem)
 
 
 class SMTPService(service.MultiService):
@@ -66,21 +77,41 @@ class SMTPService(service.MultiService):
 
     ``twistd`` binds the ports (privilegedStartService) as root, drops privileges (--uid/--gid)
     and only then calls startService: plugins create their files as the unprivileged user.
+    Without a user switch the plugins start before the ports are bound, so that a failure
+    leaves nothing listening. No connection is accepted before startService is done (the
+    reactor is not running yet). A failure goes to ``reporter`` (the terminal, the log,
+    exit status 1).
     """
 
-    def __init__(self, server):
+    def __init__(self, server, reporter=None):
         service.MultiService.__init__(self)
         self.server = server
+        self.reporter = reporter or StartupReporter()
+        self._plugins_loaded = False
 
-    def startService(self):
+    def privilegedStartService(self):
+        if not switches_user(self.reporter.options):
+            self._load_plugins()
+        try:
+            service.MultiService.privilegedStartService(self)
+        except StartupError as e:
+            self.reporter.fail(e.problems)
+
+    def _load_plugins(self):
         try:
             self.server.load_plugins()
         except StartupError as e:
-            _fail(e)
+            self.reporter.fail(e.problems)
+        self._plugins_loaded = True
+
+    def startService(self):
+        if not self._plugins_loaded:
+            self._load_plugins()
         service.MultiService.startService(self)
         self._log_started()
         self._install_sighup()
         reactor.callWhenRunning(stop_on_sigterm)
+        self.reporter.started()
 
     def _log_started(self):
         """qpsmtpd-forkserver's ``Listening on ADDR:PORT`` and ``Running as user U, group G``."""
@@ -130,29 +161,32 @@ def _user_and_group():
     return user, group
 
 
-def _fail(error):
-    sys.stderr.write("qpsmtpd-tx: cannot start: %s\n" % (error,))
-    sys.stderr.flush()
-    raise SystemExit(1)
+def build_server(options, reporter):
+    """The SMTPServer for these options, its plugins not started yet.
 
+    The whole config is checked first (:func:`config_problems`: every plugin initialised in
+    check-only mode), before twistd daemonizes or binds a port; any problem goes to
+    ``reporter``, all of them at once.
+    """
+    def new_config():
+        return Config(config_dir=options["config"], program_dir=program_dir())
 
-def build_server(options):
-    """The SMTPServer for these options, plugins checked but not started; exits on an error."""
-    config = Config(config_dir=options["config"], program_dir=program_dir())
-    try:
-        server = SMTPServer(config, max_conn_ip=options["max-from-ip"], load=False,
-                            reverse_dns=not options["no-rdns"],
-                            max_connections=options["limit-connections"])
-        server.check_plugins()
-    except StartupError as e:
-        _fail(e)
-    return server
+    server_args = dict(max_conn_ip=options["max-from-ip"], reverse_dns=not options["no-rdns"],
+                       max_connections=options["limit-connections"])
+    problems = config_problems(new_config(), **server_args)
+    problem = privilege_problem(options.parent or {})
+    if problem:
+        problems.append(problem)
+    if problems:
+        reporter.fail(problems)
+    return SMTPServer(new_config(), load=False, **server_args)
 
 
 def makeService(options):
     """The service listening on every --listen endpoint (and the extra workers, if any)."""
-    server = build_server(options)
-    top = SMTPService(server)
+    reporter = StartupReporter(options.parent)
+    server = build_server(options, reporter)
+    top = SMTPService(server, reporter)
     listening = ListeningService(options["listen"], SMTPFactory(server))
     listening.setServiceParent(top)
     if options["workers"] > 1:

@@ -22,6 +22,7 @@ from twisted.internet.endpoints import serverFromString
 from twisted.logger import Logger
 
 from qpsmtpd_tx import paths
+from qpsmtpd_tx.server import StartupError
 
 log = Logger(namespace="qpsmtpd_tx.workers")
 
@@ -35,17 +36,29 @@ class ListeningService(service.Service):
         self.ports = []
 
     def privilegedStartService(self):
+        """Listen on every endpoint; raise StartupError naming each one that cannot listen."""
         service.Service.privilegedStartService(self)
+        problems = []
         for description in self.endpoints:
             d = serverFromString(reactor, description).listen(self.factory)
             d.addCallback(self.ports.append)
-            d.addErrback(self._failed, description)
+            if d.called:
+                failures = []
+                d.addErrback(failures.append)
+                problems += ["cannot listen on %s: %s" % (description, f.getErrorMessage())
+                             for f in failures]
+            else:
+                d.addErrback(self._failed_later, description)
+        if problems:
+            raise StartupError(problems)
 
     @staticmethod
-    def _failed(failure, description):
+    def _failed_later(failure, description):
+        # Our endpoints listen at once; one that fails later cannot stop the start any more.
         sys.stderr.write("qpsmtpd-tx: cannot listen on %s: %s\n"
                          % (description, failure.getErrorMessage()))
-        raise SystemExit(1)
+        sys.stderr.flush()
+        os._exit(1)
 
     def stopService(self):
         service.Service.stopService(self)

@@ -155,4 +155,5 @@ class ConfigTests(unittest.TestCase):
         self.assertEqual(make_server(self, [], {"plugin_timeout": "42"}).hooks.default_timeout, 42)
         with self.assertRaises(StartupError) as caught:
             make_server(self, [], {"plugin_timeout": "-1"})
-        self.assertIn("plugin_timeout must be 0 or more seconds", str(caught.exception))
+        self.assertIn("plugin_timeout:1: plugin_timeout: must be at least 0, not -1",
+                      str(caught.exception))

@@ -5,10 +5,12 @@ import os
 from twisted.trial import unittest
 from zope.interface.verify import verifyObject
 
+from qpsmtpd_tx.config import Config
 from qpsmtpd_tx.interfaces import IPlugin
 from qpsmtpd_tx.loader import escape_plugin_name
-from qpsmtpd_tx.server import StartupError
-from test.support.harness import MemoryClient, make_server
+from qpsmtpd_tx.paths import default_plugin_dirs
+from qpsmtpd_tx.server import SMTPServer, StartupError, config_problems
+from test.support.harness import TEST_PLUGINS, MemoryClient, make_server, write_config
 
 
 def write_plugin(directory, name, source):
@@ -96,7 +98,6 @@ class LoadTests(unittest.TestCase):
         write_plugin(directory, "check_rcpt_ok", '"""old name"""\nALIAS_OF = "rcpt_ok"\n')
         write_plugin(directory, "loop_a", 'ALIAS_OF = "loop_b"\n')
         write_plugin(directory, "loop_b", 'ALIAS_OF = "loop_a"\n')
-        from qpsmtpd_tx.paths import default_plugin_dirs
         server = make_server(self, ["check_rcpt_ok"],
                              {"plugin_dirs": "\n".join([directory] + default_plugin_dirs())})
         self.assertEqual(type(server.plugins[0]).__name__, "RcptOk")
@@ -120,6 +121,25 @@ class LoadTests(unittest.TestCase):
         write_plugin(directory, "perlish", "#!perl -w\nuse strict;\nsub hook_rcpt { return (OK); }\n")
         self.assertStartupError(["perlish"], "perlish is a Perl plugin (qpsmtpd's)",
                                 {"plugin_dirs": directory})
+
+    def test_perl_plugin_message_says_what_to_do(self):
+        directory = os.path.abspath(self.mktemp())
+        write_plugin(directory, "greylisting", "#!perl -w\nuse strict;\nsub register { }\n")
+        message = self.assertStartupError(["greylisting"], "has none named greylisting: comment "
+                                          "the line out, or port the plugin to Python",
+                                          {"plugin_dirs": directory})
+        self.assertNotIn("use its own plugin", message)
+
+    def test_dns_plugins_are_said_to_be_missing_yet(self):
+        # Debian's default /etc/qpsmtpd/plugins has rhsbl and dnsbl; we have no such plugins.
+        directory = os.path.abspath(self.mktemp())
+        for name in ("dnsbl", "rhsbl", "async/rhsbl"):
+            write_plugin(directory, name, "#!perl -w\nuse Qpsmtpd::Constants;\nsub register { }\n")
+            message = self.assertStartupError(
+                [name], "qpsmtpd-tx runs Python plugins, and its DNS plugins (", {"plugin_dirs": directory})
+            self.assertIn("are not implemented yet: comment the line out, or wait for the "
+                          "qpsmtpd-tx release with DNS plugins", message)
+            self.assertNotIn("use its own plugin", message)
 
     def test_own_plugins_come_before_config_plugin_dirs(self):
         directory = os.path.abspath(self.mktemp())
@@ -174,3 +194,57 @@ class StopTests(unittest.TestCase):
         module = __import__(type(server.plugins[0]).__module__, fromlist=["STOPPED"])
         self.assertEqual(module.STOPPED, ["a", "b"])
         return d
+
+
+class AllProblemsTests(unittest.TestCase):
+    """One start reports every problem of the config, each with its file and line."""
+
+    def broken_config(self):
+        directory = write_config(os.path.abspath(self.mktemp()), [
+            "rcpt_ok extra",                     # 1: bad argument
+            "no_such_plugin",                    # 2: not found
+            "# comment",
+            "queue/maildir %s" % os.path.abspath(self.mktemp()),   # 4: fine
+            "bad\xe9byte",                       # 5: not ASCII
+            "scripted rcpt",                     # 6: bad argument (test plugin)
+            "other_missing one two",             # 7: not found
+        ], {"recipient_policy": "sometimes", "logging": "logging/warn NOISY\n",
+            "plugin_dirs": "\n".join([TEST_PLUGINS] + default_plugin_dirs())})
+        return directory
+
+    def test_startup_error_lists_every_problem(self):
+        directory = self.broken_config()
+        with self.assertRaises(StartupError) as caught:
+            SMTPServer(Config(config_dir=directory, qmail_dir=directory, environ={}))
+        plugins = os.path.join(directory, "plugins")
+        problems = caught.exception.problems
+        expected = [
+            os.path.join(directory, "recipient_policy") + ":1: recipient_policy must be one of",
+            plugins + ":5: byte 0xc3 at column 4",
+            os.path.join(directory, "logging") + ":1: plugin logging/warn: ",
+            plugins + ":1: plugin rcpt_ok: takes no arguments",
+            plugins + ":2: plugin no_such_plugin: plugin not found",
+            plugins + ":6: plugin scripted: usage: scripted HOOK CODE",
+            plugins + ":7: plugin other_missing: plugin not found",
+        ]
+        self.assertEqual(len(problems), len(expected), problems)
+        for problem, start in zip(problems, expected):
+            self.assertTrue(problem.startswith(start), (problem, start))
+        self.assertEqual(str(caught.exception), "\n".join(problems))
+
+    def test_config_problems_checks_without_creating(self):
+        directory = self.broken_config()
+        config = Config(config_dir=directory, qmail_dir=directory, environ={})
+        problems = config_problems(config)
+        self.assertEqual(len(problems), 7, problems)
+        # the Maildir of line 4 and the spool dir are not created by a check
+        self.assertEqual(sorted(os.listdir(os.path.dirname(directory))), [os.path.basename(directory)])
+        self.assertFalse(os.path.exists(os.path.join(directory, "spool")))
+
+    def test_config_problems_of_a_good_config(self):
+        maildir = os.path.abspath(self.mktemp())
+        directory = write_config(os.path.abspath(self.mktemp()),
+                                 ["rcpt_ok", "queue/maildir %s" % maildir])
+        self.assertEqual(config_problems(Config(config_dir=directory, environ={})), [])
+        self.assertFalse(os.path.exists(maildir))
+        self.assertFalse(os.path.exists(os.path.join(directory, "spool")))
