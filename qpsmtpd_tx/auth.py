@@ -37,6 +37,8 @@ from qpsmtpd_tx.printable import is_printable, printable
 
 MECHANISM_HOOKS = {"PLAIN": "auth-plain", "LOGIN": "auth-login", "CRAM-MD5": "auth-cram-md5"}
 CREDENTIALS_INVALID = "5.7.8 Authentication credentials invalid"
+#: RFC 4954: the auth back end failed; the client may try again later
+TEMPORARY_FAILURE = "4.7.0 Temporary authentication failure"
 #: RFC 4422: a SASL mechanism name has at most 20 characters
 MAX_MECHANISM = 20
 #: the most of a client's user name repeated in a reply or a log line
@@ -222,6 +224,13 @@ class Exchange:
             conn.notes.pop("naughty", None)
             return session.respond(235, "%s authentication successful for %s%s"
                                    % (self.mechanism, printable(user, limit=MAX_USER_ECHO), detail))
+        if result.code in (codes.DENYSOFT, codes.DENYSOFT_DISCONNECT):
+            # The back end could not answer (down, or the hook timed out): not the client's
+            # fault, so neither counted nor delayed (RFC 4954's 454).
+            session.log(codes.LOGWARN, "%s authentication for %s from %s could not be checked%s"
+                        % (self.mechanism, printable(user, limit=MAX_USER_ECHO),
+                           session.connection.remote_ip, printable(detail)))
+            return session.respond(454, TEMPORARY_FAILURE)
         # The plugins' text (no such user, wrong password) is for the log only.
         session.log(codes.LOGNOTICE, "%s authentication failed for %s from %s%s" % (
             self.mechanism, printable(user, limit=MAX_USER_ECHO), session.connection.remote_ip,

@@ -145,6 +145,15 @@ class AuthHardeningTests(unittest.TestCase):
         client = self.client(plugins=["scripted auth DENY no such user here", "rcpt_ok"])
         self.assertEqual(client.command(plain("u@example.org", "x")), CREDENTIALS_INVALID)
 
+    def test_a_back_end_that_cannot_answer_is_454_and_does_not_count(self):
+        # DENYSOFT (a back end down; also what a timed-out hook gives): RFC 4954's 454
+        client = self.client(dict(NO_DELAY, auth_max_failures="1"),
+                             plugins=["scripted auth DENYSOFT directory down", "rcpt_ok"])
+        for _ in range(3):
+            self.assertEqual(client.command(plain("u@example.org", "x")),
+                             "454 4.7.0 Temporary authentication failure\r\n")
+        self.assertFalse(client.closed)
+
     def test_failure_limit_closes_with_421(self):
         client = self.client()
         for _ in range(2):
