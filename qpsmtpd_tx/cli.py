@@ -5,6 +5,8 @@
 ``qpsmtpd-tx plugins doc NAME``   print the whole documentation of plugin NAME
 ``qpsmtpd-tx check-config``       check a config directory as a start would, without starting:
                                   every problem on its own line, exit status 1; 0 if none
+``qpsmtpd-tx config-items``       the core's config items with their defaults; with ``--config
+                                  DIR`` the value in effect and the file and line it comes from
 ``qpsmtpd-tx forkserver ...``     run the server with qpsmtpd-forkserver's options
                                   (:mod:`qpsmtpd_tx.forkserver`)
 
@@ -19,7 +21,7 @@ import os
 import re
 import sys
 
-from qpsmtpd_tx import __version__, forkserver
+from qpsmtpd_tx import __version__, config_items, forkserver
 from qpsmtpd_tx.config import Config
 from qpsmtpd_tx.loader import find_plugin_file
 from qpsmtpd_tx.paths import default_plugin_dirs, program_dir
@@ -155,6 +157,28 @@ def check_config(config_dir, out, err):
     return 0
 
 
+def print_config_items(config_dir, out, err):
+    """``qpsmtpd-tx config-items``: the table of core config items; 1 if a value is bad."""
+    config = None
+    if config_dir is not None:
+        problem = config_dir_problem(config_dir)
+        if problem:
+            err.write("qpsmtpd-tx: %s\n" % problem)
+            return 1
+        config = Config(config_dir=config_dir, program_dir=program_dir())
+    rows, problems = config_items.describe(config)
+    header = ("ITEM", "DEFAULT", "DESCRIPTION") if config is None else \
+        ("ITEM", "VALUE", "FROM", "DESCRIPTION")
+    rows = [header] + rows
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header) - 1)]
+    for row in rows:
+        out.write("  ".join(cell.ljust(width) for cell, width in zip(row, widths)) + "  "
+                  + row[-1] + "\n")
+    for line in problems:
+        err.write("qpsmtpd-tx: %s\n" % line)
+    return 1 if problems else 0
+
+
 def build_parser():
     parser = argparse.ArgumentParser(
         prog="qpsmtpd-tx",
@@ -174,6 +198,12 @@ def build_parser():
                     "listening nowhere) and list every problem; exit status 1 if any.")
     check.add_argument("--config", metavar="DIR",
                        help="the qpsmtpd config directory (default: $QPSMTPD_CONFIG)")
+    items = commands.add_parser(
+        "config-items", help="list the core's config items, their defaults and what they do",
+        description="List the core's config items (files of the config directory) with their "
+                    "defaults; with --config, the value in effect and the file it comes from.")
+    items.add_argument("--config", metavar="DIR",
+                       help="show the values of this config directory")
     commands.add_parser("forkserver", add_help=False,
                         help="run the server with qpsmtpd-forkserver's options (see --help)")
     return parser
@@ -215,6 +245,8 @@ def _run(argv, out, err):
     args = parser.parse_args(argv)
     if args.command == "check-config":
         return check_config(args.config, out, err)
+    if args.command == "config-items":
+        return print_config_items(args.config, out, err)
     if args.command != "plugins":
         parser.print_help(out)
         return 2
