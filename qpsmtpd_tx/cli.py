@@ -23,7 +23,9 @@ import sys
 
 from qpsmtpd_tx import __version__, config_items, forkserver
 from qpsmtpd_tx.config import Config
-from qpsmtpd_tx.loader import find_plugin_file
+from qpsmtpd_tx.loader import find_plugin, find_plugin_file
+from qpsmtpd_tx.packages import package_plugins, plugin_source
+from qpsmtpd_tx.plugin import PluginError
 from qpsmtpd_tx.paths import default_plugin_dirs, program_dir
 from qpsmtpd_tx.server import config_problems
 from qpsmtpd_tx.startup import config_dir_problem
@@ -97,20 +99,47 @@ def iter_plugin_files(plugin_dirs):
 
 
 def list_plugins(plugin_dirs, out):
+    """The plugin files of ``plugin_dirs`` and the installed packages' plugins, with summaries."""
     infos = [PluginInfo(name, path) for name, path in iter_plugin_files(plugin_dirs)]
-    if not infos:
+    rows = [(info.name, info.summary()) for info in infos]
+    rows += _package_rows({info.name for info in infos})
+    if not rows:
         out.write("no plugins found in %s\n" % ", ".join(plugin_dirs))
         return 1
-    width = max(len(info.name) for info in infos) + 2
-    for info in infos:
-        out.write("%-*s%s\n" % (width, info.name, info.summary()))
+    width = max(len(name) for name, _ in rows) + 2
+    for name, summary in sorted(rows):
+        out.write("%-*s%s\n" % (width, name, summary))
     return 0
+
+
+def _package_rows(file_names):
+    """``(name, "[package version] summary")`` of each plugin an installed package publishes."""
+    rows = []
+    for name, published in package_plugins().items():
+        clash = name in file_names or len(published) > 1
+        for plugin in published:
+            path = plugin_source(plugin)
+            summary = PluginInfo(name, path).summary() if path else "(source not found)"
+            if clash:
+                summary = "NAME TAKEN TWICE, cannot be loaded by this name; " + summary
+            rows.append((name, "[%s %s] %s" % (plugin.package, plugin.version, summary)))
+    return rows
 
 
 def plugin_doc(name, plugin_dirs, out, err):
     seen = []
     while True:
-        path = find_plugin_file(name, plugin_dirs)
+        try:
+            path, published = find_plugin(name, plugin_dirs)
+        except PluginError as e:
+            err.write("qpsmtpd-tx: %s\n" % e)
+            return 1
+        if published is not None:
+            path = plugin_source(published)
+            if path is None:
+                err.write("qpsmtpd-tx: plugin %s: no source file for %s\n" % (name, published))
+                return 1
+            out.write("%s: plugin of %s\n\n" % (name, published))
         if path is None:
             err.write("qpsmtpd-tx: no plugin %r (looked in %s)\n" % (name, ", ".join(plugin_dirs)))
             return 1
