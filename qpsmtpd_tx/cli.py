@@ -1,7 +1,8 @@
 """The ``qpsmtpd-tx`` command line (also ``python -m qpsmtpd_tx``).
 
-``qpsmtpd-tx plugins``            list every plugin file in the plugin directories, with the
-                                  first line of its documentation
+``qpsmtpd-tx plugins``            list every plugin file in the plugin directories and every
+                                  plugin of an installed package (with the package and its
+                                  version), with the first line of its documentation
 ``qpsmtpd-tx plugins doc NAME``   print the whole documentation of plugin NAME
 ``qpsmtpd-tx check-config``       check a config directory as a start would, without starting:
                                   every problem on its own line, exit status 1; 0 if none
