@@ -3,8 +3,10 @@
 The example package ``test/packages/qptx_example`` (the one the README's "Publishing a plugin"
 shows) and ``test/packages/qptx_twin`` (names that clash) are really built and installed with
 pip, into directories of their own (``pip install --target``): the shared virtualenv is not
-changed. Its build back end (setuptools, wheel) comes from the configured package index, as
-in any ``pip install`` of a source tree. Then the real command line and a real ``twistd`` run
+changed. The build uses the virtualenv's setuptools when it can build wheels (``wheel``
+installed, or setuptools 70.1 and later: ``--no-build-isolation --no-index``); otherwise pip
+fetches the build back end from the configured package index, as in any ``pip install`` of a
+source tree. Then the real command line and a real ``twistd`` run
 with those directories on PYTHONPATH.
 """
 
@@ -15,6 +17,7 @@ import smtplib
 import subprocess
 import sys
 import tempfile
+from importlib.util import find_spec
 
 from twisted.trial import unittest
 
@@ -25,6 +28,15 @@ from test.test_cli import run_cli
 PACKAGES = os.path.join(CHECKOUT, "test", "packages")
 
 
+def _offline_build_options():
+    """pip options that build with the virtualenv's own setuptools, if it can build wheels."""
+    try:
+        can_build = find_spec("wheel") or find_spec("setuptools.command.bdist_wheel")
+    except ImportError:
+        can_build = None
+    return ["--no-build-isolation", "--no-index"] if can_build else []
+
+
 def pip_install(name, target):
     """Build and install ``test/packages/NAME`` into ``target`` (built from a copy: a build
     writes into its source tree)."""
@@ -32,7 +44,8 @@ def pip_install(name, target):
         source = shutil.copytree(os.path.join(PACKAGES, name), os.path.join(build, name))
         result = subprocess.run(
             [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps",
-             "--disable-pip-version-check", "--target", target, source],
+             "--disable-pip-version-check", "--target", target, source]
+            + _offline_build_options(),
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=300)
     if result.returncode:
         raise RuntimeError("pip install %s failed:\n%s" % (name, result.stdout.decode()))
