@@ -13,7 +13,7 @@ All items are read once at start-up (a SIGHUP does not change them), but for tho
 
 import attr
 
-from qpsmtpd_tx import codes
+from qpsmtpd_tx import codes, policy
 from qpsmtpd_tx.config import DEFAULT_ORIGIN, HOOK_ORIGIN, ConfigError
 from qpsmtpd_tx.hooks import DEFAULT_HOOK_TIMEOUT
 
@@ -79,9 +79,9 @@ ITEMS = dict([
           "progress", minimum=0),
     _item("max_recipients", INTEGER, 1000, "recipients per transaction, beyond it 452 4.5.3; "
           "0 = no limit", minimum=0),
-    _item("recipient_policy", CHOICE, "group", "recipients whose filter settings differ: "
+    _item("recipient_policy", CHOICE, policy.GROUP, "recipients whose filter settings differ: "
           "group (452 4.5.3, another transaction) or strictest (merge)",
-          choices=("group", "strictest")),
+          choices=policy.POLICIES),
     _item("auth_max_failures", INTEGER, 3, "failed AUTH exchanges per connection before 421; "
           "0 = no limit", minimum=0),
     _item("auth_failure_delay", INTEGER, 1, "seconds each failed AUTH is answered late; "
@@ -131,20 +131,19 @@ def read_item(config, name):
     Raises :class:`~qpsmtpd_tx.config.ConfigError` naming the file and line for a bad value.
     """
     item = ITEMS[name]
-    if item.kind == LINES:
-        lines = config.get_lines(name)
-        return [line.text for line in lines], (lines[0] if lines else None)
-    if item.kind == INTEGER:
-        lines = config.get_lines(name)
-        # Config.get_int words its errors as the plugins' integer items are worded
-        return config.get_int(name, item.default, minimum=item.minimum), (lines[0] if lines else None)
     lines = config.get_lines(name)
-    if not lines:
+    first = lines[0] if lines else None
+    if item.kind == LINES:
+        return [line.text for line in lines], first
+    if item.kind == INTEGER:
+        # Config.get_int words its errors as the plugins' integer items are worded
+        return config.get_int(name, item.default, minimum=item.minimum), first
+    if first is None:
         return item.default, None
     try:
-        return _convert(item, lines[0].text), lines[0]
+        return _convert(item, first.text), first
     except ValueError as e:
-        raise ConfigError(str(e), lines[0].path, lines[0].lineno)
+        raise ConfigError(str(e), first.path, first.lineno)
 
 
 def value(config, name):

@@ -26,6 +26,7 @@ from qpsmtpd_tx.interfaces import HOOK_BY_METHOD, IPlugin
 from qpsmtpd_tx.packages import PackagePlugin, find_package_plugin
 from qpsmtpd_tx.plugin import PluginError
 
+
 class PluginLoadError(Exception):
     """A plugin line could not be loaded; the message starts with ``file:line:``."""
 

@@ -23,8 +23,8 @@ differ cannot share a message. The config file ``recipient_policy`` chooses:
   strictest of the recipients' values (each Setting says what strictest means: the lowest
   spam threshold, ``reject`` before ``tag``…).
 
-Only settings read after RCPT (``phase`` ``data``, ``data_post`` or ``queue``: the default)
-group recipients: a setting with ``phase="rcpt"`` is read for each recipient on its own, at
+Only settings read after RCPT (``phase`` ``data``, ``data_headers_end``, ``data_post``, the
+default, or ``queue``) group recipients: a setting with ``phase="rcpt"`` is read for each recipient on its own, at
 RCPT time, so recipients whose values differ can share a transaction.
 
 **Aliases.** A notes source rewrites a recipient by setting its note ``alias_targets`` at RCPT
@@ -47,7 +47,7 @@ ORIGINAL_RECIPIENT = "original_recipient"
 
 #: the hooks a Setting may be read in (``Setting.phase``); all but ``rcpt`` group recipients
 RCPT = "rcpt"
-PHASES = (RCPT, "data", "data_post", "queue")
+PHASES = (RCPT, "data", "data_headers_end", "data_post", "queue")
 
 GROUP = "group"
 STRICTEST = "strictest"
