@@ -1,10 +1,13 @@
 """The ``qpsmtpd-tx`` command line (also ``python -m qpsmtpd_tx``).
 
-``qpsmtpd-tx plugins``            list every plugin file in the plugin directories, with the
-                                  first line of its documentation
+``qpsmtpd-tx plugins``            list every plugin file in the plugin directories and every
+                                  plugin of an installed package (with the package and its
+                                  version), with the first line of its documentation
 ``qpsmtpd-tx plugins doc NAME``   print the whole documentation of plugin NAME
 ``qpsmtpd-tx check-config``       check a config directory as a start would, without starting:
                                   every problem on its own line, exit status 1; 0 if none
+``qpsmtpd-tx config-items``       the core's config items with their defaults; with ``--config
+                                  DIR`` the value in effect and the file and line it comes from
 ``qpsmtpd-tx forkserver ...``     run the server with qpsmtpd-forkserver's options
                                   (:mod:`qpsmtpd_tx.forkserver`)
 
@@ -19,9 +22,11 @@ import os
 import re
 import sys
 
-from qpsmtpd_tx import __version__, forkserver
+from qpsmtpd_tx import __version__, config_items, forkserver
 from qpsmtpd_tx.config import Config
-from qpsmtpd_tx.loader import find_plugin_file
+from qpsmtpd_tx.loader import find_plugin, find_plugin_file
+from qpsmtpd_tx.packages import package_plugins, plugin_source
+from qpsmtpd_tx.plugin import PluginError
 from qpsmtpd_tx.paths import default_plugin_dirs, program_dir
 from qpsmtpd_tx.server import config_problems
 from qpsmtpd_tx.startup import config_dir_problem
@@ -95,20 +100,47 @@ def iter_plugin_files(plugin_dirs):
 
 
 def list_plugins(plugin_dirs, out):
+    """The plugin files of ``plugin_dirs`` and the installed packages' plugins, with summaries."""
     infos = [PluginInfo(name, path) for name, path in iter_plugin_files(plugin_dirs)]
-    if not infos:
+    rows = [(info.name, info.summary()) for info in infos]
+    rows += _package_rows({info.name for info in infos})
+    if not rows:
         out.write("no plugins found in %s\n" % ", ".join(plugin_dirs))
         return 1
-    width = max(len(info.name) for info in infos) + 2
-    for info in infos:
-        out.write("%-*s%s\n" % (width, info.name, info.summary()))
+    width = max(len(name) for name, _ in rows) + 2
+    for name, summary in sorted(rows):
+        out.write("%-*s%s\n" % (width, name, summary))
     return 0
+
+
+def _package_rows(file_names):
+    """``(name, "[package version] summary")`` of each plugin an installed package publishes."""
+    rows = []
+    for name, published in package_plugins().items():
+        clash = name in file_names or len(published) > 1
+        for plugin in published:
+            path = plugin_source(plugin)
+            summary = PluginInfo(name, path).summary() if path else "(source not found)"
+            if clash:
+                summary = "NAME TAKEN TWICE, cannot be loaded by this name; " + summary
+            rows.append((name, "[%s %s] %s" % (plugin.package, plugin.version, summary)))
+    return rows
 
 
 def plugin_doc(name, plugin_dirs, out, err):
     seen = []
     while True:
-        path = find_plugin_file(name, plugin_dirs)
+        try:
+            path, published = find_plugin(name, plugin_dirs)
+        except PluginError as e:
+            err.write("qpsmtpd-tx: %s\n" % e)
+            return 1
+        if published is not None:
+            path = plugin_source(published)
+            if path is None:
+                err.write("qpsmtpd-tx: plugin %s: no source file for %s\n" % (name, published))
+                return 1
+            out.write("%s: plugin of %s\n\n" % (name, published))
         if path is None:
             err.write("qpsmtpd-tx: no plugin %r (looked in %s)\n" % (name, ", ".join(plugin_dirs)))
             return 1
@@ -155,6 +187,28 @@ def check_config(config_dir, out, err):
     return 0
 
 
+def print_config_items(config_dir, out, err):
+    """``qpsmtpd-tx config-items``: the table of core config items; 1 if a value is bad."""
+    config = None
+    if config_dir is not None:
+        problem = config_dir_problem(config_dir)
+        if problem:
+            err.write("qpsmtpd-tx: %s\n" % problem)
+            return 1
+        config = Config(config_dir=config_dir, program_dir=program_dir())
+    rows, problems = config_items.describe(config)
+    header = ("ITEM", "DEFAULT", "DESCRIPTION") if config is None else \
+        ("ITEM", "VALUE", "FROM", "DESCRIPTION")
+    rows = [header] + rows
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header) - 1)]
+    for row in rows:
+        out.write("  ".join(cell.ljust(width) for cell, width in zip(row, widths)) + "  "
+                  + row[-1] + "\n")
+    for line in problems:
+        err.write("qpsmtpd-tx: %s\n" % line)
+    return 1 if problems else 0
+
+
 def build_parser():
     parser = argparse.ArgumentParser(
         prog="qpsmtpd-tx",
@@ -174,6 +228,12 @@ def build_parser():
                     "listening nowhere) and list every problem; exit status 1 if any.")
     check.add_argument("--config", metavar="DIR",
                        help="the qpsmtpd config directory (default: $QPSMTPD_CONFIG)")
+    items = commands.add_parser(
+        "config-items", help="list the core's config items, their defaults and what they do",
+        description="List the core's config items (files of the config directory) with their "
+                    "defaults; with --config, the value in effect and the file it comes from.")
+    items.add_argument("--config", metavar="DIR",
+                       help="show the values of this config directory")
     commands.add_parser("forkserver", add_help=False,
                         help="run the server with qpsmtpd-forkserver's options (see --help)")
     return parser
@@ -215,6 +275,8 @@ def _run(argv, out, err):
     args = parser.parse_args(argv)
     if args.command == "check-config":
         return check_config(args.config, out, err)
+    if args.command == "config-items":
+        return print_config_items(args.config, out, err)
     if args.command != "plugins":
         parser.print_help(out)
         return 2

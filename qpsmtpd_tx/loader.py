@@ -1,16 +1,16 @@
 """Finding, loading and registering the plugins named in the ``plugins`` file.
 
 A name is looked up as a file in each plugin directory (``queue/maildir`` → ``<dir>/queue/maildir``
-or ``<dir>/queue/maildir.py``); ``Pkg::Name`` or a dotted Python path (``mypkg.myplugin`` or
-``mypkg.myplugin.MyPlugin``) loads a plugin from an installed package, and so does the name of an
-entry point in the group ``qpsmtpd_tx.plugins``. Any problem — not found, import error, no plugin
+or ``<dir>/queue/maildir.py``) and as a plugin an installed package publishes (an entry point in
+the group ``qpsmtpd_tx.plugins``, :mod:`qpsmtpd_tx.packages`; a name found both ways is an
+error); ``Pkg::Name`` or a dotted Python path (``mypkg.myplugin`` or ``mypkg.myplugin.MyPlugin``)
+loads a plugin from an installed package too. Any problem — not found, import error, no plugin
 class, bad arguments, an unknown hook — stops start-up with an error naming the file and line;
 every line is tried, so that one run reports all of them.
 """
 
 import importlib
 import importlib.machinery
-import importlib.metadata
 import importlib.util
 import inspect
 import os
@@ -23,9 +23,8 @@ from zope.interface.verify import verifyObject
 from qpsmtpd_tx import codes
 from qpsmtpd_tx.hooks import UnknownHookError
 from qpsmtpd_tx.interfaces import HOOK_BY_METHOD, IPlugin
+from qpsmtpd_tx.packages import PackagePlugin, find_package_plugin
 from qpsmtpd_tx.plugin import PluginError
-
-ENTRY_POINT_GROUP = "qpsmtpd_tx.plugins"
 
 
 class PluginLoadError(Exception):
@@ -131,11 +130,18 @@ def plugin_class_of(module):
     return found[0]
 
 
+def _load_package_plugin(published):
+    """The plugin class a package publishes: its entry point's class, or its module's one."""
+    target = published.entry_point.load()
+    if inspect.ismodule(target):
+        return plugin_class_of(target)
+    if not (inspect.isclass(target) and IPlugin.implementedBy(target)):
+        raise PluginError("%s is not a plugin class" % (published,))
+    return target
+
+
 def _import_python_plugin(name):
-    """A plugin class from an installed package: dotted module, module.Class, or entry point."""
-    for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
-        if ep.name == name:
-            return ep.load()
+    """A plugin class from an installed package: dotted module or module.Class."""
     dotted = name.replace("::", ".")
     try:
         return plugin_class_of(importlib.import_module(dotted))
@@ -153,18 +159,30 @@ def _import_python_plugin(name):
         return cls
 
 
+def find_plugin(name, plugin_dirs):
+    """``(path, published)``: plugin ``name``'s file in ``plugin_dirs`` and the
+    :class:`~qpsmtpd_tx.packages.PackagePlugin` publishing it, either None (``published``
+    wins over a Perl file). Raises PluginError if the name is taken twice."""
+    path = find_plugin_file(name, plugin_dirs)
+    return path, find_package_plugin(name, path, _looks_like_perl)
+
+
 def resolve_plugin_class(name, plugin_dirs):
     """(class, source) for a plugin name; follows ``ALIAS_OF`` in alias files.
 
-    ``source`` is the file path or the Python path it came from.
+    ``source`` is the file path or the Python path it came from, or the
+    :class:`~qpsmtpd_tx.packages.PackagePlugin` that publishes it.
     """
     seen = []
     while True:
-        path = find_plugin_file(name, plugin_dirs)
+        path, published = find_plugin(name, plugin_dirs)
+        if published is not None:
+            return _load_package_plugin(published), published
         if path is None:
             if "::" in name or "." in name:
                 return _import_python_plugin(name), name
-            raise PluginError("plugin not found (looked in %s)" % ", ".join(plugin_dirs))
+            raise PluginError("plugin not found (looked in %s, and among the installed "
+                              "packages' plugins)" % ", ".join(plugin_dirs))
         try:
             module = load_plugin_module(path)
         except PerlPluginError:
@@ -209,7 +227,7 @@ def _load_plugin_line(server, line, plugin_dirs, registry):
         plugin.path = label
         plugin.args = list(line.args)
         plugin.server = server
-        plugin.source = source
+        plugin.source = str(source)
         if line.timeout is not None:
             plugin.hook_timeout = line.timeout
         verifyObject(IPlugin, plugin)
@@ -225,7 +243,9 @@ def _load_plugin_line(server, line, plugin_dirs, registry):
         detail = traceback.format_exc(limit=-3)
         raise PluginLoadError("%s: plugin %s failed to load: %s: %s\n%s"
                               % (where, label, type(e).__name__, e, detail))
-    if source != line.name and os.path.basename(str(source)) != os.path.basename(line.name):
+    if isinstance(source, PackagePlugin):
+        server.log(codes.LOGINFO, "plugin %s comes from %s" % (label, source))
+    elif source != line.name and os.path.basename(str(source)) != os.path.basename(line.name):
         server.log(codes.LOGINFO, "plugin %s is an alias of %s" % (label, source))
     return plugin
 

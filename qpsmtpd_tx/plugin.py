@@ -45,7 +45,8 @@ class Plugin:
     loglevel = None
     #: the ``key value`` arguments as parsed by parse_kv_args
     arguments = {}
-    #: the per-recipient settings this plugin reads (:class:`qpsmtpd_tx.policy.Setting`)
+    #: the per-recipient settings this plugin reads (:class:`qpsmtpd_tx.policy.Setting`; its
+    #: ``phase`` says when, and so whether it groups recipients)
     recipient_settings = ()
 
     def init(self, args):

@@ -23,6 +23,10 @@ differ cannot share a message. The config file ``recipient_policy`` chooses:
   strictest of the recipients' values (each Setting says what strictest means: the lowest
   spam threshold, ``reject`` before ``tag``…).
 
+Only settings read after RCPT (``phase`` ``data``, ``data_headers_end``, ``data_post``, the
+default, or ``queue``) group recipients: a setting with ``phase="rcpt"`` is read for each recipient on its own, at
+RCPT time, so recipients whose values differ can share a transaction.
+
 **Aliases.** A notes source rewrites a recipient by setting its note ``alias_targets`` at RCPT
 time: a list of ``user@host`` strings or Address objects, or one string of addresses separated
 by commas or spaces. When the recipient is accepted, the session adds the targets to the
@@ -41,6 +45,10 @@ ALIAS_TARGETS = "alias_targets"
 #: recipient note on each alias target: the address the client gave in RCPT
 ORIGINAL_RECIPIENT = "original_recipient"
 
+#: the hooks a Setting may be read in (``Setting.phase``); all but ``rcpt`` group recipients
+RCPT = "rcpt"
+PHASES = (RCPT, "data", "data_headers_end", "data_post", "queue")
+
 GROUP = "group"
 STRICTEST = "strictest"
 POLICIES = (GROUP, STRICTEST)
@@ -56,7 +64,9 @@ class Setting:
     argument that sets it for everyone (``reject_threshold``), or None; ``default``: used when
     neither is set; ``convert``: turns the text of a note or argument into the value
     (``float``) and raises ValueError for a bad one; ``strictest``: picks the strictest of
-    several values (``min`` for a spam threshold).
+    several values (``min`` for a spam threshold); ``phase``: the hook the plugin reads it in,
+    one of :data:`PHASES` (default ``data_post``, what content filters do). A setting read
+    after RCPT groups recipients (:attr:`groups`); one read at ``rcpt`` does not.
     """
 
     note = attr.ib()
@@ -64,6 +74,12 @@ class Setting:
     default = attr.ib(default=None)
     convert = attr.ib(default=str)
     strictest = attr.ib(default=min)
+    phase = attr.ib(default="data_post", validator=attr.validators.in_(PHASES), kw_only=True)
+
+    @property
+    def groups(self):
+        """True if recipients whose values differ need separate transactions (read after RCPT)."""
+        return self.phase != RCPT
 
 
 def resolve(setting, recipient, arguments):
@@ -85,11 +101,16 @@ def resolve(setting, recipient, arguments):
 
 
 def policy_key(plugins, recipient):
-    """Everything content filters would decide differently for this recipient, as a tuple."""
+    """Everything content filters would decide differently for this recipient, as a tuple.
+
+    Only the settings that group recipients count (:attr:`Setting.groups`): an RCPT-time
+    setting has done its work by the time the message is filtered.
+    """
     key = []
     for plugin in plugins:
         for setting in plugin.recipient_settings:
-            key.append((plugin.name, setting.note, plugin.setting(recipient, setting.note)))
+            if setting.groups:
+                key.append((plugin.name, setting.note, plugin.setting(recipient, setting.note)))
     return tuple(key)
 
 

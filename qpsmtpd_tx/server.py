@@ -16,31 +16,13 @@ from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger, LogLevel
 from twisted.python.threadpool import ThreadPool
 
-from qpsmtpd_tx import codes, policy
+from qpsmtpd_tx import codes, config_items
 from qpsmtpd_tx.chain import PluginChain
-from qpsmtpd_tx.config import ConfigError
-from qpsmtpd_tx.hooks import DEFAULT_HOOK_TIMEOUT, current_hook
+from qpsmtpd_tx.hooks import current_hook
 from qpsmtpd_tx.loader import load_plugin_lines
 from qpsmtpd_tx.message import remove_stale_spool_files
 from qpsmtpd_tx.paths import default_plugin_dirs
 from qpsmtpd_tx.plugins_file import plugin_lines_and_problems
-
-#: in-memory body size before spooling to disk when the config has no ``size_threshold``
-DEFAULT_SIZE_THRESHOLD = 128 * 1024
-#: seconds a command line may take from its first byte to its LF (RFC 5321 4.5.3.2.7's 5 minutes)
-DEFAULT_COMMAND_DEADLINE = 300
-#: seconds from the 354 to the final dot (sendmail's Timeout.datablock: 1 hour)
-DEFAULT_DATA_DEADLINE = 3600
-#: seconds a stopping server waits for transactions in progress (config ``shutdown_timeout``)
-DEFAULT_SHUTDOWN_TIMEOUT = 30
-#: threads for blocking back-end work (fsync-heavy deliveries) when ``blocking_threads`` is unset
-DEFAULT_BLOCKING_THREADS = 32
-#: recipients per transaction when ``max_recipients`` is unset (Postfix's smtpd_recipient_limit)
-DEFAULT_MAX_RECIPIENTS = 1000
-#: failed AUTH attempts per connection before 421 (``auth_max_failures``), and the seconds
-#: each failure is answered late (``auth_failure_delay``)
-DEFAULT_AUTH_MAX_FAILURES = 3
-DEFAULT_AUTH_FAILURE_DELAY = 1
 
 _TWISTED_LEVEL = {
     0: LogLevel.critical, 1: LogLevel.critical, 2: LogLevel.critical, 3: LogLevel.error,
@@ -49,6 +31,9 @@ _TWISTED_LEVEL = {
 
 
 _logger = Logger(namespace="qpsmtpd_tx")
+
+#: config items kept under another attribute name, the public one being resolved from them
+_RESOLVED_ITEMS = {"spool_dir": "_spool_dir", "plugin_dirs": "_extra_plugin_dirs"}
 
 
 class StartupError(Exception):
@@ -120,13 +105,8 @@ class SMTPServer:
         self.config_problems = self._read_core_config()
         # Our own plugins come first: an existing qpsmtpd config's plugin_dirs points at
         # Perl plugins (Debian: /usr/share/qpsmtpd/plugins), which cannot run here.
-        try:
-            extra_dirs = config.get("plugin_dirs")
-        except ConfigError as e:
-            extra_dirs = []
-            self.config_problems.append(str(e))
         self.plugin_dirs = plugin_dirs or default_plugin_dirs() + [
-            d for d in extra_dirs if d not in default_plugin_dirs()]
+            d for d in self._extra_plugin_dirs if d not in default_plugin_dirs()]
         self._logging_lines, problems = plugin_lines_and_problems(config, "logging")
         self.config_problems += problems
         self._plugin_lines, problems = plugin_lines_and_problems(config, "plugins")
@@ -193,51 +173,20 @@ class SMTPServer:
                               doc="True if the core enforces --max-from-ip (no hosts_allow loaded).")
 
     def _read_core_config(self):
-        """Read the server's own config items; returns the problems (a bad item gets its default)."""
-        config = self.config
-        problems = []
-
-        def read(method, name, default, **kwargs):
-            try:
-                return method(name, default, **kwargs)
-            except ConfigError as e:
-                problems.append(str(e))
-                return default
-
-        self.me = read(config.get_scalar, "me", None)
-        self.databytes = read(config.get_int, "databytes", 0)
-        self.timeout = read(config.get_int, "timeoutsmtpd", 0) or read(config.get_int, "timeout", 1200)
-        self.shutdown_timeout = read(config.get_int, "shutdown_timeout", DEFAULT_SHUTDOWN_TIMEOUT,
-                                     minimum=0)
-        self.size_threshold = read(config.get_int, "size_threshold", DEFAULT_SIZE_THRESHOLD)
-        self.max_recipients = read(config.get_int, "max_recipients", DEFAULT_MAX_RECIPIENTS,
-                                   minimum=0)
-        self.auth_max_failures = read(config.get_int, "auth_max_failures",
-                                      DEFAULT_AUTH_MAX_FAILURES, minimum=0)
-        self.auth_failure_delay = read(config.get_int, "auth_failure_delay",
-                                       DEFAULT_AUTH_FAILURE_DELAY, minimum=0)
+        """Read the server's own config items (:mod:`qpsmtpd_tx.config_items`) into attributes
+        of the same names; returns the problems (a bad item gets its default)."""
+        values, problems = config_items.read_items(self.config)
+        for name, value in values.items():
+            setattr(self, _RESOLVED_ITEMS.get(name, name), value)
+        self.timeout = self.timeoutsmtpd or self.timeout
         #: seconds a waiting hook may take, unless its plugins line says ``timeout=N``
-        self.plugin_timeout = read(config.get_int, "plugin_timeout", DEFAULT_HOOK_TIMEOUT, minimum=0)
         self.chain.hooks.default_timeout = self.plugin_timeout
-        self.command_deadline = read(config.get_int, "command_deadline", DEFAULT_COMMAND_DEADLINE,
-                                     minimum=0)
-        self.data_deadline = read(config.get_int, "data_deadline", DEFAULT_DATA_DEADLINE, minimum=0)
-        self._spool_dir = read(config.get_scalar, "spool_dir", None)
-        self.recipient_policy = (read(config.get_scalar, "recipient_policy", None)
-                                 or policy.GROUP).lower()
-        if self.recipient_policy not in policy.POLICIES:
-            problems.append(str(ConfigError("recipient_policy must be one of %s, not %r"
-                                            % (", ".join(policy.POLICIES), self.recipient_policy),
-                                            config.path_of("recipient_policy"), 1)))
-            self.recipient_policy = policy.GROUP
-        self.tls_before_auth = read(config.get_scalar, "tls_before_auth", "0") not in ("0", "")
-        level = read(config.get_scalar, "loglevel", str(codes.LOGWARN))
-        try:
-            self.loglevel = codes.parse_log_level(level)
-        except ValueError:
-            self.loglevel = codes.LOGWARN
         self._log_threshold = self.loglevel
         return problems
+
+    def config_value(self, name):
+        """The current value of core config item ``name``, read now (the ``live`` items)."""
+        return config_items.value(self.config, name)
 
     def _run_config_hooks(self, name):
         """Values for config item ``name`` from ``config`` hooks, or None (read the file).
@@ -276,12 +225,6 @@ class SMTPServer:
 
         A check-only server creates nothing: it only refuses a path that is not a directory.
         """
-        try:
-            perms = int(self.config.get_scalar("spool_perms", "0700"), 8)
-        except ValueError:
-            raise StartupError("%s: spool_perms must be an octal mode, got %r"
-                               % (self.config.path_of("spool_perms"),
-                                  self.config.get_scalar("spool_perms")))
         path = self.spool_dir
         if self.check_only:
             if os.path.exists(path) and not os.path.isdir(path):
@@ -290,7 +233,7 @@ class SMTPServer:
                                       or "the config directory"))
             return
         try:
-            os.makedirs(path, mode=perms, exist_ok=True)
+            os.makedirs(path, mode=self.spool_perms, exist_ok=True)
             if not os.access(path, os.W_OK | os.X_OK):
                 raise PermissionError(13, "not writable")
         except OSError as e:
@@ -464,8 +407,8 @@ class SMTPServer:
         the reactor's, so slow disks cannot starve name resolution.
         """
         if self._pool is None:
-            size = self.config.get_int("blocking_threads", DEFAULT_BLOCKING_THREADS)
-            self._pool = ThreadPool(minthreads=0, maxthreads=max(1, size), name="qpsmtpd-tx-io")
+            self._pool = ThreadPool(minthreads=0, maxthreads=self.blocking_threads,
+                                    name="qpsmtpd-tx-io")
             self._pool.start()
             reactor.addSystemEventTrigger("during", "shutdown", self._pool.stop)
         return deferToThreadPool(reactor, self._pool, func, *args, **kwargs)

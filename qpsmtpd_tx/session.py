@@ -249,7 +249,7 @@ class SMTPSession:
         self.core.greet()
 
     def _greeting(self):
-        greeting = self.server.config.get_scalar("smtpgreeting")
+        greeting = self.server.config_value("smtpgreeting")
         if greeting:
             return greeting if "ESMTP" in greeting else greeting + " ESMTP"
         return "%s ESMTP qpsmtpd-tx %s ready; send us your mail, but not your spam." % (

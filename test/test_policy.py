@@ -82,3 +82,41 @@ class GroupingTests(unittest.TestCase):
             make_server(self, ["rcpt_ok"], {"recipient_policy": "loosest"})
         self.assertIn("recipient_policy:1: recipient_policy must be one of group, strictest",
                       str(caught.exception))
+
+
+class RcptPhaseTests(unittest.TestCase):
+    """A setting read at RCPT time (``phase="rcpt"``) does not group recipients."""
+
+    PLUGINS = ["note_rcpt low@example.com test_size_limit=100 big@example.com test_size_limit=5000"
+               " picky@example.com test_threshold=2",
+               "rcpt_size_limit", "rcpt_ok", "scripted queue OK"]
+
+    def client(self, plugins):
+        client = MemoryClient(make_server(self, plugins))
+        client.command("EHLO c.example")
+        client.command("MAIL FROM:<a@b.example> SIZE=1000")
+        return client
+
+    def test_rcpt_time_setting_does_not_split_the_transaction(self):
+        client = self.client(self.PLUGINS)
+        self.assertEqual(codes_of(client.command("RCPT TO:<plain@example.com>")), [250])
+        # its limit differs from plain@'s, but it was only read for the RCPT: same transaction
+        self.assertEqual(codes_of(client.command("RCPT TO:<big@example.com>")), [250])
+        self.assertEqual(client.command("RCPT TO:<low@example.com>"),
+                         "550 message too big for <low@example.com>\r\n")
+        client.command("DATA")
+        self.assertEqual(codes_of(client.send(MESSAGE)), [250])
+
+    def test_data_time_settings_still_group(self):
+        client = self.client(self.PLUGINS[:2] + ["threshold_filter"] + self.PLUGINS[2:])
+        self.assertEqual(codes_of(client.command("RCPT TO:<plain@example.com>")), [250])
+        self.assertEqual(codes_of(client.command("RCPT TO:<big@example.com>")), [250])
+        self.assertEqual(client.command("RCPT TO:<picky@example.com>"),
+                         "452 4.5.3 Try this recipient in another transaction\r\n")
+
+    def test_phase_is_checked(self):
+        self.assertTrue(Setting("x", phase="queue").groups)
+        self.assertTrue(Setting("x").groups)
+        self.assertFalse(Setting("x", phase="rcpt").groups)
+        with self.assertRaises(ValueError):
+            Setting("x", phase="helo")
