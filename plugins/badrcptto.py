@@ -45,15 +45,12 @@ Differences from qpsmtpd 0.94, on purpose:
     hosts and senders.
 """
 
-import os
-
 from qpsmtpd_tx.codes import DECLINED, DENY, LOGDEBUG, LOGERROR, LOGINFO, LOGWARN
-from qpsmtpd_tx.loader import load_plugin_module
+from qpsmtpd_tx.extend import plugin_module
 from qpsmtpd_tx.plugin import Plugin, PluginError
 
 # The list format is badmailfrom's: parse and match with its code.
-Entries = load_plugin_module(
-    os.path.join(os.path.dirname(os.path.abspath(__file__)), "badmailfrom")).Entries
+Entries = plugin_module("badmailfrom").Entries
 
 
 class BadRcptTo(Plugin):

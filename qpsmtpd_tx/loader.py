@@ -153,6 +153,15 @@ def _import_python_plugin(name):
         return cls
 
 
+#: the plugin directories of the plugin files being loaded, innermost last
+_dirs_in_use = []
+
+
+def plugin_dirs_in_use():
+    """The plugin directories the plugin file now being loaded was found in, or None."""
+    return _dirs_in_use[-1] if _dirs_in_use else None
+
+
 def resolve_plugin_class(name, plugin_dirs):
     """(class, source) for a plugin name; follows ``ALIAS_OF`` in alias files.
 
@@ -166,9 +175,13 @@ def resolve_plugin_class(name, plugin_dirs):
                 return _import_python_plugin(name), name
             raise PluginError("plugin not found (looked in %s)" % ", ".join(plugin_dirs))
         try:
+            # a plugin extending another (qpsmtpd_tx.extend) looks it up in the same directories
+            _dirs_in_use.append(plugin_dirs)
             module = load_plugin_module(path)
         except PerlPluginError:
             raise PluginError(perl_plugin_message(name, path))
+        finally:
+            _dirs_in_use.pop()
         alias = getattr(module, "ALIAS_OF", None)
         if alias is None:
             return plugin_class_of(module), path

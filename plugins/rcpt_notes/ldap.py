@@ -97,7 +97,6 @@ fails (not with ``fail_open 1``); otherwise none (DECLINED).
 """
 
 import math
-import os
 import urllib.parse
 
 from ldaptor import ldapfilter
@@ -107,11 +106,11 @@ from twisted.internet import defer, reactor
 from twisted.internet.endpoints import HostnameEndpoint, UNIXClientEndpoint, connectProtocol
 from twisted.python.failure import Failure
 
-from qpsmtpd_tx.loader import load_plugin_module
+from qpsmtpd_tx.extend import plugin_module
 from qpsmtpd_tx.plugin import Plugin, PluginError
 
 # The shared notes-source machinery (RCPT hook, precedence via the aliases plugin, failures).
-_sql = load_plugin_module(os.path.join(os.path.dirname(os.path.abspath(__file__)), "sql"))
+_sql = plugin_module("rcpt_notes/sql")
 NotesDataError = _sql.NotesDataError
 aliases = _sql.aliases
 
