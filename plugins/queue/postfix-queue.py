@@ -117,6 +117,7 @@ from twisted.internet.protocol import Protocol
 from qpsmtpd_tx.client import MessageProducer, TimedClient
 from qpsmtpd_tx.codes import DECLINED, DENY, DENYSOFT, LOGERROR, LOGINFO, LOGWARN, OK
 from qpsmtpd_tx.endpoints import ServerAddress, host_port
+from qpsmtpd_tx.message import message_id
 from qpsmtpd_tx.plugin import Plugin, PluginError
 
 DEFAULT_SOCKET = "/var/spool/postfix/public/cleanup"
@@ -436,9 +437,7 @@ class PostfixQueue(Plugin):
         header = transaction.header_bytes()
         body = transaction.body.open()
         head = envelope_records(transaction.sender, transaction.recipients)
-        msgid = ""
-        if transaction.header is not None:
-            msgid = (transaction.header.get_first("Message-Id") or "").split("\n")[0].strip()
+        msgid = message_id(transaction.header)
         sockets = self.sockets(transaction)
         transaction.notes["postfix-queue-flags"] = self.flags
         transaction.notes["postfix-queue-sockets"] = sockets

@@ -71,6 +71,7 @@ from twisted.protocols.basic import FileSender
 from qpsmtpd_tx.childpipe import ChildInput
 from qpsmtpd_tx.childprocess import spawn_with_timeout
 from qpsmtpd_tx.codes import DECLINED, DENY, LOGERROR, LOGINFO, LOGWARN, OK
+from qpsmtpd_tx.message import message_id
 from qpsmtpd_tx.plugin import Plugin, PluginError
 
 DEFAULT_TIMEOUT = 300.0
@@ -229,9 +230,7 @@ class QmailQueue(Plugin):
         header = transaction.header_bytes()
         body = transaction.body.open()
         envelope = envelope_bytes(transaction.sender, transaction.recipients)
-        msgid = ""
-        if transaction.header is not None:
-            msgid = (transaction.header.get_first("Message-Id") or "").split("\n")[0].strip()
+        msgid = message_id(transaction.header)
         if not (msgid.startswith("<") and msgid.endswith(">")):
             msgid = "<%s>" % msgid
         return self._run(transaction, header, body, envelope, msgid)
