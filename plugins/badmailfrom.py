@@ -119,6 +119,14 @@ class ListFile:
                      % (self.CONFIG, e), transaction)
             return self._entries
 
+    def find(self, entries, address, transaction):
+        """The entry matching ``address`` (user and host, any case), or None (logged: pass)."""
+        host = address.host.lower()
+        hit = entries.match(address.user.lower() + "@" + host, host)
+        if hit is None:
+            self.log(LOGINFO, "pass", transaction)
+        return hit
+
 
 class BadMailFrom(ListFile, Plugin):
     """Reject senders listed in badmailfrom."""
@@ -154,10 +162,8 @@ class BadMailFrom(ListFile, Plugin):
         if not sender.user or not sender.host:
             self.log(LOGDEBUG, "skip, missing user or host", transaction)
             return DECLINED
-        host = sender.host.lower()
-        hit = entries.match(sender.user.lower() + "@" + host, host)
+        hit = self.find(entries, sender, transaction)
         if hit is None:
-            self.log(LOGINFO, "pass", transaction)
             return DECLINED
         entry, kind, _, reason = hit
         self.adjust_karma(transaction, -1)

@@ -75,10 +75,8 @@ class BadRcptTo(ListFile, Plugin):
         if not entries.entries:
             self.log(LOGDEBUG, "skip, empty config", transaction)
             return DECLINED
-        host = recipient.host.lower()
-        hit = entries.match(recipient.user.lower() + "@" + host, host)
+        hit = self.find(entries, recipient, transaction)
         if hit is None:
-            self.log(LOGINFO, "pass", transaction)
             return DECLINED
         entry, kind, _, reason = hit
         self.adjust_karma(transaction, -2)
