@@ -1,5 +1,6 @@
-"""Everything is in setup.cfg, except data_files: plugins/ and etc/ are nested trees of files
-without a .py extension, installed into <prefix>/share/qpsmtpd-tx/ (see qpsmtpd_tx/paths.py)."""
+"""Everything is in setup.cfg, except data_files: plugins/ and etc/ are nested trees of data
+files (the plugins are .py files loaded by path, not a package), installed into
+<prefix>/share/qpsmtpd-tx/ (see qpsmtpd_tx/paths.py)."""
 
 import os
 

@@ -167,6 +167,15 @@ def find_plugin(name, plugin_dirs):
     return path, find_package_plugin(name, path, _looks_like_perl)
 
 
+#: the plugin directories of the plugin files being loaded, innermost last
+_dirs_in_use = []
+
+
+def plugin_dirs_in_use():
+    """The plugin directories the plugin file now being loaded was found in, or None."""
+    return _dirs_in_use[-1] if _dirs_in_use else None
+
+
 def resolve_plugin_class(name, plugin_dirs):
     """(class, source) for a plugin name; follows ``ALIAS_OF`` in alias files.
 
@@ -184,9 +193,13 @@ def resolve_plugin_class(name, plugin_dirs):
             raise PluginError("plugin not found (looked in %s, and among the installed "
                               "packages' plugins)" % ", ".join(plugin_dirs))
         try:
+            # a plugin extending another (qpsmtpd_tx.extend) looks it up in the same directories
+            _dirs_in_use.append(plugin_dirs)
             module = load_plugin_module(path)
         except PerlPluginError:
             raise PluginError(perl_plugin_message(name, path))
+        finally:
+            _dirs_in_use.pop()
         alias = getattr(module, "ALIAS_OF", None)
         if alias is None:
             return plugin_class_of(module), path

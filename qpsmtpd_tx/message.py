@@ -101,6 +101,14 @@ _SPOOL_PREFIX = "qpsmtpd-tx.%d.%d."
 _SPOOL_NAME = re.compile(r"qpsmtpd-tx\.([0-9]+)\.[0-9]+\.[A-Za-z0-9_]+\Z")
 
 
+def message_id(header):
+    """The first line of ``header``'s first Message-Id field, stripped ('' if none), as the
+    queue plugins quote it in their replies; ``header`` may be None (no message yet)."""
+    if header is None:
+        return ""
+    return (header.get_first("Message-Id") or "").split("\n")[0].strip()
+
+
 def _process_alive(pid):
     try:
         os.kill(pid, 0)

@@ -18,10 +18,10 @@ def _install_roots():
 def program_dir():
     """The directory qpsmtpd's "beside the program" means: the checkout, else the install share dir."""
     # A checkout is recognised by one of our own plugins, not just any "plugins" directory.
-    if os.path.isfile(os.path.join(SOURCE_ROOT, "plugins", "rcpt_ok")):
+    if os.path.isfile(os.path.join(SOURCE_ROOT, "plugins", "rcpt_ok.py")):
         return SOURCE_ROOT
     for root in _install_roots():
-        if os.path.isfile(os.path.join(root, "plugins", "rcpt_ok")):
+        if os.path.isfile(os.path.join(root, "plugins", "rcpt_ok.py")):
             return root
     return _install_roots()[0]
 

@@ -1,6 +1,6 @@
 """The base class plugins derive from.
 
-A plugin file under ``plugins/`` (named as qpsmtpd names it, e.g. ``plugins/queue/maildir``)
+A plugin file under ``plugins/`` (named as qpsmtpd names it, e.g. ``plugins/queue/maildir.py``)
 defines one class declared ``@implementer(IPlugin)``, normally a subclass of :class:`Plugin`.
 Its docstring is its documentation (``qpsmtpd-tx plugins doc NAME`` prints it). The loader
 creates one instance per ``plugins`` line, calls ``init(args)``, registers every method named

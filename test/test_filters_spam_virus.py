@@ -467,7 +467,7 @@ class SpamAssassinTests(FilterTestCase):
                                     "relayclient scan size_limit 100 timeout 2.5 fail_open 1",
                                     "rcpt_ok"])
         plugin = server.plugins[0]
-        self.assertEqual((plugin.host, plugin.port, plugin.where), ("::1", 7830, "[::1]:7830"))
+        self.assertEqual((plugin.address.host, plugin.address.port, str(plugin.address)), ("::1", 7830, "[::1]:7830"))
         self.assertEqual((plugin.old_headers, plugin.scan_relay_clients, plugin.size_limit,
                           plugin.timeout, plugin.fail_open), ("drop", True, 100, 2.5, True))
         self.assertEqual(plugin.setting(None, "spamassassin_reject_threshold"), 7.0)
@@ -684,7 +684,7 @@ class ClamdScanTests(FilterTestCase):
 
     def test_defaults(self):
         plugin = make_server(self, ["virus/clamdscan", "rcpt_ok"]).plugins[0]
-        self.assertEqual((plugin.where, plugin.max_size, plugin.fail_open, plugin.scan_all),
+        self.assertEqual((str(plugin.address), plugin.max_size, plugin.fail_open, plugin.scan_all),
                          ("/var/run/clamav/clamd.ctl", 1024 * 1024, False, True))
         self.assertEqual(plugin.setting(None, "virus_action"), "reject")
 

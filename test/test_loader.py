@@ -105,6 +105,57 @@ class LoadTests(unittest.TestCase):
         self.assertStartupError(["loop_a"], "alias loop: loop_a -> loop_b -> loop_a",
                                 {"plugin_dirs": directory})
 
+    def test_isa_plugin_extends_a_bundled_plugin(self):
+        directory = os.path.abspath(self.mktemp())
+        write_plugin(directory, "rcpt_ok_but_nobody.py", (
+            '"""rcpt_ok, but never for nobody@."""\n'
+            "from qpsmtpd_tx.codes import DENY\n"
+            "from qpsmtpd_tx.extend import isa_plugin\n"
+            "RcptOk = isa_plugin('rcpt_ok')\n"
+            "class RcptOkButNobody(RcptOk):\n"
+            "    def hook_rcpt(self, transaction, recipient, params):\n"
+            "        if recipient.user == 'nobody':\n"
+            "            return DENY, 'not nobody'\n"
+            "        return super().hook_rcpt(transaction, recipient, params)\n"))
+        server = make_server(self, ["rcpt_ok_but_nobody", "rcpt_ok"],
+                             {"plugin_dirs": "\n".join([directory] + default_plugin_dirs())})
+        extended, bundled = server.plugins
+        self.assertIsInstance(extended, type(bundled))
+        self.assertEqual(extended.name, "rcpt_ok_but_nobody")
+        client = MemoryClient(server)
+        client.command("HELO x")
+        client.command("MAIL FROM:<a@b.example>")
+        self.assertEqual(client.command("RCPT TO:<nobody@example.com>"), "550 not nobody\r\n")
+        self.assertEqual(client.command("RCPT TO:<u@example.com>")[:4], "250 ")
+        self.assertEqual(client.command("RCPT TO:<u@elsewhere.example>"),
+                         "550 Relaying denied (#5.7.1)\r\n")
+
+    def test_isa_plugin_finds_the_base_in_the_configured_plugin_dirs(self):
+        base_dir, own_dir = os.path.abspath(self.mktemp()), os.path.abspath(self.mktemp())
+        write_plugin(base_dir, "site/base.py", (
+            "from qpsmtpd_tx.codes import OK\n"
+            "from qpsmtpd_tx.plugin import Plugin\n"
+            "class Base(Plugin):\n"
+            "    GREETING = 'base'\n"
+            "    def hook_help(self, transaction, args):\n"
+            "        return OK, self.GREETING\n"))
+        write_plugin(own_dir, "site/derived", (
+            "from qpsmtpd_tx.extend import isa_plugin\n"
+            "class Derived(isa_plugin('site/base')):\n"
+            "    GREETING = 'derived'\n"))
+        server = make_server(self, ["site/derived"], {"plugin_dirs": own_dir + "\n" + base_dir})
+        self.assertEqual(MemoryClient(server).command("HELP"), "214 derived\r\n")
+
+    def test_isa_plugin_of_a_missing_plugin_names_the_line(self):
+        directory = os.path.abspath(self.mktemp())
+        write_plugin(directory, "orphan.py", (
+            "from qpsmtpd_tx.extend import isa_plugin\n"
+            "class Orphan(isa_plugin('no_such_base')):\n"
+            "    pass\n"))
+        self.assertStartupError(["rcpt_ok", "orphan"],
+                                ":2: plugin orphan: isa_plugin('no_such_base'): plugin not found",
+                                {"plugin_dirs": directory})
+
     def test_deny_and_ok_hooks_see_decisions(self):
         server = make_server(self, ["scripted deny DECLINED", "scripted:1 ok DECLINED",
                                     "scripted:2 rcpt DENY no way", "scripted:3 mail OK"])

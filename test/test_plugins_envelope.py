@@ -791,6 +791,24 @@ class BadRcptToTests(PluginTestCase):
         self.assertEqual(client.command("RCPT TO:<ok@example.com>"), rcpt_ok("<ok@example.com>"))
         self.assertEqual(client.session.connection.notes["karma"], -4)
 
+    def test_a_bad_edit_keeps_the_previous_list(self):
+        # badmailfrom's list code, which badrcptto shares (ListFile)
+        for name, first, command, refused in (
+                ("badmailfrom", "x@bad.example", "MAIL FROM:<x@bad.example>", "550 Your envelope"),
+                ("badrcptto", "x@example.com", "RCPT TO:<x@example.com>", "550 mail to x@")):
+            server, records = self.recording_server([name, "rcpt_ok"], {name: first})
+            with open(server.config.path_of(name), "w") as f:
+                f.write("not-an-address\n")
+            server.config.clear_cache()          # as SIGHUP does
+            client = MemoryClient(server)
+            client.command("HELO c.example")
+            if name == "badrcptto":
+                client.command("MAIL FROM:<a@b.example>")
+            self.assertTrue(client.command(command).startswith(refused), name)
+            errors = [r[2] for r in records if r[0] == codes.LOGERROR]
+            self.assertEqual(len(errors), 1, records)
+            self.assertIn("%s not reloaded, keeping the previous list: " % name, errors[0])
+
     def test_bad_lines_and_arguments_stop_startup(self):
         self.assertConfigLineError(["badrcptto"], {"badrcptto": "bad@example.com\n\nnobody"},
                                    "badrcptto", 3,

@@ -54,7 +54,7 @@ INTERNAL = "Internal error enqueuing mail"
 
 
 def plugin_module():
-    return load_plugin_module(os.path.join(default_plugin_dirs()[0], "queue", "exim-bsmtp"))
+    return load_plugin_module(os.path.join(default_plugin_dirs()[0], "queue", "exim-bsmtp.py"))
 
 
 def split_delivered(data):

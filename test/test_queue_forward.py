@@ -38,7 +38,7 @@ UNSTUFFED_LF = (HEADER + b"\r\n" + BODY).replace(b"\r\n.", b"\r\n").replace(b"\r
 
 
 def forward_module():
-    return load_plugin_module(os.path.join(default_plugin_dirs()[0], "queue", "smtp-forward"))
+    return load_plugin_module(os.path.join(default_plugin_dirs()[0], "queue", "smtp-forward.py"))
 
 
 async def wait_for(predicate, timeout=5.0):
@@ -568,15 +568,17 @@ class ArgumentTests(unittest.TestCase):
 
     def test_arguments(self):
         p = self.plugin("queue/smtp-forward mail.example")
-        self.assertEqual((p.host, p.port, p.xclient, p.lmtp, p.timeout), ("mail.example", 25, False, False, 60))
+        self.assertEqual((p.address.host, p.address.port, p.xclient, p.lmtp, p.timeout),
+                         ("mail.example", 25, False, False, 60))
         p = self.plugin("queue/smtp-forward 10.2.2.2 9025 xclient")
-        self.assertEqual((p.host, p.port, p.xclient), ("10.2.2.2", 9025, True))
+        self.assertEqual((p.address.host, p.address.port, p.xclient), ("10.2.2.2", 9025, True))
         p = self.plugin("queue/smtp-forward 10.2.2.2 lmtp timeout 5")
-        self.assertEqual((p.port, p.lmtp, p.timeout), (24, True, 5))
+        self.assertEqual((p.address.port, p.lmtp, p.timeout), (24, True, 5))
         p = self.plugin("queue/smtp-forward [2001:db8::25] 2525")
-        self.assertEqual((p.host, p.port, p.where), ("2001:db8::25", 2525, "[2001:db8::25]:2525"))
+        self.assertEqual((p.address.host, p.address.port, str(p.address)),
+                         ("2001:db8::25", 2525, "[2001:db8::25]:2525"))
         p = self.plugin("queue/smtp-forward /run/dovecot/lmtp lmtp")
-        self.assertEqual((p.socket_path, p.where), ("/run/dovecot/lmtp", "/run/dovecot/lmtp"))
+        self.assertEqual((p.address.path, str(p.address)), ("/run/dovecot/lmtp", "/run/dovecot/lmtp"))
 
     def test_bad_arguments_stop_start_up(self):
         for line in ("queue/smtp-forward", "queue/smtp-forward bad/host", "queue/smtp-forward [nope]",

@@ -33,7 +33,7 @@ class DirectoryModeTests(unittest.TestCase):
             self.assertEqual(mode_of(path), 0o700, path)
 
     def test_given_mode_for_every_level_of_a_pattern(self):
-        module = load_plugin_module(os.path.join(default_plugin_dirs()[0], "queue", "maildir"))
+        module = load_plugin_module(os.path.join(default_plugin_dirs()[0], "queue", "maildir.py"))
         os.makedirs(self.top, mode=0o711)
         target = os.path.join(self.top, "example.com", "alice")
         module.write_maildir(target, 0o750, [b"Subject: x\n\n"], io.BytesIO(b"body\n"))

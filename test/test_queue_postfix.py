@@ -66,7 +66,7 @@ STRICT = dict(
 
 
 def plugin_module():
-    return load_plugin_module(os.path.join(default_plugin_dirs()[0], "queue", "postfix-queue"))
+    return load_plugin_module(os.path.join(default_plugin_dirs()[0], "queue", "postfix-queue.py"))
 
 
 async def wait_for(predicate, timeout=15.0):

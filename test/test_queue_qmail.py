@@ -34,7 +34,7 @@ BODY = b"line one\r\n..dot stuffed\r\n\r\ncr\rinside\r\n8bit \xc3\xa9\r\nlast li
 
 
 def plugin_module():
-    return load_plugin_module(os.path.join(default_plugin_dirs()[0], "queue", "qmail-queue"))
+    return load_plugin_module(os.path.join(default_plugin_dirs()[0], "queue", "qmail-queue.py"))
 
 
 def message_bytes(header=HEADER, body=BODY):

@@ -928,7 +928,7 @@ class LdapTests(SourceTests, unittest.TestCase):
 
     async def test_ldapi_url(self):
         plugin = self.plugin(url="ldapi://%2Fnonexistent%2Fldapi", timeout="1")
-        self.assertEqual(plugin._where, ("unix", "/nonexistent/ldapi"))
+        self.assertEqual(plugin._where.path, "/nonexistent/ldapi")
         self.assertEqual((await self.notes_of(plugin, "alice@example.com"))[0],
                          (codes.DENYSOFT, sql.TEMPORARY_FAILURE))
         self.assertIn("lookup in ldapi://%2Fnonexistent%2Fldapi failed", self.logs[-1][1])

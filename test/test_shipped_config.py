@@ -21,8 +21,8 @@ def plugin_names():
     names = []
     for directory, _, files in os.walk(root):
         for name in files:
-            if not name.startswith((".", "_")) and not name.endswith((".pyc", ".md")):
-                names.append(os.path.relpath(os.path.join(directory, name), root))
+            if name.endswith(".py") and not name.startswith((".", "_")):
+                names.append(os.path.relpath(os.path.join(directory, name[:-3]), root))
     return sorted(names)
 
 

@@ -59,9 +59,9 @@ import socket
 import sys
 import time
 
-from qpsmtpd_tx import codes
 from qpsmtpd_tx.codes import DECLINED, LOGWARN
 from qpsmtpd_tx.plugin import Plugin, PluginError
+from qpsmtpd_tx.plugin_args import log_level
 from qpsmtpd_tx.server import format_log_line
 
 DEFAULT_SOCKET = "/dev/log"
@@ -103,16 +103,6 @@ def parse_priority(word):
             raise PluginError("priority must be 0-7, got %r" % (word,))
         return int(word)
     return _syslog_name(word, PRIORITIES, "priority")
-
-
-def parse_level(word):
-    """A ``loglevel`` argument as a number (0–7, larger numbers mean 7)."""
-    if word.isdigit():
-        return min(int(word), codes.LOGDEBUG)
-    try:
-        return codes.parse_log_level(word)
-    except ValueError:
-        raise PluginError("unknown log level %r" % (word,))
 
 
 def parse_logsock(value):
@@ -185,7 +175,7 @@ class Syslog(Plugin):
                 raise PluginError("unknown argument %r (known: %s)" % (key, ", ".join(known)))
             options[key] = value
         #: read by the server: nothing above this level is formatted for us
-        self.log_threshold = parse_level(options["loglevel"]) if "loglevel" in options else LOGWARN
+        self.log_threshold = log_level(options["loglevel"]) if "loglevel" in options else LOGWARN
         self.priority = parse_priority(options["priority"]) if "priority" in options else None
         self.ident = options.get("ident", "qpsmtpd")
         if not _IDENT.fullmatch(self.ident):

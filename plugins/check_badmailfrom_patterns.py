@@ -22,15 +22,12 @@ refused every RCPT), honours ``reject`` and karma, spares relay clients and whit
 senders, and matches case-insensitively.
 """
 
-import os
+from qpsmtpd_tx.extend import isa_plugin
 
-from qpsmtpd_tx.loader import load_plugin_module
-
-_badmailfrom = load_plugin_module(
-    os.path.join(os.path.dirname(os.path.abspath(__file__)), "badmailfrom"))
+BadMailFrom = isa_plugin("badmailfrom")
 
 
-class CheckBadMailFromPatterns(_badmailfrom.BadMailFrom):
+class CheckBadMailFromPatterns(BadMailFrom):
     """badmailfrom on the file badmailfrom_patterns, every line a pattern."""
 
     CONFIG = "badmailfrom_patterns"

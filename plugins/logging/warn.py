@@ -23,17 +23,8 @@ import sys
 from qpsmtpd_tx import codes
 from qpsmtpd_tx.codes import DECLINED, LOGINFO
 from qpsmtpd_tx.plugin import Plugin, PluginError
+from qpsmtpd_tx.plugin_args import log_level
 from qpsmtpd_tx.server import format_log_line
-
-
-def parse_level(word):
-    """A level argument (number or name) as a number; PluginError if it is neither."""
-    if word.isdigit():
-        return min(int(word), codes.LOGDEBUG)
-    try:
-        return codes.parse_log_level(word)
-    except ValueError:
-        raise PluginError("unknown log level %r" % (word,))
 
 
 class Warn(Plugin):
@@ -46,7 +37,7 @@ class Warn(Plugin):
         if len(args) > 1:
             raise PluginError("usage: logging/warn [LEVEL]")
         #: read by the server: nothing above this level is formatted for us
-        self.log_threshold = parse_level(args[0]) if args else codes.LOGWARN
+        self.log_threshold = log_level(args[0]) if args else codes.LOGWARN
         self.log(LOGINFO, "Initializing logging::warn plugin")
 
     def hook_logging(self, transaction, level, hook, plugin_name, message):

@@ -97,21 +97,22 @@ fails (not with ``fail_open 1``); otherwise none (DECLINED).
 """
 
 import math
-import os
 import urllib.parse
 
 from ldaptor import ldapfilter
 from ldaptor.protocols import pureldap
 from ldaptor.protocols.ldap import ldapclient, ldaperrors
-from twisted.internet import defer, reactor
-from twisted.internet.endpoints import HostnameEndpoint, UNIXClientEndpoint, connectProtocol
+from twisted.internet import defer
+from twisted.internet.endpoints import connectProtocol
 from twisted.python.failure import Failure
 
-from qpsmtpd_tx.loader import load_plugin_module
+from qpsmtpd_tx.endpoints import ServerAddress
+from qpsmtpd_tx.extend import plugin_module
 from qpsmtpd_tx.plugin import Plugin, PluginError
+from qpsmtpd_tx.policy import ALIAS_TARGETS, ORIGINAL_RECIPIENT
 
 # The shared notes-source machinery (RCPT hook, precedence via the aliases plugin, failures).
-_sql = load_plugin_module(os.path.join(os.path.dirname(os.path.abspath(__file__)), "sql"))
+_sql = plugin_module("rcpt_notes/sql")
 NotesDataError = _sql.NotesDataError
 aliases = _sql.aliases
 
@@ -139,7 +140,7 @@ def pattern_kind(pattern):
 
 
 def parse_url(url):
-    """``(endpoint factory description, kind, where)`` of an ldap:// or ldapi:// URL."""
+    """The :class:`ServerAddress` of an ldap:// or ldapi:// URL."""
     parts = urllib.parse.urlsplit(url)
     if parts.scheme == "ldap":
         if not parts.hostname:
@@ -148,13 +149,13 @@ def parse_url(url):
             port = parts.port or DEFAULT_PORT
         except ValueError:
             raise PluginError("url: bad port in %r" % url)
-        return "tcp", (parts.hostname, port)
+        return ServerAddress(host=parts.hostname, port=port)
     if parts.scheme == "ldapi":
         path = urllib.parse.unquote(parts.netloc)
         if not path.startswith("/"):
             raise PluginError("url: ldapi:// needs an absolute socket path, URL-encoded "
                               "(ldapi://%%2Frun%%2Fslapd%%2Fldapi), got %r" % url)
-        return "unix", path
+        return ServerAddress(path=path)
     raise PluginError("url: %r is not ldap://HOST[:PORT] or ldapi://PATH (ldaps:// is not "
                       "supported)" % url)
 
@@ -217,7 +218,7 @@ class LdapNotes(_sql.RecipientNotesSource, Plugin):
             attribute, eq, note = pair.partition("=")
             if not eq or not attribute or not note:
                 raise PluginError("map: %r is not ATTRIBUTE=NOTE" % pair)
-            if note in (_sql.ALIAS_TARGETS, _sql.ORIGINAL_RECIPIENT):
+            if note in (ALIAS_TARGETS, ORIGINAL_RECIPIENT):
                 raise PluginError("map: %s is set by the plugin itself (use targets)" % note)
             try:
                 aliases.parse_aliases("* %s=x" % note)
@@ -256,10 +257,7 @@ class LdapNotes(_sql.RecipientNotesSource, Plugin):
     # -- the connection ---------------------------------------------------------------------------
 
     def _endpoint(self):
-        kind, where = self._where
-        if kind == "unix":
-            return UNIXClientEndpoint(reactor, where, timeout=self.timeout)
-        return HostnameEndpoint(reactor, where[0], where[1], timeout=self.timeout)
+        return self._where.endpoint(self.timeout)
 
     def _get_client(self):
         """A Deferred of a connected, bound client (one connection shared by every RCPT)."""

@@ -64,15 +64,14 @@ Differences from qpsmtpd 0.94 (which used Net::SMTP):
 
 import ipaddress
 import re
-from collections import deque
 
 from twisted.internet import defer, reactor
-from twisted.internet.endpoints import HostnameEndpoint, UNIXClientEndpoint, connectProtocol
-from twisted.internet.interfaces import IPullProducer
+from twisted.internet.endpoints import connectProtocol
 from twisted.protocols.basic import LineReceiver
-from zope.interface import implementer
 
+from qpsmtpd_tx.client import MessageProducer, TimedClient
 from qpsmtpd_tx.codes import DECLINED, DENY, LOGERROR, LOGINFO, LOGWARN, OK
+from qpsmtpd_tx.endpoints import ServerAddress, describe_failure as _describe
 from qpsmtpd_tx.plugin import Plugin, PluginError
 
 DEFAULT_TIMEOUT = 60.0
@@ -81,7 +80,6 @@ DATA_END_FACTOR = 5
 #: XCLIENT commands are kept below this many bytes of attributes (as qpsmtpd)
 XCLIENT_CHUNK = 500
 _HOST = re.compile(r"[\w.-]+\Z")
-_CHUNK = 65536
 
 
 class NextHopError(Exception):
@@ -125,56 +123,35 @@ def encode_message(data, at_line_start):
     return out.replace(b"\n", b"\r\n"), data.endswith(b"\n")
 
 
-@implementer(IPullProducer)
-class _MessageProducer:
+class _MessageProducer(MessageProducer):
     """Writes header, body and the final dot to the next hop, a chunk per request."""
 
     def __init__(self, hop, header, body):
-        self.hop = hop
-        self.header = header
-        self.body = body
+        MessageProducer.__init__(self, hop, header, body)
         self.at_line_start = True
-        self.done = defer.Deferred()
 
-    def resumeProducing(self):
-        if self.done is None:
-            return
-        self.hop.touch()
-        if self.header is not None:
-            data, self.header = self.header, None
-        else:
-            data = self.body.read(_CHUNK)
+    def produce(self):
+        data = self.read()
         if data:
             encoded, self.at_line_start = encode_message(data, self.at_line_start)
-            self.hop.transport.write(encoded)
+            self.client.transport.write(encoded)
             return
-        self.hop.transport.write((b"" if self.at_line_start else b"\r\n") + b".\r\n")
-        self.hop.transport.unregisterProducer()
-        done, self.done = self.done, None
-        done.callback(None)
+        self.client.transport.write((b"" if self.at_line_start else b"\r\n") + b".\r\n")
+        self.finish()
 
-    def stopProducing(self):
-        if self.done is not None:
-            done, self.done = self.done, None
-            done.errback(self.hop.error or NextHopError("connection lost while sending the message"))
+    def stopped_error(self):
+        return NextHopError("connection lost while sending the message")
 
 
-class NextHopProtocol(LineReceiver):
+class NextHopProtocol(TimedClient, LineReceiver):
     """A small SMTP/LMTP client: send a line, wait for the reply; every wait has a timeout."""
 
     delimiter = b"\n"
     MAX_LENGTH = 65536
 
     def __init__(self, timeout, clock=reactor):
-        self.timeout = timeout
-        self.clock = clock
+        TimedClient.__init__(self, timeout, clock)
         self._partial = []
-        self._replies = deque()
-        self._waiter = None
-        self._timer = None
-        self._timer_seconds = timeout
-        self.error = None
-        self.closed = False
 
     # -- receiving -----------------------------------------------------------------------------
 
@@ -191,37 +168,22 @@ class NextHopProtocol(LineReceiver):
         if text[3:4] == "-":
             return
         reply, self._partial = Reply(int(text[:3]), self._partial), []
-        if self._waiter is not None:
-            waiter, self._waiter = self._waiter, None
-            self._stop_timer()
-            waiter.callback(reply)
-        else:
-            self._replies.append(reply)
+        self.item_arrived(reply)
 
     def lineLengthExceeded(self, line):
         self.fail(NextHopError("reply line longer than %d bytes from the next hop" % self.MAX_LENGTH))
 
-    def connectionLost(self, reason):
-        self.closed = True
-        self._stop_timer()
-        if self.error is None:
-            self.error = NextHopError("connection to the next hop lost (%s)"
-                                      % reason.getErrorMessage())
-        if self._waiter is not None:
-            waiter, self._waiter = self._waiter, None
-            waiter.errback(self.error)
+    def lost_error(self, reason):
+        return NextHopError("connection to the next hop lost (%s)" % reason.getErrorMessage())
+
+    def timeout_error(self, seconds, doing):
+        return NextHopError("the next hop did not answer within %g seconds" % seconds)
 
     # -- waiting -------------------------------------------------------------------------------
 
     def reply(self, timeout=None):
         """A Deferred firing with the next Reply (fails on timeout or a lost connection)."""
-        if self._replies:
-            return defer.succeed(self._replies.popleft())
-        if self.error is not None:
-            return defer.fail(self.error)
-        self._waiter = defer.Deferred()
-        self._start_timer(timeout or self.timeout)
-        return self._waiter
+        return self.next_item(timeout)
 
     def command(self, line, timeout=None):
         """Send one command line; a Deferred firing with its Reply."""
@@ -230,43 +192,7 @@ class NextHopProtocol(LineReceiver):
 
     def send_message(self, header, body):
         """Send the message and the final dot; a Deferred firing when all is written."""
-        producer = _MessageProducer(self, header, body)
-        self._start_timer(self.timeout)
-        self.transport.registerProducer(producer, False)
-        return producer.done.addBoth(self._sent)
-
-    def _sent(self, result):
-        self._stop_timer()
-        return result
-
-    def touch(self):
-        """Progress: restart the running timeout."""
-        if self._timer is not None and self._timer.active():
-            self._timer.reset(self._timer_seconds)
-
-    def _start_timer(self, seconds):
-        self._stop_timer()
-        self._timer_seconds = seconds
-        self._timer = self.clock.callLater(seconds, self._timed_out, seconds)
-
-    def _stop_timer(self):
-        if self._timer is not None and self._timer.active():
-            self._timer.cancel()
-        self._timer = None
-
-    def _timed_out(self, seconds):
-        self._timer = None
-        self.fail(NextHopError("the next hop did not answer within %g seconds" % seconds))
-
-    def fail(self, error):
-        """Give up on this connection with ``error``."""
-        if self.error is None:
-            self.error = error
-        if self._waiter is not None:
-            waiter, self._waiter = self._waiter, None
-            waiter.errback(self.error)
-        if not self.closed:
-            self.transport.abortConnection()
+        return self.send_with(_MessageProducer(self, header, body))
 
     def quit(self):
         """Say QUIT, close once it is answered (or after the timeout); nobody waits for it."""
@@ -318,35 +244,21 @@ class SmtpForward(Plugin):
                     raise PluginError("timeout must be positive")
             else:
                 raise PluginError("unknown argument %r (%s)" % (flag, usage))
-        self.socket_path = None
         if host.startswith("/"):
             if self.port is not None:
                 raise PluginError("a unix socket (%s) takes no port" % host)
-            self.socket_path = host
-            self.host = host
-        elif host.startswith("[") and host.endswith("]"):
+            self.address = ServerAddress(path=host)
+            return
+        if host.startswith("[") and host.endswith("]"):
             try:
-                self.host = str(ipaddress.ip_address(host[1:-1]))
+                host = str(ipaddress.ip_address(host[1:-1]))
             except ValueError:
                 raise PluginError("Bad data in smtp server: %s" % host)
-        elif _HOST.match(host):
-            self.host = host
-        else:
+        elif not _HOST.match(host):
             raise PluginError("Bad data in smtp server: %s" % host)
         if self.port is None:
             self.port = 24 if self.lmtp else 25
-
-    @property
-    def where(self):
-        if self.socket_path:
-            return self.socket_path
-        host = "[%s]" % self.host if ":" in self.host else self.host
-        return "%s:%d" % (host, self.port)
-
-    def _endpoint(self):
-        if self.socket_path:
-            return UNIXClientEndpoint(reactor, self.socket_path, timeout=self.timeout)
-        return HostnameEndpoint(reactor, self.host, self.port, timeout=self.timeout)
+        self.address = ServerAddress(host=host, port=self.port)
 
     def hook_queue(self, transaction):
         # Take the message now: the body must stay readable even if the client goes away and
@@ -357,15 +269,15 @@ class SmtpForward(Plugin):
     async def _forward(self, transaction, message):
         header, body = message
         try:
-            self.log(LOGINFO, "forwarding to %s%s" % (self.where, " (LMTP)" if self.lmtp else ""),
+            self.log(LOGINFO, "forwarding to %s%s" % (self.address, " (LMTP)" if self.lmtp else ""),
                      transaction)
             hop = NextHopProtocol(self.timeout)
             try:
-                connecting = connectProtocol(self._endpoint(), hop)
+                connecting = connectProtocol(self.address.endpoint(self.timeout), hop)
                 connecting.addTimeout(self.timeout, reactor)
                 await connecting
             except Exception as e:
-                why = "cannot connect to %s: %s" % (self.where, _describe(e))
+                why = "cannot connect to %s: %s" % (self.address, _describe(e))
                 self.log(LOGERROR, why, transaction)
                 return DECLINED, "Unable to queue message (%s)" % why
             try:
@@ -373,7 +285,7 @@ class SmtpForward(Plugin):
             except _Refused as refused:
                 return self._refused(transaction, refused)
             except NextHopError as e:
-                self.log(LOGERROR, "%s: %s" % (self.where, e), transaction)
+                self.log(LOGERROR, "%s: %s" % (self.address, e), transaction)
                 return DECLINED, "Unable to queue message (%s)" % e
             finally:
                 hop.quit()
@@ -503,11 +415,11 @@ class SmtpForward(Plugin):
     def _refused(self, transaction, refused):
         reply = refused.reply
         if isinstance(refused, _XclientError):
-            self.log(LOGERROR, "%s: %s%s" % (self.where, refused.stage,
+            self.log(LOGERROR, "%s: %s%s" % (self.address, refused.stage,
                                              " (%s)" % reply if reply else ""), transaction)
             return DECLINED, "Unable to queue message (%s)" % refused.stage
         self.log(LOGWARN if reply.code // 100 == 5 else LOGERROR,
-                 "%s refused %s: %s" % (self.where, refused.stage, reply), transaction)
+                 "%s refused %s: %s" % (self.address, refused.stage, reply), transaction)
         lines = [line for line in reply.lines if line] or [
             "Unable to queue message (the next hop answered %d)" % reply.code]
         if reply.code // 100 == 5:
@@ -524,9 +436,3 @@ class _XclientError(_Refused):
     def __init__(self, stage, reply=None):
         _Refused.__init__(self, stage, reply)
 
-
-def _describe(error):
-    if isinstance(error, (defer.CancelledError, defer.TimeoutError)):
-        return "timed out"
-    text = str(error) or error.__class__.__name__
-    return text.strip().rstrip(".")

@@ -59,16 +59,17 @@ message's own X-Virus-* headers are removed; bad arguments stop start-up. clamd'
 is not read from ``clamd.conf``: give ``clamd_socket`` or ``clamd_port``.
 """
 
-import math
 import struct
 import time
 
 from twisted.internet import defer, reactor
-from twisted.internet.endpoints import HostnameEndpoint, UNIXClientEndpoint, connectProtocol
+from twisted.internet.endpoints import connectProtocol
 
 from qpsmtpd_tx.codes import DECLINED, DENY, DENYSOFT, LOGERROR, LOGINFO, LOGNOTICE, LOGWARN
 from qpsmtpd_tx.daemon_client import RequestExchange
+from qpsmtpd_tx.endpoints import ServerAddress, describe_failure as _describe, unix_socket
 from qpsmtpd_tx.plugin import Plugin, PluginError
+from qpsmtpd_tx.plugin_args import boolean, positive as _positive
 from qpsmtpd_tx.policy import Setting
 from qpsmtpd_tx.streaming import message_chunks
 
@@ -82,8 +83,6 @@ CHUNK = 65536
 #: seconds clamd's version string is kept before it is asked again
 VERSION_TTL = 300.0
 MAX_ANSWER = 65536
-#: the longest unix socket path (sun_path holds 108 bytes with the final NUL)
-MAX_SOCKET_PATH = 107
 OUR_HEADERS = ("X-Virus-Found", "X-Virus-Details", "X-Virus-Checked", "X-Virus-Not-Scanned")
 
 ACTIONS = ("reject", "tag")
@@ -132,28 +131,7 @@ def parse_answer(data):
 
 
 def _boolean(name, value):
-    word = value.lower()
-    if word in ("1", "yes", "true", "on"):
-        return True
-    if word in ("0", "no", "false", "off"):
-        return False
-    raise PluginError("%s must be yes or no (1 or 0), got %r" % (name, value))
-
-
-def _positive(name, value, kind=float):
-    try:
-        number = kind(value)
-    except ValueError:
-        number = 0
-    if not number > 0 or (kind is float and math.isinf(number)):
-        raise PluginError("%s must be a positive number, got %r" % (name, value))
-    return number
-
-
-def _describe(error):
-    if isinstance(error, (defer.TimeoutError, defer.CancelledError)):
-        return "timed out"
-    return (str(error) or error.__class__.__name__).strip().rstrip(".")
+    return boolean(name, value, "yes or no (1 or 0)")
 
 
 class ClamdScan(Plugin):
@@ -186,40 +164,24 @@ class ClamdScan(Plugin):
                 raise PluginError("defer_on_error and fail_open disagree")
             fail_open = mapped
         self.fail_open = bool(fail_open)
-        self.socket_path = self.host = self.port = None
         if "clamd_port" in arguments:
             port = arguments["clamd_port"]
             if not port.isdigit() or not 0 < int(port) < 65536:
                 raise PluginError("clamd_port must be a TCP port number, got %r" % port)
-            self.port = int(port)
-            self.host = arguments.get("clamd_host", DEFAULT_HOST).strip("[]")
+            self.address = ServerAddress(
+                host=arguments.get("clamd_host", DEFAULT_HOST).strip("[]"), port=int(port))
         else:
             if "clamd_host" in arguments:
                 raise PluginError("clamd_host needs clamd_port")
-            self.socket_path = arguments.get("clamd_socket", DEFAULT_SOCKET)
-            if not self.socket_path.startswith("/"):
-                raise PluginError("clamd_socket must be an absolute path, got %r"
-                                  % self.socket_path)
-            if len(self.socket_path.encode()) > MAX_SOCKET_PATH:
-                raise PluginError("clamd_socket %r: longer than %d bytes, the limit of unix "
-                                  "socket paths" % (self.socket_path, MAX_SOCKET_PATH))
+            path = arguments.get("clamd_socket", DEFAULT_SOCKET)
+            if not path.startswith("/"):
+                raise PluginError("clamd_socket must be an absolute path, got %r" % path)
+            self.address = unix_socket("clamd_socket", path)
         self.max_size = _positive("max_size", arguments.get("max_size", DEFAULT_MAX_SIZE_KB),
                                   int) * 1024
         self.scan_all = _boolean("scan_all", arguments.get("scan_all", "1"))
         self.timeout = _positive("timeout", arguments.get("timeout", DEFAULT_TIMEOUT))
         self._version = None
-
-    @property
-    def where(self):
-        if self.socket_path:
-            return self.socket_path
-        return "[%s]:%d" % (self.host, self.port) if ":" in self.host else "%s:%d" % (
-            self.host, self.port)
-
-    def _endpoint(self):
-        if self.socket_path:
-            return UNIXClientEndpoint(reactor, self.socket_path, timeout=self.timeout)
-        return HostnameEndpoint(reactor, self.host, self.port, timeout=self.timeout)
 
     # -- data_post ------------------------------------------------------------------------------
 
@@ -248,15 +210,15 @@ class ClamdScan(Plugin):
     async def _ask(self, chunks):
         exchange = RequestExchange(chunks, MAX_ANSWER)
         try:
-            await connectProtocol(self._endpoint(), exchange)
+            await connectProtocol(self.address.endpoint(self.timeout), exchange)
         except Exception as e:
-            raise ClamdError("cannot connect to clamd at %s: %s" % (self.where, _describe(e)))
+            raise ClamdError("cannot connect to clamd at %s: %s" % (self.address, _describe(e)))
         try:
             return await exchange.done
         except defer.CancelledError:
             raise
         except Exception as e:
-            raise ClamdError("%s (clamd at %s)" % (_describe(e), self.where))
+            raise ClamdError("%s (clamd at %s)" % (_describe(e), self.address))
 
     async def _scan(self, header, body):
         return parse_answer(await self._ask(instream(header, body)))
@@ -319,7 +281,7 @@ class ClamdScan(Plugin):
     def _unavailable(self, transaction, error):
         why = _describe(error)
         if why == "timed out":
-            why = "clamd at %s did not answer within %g seconds" % (self.where, self.timeout)
+            why = "clamd at %s did not answer within %g seconds" % (self.address, self.timeout)
         self.log(LOGERROR, "cannot scan: %s" % why, transaction)
         if not self.fail_open:
             return DENYSOFT, UNAVAILABLE_TEXT

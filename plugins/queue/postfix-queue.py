@@ -108,16 +108,16 @@ Differences from qpsmtpd 0.94:
 import os
 import re
 import time
-from collections import deque
 
 from twisted.internet import defer, reactor
 from twisted.internet.error import ConnectError, ConnectionDone
-from twisted.internet.endpoints import HostnameEndpoint, UNIXClientEndpoint, connectProtocol
-from twisted.internet.interfaces import IPullProducer
+from twisted.internet.endpoints import connectProtocol
 from twisted.internet.protocol import Protocol
-from zope.interface import implementer
 
+from qpsmtpd_tx.client import MessageProducer, TimedClient
 from qpsmtpd_tx.codes import DECLINED, DENY, DENYSOFT, LOGERROR, LOGINFO, LOGWARN, OK
+from qpsmtpd_tx.endpoints import ServerAddress, host_port
+from qpsmtpd_tx.message import message_id
 from qpsmtpd_tx.plugin import Plugin, PluginError
 
 DEFAULT_SOCKET = "/var/spool/postfix/public/cleanup"
@@ -126,7 +126,6 @@ DEFAULT_TIMEOUT = 60.0
 STATUS_FACTOR = 5
 #: longer lines go as L (continuation) records of this size, as Postfix's smtpd splits them
 LINE_LIMIT = 2048
-_CHUNK = 65536
 #: an attribute group from cleanup longer than this is not cleanup talking
 MAX_GROUP = 65536
 
@@ -172,7 +171,6 @@ REC_CONT, REC_NORM, REC_XTRA, REC_END = b"L", b"N", b"X", b"E"
 CLEANUP_PROTOCOL = "cleanup_protocol"
 CLOSED = "cleanup closed the connection before its verdict"
 _NAME = re.compile(rb"[A-Za-z0-9_]*\Z")
-_HOSTPORT = re.compile(r"(\[[0-9A-Fa-f:.]+\]|[\w.-]+):(\d+)\Z")
 
 
 class CleanupError(Exception):
@@ -309,76 +307,50 @@ def status_verdict(status, reason):
 
 
 def parse_socket(spec):
-    """``("unix", path)`` or ``("tcp", host, port)`` for a socket spec; None if it is neither."""
+    """The :class:`ServerAddress` of a socket spec (absolute path or host:port); None if neither."""
     if spec.startswith("/"):
-        return ("unix", spec)
-    m = _HOSTPORT.match(spec)
-    if m and 0 < int(m.group(2)) < 65536:
-        return ("tcp", m.group(1).strip("[]"), int(m.group(2)))
-    return None
+        return ServerAddress(path=spec)
+    return host_port(spec)
 
 
 # -- the client --------------------------------------------------------------------------------
 
-@implementer(IPullProducer)
-class _ContentProducer:
+class _ContentProducer(MessageProducer):
     """Writes the message as records, a chunk per request, then X and E."""
 
     def __init__(self, cleanup, header, body):
-        self.cleanup = cleanup
-        self.header = header
-        self.body = body
+        MessageProducer.__init__(self, cleanup, header, body)
         self.encoder = ContentEncoder()
-        self.done = defer.Deferred()
 
-    def resumeProducing(self):
-        if self.done is None:
-            return
-        self.cleanup.touch()
+    def produce(self):
         out = b""
         try:
             # a pull producer must write something each time, or it is not asked again
             while not out:
-                if self.header is not None:
-                    data, self.header = self.header, None
-                else:
-                    data = self.body.read(_CHUNK)
+                data = self.read()
                 if not data:
                     break
                 out = self.encoder.feed(data)
         except OSError as e:
-            self.cleanup.transport.unregisterProducer()
-            done, self.done = self.done, None
-            done.errback(CleanupError("cannot read the message: %s" % (e.strerror or e)))
+            self.finish(CleanupError("cannot read the message: %s" % (e.strerror or e)))
             return
         if out:
-            self.cleanup.transport.write(out)
+            self.client.transport.write(out)
             return
-        self.cleanup.transport.write(self.encoder.finish() + record(REC_XTRA, b"")
-                                     + record(REC_END, b""))
-        self.cleanup.transport.unregisterProducer()
-        done, self.done = self.done, None
-        done.callback(None)
+        self.client.transport.write(self.encoder.finish() + record(REC_XTRA, b"")
+                                    + record(REC_END, b""))
+        self.finish()
 
-    def stopProducing(self):
-        if self.done is not None:
-            done, self.done = self.done, None
-            done.errback(self.cleanup.error or CleanupError(CLOSED))
+    def stopped_error(self):
+        return CleanupError(CLOSED)
 
 
-class CleanupProtocol(Protocol):
+class CleanupProtocol(TimedClient, Protocol):
     """Reads attribute groups from cleanup and writes records; every wait has a timeout."""
 
     def __init__(self, timeout, clock=reactor):
-        self.timeout = timeout
-        self.clock = clock
+        TimedClient.__init__(self, timeout, clock)
         self.buffer = b""
-        self.groups = deque()
-        self.waiter = None
-        self.timer = None
-        self.timer_seconds = timeout
-        self.error = None
-        self.closed = False
 
     def dataReceived(self, data):
         self.touch()
@@ -392,74 +364,26 @@ class CleanupProtocol(Protocol):
             if parsed is None:
                 return
             group, self.buffer = parsed
-            if self.waiter is not None:
-                waiter, self.waiter = self.waiter, None
-                self._stop_timer()
-                waiter.callback(group)
-            else:
-                self.groups.append(group)
+            self.item_arrived(group)
 
-    def connectionLost(self, reason):
-        self.closed = True
-        self._stop_timer()
-        if self.error is None:
-            why = "" if reason.check(ConnectionDone) else " (%s)" % reason.getErrorMessage().rstrip(".")
-            self.error = CleanupError(CLOSED + why)
-        if self.waiter is not None:
-            waiter, self.waiter = self.waiter, None
-            waiter.errback(self.error)
+    def lost_error(self, reason):
+        why = "" if reason.check(ConnectionDone) else " (%s)" % reason.getErrorMessage().rstrip(".")
+        return CleanupError(CLOSED + why)
+
+    def timeout_error(self, seconds, doing):
+        return CleanupError("timed out after %g seconds %s" % (seconds, doing))
 
     def next_group(self, timeout=None):
         """A Deferred firing with the next attribute group (a dict)."""
-        if self.groups:
-            return defer.succeed(self.groups.popleft())
-        if self.error is not None:
-            return defer.fail(self.error)
-        self.waiter = defer.Deferred()
-        self._start_timer(timeout or self.timeout, "waiting for cleanup")
-        return self.waiter
+        return self.next_item(timeout, "waiting for cleanup")
 
     def send_message(self, head, header, body):
         """Write ``head`` (flags and envelope), then the content records; fires when written."""
         self.transport.write(head)
-        producer = _ContentProducer(self, header, body)
-        self._start_timer(self.timeout, "sending the message to cleanup")
-        self.transport.registerProducer(producer, False)
-        return producer.done.addBoth(self._sent)
-
-    def _sent(self, result):
-        self._stop_timer()
-        return result
-
-    def touch(self):
-        """Progress: restart the running timeout."""
-        if self.timer is not None and self.timer.active():
-            self.timer.reset(self.timer_seconds)
-
-    def _start_timer(self, seconds, doing):
-        self._stop_timer()
-        self.timer_seconds = seconds
-        self.timer = self.clock.callLater(seconds, self._timed_out, seconds, doing)
-
-    def _stop_timer(self):
-        if self.timer is not None and self.timer.active():
-            self.timer.cancel()
-        self.timer = None
-
-    def _timed_out(self, seconds, doing):
-        self.timer = None
-        self.fail(CleanupError("timed out after %g seconds %s" % (seconds, doing)))
-
-    def fail(self, error):
-        if self.error is None:
-            self.error = error
-        if self.waiter is not None:
-            waiter, self.waiter = self.waiter, None
-            waiter.errback(self.error)
-        if not self.closed:
-            self.transport.abortConnection()
+        return self.send_with(_ContentProducer(self, header, body), "sending the message to cleanup")
 
     def close(self):
+        """Close the connection once everything written has been sent."""
         if not self.closed:
             self.transport.loseConnection()
 
@@ -513,20 +437,12 @@ class PostfixQueue(Plugin):
         header = transaction.header_bytes()
         body = transaction.body.open()
         head = envelope_records(transaction.sender, transaction.recipients)
-        msgid = ""
-        if transaction.header is not None:
-            msgid = (transaction.header.get_first("Message-Id") or "").split("\n")[0].strip()
+        msgid = message_id(transaction.header)
         sockets = self.sockets(transaction)
         transaction.notes["postfix-queue-flags"] = self.flags
         transaction.notes["postfix-queue-sockets"] = sockets
         return defer.Deferred.fromCoroutine(
             self._queue(transaction, sockets, head, header, body, msgid))
-
-    def _endpoint(self, spec):
-        kind = parse_socket(spec)
-        if kind[0] == "unix":
-            return UNIXClientEndpoint(reactor, kind[1], timeout=self.timeout)
-        return HostnameEndpoint(reactor, kind[1], kind[2], timeout=self.timeout)
 
     async def _connect(self, transaction, sockets):
         """The first cleanup that connects and sends a queue id: ``(protocol, queue_id, spec)``."""
@@ -534,7 +450,7 @@ class PostfixQueue(Plugin):
         for spec in sockets:
             cleanup = CleanupProtocol(self.timeout)
             try:
-                connecting = connectProtocol(self._endpoint(spec), cleanup)
+                connecting = connectProtocol(parse_socket(spec).endpoint(self.timeout), cleanup)
                 connecting.addTimeout(self.timeout, reactor)
                 await connecting
             except Exception as e:

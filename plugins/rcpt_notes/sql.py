@@ -118,13 +118,11 @@ from twisted.enterprise import adbapi
 from twisted.internet import defer, reactor
 
 from qpsmtpd_tx.codes import DECLINED, DENYSOFT, LOGERROR, LOGINFO, LOGWARN
-from qpsmtpd_tx.loader import load_plugin_module
+from qpsmtpd_tx.extend import plugin_module
 from qpsmtpd_tx.plugin import Plugin, PluginError
-from qpsmtpd_tx.policy import ALIAS_TARGETS, ORIGINAL_RECIPIENT
 
 # The data model (patterns, settings syntax, precedence) is the aliases plugin's: use its code.
-aliases = load_plugin_module(
-    os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "aliases"))
+aliases = plugin_module("aliases")
 
 DEFAULT_DATABASE = "rcpt_notes.sqlite"
 DEFAULT_QUERY = "SELECT pattern, settings, targets FROM rcpt_notes WHERE pattern IN ({patterns})"
@@ -271,15 +269,7 @@ class RecipientNotesSource:
         if not matched:
             self.log(LOGINFO, "%s: no entry" % recipient.format(), transaction)
             return DECLINED
-        recipient.notes.update(notes)
-        if targets:
-            recipient.notes[ORIGINAL_RECIPIENT] = recipient.address
-            recipient.notes[ALIAS_TARGETS] = targets
-        if self.server.log_enabled(LOGINFO):
-            self.log(LOGINFO, "%s: matched %s%s%s" % (
-                recipient.format(), ", ".join(matched),
-                "".join(" %s=%s" % item for item in notes.items()),
-                " -> " + ", ".join(targets) if targets else ""), transaction)
+        aliases.apply_match(self, transaction, recipient, notes, targets, matched)
         return DECLINED
 
     def _failed(self, error, transaction, recipient):

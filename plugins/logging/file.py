@@ -53,9 +53,9 @@ import time
 
 from twisted.internet import defer, protocol
 
-from qpsmtpd_tx import codes
 from qpsmtpd_tx.codes import DECLINED, LOGWARN
 from qpsmtpd_tx.plugin import Plugin, PluginError
+from qpsmtpd_tx.plugin_args import log_level
 from qpsmtpd_tx.server import format_log_line
 
 DEFAULT_TSFORMAT = "%a %b %d %T %Y"
@@ -76,11 +76,7 @@ def parse_args(args):
                 raise PluginError("%s needs a value; %s" % (word, USAGE))
             value = args[1]
             if word == "loglevel":
-                try:
-                    value = min(int(value), codes.LOGDEBUG) if value.isdigit() \
-                        else codes.parse_log_level(value)
-                except ValueError:
-                    raise PluginError("unknown log level %r" % (value,))
+                value = log_level(value)
             options[word] = value
             del args[:2]
         elif word in ("reopen", "nosplit", "ids"):

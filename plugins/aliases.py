@@ -446,6 +446,20 @@ def bad_values(table, declared):
     return warnings
 
 
+def apply_match(plugin, transaction, recipient, notes, targets, patterns):
+    """Give ``recipient`` the ``notes`` and alias ``targets`` that ``patterns`` matched, and log
+    it (for every notes source: this plugin, ``rcpt_notes/sql``, ``rcpt_notes/ldap``)."""
+    recipient.notes.update(notes)
+    if targets:
+        recipient.notes[ORIGINAL_RECIPIENT] = recipient.address
+        recipient.notes[ALIAS_TARGETS] = targets
+    if plugin.server.log_enabled(LOGINFO):
+        plugin.log(LOGINFO, "%s: matched %s%s%s" % (
+            recipient.format(), ", ".join(patterns),
+            "".join(" %s=%s" % item for item in notes.items()),
+            " -> " + ", ".join(targets) if targets else ""), transaction)
+
+
 def load_checked(path, declared):
     """:func:`read_aliases`, the value warnings added (the table marked validated)."""
     table, warnings = read_aliases(path)
@@ -512,15 +526,7 @@ class Aliases(Plugin):
         notes, targets, patterns = table.lookup(recipient)
         if not patterns:
             return DECLINED
-        recipient.notes.update(notes)
-        if targets:
-            recipient.notes[ORIGINAL_RECIPIENT] = recipient.address
-            recipient.notes[ALIAS_TARGETS] = targets
-        if self.server.log_enabled(LOGINFO):
-            self.log(LOGINFO, "%s: matched %s%s%s" % (
-                recipient.format(), ", ".join(patterns),
-                "".join(" %s=%s" % item for item in notes.items()),
-                " -> " + ", ".join(targets) if targets else ""), transaction)
+        apply_match(self, transaction, recipient, notes, targets, patterns)
         return DECLINED
 
     # -- reloading ----------------------------------------------------------------------------

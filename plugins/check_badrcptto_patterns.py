@@ -22,15 +22,12 @@ one sent the core's ``550 relaying denied``); whitelisted hosts and senders are 
 as relay clients; karma −2 per refused recipient; matching is case-insensitive.
 """
 
-import os
+from qpsmtpd_tx.extend import isa_plugin
 
-from qpsmtpd_tx.loader import load_plugin_module
-
-_badrcptto = load_plugin_module(
-    os.path.join(os.path.dirname(os.path.abspath(__file__)), "badrcptto"))
+BadRcptTo = isa_plugin("badrcptto")
 
 
-class CheckBadRcptToPatterns(_badrcptto.BadRcptTo):
+class CheckBadRcptToPatterns(BadRcptTo):
     """badrcptto on the file badrcptto_patterns, every line a pattern."""
 
     CONFIG = "badrcptto_patterns"

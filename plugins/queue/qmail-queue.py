@@ -63,14 +63,15 @@ notqmail's qmail-queue(8) and simscan) is understood.
 
 import os
 import re
-import signal
 import time
 
-from twisted.internet import defer, error, protocol, reactor
+from twisted.internet import defer, protocol
 from twisted.protocols.basic import FileSender
 
 from qpsmtpd_tx.childpipe import ChildInput
+from qpsmtpd_tx.childprocess import spawn_with_timeout
 from qpsmtpd_tx.codes import DECLINED, DENY, LOGERROR, LOGINFO, LOGWARN, OK
+from qpsmtpd_tx.message import message_id
 from qpsmtpd_tx.plugin import Plugin, PluginError
 
 DEFAULT_TIMEOUT = 300.0
@@ -177,6 +178,14 @@ class _QueueProcess(protocol.ProcessProtocol):
         if not self.done.called:
             self.done.callback(reason.value)
 
+    def timed_out(self):
+        """The child was killed: stop feeding it, and end with ``None``."""
+        if self._sender is not None:
+            self._sender.file = None
+        self.abandon()
+        if not self.done.called:
+            self.done.callback(None)
+
     def abandon(self):
         """Stop feeding the child (it timed out): close the pipes and the body."""
         self.write_failed = True
@@ -221,9 +230,7 @@ class QmailQueue(Plugin):
         header = transaction.header_bytes()
         body = transaction.body.open()
         envelope = envelope_bytes(transaction.sender, transaction.recipients)
-        msgid = ""
-        if transaction.header is not None:
-            msgid = (transaction.header.get_first("Message-Id") or "").split("\n")[0].strip()
+        msgid = message_id(transaction.header)
         if not (msgid.startswith("<") and msgid.endswith(">")):
             msgid = "<%s>" % msgid
         return self._run(transaction, header, body, envelope, msgid)
@@ -236,10 +243,11 @@ class QmailQueue(Plugin):
             return DECLINED, CANNOT_EXEC
         child = _QueueProcess(header, body, envelope)
         try:
-            process = reactor.spawnProcess(
-                child, self.queue_exec, [self.queue_exec], env=dict(os.environ),
-                childFDs={0: child.input.child_fd, 1: child.envelope_input.child_fd, 2: "r",
-                          CUSTOM_ERROR_FD: "r"})
+            process = spawn_with_timeout(
+                child, [self.queue_exec],
+                {0: child.input.child_fd, 1: child.envelope_input.child_fd, 2: "r",
+                 CUSTOM_ERROR_FD: "r"},
+                self.timeout, child.done, child.timed_out)
         except OSError as e:
             child.abandon()
             self.log(LOGERROR, "cannot run %s: %s" % (self.queue_exec, e.strerror or e),
@@ -247,27 +255,10 @@ class QmailQueue(Plugin):
             return DECLINED, CANNOT_EXEC
         pid = process.pid
         self.log(LOGINFO, "queuing to %s (pid %s)" % (self.queue_exec, pid), transaction)
-        timer = reactor.callLater(self.timeout, self._timed_out, process, child)
-        child.done.addCallback(self._ended, transaction, child, pid, msgid, timer)
+        child.done.addCallback(self._ended, transaction, child, pid, msgid)
         return child.done
 
-    def _timed_out(self, process, child):
-        try:
-            process.signalProcess(signal.SIGKILL)
-        except error.ProcessExitedAlready:
-            pass
-        # Do not wait for the pipes: a grandchild may hold them open.
-        if child._sender is not None:
-            child._sender.file = None
-        for fd in list(getattr(process, "pipes", {})):
-            process.closeChildFD(fd)
-        child.abandon()
-        if not child.done.called:
-            child.done.callback(None)
-
-    def _ended(self, status, transaction, child, pid, msgid, timer):
-        if timer.active():
-            timer.cancel()
+    def _ended(self, status, transaction, child, pid, msgid):
         if child.stderr:
             for line in child.stderr.decode("utf-8", "replace").splitlines():
                 self.log(LOGWARN, "qmail-queue said: %s" % line, transaction)

@@ -94,13 +94,13 @@ Differences from qpsmtpd 0.94:
 
 import os
 import re
-import signal
 
-from twisted.internet import defer, error, protocol, reactor
+from twisted.internet import defer, protocol, reactor
 from twisted.internet.interfaces import IPullProducer
 from zope.interface import implementer
 
 from qpsmtpd_tx.childpipe import ChildInput
+from qpsmtpd_tx.childprocess import spawn_with_timeout
 from qpsmtpd_tx.codes import DECLINED, DENY, LOGDEBUG, LOGERROR, LOGINFO, LOGWARN, OK
 from qpsmtpd_tx.plugin import Plugin, PluginError
 
@@ -311,9 +311,9 @@ class EximBsmtp(Plugin):
             return DECLINED, INTERNAL_ERROR + " (cannot run exim)"
         child = _EximProcess(envelope, header, body)
         try:
-            process = reactor.spawnProcess(child, self.exim_path, self.argv,
-                                           env=dict(os.environ),
-                                           childFDs={0: child.input.child_fd, 1: "r", 2: "r"})
+            process = spawn_with_timeout(child, self.argv, {0: child.input.child_fd, 1: "r", 2: "r"},
+                                         self.timeout, child.done,
+                                         lambda: child._finish(timed_out=True))
         except OSError as e:
             child.input.close()
             body.close()
@@ -322,29 +322,16 @@ class EximBsmtp(Plugin):
             return DECLINED, INTERNAL_ERROR + " (cannot run exim)"
         pid = process.pid
         self.log(LOGDEBUG, "running %s (pid %s)" % (" ".join(self.argv), pid), transaction)
-        timer = reactor.callLater(self.timeout, self._timed_out, process, child)
         done = child.done
-        done.addCallback(self._ended, transaction, child, pid, timer)
+        done.addCallback(self._ended, transaction, child, pid)
         return done
-
-    def _timed_out(self, process, child):
-        try:
-            process.signalProcess(signal.SIGKILL)
-        except error.ProcessExitedAlready:
-            pass
-        # Do not wait for the pipes: a process Exim started may hold them open.
-        for fd in list(getattr(process, "pipes", {})):
-            process.closeChildFD(fd)
-        child._finish(timed_out=True)
 
     def _log_output(self, level, name, data, transaction):
         for line in data.decode("utf-8", "replace").splitlines():
             if line.strip():
                 self.log(level, "exim %s: %s" % (name, line), transaction)
 
-    def _ended(self, status, transaction, child, pid, timer):
-        if timer.active():
-            timer.cancel()
+    def _ended(self, status, transaction, child, pid):
         what = "%s (pid %s)" % (self.exim_path, pid)
         if status is None:
             self._log_output(LOGERROR, "stderr", child.stderr, transaction)

@@ -88,11 +88,13 @@ import pwd
 import re
 
 from twisted.internet import defer, reactor
-from twisted.internet.endpoints import HostnameEndpoint, UNIXClientEndpoint, connectProtocol
+from twisted.internet.endpoints import connectProtocol
 
 from qpsmtpd_tx.codes import DECLINED, DENY, DENYSOFT, LOGDEBUG, LOGERROR, LOGINFO, LOGWARN
 from qpsmtpd_tx.daemon_client import RequestExchange
+from qpsmtpd_tx.endpoints import describe_failure as _describe, host_port, unix_socket
 from qpsmtpd_tx.plugin import Plugin, PluginError
+from qpsmtpd_tx.plugin_args import boolean as _boolean, positive as _positive
 from qpsmtpd_tx.policy import Setting
 from qpsmtpd_tx.streaming import crlf_length, message_chunks
 
@@ -102,8 +104,6 @@ DEFAULT_TIMEOUT = 120.0
 DEFAULT_SUBJECT_PREFIX = "*** SPAM ***"
 REJECT_TEXT = "spam score exceeded threshold"
 UNAVAILABLE_TEXT = "Unable to scan for spam"
-#: the longest unix socket path (sun_path holds 108 bytes with the final NUL)
-MAX_SOCKET_PATH = 107
 #: the largest answer read from spamd (HEADERS returns only the header block)
 MAX_ANSWER = 1 << 20
 #: the X-Spam-* headers cleaned up when a message passes unscanned
@@ -115,7 +115,6 @@ SKIPPED_HEADERS = ("x-spam-report", "x-spam-prev-subject")
 #: a reject threshold taken from spamd's answer (its ``required`` score)
 USERPREFS = "userprefs"
 
-_HOST_PORT = re.compile(r"(?:\[([0-9A-Fa-f:.]+)\]|([\w.-]+)):(\d+)\Z")
 _SPAM_LINE = re.compile(r"(True|False|Yes|No)\s*;\s*(-?[\d.]+)\s*/\s*(-?[\d.]+)", re.I)
 _X_SPAM = re.compile(r"(X-Spam-[!-9;-~]*):[ \t]?(.*)\Z", re.I)
 
@@ -179,18 +178,15 @@ def lowest_number(values):
 
 
 def parse_spamd_socket(text):
-    """``(path, host, port)`` for a ``spamd_socket`` value (path or host None)."""
+    """The :class:`ServerAddress` of a ``spamd_socket`` value (an absolute path or host:port)."""
     if "/" in text:
         if not text.startswith("/"):
             raise PluginError("spamd_socket %r: a unix socket needs an absolute path" % text)
-        if len(text.encode()) > MAX_SOCKET_PATH:
-            raise PluginError("spamd_socket %r: longer than %d bytes, the limit of unix socket "
-                              "paths" % (text, MAX_SOCKET_PATH))
-        return text, None, None
-    m = _HOST_PORT.match(text)
-    if not m or not 0 < int(m.group(3)) < 65536:
+        return unix_socket("spamd_socket", text)
+    address = host_port(text)
+    if address is None:
         raise PluginError("spamd_socket %r: expected /path/to/socket or host:port" % text)
-    return None, m.group(1) or m.group(2), int(m.group(3))
+    return address
 
 
 def parse_answer(data):
@@ -251,31 +247,6 @@ def parse_status(value):
     return result
 
 
-def _boolean(name, value):
-    word = value.lower()
-    if word in ("1", "yes", "true", "on"):
-        return True
-    if word in ("0", "no", "false", "off"):
-        return False
-    raise PluginError("%s must be 0 or 1, got %r" % (name, value))
-
-
-def _positive(name, value, kind=float):
-    try:
-        number = kind(value)
-    except ValueError:
-        number = 0
-    if not number > 0 or (kind is float and math.isinf(number)):
-        raise PluginError("%s must be a positive number, got %r" % (name, value))
-    return number
-
-
-def _describe(error):
-    if isinstance(error, (defer.TimeoutError, defer.CancelledError)):
-        return "timed out"
-    return (str(error) or error.__class__.__name__).strip().rstrip(".")
-
-
 # -- the plugin -----------------------------------------------------------------------------------
 
 
@@ -312,7 +283,7 @@ class SpamAssassin(Plugin):
         if self.reject_type.lower() not in ("perm", "hard", "temp", "soft", "disconnect",
                                             "temp_disconnect"):
             raise PluginError("reject_type must be perm, temp, disconnect or temp_disconnect")
-        self.socket_path, self.host, self.port = parse_spamd_socket(
+        self.address = parse_spamd_socket(
             arguments.get("spamd_socket", DEFAULT_SOCKET))
         self.spamd_user = arguments.get("spamd_user") or _running_user()
         self.add_headers = arguments.get("headers", "all").lower()
@@ -332,18 +303,6 @@ class SpamAssassin(Plugin):
         self.timeout = _positive("timeout", arguments.get("timeout", DEFAULT_TIMEOUT))
         self.fail_open = _boolean("fail_open", arguments.get("fail_open", "0"))
         self.subject_prefix_argument = arguments.get("subject_prefix")
-
-    @property
-    def where(self):
-        if self.socket_path:
-            return self.socket_path
-        return "[%s]:%d" % (self.host, self.port) if ":" in self.host else "%s:%d" % (
-            self.host, self.port)
-
-    def _endpoint(self):
-        if self.socket_path:
-            return UNIXClientEndpoint(reactor, self.socket_path, timeout=self.timeout)
-        return HostnameEndpoint(reactor, self.host, self.port, timeout=self.timeout)
 
     # -- data_post ------------------------------------------------------------------------------
 
@@ -400,15 +359,15 @@ class SpamAssassin(Plugin):
         exchange = RequestExchange(
             itertools.chain([request], message_chunks(head, body, crlf=True)), MAX_ANSWER)
         try:
-            await connectProtocol(self._endpoint(), exchange)
+            await connectProtocol(self.address.endpoint(self.timeout), exchange)
         except Exception as e:
-            raise SpamdError("cannot connect to spamd at %s: %s" % (self.where, _describe(e)))
+            raise SpamdError("cannot connect to spamd at %s: %s" % (self.address, _describe(e)))
         try:
             answer = await exchange.done
         except defer.CancelledError:
             raise
         except Exception as e:
-            raise SpamdError("%s (spamd at %s)" % (_describe(e), self.where))
+            raise SpamdError("%s (spamd at %s)" % (_describe(e), self.address))
         return parse_answer(answer)
 
     def _results(self, spam_line, headers):
@@ -494,7 +453,7 @@ class SpamAssassin(Plugin):
     def _unavailable(self, transaction, error):
         why = _describe(error)
         if why == "timed out":
-            why = "spamd at %s did not answer within %g seconds" % (self.where, self.timeout)
+            why = "spamd at %s did not answer within %g seconds" % (self.address, self.timeout)
         self.log(LOGERROR, "cannot scan: %s" % why, transaction)
         if not self.fail_open:
             return DENYSOFT, UNAVAILABLE_TEXT

@@ -94,7 +94,41 @@ class Entries:
         return None
 
 
-class BadMailFrom(Plugin):
+class ListFile:
+    """Mixin for a plugin whose list is config file ``CONFIG`` (this plugin's format), re-read
+    when it changes (badmailfrom, badrcptto and their ``_patterns`` forms)."""
+
+    #: the config file read, and whether each of its lines is a pattern
+    CONFIG = None
+    ALL_PATTERNS = False
+    _entries = None
+
+    def _load(self):
+        """The list, parsed again if the file changed; PluginError for a bad line."""
+        lines = self.server.config.get_lines(self.CONFIG)
+        if self._entries is None or self._entries.source != tuple(line.text for line in lines):
+            self._entries = Entries(lines, self.ALL_PATTERNS, lambda m: self.log(LOGWARN, m))
+        return self._entries
+
+    def current_entries(self, transaction):
+        """The list for a hook: after a bad edit of the file, the previous one (logged)."""
+        try:
+            return self._load()
+        except PluginError as e:
+            self.log(LOGERROR, "%s not reloaded, keeping the previous list: %s"
+                     % (self.CONFIG, e), transaction)
+            return self._entries
+
+    def find(self, entries, address, transaction):
+        """The entry matching ``address`` (user and host, any case), or None (logged: pass)."""
+        host = address.host.lower()
+        hit = entries.match(address.user.lower() + "@" + host, host)
+        if hit is None:
+            self.log(LOGINFO, "pass", transaction)
+        return hit
+
+
+class BadMailFrom(ListFile, Plugin):
     """Reject senders listed in badmailfrom."""
 
     #: the config file read, whether each of its lines is a pattern, the default reply
@@ -112,25 +146,13 @@ class BadMailFrom(Plugin):
                               % ("|".join(REJECT_TYPES), reject_type))
         self.reject = options["reject"]
         self.reject_type = reject_type
-        self._entries = None
         self._load()  # a bad line stops start-up
-
-    def _load(self):
-        lines = self.server.config.get_lines(self.CONFIG)
-        if self._entries is None or self._entries.source != tuple(line.text for line in lines):
-            self._entries = Entries(lines, self.ALL_PATTERNS, lambda m: self.log(LOGWARN, m))
-        return self._entries
 
     def hook_mail(self, transaction, sender, params):
         if self.is_immune(transaction):
             self.log(LOGINFO, "skip, immune (relay client or whitelisted)", transaction)
             return DECLINED
-        try:
-            entries = self._load()
-        except PluginError as e:
-            self.log(LOGERROR, "%s not reloaded, keeping the previous list: %s"
-                     % (self.CONFIG, e), transaction)
-            entries = self._entries
+        entries = self.current_entries(transaction)
         if not entries.entries:
             self.log(LOGDEBUG, "skip, empty list", transaction)
             return DECLINED
@@ -140,10 +162,8 @@ class BadMailFrom(Plugin):
         if not sender.user or not sender.host:
             self.log(LOGDEBUG, "skip, missing user or host", transaction)
             return DECLINED
-        host = sender.host.lower()
-        hit = entries.match(sender.user.lower() + "@" + host, host)
+        hit = self.find(entries, sender, transaction)
         if hit is None:
-            self.log(LOGINFO, "pass", transaction)
             return DECLINED
         entry, kind, _, reason = hit
         self.adjust_karma(transaction, -1)

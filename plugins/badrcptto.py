@@ -45,18 +45,15 @@ Differences from qpsmtpd 0.94, on purpose:
     hosts and senders.
 """
 
-import os
-
-from qpsmtpd_tx.codes import DECLINED, DENY, LOGDEBUG, LOGERROR, LOGINFO, LOGWARN
-from qpsmtpd_tx.loader import load_plugin_module
-from qpsmtpd_tx.plugin import Plugin, PluginError
+from qpsmtpd_tx.codes import DECLINED, DENY, LOGDEBUG, LOGINFO
+from qpsmtpd_tx.extend import plugin_module
+from qpsmtpd_tx.plugin import Plugin
 
 # The list format is badmailfrom's: parse and match with its code.
-Entries = load_plugin_module(
-    os.path.join(os.path.dirname(os.path.abspath(__file__)), "badmailfrom")).Entries
+ListFile = plugin_module("badmailfrom").ListFile
 
 
-class BadRcptTo(Plugin):
+class BadRcptTo(ListFile, Plugin):
     """Refuse recipients listed in badrcptto."""
 
     #: the config file read, and whether each of its lines is a pattern
@@ -65,14 +62,7 @@ class BadRcptTo(Plugin):
 
     def init(self, args):
         self.parse_kv_args(args, set())
-        self._entries = None
         self._load()  # a bad line stops start-up
-
-    def _load(self):
-        lines = self.server.config.get_lines(self.CONFIG)
-        if self._entries is None or self._entries.source != tuple(line.text for line in lines):
-            self._entries = Entries(lines, self.ALL_PATTERNS, lambda m: self.log(LOGWARN, m))
-        return self._entries
 
     def hook_rcpt(self, transaction, recipient, params):
         if self.is_immune(transaction):
@@ -81,19 +71,12 @@ class BadRcptTo(Plugin):
         if not recipient.user or not recipient.host:
             self.log(LOGINFO, "skip, missing host or user", transaction)
             return DECLINED
-        try:
-            entries = self._load()
-        except PluginError as e:
-            self.log(LOGERROR, "%s not reloaded, keeping the previous list: %s"
-                     % (self.CONFIG, e), transaction)
-            entries = self._entries
+        entries = self.current_entries(transaction)
         if not entries.entries:
             self.log(LOGDEBUG, "skip, empty config", transaction)
             return DECLINED
-        host = recipient.host.lower()
-        hit = entries.match(recipient.user.lower() + "@" + host, host)
+        hit = self.find(entries, recipient, transaction)
         if hit is None:
-            self.log(LOGINFO, "pass", transaction)
             return DECLINED
         entry, kind, _, reason = hit
         self.adjust_karma(transaction, -2)

@@ -56,21 +56,11 @@ Differences from qpsmtpd 0.94, on purpose:
 
 import sys
 
-from qpsmtpd_tx import codes
 from qpsmtpd_tx.codes import DECLINED, LOGERROR, LOGINFO, LOGWARN
 from qpsmtpd_tx.plugin import Plugin, PluginError
+from qpsmtpd_tx.plugin_args import log_level
 
 MAX_KEPT = 1000
-
-
-def parse_level(word):
-    """A level argument (number or name) as a number; PluginError if it is neither."""
-    if word.isdigit():
-        return min(int(word), codes.LOGDEBUG)
-    try:
-        return codes.parse_log_level(word)
-    except ValueError:
-        raise PluginError("unknown log level %r" % (word,))
 
 
 def describe(plugin_name, hook):
@@ -100,8 +90,8 @@ class Adaptive(Plugin):
             if key not in ("accept", "reject", "prefix"):
                 raise PluginError("unknown argument %r (known: accept, prefix, reject)" % (key,))
             options[key] = value
-        self.accept = parse_level(options["accept"]) if "accept" in options else LOGERROR
-        self.reject = parse_level(options["reject"]) if "reject" in options else LOGWARN
+        self.accept = log_level(options["accept"]) if "accept" in options else LOGERROR
+        self.reject = log_level(options["reject"]) if "reject" in options else LOGWARN
         self.prefix = options.get("prefix", "`")
         #: read by the server: nothing above this level is formatted for us
         self.log_threshold = max(self.accept, self.reject)

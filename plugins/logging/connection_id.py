@@ -29,18 +29,9 @@ import sys
 from qpsmtpd_tx import codes
 from qpsmtpd_tx.codes import DECLINED, LOGINFO
 from qpsmtpd_tx.plugin import Plugin, PluginError
+from qpsmtpd_tx.plugin_args import log_level
 
 UNKNOWN_ID = "???"
-
-
-def parse_level(word):
-    """A level argument (number or name) as a number; PluginError if it is neither."""
-    if word.isdigit():
-        return min(int(word), codes.LOGDEBUG)
-    try:
-        return codes.parse_log_level(word)
-    except ValueError:
-        raise PluginError("unknown log level %r" % (word,))
 
 
 def tagged_line(tag, plugin_name, hook, message):
@@ -62,7 +53,7 @@ class ConnectionId(Plugin):
         if len(args) > 1:
             raise PluginError("usage: %s [LEVEL]" % (self.path,))
         #: read by the server: nothing above this level is formatted for us
-        self.log_threshold = parse_level(args[0]) if args else codes.LOGWARN
+        self.log_threshold = log_level(args[0]) if args else codes.LOGWARN
         self.log(LOGINFO, "Initializing %s plugin" % (self.name,))
 
     def tag(self, transaction):
