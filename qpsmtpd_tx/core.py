@@ -5,16 +5,14 @@ the session (which runs plugin hooks) asks the core whether a command is allowed
 (:meth:`SMTPCore.refusal`, which gives the 503 text when it is not), tells it what was accepted
 through the transition methods, and the core refuses a transition that the state table does not
 allow. The core never touches a socket, a clock or a plugin, so every edge case can be driven
-directly in a test (``test/test_core.py``).
+directly in a test (``test_core.py``).
 
-States::
+States and transitions (:data:`TRANSITIONS`)::
 
-    CONNECTED --greet--> GREETED --helo--> READY --mail--> MAIL --rcpt--> RCPT --data--> DATA
-                                          |  ^  ^ <-----reset------'          |            |
-                                    auth  |  |  '-------------------data_end----------------'
-                                          v  | auth_end
-                                          AUTH
-    any --close--> CLOSED
+    CONNECTED -greet-> GREETED -helo-> READY -mail-> MAIL -rcpt-> RCPT -data-> DATA
+    RCPT -rcpt-> RCPT;   MAIL, RCPT -reset-> READY;   DATA -data_end-> READY
+    READY -auth-> AUTH -auth_end-> READY      (an AUTH exchange: SASL answers, not commands)
+    any -close-> CLOSED
 
 STARTTLS is not implemented yet. When it comes, it is a state of its own (the handshake) with a
 ``starttls`` transition from GREETED/READY into it and a ``tls_done`` one back to GREETED (the

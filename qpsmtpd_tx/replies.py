@@ -8,28 +8,27 @@ time uses its ``TIMEOUT`` row, else :data:`TIMED_OUT` (451 with the timeout text
 
 The default text is sent when the plugin gave none; an :class:`Only` text is sent whatever the
 plugin said. ``{name}`` fields in texts are filled from :func:`answer`'s keywords (``me`` is
-always there). The follow-up steps run in order after the reply:
+always there). The follow-up steps (words) run in order after the reply:
 
-``RESET``       the transaction is dropped (a refused DATA; VRFY's DENY does it too in qpsmtpd)
-``DISCONNECT``  the connection is closed once the reply is written
-``FINISH``      the message is answered: back to command mode with a new transaction
-``OUTCOME``     the one LOGNOTICE line per message (who, to whom, size, the reply)
-``QUEUE_POST``  the ``queue_post`` hooks run for the finished transaction
+``reset``       the transaction is dropped (a refused DATA; VRFY's DENY does it too in qpsmtpd)
+``disconnect``  the connection is closed once the reply is written
+``finish``      the message is answered: back to command mode with a new transaction
+``outcome``     the one LOGNOTICE line per message (who, to whom, size, the reply)
+``queue_post``  the ``queue_post`` hooks run for the finished transaction
 """
 
 import attr
 
 from qpsmtpd_tx import SOFTWARE_NAME
-from qpsmtpd_tx.codes import DECLINED, DENY, DENY_DISCONNECT, DENYSOFT, DENYSOFT_DISCONNECT, DONE, OK
+from qpsmtpd_tx.codes import (DECLINED, DENY, DENY_DISCONNECT, DENYSOFT, DENYSOFT_DISCONNECT, DONE,
+                              OK)
 
 #: row keys besides return codes: any code without its own row; a plugin that timed out
 ANY, TIMEOUT = "any", "timeout"
-RESET, DISCONNECT, FINISH, OUTCOME, QUEUE_POST = (
+RESET, DISCONNECT, FINISH, OUTCOME, QUEUE_POST = STEPS = (
     "reset", "disconnect", "finish", "outcome", "queue_post")
-#: in the follow-up column: this result takes the success path (needed beside an ANY row)
+#: in place of a row: this result takes the success path (needed beside an ANY row)
 SUCCESS = "success"
-#: HELO's rows are EHLO's too
-_ALSO = {"helo": ("helo", "ehlo"), "helo_parse": ("helo_parse", "ehlo_parse")}
 
 
 class Only(str):
@@ -49,104 +48,134 @@ DENIED = (DENY, DENY_DISCONNECT)
 SOFT = (DENYSOFT, DENYSOFT_DISCONNECT)
 HELP_TEXT = ("This is %s\nA drop-in replacement for qpsmtpd, on Twisted\n"
              "To report problems, mail the postmaster of this host." % SOFTWARE_NAME)
-MESSAGE_DONE = (OUTCOME, FINISH)
+BYE = Only("{me} closing connection. Have a wonderful day.")
+MESSAGE_DONE = "outcome finish"
+QUEUED = "outcome finish queue_post"
 
-# hook                results           reply  default text                               follow-up
-_ROWS = (
-    ("pre-connection", DENIED,           550, "Sorry, service not available for you", (DISCONNECT,)),
-    ("pre-connection", SOFT,             451, "Sorry, try again later", (DISCONNECT,)),
-    ("pre-connection", TIMEOUT,          451, "", (DISCONNECT,)),
-    ("connect", DENIED,                  550, "Connection from you denied, bye bye.", (DISCONNECT,)),
-    ("connect", SOFT,                    450, "Connection from you temporarily denied, bye bye.",
-     (DISCONNECT,)),
-    ("connect", TIMEOUT,                 451, "", (DISCONNECT,)),
-    ("helo_parse", DENY,                 501, "Syntax error in command", ()),
-    ("helo", DENY,                       550, "{verb} denied", ()),
-    ("helo", DENY_DISCONNECT,            550, "{verb} denied", (DISCONNECT,)),
-    ("helo", DENYSOFT,                   450, "{verb} temporarily denied", ()),
-    ("helo", DENYSOFT_DISCONNECT,        450, "{verb} temporarily denied", (DISCONNECT,)),
-    ("helo", DONE,                       None, "", ()),
-    ("mail_parse", DENY,                 501, "Syntax error in command", ()),
-    ("mail", DENY,                       550, "{sender}, denied", ()),
-    ("mail", DENY_DISCONNECT,            550, "{sender}, denied", (DISCONNECT,)),
-    ("mail", DENYSOFT,                   450, "{sender}, temporarily denied", ()),
-    ("mail", DENYSOFT_DISCONNECT,        421, "{sender}, temporarily denied", (DISCONNECT,)),
-    ("mail", DONE,                       None, "", ()),
-    ("rcpt_parse", DENY,                 501, "Syntax error in command", ()),
-    ("rcpt", DENY,                       550, "relaying denied", ()),
-    ("rcpt", DENY_DISCONNECT,            550, "delivery denied", (DISCONNECT,)),
-    ("rcpt", DENYSOFT,                   450, "relaying denied", ()),
-    ("rcpt", DENYSOFT_DISCONNECT,        421, "relaying denied", (DISCONNECT,)),
-    ("rcpt", DONE,                       None, "", ()),
-    ("rcpt", OK,                         None, "", SUCCESS),
-    ("rcpt", ANY,                        450, Only("No plugin decided if relaying is allowed"), ()),
-    ("help", DENIED,                     500, "Syntax error, command not recognized", ()),
-    ("help", DONE,                       None, "", ()),
-    ("help", OK,                         214, HELP_TEXT, ()),
-    ("help", ANY,                        214, Only(HELP_TEXT), ()),
-    ("noop", DENY,                       500, "Stop wasting my time.", ()),
-    ("noop", DENY_DISCONNECT,            500, "Stop wasting my time.", (DISCONNECT,)),
-    ("noop", DONE,                       None, "", ()),
-    ("noop", ANY,                        250, Only("OK"), ()),
-    ("vrfy", DONE,                       None, "", ()),
-    ("vrfy", DENY,                       554, "Access Denied", (RESET,)),
-    ("vrfy", OK,                         250, "User OK", ()),
-    ("vrfy", ANY,                        252, Only("Just try sending a mail and we'll see how it "
-                                                   "turns out ..."), ()),
-    ("quit", DONE,                       None, "", (DISCONNECT,)),
-    ("quit", ANY,                        221, Only("{me} closing connection. Have a wonderful day."),
-     (DISCONNECT,)),
-    ("quit", TIMEOUT,                    221, Only("{me} closing connection. Have a wonderful day."),
-     (DISCONNECT,)),
-    ("data", DONE,                       None, "", ()),
-    ("data", DENY,                       554, "Message denied", (RESET,)),
-    ("data", DENYSOFT,                   451, "Message denied temporarily", (RESET,)),
-    ("data", DENY_DISCONNECT,            554, "Message denied", (DISCONNECT,)),
-    ("data", DENYSOFT_DISCONNECT,        421, "Message denied temporarily", (DISCONNECT,)),
-    ("data_headers_end", DENY_DISCONNECT, 554, "Message denied", (DISCONNECT,)),
-    ("data_headers_end", DENYSOFT_DISCONNECT, 421, "Message denied temporarily", (DISCONNECT,)),
-    ("data_headers_end", TIMEOUT,        451, "", (DISCONNECT,)),
-    ("received_line", TIMEOUT,           451, "", MESSAGE_DONE),
-    ("data_post", DENY,                  552, "Message denied", (FINISH,)),
-    ("data_post", DENY_DISCONNECT,       552, "Message denied", (FINISH, DISCONNECT)),
-    ("data_post", DENYSOFT,              452, "Message denied temporarily", (FINISH,)),
-    ("data_post", DENYSOFT_DISCONNECT,   452, "Message denied temporarily", (FINISH, DISCONNECT)),
-    ("data_post", DONE,                  None, "", (FINISH,)),
-    ("data_post", TIMEOUT,               451, "", MESSAGE_DONE),
-    ("queue_pre", (0, OK, DECLINED),     None, "", SUCCESS),
-    ("queue_pre", DONE,                  None, "", (FINISH,)),
-    ("queue_pre", ANY,                   451, Only("Internal error - try again later - queue_pre "
-                                                   "failed"), (FINISH,)),
-    ("queue_pre", TIMEOUT,               451, "", MESSAGE_DONE),
-    ("queue", OK,                        250, "Queued", MESSAGE_DONE + (QUEUE_POST,)),
-    ("queue", DENY,                      552, "Message denied", MESSAGE_DONE + (QUEUE_POST,)),
-    ("queue", DENYSOFT,                  452, "Message denied temporarily",
-     MESSAGE_DONE + (QUEUE_POST,)),
-    ("queue", DONE,                      None, "", (FINISH, QUEUE_POST)),
-    ("queue", ANY,                       451, "Queuing declined or disabled; try again later",
-     MESSAGE_DONE + (QUEUE_POST,)),
-    ("queue", TIMEOUT,                   451, "", MESSAGE_DONE),
-    ("unrecognized_command", DENY,       500, "Unrecognized command", ()),
-    ("unrecognized_command", DENY_DISCONNECT, 521, "Unrecognized command", (DISCONNECT,)),
-    ("unrecognized_command", DONE,       None, "", ()),
-    ("unrecognized_command", ANY,        500, Only("Unrecognized command"), ()),
-)
+# hook: {result(s): (reply code or None, "follow-up steps", default text)}, in SMTP.pm's order
+_TABLE = {
+    "unrecognized_command": {
+        DENY: (500, "", "Unrecognized command"),
+        DENY_DISCONNECT: (521, "disconnect", "Unrecognized command"),
+        DONE: (None, "", ""),
+        ANY: (500, "", Only("Unrecognized command")),
+    },
+    "pre-connection": {
+        DENIED: (550, "disconnect", "Sorry, service not available for you"),
+        SOFT: (451, "disconnect", "Sorry, try again later"),
+        TIMEOUT: (451, "disconnect", ""),
+    },
+    "connect": {
+        DENIED: (550, "disconnect", "Connection from you denied, bye bye."),
+        SOFT: (450, "disconnect", "Connection from you temporarily denied, bye bye."),
+        TIMEOUT: (451, "disconnect", ""),
+    },
+    "helo_parse": {DENY: (501, "", "Syntax error in command")},
+    "helo": {
+        DENY: (550, "", "{verb} denied"),
+        DENY_DISCONNECT: (550, "disconnect", "{verb} denied"),
+        DENYSOFT: (450, "", "{verb} temporarily denied"),
+        DENYSOFT_DISCONNECT: (450, "disconnect", "{verb} temporarily denied"),
+        DONE: (None, "", ""),
+    },
+    "mail_parse": {DENY: (501, "", "Syntax error in command")},
+    "mail": {
+        DENY: (550, "", "{sender}, denied"),
+        DENY_DISCONNECT: (550, "disconnect", "{sender}, denied"),
+        DENYSOFT: (450, "", "{sender}, temporarily denied"),
+        DENYSOFT_DISCONNECT: (421, "disconnect", "{sender}, temporarily denied"),
+        DONE: (None, "", ""),
+    },
+    "rcpt_parse": {DENY: (501, "", "Syntax error in command")},
+    "rcpt": {
+        DENY: (550, "", "relaying denied"),
+        DENY_DISCONNECT: (550, "disconnect", "delivery denied"),
+        DENYSOFT: (450, "", "relaying denied"),
+        DENYSOFT_DISCONNECT: (421, "disconnect", "relaying denied"),
+        DONE: (None, "", ""),
+        OK: SUCCESS,
+        ANY: (450, "", Only("No plugin decided if relaying is allowed")),
+    },
+    "help": {
+        DENIED: (500, "", "Syntax error, command not recognized"),
+        DONE: (None, "", ""),
+        OK: (214, "", HELP_TEXT),
+        ANY: (214, "", Only(HELP_TEXT)),
+    },
+    "noop": {
+        DENY: (500, "", "Stop wasting my time."),
+        DENY_DISCONNECT: (500, "disconnect", "Stop wasting my time."),
+        DONE: (None, "", ""),
+        ANY: (250, "", Only("OK")),
+    },
+    "vrfy": {
+        DONE: (None, "", ""),
+        DENY: (554, "reset", "Access Denied"),
+        OK: (250, "", "User OK"),
+        ANY: (252, "", Only("Just try sending a mail and we'll see how it turns out ...")),
+    },
+    "quit": {
+        DONE: (None, "disconnect", ""),
+        ANY: (221, "disconnect", BYE),
+        TIMEOUT: (221, "disconnect", BYE),
+    },
+    "data": {
+        DONE: (None, "", ""),
+        DENY: (554, "reset", "Message denied"),
+        DENYSOFT: (451, "reset", "Message denied temporarily"),
+        DENY_DISCONNECT: (554, "disconnect", "Message denied"),
+        DENYSOFT_DISCONNECT: (421, "disconnect", "Message denied temporarily"),
+    },
+    "data_headers_end": {
+        DENY_DISCONNECT: (554, "disconnect", "Message denied"),
+        DENYSOFT_DISCONNECT: (421, "disconnect", "Message denied temporarily"),
+        TIMEOUT: (451, "disconnect", ""),
+    },
+    "received_line": {TIMEOUT: (451, MESSAGE_DONE, "")},
+    "data_post": {
+        DENY: (552, "finish", "Message denied"),
+        DENY_DISCONNECT: (552, "finish disconnect", "Message denied"),
+        DENYSOFT: (452, "finish", "Message denied temporarily"),
+        DENYSOFT_DISCONNECT: (452, "finish disconnect", "Message denied temporarily"),
+        DONE: (None, "finish", ""),
+        TIMEOUT: (451, MESSAGE_DONE, ""),
+    },
+    "queue_pre": {
+        (0, OK, DECLINED): SUCCESS,
+        DONE: (None, "finish", ""),
+        ANY: (451, "finish", Only("Internal error - try again later - queue_pre failed")),
+        TIMEOUT: (451, MESSAGE_DONE, ""),
+    },
+    "queue": {
+        OK: (250, QUEUED, "Queued"),
+        DENY: (552, QUEUED, "Message denied"),
+        DENYSOFT: (452, QUEUED, "Message denied temporarily"),
+        DONE: (None, "finish queue_post", ""),
+        ANY: (451, QUEUED, "Queuing declined or disabled; try again later"),
+        TIMEOUT: (451, MESSAGE_DONE, ""),
+    },
+}
+_TABLE["ehlo_parse"], _TABLE["ehlo"] = _TABLE["helo_parse"], _TABLE["helo"]
 #: what a hook without a ``TIMEOUT`` row answers when its plugin did not answer in time
 TIMED_OUT = Reply(451, "", ())
 
 
-def _table(rows):
-    table = {}
-    for hook, results, code, text, then in rows:
-        for result in results if isinstance(results, tuple) else (results,):
-            for name in _ALSO.get(hook, (hook,)):
-                table.setdefault(name, {})[result] = (
-                    None if then == SUCCESS else Reply(code, text, then))
-    return table
+def _expand(table):
+    """One :class:`Reply` (or None: success) per hook and single result."""
+    replies = {}
+    for hook, rows in table.items():
+        replies[hook] = {}
+        for results, row in rows.items():
+            if row != SUCCESS and not set(row[1].split()) <= set(STEPS):
+                raise ValueError("%s: unknown follow-up in %r" % (hook, row[1]))
+            for result in results if isinstance(results, tuple) else (results,):
+                replies[hook][result] = (
+                    None if row == SUCCESS else Reply(row[0], row[2], tuple(row[1].split())))
+    return replies
 
 
 #: hook → {return code, ANY or TIMEOUT → Reply, or None: the success path}
-REPLIES = _table(_ROWS)
+REPLIES = _expand(_TABLE)
 
 
 def reply_for(hook, result):
