@@ -213,19 +213,25 @@ class SMTPCore:
 
     # -- sequencing ------------------------------------------------------------------------
 
-    def refusal(self, command):
+    def refusal(self, command, has_sender=True, has_recipients=True):
         """``None`` if ``command`` (a lower-case verb) is allowed now, else why not (a 503 text).
 
         Only sequencing is judged here; the session checks the arguments first where qpsmtpd
-        does (a RCPT syntax error is reported before a missing MAIL).
+        does (a RCPT syntax error is reported before a missing MAIL). For DATA the session also
+        says whether the transaction still has a sender and recipients: as qpsmtpd, DATA looks
+        at the transaction, which a plugin may have changed since MAIL and RCPT.
         """
         if command == "auth" and self.authenticated:
             return ALREADY_AUTH
+        if command == "data" and not has_sender:
+            return MAIL_FIRST
         allowed = ALLOWED[command]
-        if self.state in allowed:
-            return allowed[self.state]
-        return NOT_NOW.get(command) or "%s not allowed in state %s" % (
-            command.upper(), self.state.value)
+        if self.state not in allowed:
+            return NOT_NOW.get(command) or "%s not allowed in state %s" % (
+                command.upper(), self.state.value)
+        if allowed[self.state] is None and command == "data" and not has_recipients:
+            return RCPT_FIRST
+        return allowed[self.state]
 
     # -- transitions -----------------------------------------------------------------------
 

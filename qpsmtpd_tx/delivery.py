@@ -24,7 +24,9 @@ class MessageDelivery:
     def _data_respond(self, result):
         if not replies.answer(self, "data", result):
             return None
-        refusal = self.core.refusal("data")
+        txn = self.transaction
+        refusal = self.core.refusal("data", has_sender=txn.sender is not None,
+                                    has_recipients=bool(txn.recipients))
         if refusal is not None:
             return self.respond(503, refusal)
         self.core.start_data(max_size=self.server.databytes)

@@ -85,6 +85,15 @@ class SequencingTests(unittest.TestCase):
         # already authenticated is reported before the transaction in progress, as qpsmtpd
         self.assertEqual(core.refusal("auth"), "but you already said AUTH ...")
 
+    def test_data_looks_at_the_transaction(self):
+        # a plugin may have dropped the sender or the recipients since MAIL and RCPT
+        rcpt = core_in(S.RCPT)
+        self.assertIsNone(rcpt.refusal("data"))
+        self.assertEqual(rcpt.refusal("data", has_recipients=False), RCPT_FIRST)
+        self.assertEqual(rcpt.refusal("data", has_sender=False), MAIL_FIRST)
+        self.assertEqual(core_in(S.MAIL).refusal("data", has_sender=False), MAIL_FIRST)
+        self.assertEqual(core_in(S.READY).refusal("data", has_recipients=False), MAIL_FIRST)
+
     def test_auth_offered_only_by_an_ehlo_that_said_so(self):
         core = core_in(S.GREETED)
         self.assertFalse(core.auth_offered)
