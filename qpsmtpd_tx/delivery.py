@@ -32,11 +32,6 @@ class MessageDelivery:
         self.core.start_data(max_size=self.server.databytes)
         self.respond(354, "go ahead")
 
-    def _reset_after_refusal(self):
-        if self.core.state in (State.MAIL, State.RCPT):
-            self.core.reset()
-        self._reset_transaction()
-
     def _data_headers(self, event):
         self.transaction.header = Header.parse(event.block)
         if not self.hooks.has("data_headers_end"):

@@ -21,7 +21,7 @@ from zope.interface import implementer
 
 from qpsmtpd_tx import __version__, codes, replies
 from qpsmtpd_tx.command import split_command
-from qpsmtpd_tx.core import Command, LineTooLong, SMTPCore
+from qpsmtpd_tx.core import Command, LineTooLong, SMTPCore, State
 from qpsmtpd_tx.data import BadDataEnd, Body, DataEnd, Headers
 from qpsmtpd_tx.delivery import MessageDelivery
 from qpsmtpd_tx.envelope import TOO_MANY_RECIPIENTS, EnvelopeCommands
@@ -133,6 +133,12 @@ class SMTPSession(SessionFlow, EnvelopeCommands, MessageDelivery):
             self.hooks.run_no_respond("reset_transaction", old)
         old.discard()
         self._new_transaction()
+
+    def _reset_after_refusal(self):
+        """Drop the transaction (RSET, a refused DATA or VRFY): back to READY."""
+        if self.core.state in (State.MAIL, State.RCPT):
+            self.core.reset()
+        self._reset_transaction()
 
     def start(self):
         """The client connected: run pre-connection and connect hooks, then greet."""
@@ -257,6 +263,7 @@ class SMTPSession(SessionFlow, EnvelopeCommands, MessageDelivery):
     def _answer(self, result, hook):
         """A callback for ``_run`` when the reply table is all there is to the answer."""
         replies.answer(self, hook, result)
+
     # -- the small commands ----------------------------------------------------------------------
 
     def cmd_rset(self, rest):
