@@ -122,13 +122,17 @@ class Exchange:
         self.session.respond(334, [challenge or " "])
 
     def _end(self, success=False):
-        """The exchange is over: the session reads commands again."""
+        """The exchange is over: the session reads commands again.
+
+        A plugin may have closed the connection meanwhile (the core is CLOSED then, for good).
+        """
         self.session._auth = None
-        self.session.core.auth_end(success)
+        if self.session.core.state is State.AUTH:
+            self.session.core.auth_end(success)
 
     def abort(self):
         """End the exchange without a reply (a hook failed; the session answers 451)."""
-        if self.session._auth is self and self.session.core.state is State.AUTH:
+        if self.session._auth is self:
             self._end()
 
     def answer(self, line):
