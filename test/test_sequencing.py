@@ -5,7 +5,6 @@ the transaction rather than the state.
 """
 
 import base64
-import os
 
 from twisted.trial import unittest
 
@@ -72,18 +71,7 @@ class AuthStateTests(unittest.TestCase):
     def test_auth_plugin_that_disconnects(self):
         # The auth hook closes the connection itself (the core is CLOSED before the exchange
         # ends): the session answers and closes, without an internal error.
-        plugin_dir = os.path.abspath(self.mktemp())
-        os.makedirs(plugin_dir)
-        with open(os.path.join(plugin_dir, "hang_up"), "w") as f:
-            f.write('"""hang_up: closes the connection from its auth hook (tests only)."""\n'
-                    "from qpsmtpd_tx.codes import DENY\n"
-                    "from qpsmtpd_tx.plugin import Plugin\n"
-                    "class HangUp(Plugin):\n"
-                    "    def hook_auth_plain(self, transaction, *args):\n"
-                    "        transaction.session.disconnect()\n"
-                    "        return DENY\n")
-        server = make_server(self, ["hang_up"], {"plugin_dirs": plugin_dir,
-                                                 "auth_failure_delay": "0"})
+        server = make_server(self, ["hang_up auth-plain"], {"auth_failure_delay": "0"})
         logged = []
         server.log = lambda level, message, **kw: logged.append(message)
         client = MemoryClient(server)
