@@ -32,7 +32,7 @@ _COMMAND_LINE = "command line"
 
 
 @implementer(IPushProducer)
-class _ReplyProducer:
+class ReplyProducer:
     """The session as the transport's producer: paused while the client does not read."""
 
     def __init__(self, session):

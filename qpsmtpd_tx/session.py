@@ -24,15 +24,16 @@ from qpsmtpd_tx.command import split_command
 from qpsmtpd_tx.core import Command, LineTooLong, SMTPCore, State
 from qpsmtpd_tx.data import BadDataEnd, Body, DataEnd, Headers
 from qpsmtpd_tx.delivery import MessageDelivery
-from qpsmtpd_tx.envelope import TOO_MANY_RECIPIENTS, EnvelopeCommands
-from qpsmtpd_tx.flow import FLUSH_ABOVE, PAUSE_ABOVE, SessionFlow, _ReplyProducer
+from qpsmtpd_tx.envelope import EnvelopeCommands
+from qpsmtpd_tx.flow import FLUSH_ABOVE, PAUSE_ABOVE, ReplyProducer, SessionFlow
 from qpsmtpd_tx.interfaces import ISession
 from qpsmtpd_tx.message import BodySpool
 from qpsmtpd_tx.objects import Transaction
 from qpsmtpd_tx.printable import printable
 from qpsmtpd_tx.rdns import lookup_ptr
 
-__all__ = ["SMTPSession", "FLUSH_ABOVE", "PAUSE_ABOVE", "TOO_MANY_RECIPIENTS"]
+#: the flow limits stay importable from here (test_flow does)
+__all__ = ["SMTPSession", "FLUSH_ABOVE", "PAUSE_ABOVE"]
 
 BARELF_TEXT = "See http://smtpd.develooper.com/barelf.html"
 
@@ -144,7 +145,7 @@ class SMTPSession(SessionFlow, EnvelopeCommands, MessageDelivery):
         """The client connected: run pre-connection and connect hooks, then greet."""
         self._busy = True
         if hasattr(self.transport, "registerProducer"):
-            self.transport.registerProducer(_ReplyProducer(self), True)
+            self.transport.registerProducer(ReplyProducer(self), True)
             self._producer_registered = True
         refusal = self.server.too_many_from_ip(self)
         if refusal is not None:
