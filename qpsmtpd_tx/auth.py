@@ -65,10 +65,9 @@ class Authenticator:
 
     def start(self, session, rest):
         """Handle an ``AUTH MECH [initial-response]`` line."""
-        if session.connection.auth_user:
-            return session.respond(503, "but you already said AUTH ...")
-        if session.core.state in (State.MAIL, State.RCPT):
-            return session.respond(503, "5.5.1 MAIL transaction in progress")
+        refusal = session.core.refusal("auth")
+        if refusal is not None:
+            return session.respond(503, refusal)
         words = rest.split()
         mechanism = words[0].upper() if words else ""
         if mechanism not in self.mechanisms():
@@ -87,7 +86,11 @@ def _b64(text):
 
 
 class Exchange:
-    """One AUTH exchange: prompts, answers, then the hooks."""
+    """One AUTH exchange: prompts, answers, then the hooks.
+
+    The core is in its AUTH state from :meth:`begin` until the exchange ends (:meth:`_end`):
+    success, a failure, a cancel, or an error in a hook.
+    """
 
     def __init__(self, authenticator, session, mechanism):
         self.authenticator = authenticator
@@ -100,6 +103,8 @@ class Exchange:
 
     def begin(self, initial):
         """Start the exchange: use the initial response if the client sent one, else prompt."""
+        self.session.core.auth()
+        self.session._auth = self
         if self.mechanism == "PLAIN":
             if initial is not None and initial != "=":
                 return self._plain(initial)
@@ -114,24 +119,31 @@ class Exchange:
 
     def _prompt(self, challenge, then):
         self._next = then
-        self.session._auth = self
-        self.session.core.expect_auth_line = True
         self.session.respond(334, [challenge or " "])
 
-    def _stop_waiting(self):
+    def _end(self, success=False):
+        """The exchange is over: the session reads commands again.
+
+        A plugin may have closed the connection meanwhile (the core is CLOSED then, for good).
+        """
         self.session._auth = None
-        self.session.core.expect_auth_line = False
+        if self.session.core.state is State.AUTH:
+            self.session.core.auth_end(success)
+
+    def abort(self):
+        """End the exchange without a reply (a hook failed; the session answers 451)."""
+        if self.session._auth is self:
+            self._end()
 
     def answer(self, line):
         """A line from the client while the exchange waits for an answer."""
-        self._stop_waiting()
         if line.strip() == "*":
+            self._end()
             return self.session.respond(501, "Authentication cancelled")
         return self._next(line)
 
     def line_too_long(self):
         """The answer was longer than the core accepts (it dropped it): the exchange ends."""
-        self._stop_waiting()
         return self._fail(500, "5.5.6 Authentication Exchange line is too long")
 
     def _fail(self, code, text):
@@ -140,6 +152,7 @@ class Exchange:
         The ``auth_max_failures``-th failure of the connection (connection note
         ``auth_failures``) is answered ``421`` instead, and the connection is closed.
         """
+        self._end()
         session = self.session
         notes = session.connection.notes
         failures = notes["auth_failures"] = notes.get("auth_failures", 0) + 1
@@ -217,6 +230,7 @@ class Exchange:
         session = self.session
         detail = (" - " + result.text) if result.lines else ""
         if result.code == codes.OK:
+            self._end(success=True)
             conn = session.connection
             conn.auth_user = user
             conn.auth_mechanism = self.mechanism
@@ -227,6 +241,7 @@ class Exchange:
         if result.code in (codes.DENYSOFT, codes.DENYSOFT_DISCONNECT):
             # The back end could not answer (down, or the hook timed out): not the client's
             # fault, so neither counted nor delayed (RFC 4954's 454).
+            self._end()
             session.log(codes.LOGWARN, "%s authentication for %s from %s could not be checked%s"
                         % (self.mechanism, printable(user, limit=MAX_USER_ECHO),
                            session.connection.remote_ip, printable(detail)))

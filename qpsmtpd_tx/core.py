@@ -1,16 +1,23 @@
 """The sans-I/O SMTP server core: bytes in, events out, replies queued to send.
 
 Everything that decides the state of the SMTP dialogue lives in this module and nowhere else:
-the session (which runs plugin hooks) tells the core what was accepted through the transition
-methods, and the core refuses a transition that the state table does not allow. The core never
-touches a socket, a clock or a plugin, so every edge case can be driven directly in a test.
+the session (which runs plugin hooks) asks the core whether a command is allowed now
+(:meth:`SMTPCore.refusal`, which gives the 503 text when it is not), tells it what was accepted
+through the transition methods, and the core refuses a transition that the state table does not
+allow. The core never touches a socket, a clock or a plugin, so every edge case can be driven
+directly in a test (``test_core.py``).
 
-States::
+States and transitions (:data:`TRANSITIONS`)::
 
-    CONNECTED --greet--> GREETED --helo--> READY --mail--> MAIL --rcpt--> RCPT --data--> DATA
-                                             ^  <-----reset------'          |            |
-                                             '-------------------data_end-----------------'
-    any --close--> CLOSED;  READY/MAIL/RCPT --starttls--> GREETED (HELO is forgotten)
+    CONNECTED -greet-> GREETED -helo-> READY -mail-> MAIL -rcpt-> RCPT -data-> DATA
+    RCPT -rcpt-> RCPT;   MAIL, RCPT -reset-> READY;   DATA -data_end-> READY
+    READY -auth-> AUTH -auth_end-> READY      (an AUTH exchange: SASL answers, not commands)
+    any -close-> CLOSED
+
+STARTTLS is not implemented yet. When it comes, it is a state of its own (the handshake) with a
+``starttls`` transition from GREETED/READY into it and a ``tls_done`` one back to GREETED (the
+client must say HELO/EHLO again), a row in :data:`ALLOWED`, and :meth:`SMTPCore.receive_data`
+dropping the plaintext that was pipelined after the command.
 
 Input framing:
 
@@ -42,6 +49,7 @@ class State(enum.Enum):
     MAIL = "mail"  #: a sender was accepted
     RCPT = "rcpt"  #: at least one recipient was accepted
     DATA = "data"  #: 354 sent; reading the message
+    AUTH = "auth"  #: an AUTH exchange is in progress (SASL answers are read, not commands)
     CLOSED = "closed"  #: the connection is being closed; no more input is read
 
 
@@ -50,14 +58,44 @@ S = State
 TRANSITIONS = {
     "greet": {S.CONNECTED: S.GREETED},
     "helo": {S.GREETED: S.READY},
-    "mail": {S.READY: S.MAIL, S.MAIL: S.MAIL, S.RCPT: S.MAIL},
+    "mail": {S.READY: S.MAIL},
     "rcpt": {S.MAIL: S.RCPT, S.RCPT: S.RCPT},
     "data": {S.RCPT: S.DATA},
     "data_end": {S.DATA: S.READY},
-    "reset": {S.GREETED: S.GREETED, S.READY: S.READY, S.MAIL: S.READY, S.RCPT: S.READY},
-    "starttls": {S.GREETED: S.GREETED, S.READY: S.GREETED, S.MAIL: S.GREETED, S.RCPT: S.GREETED},
+    "reset": {S.MAIL: S.READY, S.RCPT: S.READY},
+    "auth": {S.READY: S.AUTH},
+    "auth_end": {S.AUTH: S.READY},
 }
-del S
+
+# The 503 texts (qpsmtpd 0.94's, and RFC 4954's for AUTH in a transaction).
+HELLO_FIRST = "please say hello first ..."
+ALREADY_HELLO = "but you already said HELO ..."
+MAIL_BEFORE_RCPT = "Use MAIL before RCPT"
+MAIL_FIRST = "MAIL first"
+RCPT_FIRST = "RCPT first"
+ALREADY_AUTH = "but you already said AUTH ..."
+AUTH_IN_TRANSACTION = "5.5.1 MAIL transaction in progress"
+
+#: the command states: where the session reads command lines
+COMMAND_STATES = (S.GREETED, S.READY, S.MAIL, S.RCPT)
+_ANYWHERE = dict.fromkeys(COMMAND_STATES)
+#: command → {state: None (allowed) or why not (the 503 text)}; a state not listed: not allowed.
+#: MAIL in a transaction starts a new one (the session resets first); AUTH is allowed only
+#: once per connection (see :meth:`SMTPCore.refusal`) and only after an EHLO that offered it.
+ALLOWED = {
+    "helo": {S.GREETED: None, S.READY: ALREADY_HELLO, S.MAIL: ALREADY_HELLO, S.RCPT: ALREADY_HELLO},
+    "mail": {S.GREETED: HELLO_FIRST, S.READY: None, S.MAIL: None, S.RCPT: None},
+    "rcpt": {S.GREETED: MAIL_BEFORE_RCPT, S.READY: MAIL_BEFORE_RCPT, S.MAIL: None, S.RCPT: None},
+    "data": {S.GREETED: MAIL_FIRST, S.READY: MAIL_FIRST, S.MAIL: RCPT_FIRST, S.RCPT: None},
+    "auth": {S.READY: None, S.MAIL: AUTH_IN_TRANSACTION, S.RCPT: AUTH_IN_TRANSACTION},
+    "rset": _ANYWHERE, "noop": _ANYWHERE, "vrfy": _ANYWHERE, "help": _ANYWHERE,
+    "quit": _ANYWHERE,
+}
+ALLOWED["ehlo"] = ALLOWED["helo"]
+#: why a command is refused in a state its row does not list (CONNECTED, DATA, AUTH, CLOSED:
+#: reached only when a hook closed the connection and then let the command go on)
+NOT_NOW = {"mail": HELLO_FIRST, "rcpt": MAIL_BEFORE_RCPT, "data": MAIL_FIRST}
+del S, _ANYWHERE
 
 
 class ProtocolStateError(Exception):
@@ -89,14 +127,21 @@ class SMTPCore:
         self.state = State.CONNECTED
         self.max_line = max_line
         self.max_auth_line = max_auth_line
-        #: set by the session while it waits for a SASL answer line
-        self.expect_auth_line = False
+        #: the last EHLO advertised AUTH (only then is AUTH a command)
+        self.auth_offered = False
+        #: an AUTH exchange succeeded on this connection
+        self.authenticated = False
         self._buf = bytearray()
         self._out = []
         self._out_size = 0
         self._discarding = False
         self._data = None
         self._pending = []
+
+    @property
+    def expect_auth_line(self):
+        """True while an AUTH exchange runs: the next line is a SASL answer, not a command."""
+        return self.state is State.AUTH
 
     # -- input -----------------------------------------------------------------------------
 
@@ -166,6 +211,28 @@ class SMTPCore:
                 return NEED_DATA
         return self._pending.pop(0)
 
+    # -- sequencing ------------------------------------------------------------------------
+
+    def refusal(self, command, has_sender=True, has_recipients=True):
+        """``None`` if ``command`` (a lower-case verb) is allowed now, else why not (a 503 text).
+
+        Only sequencing is judged here; the session checks the arguments first where qpsmtpd
+        does (a RCPT syntax error is reported before a missing MAIL). For DATA the session also
+        says whether the transaction still has a sender and recipients: as qpsmtpd, DATA looks
+        at the transaction, which a plugin may have changed since MAIL and RCPT.
+        """
+        if command == "auth" and self.authenticated:
+            return ALREADY_AUTH
+        if command == "data" and not has_sender:
+            return MAIL_FIRST
+        allowed = ALLOWED[command]
+        if self.state not in allowed:
+            return NOT_NOW.get(command) or "%s not allowed in state %s" % (
+                command.upper(), self.state.value)
+        if allowed[self.state] is None and command == "data" and not has_recipients:
+            return RCPT_FIRST
+        return allowed[self.state]
+
     # -- transitions -----------------------------------------------------------------------
 
     def _go(self, name):
@@ -178,9 +245,10 @@ class SMTPCore:
         """The greeting was sent."""
         self._go("greet")
 
-    def helo(self):
-        """HELO or EHLO was accepted."""
+    def helo(self, auth_offered=False):
+        """HELO or EHLO was accepted; ``auth_offered``: its reply advertised AUTH."""
         self._go("helo")
+        self.auth_offered = auth_offered
 
     def mail(self):
         """A sender was accepted (a new transaction)."""
@@ -202,13 +270,17 @@ class SMTPCore:
         self._data = None
 
     def reset(self):
-        """The transaction was dropped (RSET, a refused DATA, a new HELO after STARTTLS)."""
+        """The transaction was dropped (RSET, a new MAIL, a refused DATA or VRFY)."""
         self._go("reset")
 
-    def starttls(self):
-        """TLS started: the client must say HELO/EHLO again; unread plaintext is discarded."""
-        self._go("starttls")
-        del self._buf[:]
+    def auth(self):
+        """An AUTH exchange begins: lines are SASL answers (longer ones allowed) until it ends."""
+        self._go("auth")
+
+    def auth_end(self, success=False):
+        """The AUTH exchange ended; ``success``: the client is now authenticated."""
+        self._go("auth_end")
+        self.authenticated = self.authenticated or success
 
     def close(self):
         """No more input is processed; pending replies may still be sent."""
@@ -218,7 +290,13 @@ class SMTPCore:
     # -- output ----------------------------------------------------------------------------
 
     def reply(self, code, lines):
-        """Queue a reply: ``code`` with one or more text lines (a multi-line reply)."""
+        """Queue a reply: ``code`` with one or more text lines (a multi-line reply).
+
+        ``code`` must be an int from 200 to 599 (ValueError otherwise): a 1xx or a code of
+        other than three digits would break the client's reply parsing.
+        """
+        if type(code) is not int or not 200 <= code <= 599:
+            raise ValueError("not an SMTP reply code: %r" % (code,))
         lines = [line for line in lines if line] or [""]
         last = len(lines) - 1
         for n, line in enumerate(lines):

@@ -1,0 +1,133 @@
+"""The message phase of a session: DATA, the headers, then Received → data_post → queue.
+
+After ``354`` the core frames the message; at its end the session adds the
+Authentication-Results and Received fields, runs ``data_post``, ``queue_pre`` and ``queue``,
+and answers as the reply table (:mod:`qpsmtpd_tx.replies`) says. One LOGNOTICE line per
+message records the outcome.
+"""
+
+import time
+
+from qpsmtpd_tx import codes, replies
+from qpsmtpd_tx.core import State
+from qpsmtpd_tx.message import Header
+from qpsmtpd_tx.received import authentication_results_header, received_header
+
+
+class MessageDelivery:
+    """The :class:`~qpsmtpd_tx.session.SMTPSession` part that takes and delivers the message."""
+
+    def cmd_data(self, rest):
+        """DATA: the ``data`` hooks, then 354 if the core allows it now."""
+        return self._run("data", (), self._data_respond)
+
+    def _data_respond(self, result):
+        if not replies.answer(self, "data", result):
+            return None
+        txn = self.transaction
+        refusal = self.core.refusal("data", has_sender=txn.sender is not None,
+                                    has_recipients=bool(txn.recipients))
+        if refusal is not None:
+            return self.respond(503, refusal)
+        self.core.start_data(max_size=self.server.databytes)
+        self.respond(354, "go ahead")
+
+    def _data_headers(self, event):
+        self.transaction.header = Header.parse(event.block)
+        if not self.hooks.has("data_headers_end"):
+            return None
+        return self._run("data_headers_end", (), self._data_headers_respond)
+
+    def _data_headers_respond(self, result):
+        replies.answer(self, "data_headers_end", result)
+
+    def _data_end(self, event):
+        txn = self.transaction
+        txn.data_size = event.size
+        txn.body.finish()
+        if event.too_big:
+            self.log(codes.LOGALERT, "Message too big: size %d > databytes %d"
+                     % (event.size, self.server.databytes))
+            self.respond(552, "Message too big!")
+            return self._finish_message()
+        return self._add_core_headers()
+
+    def _add_core_headers(self):
+        txn = self.transaction
+        if txn.header is None:
+            txn.header = Header()
+        txn.header.add("Authentication-Results",
+                       authentication_results_header(self.server.me, self.connection),
+                       prepend=True)
+        if not self.hooks.has("received_line"):
+            return self._add_received(None)
+        return self._run("received_line", (self._proto(), self._auth_comment(), self._tls_comment()),
+                         self._add_received)
+
+    def _add_received(self, result):
+        txn = self.transaction
+        if result is not None and result.code == codes.OK and result.lines:
+            value = "\n".join(result.lines)
+        else:
+            value = received_header(self.server.me, self.connection, self._proto(), time.time())
+        txn.header.add("Received", value, prepend=True)
+        return self._run("data_post", (), self._data_post_respond)
+
+    def _proto(self):
+        conn = self.connection
+        proto = "ESMTP" if conn.hello == "ehlo" else "SMTP"
+        if conn.tls:
+            proto += "S"
+        if conn.auth_user:
+            proto += "A"
+        return proto
+
+    def _auth_comment(self):
+        conn = self.connection
+        if not conn.auth_user:
+            return ""
+        return "(smtp-auth username %s, mechanism %s)" % (conn.auth_user, conn.auth_mechanism)
+
+    def _tls_comment(self):
+        return self.connection.notes.get("tls_cipher_comment", "")
+
+    def _data_post_respond(self, result):
+        code = result.code
+        if code in codes.DENY_CODES:
+            # logged before the reply, as the code the table answers with
+            self._log_outcome(552 if code in (codes.DENY, codes.DENY_DISCONNECT) else 452,
+                              result.lines or ["denied by %s" % result.plugin.name])
+        if not replies.answer(self, "data_post", result):
+            return None
+        return self._run("queue_pre", (), self._queue_pre_respond)
+
+    def _queue_pre_respond(self, result):
+        if result.code not in (0, codes.OK, codes.DECLINED, codes.DONE):
+            self.log(codes.LOGERROR, "queue_pre plugin returned %s" % codes.code_name(result.code))
+        if not replies.answer(self, "queue_pre", result):
+            return None
+        return self._run("queue", (), self._queue_respond)
+
+    def _queue_respond(self, result):
+        replies.answer(self, "queue", result)
+
+    def _queue_post(self, finished):
+        """Run the ``queue_post`` hooks for the transaction whose message was just answered."""
+        if self.hooks.has("queue_post"):
+            self.hooks.run_no_respond("queue_post", finished)
+
+    def _log_outcome(self, code, lines):
+        """One LOGNOTICE line per message: who, to whom, how big, and the answer."""
+        if not self.server.log_enabled(codes.LOGNOTICE):
+            return
+        txn = self.transaction
+        self.log(codes.LOGNOTICE, "message %s from %s to %s, %d bytes: %d %s" % (
+            txn.id, txn.sender.format() if txn.sender else "<>",
+            ",".join(r.format() for r in txn.recipients), txn.data_size, code, " ".join(lines)))
+
+    def _finish_message(self):
+        """The message is answered: back to command mode with a new transaction."""
+        if self.core.state is State.DATA:
+            self.core.data_end()
+        self.connection.transaction_count += 1
+        self._reset_transaction()

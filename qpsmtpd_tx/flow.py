@@ -1,0 +1,305 @@
+"""The session's I/O pump and flow control: back-pressure, deadlines, idle timeout, drain.
+
+The session handles one command at a time: later pipelined commands wait in the core's buffer
+until the current one is answered, including when a hook is asynchronous. All replies produced
+in one pass are written together (one ``write``), so a pipelined MAIL/RCPT/DATA group costs one
+segment, not one per reply.
+
+The session stops reading from the client while more than ``PAUSE_ABOVE`` bytes of its input
+wait, and while the client does not read our replies (the session is the transport's streaming
+producer: the transport pauses it when its write buffer is full). Then no further buffered
+command is handled until the transport has drained, so a client that pipelines cheap commands
+and never reads cannot make us queue replies without bound.
+"""
+
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IPushProducer
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+from qpsmtpd_tx import codes
+from qpsmtpd_tx.core import NEED_DATA, State
+
+#: stop reading from the client when this many bytes wait unprocessed
+PAUSE_ABOVE = 256 * 1024
+RESUME_BELOW = 64 * 1024
+#: write queued replies out mid-pass once this many bytes wait, so that a flood of pipelined
+#: commands meets the transport's back-pressure early (a normal group is one write)
+FLUSH_ABOVE = 64 * 1024
+
+#: the deadline kind for an incomplete command line (the DATA deadline is keyed by transaction)
+_COMMAND_LINE = "command line"
+
+
+@implementer(IPushProducer)
+class ReplyProducer:
+    """The session as the transport's producer: paused while the client does not read."""
+
+    def __init__(self, session):
+        self.session = session
+
+    def pauseProducing(self):
+        """The transport's write buffer is full."""
+        self.session.output_blocked = True
+        self.session._update_reading()
+
+    def resumeProducing(self):
+        """The transport's write buffer has drained."""
+        self.session.output_drained()
+
+    def stopProducing(self):
+        """The connection is gone; ``connection_lost`` does the cleaning up."""
+
+
+class SessionFlow:
+    """The :class:`~qpsmtpd_tx.session.SMTPSession` part that moves bytes and keeps time.
+
+    It reads the state the session sets up (``core``, ``transport``, ``_busy``, ...) and calls
+    its ``_handle`` for each event from the core.
+    """
+
+    def wait_for_input(self, seconds, clock=None):
+        """A Deferred firing True as soon as the client has sent anything, False after ``seconds``.
+
+        For plugins such as earlytalker, which wait before the greeting to catch clients that
+        talk first. Bytes already buffered fire it at once.
+        """
+        from twisted.internet import reactor
+        d = Deferred()
+        if self.core.buffered:
+            d.callback(True)
+            return d
+        call = (clock or reactor).callLater(seconds, self._input_waited, d, False)
+        self._input_waiters.append((d, call))
+        return d
+
+    def _input_waited(self, d, value):
+        self._input_waiters = [(w, c) for w, c in self._input_waiters if w is not d]
+        if not d.called:
+            d.callback(value)
+
+    def data_received(self, data):
+        """Bytes from the client."""
+        self.core.receive_data(data)
+        if self._deadline_for is _COMMAND_LINE and b"\n" in data:
+            self._set_deadline(None)      # a line is complete: the next one has its own time
+        if self._input_waiters:
+            waiters, self._input_waiters = self._input_waiters, []
+            for d, call in waiters:
+                if call.active():
+                    call.cancel()
+                d.callback(True)
+        if not self._busy:
+            self._pump()
+        self._update_reading()
+        self._update_deadline()
+
+    def _update_deadline(self):
+        """Run the deadline that applies now: an incomplete command line's, or the DATA phase's.
+
+        Each starts when it begins to apply (the first byte of a line, the 354) and is not
+        reset by further bytes, unlike the idle timeout.
+        """
+        if self._closing or self._lost:
+            wanted = None
+        elif self.core.state is State.DATA:
+            wanted = self.transaction
+        elif self.core.partial_line:
+            wanted = _COMMAND_LINE
+        else:
+            wanted = None
+        if wanted is not self._deadline_for:
+            self._set_deadline(wanted)
+        elif self._deadline_overdue and not self._busy:
+            self._deadline_passed()       # it ran out while a hook of ours was running
+
+    def _set_deadline(self, what):
+        if self._deadline_call is not None and self._deadline_call.active():
+            self._deadline_call.cancel()
+        self._deadline_for, self._deadline_call, self._deadline_overdue = what, None, False
+        seconds = self._deadline_seconds()
+        if what is None or not seconds:
+            return
+        if self.call_later is None:
+            from twisted.internet import reactor
+            self.call_later = reactor.callLater
+        self._deadline_call = self.call_later(seconds, self._deadline_expired)
+
+    def _deadline_seconds(self):
+        if self._deadline_for is _COMMAND_LINE:
+            return self.server.command_deadline
+        return self.server.data_deadline
+
+    def _deadline_expired(self):
+        self._deadline_call = None
+        self._deadline_overdue = True
+        if not self._busy:        # else _update_deadline acts once our hook has answered
+            self._deadline_passed()
+
+    def _deadline_passed(self):
+        """Close with 421: a command line or the message took longer than allowed."""
+        if self._closing or self._lost:
+            return self._set_deadline(None)     # closed meanwhile (idle timeout, QUIT...)
+        what = "command line" if self._deadline_for is _COMMAND_LINE else "message"
+        seconds = self._deadline_seconds()
+        self._set_deadline(None)
+        self.log(codes.LOGNOTICE, "%s not complete within %d s, closing" % (what, seconds))
+        self.respond(421, "Timeout: %s not complete within %d seconds" % (what, seconds))
+        self.disconnect()
+        self._flush()
+        if self.output_blocked:
+            self.transport.abortConnection()
+
+    def _update_reading(self):
+        """Pause reading while input waits or output is backed up; resume when both are clear."""
+        if self._lost:
+            return
+        if not self._paused and (self.output_blocked or self.core.buffered > PAUSE_ABOVE):
+            self._paused = True
+            self.transport.pauseProducing()
+        elif self._paused and not self.output_blocked and self.core.buffered < RESUME_BELOW:
+            self._paused = False
+            self.transport.resumeProducing()
+
+    def output_drained(self):
+        """The transport has sent what we wrote: handle the commands still waiting."""
+        self.output_blocked = False
+        if not self._busy:
+            self._pump()
+        self._update_reading()
+
+    def connection_lost(self):
+        """The connection is gone (client closed, error, or our own close)."""
+        if self._lost:
+            return
+        self._lost = True
+        waiters, self._input_waiters = self._input_waiters, []
+        for d, call in waiters:
+            if call.active():
+                call.cancel()
+            d.callback(False)
+        self._set_deadline(None)
+        if self.core.state is State.DATA:
+            self.log(codes.LOGINFO, "451 Incomplete DATA (connection lost)")
+        if self._busy:
+            # A hook (a queue plugin delivering, say) still uses the transaction and its
+            # spooled body: finish the session when it is done.
+            self._finish_when_idle = True
+        else:
+            self._finish_lost_session()
+
+    def _finish_lost_session(self):
+        self._finish_when_idle = False
+        if not self._closing:
+            self._closing = True
+            self.core.close()
+            self.hooks.run_no_respond("disconnect", self.transaction)
+            self._reset_transaction()
+        self.hooks.run_no_respond("post-connection", self.transaction)
+        self.transaction.discard()
+        # qpsmtpd's parent logs this when it reaps the child: a line outside the connection
+        self.server.log(codes.LOGINFO, "cleaning up after %s" % self.connection.id)
+        self.server.detach_session(self)
+
+    def shut_down(self):
+        """The server is stopping: 421 and close once no transaction or hook is in progress.
+
+        That is at once for an idle session, else right after the transaction in progress
+        has been answered (its DATA reply), so no message is left half-acknowledged.
+        """
+        self._shutting_down = True
+        if not self._busy:
+            self._pump()
+
+    def _pump(self):
+        """Handle buffered input one event at a time until input runs out or a hook waits."""
+        while not self._closing and not self._lost and not self.output_blocked:
+            if self._shutting_down and self.core.state not in (State.MAIL, State.RCPT, State.DATA):
+                self.respond(421, self.server.shutdown_reply())
+                self.disconnect()
+                break
+            event = self.core.next_event()
+            if event is NEED_DATA:
+                break
+            try:
+                result = self._handle(event)
+            except Exception:
+                result = Failure()
+            if isinstance(result, Failure):
+                self._internal_error(result)
+                continue
+            if isinstance(result, Deferred):
+                waiting = self._after(result)
+                if waiting:
+                    break
+            if self.core.output_size > FLUSH_ABOVE:
+                self._write_replies()     # may block output: the loop then stops
+        self._update_reading()
+        self._flush()
+        self._update_deadline()
+
+    def _after(self, d):
+        """Continue when ``d`` fires; True if it has not fired yet (the session waits)."""
+        state = {"sync": True, "fired": False}
+        self._busy = True
+
+        def fired(result):
+            state["fired"] = True
+            if isinstance(result, Failure):
+                self._internal_error(result)
+            if not state["sync"]:
+                self._busy = False
+                if self._finish_when_idle:
+                    self._finish_lost_session()
+                else:
+                    self._pump()
+
+        d.addBoth(fired)
+        state["sync"] = False
+        if state["fired"]:
+            self._busy = False
+            return False
+        return True
+
+    def _write_replies(self):
+        out = self.core.data_to_send()
+        if out and not self._lost:
+            self.transport.write(out)
+
+    def _flush(self):
+        self._write_replies()
+        if self._closing and not self._lost:
+            if self._producer_registered:
+                # A registered producer would hold the close back until it is unregistered.
+                self._producer_registered = False
+                self.transport.unregisterProducer()
+            self.transport.loseConnection()
+
+    def _internal_error(self, failure):
+        # The client gets qpsmtpd's text, never the exception (it may hold paths or data).
+        self.log(codes.LOGCRIT, "internal error: %s" % (failure.getTraceback(),))
+        if self._auth is not None:
+            self._auth.abort()     # the next line is a command again
+        if not self._closing:
+            self.respond(451, "Internal error - try again later - command failed unexpectedly")
+            if self.core.state is State.DATA:
+                self.disconnect()
+
+    def timeout(self):
+        """The idle timer ran out: close with 421, unless we are the ones working.
+
+        Returns False when a hook (a delivery, a scan) is still running: the client is waiting
+        for our answer, not idle, and a 421 now could make it send a message twice.
+        """
+        if self._lost:
+            return True
+        if self._busy:
+            return False
+        if self._closing or self.output_blocked:
+            # The client does not read what we sent: no reply can reach it, so do not wait.
+            self.transport.abortConnection()
+            return True
+        self.respond(421, "Connection Timed Out")
+        self.disconnect()
+        self._flush()
+        return True
