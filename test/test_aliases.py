@@ -12,7 +12,7 @@ from qpsmtpd_tx.loader import find_plugin_file, load_plugin_module
 from qpsmtpd_tx.paths import default_plugin_dirs
 from qpsmtpd_tx.policy import expand_alias
 from qpsmtpd_tx.server import StartupError
-from test.support.harness import MemoryClient, codes_of, maildir_by_recipient, make_server
+from test.support.harness import MemoryClient, capture_log, codes_of, maildir_by_recipient, make_server
 from test.support.server import connect, start_server
 
 aliases = load_plugin_module(find_plugin_file("aliases", default_plugin_dirs()))
@@ -40,13 +40,6 @@ def write(testcase, text, name="aliases"):
 
 def plugin_of(server, cls_name="Aliases"):
     return next(p for p in server.plugins if type(p).__name__ == cls_name)
-
-
-def capture_log(testcase, server):
-    """Collect ``(level, message)`` of every line logged by ``server`` from now on."""
-    lines = []
-    testcase.patch(server, "log", lambda level, message, **kw: lines.append((level, message)))
-    return lines
 
 
 class ParsingTests(unittest.TestCase):

@@ -20,9 +20,8 @@ from qpsmtpd_tx import codes
 from qpsmtpd_tx.loader import find_plugin_file, load_plugin_module
 from qpsmtpd_tx.message import Header
 from qpsmtpd_tx.paths import default_plugin_dirs
-from qpsmtpd_tx.server import StartupError
 from test.support.clamd import STREAM_MAX_LENGTH, VIRUS_NAME, VIRUS_PATTERN, shared_clamd
-from test.support.harness import maildir_by_recipient, make_server
+from test.support.harness import assertStartupError, maildir_by_recipient, make_server
 from test.support.processes import free_port
 from test.support.server import connect, start_server
 from test.support.spamd import GTUBE, SIX_POINTS, shared_spamd
@@ -112,9 +111,8 @@ class FilterTestCase(unittest.TestCase):
         self.assertEqual(len(self.logged(level, pattern)), 1, (pattern, self.logs))
 
     def assertStartupError(self, line, expected, files=None):
-        with self.assertRaises(StartupError, msg=line) as caught:
-            make_server(self, [line, "rcpt_ok"], files)
-        self.assertIn(expected, str(caught.exception))
+        """Start-up with ``line`` (and rcpt_ok) fails with a message containing ``expected``."""
+        assertStartupError(self, [line, "rcpt_ok"], expected, files)
 
 
 def short_socket_path(testcase):

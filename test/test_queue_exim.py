@@ -32,7 +32,7 @@ from qpsmtpd_tx.loader import load_plugin_module
 from qpsmtpd_tx.paths import default_plugin_dirs
 from qpsmtpd_tx.server import StartupError
 from test.support.exim import private_exim
-from test.support.harness import eventually, make_server, write_config
+from test.support.harness import capture_log, eventually, make_server, write_config
 from test.support.processes import start_twistd
 from test.support.server import connect, start_server
 
@@ -116,16 +116,6 @@ class EximTestCase(unittest.TestCase):
     def received_lines(self):
         """Exim's log lines for received messages (``<=``)."""
         return [line for line in self.mta.mainlog().splitlines() if " <= " in line]
-
-    def capture_log(self, server):
-        logged = []
-        original = server.log
-
-        def log(level, message, **kwargs):
-            logged.append((level, message))
-            return original(level, message, **kwargs)
-        server.log = log
-        return logged
 
 
 class DeliveryTests(EximTestCase):
@@ -312,7 +302,7 @@ class RefusalTests(EximTestCase):
         self.exim()
         missing = os.path.join(self.mta.dir, "missing.conf")
         server, port = self.start("queue/exim-bsmtp exim_path %s -C %s" % (self.mta.command, missing))
-        logged = self.capture_log(server)
+        logged = capture_log(self, server)
         client = await self.session(port)
         self.assertEqual(await self.send(client), (451, [INTERNAL]))
         messages = [m for _, m in logged]
@@ -379,7 +369,7 @@ class FailureInjectionTests(EximTestCase):
                               "sys.stderr.write('something broke\\n')\n"
                               "sys.exit(int(os.environ['EXIT_STATUS']))\n")
         server, port = start_server(self, ["rcpt_ok", "queue/exim-bsmtp exim_path %s" % script])
-        logged = self.capture_log(server)
+        logged = capture_log(self, server)
         client = await self.session(port)
         for status in (1, 2, 3):
             os.environ["EXIT_STATUS"] = str(status)
@@ -414,7 +404,7 @@ class FailureInjectionTests(EximTestCase):
                               "sys.exit(1)\n" % self.mta.command)
         server, port = self.start("queue/exim-bsmtp exim_path %s -C %s"
                                   % (script, self.mta.config))
-        logged = self.capture_log(server)
+        logged = capture_log(self, server)
         client = await self.session(port)
         self.assertEqual(await self.send(client), (250, ["Queued!"]))
         await self.idle()

@@ -23,7 +23,7 @@ from qpsmtpd_tx.loader import find_plugin_file, load_plugin_module
 from qpsmtpd_tx.paths import default_plugin_dirs
 from qpsmtpd_tx.plugin import PluginError
 from qpsmtpd_tx.server import SMTPServer, StartupError
-from test.support.harness import TEST_PLUGINS, eventually, maildir_by_recipient, make_server, write_config
+from test.support.harness import TEST_PLUGINS, capture_log, eventually, maildir_by_recipient, make_server, write_config
 from test.support.postgres import PASSWORD, postgres_server, stop_postgres
 from test.support.processes import free_port
 from test.support.server import connect, start_server
@@ -99,13 +99,6 @@ LDIF = "".join([
 RCPTHOSTS = "example.com\nold.example.com\nexample.org\n.example.org\n"
 FILTERS = ["threshold_filter", "rcpt_recorder", "rcpt_ok", "scripted queue OK"]
 TEMPORARY = "450 4.3.0 Recipient settings are unavailable, try again later"
-
-
-def capture_log(testcase, server):
-    """Collect ``(level, message)`` of every line logged by ``server`` from now on."""
-    lines = []
-    testcase.patch(server, "log", lambda level, message, **kw: lines.append((level, message)))
-    return lines
 
 
 def create_sqlite(path, rows=ROWS, schema=SCHEMA):
