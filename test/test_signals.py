@@ -12,7 +12,7 @@ from twisted.internet.task import Clock
 from twisted.trial import unittest
 
 from test.support.harness import TEST_PLUGINS, maildir_messages, write_config
-from test.support.processes import start_twistd, stop_process
+from test.support.processes import read_text as read, start_twistd, stop_process
 from test.support.server import connect, start_server
 
 #: how long a test waits for something the server does on its own
@@ -29,14 +29,6 @@ def wait_until(condition, what, timeout=WAIT):
         if time.monotonic() > deadline:
             raise AssertionError("timed out waiting for %s" % what)
         time.sleep(0.02)
-
-
-def read(path):
-    try:
-        with open(path, "rb") as f:
-            return f.read().decode("utf-8", "replace")
-    except FileNotFoundError:
-        return ""
 
 
 def children(pid):

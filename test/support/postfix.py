@@ -41,6 +41,8 @@ import subprocess
 import tempfile
 import time
 
+from test.support.processes import read_text
+
 POSTFIX = "/usr/sbin/postfix"
 POSTCONF = "/usr/sbin/postconf"
 
@@ -318,11 +320,8 @@ class PrivatePostfix:
     # -- what happened -----------------------------------------------------------------------
 
     def maillog(self):
-        try:
-            with open(os.path.join(self.dir, "maillog"), "rb") as f:
-                return f.read().decode("utf-8", "replace")
-        except OSError:
-            return ""
+        """The text of Postfix's log so far."""
+        return read_text(os.path.join(self.dir, "maillog"))
 
     def deliveries(self):
         """Every delivery so far (:class:`Delivery`), in the order the files were written."""

@@ -21,6 +21,29 @@ def free_port():
         return s.getsockname()[1]
 
 
+def read_text(path):
+    """The text of file ``path`` (undecodable bytes replaced), or "" if it cannot be read."""
+    try:
+        with open(path, "rb") as f:
+            return f.read().decode("utf-8", "replace")
+    except OSError:
+        return ""
+
+
+def processes_running(text):
+    """The PIDs (as strings) of the processes whose command line contains ``text``."""
+    pids = []
+    for pid in os.listdir("/proc"):
+        if pid.isdigit():
+            try:
+                with open("/proc/%s/cmdline" % pid, "rb") as f:
+                    if text.encode() in f.read():
+                        pids.append(pid)
+            except OSError:
+                pass
+    return pids
+
+
 def wait_for_port(port, process, timeout=20.0):
     """Wait until ``port`` accepts connections; raise if ``process`` exits or time runs out."""
     deadline = time.monotonic() + timeout
