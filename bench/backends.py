@@ -28,7 +28,6 @@ Exit status 0 if every row ran without errors and without lost or extra mail, el
 """
 
 import argparse
-import json
 import os
 import re
 import shutil
@@ -185,10 +184,7 @@ def print_table(rows):
                       run.fmt(r.get("client_cpu_pct"), "%.0f"),
                       run.fmt(r.get("other_cpu_pct"), "%.0f"), str(sum(r["errors"].values())),
                       str(r["accepted"]), str(r["delivered"])))
-    widths = [max(len(str(l[i])) for l in lines) for i in range(len(hdr))]
-    print()
-    for l in lines:
-        print("  ".join(str(c).ljust(w) for c, w in zip(l, widths)).rstrip())
+    run.print_columns(lines)
     print("(CPU%: 100 = one core. tx: the twistd process; MTA: Postfix's master and all its\n"
           " daemons; gen: the load generator; other: the rest of the machine)")
     by = {r["server_kind"]: r for r in rows if "error" not in r}
@@ -252,14 +248,7 @@ def main():
             postfix.cleanup()
         else:
             print("Postfix files kept in %s" % postfix.dir)
-    if rows:
-        print_table(rows)
-    if a.json_out:
-        with open(a.json_out, "w") as f:
-            json.dump(rows, f, indent=2)
-    if not ok:
-        print("\nPROBLEMS: see the messages above")
-    return 0 if ok else 1
+    return run.finish(rows, ok, a.json_out, print_table, "see the messages above")
 
 
 if __name__ == "__main__":

@@ -401,6 +401,14 @@ def print_ratios(by, kind, base):
             kind, base, scen, fmt(rate, "%.2f"), fmt(p50, "%.2f"), fmt(cpu, "%.2f")))
 
 
+def print_columns(lines):
+    """Print ``lines`` (tuples of cells, the header first) as left-aligned columns."""
+    widths = [max(len(str(l[i])) for l in lines) for i in range(len(lines[0]))]
+    print()
+    for l in lines:
+        print("  ".join(str(c).ljust(w) for c, w in zip(l, widths)).rstrip())
+
+
 def print_table(rows):
     """Print the comparison table and the tx/perl ratios."""
     hdr = ("server", "scenario", "msgs/s", "p50 ms", "p99 ms", "mean ms", "conn ms",
@@ -423,10 +431,7 @@ def print_table(rows):
                       fmt(s.get("cpu_pct"), "%.0f"), fmt(cpu_ms_per_message(r), "%.2f"),
                       fmt(r.get("client_cpu_pct"), "%.0f"),
                       fmt(r.get("other_cpu_pct"), "%.0f"), str(errs), mail))
-    widths = [max(len(str(l[i])) for l in lines) for i in range(len(hdr))]
-    print()
-    for l in lines:
-        print("  ".join(str(c).ljust(w) for c, w in zip(l, widths)).rstrip())
+    print_columns(lines)
     busy = [r for r in rows if (r.get("other_cpu_pct") or 0) > 25]
     if busy:
         print("WARNING: other processes used the CPU during: %s -- rerun on a quiet machine"
@@ -493,13 +498,20 @@ def main():
         r, k = bench_server(kind, a)
         rows += r
         ok = ok and k
+    return finish(rows, ok, a.json_out, print_table,
+                  "see messages above (errors, lost mail or a server that did not start)")
+
+
+def finish(rows, ok, json_out, print_table, problems):
+    """The end of a benchmark: print the table of ``rows`` (``print_table(rows)``), write them
+    as JSON to ``json_out`` (if given), say ``problems`` unless ``ok``; the exit status."""
     if rows:
         print_table(rows)
-    if a.json_out:
-        with open(a.json_out, "w") as f:
+    if json_out:
+        with open(json_out, "w") as f:
             json.dump(rows, f, indent=2)
     if not ok:
-        print("\nPROBLEMS: see messages above (errors, lost mail or a server that did not start)")
+        print("\nPROBLEMS: " + problems)
     return 0 if ok else 1
 
 

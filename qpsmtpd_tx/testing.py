@@ -31,20 +31,22 @@ The README's "Writing a plugin" has a complete example.
 """
 
 import os
+import time
 
 from twisted.internet.address import IPv4Address
 from twisted.internet.defer import Deferred
-from twisted.internet.task import Clock
+from twisted.internet.task import Clock, deferLater
 from twisted.internet.testing import StringTransport
 
 from qpsmtpd_tx.config import Config
+from qpsmtpd_tx.loader import find_plugin_file, load_plugin_module
 from qpsmtpd_tx.paths import default_plugin_dirs
 from qpsmtpd_tx.protocol import SMTPFactory
 from qpsmtpd_tx.server import SMTPServer, StartupError
 
-__all__ = ["write_config", "make_server", "startup_error", "assertStartupError",
+__all__ = ["write_config", "make_server", "plugin_module", "startup_error", "assertStartupError",
            "StartupErrorAssertions", "capture_log", "CountingTransport", "MemoryClient",
-           "codes_of", "eventually", "maildir_messages", "maildir_by_recipient"]
+           "codes_of", "wait_for", "eventually", "maildir_messages", "maildir_by_recipient"]
 
 
 def write_config(directory, plugins, files=None):
@@ -85,6 +87,16 @@ def make_server(testcase, plugins, files=None, plugin_dirs=(), **kwargs):
     server = SMTPServer(config, plugin_dirs=dirs, **kwargs)
     server.hooks.clock = Clock()
     return server
+
+
+def plugin_module(name, plugin_dirs=()):
+    """The module of plugin ``name`` (as written in ``plugins``, e.g. ``queue/maildir``), found
+    in ``plugin_dirs`` or among the bundled plugins: for unit tests of its functions. A plugin
+    file is run once; every call returns the same module."""
+    path = find_plugin_file(name, list(plugin_dirs) + default_plugin_dirs())
+    if path is None:
+        raise LookupError("no plugin %s in %s" % (name, list(plugin_dirs) + default_plugin_dirs()))
+    return load_plugin_module(path)
 
 
 def startup_error(testcase, plugins, files=None, **kwargs):
@@ -198,19 +210,24 @@ def codes_of(text):
     return [int(line[:3]) for line in text.split("\r\n") if len(line) > 3 and line[3] == " "]
 
 
+async def wait_for(condition, timeout=10.0, step=0.02):
+    """Poll ``condition()`` on the running reactor every ``step`` seconds until it is true or
+    ``timeout`` seconds have passed; returns its last value (``await`` it in an async test)."""
+    from twisted.internet import reactor
+
+    deadline = time.monotonic() + timeout
+    while not condition() and time.monotonic() < deadline:
+        await deferLater(reactor, step, lambda: None)
+    return condition()
+
+
 def eventually(condition, timeout=10.0, step=0.005):
     """A Deferred firing once ``condition()`` is true, polled on the real reactor; it fails after
     ``timeout`` seconds. For waiting on asynchronous hooks without timing assumptions."""
-    from twisted.internet import reactor, task
-
-    async def poll():
-        waited = 0.0
-        while not condition():
-            if waited > timeout:
-                raise AssertionError("condition not met within %.1f s" % timeout)
-            await task.deferLater(reactor, step, lambda: None)
-            waited += step
-    return Deferred.fromCoroutine(poll())
+    async def check():
+        if not await wait_for(condition, timeout, step):
+            raise AssertionError("condition not met within %.1f s" % timeout)
+    return Deferred.fromCoroutine(check())
 
 
 def maildir_messages(maildir):

@@ -13,7 +13,7 @@ from qpsmtpd_tx.paths import default_plugin_dirs
 from qpsmtpd_tx.policy import expand_alias
 from qpsmtpd_tx.server import StartupError
 from test.support.harness import MemoryClient, capture_log, codes_of, maildir_by_recipient, make_server
-from test.support.server import connect, start_server
+from test.support.server import Transcript, connect, start_server
 
 aliases = load_plugin_module(find_plugin_file("aliases", default_plugin_dirs()))
 MESSAGE = b"Subject: x\r\n\r\nbody\r\n.\r\n"
@@ -605,31 +605,16 @@ class ShowCaseTests(unittest.TestCase):
                    "queue/maildir %s %%u" % maildir],
             {"aliases": SHOW_ALIASES})
         client = await connect(self, port)
-        transcript = []
-
-        async def say(line):
-            code, text = await client.command(line)
-            transcript.append("%s -> %d %s" % (line, code, text[-1]))
-            return code
+        transcript = Transcript(client)
 
         self.assertEqual((await client.command("EHLO client.example"))[0], 250)
-        pending = ["low@example.com", "mid@example.com", "high@example.com"]
-        while pending:
-            await say("MAIL FROM:<sender@client.example>")
-            deferred = []
-            for rcpt in pending:
-                if await say("RCPT TO:<%s>" % rcpt) == 452:
-                    deferred.append(rcpt)
-            await say("DATA")
-            client.send("Subject: offer\r\nX-Test-Score: 6\r\n\r\nBuy now.\r\n.")
-            code, text = await client.reply()
-            transcript.append("<message> -> %d %s" % (code, text[-1].split(" <")[0]))
-            pending = deferred
+        await transcript.deliver_retrying(["low@example.com", "mid@example.com", "high@example.com"],
+                                          "Subject: offer\r\nX-Test-Score: 6\r\n\r\nBuy now.", "<message>")
         session = next(iter(server.sessions))
         seen = session.connection.notes["threshold_seen"]
-        await say("QUIT")
+        await transcript.say("QUIT")
 
-        self.assertEqual(transcript, [
+        self.assertEqual(transcript.lines, [
             "MAIL FROM:<sender@client.example> -> 250 <sender@client.example>, sender OK - how "
             "exciting to get mail from you!",
             "RCPT TO:<low@example.com> -> 250 <low@example.com>, recipient ok",

@@ -35,10 +35,10 @@ from qpsmtpd_tx.codes import (
     LOGWARN,
     OK,
 )
-from qpsmtpd_tx.loader import find_plugin_file, load_plugin_module
+from qpsmtpd_tx.loader import find_plugin_file
 from qpsmtpd_tx.objects import Connection, Transaction
 from qpsmtpd_tx.paths import default_plugin_dirs
-from test.support.harness import TEST_PLUGINS, MemoryClient, StartupErrorMixin, eventually, make_server
+from test.support.harness import TEST_PLUGINS, MemoryClient, StartupErrorMixin, eventually, make_server, plugin_module
 from test.support.harness import capture_log as capture_all_log
 from test.support.server import SMTPClient, connect, start_server, wait_sessions_closed
 
@@ -49,10 +49,6 @@ EARLY = "Connecting host started transmitting before SMTP greeting"
 HELO_OK = "250 mx.example.org Hi Unknown [%s]; I am so happy to meet you.\r\n"
 MESSAGE = "Subject: hi\r\n\r\nbody line\r\n.\r\n"
 QUIT_REPLY = "221 mx.example.org closing connection. Have a wonderful day.\r\n"
-
-
-def plugin_module(name):
-    return load_plugin_module(find_plugin_file(name, PLUGIN_DIRS))
 
 
 def fake_transaction(remote_ip="192.0.2.1", session=None):

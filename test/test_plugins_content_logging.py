@@ -26,19 +26,13 @@ from twisted.web import resource, server as web_server
 
 from qpsmtpd_tx import codes
 from qpsmtpd_tx.codes import DECLINED, DENY, DENYSOFT, OK
-from qpsmtpd_tx.loader import find_plugin_file, load_plugin_module
 from qpsmtpd_tx.message import Header
 from qpsmtpd_tx.objects import Connection, Transaction
-from qpsmtpd_tx.paths import default_plugin_dirs
-from test.support.harness import make_server, startup_error
+from test.support.harness import make_server, plugin_module, startup_error
 from test.support.server import connect, keep_signal_handlers, start_server
 
 DAY = 24 * 3600
 QUEUE_OK = "scripted queue OK Queued"
-
-
-def plugin_module(name):
-    return load_plugin_module(find_plugin_file(name, default_plugin_dirs()))
 
 
 def server_with(testcase, plugins, files=None):

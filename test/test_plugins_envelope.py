@@ -22,11 +22,9 @@ import tempfile
 from twisted.trial import unittest
 
 from qpsmtpd_tx import cli, codes
-from qpsmtpd_tx.loader import find_plugin_file, load_plugin_module
 from qpsmtpd_tx.objects import Connection, Transaction
-from qpsmtpd_tx.paths import default_plugin_dirs
 from test.support import perl_qpsmtpd
-from test.support.harness import MemoryClient, StartupErrorMixin, make_server, write_config
+from test.support.harness import MemoryClient, StartupErrorMixin, make_server, plugin_module, write_config
 from test.support.server import ConnectionClosed, connect, start_server
 
 MESSAGE = "Subject: x\r\n\r\nbody\r\n.\r\n"
@@ -43,11 +41,6 @@ def mail_ok(address):
 
 def rcpt_ok(address):
     return "250 %s, recipient ok\r\n" % address
-
-
-def plugin_module(name):
-    """The module of one of our plugin files (for its functions)."""
-    return load_plugin_module(find_plugin_file(name, default_plugin_dirs()))
 
 
 def fake_transaction(remote_ip="192.0.2.1", local_ip="192.0.2.25"):

@@ -21,19 +21,17 @@ import shutil
 import smtplib
 import sys
 import tempfile
-import time
 
 from twisted.internet import reactor
 from twisted.internet.task import deferLater
 from twisted.trial import unittest
 
 from qpsmtpd_tx.address import Address
-from qpsmtpd_tx.loader import load_plugin_module
-from qpsmtpd_tx.paths import default_plugin_dirs
 from qpsmtpd_tx.server import StartupError
 from test.support.exim import private_exim
-from test.support.harness import capture_log, eventually, make_server, write_config
-from test.support.processes import start_twistd
+from test.support import harness
+from test.support.harness import capture_log, eventually, make_server, wait_for, write_config
+from test.support.processes import processes_running, start_twistd
 from test.support.server import connect, start_server
 
 HEADER = (b"From: a@b.example\r\nTo: u@example.com\r\nSubject: exim\r\n"
@@ -54,7 +52,7 @@ INTERNAL = "Internal error enqueuing mail"
 
 
 def plugin_module():
-    return load_plugin_module(os.path.join(default_plugin_dirs()[0], "queue", "exim-bsmtp"))
+    return harness.plugin_module("queue/exim-bsmtp")
 
 
 def split_delivered(data):
@@ -66,13 +64,6 @@ def split_delivered(data):
     assert core, rest[:300]
     return (match.group(1).decode(), match.group(2).decode(), match.group(3).decode(),
             rest[core.end():])
-
-
-async def wait_for(predicate, timeout=10.0):
-    deadline = time.monotonic() + timeout
-    while not predicate() and time.monotonic() < deadline:
-        await deferLater(reactor, 0.02, lambda: None)
-    return predicate()
 
 
 def write_script(directory, name, body):
@@ -344,7 +335,7 @@ class FailureInjectionTests(EximTestCase):
         self.assertEqual(await self.send(client),
                          (451, [INTERNAL + " (exim timed out after 0.5 seconds)"]))
         def running():
-            return [p for p in os.listdir("/proc") if p.isdigit() and slow.encode() in _cmdline(p)]
+            return processes_running(slow)
         await eventually(lambda: not running())
         self.assertEqual(running(), [], "the stand-in was killed")
         self.assertEqual(self.mta.delivered(), [])
@@ -534,11 +525,3 @@ class TwistdTests(EximTestCase):
         for return_path, _, _, message in delivered:
             self.assertEqual(return_path, "<a@b.example>")
             self.assertEqual(message, (HEADER + b"\r\n" + smtplib_body).replace(b"\r\n", b"\n"))
-
-
-def _cmdline(pid):
-    try:
-        with open("/proc/%s/cmdline" % pid, "rb") as f:
-            return f.read()
-    except OSError:
-        return b""

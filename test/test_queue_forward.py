@@ -20,12 +20,11 @@ from twisted.protocols.basic import LineReceiver
 from twisted.trial import unittest
 
 from qpsmtpd_tx.codes import DECLINED
-from qpsmtpd_tx.loader import load_plugin_module
-from qpsmtpd_tx.paths import default_plugin_dirs
 from qpsmtpd_tx.plugin import Plugin
 from qpsmtpd_tx.server import StartupError
 from test.support.dovecot import start_dovecot
-from test.support.harness import maildir_messages, make_server
+from test.support import harness
+from test.support.harness import maildir_messages, make_server, wait_for
 from test.support.processes import free_port
 from test.support.server import connect, start_server
 
@@ -38,15 +37,7 @@ UNSTUFFED_LF = (HEADER + b"\r\n" + BODY).replace(b"\r\n.", b"\r\n").replace(b"\r
 
 
 def forward_module():
-    return load_plugin_module(os.path.join(default_plugin_dirs()[0], "queue", "smtp-forward"))
-
-
-async def wait_for(predicate, timeout=5.0):
-    for _ in range(int(timeout / 0.02)):
-        if predicate():
-            return True
-        await deferLater(reactor, 0.02, lambda: None)
-    return predicate()
+    return harness.plugin_module("queue/smtp-forward")
 
 
 def capture_queue_post_notes(server, note):

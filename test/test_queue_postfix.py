@@ -26,9 +26,8 @@ from twisted.trial import unittest
 
 from qpsmtpd_tx.address import Address
 from qpsmtpd_tx.codes import DECLINED, DENY, DENYSOFT
-from qpsmtpd_tx.loader import load_plugin_module
-from qpsmtpd_tx.paths import default_plugin_dirs
 from qpsmtpd_tx.server import StartupError
+from test.support import harness
 from test.support.harness import make_server
 from test.support.postfix import start_postfix
 from test.support.server import connect, start_server
@@ -66,15 +65,12 @@ STRICT = dict(
 
 
 def plugin_module():
-    return load_plugin_module(os.path.join(default_plugin_dirs()[0], "queue", "postfix-queue"))
+    return harness.plugin_module("queue/postfix-queue")
 
 
-async def wait_for(predicate, timeout=15.0):
-    for _ in range(int(timeout / 0.05)):
-        if predicate():
-            return True
-        await deferLater(reactor, 0.05, lambda: None)
-    return predicate()
+def wait_for(predicate, timeout=15.0):
+    """:func:`harness.wait_for`, with the time a private Postfix may need."""
+    return harness.wait_for(predicate, timeout, 0.05)
 
 
 def record(rtype, data):

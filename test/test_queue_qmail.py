@@ -19,11 +19,10 @@ from twisted.internet.threads import deferToThread
 from twisted.trial import unittest
 
 from qpsmtpd_tx.address import Address
-from qpsmtpd_tx.loader import load_plugin_module
-from qpsmtpd_tx.paths import default_plugin_dirs
 from qpsmtpd_tx.server import StartupError
+from test.support import harness
 from test.support.harness import eventually, make_server, write_config
-from test.support.processes import start_twistd
+from test.support.processes import processes_running, start_twistd
 from test.support.server import connect, start_server
 
 FAKE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "support", "fake_qmail_queue")
@@ -34,7 +33,7 @@ BODY = b"line one\r\n..dot stuffed\r\n\r\ncr\rinside\r\n8bit \xc3\xa9\r\nlast li
 
 
 def plugin_module():
-    return load_plugin_module(os.path.join(default_plugin_dirs()[0], "queue", "qmail-queue"))
+    return harness.plugin_module("queue/qmail-queue")
 
 
 def message_bytes(header=HEADER, body=BODY):
@@ -300,7 +299,7 @@ class FailureInjectionTests(QmailTestCase):
         self.assertEqual(self.queued(), [])
         # the stand-in was killed: no python process still runs it
         def running():
-            return [p for p in os.listdir("/proc") if p.isdigit() and self.qq.encode() in _cmdline(p)]
+            return processes_running(self.qq)
         await eventually(lambda: not running())
         self.assertEqual(running(), [])
 
@@ -460,12 +459,3 @@ async def wait_for_queue_plugin():
                    for call in reactor.getDelayedCalls()):
             return
         await deferLater(reactor, 0.02, lambda: None)
-
-
-def _cmdline(pid):
-    try:
-        with open("/proc/%s/cmdline" % pid, "rb") as f:
-            return f.read()
-    except OSError:
-        return b""
-

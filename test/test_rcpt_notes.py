@@ -26,7 +26,7 @@ from qpsmtpd_tx.server import SMTPServer, StartupError
 from test.support.harness import TEST_PLUGINS, capture_log, eventually, maildir_by_recipient, make_server, write_config
 from test.support.postgres import PASSWORD, postgres_server, stop_postgres
 from test.support.processes import free_port
-from test.support.server import connect, start_server
+from test.support.server import Transcript, connect, start_server
 from test.support.slapd import slapd_server, stop_slapd
 
 sql = load_plugin_module(find_plugin_file("rcpt_notes/sql", default_plugin_dirs()))
@@ -268,29 +268,13 @@ class SourceTests:
                    "queue/maildir %s %%u" % maildir], {"rcpthosts": RCPTHOSTS})
         self.addCleanup(server.stop_plugins)
         client = await connect(self, port)
-        transcript = []
-
-        async def say(line):
-            code, text = await client.command(line)
-            transcript.append("%s -> %d %s" % (line, code, text[-1]))
-            return code
-
-        async def message():
-            code, text = await client.command("Subject: offer\r\nX-Test-Score: 6\r\n\r\n"
-                                              "Buy now.\r\n.")
-            transcript.append("<message> -> %d %s" % (code, text[-1].split(" <")[0]))
-
+        transcript = Transcript(client)
         self.assertEqual((await client.command("EHLO client.example"))[0], 250)
-        pending = ["alice@example.com", "mid@example.com", "high@example.com"]
-        while pending:
-            await say("MAIL FROM:<sender@client.example>")
-            deferred = [rcpt for rcpt in pending if await say("RCPT TO:<%s>" % rcpt) == 452]
-            await say("DATA")
-            await message()
-            pending = deferred
+        await transcript.deliver_retrying(["alice@example.com", "mid@example.com", "high@example.com"],
+                                          "Subject: offer\r\nX-Test-Score: 6\r\n\r\nBuy now.", "<message>")
         seen = next(iter(server.sessions)).connection.notes["threshold_seen"]
-        await say("QUIT")
-        self.assertEqual(transcript, [
+        await transcript.say("QUIT")
+        self.assertEqual(transcript.lines, [
             "MAIL FROM:<sender@client.example> -> 250 <sender@client.example>, sender OK - how "
             "exciting to get mail from you!",
             "RCPT TO:<alice@example.com> -> 250 <alice@example.com>, recipient ok",

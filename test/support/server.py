@@ -143,3 +143,36 @@ async def connect(testcase, port, host="127.0.0.1"):
     testcase.addCleanup(client.close)
     client.greeting = await client.reply()
     return client
+
+
+class Transcript:
+    """A conversation of ``client`` (an :class:`SMTPClient`) written down as it goes:
+    ``lines`` holds one ``"COMMAND -> CODE last reply line"`` string per command."""
+
+    def __init__(self, client):
+        self.client = client
+        self.lines = []
+
+    async def say(self, line, label=None):
+        """Send ``line``, write down its reply, return the reply code. With ``label`` (the end
+        of a message), the line is written as ``label`` and a ``<queue id>`` is cut off."""
+        code, text = await self.client.command(line)
+        last = text[-1] if label is None else text[-1].split(" <")[0]
+        self.lines.append("%s -> %d %s" % (label or line, code, last))
+        return code
+
+    async def deliver_retrying(self, recipients, message, label, sender="sender@client.example"):
+        """Send ``message`` (without the final dot) from ``sender`` to ``recipients`` as an
+        RFC 5321 client does: a recipient refused with ``452`` is tried again in the next
+        transaction, until every recipient has had its turn."""
+        pending = list(recipients)
+        while pending:
+            await self.say("MAIL FROM:<%s>" % sender)
+            retry = []
+            for rcpt in pending:
+                if await self.say("RCPT TO:<%s>" % rcpt) == 452:
+                    retry.append(rcpt)
+            await self.say("DATA")
+            self.client.send(message)
+            await self.say(".", label)
+            pending = retry
