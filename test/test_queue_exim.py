@@ -32,7 +32,7 @@ from test.support.exim import private_exim
 from test.support import harness
 from test.support.harness import capture_log, eventually, make_server, wait_for, write_config
 from test.support.processes import processes_running, start_twistd
-from test.support.server import connect, start_server
+from test.support.server import TransactionMixin, start_server
 
 HEADER = (b"From: a@b.example\r\nTo: u@example.com\r\nSubject: exim\r\n"
           b"Date: Mon, 01 Jan 2024 00:00:00 +0000\r\nMessage-Id: <ex-1@b.example>\r\n")
@@ -75,7 +75,9 @@ def write_script(directory, name, body):
     return path
 
 
-class EximTestCase(unittest.TestCase):
+class EximTestCase(TransactionMixin, unittest.TestCase):
+    default_message = HEADER + b"\r\n" + BODY
+
     def exim(self, **options):
         self.mta = private_exim(self, **options)
         return self.mta
@@ -84,21 +86,6 @@ class EximTestCase(unittest.TestCase):
         line = plugin_line or self.mta.plugin_line()
         files = dict({"rcpthosts": "example.com\nother.example\nslow.example"}, **(files or {}))
         return start_server(self, ["rcpt_ok", line] + list(extra_plugins), files)
-
-    async def session(self, port):
-        client = await connect(self, port)
-        self.assertEqual((await client.command("EHLO client.example"))[0], 250)
-        return client
-
-    async def send(self, client, sender="<a@b.example>", recipients=("<u@example.com>",),
-                   data=None):
-        """One transaction on an open connection; the reply to the final dot."""
-        self.assertEqual((await client.command("MAIL FROM:%s" % sender))[0], 250)
-        for rcpt in recipients:
-            self.assertEqual((await client.command("RCPT TO:%s" % rcpt))[0], 250, rcpt)
-        self.assertEqual((await client.command("DATA"))[0], 354)
-        client.transport.write((data if data is not None else HEADER + b"\r\n" + BODY) + b".\r\n")
-        return await client.reply()
 
     async def idle(self):
         """Wait until Exim has delivered everything it accepted."""

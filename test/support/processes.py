@@ -44,6 +44,24 @@ def processes_running(text):
     return pids
 
 
+def setenv(testcase, name, value):
+    """Set environment variable ``name`` to ``value`` (made a string), or with None unset it,
+    until ``testcase`` ends (for the server processes a test starts)."""
+    old = os.environ.get(name)
+    testcase.addCleanup(_restore_env, name, old)
+    if value is None:
+        os.environ.pop(name, None)
+    else:
+        os.environ[name] = str(value)
+
+
+def _restore_env(name, old):
+    if old is None:
+        os.environ.pop(name, None)
+    else:
+        os.environ[name] = old
+
+
 def wait_for_port(port, process, timeout=20.0):
     """Wait until ``port`` accepts connections; raise if ``process`` exits or time runs out."""
     deadline = time.monotonic() + timeout

@@ -176,3 +176,30 @@ class Transcript:
             self.client.send(message)
             await self.say(".", label)
             pending = retry
+
+
+class TransactionMixin:
+    """For a TestCase whose tests talk to a server over TCP: :meth:`session` opens a
+    connection that has said EHLO, :meth:`send` runs one transaction on it."""
+
+    #: what :meth:`send` sends between DATA and the final dot when given nothing (dot-stuffed)
+    default_message = b"Subject: test\r\n\r\nbody\r\n"
+
+    async def session(self, port, helo="EHLO client.example"):
+        """A client connected to 127.0.0.1:``port`` whose ``helo`` got a 250."""
+        client = await connect(self, port)
+        reply = await client.command(helo)
+        self.assertEqual(reply[0], 250, reply)
+        return client
+
+    async def send(self, client, sender="<a@b.example>", recipients=("<u@example.com>",),
+                   data=None):
+        """One transaction on an open connection, whose MAIL and RCPTs must get a 250; returns
+        the reply to the final dot."""
+        self.assertEqual((await client.command("MAIL FROM:%s" % sender))[0], 250)
+        for rcpt in recipients:
+            reply = await client.command("RCPT TO:%s" % rcpt)
+            self.assertEqual(reply[0], 250, (rcpt, reply))
+        self.assertEqual((await client.command("DATA"))[0], 354)
+        client.transport.write((self.default_message if data is None else data) + b".\r\n")
+        return await client.reply()
