@@ -58,19 +58,7 @@ def make_front_config(root, queue_line):
     conf = os.path.join(root, "config")
     os.makedirs(os.path.join(root, "spool"), mode=0o700)
     os.makedirs(conf, mode=0o700)
-    files = {
-        "me": "bench.example",
-        "rcpthosts": "example.com",
-        "badmailfrom": "spammer@bad.example\n@spamdomain.example",
-        "badrcptto": "blocked@example.com",
-        "plugins": FRONT_CHAIN.format(queue=queue_line),
-        "logging": "",
-        "loglevel": "4",
-        "spool_dir": os.path.join(root, "spool"),
-    }
-    for name, text in files.items():
-        with open(os.path.join(conf, name), "w") as f:
-            f.write(text + ("\n" if text and not text.endswith("\n") else ""))
+    run.write_config_files(conf, run.base_config(root, FRONT_CHAIN.format(queue=queue_line)))
     return conf
 
 

@@ -109,6 +109,28 @@ def plugin_chain(maildir, skip=(), chain="short", root=""):
 PERL_BENCH_PLUGINS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "perl-plugins")
 
 
+def base_config(root, plugins):
+    """The config files of every benchmarked server under ``root`` (``plugins``: the text of
+    its plugins file), as {name: text}."""
+    return {
+        "me": "bench.example",
+        "rcpthosts": "example.com",
+        "badmailfrom": "spammer@bad.example\n@spamdomain.example",
+        "badrcptto": "blocked@example.com",
+        "plugins": plugins,
+        "logging": "",          # no logging plugin: log to stderr ...
+        "loglevel": "4",        # ... at LOGWARN and above
+        "spool_dir": os.path.join(root, "spool"),
+    }
+
+
+def write_config_files(conf, files):
+    """Write ``files`` ({name: text}) into directory ``conf``, each ending in a newline."""
+    for name, text in files.items():
+        with open(os.path.join(conf, name), "w") as f:
+            f.write(text + ("\n" if text and not text.endswith("\n") else ""))
+
+
 def make_config(root, perl, user, skip=(), chain="short", perl_fsync=False):
     """Write config/, maildir/ and spool/ under ``root``; return the config dir.
 
@@ -120,16 +142,7 @@ def make_config(root, perl, user, skip=(), chain="short", perl_fsync=False):
     for d in (conf, os.path.join(root, "spool"),
               *(os.path.join(maildir, s) for s in ("cur", "new", "tmp"))):
         os.makedirs(d, mode=0o700)
-    files = {
-        "me": "bench.example",
-        "rcpthosts": "example.com",
-        "badmailfrom": "spammer@bad.example\n@spamdomain.example",
-        "badrcptto": "blocked@example.com",
-        "plugins": plugin_chain(maildir, skip, chain, root),
-        "logging": "",          # no logging plugin: log to stderr ...
-        "loglevel": "4",        # ... at LOGWARN and above
-        "spool_dir": os.path.join(root, "spool"),
-    }
+    files = base_config(root, plugin_chain(maildir, skip, chain, root))
     if chain == "full":
         files.update(FULL_FILES)
         files["content_log_file"] = os.path.join(root, "content_log")
@@ -138,9 +151,7 @@ def make_config(root, perl, user, skip=(), chain="short", perl_fsync=False):
         if perl_fsync:
             files["plugin_dirs"] = PERL_BENCH_PLUGINS + "\n" + PERL_PLUGIN_DIR
             files["plugins"] = files["plugins"].replace("queue/maildir ", "queue/maildir_fsync ")
-    for name, text in files.items():
-        with open(os.path.join(conf, name), "w") as f:
-            f.write(text + ("\n" if text and not text.endswith("\n") else ""))
+    write_config_files(conf, files)
     if user and os.geteuid() == 0:
         pw = pwd.getpwnam(user)
         for dirpath, dirnames, filenames in os.walk(root):
