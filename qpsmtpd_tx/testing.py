@@ -26,8 +26,11 @@ The README's "Writing a plugin" has a complete example.
   ``StringTransport`` and returns the server's replies as text.
 - :func:`capture_log` records what the server logs; :func:`startup_error` and
   :func:`assertStartupError` check that a bad ``plugins`` line or config file stops start-up
-  with a clear message; :func:`eventually` waits for an asynchronous hook without timing
-  assumptions; :func:`codes_of` and the Maildir readers help read results.
+  with a clear message; :func:`wait_for` and :func:`eventually` wait for an asynchronous hook
+  without timing assumptions; :func:`codes_of` and the Maildir readers help read results.
+- For unit tests of a plugin's hooks: :func:`loaded_plugin` (the instance a server loaded),
+  :func:`fake_transaction` (a transaction to call a hook with) and :func:`plugin_module` (the
+  plugin file's module, for its functions).
 """
 
 import os
@@ -40,11 +43,13 @@ from twisted.internet.testing import StringTransport
 
 from qpsmtpd_tx.config import Config
 from qpsmtpd_tx.loader import find_plugin_file, load_plugin_module
+from qpsmtpd_tx.objects import Connection, Transaction
 from qpsmtpd_tx.paths import default_plugin_dirs
 from qpsmtpd_tx.protocol import SMTPFactory
 from qpsmtpd_tx.server import SMTPServer, StartupError
 
-__all__ = ["write_config", "make_server", "plugin_module", "startup_error", "assertStartupError",
+__all__ = ["write_config", "make_server", "loaded_plugin", "plugin_module", "fake_transaction",
+           "startup_error", "assertStartupError",
            "StartupErrorAssertions", "capture_log", "CountingTransport", "MemoryClient",
            "codes_of", "wait_for", "eventually", "maildir_messages", "maildir_by_recipient"]
 
@@ -87,6 +92,22 @@ def make_server(testcase, plugins, files=None, plugin_dirs=(), **kwargs):
     server = SMTPServer(config, plugin_dirs=dirs, **kwargs)
     server.hooks.clock = Clock()
     return server
+
+
+def loaded_plugin(server, name):
+    """The one plugin instance ``server`` loaded for ``name`` (its escaped name, e.g.
+    ``queue/maildir``): to reach its attributes, or call its hooks directly."""
+    found = [p for p in server.plugins if p.name == name]
+    if len(found) != 1:
+        raise LookupError("%d plugins named %s: %s" % (len(found), name,
+                                                       [p.name for p in server.plugins]))
+    return found[0]
+
+
+def fake_transaction(remote_ip="192.0.2.1", **connection):
+    """A Transaction on a Connection from ``remote_ip`` (other Connection fields as keyword
+    arguments), with no session behind it: for calling a hook method directly."""
+    return Transaction(connection=Connection(remote_ip=remote_ip, **connection))
 
 
 def plugin_module(name, plugin_dirs=()):

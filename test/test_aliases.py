@@ -12,7 +12,7 @@ from qpsmtpd_tx.loader import find_plugin_file, load_plugin_module
 from qpsmtpd_tx.paths import default_plugin_dirs
 from qpsmtpd_tx.policy import expand_alias
 from qpsmtpd_tx.server import StartupError
-from test.support.harness import MemoryClient, capture_log, codes_of, maildir_by_recipient, make_server
+from test.support.harness import MemoryClient, capture_log, loaded_plugin, codes_of, maildir_by_recipient, make_server
 from test.support.server import Transcript, connect, start_server
 
 aliases = load_plugin_module(find_plugin_file("aliases", default_plugin_dirs()))
@@ -38,8 +38,8 @@ def write(testcase, text, name="aliases"):
     return path
 
 
-def plugin_of(server, cls_name="Aliases"):
-    return next(p for p in server.plugins if type(p).__name__ == cls_name)
+def plugin_of(server):
+    return loaded_plugin(server, "aliases")
 
 
 class ParsingTests(unittest.TestCase):

@@ -36,10 +36,10 @@ from qpsmtpd_tx.codes import (
     OK,
 )
 from qpsmtpd_tx.loader import find_plugin_file
-from qpsmtpd_tx.objects import Connection, Transaction
 from qpsmtpd_tx.paths import default_plugin_dirs
 from test.support.harness import TEST_PLUGINS, MemoryClient, StartupErrorMixin, eventually, make_server, plugin_module
-from test.support.harness import capture_log as capture_all_log
+from test.support import harness
+from test.support.harness import capture_log as capture_all_log, loaded_plugin as plugin_of
 from test.support.server import SMTPClient, connect, start_server, wait_sessions_closed
 
 PLUGIN_DIRS = default_plugin_dirs()
@@ -53,16 +53,9 @@ QUIT_REPLY = "221 mx.example.org closing connection. Have a wonderful day.\r\n"
 
 def fake_transaction(remote_ip="192.0.2.1", session=None):
     """A transaction on a connection from ``remote_ip``."""
-    txn = Transaction(connection=Connection(remote_ip=remote_ip))
+    txn = harness.fake_transaction(remote_ip)
     txn.session = session
     return txn
-
-
-def plugin_of(server, name):
-    """The loaded plugin called ``name`` (its escaped name)."""
-    found = [p for p in server.plugins if p.name == name]
-    assert len(found) == 1, (name, [p.name for p in server.plugins])
-    return found[0]
 
 
 def capture_log(testcase, server):

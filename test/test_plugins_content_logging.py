@@ -27,7 +27,7 @@ from twisted.web import resource, server as web_server
 from qpsmtpd_tx import codes
 from qpsmtpd_tx.codes import DECLINED, DENY, DENYSOFT, OK
 from qpsmtpd_tx.message import Header
-from qpsmtpd_tx.objects import Connection, Transaction
+from test.support import harness
 from test.support.harness import make_server, plugin_module, startup_error
 from test.support.server import connect, keep_signal_handlers, start_server
 
@@ -42,7 +42,8 @@ def server_with(testcase, plugins, files=None):
 
 
 def fake_transaction(header_text=None, data_size=100, remote_ip="192.0.2.1"):
-    txn = Transaction(connection=Connection(remote_ip=remote_ip), id="c1.1")
+    txn = harness.fake_transaction(remote_ip)
+    txn.id = "c1.1"
     if header_text is not None:
         txn.header = Header.parse(header_text.encode())
     txn.data_size = data_size

@@ -22,8 +22,8 @@ import tempfile
 from twisted.trial import unittest
 
 from qpsmtpd_tx import cli, codes
-from qpsmtpd_tx.objects import Connection, Transaction
 from test.support import perl_qpsmtpd
+from test.support import harness
 from test.support.harness import MemoryClient, StartupErrorMixin, make_server, plugin_module, write_config
 from test.support.server import ConnectionClosed, connect, start_server
 
@@ -44,7 +44,8 @@ def rcpt_ok(address):
 
 
 def fake_transaction(remote_ip="192.0.2.1", local_ip="192.0.2.25"):
-    return Transaction(connection=Connection(remote_ip=remote_ip, local_ip=local_ip))
+    """The kit's fake_transaction, on a connection to ``local_ip``."""
+    return harness.fake_transaction(remote_ip, local_ip=local_ip)
 
 
 class PluginTestCase(StartupErrorMixin, unittest.TestCase):

@@ -26,7 +26,7 @@ from qpsmtpd_tx.message import Header
 from qpsmtpd_tx.objects import Connection, Transaction
 from qpsmtpd_tx.paths import default_plugin_dirs
 from qpsmtpd_tx.server import StartupError
-from test.support.harness import capture_log, maildir_by_recipient, make_server
+from test.support.harness import capture_log, loaded_plugin, maildir_by_recipient, make_server
 from test.support.processes import free_port
 from test.support.rspamd import GTUBE, shared_rspamd
 from test.support.server import Transcript, connect, start_server
@@ -42,7 +42,7 @@ BODY = b"Hello,\nthis is the body.\n"
 
 
 def plugin_of(server):
-    return next(p for p in server.plugins if type(p).__name__ == "Rspamd")
+    return loaded_plugin(server, "rspamd")
 
 
 def rspamd_server(testcase, args, files=None):

@@ -13,6 +13,7 @@ from twisted.trial import unittest
 
 from qpsmtpd_tx import testing
 from qpsmtpd_tx.codes import LOGINFO
+from qpsmtpd_tx.plugin import Plugin
 from test.support.harness import TEST_PLUGINS, make_server
 
 CHECKOUT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -100,6 +101,27 @@ class KitAssertionTests(unittest.TestCase):
         with self.assertRaises(self.failureException):
             testing.startup_error(self, ["scripted rcpt OK"], plugin_dirs=[TEST_PLUGINS])
         self.assertIn("plugin not found", testing.startup_error(self, ["scripted rcpt OK"]))
+
+    def test_loaded_plugin(self):
+        server = make_server(self, ["scripted connect DECLINED", "rcpt_ok"])
+        self.assertIs(testing.loaded_plugin(server, "rcpt_ok"), server.plugins[1])
+        self.assertRaises(LookupError, testing.loaded_plugin, server, "queue/maildir")
+
+    def test_plugin_module_and_fake_transaction(self):
+        module = testing.plugin_module("rcpt_ok")
+        self.assertTrue(any(isinstance(v, type) and issubclass(v, Plugin) and v is not Plugin
+                            for v in vars(module).values()))
+        self.assertRaises(LookupError, testing.plugin_module, "no/such_plugin")
+        txn = testing.fake_transaction("192.0.2.7", local_ip="192.0.2.25")
+        self.assertEqual((txn.connection.remote_ip, txn.connection.local_ip),
+                         ("192.0.2.7", "192.0.2.25"))
+
+    async def test_wait_for(self):
+        self.assertFalse(await testing.wait_for(lambda: False, timeout=0.05))
+        calls = []
+        self.assertTrue(await testing.wait_for(lambda: calls.append(1) or len(calls) > 2))
+        with self.assertRaises(AssertionError):
+            await testing.eventually(lambda: False, timeout=0.05)
 
     def test_capture_log(self):
         server = make_server(self, ["scripted connect DECLINED", "rcpt_ok"])

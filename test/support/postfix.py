@@ -41,7 +41,7 @@ import subprocess
 import tempfile
 import time
 
-from test.support.processes import read_text
+from test.support.processes import free_port, read_text
 
 POSTFIX = "/usr/sbin/postfix"
 POSTCONF = "/usr/sbin/postconf"
@@ -133,12 +133,6 @@ def unavailable_reason():
     except KeyError:
         return "group postdrop is missing"
     return None
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Delivery:
