@@ -9,7 +9,7 @@ import signal
 import subprocess
 import time
 
-from test.support.processes import read_text, stop_process, wait_for_port
+from test.support.processes import poll_until, read_text, stop_process, wait_for_port
 
 
 class PrivateDaemon:
@@ -68,11 +68,6 @@ def listening(daemon, timeout, socket=None, socket_timeout=10.0):
     ``timeout`` seconds, and the unix socket ``socket`` (if given) exists soon after."""
     def ready():
         wait_for_port(daemon.port, daemon.process, timeout=timeout)
-        if socket is None:
-            return
-        deadline = time.monotonic() + socket_timeout
-        while not os.path.exists(socket):
-            if time.monotonic() > deadline:
-                raise RuntimeError("no unix socket %s" % socket)
-            time.sleep(0.02)
+        if socket is not None and not poll_until(lambda: os.path.exists(socket), socket_timeout, 0.02):
+            raise RuntimeError("no unix socket %s" % socket)
     return ready

@@ -41,7 +41,7 @@ import subprocess
 import tempfile
 import time
 
-from test.support.processes import free_port, read_text
+from test.support.processes import free_port, poll_until, read_text
 
 POSTFIX = "/usr/sbin/postfix"
 POSTCONF = "/usr/sbin/postconf"
@@ -347,12 +347,7 @@ class PrivatePostfix:
 
     def wait_idle(self, timeout=15.0):
         """Wait until the queue is empty; True if it is."""
-        deadline = time.monotonic() + timeout
-        while self.queued():
-            if time.monotonic() > deadline:
-                return False
-            time.sleep(0.05)
-        return True
+        return poll_until(lambda: not self.queued(), timeout)
 
 
 def _stat(pid):

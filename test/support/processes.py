@@ -62,6 +62,17 @@ def _restore_env(name, old):
         os.environ[name] = old
 
 
+def poll_until(condition, timeout, step=0.05):
+    """Call ``condition()`` every ``step`` seconds (blocking) until it is true or ``timeout``
+    seconds have passed; returns whether it became true."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(step)
+    return True
+
+
 def wait_for_port(port, process, timeout=20.0):
     """Wait until ``port`` accepts connections; raise if ``process`` exits or time runs out."""
     deadline = time.monotonic() + timeout
