@@ -48,6 +48,7 @@ from qpsmtpd_tx.loader import find_plugin_file, load_plugin_module  # noqa: E402
 from qpsmtpd_tx.paths import default_plugin_dirs  # noqa: E402
 from qpsmtpd_tx.protocol import SMTPFactory  # noqa: E402
 from qpsmtpd_tx.server import SMTPServer  # noqa: E402
+from qpsmtpd_tx.testing import write_config  # noqa: E402
 
 aliases = load_plugin_module(find_plugin_file("aliases", default_plugin_dirs()))
 
@@ -120,13 +121,8 @@ def per_call(func, items, repeat):
 
 
 def make_server(directory, plugins):
-    os.makedirs(directory, exist_ok=True)
-    files = {"me": "mx.example.org", "rcpthosts": "example.com\n.example",
-             "spool_dir": os.path.join(directory, "spool"), "loglevel": "4",
-             "plugins": "\n".join(plugins)}
-    for name, text in files.items():
-        with open(os.path.join(directory, name), "w") as f:
-            f.write(text + "\n")
+    """A server on a config dir written into ``directory`` (the test kit's, logging quietly)."""
+    write_config(directory, plugins, {"rcpthosts": "example.com\n.example", "loglevel": "4"})
     return SMTPServer(Config(config_dir=directory, qmail_dir=directory, environ={}),
                       plugin_dirs=default_plugin_dirs())
 

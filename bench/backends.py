@@ -28,7 +28,6 @@ Exit status 0 if every row ran without errors and without lost or extra mail, el
 """
 
 import argparse
-import json
 import os
 import re
 import shutil
@@ -59,19 +58,7 @@ def make_front_config(root, queue_line):
     conf = os.path.join(root, "config")
     os.makedirs(os.path.join(root, "spool"), mode=0o700)
     os.makedirs(conf, mode=0o700)
-    files = {
-        "me": "bench.example",
-        "rcpthosts": "example.com",
-        "badmailfrom": "spammer@bad.example\n@spamdomain.example",
-        "badrcptto": "blocked@example.com",
-        "plugins": FRONT_CHAIN.format(queue=queue_line),
-        "logging": "",
-        "loglevel": "4",
-        "spool_dir": os.path.join(root, "spool"),
-    }
-    for name, text in files.items():
-        with open(os.path.join(conf, name), "w") as f:
-            f.write(text + ("\n" if text and not text.endswith("\n") else ""))
+    run.write_config_files(conf, run.base_config(root, FRONT_CHAIN.format(queue=queue_line)))
     return conf
 
 
@@ -185,10 +172,7 @@ def print_table(rows):
                       run.fmt(r.get("client_cpu_pct"), "%.0f"),
                       run.fmt(r.get("other_cpu_pct"), "%.0f"), str(sum(r["errors"].values())),
                       str(r["accepted"]), str(r["delivered"])))
-    widths = [max(len(str(l[i])) for l in lines) for i in range(len(hdr))]
-    print()
-    for l in lines:
-        print("  ".join(str(c).ljust(w) for c, w in zip(l, widths)).rstrip())
+    run.print_columns(lines)
     print("(CPU%: 100 = one core. tx: the twistd process; MTA: Postfix's master and all its\n"
           " daemons; gen: the load generator; other: the rest of the machine)")
     by = {r["server_kind"]: r for r in rows if "error" not in r}
@@ -252,14 +236,7 @@ def main():
             postfix.cleanup()
         else:
             print("Postfix files kept in %s" % postfix.dir)
-    if rows:
-        print_table(rows)
-    if a.json_out:
-        with open(a.json_out, "w") as f:
-            json.dump(rows, f, indent=2)
-    if not ok:
-        print("\nPROBLEMS: see the messages above")
-    return 0 if ok else 1
+    return run.finish(rows, ok, a.json_out, print_table, "see the messages above")
 
 
 if __name__ == "__main__":

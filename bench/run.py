@@ -109,6 +109,28 @@ def plugin_chain(maildir, skip=(), chain="short", root=""):
 PERL_BENCH_PLUGINS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "perl-plugins")
 
 
+def base_config(root, plugins):
+    """The config files of every benchmarked server under ``root`` (``plugins``: the text of
+    its plugins file), as {name: text}."""
+    return {
+        "me": "bench.example",
+        "rcpthosts": "example.com",
+        "badmailfrom": "spammer@bad.example\n@spamdomain.example",
+        "badrcptto": "blocked@example.com",
+        "plugins": plugins,
+        "logging": "",          # no logging plugin: log to stderr ...
+        "loglevel": "4",        # ... at LOGWARN and above
+        "spool_dir": os.path.join(root, "spool"),
+    }
+
+
+def write_config_files(conf, files):
+    """Write ``files`` ({name: text}) into directory ``conf``, each ending in a newline."""
+    for name, text in files.items():
+        with open(os.path.join(conf, name), "w") as f:
+            f.write(text + ("\n" if text and not text.endswith("\n") else ""))
+
+
 def make_config(root, perl, user, skip=(), chain="short", perl_fsync=False):
     """Write config/, maildir/ and spool/ under ``root``; return the config dir.
 
@@ -120,16 +142,7 @@ def make_config(root, perl, user, skip=(), chain="short", perl_fsync=False):
     for d in (conf, os.path.join(root, "spool"),
               *(os.path.join(maildir, s) for s in ("cur", "new", "tmp"))):
         os.makedirs(d, mode=0o700)
-    files = {
-        "me": "bench.example",
-        "rcpthosts": "example.com",
-        "badmailfrom": "spammer@bad.example\n@spamdomain.example",
-        "badrcptto": "blocked@example.com",
-        "plugins": plugin_chain(maildir, skip, chain, root),
-        "logging": "",          # no logging plugin: log to stderr ...
-        "loglevel": "4",        # ... at LOGWARN and above
-        "spool_dir": os.path.join(root, "spool"),
-    }
+    files = base_config(root, plugin_chain(maildir, skip, chain, root))
     if chain == "full":
         files.update(FULL_FILES)
         files["content_log_file"] = os.path.join(root, "content_log")
@@ -138,9 +151,7 @@ def make_config(root, perl, user, skip=(), chain="short", perl_fsync=False):
         if perl_fsync:
             files["plugin_dirs"] = PERL_BENCH_PLUGINS + "\n" + PERL_PLUGIN_DIR
             files["plugins"] = files["plugins"].replace("queue/maildir ", "queue/maildir_fsync ")
-    for name, text in files.items():
-        with open(os.path.join(conf, name), "w") as f:
-            f.write(text + ("\n" if text and not text.endswith("\n") else ""))
+    write_config_files(conf, files)
     if user and os.geteuid() == 0:
         pw = pwd.getpwnam(user)
         for dirpath, dirnames, filenames in os.walk(root):
@@ -401,6 +412,14 @@ def print_ratios(by, kind, base):
             kind, base, scen, fmt(rate, "%.2f"), fmt(p50, "%.2f"), fmt(cpu, "%.2f")))
 
 
+def print_columns(lines):
+    """Print ``lines`` (tuples of cells, the header first) as left-aligned columns."""
+    widths = [max(len(str(l[i])) for l in lines) for i in range(len(lines[0]))]
+    print()
+    for l in lines:
+        print("  ".join(str(c).ljust(w) for c, w in zip(l, widths)).rstrip())
+
+
 def print_table(rows):
     """Print the comparison table and the tx/perl ratios."""
     hdr = ("server", "scenario", "msgs/s", "p50 ms", "p99 ms", "mean ms", "conn ms",
@@ -423,10 +442,7 @@ def print_table(rows):
                       fmt(s.get("cpu_pct"), "%.0f"), fmt(cpu_ms_per_message(r), "%.2f"),
                       fmt(r.get("client_cpu_pct"), "%.0f"),
                       fmt(r.get("other_cpu_pct"), "%.0f"), str(errs), mail))
-    widths = [max(len(str(l[i])) for l in lines) for i in range(len(hdr))]
-    print()
-    for l in lines:
-        print("  ".join(str(c).ljust(w) for c, w in zip(l, widths)).rstrip())
+    print_columns(lines)
     busy = [r for r in rows if (r.get("other_cpu_pct") or 0) > 25]
     if busy:
         print("WARNING: other processes used the CPU during: %s -- rerun on a quiet machine"
@@ -493,13 +509,20 @@ def main():
         r, k = bench_server(kind, a)
         rows += r
         ok = ok and k
+    return finish(rows, ok, a.json_out, print_table,
+                  "see messages above (errors, lost mail or a server that did not start)")
+
+
+def finish(rows, ok, json_out, print_table, problems):
+    """The end of a benchmark: print the table of ``rows`` (``print_table(rows)``), write them
+    as JSON to ``json_out`` (if given), say ``problems`` unless ``ok``; the exit status."""
     if rows:
         print_table(rows)
-    if a.json_out:
-        with open(a.json_out, "w") as f:
+    if json_out:
+        with open(json_out, "w") as f:
             json.dump(rows, f, indent=2)
     if not ok:
-        print("\nPROBLEMS: see messages above (errors, lost mail or a server that did not start)")
+        print("\nPROBLEMS: " + problems)
     return 0 if ok else 1
 
 

@@ -12,8 +12,8 @@ from qpsmtpd_tx.loader import find_plugin_file, load_plugin_module
 from qpsmtpd_tx.paths import default_plugin_dirs
 from qpsmtpd_tx.policy import expand_alias
 from qpsmtpd_tx.server import StartupError
-from test.support.harness import MemoryClient, codes_of, maildir_by_recipient, make_server
-from test.support.server import connect, start_server
+from test.support.harness import MemoryClient, capture_log, codes_of, loaded_plugin, make_server
+from test.support.showcase import assert_three_thresholds
 
 aliases = load_plugin_module(find_plugin_file("aliases", default_plugin_dirs()))
 MESSAGE = b"Subject: x\r\n\r\nbody\r\n.\r\n"
@@ -38,15 +38,8 @@ def write(testcase, text, name="aliases"):
     return path
 
 
-def plugin_of(server, cls_name="Aliases"):
-    return next(p for p in server.plugins if type(p).__name__ == cls_name)
-
-
-def capture_log(testcase, server):
-    """Collect ``(level, message)`` of every line logged by ``server`` from now on."""
-    lines = []
-    testcase.patch(server, "log", lambda level, message, **kw: lines.append((level, message)))
-    return lines
+def plugin_of(server):
+    return loaded_plugin(server, "aliases")
 
 
 class ParsingTests(unittest.TestCase):
@@ -606,64 +599,4 @@ class ShowCaseTests(unittest.TestCase):
     """
 
     async def test_three_recipients_three_thresholds(self):
-        maildir = os.path.abspath(self.mktemp())
-        server, port = start_server(
-            self, ["aliases aliases", "threshold_filter", "score_filter", "rcpt_ok",
-                   "queue/maildir %s %%u" % maildir],
-            {"aliases": SHOW_ALIASES})
-        client = await connect(self, port)
-        transcript = []
-
-        async def say(line):
-            code, text = await client.command(line)
-            transcript.append("%s -> %d %s" % (line, code, text[-1]))
-            return code
-
-        self.assertEqual((await client.command("EHLO client.example"))[0], 250)
-        pending = ["low@example.com", "mid@example.com", "high@example.com"]
-        while pending:
-            await say("MAIL FROM:<sender@client.example>")
-            deferred = []
-            for rcpt in pending:
-                if await say("RCPT TO:<%s>" % rcpt) == 452:
-                    deferred.append(rcpt)
-            await say("DATA")
-            client.send("Subject: offer\r\nX-Test-Score: 6\r\n\r\nBuy now.\r\n.")
-            code, text = await client.reply()
-            transcript.append("<message> -> %d %s" % (code, text[-1].split(" <")[0]))
-            pending = deferred
-        session = next(iter(server.sessions))
-        seen = session.connection.notes["threshold_seen"]
-        await say("QUIT")
-
-        self.assertEqual(transcript, [
-            "MAIL FROM:<sender@client.example> -> 250 <sender@client.example>, sender OK - how "
-            "exciting to get mail from you!",
-            "RCPT TO:<low@example.com> -> 250 <low@example.com>, recipient ok",
-            "RCPT TO:<mid@example.com> -> 452 4.5.3 Try this recipient in another transaction",
-            "RCPT TO:<high@example.com> -> 452 4.5.3 Try this recipient in another transaction",
-            "DATA -> 354 go ahead",
-            "<message> -> 552 score 6.0 reaches threshold 3.0",
-            "MAIL FROM:<sender@client.example> -> 250 <sender@client.example>, sender OK - how "
-            "exciting to get mail from you!",
-            "RCPT TO:<mid@example.com> -> 250 <mid@example.com>, recipient ok",
-            "RCPT TO:<high@example.com> -> 452 4.5.3 Try this recipient in another transaction",
-            "DATA -> 354 go ahead",
-            "<message> -> 552 score 6.0 reaches threshold 5.0",
-            "MAIL FROM:<sender@client.example> -> 250 <sender@client.example>, sender OK - how "
-            "exciting to get mail from you!",
-            "RCPT TO:<high@example.com> -> 250 <high@example.com>, recipient ok",
-            "DATA -> 354 go ahead",
-            "<message> -> 250 Queued!",
-            "QUIT -> 221 mx.example.org closing connection. Have a wonderful day.",
-        ])
-        self.assertEqual(seen, [(3.0, "tag"), (5.0, "tag"), (10.0, "tag")])
-        # which recipients got the message: one Maildir per recipient (PATTERN %u)
-        delivered = {}
-        for rcpt, messages in maildir_by_recipient(maildir, ("low@example.com", "mid@example.com", "high@example.com")).items():
-            delivered[rcpt] = len(messages)
-            for message in messages:
-                self.assertIn(b"Delivered-To: %s\n" % rcpt.encode(), message)
-                self.assertIn(b"\nBuy now.\n", message)
-        self.assertEqual(delivered, {"low@example.com": 0, "mid@example.com": 0,
-                                     "high@example.com": 1})
+        await assert_three_thresholds(self, "aliases aliases", {"aliases": SHOW_ALIASES})

@@ -20,11 +20,10 @@ from qpsmtpd_tx import codes
 from qpsmtpd_tx.loader import find_plugin_file, load_plugin_module
 from qpsmtpd_tx.message import Header
 from qpsmtpd_tx.paths import default_plugin_dirs
-from qpsmtpd_tx.server import StartupError
 from test.support.clamd import STREAM_MAX_LENGTH, VIRUS_NAME, VIRUS_PATTERN, shared_clamd
-from test.support.harness import maildir_by_recipient, make_server
+from test.support.harness import assertStartupError, maildir_by_recipient, make_server
 from test.support.processes import free_port
-from test.support.server import connect, start_server
+from test.support.server import Transcript, connect, start_server
 from test.support.spamd import GTUBE, SIX_POINTS, shared_spamd
 
 SENDER = "<sender@client.example>"
@@ -112,9 +111,8 @@ class FilterTestCase(unittest.TestCase):
         self.assertEqual(len(self.logged(level, pattern)), 1, (pattern, self.logs))
 
     def assertStartupError(self, line, expected, files=None):
-        with self.assertRaises(StartupError, msg=line) as caught:
-            make_server(self, [line, "rcpt_ok"], files)
-        self.assertIn(expected, str(caught.exception))
+        """Start-up with ``line`` (and rcpt_ok) fails with a message containing ``expected``."""
+        assertStartupError(self, [line, "rcpt_ok"], expected, files)
 
 
 def short_socket_path(testcase):
@@ -717,27 +715,13 @@ class ShowCaseTests(unittest.TestCase):
                    "queue/maildir %s %%u" % maildir],
             {"aliases": SHOW_ALIASES})
         client = await connect(self, port)
-        transcript = []
-
-        async def say(line):
-            code, text = await client.command(line)
-            transcript.append("%s -> %d %s" % (line, code, text[-1]))
-            return code
+        transcript = Transcript(client)
 
         self.assertEqual((await client.command("EHLO client.example"))[0], 250)
-        pending = ["low@example.com", "mid@example.com", "high@example.com"]
-        while pending:
-            await say("MAIL FROM:<sender@client.example>")
-            deferred = []
-            for rcpt in pending:
-                if await say("RCPT TO:<%s>" % rcpt) == 452:
-                    deferred.append(rcpt)
-            await say("DATA")
-            client.send("Subject: offer\r\n\r\n%s\r\n." % GTUBE)
-            code, text = await client.reply()
-            transcript.append("<GTUBE message> -> %d %s" % (code, text[-1].split(" <")[0]))
-            pending = deferred
-        await say("QUIT")
+        await transcript.deliver_retrying(["low@example.com", "mid@example.com", "high@example.com"],
+                                          "Subject: offer\r\n\r\n%s" % GTUBE, "<GTUBE message>")
+        await transcript.say("QUIT")
+        transcript = transcript.lines
 
         ok = ("MAIL FROM:<sender@client.example> -> 250 <sender@client.example>, sender OK - "
               "how exciting to get mail from you!")

@@ -10,7 +10,7 @@ from qpsmtpd_tx.interfaces import IPlugin
 from qpsmtpd_tx.loader import escape_plugin_name
 from qpsmtpd_tx.paths import default_plugin_dirs
 from qpsmtpd_tx.server import SMTPServer, StartupError, config_problems
-from test.support.harness import TEST_PLUGINS, MemoryClient, make_server, write_config
+from test.support.harness import TEST_PLUGINS, MemoryClient, StartupErrorMixin, make_server, write_config
 
 
 def write_plugin(directory, name, source):
@@ -30,7 +30,7 @@ class EscapeTests(unittest.TestCase):
         self.assertEqual(escape_plugin_name("virus/3rdparty"), "virus::_33rdparty")
 
 
-class LoadTests(unittest.TestCase):
+class LoadTests(StartupErrorMixin, unittest.TestCase):
     def test_plugins_provide_interface(self):
         server = make_server(self, ["rcpt_ok", "queue/maildir %s" % self.mktemp(), "scripted rcpt OK"])
         self.assertEqual([p.name for p in server.plugins], ["rcpt_ok", "queue::maildir", "scripted"])
@@ -51,12 +51,6 @@ class LoadTests(unittest.TestCase):
                      "test.pyplugins.greeter.Greeter"):
             client = MemoryClient(make_server(self, ["%s hi there" % name]))
             self.assertEqual(client.command("HELP"), "214 hi there\r\n", name)
-
-    def assertStartupError(self, plugins, expected, files=None):
-        with self.assertRaises(StartupError) as caught:
-            make_server(self, plugins, files)
-        self.assertIn(expected, str(caught.exception))
-        return str(caught.exception)
 
     def test_missing_plugin(self):
         message = self.assertStartupError(["rcpt_ok", "nope/missing x"], ":2: plugin nope/missing: plugin not found")

@@ -13,13 +13,12 @@ line never reaches Perl's log file; ``test_operator_logs`` checks ours.
 
 import os
 import re
-import time
 
 from twisted.trial import unittest
 
 from test.support import perl_qpsmtpd
 from test.support.harness import write_config
-from test.support.processes import start_twistd
+from test.support.processes import poll_until, start_twistd
 from test.test_differential import SESSIONS, run_session
 
 #: the sessions both servers serve (those of test_differential, and a refused sender)
@@ -65,16 +64,6 @@ def grepable(lines):
     return texts
 
 
-def wait_for(condition, timeout=20.0):
-    """Poll ``condition`` until it is true; False if it is not within ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.05)
-    return True
-
-
 def connections_ended(path):
     """True once every connection in the log has its ``cleaning up after`` line."""
     lines = read_log(path) if os.path.exists(path) else []
@@ -113,7 +102,7 @@ class LogDifferentialTests(unittest.TestCase):
         for path in self.logs.values():
             # Perl's parent logs the end of a connection when it reaps the child, a little
             # later; the tests report what is still missing after this wait
-            wait_for(lambda: connections_ended(path))
+            poll_until(lambda: connections_ended(path), 20.0)
         self.lines = {name: read_log(path) for name, path in self.logs.items()}
 
     def test_perl_grepable_lines_are_in_ours(self):

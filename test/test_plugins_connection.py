@@ -35,11 +35,11 @@ from qpsmtpd_tx.codes import (
     LOGWARN,
     OK,
 )
-from qpsmtpd_tx.loader import find_plugin_file, load_plugin_module
-from qpsmtpd_tx.objects import Connection, Transaction
+from qpsmtpd_tx.loader import find_plugin_file
 from qpsmtpd_tx.paths import default_plugin_dirs
-from qpsmtpd_tx.server import StartupError
-from test.support.harness import TEST_PLUGINS, MemoryClient, eventually, make_server
+from test.support.harness import TEST_PLUGINS, MemoryClient, StartupErrorMixin, eventually, make_server, plugin_module
+from test.support import harness
+from test.support.harness import capture_log as capture_all_log, loaded_plugin as plugin_of
 from test.support.server import SMTPClient, connect, start_server, wait_sessions_closed
 
 PLUGIN_DIRS = default_plugin_dirs()
@@ -51,33 +51,16 @@ MESSAGE = "Subject: hi\r\n\r\nbody line\r\n.\r\n"
 QUIT_REPLY = "221 mx.example.org closing connection. Have a wonderful day.\r\n"
 
 
-def plugin_module(name):
-    return load_plugin_module(find_plugin_file(name, PLUGIN_DIRS))
-
-
 def fake_transaction(remote_ip="192.0.2.1", session=None):
     """A transaction on a connection from ``remote_ip``."""
-    txn = Transaction(connection=Connection(remote_ip=remote_ip))
+    txn = harness.fake_transaction(remote_ip)
     txn.session = session
     return txn
 
 
-def plugin_of(server, name):
-    """The loaded plugin called ``name`` (its escaped name)."""
-    found = [p for p in server.plugins if p.name == name]
-    assert len(found) == 1, (name, [p.name for p in server.plugins])
-    return found[0]
-
-
 def capture_log(testcase, server):
     """Record every ``(level, plugin name, message)`` logged through ``server``."""
-    lines = []
-
-    def log(level, message, plugin=None, transaction=None, hook=None):
-        lines.append((level, plugin.name if plugin is not None else None, message))
-
-    testcase.patch(server, "log", log)
-    return lines
+    return capture_all_log(testcase, server, plugin_names=True)
 
 
 def hang_up(client):
@@ -88,17 +71,6 @@ def hang_up(client):
 def run_lines(client, lines):
     """Send each command line; the list of the replies."""
     return [client.command(line) for line in lines]
-
-
-class StartupErrorMixin:
-    def assertStartupError(self, plugins, expected, files=None):
-        """Loading ``plugins`` fails with a message containing every string of ``expected``."""
-        with self.assertRaises(StartupError) as caught:
-            make_server(self, plugins, files)
-        message = str(caught.exception)
-        for part in ([expected] if isinstance(expected, str) else expected):
-            self.assertIn(part, message)
-        return message
 
 
 class Draws:

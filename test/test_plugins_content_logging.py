@@ -26,20 +26,13 @@ from twisted.web import resource, server as web_server
 
 from qpsmtpd_tx import codes
 from qpsmtpd_tx.codes import DECLINED, DENY, DENYSOFT, OK
-from qpsmtpd_tx.loader import find_plugin_file, load_plugin_module
 from qpsmtpd_tx.message import Header
-from qpsmtpd_tx.objects import Connection, Transaction
-from qpsmtpd_tx.paths import default_plugin_dirs
-from qpsmtpd_tx.server import StartupError
-from test.support.harness import make_server
+from test.support import harness
+from test.support.harness import make_server, plugin_module, startup_error
 from test.support.server import connect, keep_signal_handlers, start_server
 
 DAY = 24 * 3600
 QUEUE_OK = "scripted queue OK Queued"
-
-
-def plugin_module(name):
-    return load_plugin_module(find_plugin_file(name, default_plugin_dirs()))
 
 
 def server_with(testcase, plugins, files=None):
@@ -49,7 +42,8 @@ def server_with(testcase, plugins, files=None):
 
 
 def fake_transaction(header_text=None, data_size=100, remote_ip="192.0.2.1"):
-    txn = Transaction(connection=Connection(remote_ip=remote_ip), id="c1.1")
+    txn = harness.fake_transaction(remote_ip)
+    txn.id = "c1.1"
     if header_text is not None:
         txn.header = Header.parse(header_text.encode())
     txn.data_size = data_size
@@ -75,10 +69,9 @@ async def send_message(testcase, client, header_lines, body_lines=("body",),
 
 def assertStartupError(testcase, plugins, pattern, files=None):
     """Loading fails with a StartupError whose text matches ``pattern`` (a regex)."""
-    with testcase.assertRaises(StartupError) as caught:
-        make_server(testcase, plugins, files)
-    testcase.assertRegex(str(caught.exception), pattern)
-    return str(caught.exception)
+    message = startup_error(testcase, plugins, files)
+    testcase.assertRegex(message, pattern)
+    return message
 
 
 # -- headers / check_basicheaders ------------------------------------------------------------------

@@ -22,12 +22,9 @@ import tempfile
 from twisted.trial import unittest
 
 from qpsmtpd_tx import cli, codes
-from qpsmtpd_tx.loader import find_plugin_file, load_plugin_module
-from qpsmtpd_tx.objects import Connection, Transaction
-from qpsmtpd_tx.paths import default_plugin_dirs
-from qpsmtpd_tx.server import StartupError
 from test.support import perl_qpsmtpd
-from test.support.harness import MemoryClient, make_server, write_config
+from test.support import harness
+from test.support.harness import MemoryClient, StartupErrorMixin, make_server, plugin_module, write_config
 from test.support.server import ConnectionClosed, connect, start_server
 
 MESSAGE = "Subject: x\r\n\r\nbody\r\n.\r\n"
@@ -46,16 +43,12 @@ def rcpt_ok(address):
     return "250 %s, recipient ok\r\n" % address
 
 
-def plugin_module(name):
-    """The module of one of our plugin files (for its functions)."""
-    return load_plugin_module(find_plugin_file(name, default_plugin_dirs()))
-
-
 def fake_transaction(remote_ip="192.0.2.1", local_ip="192.0.2.25"):
-    return Transaction(connection=Connection(remote_ip=remote_ip, local_ip=local_ip))
+    """The kit's fake_transaction, on a connection to ``local_ip``."""
+    return harness.fake_transaction(remote_ip, local_ip=local_ip)
 
 
-class PluginTestCase(unittest.TestCase):
+class PluginTestCase(StartupErrorMixin, unittest.TestCase):
     """Helpers: a client on a fresh server, a log recorder, start-up error checks."""
 
     def client(self, plugins, files=None, remote_ip="192.0.2.1"):
@@ -77,14 +70,6 @@ class PluginTestCase(unittest.TestCase):
         server.log = log
         server.load_plugins()
         return server, records
-
-    def assertStartupError(self, plugins, expected, files=None):
-        """Loading must fail with a message naming the plugins line and containing ``expected``."""
-        with self.assertRaises(StartupError) as caught:
-            make_server(self, plugins, files)
-        message = str(caught.exception)
-        self.assertIn(expected, message)
-        return message
 
     def assertConfigLineError(self, plugins, files, name, lineno, expected):
         """A bad line of config file ``name`` stops start-up, naming that file and line."""

@@ -21,20 +21,18 @@ import shutil
 import smtplib
 import sys
 import tempfile
-import time
 
 from twisted.internet import reactor
 from twisted.internet.task import deferLater
 from twisted.trial import unittest
 
 from qpsmtpd_tx.address import Address
-from qpsmtpd_tx.loader import load_plugin_module
-from qpsmtpd_tx.paths import default_plugin_dirs
 from qpsmtpd_tx.server import StartupError
 from test.support.exim import private_exim
-from test.support.harness import eventually, make_server, write_config
-from test.support.processes import start_twistd
-from test.support.server import connect, start_server
+from test.support import harness
+from test.support.harness import capture_log, eventually, make_server, wait_for, write_config
+from test.support.processes import processes_running, start_twistd
+from test.support.server import TransactionMixin, start_server
 
 HEADER = (b"From: a@b.example\r\nTo: u@example.com\r\nSubject: exim\r\n"
           b"Date: Mon, 01 Jan 2024 00:00:00 +0000\r\nMessage-Id: <ex-1@b.example>\r\n")
@@ -54,7 +52,7 @@ INTERNAL = "Internal error enqueuing mail"
 
 
 def plugin_module():
-    return load_plugin_module(os.path.join(default_plugin_dirs()[0], "queue", "exim-bsmtp.py"))
+    return harness.plugin_module("queue/exim-bsmtp")
 
 
 def split_delivered(data):
@@ -68,13 +66,6 @@ def split_delivered(data):
             rest[core.end():])
 
 
-async def wait_for(predicate, timeout=10.0):
-    deadline = time.monotonic() + timeout
-    while not predicate() and time.monotonic() < deadline:
-        await deferLater(reactor, 0.02, lambda: None)
-    return predicate()
-
-
 def write_script(directory, name, body):
     """An executable Python script (run by this test's interpreter) in ``directory``."""
     path = os.path.join(directory, name)
@@ -84,7 +75,9 @@ def write_script(directory, name, body):
     return path
 
 
-class EximTestCase(unittest.TestCase):
+class EximTestCase(TransactionMixin, unittest.TestCase):
+    default_message = HEADER + b"\r\n" + BODY
+
     def exim(self, **options):
         self.mta = private_exim(self, **options)
         return self.mta
@@ -94,21 +87,6 @@ class EximTestCase(unittest.TestCase):
         files = dict({"rcpthosts": "example.com\nother.example\nslow.example"}, **(files or {}))
         return start_server(self, ["rcpt_ok", line] + list(extra_plugins), files)
 
-    async def session(self, port):
-        client = await connect(self, port)
-        self.assertEqual((await client.command("EHLO client.example"))[0], 250)
-        return client
-
-    async def send(self, client, sender="<a@b.example>", recipients=("<u@example.com>",),
-                   data=None):
-        """One transaction on an open connection; the reply to the final dot."""
-        self.assertEqual((await client.command("MAIL FROM:%s" % sender))[0], 250)
-        for rcpt in recipients:
-            self.assertEqual((await client.command("RCPT TO:%s" % rcpt))[0], 250, rcpt)
-        self.assertEqual((await client.command("DATA"))[0], 354)
-        client.transport.write((data if data is not None else HEADER + b"\r\n" + BODY) + b".\r\n")
-        return await client.reply()
-
     async def idle(self):
         """Wait until Exim has delivered everything it accepted."""
         self.assertTrue(await wait_for(self.mta.idle), "Exim still has %s" % self.mta.queued())
@@ -116,16 +94,6 @@ class EximTestCase(unittest.TestCase):
     def received_lines(self):
         """Exim's log lines for received messages (``<=``)."""
         return [line for line in self.mta.mainlog().splitlines() if " <= " in line]
-
-    def capture_log(self, server):
-        logged = []
-        original = server.log
-
-        def log(level, message, **kwargs):
-            logged.append((level, message))
-            return original(level, message, **kwargs)
-        server.log = log
-        return logged
 
 
 class DeliveryTests(EximTestCase):
@@ -312,7 +280,7 @@ class RefusalTests(EximTestCase):
         self.exim()
         missing = os.path.join(self.mta.dir, "missing.conf")
         server, port = self.start("queue/exim-bsmtp exim_path %s -C %s" % (self.mta.command, missing))
-        logged = self.capture_log(server)
+        logged = capture_log(self, server)
         client = await self.session(port)
         self.assertEqual(await self.send(client), (451, [INTERNAL]))
         messages = [m for _, m in logged]
@@ -354,7 +322,7 @@ class FailureInjectionTests(EximTestCase):
         self.assertEqual(await self.send(client),
                          (451, [INTERNAL + " (exim timed out after 0.5 seconds)"]))
         def running():
-            return [p for p in os.listdir("/proc") if p.isdigit() and slow.encode() in _cmdline(p)]
+            return processes_running(slow)
         await eventually(lambda: not running())
         self.assertEqual(running(), [], "the stand-in was killed")
         self.assertEqual(self.mta.delivered(), [])
@@ -379,7 +347,7 @@ class FailureInjectionTests(EximTestCase):
                               "sys.stderr.write('something broke\\n')\n"
                               "sys.exit(int(os.environ['EXIT_STATUS']))\n")
         server, port = start_server(self, ["rcpt_ok", "queue/exim-bsmtp exim_path %s" % script])
-        logged = self.capture_log(server)
+        logged = capture_log(self, server)
         client = await self.session(port)
         for status in (1, 2, 3):
             os.environ["EXIT_STATUS"] = str(status)
@@ -414,7 +382,7 @@ class FailureInjectionTests(EximTestCase):
                               "sys.exit(1)\n" % self.mta.command)
         server, port = self.start("queue/exim-bsmtp exim_path %s -C %s"
                                   % (script, self.mta.config))
-        logged = self.capture_log(server)
+        logged = capture_log(self, server)
         client = await self.session(port)
         self.assertEqual(await self.send(client), (250, ["Queued!"]))
         await self.idle()
@@ -544,11 +512,3 @@ class TwistdTests(EximTestCase):
         for return_path, _, _, message in delivered:
             self.assertEqual(return_path, "<a@b.example>")
             self.assertEqual(message, (HEADER + b"\r\n" + smtplib_body).replace(b"\r\n", b"\n"))
-
-
-def _cmdline(pid):
-    try:
-        with open("/proc/%s/cmdline" % pid, "rb") as f:
-            return f.read()
-    except OSError:
-        return b""

@@ -20,14 +20,13 @@ from twisted.protocols.basic import LineReceiver
 from twisted.trial import unittest
 
 from qpsmtpd_tx.codes import DECLINED
-from qpsmtpd_tx.loader import load_plugin_module
-from qpsmtpd_tx.paths import default_plugin_dirs
 from qpsmtpd_tx.plugin import Plugin
 from qpsmtpd_tx.server import StartupError
 from test.support.dovecot import start_dovecot
-from test.support.harness import maildir_messages, make_server
+from test.support import harness
+from test.support.harness import maildir_messages, make_server, wait_for
 from test.support.processes import free_port
-from test.support.server import connect, start_server
+from test.support.server import TransactionMixin, start_server
 
 HEADER = (b"From: a@b.example\r\nTo: u@example.com\r\nSubject: forward\r\n"
           b"Message-Id: <fw-1@b.example>\r\n")
@@ -38,15 +37,7 @@ UNSTUFFED_LF = (HEADER + b"\r\n" + BODY).replace(b"\r\n.", b"\r\n").replace(b"\r
 
 
 def forward_module():
-    return load_plugin_module(os.path.join(default_plugin_dirs()[0], "queue", "smtp-forward.py"))
-
-
-async def wait_for(predicate, timeout=5.0):
-    for _ in range(int(timeout / 0.02)):
-        if predicate():
-            return True
-        await deferLater(reactor, 0.02, lambda: None)
-    return predicate()
+    return harness.plugin_module("queue/smtp-forward")
 
 
 def capture_queue_post_notes(server, note):
@@ -157,7 +148,9 @@ def start_fake_hop(testcase, lmtp=False):
     return factory, port.getHost().port
 
 
-class ForwardTestCase(unittest.TestCase):
+class ForwardTestCase(TransactionMixin, unittest.TestCase):
+    default_message = HEADER + b"\r\n" + BODY
+
     def start_hop(self, plugins=(), files=None):
         """A second qpsmtpd-tx delivering to a Maildir; returns (server, port, maildir)."""
         maildir = os.path.abspath(self.mktemp())
@@ -168,21 +161,6 @@ class ForwardTestCase(unittest.TestCase):
     def start_front(self, args, files=None, plugins=()):
         return start_server(self, list(plugins) + ["rcpt_ok", "queue/smtp-forward %s" % args], files)
 
-    async def session(self, port, helo="EHLO client.example"):
-        client = await connect(self, port)
-        await client.command(helo)
-        return client
-
-    async def send(self, client, sender="<a@b.example>", recipients=("<u@example.com>",),
-                   data=HEADER + b"\r\n" + BODY):
-        """One transaction; returns the reply to the final dot (or the first refusal)."""
-        self.assertEqual((await client.command("MAIL FROM:%s" % sender))[0], 250)
-        for rcpt in recipients:
-            reply = await client.command("RCPT TO:%s" % rcpt)
-            self.assertEqual(reply[0], 250, reply)
-        self.assertEqual((await client.command("DATA"))[0], 354)
-        client.transport.write(data + b".\r\n")
-        return await client.reply()
 
 
 class SecondInstanceTests(ForwardTestCase):

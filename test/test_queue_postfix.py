@@ -26,12 +26,12 @@ from twisted.trial import unittest
 
 from qpsmtpd_tx.address import Address
 from qpsmtpd_tx.codes import DECLINED, DENY, DENYSOFT
-from qpsmtpd_tx.loader import load_plugin_module
-from qpsmtpd_tx.paths import default_plugin_dirs
 from qpsmtpd_tx.server import StartupError
+from test.support import harness
 from test.support.harness import make_server
 from test.support.postfix import start_postfix
-from test.support.server import connect, start_server
+from test.support.processes import setenv
+from test.support.server import TransactionMixin, start_server
 
 HEADER = (b"From: a@b.example\r\nTo: u@example.com\r\nSubject: to postfix\r\n"
           b"Date: Tue, 24 Nov 2026 10:00:00 +0000\r\nMessage-Id: <pq-1@b.example>\r\n")
@@ -66,15 +66,12 @@ STRICT = dict(
 
 
 def plugin_module():
-    return load_plugin_module(os.path.join(default_plugin_dirs()[0], "queue", "postfix-queue.py"))
+    return harness.plugin_module("queue/postfix-queue")
 
 
-async def wait_for(predicate, timeout=15.0):
-    for _ in range(int(timeout / 0.05)):
-        if predicate():
-            return True
-        await deferLater(reactor, 0.05, lambda: None)
-    return predicate()
+def wait_for(predicate, timeout=15.0):
+    """:func:`harness.wait_for`, with the time a private Postfix may need."""
+    return harness.wait_for(predicate, timeout, 0.05)
 
 
 def record(rtype, data):
@@ -84,38 +81,16 @@ def record(rtype, data):
     return rtype + length + data
 
 
-class PostfixTestCase(unittest.TestCase):
+class PostfixTestCase(TransactionMixin, unittest.TestCase):
     """Servers with queue/postfix-queue or queue/smtp-forward, and a client that sends."""
 
-    def setenv(self, name, value):
-        old = os.environ.get(name)
-        self.addCleanup(lambda: os.environ.__setitem__(name, old) if old is not None
-                        else os.environ.pop(name, None))
-        if value is None:
-            os.environ.pop(name, None)
-        else:
-            os.environ[name] = value
+    default_message = HEADER + b"\r\n" + BODY
+    setenv = setenv
 
     def start_front(self, queue_line, files=None, plugins=()):
         files = dict(files or {})
         files.setdefault("rcpthosts", "example.com\nexample.net")
         return start_server(self, list(plugins) + ["rcpt_ok", queue_line], files)
-
-    async def session(self, port):
-        client = await connect(self, port)
-        await client.command("EHLO client.example")
-        return client
-
-    async def send(self, client, sender="<a@b.example>", recipients=("<u@example.com>",),
-                   data=HEADER + b"\r\n" + BODY):
-        """One transaction; returns the reply to the final dot."""
-        self.assertEqual((await client.command("MAIL FROM:%s" % sender))[0], 250)
-        for rcpt in recipients:
-            reply = await client.command("RCPT TO:%s" % rcpt)
-            self.assertEqual(reply[0], 250, reply)
-        self.assertEqual((await client.command("DATA"))[0], 354)
-        client.transport.write(data + b".\r\n")
-        return await client.reply()
 
     def assert_our_message(self, delivered, original=DELIVERED):
         """``delivered`` is our Received + Authentication-Results, then ``original`` as is."""

@@ -19,12 +19,11 @@ from twisted.internet.threads import deferToThread
 from twisted.trial import unittest
 
 from qpsmtpd_tx.address import Address
-from qpsmtpd_tx.loader import load_plugin_module
-from qpsmtpd_tx.paths import default_plugin_dirs
 from qpsmtpd_tx.server import StartupError
+from test.support import harness
 from test.support.harness import eventually, make_server, write_config
-from test.support.processes import start_twistd
-from test.support.server import connect, start_server
+from test.support.processes import processes_running, setenv, start_twistd
+from test.support.server import TransactionMixin, start_server
 
 FAKE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "support", "fake_qmail_queue")
 
@@ -34,7 +33,7 @@ BODY = b"line one\r\n..dot stuffed\r\n\r\ncr\rinside\r\n8bit \xc3\xa9\r\nlast li
 
 
 def plugin_module():
-    return load_plugin_module(os.path.join(default_plugin_dirs()[0], "queue", "qmail-queue.py"))
+    return harness.plugin_module("queue/qmail-queue")
 
 
 def message_bytes(header=HEADER, body=BODY):
@@ -42,8 +41,10 @@ def message_bytes(header=HEADER, body=BODY):
     return header + b"\r\n" + body
 
 
-class QmailTestCase(unittest.TestCase):
+class QmailTestCase(TransactionMixin, unittest.TestCase):
     """Copies the stand-in to a safe path and gives it a queue directory."""
+
+    default_message = message_bytes()
 
     def setUp(self):
         # The plugin accepts only [/-_.A-Za-z0-9] in the path (qpsmtpd's rule), so the
@@ -63,25 +64,7 @@ class QmailTestCase(unittest.TestCase):
             self.setenv(name, None)
         self.setenv("FAKE_QMAIL_QUEUE_DIR", self.queue)
 
-    def setenv(self, name, value):
-        """Set (or with None, unset) an environment variable for this test only."""
-        old = os.environ.get(name)
-        if not hasattr(self, "_env_saved"):
-            self._env_saved = set()
-        if name not in self._env_saved:
-            self._env_saved.add(name)
-            self.addCleanup(self._restore_env, name, old)
-        if value is None:
-            os.environ.pop(name, None)
-        else:
-            os.environ[name] = str(value)
-
-    @staticmethod
-    def _restore_env(name, old):
-        if old is None:
-            os.environ.pop(name, None)
-        else:
-            os.environ[name] = old
+    setenv = setenv
 
     def queued(self):
         """[(message bytes, envelope bytes)] of every message the stand-in queued."""
@@ -107,20 +90,6 @@ class QmailTestCase(unittest.TestCase):
         line = "queue/qmail-queue %s %s" % (self.qq, args)
         return start_server(self, ["rcpt_ok", line.strip()], files)
 
-    async def send(self, client, sender="<a@b.example>", recipients=("<u@example.com>",),
-                   data=None):
-        """One transaction on an open connection; the reply to the final dot."""
-        self.assertEqual((await client.command("MAIL FROM:%s" % sender))[0], 250)
-        for rcpt in recipients:
-            self.assertEqual((await client.command("RCPT TO:%s" % rcpt))[0], 250)
-        self.assertEqual((await client.command("DATA"))[0], 354)
-        client.transport.write((data if data is not None else message_bytes()) + b".\r\n")
-        return await client.reply()
-
-    async def session(self, port):
-        client = await connect(self, port)
-        await client.command("EHLO client.example")
-        return client
 
 
 class ExitStatusTests(QmailTestCase):
@@ -300,7 +269,7 @@ class FailureInjectionTests(QmailTestCase):
         self.assertEqual(self.queued(), [])
         # the stand-in was killed: no python process still runs it
         def running():
-            return [p for p in os.listdir("/proc") if p.isdigit() and self.qq.encode() in _cmdline(p)]
+            return processes_running(self.qq)
         await eventually(lambda: not running())
         self.assertEqual(running(), [])
 
@@ -460,12 +429,3 @@ async def wait_for_queue_plugin():
                    for call in reactor.getDelayedCalls()):
             return
         await deferLater(reactor, 0.02, lambda: None)
-
-
-def _cmdline(pid):
-    try:
-        with open("/proc/%s/cmdline" % pid, "rb") as f:
-            return f.read()
-    except OSError:
-        return b""
-

@@ -23,10 +23,11 @@ from qpsmtpd_tx.loader import find_plugin_file, load_plugin_module
 from qpsmtpd_tx.paths import default_plugin_dirs
 from qpsmtpd_tx.plugin import PluginError
 from qpsmtpd_tx.server import SMTPServer, StartupError
-from test.support.harness import TEST_PLUGINS, eventually, maildir_by_recipient, make_server, write_config
+from test.support.harness import TEST_PLUGINS, capture_log, eventually, make_server, write_config
 from test.support.postgres import PASSWORD, postgres_server, stop_postgres
 from test.support.processes import free_port
 from test.support.server import connect, start_server
+from test.support.showcase import assert_three_thresholds
 from test.support.slapd import slapd_server, stop_slapd
 
 sql = load_plugin_module(find_plugin_file("rcpt_notes/sql", default_plugin_dirs()))
@@ -99,13 +100,6 @@ LDIF = "".join([
 RCPTHOSTS = "example.com\nold.example.com\nexample.org\n.example.org\n"
 FILTERS = ["threshold_filter", "rcpt_recorder", "rcpt_ok", "scripted queue OK"]
 TEMPORARY = "450 4.3.0 Recipient settings are unavailable, try again later"
-
-
-def capture_log(testcase, server):
-    """Collect ``(level, message)`` of every line logged by ``server`` from now on."""
-    lines = []
-    testcase.patch(server, "log", lambda level, message, **kw: lines.append((level, message)))
-    return lines
 
 
 def create_sqlite(path, rows=ROWS, schema=SCHEMA):
@@ -269,64 +263,8 @@ class SourceTests:
     async def test_end_to_end_three_recipients_three_thresholds(self):
         """One SMTP session over a real socket: alice (3), mid (5, her domain's) and high
         (10); the message scores 6, so only high gets it, in a third transaction."""
-        maildir = os.path.abspath(self.mktemp())
-        server, port = start_server(
-            self, [self.plugin_line(), "threshold_filter", "score_filter", "rcpt_ok",
-                   "queue/maildir %s %%u" % maildir], {"rcpthosts": RCPTHOSTS})
-        self.addCleanup(server.stop_plugins)
-        client = await connect(self, port)
-        transcript = []
-
-        async def say(line):
-            code, text = await client.command(line)
-            transcript.append("%s -> %d %s" % (line, code, text[-1]))
-            return code
-
-        async def message():
-            code, text = await client.command("Subject: offer\r\nX-Test-Score: 6\r\n\r\n"
-                                              "Buy now.\r\n.")
-            transcript.append("<message> -> %d %s" % (code, text[-1].split(" <")[0]))
-
-        self.assertEqual((await client.command("EHLO client.example"))[0], 250)
-        pending = ["alice@example.com", "mid@example.com", "high@example.com"]
-        while pending:
-            await say("MAIL FROM:<sender@client.example>")
-            deferred = [rcpt for rcpt in pending if await say("RCPT TO:<%s>" % rcpt) == 452]
-            await say("DATA")
-            await message()
-            pending = deferred
-        seen = next(iter(server.sessions)).connection.notes["threshold_seen"]
-        await say("QUIT")
-        self.assertEqual(transcript, [
-            "MAIL FROM:<sender@client.example> -> 250 <sender@client.example>, sender OK - how "
-            "exciting to get mail from you!",
-            "RCPT TO:<alice@example.com> -> 250 <alice@example.com>, recipient ok",
-            "RCPT TO:<mid@example.com> -> 452 4.5.3 Try this recipient in another transaction",
-            "RCPT TO:<high@example.com> -> 452 4.5.3 Try this recipient in another transaction",
-            "DATA -> 354 go ahead",
-            "<message> -> 552 score 6.0 reaches threshold 3.0",
-            "MAIL FROM:<sender@client.example> -> 250 <sender@client.example>, sender OK - how "
-            "exciting to get mail from you!",
-            "RCPT TO:<mid@example.com> -> 250 <mid@example.com>, recipient ok",
-            "RCPT TO:<high@example.com> -> 452 4.5.3 Try this recipient in another transaction",
-            "DATA -> 354 go ahead",
-            "<message> -> 552 score 6.0 reaches threshold 5.0",
-            "MAIL FROM:<sender@client.example> -> 250 <sender@client.example>, sender OK - how "
-            "exciting to get mail from you!",
-            "RCPT TO:<high@example.com> -> 250 <high@example.com>, recipient ok",
-            "DATA -> 354 go ahead",
-            "<message> -> 250 Queued!",
-            "QUIT -> 221 mx.example.org closing connection. Have a wonderful day.",
-        ])
-        self.assertEqual(seen, [(3.0, "tag"), (5.0, "tag"), (10.0, "tag")])
-        delivered = {}
-        for rcpt, messages in maildir_by_recipient(maildir, ("alice@example.com", "mid@example.com", "high@example.com")).items():
-            delivered[rcpt] = len(messages)
-            for message in messages:
-                self.assertIn(b"Delivered-To: %s\n" % rcpt.encode(), message)
-                self.assertIn(b"\nBuy now.\n", message)
-        self.assertEqual(delivered, {"alice@example.com": 0, "mid@example.com": 0,
-                                     "high@example.com": 1})
+        await assert_three_thresholds(self, self.plugin_line(), {"rcpthosts": RCPTHOSTS},
+                                      first="alice@example.com")
 
 
 # -- the parts shared by the sources (no database) ---------------------------------------------

@@ -26,15 +26,12 @@ from qpsmtpd_tx.message import Header
 from qpsmtpd_tx.objects import Connection, Transaction
 from qpsmtpd_tx.paths import default_plugin_dirs
 from qpsmtpd_tx.server import StartupError
-from test.support.harness import maildir_by_recipient, make_server
+from test.support.harness import capture_log, loaded_plugin, maildir_by_recipient, make_server
 from test.support.processes import free_port
-from test.support.rspamd import GTUBE, SharedRspamd
-from test.support.server import connect, start_server
+from test.support.rspamd import GTUBE, shared_rspamd
+from test.support.server import Transcript, connect, start_server
 
 rspamd_plugin = load_plugin_module(find_plugin_file("rspamd", default_plugin_dirs()))
-
-#: the real rspamd of this module: started by the first test that needs it, stopped at exit
-RSPAMD = SharedRspamd()
 
 HEADER = (b"From: Sender <s@client.example>\n"
           b"To: a@example.com\n"
@@ -45,14 +42,7 @@ BODY = b"Hello,\nthis is the body.\n"
 
 
 def plugin_of(server):
-    return next(p for p in server.plugins if type(p).__name__ == "Rspamd")
-
-
-def capture_log(testcase, server):
-    """``(level, message)`` of every line ``server`` logs from now on."""
-    lines = []
-    testcase.patch(server, "log", lambda level, message, **kw: lines.append((level, message)))
-    return lines
+    return loaded_plugin(server, "rspamd")
 
 
 def rspamd_server(testcase, args, files=None):
@@ -447,7 +437,7 @@ class RealRspamd:
     """Mixin: a server with the rspamd plugin talking to the module's rspamd."""
 
     def setUp(self):
-        self.rspamd = RSPAMD.get()
+        self.rspamd = shared_rspamd()
 
     def start(self, rspamd_args="", before=(), files=None, url=None):
         plugins = list(before) + ["rspamd url %s %s" % (url or self.rspamd.url, rspamd_args),
@@ -654,30 +644,16 @@ class EndToEndTests(RealRspamd, unittest.TestCase):
             "queue/maildir %s %%u" % maildir], {"aliases": SHOW_ALIASES})
         self.addCleanup(self.server.stop_plugins)
         client = await connect(self, port)
-        transcript = []
-
-        async def say(line):
-            code, text = await client.command(line)
-            transcript.append("%s -> %d %s" % (line, code, text[-1].split(" <")[0]
-                                               if code == 250 and line == "." else text[-1]))
-            return code
+        conversation = Transcript(client)
+        transcript = conversation.lines
 
         await client.command("EHLO client.example")
         for name, body in [("score 7", message("X-Test-Score: 7", "X-Test-Echo: 1")),
                            ("GTUBE", message(body=GTUBE + "\r\n"))]:
             transcript.append("-- %s" % name)
-            pending = ["strict@example.com", "plain@example.com", "lenient@example.com"]
-            while pending:
-                await say("MAIL FROM:<sender@client.example>")
-                retry = []
-                for rcpt in pending:
-                    if await say("RCPT TO:<%s>" % rcpt) == 452:
-                        retry.append(rcpt)
-                await say("DATA")
-                client.send(body[:-3])
-                await say(".")
-                pending = retry
-        await say("QUIT")
+            await conversation.deliver_retrying(
+                ["strict@example.com", "plain@example.com", "lenient@example.com"], body[:-3], ".")
+        await conversation.say("QUIT")
 
         ok = "250 <sender@client.example>, sender OK - how exciting to get mail from you!"
         retry = "452 4.5.3 Try this recipient in another transaction"

@@ -6,13 +6,12 @@ import signal
 import smtplib
 import socket
 import subprocess
-import time
 
 from twisted.internet.task import Clock
 from twisted.trial import unittest
 
 from test.support.harness import TEST_PLUGINS, maildir_messages, write_config
-from test.support.processes import start_twistd, stop_process
+from test.support.processes import poll_until, read_text as read, start_twistd, stop_process
 from test.support.server import connect, start_server
 
 #: how long a test waits for something the server does on its own
@@ -24,19 +23,8 @@ MESSAGE = b"From: a@b.example\r\nTo: u@example.com\r\nSubject: drain\r\n\r\nbody
 
 def wait_until(condition, what, timeout=WAIT):
     """Poll ``condition()`` until it is true; fail naming ``what`` after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("timed out waiting for %s" % what)
-        time.sleep(0.02)
-
-
-def read(path):
-    try:
-        with open(path, "rb") as f:
-            return f.read().decode("utf-8", "replace")
-    except FileNotFoundError:
-        return ""
+    if not poll_until(condition, timeout, 0.02):
+        raise AssertionError("timed out waiting for %s" % what)
 
 
 def children(pid):

@@ -23,25 +23,14 @@ from twisted.trial import unittest
 
 from qpsmtpd_tx import cli, codes
 from qpsmtpd_tx.cdb import write_cdb
-from qpsmtpd_tx.loader import find_plugin_file, load_plugin_module
-from qpsmtpd_tx.objects import Connection, Transaction
+from qpsmtpd_tx.loader import find_plugin_file
 from qpsmtpd_tx.paths import default_plugin_dirs
 from qpsmtpd_tx.server import StartupError
-from test.support.harness import make_server
+from test.support.harness import fake_transaction, make_server, plugin_module
 from test.support.server import connect, keep_signal_handlers, start_server
 
 PLUGIN_DIRS = default_plugin_dirs()
 HOSTNAME = socket.gethostname()
-
-
-def plugin_module(name):
-    """The module of a plugin file (functions and constants, for unit tests)."""
-    return load_plugin_module(find_plugin_file(name, PLUGIN_DIRS))
-
-
-def fake_transaction(remote_ip="192.0.2.1"):
-    """A transaction on a connection from ``remote_ip``, with no session behind it."""
-    return Transaction(connection=Connection(remote_ip=remote_ip))
 
 
 def server_with(testcase, plugins, files=None):

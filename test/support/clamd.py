@@ -17,15 +17,13 @@ Without the package, the tests that need clamd are skipped with the reason.
 
 import ctypes
 import os
-import shutil
 import signal
-import subprocess
 import tempfile
-import time
 
 from twisted.trial.unittest import SkipTest
 
-from test.support.processes import free_port, stop_process, wait_for_port
+from test.support.daemon import PrivateDaemon, listening, spawn, wait_started
+from test.support.processes import free_port
 from test.support.shared import SharedDaemon
 
 CLAMD = "/usr/sbin/clamd"
@@ -54,33 +52,19 @@ Bytecode no
 """
 
 
-class Clamd:
+class Clamd(PrivateDaemon):
     """A running private clamd: ``port`` (127.0.0.1), ``socket`` (unix), ``dir``,
     ``startup_seconds`` (from exec to accepting connections)."""
 
-    def __init__(self, directory, port, process, startup_seconds):
-        self.dir = directory
-        self.port = port
-        self.process = process
-        self.socket = os.path.join(directory, "clamd.sock")
-        self.startup_seconds = startup_seconds
+    log_files = ("clamd.log", "clamd.out")
 
-    def log(self):
-        text = ""
-        for name in ("clamd.log", "clamd.out"):
-            try:
-                with open(os.path.join(self.dir, name), "rb") as f:
-                    text += f.read().decode("utf-8", "replace")
-            except OSError:
-                pass
-        return text
+    def __init__(self, directory, port, process, startup_seconds=None):
+        super().__init__(directory, port, process, startup_seconds)
+        self.socket = os.path.join(directory, "clamd.sock")
 
     def databases(self):
+        """The signature files clamd loads."""
         return sorted(os.listdir(os.path.join(self.dir, "db")))
-
-    def stop(self):
-        stop_process(self.process)
-        shutil.rmtree(self.dir, True)
 
 
 def start_clamd(stream_max=STREAM_MAX_LENGTH):
@@ -99,27 +83,10 @@ def start_clamd(stream_max=STREAM_MAX_LENGTH):
     config = os.path.join(directory, "clamd.conf")
     with open(config, "w") as f:
         f.write(CONFIG.format(dir=directory, port=port, stream_max=stream_max))
-    out = open(os.path.join(directory, "clamd.out"), "wb")
-    started = time.monotonic()
-    process = subprocess.Popen([CLAMD, "--config-file=" + config], stdout=out,
-                               stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                               preexec_fn=_die_with_parent)
-    out.close()
-    clamd = Clamd(directory, port, process, 0.0)
-    try:
-        wait_for_port(port, process, timeout=60)
-        deadline = time.monotonic() + 10
-        while not os.path.exists(clamd.socket):
-            if time.monotonic() > deadline:
-                raise RuntimeError("no unix socket %s" % clamd.socket)
-            time.sleep(0.02)
-    except RuntimeError as e:
-        text = clamd.log()
-        clamd.stop()
-        raise RuntimeError("clamd did not start: %s\n%s" % (e, text))
-    clamd.startup_seconds = time.monotonic() - started
-    return clamd
-
+    process, started = spawn([CLAMD, "--config-file=" + config], directory, "clamd.out",
+                             preexec_fn=_die_with_parent)
+    clamd = Clamd(directory, port, process)
+    return wait_started(clamd, "clamd", listening(clamd, 60, clamd.socket), started)
 
 
 def _die_with_parent():

@@ -19,14 +19,13 @@ import grp
 import os
 import pwd
 import shutil
-import subprocess
 import tempfile
-import time
 
 from twisted.trial.unittest import SkipTest
 
+from test.support.daemon import PrivateDaemon, listening, spawn, wait_started
 from test.support.harness import maildir_messages
-from test.support.processes import free_port, stop_process, wait_for_port
+from test.support.processes import free_port
 
 CONFIG = """\
 base_dir = {dir}/run
@@ -71,25 +70,18 @@ carol:::::{dir}/mail/carol::userdb_quota_rule=*:storage=1K userdb_quota_full_tem
 """
 
 
-class Dovecot:
+class Dovecot(PrivateDaemon):
     """A running private Dovecot: ``port``, ``socket`` (the LMTP unix socket), ``dir``."""
 
+    log_files = ("master.out", "dovecot.log")
+
     def __init__(self, directory, port, process):
-        self.dir = directory
-        self.port = port
-        self.process = process
+        super().__init__(directory, port, process)
         self.socket = os.path.join(directory, "run", "lmtp")
 
     def delivered(self, user):
         """The messages in ``user``'s Maildir ``new/``, as bytes, oldest first."""
         return maildir_messages(os.path.join(self.dir, "mail", user, "Maildir"))
-
-    def log(self):
-        try:
-            with open(os.path.join(self.dir, "dovecot.log"), "rb") as f:
-                return f.read().decode("utf-8", "replace")
-        except OSError:
-            return ""
 
 
 def _nobody_group():
@@ -120,7 +112,6 @@ def start_dovecot(testcase):
         raise SkipTest("no nogroup/nobody group for Dovecot's deliveries")
 
     directory = tempfile.mkdtemp(prefix="qptx-dovecot-")
-    testcase.addCleanup(shutil.rmtree, directory, True)
     os.chmod(directory, 0o755)
     mail = os.path.join(directory, "mail")
     os.mkdir(mail)
@@ -132,23 +123,8 @@ def start_dovecot(testcase):
         f.write(CONFIG.format(dir=directory, port=port, group=group))
     with open(os.path.join(directory, "users"), "w") as f:
         f.write(USERS.format(dir=directory))
-    output = open(os.path.join(directory, "master.out"), "wb")
-    testcase.addCleanup(output.close)
-    process = subprocess.Popen([binary, "-F", "-c", config], stdout=output,
-                               stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-    testcase.addCleanup(stop_process, process)
+    process, started = spawn([binary, "-F", "-c", config], directory, "master.out")
     dovecot = Dovecot(directory, port, process)
-    try:
-        wait_for_port(port, process, timeout=15)
-        deadline = time.monotonic() + 5
-        while not os.path.exists(dovecot.socket):
-            if time.monotonic() > deadline:
-                raise RuntimeError("no LMTP socket %s" % dovecot.socket)
-            time.sleep(0.02)
-    except RuntimeError as e:
-        stop_process(process)
-        with open(os.path.join(directory, "master.out"), "rb") as f:
-            raise RuntimeError("dovecot did not start: %s\n%s%s" % (
-                e, f.read().decode("utf-8", "replace"), dovecot.log()))
-    return dovecot
+    testcase.addCleanup(dovecot.stop)
+    return wait_started(dovecot, "dovecot", listening(dovecot, 15, dovecot.socket, 5), started)
 

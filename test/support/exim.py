@@ -53,6 +53,7 @@ import time
 from twisted.trial.unittest import SkipTest
 
 from test.support.harness import maildir_messages
+from test.support.processes import poll_until, read_text
 
 PACKAGES = ("exim4-daemon-light", "libnss-wrapper")
 #: dependencies of exim4-daemon-light never needed to run ``exim -bS`` from the unpacked copy
@@ -301,17 +302,12 @@ class PrivateExim:
         return not self.queued()
 
     def mainlog(self):
-        try:
-            with open(os.path.join(self.dir, "log", "mainlog"), "rb") as f:
-                return f.read().decode("utf-8", "replace")
-        except OSError:
-            return ""
+        """The text of Exim's main log so far."""
+        return read_text(os.path.join(self.dir, "log", "mainlog"))
 
     def wait_idle_blocking(self, timeout=20.0):
-        deadline = time.monotonic() + timeout
-        while self.queued() and time.monotonic() < deadline:
-            time.sleep(0.05)
-        return not self.queued()
+        """Wait until Exim's queue is empty; True if it is."""
+        return poll_until(lambda: not self.queued(), timeout)
 
 
 SLOW_ROUTER = """

@@ -41,6 +41,8 @@ import subprocess
 import tempfile
 import time
 
+from test.support.processes import free_port, poll_until, read_text
+
 POSTFIX = "/usr/sbin/postfix"
 POSTCONF = "/usr/sbin/postconf"
 
@@ -131,12 +133,6 @@ def unavailable_reason():
     except KeyError:
         return "group postdrop is missing"
     return None
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Delivery:
@@ -318,11 +314,8 @@ class PrivatePostfix:
     # -- what happened -----------------------------------------------------------------------
 
     def maillog(self):
-        try:
-            with open(os.path.join(self.dir, "maillog"), "rb") as f:
-                return f.read().decode("utf-8", "replace")
-        except OSError:
-            return ""
+        """The text of Postfix's log so far."""
+        return read_text(os.path.join(self.dir, "maillog"))
 
     def deliveries(self):
         """Every delivery so far (:class:`Delivery`), in the order the files were written."""
@@ -354,12 +347,7 @@ class PrivatePostfix:
 
     def wait_idle(self, timeout=15.0):
         """Wait until the queue is empty; True if it is."""
-        deadline = time.monotonic() + timeout
-        while self.queued():
-            if time.monotonic() > deadline:
-                return False
-            time.sleep(0.05)
-        return True
+        return poll_until(lambda: not self.queued(), timeout)
 
 
 def _stat(pid):

@@ -30,27 +30,27 @@ import time
 
 from twisted.trial.unittest import SkipTest
 
-from test.support.processes import free_port, stop_process
+from test.support.daemon import PrivateDaemon, spawn
+from test.support.processes import free_port
+from test.support.shared import SharedDaemon
 
 #: seconds the whole start (initdb + start-up) may take before the tests are skipped
 START_TIMEOUT = 60.0
 #: password of the roles created by :meth:`Postgres.create_role`
 PASSWORD = "s3cret-pw"
 
-_server = None
-_skip_reason = None
+class Postgres(PrivateDaemon):
+    """A running private PostgreSQL: ``port``, ``socket_dir``, ``dir``, ``process``;
+    ``startup_seconds`` counts from initdb to the first accepted connection."""
 
+    log_files = ("postgres.log",)
+    # SIGINT is PostgreSQL's fast shutdown: clients are disconnected
+    stop_signal = signal.SIGINT
+    stop_timeout = 15.0
 
-class Postgres:
-    """A running private PostgreSQL: ``port``, ``socket_dir``, ``dir``, ``process``."""
-
-    def __init__(self, directory, port, process, start_seconds):
-        self.dir = directory
-        self.port = port
-        self.process = process
+    def __init__(self, directory, port, process, startup_seconds=None):
+        super().__init__(directory, port, process, startup_seconds)
         self.socket_dir = os.path.join(directory, "run")
-        #: seconds from initdb to the first accepted connection
-        self.start_seconds = start_seconds
 
     def url(self, database="postgres", user="postgres", password=None, tcp=False):
         """A libpq URL for the plugin: over the unix socket, or TCP 127.0.0.1 with a password."""
@@ -88,37 +88,12 @@ class Postgres:
         self.execute('DROP ROLE IF EXISTS "%s"' % name)
         self.execute('CREATE ROLE "%s" LOGIN PASSWORD %%s' % name, (password,))
 
-    def log(self):
-        try:
-            with open(os.path.join(self.dir, "postgres.log"), "rb") as f:
-                return f.read().decode("utf-8", "replace")
-        except OSError:
-            return ""
-
 
 def _binaries():
     """The bin directory of the newest PostgreSQL installed from Debian's packages, or None."""
     found = sorted(glob.glob("/usr/lib/postgresql/*/bin/postgres"),
                    key=lambda p: [int(x) if x.isdigit() else 0 for x in p.split("/")[4].split(".")])
     return os.path.dirname(found[-1]) if found else None
-
-
-def postgres_server():
-    """The private PostgreSQL of this test run (started on first use), or SkipTest."""
-    global _server, _skip_reason
-    if _server is not None:
-        return _server
-    if _skip_reason is not None:
-        raise SkipTest(_skip_reason)
-    try:
-        _server = _start()
-    except SkipTest as e:
-        _skip_reason = str(e)
-        raise
-    except Exception as e:
-        _skip_reason = "the private PostgreSQL did not start: %s" % (e,)
-        raise SkipTest(_skip_reason)
-    return _server
 
 
 def _start():
@@ -164,17 +139,13 @@ def _start():
                            % (init.returncode, init.stdout.decode("utf-8", "replace")[-2000:]))
 
     port = free_port()
-    log = open(os.path.join(directory, "postgres.log"), "wb")
-    process = subprocess.Popen(
+    process, _ = spawn(
         [os.path.join(bindir, "postgres"), "-D", data, "-p", str(port), "-k", run,
          "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off", "-c", "synchronous_commit=off",
          "-c", "full_page_writes=off", "-c", "shared_buffers=16MB", "-c", "max_connections=40",
          "-c", "logging_collector=off", "-c", "log_min_messages=warning"],
-        cwd=directory, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-        **as_user)
-    log.close()
-    server = Postgres(directory, port, process, 0.0)
-    atexit.register(_stop, server)
+        directory, "postgres.log", cwd=directory, env=env, **as_user)
+    server = Postgres(directory, port, process)
     deadline = started + START_TIMEOUT
     while True:
         if process.poll() is not None:
@@ -185,23 +156,17 @@ def _start():
             break
         except psycopg2.OperationalError as e:
             if time.monotonic() > deadline:
-                _stop(server)
+                server.stop()
                 raise SkipTest("PostgreSQL did not accept connections within %.0f s (%s)"
                                % (START_TIMEOUT, str(e).strip()))
             time.sleep(0.05)
-    server.start_seconds = time.monotonic() - started
+    server.startup_seconds = time.monotonic() - started
     return server
 
 
-def _stop(server):
-    # SIGINT is PostgreSQL's fast shutdown: clients are disconnected
-    stop_process(server.process, timeout=15, sig=signal.SIGINT)
-    shutil.rmtree(server.dir, True)
-
-
-def stop_postgres():
-    """Stop the private PostgreSQL if it was started (by its PID); the next use starts anew."""
-    global _server
-    server, _server = _server, None
-    if server is not None:
-        _stop(server)
+_shared = SharedDaemon("PostgreSQL", _start, skip_on_failure=True)
+#: ``postgres_server()``: the private PostgreSQL of this test run (started on first use), or
+#: SkipTest; stopped at exit
+postgres_server = _shared.get
+#: stop the private PostgreSQL if it was started (by its PID); the next use starts anew
+stop_postgres = _shared.stop

@@ -21,6 +21,58 @@ def free_port():
         return s.getsockname()[1]
 
 
+def read_text(path):
+    """The text of file ``path`` (undecodable bytes replaced), or "" if it cannot be read."""
+    try:
+        with open(path, "rb") as f:
+            return f.read().decode("utf-8", "replace")
+    except OSError:
+        return ""
+
+
+def processes_running(text):
+    """The PIDs (as strings) of the processes whose command line contains ``text``."""
+    pids = []
+    for pid in os.listdir("/proc"):
+        if pid.isdigit():
+            try:
+                with open("/proc/%s/cmdline" % pid, "rb") as f:
+                    if text.encode() in f.read():
+                        pids.append(pid)
+            except OSError:
+                pass
+    return pids
+
+
+def setenv(testcase, name, value):
+    """Set environment variable ``name`` to ``value`` (made a string), or with None unset it,
+    until ``testcase`` ends (for the server processes a test starts)."""
+    old = os.environ.get(name)
+    testcase.addCleanup(_restore_env, name, old)
+    if value is None:
+        os.environ.pop(name, None)
+    else:
+        os.environ[name] = str(value)
+
+
+def _restore_env(name, old):
+    if old is None:
+        os.environ.pop(name, None)
+    else:
+        os.environ[name] = old
+
+
+def poll_until(condition, timeout, step=0.05):
+    """Call ``condition()`` every ``step`` seconds (blocking) until it is true or ``timeout``
+    seconds have passed; returns whether it became true."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(step)
+    return True
+
+
 def wait_for_port(port, process, timeout=20.0):
     """Wait until ``port`` accepts connections; raise if ``process`` exits or time runs out."""
     deadline = time.monotonic() + timeout

@@ -37,19 +37,19 @@ it exists, so that rspamd also ends if the test process is killed. Without the p
 tests that need it are skipped with the reason.
 """
 
-import atexit
 import grp
 import os
 import pwd
 import shutil
-import subprocess
 import tempfile
 import time
 import urllib.request
 
 from twisted.trial.unittest import SkipTest
 
-from test.support.processes import free_port, stop_process
+from test.support.daemon import PrivateDaemon, spawn, wait_started
+from test.support.processes import free_port
+from test.support.shared import SharedDaemon
 
 GTUBE = "XJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL*C.34X"
 
@@ -185,27 +185,15 @@ _OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 TLD = "com\nnet\norg\nexample\n"
 
 
-class Rspamd:
-    """A running private rspamd: ``url`` of its normal worker, its ``dir`` and ``log()``."""
+class Rspamd(PrivateDaemon):
+    """A running private rspamd: ``url`` of its normal worker, its ``dir`` and ``log()``.
+    ``stop()`` stops the main process by its PID (it stops its workers)."""
 
-    def __init__(self, directory, port, process, startup_seconds):
-        self.dir = directory
-        self.port = port
-        self.process = process
-        self.startup_seconds = startup_seconds
+    log_files = ("rspamd.out", "rspamd.log")
+
+    def __init__(self, directory, port, process, startup_seconds=None):
+        super().__init__(directory, port, process, startup_seconds)
         self.url = "http://127.0.0.1:%d" % port
-
-    def log(self):
-        try:
-            with open(os.path.join(self.dir, "rspamd.log"), "rb") as f:
-                return f.read().decode("utf-8", "replace")
-        except OSError:
-            return ""
-
-    def stop(self):
-        """Stop the rspamd main process by its PID (it stops its workers) and remove the dir."""
-        stop_process(self.process)
-        shutil.rmtree(self.dir, True)
 
 
 def _binary():
@@ -249,24 +237,11 @@ def start_rspamd(timeout=60.0):
     # without its exit handlers (SIGKILL): no rspamd outlives the tests.
     setpriv = shutil.which("setpriv")
     guard = [setpriv, "--pdeathsig", "TERM"] if setpriv else []
-    output = open(os.path.join(directory, "rspamd.out"), "wb")
-    started = time.monotonic()
-    process = subprocess.Popen(
+    process, started = spawn(
         guard + [binary, "-f", "-c", os.path.join(directory, "rspamd.conf")] + user_args,
-        stdout=output, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-    output.close()
-    rspamd = Rspamd(directory, port, process, None)
-    try:
-        _wait_ready(rspamd, timeout)
-    except RuntimeError as e:
-        stop_process(process)
-        with open(os.path.join(directory, "rspamd.out"), "rb") as f:
-            out = f.read().decode("utf-8", "replace")
-        log = rspamd.log()
-        shutil.rmtree(directory, True)
-        raise RuntimeError("rspamd did not start: %s\n%s\n%s" % (e, out, log[-4000:]))
-    rspamd.startup_seconds = time.monotonic() - started
-    return rspamd
+        directory, "rspamd.out")
+    rspamd = Rspamd(directory, port, process)
+    return wait_started(rspamd, "rspamd", lambda: _wait_ready(rspamd, timeout), started)
 
 
 def _wait_ready(rspamd, timeout):
@@ -285,32 +260,6 @@ def _wait_ready(rspamd, timeout):
     raise RuntimeError("no answer on %s/ping within %.0f s" % (rspamd.url, timeout))
 
 
-class SharedRspamd:
-    """One rspamd for a whole test module: started by the first ``get()``, stopped at exit.
-
-    A start that failed is not tried again: every later ``get()`` reports the same error.
-    """
-
-    def __init__(self):
-        self.rspamd = None
-        self.error = None
-
-    def get(self):
-        if self.error is not None:
-            raise self.error
-        if self.rspamd is None:
-            try:
-                self.rspamd = start_rspamd()
-            except (SkipTest, RuntimeError) as e:
-                self.error = e
-                raise
-            atexit.register(self.stop)
-        if self.rspamd.process.poll() is not None:
-            raise RuntimeError("the shared rspamd exited (status %s):\n%s" % (
-                self.rspamd.process.returncode, self.rspamd.log()[-4000:]))
-        return self.rspamd
-
-    def stop(self):
-        if self.rspamd is not None:
-            self.rspamd.stop()
-            self.rspamd = None
+#: the rspamd of this test run: ``shared_rspamd()`` starts it at the first call, stops it at
+#: exit; a start that failed is not tried again (every later call reports the same error)
+shared_rspamd = SharedDaemon("rspamd", start_rspamd).get

@@ -143,3 +143,63 @@ async def connect(testcase, port, host="127.0.0.1"):
     testcase.addCleanup(client.close)
     client.greeting = await client.reply()
     return client
+
+
+class Transcript:
+    """A conversation of ``client`` (an :class:`SMTPClient`) written down as it goes:
+    ``lines`` holds one ``"COMMAND -> CODE last reply line"`` string per command."""
+
+    def __init__(self, client):
+        self.client = client
+        self.lines = []
+
+    async def say(self, line, label=None):
+        """Send ``line``, write down its reply, return the reply code. With ``label`` (the end
+        of a message), the line is written as ``label`` and a ``<queue id>`` is cut off."""
+        code, text = await self.client.command(line)
+        last = text[-1] if label is None else text[-1].split(" <")[0]
+        self.lines.append("%s -> %d %s" % (label or line, code, last))
+        return code
+
+    async def deliver_retrying(self, recipients, message, label, sender="sender@client.example"):
+        """Send ``message`` (without the final dot) from ``sender`` to ``recipients`` as an
+        RFC 5321 client does: a recipient refused with ``452`` is tried again in the next
+        transaction, until every recipient has had its turn."""
+        pending = list(recipients)
+        while pending:
+            await self.say("MAIL FROM:<%s>" % sender)
+            retry = []
+            for rcpt in pending:
+                if await self.say("RCPT TO:<%s>" % rcpt) == 452:
+                    retry.append(rcpt)
+            await self.say("DATA")
+            self.client.send(message)
+            await self.say(".", label)
+            pending = retry
+
+
+class TransactionMixin:
+    """For a TestCase whose tests talk to a server over TCP: :meth:`session` opens a
+    connection that has said EHLO, :meth:`send` runs one transaction on it."""
+
+    #: what :meth:`send` sends between DATA and the final dot when given nothing (dot-stuffed)
+    default_message = b"Subject: test\r\n\r\nbody\r\n"
+
+    async def session(self, port, helo="EHLO client.example"):
+        """A client connected to 127.0.0.1:``port`` whose ``helo`` got a 250."""
+        client = await connect(self, port)
+        reply = await client.command(helo)
+        self.assertEqual(reply[0], 250, reply)
+        return client
+
+    async def send(self, client, sender="<a@b.example>", recipients=("<u@example.com>",),
+                   data=None):
+        """One transaction on an open connection, whose MAIL and RCPTs must get a 250; returns
+        the reply to the final dot."""
+        self.assertEqual((await client.command("MAIL FROM:%s" % sender))[0], 250)
+        for rcpt in recipients:
+            reply = await client.command("RCPT TO:%s" % rcpt)
+            self.assertEqual(reply[0], 250, (rcpt, reply))
+        self.assertEqual((await client.command("DATA"))[0], 354)
+        client.transport.write((self.default_message if data is None else data) + b".\r\n")
+        return await client.reply()

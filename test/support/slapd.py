@@ -24,7 +24,9 @@ import time
 
 from twisted.trial.unittest import SkipTest
 
-from test.support.processes import free_port, stop_process, wait_for_port
+from test.support.daemon import PrivateDaemon, listening, spawn, wait_started
+from test.support.processes import free_port
+from test.support.shared import SharedDaemon
 
 SUFFIX = "dc=example,dc=com"
 ROOT_DN = "cn=admin," + SUFFIX
@@ -100,18 +102,16 @@ userPassword: {bindpw}
 """
 
 
-class Slapd:
-    """A running private slapd: ``url``, ``port``, ``dir``, ``process``, ``start_seconds``."""
+class Slapd(PrivateDaemon):
+    """A running private slapd: ``url``, ``port``, ``dir``, ``process``, ``startup_seconds``."""
 
     suffix = SUFFIX
     bind_dn = BIND_DN
     bind_password = BIND_PASSWORD
+    log_files = ("slapd.out",)
 
-    def __init__(self, directory, port, process, start_seconds):
-        self.dir = directory
-        self.port = port
-        self.process = process
-        self.start_seconds = start_seconds
+    def __init__(self, directory, port, process, startup_seconds=None):
+        super().__init__(directory, port, process, startup_seconds)
         self.url = "ldap://127.0.0.1:%d" % port
 
     def modify(self, ldif):
@@ -125,41 +125,8 @@ class Slapd:
         if done.returncode != 0:
             raise RuntimeError("ldapmodify failed: %s" % done.stdout.decode("utf-8", "replace"))
 
-    def log(self):
-        try:
-            with open(os.path.join(self.dir, "slapd.out"), "rb") as f:
-                return f.read().decode("utf-8", "replace")
-        except OSError:
-            return ""
 
-
-_server = None
-_skip_reason = None
-
-
-def slapd_server(ldif=""):
-    """The private slapd of this test run, or SkipTest.
-
-    Started on first use with ``ldif`` (entries under :data:`SUFFIX`, loaded after the base
-    entries); later calls return the same server whatever they pass.
-    """
-    global _server, _skip_reason
-    if _server is not None:
-        return _server
-    if _skip_reason is not None:
-        raise SkipTest(_skip_reason)
-    try:
-        _server = _start(ldif)
-    except SkipTest as e:
-        _skip_reason = str(e)
-        raise
-    except Exception as e:
-        _skip_reason = "the private slapd did not start: %s" % (e,)
-        raise SkipTest(_skip_reason)
-    return _server
-
-
-def _start(ldif):
+def _start(ldif=""):
     slapd = "/usr/sbin/slapd" if os.path.exists("/usr/sbin/slapd") else shutil.which("slapd")
     slapadd = "/usr/sbin/slapadd" if os.path.exists("/usr/sbin/slapadd") else shutil.which("slapadd")
     if slapd is None or slapadd is None:
@@ -188,29 +155,16 @@ def _start(ldif):
                            % (added.returncode, added.stdout.decode("utf-8", "replace")[-2000:]))
 
     port = free_port()
-    output = open(os.path.join(directory, "slapd.out"), "wb")
-    process = subprocess.Popen([slapd, "-d", "0", "-f", config, "-h", "ldap://127.0.0.1:%d/" % port],
-                               stdin=subprocess.DEVNULL, stdout=output, stderr=subprocess.STDOUT)
-    output.close()
-    server = Slapd(directory, port, process, 0.0)
-    atexit.register(_stop, server)
-    try:
-        wait_for_port(port, process, timeout=START_TIMEOUT)
-    except RuntimeError as e:
-        _stop(server)
-        raise RuntimeError("%s\n%s" % (e, server.log()[-2000:]))
-    server.start_seconds = time.monotonic() - started
-    return server
+    process, _ = spawn([slapd, "-d", "0", "-f", config, "-h", "ldap://127.0.0.1:%d/" % port],
+                       directory, "slapd.out")
+    server = Slapd(directory, port, process)
+    return wait_started(server, "slapd", listening(server, START_TIMEOUT), started)
 
 
-def _stop(server):
-    stop_process(server.process)
-    shutil.rmtree(server.dir, True)
-
-
-def stop_slapd():
-    """Stop the private slapd if it was started (by its PID); the next use starts anew."""
-    global _server
-    server, _server = _server, None
-    if server is not None:
-        _stop(server)
+_shared = SharedDaemon("slapd", _start, skip_on_failure=True)
+#: ``slapd_server(ldif="")``: the private slapd of this test run, or SkipTest. Started on first
+#: use with ``ldif`` (entries under :data:`SUFFIX`, loaded after the base entries); later calls
+#: return the same server whatever they pass. Stopped at exit.
+slapd_server = _shared.get
+#: stop the private slapd if it was started (by its PID); the next use starts anew
+stop_slapd = _shared.stop

@@ -20,14 +20,12 @@ Without the packages, the tests that need spamd are skipped with the reason.
 
 import os
 import pwd
-import shutil
-import subprocess
 import tempfile
-import time
 
 from twisted.trial.unittest import SkipTest
 
-from test.support.processes import free_port, stop_process, wait_for_port
+from test.support.daemon import PrivateDaemon, listening, spawn, wait_started
+from test.support.processes import free_port
 from test.support.shared import SharedDaemon
 
 SPAMD = "/usr/sbin/spamd"
@@ -58,27 +56,15 @@ score QPTX_SIX 6
 """
 
 
-class Spamd:
+class Spamd(PrivateDaemon):
     """A running private spamd: ``port`` (127.0.0.1), ``socket`` (unix), ``dir``,
     ``startup_seconds`` (from exec to accepting connections)."""
 
-    def __init__(self, directory, port, process, startup_seconds):
-        self.dir = directory
-        self.port = port
-        self.process = process
+    log_files = ("spamd.log",)
+
+    def __init__(self, directory, port, process, startup_seconds=None):
+        super().__init__(directory, port, process, startup_seconds)
         self.socket = os.path.join(directory, "spamd.sock")
-        self.startup_seconds = startup_seconds
-
-    def log(self):
-        try:
-            with open(os.path.join(self.dir, "spamd.log"), "rb") as f:
-                return f.read().decode("utf-8", "replace")
-        except OSError:
-            return ""
-
-    def stop(self):
-        stop_process(self.process)
-        shutil.rmtree(self.dir, True)
 
 
 def start_spamd():
@@ -106,26 +92,9 @@ def start_spamd():
         user = "nobody"
         os.chown(home, pwd.getpwnam(user).pw_uid, -1)
         argv += ["--username", user]
-    log = open(os.path.join(directory, "spamd.log"), "wb")
-    started = time.monotonic()
-    process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT,
-                               stdin=subprocess.DEVNULL)
-    log.close()
-    spamd = Spamd(directory, port, process, 0.0)
-    try:
-        wait_for_port(port, process, timeout=60)
-        deadline = time.monotonic() + 10
-        while not os.path.exists(spamd.socket):
-            if time.monotonic() > deadline:
-                raise RuntimeError("no unix socket %s" % spamd.socket)
-            time.sleep(0.02)
-    except RuntimeError as e:
-        text = spamd.log()
-        spamd.stop()
-        raise RuntimeError("spamd did not start: %s\n%s" % (e, text))
-    spamd.startup_seconds = time.monotonic() - started
-    return spamd
-
+    process, started = spawn(argv, directory, "spamd.log")
+    spamd = Spamd(directory, port, process)
+    return wait_started(spamd, "spamd", listening(spamd, 60, spamd.socket), started)
 
 
 #: the spamd of this test run: ``shared_spamd()`` starts it at the first call, stops it at exit
