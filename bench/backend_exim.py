@@ -2,7 +2,7 @@
 """Throughput of qpsmtpd-tx with queue/exim-bsmtp, and of Exim's own SMTP server, same load.
 
 Uses the private Exim of the test suite (Debian's ``exim4-daemon-light``, fetched and
-unpacked by ``test/support/exim.py`` into ``/tmp/qpsmtpd-tx-exim-<uid>/``; nothing is
+unpacked by ``tests/support/exim.py`` into ``/tmp/qpsmtpd-tx-exim-<uid>/``; nothing is
 installed) with a throw-away configuration that delivers every message into a Maildir.
 Two scenarios, each with a fresh Exim spool and Maildir:
 
@@ -40,7 +40,7 @@ sys.path.insert(0, HERE)
 sys.path.insert(0, ROOT)
 
 import run as bench_run  # noqa: E402  (free_port, wait_ready, stop_server)
-from test.support.exim import exim_install, make_private_exim  # noqa: E402
+from tests.support.exim import exim_install, make_private_exim  # noqa: E402
 
 TWISTD = os.path.join(os.path.dirname(sys.executable), "twistd")
 

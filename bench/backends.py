@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Throughput through the Postfix back ends: qpsmtpd-tx's overhead on top of the MTA.
 
-Starts a private Postfix (``test/support/postfix.py``: own config, queue and log under a
+Starts a private Postfix (``tests/support/postfix.py``: own config, queue and log under a
 temp dir, smtpd on a free 127.0.0.1 port) and runs ``smtpload.py`` (concurrency 20, 10 KiB
 messages, 40 per connection by default) against, in turn:
 
@@ -42,7 +42,7 @@ sys.path.insert(0, HERE)
 sys.path.insert(0, ROOT)
 import run  # noqa: E402  (server start/stop, load runner, quiet-machine wait)
 import smtpload  # noqa: E402
-from test.support.postfix import PostfixUnavailable, PrivatePostfix  # noqa: E402
+from tests.support.postfix import PostfixUnavailable, PrivatePostfix  # noqa: E402
 
 FRONT_CHAIN = """\
 count_unrecognized_commands 4

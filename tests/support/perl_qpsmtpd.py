@@ -1,0 +1,70 @@
+"""Starting Debian's Perl ``qpsmtpd-forkserver`` on a config dir, for differential tests."""
+
+import os
+import pwd
+import shutil
+import subprocess
+import tempfile
+from unittest import SkipTest
+
+from tests.support.processes import free_port, stop_process, wait_for_port
+
+FORKSERVER = "/usr/bin/qpsmtpd-forkserver"
+PERL_PLUGIN_DIR = "/usr/share/qpsmtpd/plugins"
+#: the user Debian's package creates; forkserver refuses to keep running as root
+PERL_USER = "qpsmtpd"
+
+
+def available():
+    """Why the Perl server cannot run here, or None if it can."""
+    if not os.access(FORKSERVER, os.X_OK):
+        return "%s is not installed (apt-get install qpsmtpd; .ci/run does)" % FORKSERVER
+    if os.geteuid() == 0:
+        try:
+            pwd.getpwnam(PERL_USER)
+        except KeyError:
+            return "user %s missing (it comes with Debian's qpsmtpd package)" % PERL_USER
+    return None
+
+
+def shared_root(testcase, prefix):
+    """A temporary directory the Perl server can use, removed after the test; skips without Perl.
+
+    Not under trial's temp dir: its parents are mode 0700, and the Perl server runs as the
+    qpsmtpd user, which must read the config there (call :func:`give_to_perl_user` once it
+    is written).
+    """
+    why = available()
+    if why:
+        raise SkipTest(why)
+    root = tempfile.mkdtemp(prefix=prefix)
+    testcase.addCleanup(shutil.rmtree, root, True)
+    os.chmod(root, 0o755)
+    return root
+
+
+def give_to_perl_user(*paths):
+    """Let the Perl server (running as the qpsmtpd user) write these trees."""
+    if os.geteuid() != 0:
+        return
+    pw = pwd.getpwnam(PERL_USER)
+    for top in paths:
+        for dirpath, _, filenames in os.walk(top):
+            for path in [dirpath] + [os.path.join(dirpath, n) for n in filenames]:
+                os.chown(path, pw.pw_uid, pw.pw_gid)
+
+
+def start_forkserver(testcase, config_dir):
+    """Start qpsmtpd-forkserver on 127.0.0.1; stopped at the test's end. Returns the port."""
+    port = free_port()
+    argv = [FORKSERVER, "-l", "127.0.0.1", "-p", str(port), "-c", "20", "-m", "20"]
+    if os.geteuid() == 0:
+        argv += ["-u", PERL_USER]
+    env = dict(os.environ, QPSMTPD_CONFIG=config_dir)
+    log = open(os.path.abspath(testcase.mktemp() + ".perl.log"), "wb")
+    process = subprocess.Popen(argv, env=env, cwd=os.path.dirname(config_dir),
+                               stdout=log, stderr=subprocess.STDOUT)
+    testcase.addCleanup(log.close)
+    testcase.addCleanup(stop_process, process)
+    wait_for_port(port, process)
+    return port
