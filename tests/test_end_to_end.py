@@ -167,6 +167,18 @@ class WorkersTests(unittest.TestCase):
                 self.assertEqual(client.sendmail("a@b.example", ["u@example.com"],
                                                  HEADERS + b"\r\n" + BODY), {})
         self.assertEqual(len(maildir_files(maildir)), 30)
+        # the per-message log lines are written after the reply: kill a worker only once all 30
+        # are in the log, or the killed one may take its last line with it
+        message_line = r"\] (?:w[12]\.)?[0-9a-f]+ message \S+ from <a@b.example>"
+
+        def logged_messages():
+            with open(log, "rb") as f:
+                return len(re.findall(message_line, f.read().decode(errors="replace")))
+
+        deadline = time.monotonic() + 15
+        while logged_messages() < 30 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        self.assertEqual(logged_messages(), 30)
         os.kill(workers[0], 9)
         deadline = time.monotonic() + 15
         while (workers[0] in self.children(process.pid) or len(self.children(process.pid)) < 2) \
@@ -176,11 +188,14 @@ class WorkersTests(unittest.TestCase):
         self.assertNotIn(workers[0], self.children(process.pid))
         with smtplib.SMTP("127.0.0.1", port, timeout=10) as client:
             self.assertEqual(client.sendmail("a@b.example", ["u@example.com"], HEADERS + b"\r\n" + BODY), {})
+        deadline = time.monotonic() + 15
+        while logged_messages() < 31 and time.monotonic() < deadline:
+            time.sleep(0.1)
         with open(log, "rb") as f:
             text = f.read().decode(errors="replace")
         self.assertRegex(text, r"worker [12] ended \(.*\); starting it again")
         # each message is logged with its process's connection id (workers' are w1., w2.)
-        self.assertEqual(len(re.findall(r"\] (?:w[12]\.)?[0-9a-f]+ message \S+ from <a@b.example>", text)), 31)
+        self.assertEqual(logged_messages(), 31)
         stop_process(process)
         remaining = [p for p in workers[1:] if os.path.exists("/proc/%d" % p)]
         self.assertEqual(remaining, [])
