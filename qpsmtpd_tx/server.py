@@ -1,4 +1,6 @@
-"""The server: configuration, loaded plugins, logging, and the live sessions.
+"""The server: configuration, loaded plugins and the live sessions.
+
+Its log is :mod:`qpsmtpd_tx.server_log`, its shutdown :mod:`qpsmtpd_tx.drain` (both mixins).
 
 One :class:`SMTPServer` is built at start-up from a config directory; it loads the ``logging``
 plugins first and then the ``plugins`` file, and fails with :class:`StartupError` if anything is
@@ -11,26 +13,18 @@ import os
 import pwd
 
 from twisted.internet import reactor
-from twisted.internet.defer import Deferred, DeferredList
+from twisted.internet.defer import DeferredList
 from twisted.internet.threads import deferToThreadPool
-from twisted.logger import Logger, LogLevel
 from twisted.python.threadpool import ThreadPool
 
 from qpsmtpd_tx import codes, config_items
 from qpsmtpd_tx.chain import PluginChain
-from qpsmtpd_tx.hooks import current_hook
+from qpsmtpd_tx.drain import Draining
 from qpsmtpd_tx.loader import load_plugin_lines
 from qpsmtpd_tx.message import remove_stale_spool_files
 from qpsmtpd_tx.paths import default_plugin_dirs
 from qpsmtpd_tx.plugins_file import plugin_lines_and_problems
-
-_TWISTED_LEVEL = {
-    0: LogLevel.critical, 1: LogLevel.critical, 2: LogLevel.critical, 3: LogLevel.error,
-    4: LogLevel.warn, 5: LogLevel.info, 6: LogLevel.info, 7: LogLevel.debug,
-}
-
-
-_logger = Logger(namespace="qpsmtpd_tx")
+from qpsmtpd_tx.server_log import ServerLog
 
 #: config items kept under another attribute name, the public one being resolved from them
 _RESOLVED_ITEMS = {"spool_dir": "_spool_dir", "plugin_dirs": "_extra_plugin_dirs"}
@@ -68,11 +62,8 @@ def config_problems(config, plugin_dirs=None, **server_args):
     return []
 
 
-class SMTPServer:
+class SMTPServer(ServerLog, Draining):
     """Configuration, hook registry and log shared by all sessions."""
-
-    def _log_to_twisted(self, level, line):
-        _logger.emit(_TWISTED_LEVEL[level], "{line}", line=line)
 
     #: set for :func:`config_problems`: plugins initialise but create nothing (see that function)
     check_only = False
@@ -245,53 +236,6 @@ class SMTPServer:
             self.log(codes.LOGNOTICE, "removed %d spool files of stopped servers from %s: %s"
                      % (len(removed), path, " ".join(sorted(removed))))
 
-    def _set_log_threshold(self):
-        if self.hooks.has("logging"):
-            self._log_threshold = max(
-                getattr(plugin, "log_threshold", codes.LOGDEBUG)
-                for plugin, _ in self.hooks.handlers("logging"))
-        else:
-            self._log_threshold = self.loglevel
-
-    # -- logging -------------------------------------------------------------------------------
-
-    def log_enabled(self, level):
-        """True if a line at ``level`` would be logged anywhere."""
-        return level <= self._log_threshold
-
-    def log(self, level, message, plugin=None, transaction=None, hook=None):
-        """Log a line; logging plugins get it if any are loaded, else twisted.logger does.
-
-        A check-only server logs nothing (the real start logs the same lines again).
-        """
-        if self.check_only:
-            return
-        if level > self._log_threshold:
-            return
-        conn_id = None
-        if transaction is not None and transaction.connection is not None:
-            conn_id = transaction.connection.id
-        plugin_name = plugin.name if plugin is not None else None
-        if hook is None:
-            hook = current_hook.get()
-        # a session logs through the logging plugins of its own chain (see reload)
-        session = getattr(transaction, "session", None)
-        hooks = session.chain.hooks if session is not None else self.hooks
-        handlers = hooks.handlers("logging") if hooks.has("logging") else None
-        if handlers:
-            for log_plugin, method in handlers:
-                if log_plugin is plugin:
-                    continue
-                try:
-                    method(transaction, level, hook, plugin_name, message)
-                except Exception as e:
-                    # A broken logging plugin must not hide the line, nor its own failure.
-                    self._log_to_twisted(codes.LOGCRIT, format_log_line(
-                        conn_id, "logging", log_plugin.name, "logging plugin failed: %r" % (e,)))
-                    self._log_to_twisted(level, format_log_line(conn_id, hook, plugin_name, message))
-            return
-        self._log_to_twisted(level, format_log_line(conn_id, hook, plugin_name, message))
-
     def reload_config(self):
         """Drop every cached config item (qpsmtpd's SIGHUP): files are read again when next used."""
         self.config.clear_cache()
@@ -340,59 +284,6 @@ class SMTPServer:
         if self._drained is not None and not self._live_sessions():
             self._drain_done()
 
-    def _live_sessions(self):
-        """Sessions that have not ended, on any chain (a client may be gone while a queue
-        plugin still delivers its message)."""
-        return [s for chain in self._retired_chains + [self.chain] for s in chain.sessions]
-
-    def shutdown_reply(self):
-        """The text of the 421 a client gets when the server is shutting down."""
-        return "%s Service shutting down, try again later" % (self.me,)
-
-    def drain(self, clock=None):
-        """Shut down gently: a Deferred firing once every session has ended.
-
-        New clients get 421 (the caller also stops listening); an idle session gets 421 at
-        once, one inside a transaction or a hook right after its transaction is answered.
-        After ``shutdown_timeout`` seconds the connections still open are closed.
-        """
-        if self._drained is None:
-            self.draining = True
-            self._drained = Deferred()
-            self._drain_call = (clock or reactor).callLater(self.shutdown_timeout,
-                                                            self._drain_timed_out)
-            sessions = self._live_sessions()
-            if sessions:
-                self.log(codes.LOGNOTICE, "shutting down: waiting up to %d s for %d sessions"
-                         % (self.shutdown_timeout, len(sessions)))
-            for session in sessions:
-                session.shut_down()
-            if not self._live_sessions():
-                self._drain_done()
-        done = Deferred()
-        self._drained.addBoth(lambda result: (done.callback(None), result)[1])
-        return done
-
-    def shut_down(self):
-        """:meth:`drain`, then stop every plugin; a Deferred firing when both are done."""
-        d = self.drain()
-        d.addCallback(lambda _: self.stop_plugins())
-        return d
-
-    def _drain_timed_out(self):
-        sessions = self._live_sessions()
-        self.log(codes.LOGWARN, "shutting down: %d sessions still busy after %d s; closing them"
-                 % (len(sessions), self.shutdown_timeout))
-        for session in sessions:
-            session.transport.abortConnection()
-        self._drain_done()
-
-    def _drain_done(self):
-        if self._drain_call.active():
-            self._drain_call.cancel()
-        if not self._drained.called:
-            self._drained.callback(None)
-
     def stop_plugins(self):
         """Call every plugin's ``stop()`` (of the chains still in use, too); a Deferred firing
         when all are done."""
@@ -433,16 +324,3 @@ class SMTPServer:
     def peer_ips(self, exclude=None):
         """Remote IPs of the live sessions but ``exclude`` (qpsmtpd's ``child_addrs``)."""
         return [s.connection.remote_ip for s in self.sessions if s is not exclude]
-
-
-def format_log_line(conn_id, hook, plugin_name, message):
-    """``<conn-id> (<hook>) <plugin>: <text>``, the qpsmtpd format with a connection id for the pid."""
-    parts = []
-    if conn_id:
-        parts.append(conn_id)
-    if hook:
-        parts.append("(%s)" % hook)
-    if plugin_name:
-        parts.append("%s:" % plugin_name)
-    parts.append(message)
-    return " ".join(parts)

@@ -56,7 +56,7 @@ from twisted.internet import defer, protocol
 from qpsmtpd_tx.codes import DECLINED, LOGWARN
 from qpsmtpd_tx.plugin import Plugin, PluginError
 from qpsmtpd_tx.plugin_args import log_level
-from qpsmtpd_tx.server import format_log_line
+from qpsmtpd_tx.server_log import format_log_line
 
 DEFAULT_TSFORMAT = "%a %b %d %T %Y"
 SESSION_NOTE = "logging-session-id"

@@ -62,7 +62,7 @@ import time
 from qpsmtpd_tx.codes import DECLINED, LOGWARN
 from qpsmtpd_tx.plugin import Plugin, PluginError
 from qpsmtpd_tx.plugin_args import log_level
-from qpsmtpd_tx.server import format_log_line
+from qpsmtpd_tx.server_log import format_log_line
 
 DEFAULT_SOCKET = "/dev/log"
 DEFAULT_UDP_HOST = "127.0.0.1"

@@ -24,7 +24,7 @@ from qpsmtpd_tx import codes
 from qpsmtpd_tx.codes import DECLINED, LOGINFO
 from qpsmtpd_tx.plugin import Plugin, PluginError
 from qpsmtpd_tx.plugin_args import log_level
-from qpsmtpd_tx.server import format_log_line
+from qpsmtpd_tx.server_log import format_log_line
 
 
 class Warn(Plugin):
