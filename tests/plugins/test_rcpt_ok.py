@@ -1,10 +1,10 @@
-"""Tests of the rcpt_ok plugin: local parts that route the mail elsewhere are relaying.
-
-Driven through a real SMTPProtocol on an in-memory transport (MemoryClient). Reply texts are
-qpsmtpd 0.94's, read from /usr/share/qpsmtpd/plugins and probed on the Perl server
-(tests/test_plugins_envelope_perl_comparison.py); the intended differences are documented in
-the plugin and tested here as such.
+"""Tests of the rcpt_ok plugin: local parts that route the mail elsewhere are relaying;
+rcpthosts re-read on reload (SIGHUP); morercpthosts as a plain file or a qmail cdb. Driven
+through a real SMTPProtocol on an in-memory transport (MemoryClient). Reply texts are qpsmtpd
+0.94's; tests/test_plugins_envelope_perl_comparison.py checks some on the Perl server.
 """
+
+from twisted.trial import unittest
 
 from tests.support.envelope_cases import DENIED, ROUTING_RECIPIENTS, PluginTestCase, rcpt_ok
 from tests.support.harness import MemoryClient
@@ -50,3 +50,53 @@ class RcptOkTests(PluginTestCase):
         self.assertEqual(self.rcpt(client, "<PostMaster>"), rcpt_ok("<postmaster>"))
         self.assertEqual(self.rcpt(client, "<abuse@mx.example.org>"),
                          rcpt_ok("<abuse@mx.example.org>"))
+
+
+class ReloadTests(unittest.TestCase):
+    """SIGHUP (server.reload_config) makes rcpt_ok read a changed rcpthosts; a broken file is kept out."""
+
+    def test_rcpthosts_reread_after_reload(self):
+        import os
+        from tests.support.harness import MemoryClient, make_server
+        server = make_server(self, ["rcpt_ok"])
+        path = server.config.path_of("rcpthosts")
+
+        def rcpt(address):
+            client = MemoryClient(server)
+            client.command("HELO c.example")
+            client.command("MAIL FROM:<a@b.example>")
+            return client.command("RCPT TO:<%s>" % address)[:3]
+
+        self.assertEqual(rcpt("u@new.example"), "550")
+        with open(path, "w") as f:
+            f.write("example.com\nnew.example\n")
+        self.assertEqual(rcpt("u@new.example"), "550")       # cached until reload
+        server.reload_config()
+        self.assertEqual(rcpt("u@new.example"), "250")
+        os.unlink(path)
+        server.reload_config()
+        self.assertEqual(rcpt("u@new.example"), "550")
+
+
+class MoreRcptHostsTests(unittest.TestCase):
+    """rcpt_ok's morercpthosts: a plain file or a morercpthosts.cdb (qmail's compiled form)."""
+
+    def rcpt(self, server, address):
+        from tests.support.harness import MemoryClient
+        client = MemoryClient(server)
+        client.command("HELO c.example")
+        client.command("MAIL FROM:<a@b.example>")
+        return client.command("RCPT TO:<%s>" % address)
+
+    def test_cdb_and_plain_file(self):
+        import os
+        from qpsmtpd_tx.cdb import write_cdb
+        from tests.support.harness import make_server
+        server = make_server(self, ["rcpt_ok"], {"morercpthosts": "plain.example"})
+        self.assertEqual(self.rcpt(server, "u@plain.example"), "250 <u@plain.example>, recipient ok\r\n")
+        self.assertEqual(self.rcpt(server, "u@cdb.example"), "550 Relaying denied (#5.7.1)\r\n")
+        server = make_server(self, ["rcpt_ok"])
+        write_cdb(os.path.join(os.path.dirname(server.config.path_of("me")), "morercpthosts.cdb"),
+                  [(b"cdb.example", b"")])
+        self.assertEqual(self.rcpt(server, "u@CDB.example"), "250 <u@CDB.example>, recipient ok\r\n")
+        self.assertEqual(self.rcpt(server, "u@sub.cdb.example"), "550 Relaying denied (#5.7.1)\r\n")
