@@ -10,16 +10,11 @@ import sys
 
 from qpsmtpd_tx.message import Header
 from tests.support import harness
-from tests.support.harness import make_server, startup_error
-from tests.support.server import connect, keep_signal_handlers, start_server
+from tests.support.harness import startup_error
+from tests.support.plugin_server import server_with  # noqa: F401 (re-exported for these tests)
+from tests.support.server import connect, start_server
 
 QUEUE_OK = "scripted queue OK Queued"
-
-
-def server_with(testcase, plugins, files=None):
-    """A loaded server that does not listen (for calling plugin hooks directly)."""
-    keep_signal_handlers(testcase)
-    return make_server(testcase, plugins, files)
 
 
 def fake_transaction(header_text=None, data_size=100, remote_ip="192.0.2.1"):
