@@ -13,13 +13,13 @@ import threading
 
 from twisted.trial import unittest
 
-from tests import test_queue_qmail as qmail_tests
 from tests.support.clamd import start_clamd
 from tests.support.bigmail import MIB, body_digest_of_file, rss_growth_kib
 from tests.support.exim import private_exim
 from tests.support.harness import write_config
 from tests.support.postfix import start_postfix
 from tests.support.processes import CHECKOUT, start_twistd
+from tests.support.qmail import QmailTestCase
 from tests.support.rspamd import start_rspamd
 from tests.support.spamd import shared_spamd
 
@@ -58,7 +58,7 @@ class MaildirTests(BigMessageTestCase):
         self.assertEqual(body_digest_of_file(largest_file(os.path.join(maildir, "new"))), digest)
 
 
-class QmailQueueTests(BigMessageTestCase, qmail_tests.QmailTestCase):
+class QmailQueueTests(BigMessageTestCase, QmailTestCase):
     def test_200_mib_message(self):
         self.start(["rcpt_ok", "queue/qmail-queue %s" % self.qq])
         digest = self.deliver()

@@ -9,8 +9,8 @@ only. Authentication: ``trust`` on the unix socket, a password (scram-sha-256) o
 
 The server is stopped by its PID (SIGINT: PostgreSQL's "fast" shutdown, which disconnects
 the clients) and its directory removed by :func:`stop_postgres` — called by the test module's
-suite once its tests have run (see ``test_rcpt_notes.testSuite``), and at interpreter exit in
-case a test was run on its own.
+suite once its tests have run (see ``tests.plugins.test_rcpt_notes_sql.testSuite``), and at
+interpreter exit in case a test was run on its own.
 
 As root (CI), ``initdb`` and ``postgres`` run as the ``postgres`` user (PostgreSQL refuses to
 run as root) and the directory is given to it; as another user they run as that user.

@@ -1,4 +1,5 @@
-"""queue/maildir: the directories it creates, at start-up and at delivery."""
+"""queue/maildir: the directories it creates, at start-up and at delivery (a server built in
+memory, no socket, and the plugin's write_maildir called directly)."""
 
 import io
 import os

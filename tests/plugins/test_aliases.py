@@ -1,5 +1,6 @@
 """The aliases plugin: file format, errors, precedence, alias targets, reload, and the
-per-recipient policy show case of issue 5 over a real socket."""
+per-recipient policy show case of issue 5 over a real socket (the other sessions run with the
+in-memory client, ``MemoryClient``)."""
 
 import os
 
@@ -13,6 +14,7 @@ from qpsmtpd_tx.paths import default_plugin_dirs
 from qpsmtpd_tx.policy import expand_alias
 from qpsmtpd_tx.server import StartupError
 from tests.support.harness import MemoryClient, capture_log, codes_of, loaded_plugin, make_server
+from tests.support.processes import CHECKOUT
 from tests.support.showcase import assert_three_thresholds
 
 aliases = load_plugin_module(find_plugin_file("aliases", default_plugin_dirs()))
@@ -155,8 +157,7 @@ class DocumentedExamplesTests(unittest.TestCase):
         self.check(self.example(aliases.__doc__, "and the alias targets::\n\n", 4))
 
     def test_readme_example(self):
-        readme = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                              "README.md")
+        readme = os.path.join(CHECKOUT, "README.md")
         with open(readme) as f:
             text = f.read()
         self.check(self.example(text, "then optionally `->` and alias targets:\n\n", 4))

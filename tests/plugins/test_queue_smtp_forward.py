@@ -1,4 +1,5 @@
-"""queue/smtp-forward over real sockets: SMTP to a second qpsmtpd-tx, LMTP to a real Dovecot.
+"""queue/smtp-forward over real sockets: SMTP to a second qpsmtpd-tx and to a real Postfix, LMTP
+to a real Dovecot.
 
 The next hops:
   - a second qpsmtpd-tx instance (``start_server``: ``rcpt_ok`` + ``queue/maildir``, with the
@@ -6,6 +7,9 @@ The next hops:
   - Debian's Dovecot LMTP server (``dovecot-lmtpd``), started privately by
     ``tests/support/dovecot.py`` (skipped with the reason where it cannot run: not root, not
     installed);
+  - a private instance of Debian's Postfix (``tests/support/postfix.py``, its smtpd on a free
+    127.0.0.1 port; skipped with the reason where Postfix cannot run), whose deliveries record
+    the envelope exactly as Postfix hands it over;
   - ``FakeHop``, a small scripted SMTP/LMTP server written for these tests, only where a real
     server cannot be made to misbehave on purpose: never greeting, stalling after the message,
     dropping the connection, advertising XCLIENT, answering per recipient on demand. The
@@ -13,6 +17,7 @@ The next hops:
 """
 
 import os
+import re
 
 from twisted.internet import defer, protocol, reactor
 from twisted.internet.task import deferLater
@@ -25,6 +30,8 @@ from qpsmtpd_tx.server import StartupError
 from tests.support.dovecot import start_dovecot
 from tests.support import harness
 from tests.support.harness import maildir_messages, make_server, wait_for
+from tests.support.postfix import start_postfix
+from tests.support.postfix_cases import HEADER as POSTFIX_HEADER, STRICT, PostfixTestCase
 from tests.support.processes import free_port
 from tests.support.server import TransactionMixin, start_server
 
@@ -537,6 +544,52 @@ class DovecotLmtpTests(ForwardTestCase):
         self.assertRegex(lines[0], r"^Unable to queue message \(cannot connect to 127\.0\.0\.1:%d: "
                          % self.dovecot.port)
         self.assertEqual(len(self.dovecot.delivered("alice")), 1)
+
+
+# -- to the real Postfix's smtpd -----------------------------------------------------------------
+
+class ForwardToPostfixTests(PostfixTestCase):
+    async def test_forwarded_with_exact_envelope_and_body(self):
+        postfix = start_postfix(self)
+        server, port = self.start_front("queue/smtp-forward 127.0.0.1 %d" % postfix.port,
+                                        {"size_threshold": "10"})
+        client = await self.session(port)
+        code, lines = await self.send(client, recipients=["<u@example.com>", '<"v w"@example.com>'])
+        self.assertEqual(code, 250, lines)
+        m = re.match(r"queued as ([0-9A-F]{6,})\Z", lines[0])
+        self.assertTrue(m, lines)
+        code, lines = await self.send(client, sender="<>", data=b"Subject: n\r\n\r\nnull\r\n")
+        self.assertEqual(code, 250, lines)
+        await self.settle(postfix)
+        first, second = sorted(postfix.deliveries(), key=lambda d: d.queue_id != m.group(1))
+        self.assertEqual((first.queue_id, first.sender, sorted(first.recipients)),
+                         (m.group(1), "a@b.example", ["u@example.com", "v w@example.com"]))
+        # Postfix's smtpd put its Received on top of ours
+        head, sep, rest = first.message.partition(b"\nReceived: from ")
+        self.assertRegex(head, rb"\AReceived: from mx\.example\.org \(unknown \[127\.0\.0\.1\]\)\n"
+                               rb"\tby postfix\.test \(Postfix\) with ESMTP id " + m.group(1).encode())
+        self.assert_our_message(b"Received: from " + rest)
+        self.assertEqual((second.sender, second.recipients), ("", ["u@example.com"]))
+        self.assertIn(b"\nSubject: n\n", second.message)
+        self.assertTrue(second.message.endswith(b"\n\nnull\n"), second.message)
+        self.assertEqual(len(postfix.deliveries()), 2)
+
+    async def test_refusals_are_passed_on(self):
+        postfix = start_postfix(self, **STRICT)
+        server, port = self.start_front("queue/smtp-forward 127.0.0.1 %d" % postfix.port)
+        client = await self.session(port)
+        self.assertEqual(await self.send(client, recipients=["<refused@example.com>"]), (552, [
+            "5.7.1 <refused@example.com>: Recipient address rejected: no such user here"]))
+        self.assertEqual(await self.send(client, recipients=["<u@example.com>", "<later@example.com>"]), (451, [
+            "4.7.1 <later@example.com>: Recipient address rejected: mailbox busy, try later"]))
+        rejected = POSTFIX_HEADER.replace(b"Subject: to postfix", b"Subject: reject me") + b"\r\nbody\r\n"
+        self.assertEqual(await self.send(client, data=rejected),
+                         (552, ["5.7.1 refused by the test's header_checks"]))
+        big = POSTFIX_HEADER + b"\r\n" + (b"z" * 70 + b"\r\n") * 300
+        self.assertEqual(await self.send(client, data=big),
+                         (552, ["5.3.4 Error: message file too big"]))
+        await self.settle(postfix)
+        self.assertEqual(postfix.deliveries(), [])
 
 
 class ArgumentTests(unittest.TestCase):

@@ -1,4 +1,5 @@
-"""queue/postfix-queue and queue/smtp-forward against a REAL Postfix.
+"""queue/postfix-queue against a REAL Postfix (queue/smtp-forward's tests against it are in
+test_queue_smtp_forward.py).
 
 ``tests/support/postfix.py`` starts a private instance of Debian's Postfix for each test
 that needs one (own config, queue and data directories under /tmp, smtpd on a free
@@ -30,48 +31,12 @@ from qpsmtpd_tx.server import StartupError
 from tests.support import harness
 from tests.support.harness import make_server
 from tests.support.postfix import start_postfix
-from tests.support.processes import setenv
-from tests.support.server import TransactionMixin, start_server
-
-HEADER = (b"From: a@b.example\r\nTo: u@example.com\r\nSubject: to postfix\r\n"
-          b"Date: Tue, 24 Nov 2026 10:00:00 +0000\r\nMessage-Id: <pq-1@b.example>\r\n")
-LONG = b"x" * 5000                       # > 2 * 2048: two L records and an N record
-EXACT = b"y" * 2048                      # exactly the split size: one N record
-# what the client sends, dot-stuffed
-BODY = (b"first\r\n..leading dot\r\n...two dots\r\n\r\ncr\rinside\r\ntrailing space \r\n"
-        b"8bit \xc3\xa9\r\n" + LONG + b"\r\n" + EXACT + b"\r\n\ttab\r\nlast\r\n")
-# the same, as Postfix should deliver it: dots unstuffed, LF line endings
-UNSTUFFED = (HEADER + b"\r\n" + BODY).replace(b"\r\n.", b"\r\n").replace(b"\r\n", b"\n")
-# ... and as Postfix delivers it: its cleanup replaces a stray CR with a space
-# (cleanup_replace_stray_cr_lf, default yes since 3.7.10); the stand-in test below shows
-# that the plugin hands the CR over as it came
-DELIVERED = UNSTUFFED.replace(b"cr\rinside", b"cr inside")
-AUTH_RESULTS = b"Authentication-Results: mx.example.org; auth=none\n"
-
-HEADER_CHECKS = (
-    "/^Subject: reject me/ REJECT refused by the test's header_checks\n"
-    "/^Subject: defer me/ REJECT 4.7.0 deferred by the test's header_checks\n")
-# a Postfix that refuses things: header checks (cleanup applies them with FLAG_FILTER; smtpd
-# always asks for them), a size limit, a hop limit, and two recipients smtpd refuses
-STRICT = dict(
-    settings={
-        "header_checks": "regexp:$config_directory/header_checks",
-        "message_size_limit": "20000",
-        "hopcount_limit": "5",
-        "smtpd_recipient_restrictions": "check_recipient_access inline:{ "
-        "{ refused@example.com = REJECT no such user here }, "
-        "{ later@example.com = DEFER mailbox busy, try later } }",
-    },
-    files={"header_checks": HEADER_CHECKS})
+from tests.support.postfix_cases import (AUTH_RESULTS, BODY, HEADER, LONG, STRICT, UNSTUFFED,
+                                         PostfixTestCase, wait_for)
 
 
 def plugin_module():
     return harness.plugin_module("queue/postfix-queue")
-
-
-def wait_for(predicate, timeout=15.0):
-    """:func:`harness.wait_for`, with the time a private Postfix may need."""
-    return harness.wait_for(predicate, timeout, 0.05)
 
 
 def record(rtype, data):
@@ -79,31 +44,6 @@ def record(rtype, data):
     n = len(data)
     length = bytes([n]) if n < 128 else bytes([(n & 0x7F) | 0x80, n >> 7])
     return rtype + length + data
-
-
-class PostfixTestCase(TransactionMixin, unittest.TestCase):
-    """Servers with queue/postfix-queue or queue/smtp-forward, and a client that sends."""
-
-    default_message = HEADER + b"\r\n" + BODY
-    setenv = setenv
-
-    def start_front(self, queue_line, files=None, plugins=()):
-        files = dict(files or {})
-        files.setdefault("rcpthosts", "example.com\nexample.net")
-        return start_server(self, list(plugins) + ["rcpt_ok", queue_line], files)
-
-    def assert_our_message(self, delivered, original=DELIVERED):
-        """``delivered`` is our Received + Authentication-Results, then ``original`` as is."""
-        self.assertTrue(delivered.startswith(b"Received: from "), delivered[:200])
-        ours, sep, rest = delivered.partition(AUTH_RESULTS)
-        self.assertTrue(sep, delivered[:400])
-        self.assertIn(b"(HELO client.example) (127.0.0.1)\n by mx.example.org (qpsmtpd-tx/", ours)
-        self.assertEqual(rest, original)
-
-    async def settle(self, postfix):
-        """Let Postfix deliver everything it has; fail if something stays queued."""
-        self.assertTrue(await wait_for(lambda: not postfix.queued()),
-                        "still queued: %s\n%s" % (postfix.queued(), postfix.maillog()[-2000:]))
 
 
 # -- the real Postfix, through its cleanup service ---------------------------------------------
@@ -300,52 +240,6 @@ class RoutingLocalPartTests(PostfixTestCase):
         await self.settle(postfix)
         self.assertEqual([d.recipients for d in postfix.deliveries()[len(ROUTED_ELSEWHERE):]],
                          [["u@example.com"]])
-
-
-# -- queue/smtp-forward to the real Postfix's smtpd ---------------------------------------------
-
-class ForwardToPostfixTests(PostfixTestCase):
-    async def test_forwarded_with_exact_envelope_and_body(self):
-        postfix = start_postfix(self)
-        server, port = self.start_front("queue/smtp-forward 127.0.0.1 %d" % postfix.port,
-                                        {"size_threshold": "10"})
-        client = await self.session(port)
-        code, lines = await self.send(client, recipients=["<u@example.com>", '<"v w"@example.com>'])
-        self.assertEqual(code, 250, lines)
-        m = re.match(r"queued as ([0-9A-F]{6,})\Z", lines[0])
-        self.assertTrue(m, lines)
-        code, lines = await self.send(client, sender="<>", data=b"Subject: n\r\n\r\nnull\r\n")
-        self.assertEqual(code, 250, lines)
-        await self.settle(postfix)
-        first, second = sorted(postfix.deliveries(), key=lambda d: d.queue_id != m.group(1))
-        self.assertEqual((first.queue_id, first.sender, sorted(first.recipients)),
-                         (m.group(1), "a@b.example", ["u@example.com", "v w@example.com"]))
-        # Postfix's smtpd put its Received on top of ours
-        head, sep, rest = first.message.partition(b"\nReceived: from ")
-        self.assertRegex(head, rb"\AReceived: from mx\.example\.org \(unknown \[127\.0\.0\.1\]\)\n"
-                               rb"\tby postfix\.test \(Postfix\) with ESMTP id " + m.group(1).encode())
-        self.assert_our_message(b"Received: from " + rest)
-        self.assertEqual((second.sender, second.recipients), ("", ["u@example.com"]))
-        self.assertIn(b"\nSubject: n\n", second.message)
-        self.assertTrue(second.message.endswith(b"\n\nnull\n"), second.message)
-        self.assertEqual(len(postfix.deliveries()), 2)
-
-    async def test_refusals_are_passed_on(self):
-        postfix = start_postfix(self, **STRICT)
-        server, port = self.start_front("queue/smtp-forward 127.0.0.1 %d" % postfix.port)
-        client = await self.session(port)
-        self.assertEqual(await self.send(client, recipients=["<refused@example.com>"]), (552, [
-            "5.7.1 <refused@example.com>: Recipient address rejected: no such user here"]))
-        self.assertEqual(await self.send(client, recipients=["<u@example.com>", "<later@example.com>"]), (451, [
-            "4.7.1 <later@example.com>: Recipient address rejected: mailbox busy, try later"]))
-        rejected = HEADER.replace(b"Subject: to postfix", b"Subject: reject me") + b"\r\nbody\r\n"
-        self.assertEqual(await self.send(client, data=rejected),
-                         (552, ["5.7.1 refused by the test's header_checks"]))
-        big = HEADER + b"\r\n" + (b"z" * 70 + b"\r\n") * 300
-        self.assertEqual(await self.send(client, data=big),
-                         (552, ["5.3.4 Error: message file too big"]))
-        await self.settle(postfix)
-        self.assertEqual(postfix.deliveries(), [])
 
 
 # -- stand-ins for a misbehaving cleanup --------------------------------------------------------
