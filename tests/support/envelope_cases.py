@@ -72,7 +72,7 @@ class EndToEndTestCase(unittest.TestCase):
 
 
 #: local parts a mail router sends elsewhere (Postfix's defaults: percent hack, bang path,
-#: dequoted "@"); test_queue_postfix shows a real Postfix doing it
+#: dequoted "@"); tests/plugins/test_queue_postfix_queue.py shows a real Postfix doing it
 ROUTING_RECIPIENTS = [
     ("<victim%evil.example@example.com>", "%"),
     ("<evil.example!victim@example.com>", "!"),
