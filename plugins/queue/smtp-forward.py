@@ -23,8 +23,9 @@ Arguments: ``HOST [PORT] [xclient] [lmtp] [timeout SECONDS] [tls MODE] [tls_ca F
                XCLIENT); EHLO/LHLO is said again inside TLS. MODE is one of
                ``may``     (default) when the next hop offers it, without checking its
                            certificate; not offered or refused → plaintext; a failed
-                           handshake → once more on a new connection in plaintext (nothing of
-                           the message was sent yet), logged at LOGWARN
+                           handshake (or none within ``timeout``) → once more on a new
+                           connection in plaintext (nothing of the message was sent yet),
+                           logged at LOGWARN
                ``require`` always, without checking the certificate; not offered, refused
                            or a failed handshake → 451, nothing of the message is sent
                ``verify``  as ``require``, and the certificate must chain to ``tls_ca``
@@ -236,6 +237,9 @@ class NextHopProtocol(TimedClient, LineReceiver):
         return NextHopError("connection to the next hop lost (%s)" % reason.getErrorMessage())
 
     def timeout_error(self, seconds, doing):
+        if self.tls_state == "handshake":
+            return TlsFailed("TLS handshake with the next hop failed (no answer within %g seconds)"
+                             % seconds)
         return NextHopError("the next hop did not answer within %g seconds" % seconds)
 
     # -- waiting -------------------------------------------------------------------------------

@@ -137,7 +137,8 @@ class DovecotLmtpTests(TlsForwardCase):
 
 class ScriptedHop(LineReceiver):
     """Offers STARTTLS and answers it with its factory's ``after_starttls`` bytes, then the
-    client's first bytes (its ClientHello) with ``after_hello`` and closes; otherwise a plain
+    client's first bytes (its ClientHello) with ``after_hello`` and closes (None: says
+    nothing and stays open); otherwise a plain
     SMTP server answering 250 (354 to DATA) that keeps the commands it got."""
 
     delimiter = b"\r\n"
@@ -170,6 +171,8 @@ class ScriptedHop(LineReceiver):
             self.transport.write(b"250 ok\r\n")
 
     def rawDataReceived(self, data):
+        if self.factory.after_hello is None:
+            return   # a handshake that never completes
         self.transport.write(self.factory.after_hello)
         self.transport.loseConnection()
 
@@ -207,6 +210,16 @@ class ScriptedHopTests(TlsForwardCase):
         self.assertRegex(lines[0], r"^Unable to queue message \(TLS handshake with the next hop failed")
         self.assertEqual(len(hop.connections), 1)
         self.assertNotIn("MAIL FROM:<a@b.example>", hop.connections[0])
+
+    async def test_handshake_that_never_completes(self):
+        hop, port = self.start_hop(b"220 go ahead\r\n", None)
+        (code, lines), notes = await self.forward("127.0.0.1 %d timeout 0.5" % port)
+        self.assertEqual((code, lines), (250, ["queued as HOP1"]))
+        self.assertEqual([c[1] for c in hop.connections], ["STARTTLS", "MAIL FROM:<a@b.example>"])
+        (code, lines), notes = await self.forward("127.0.0.1 %d timeout 0.5 tls require" % port)
+        self.assertEqual((code, lines), (451, ["Unable to queue message (TLS handshake with the "
+                                               "next hop failed (no answer within 0.5 seconds))"]))
+        self.assertEqual(len(hop.connections), 3)
 
 
 class TlsArgumentTests(unittest.TestCase):
