@@ -97,6 +97,22 @@ class PostfixNextHopTests(TlsForwardCase):
         self.assertNotIn("from=<", self.postfix.maillog())
 
 
+class PostfixXclientTests(TlsForwardCase):
+    """STARTTLS first, then XCLIENT inside TLS (Postfix keeps the TLS session across it)."""
+
+    async def test_xclient_inside_tls(self):
+        settings = tls_settings(self.certs.cert, self.certs.key)
+        settings["smtpd_authorized_xclient_hosts"] = "127.0.0.0/8"
+        postfix = start_postfix(self, settings=settings)
+        (code, lines), notes = await self.forward("127.0.0.1 %d xclient tls require" % postfix.port)
+        self.assertEqual(code, 250, lines)
+        self.assertTrue(await wait_for(lambda: postfix.deliveries(), 15))
+        message = postfix.deliveries()[0].message
+        # Postfix's Received names our client (XCLIENT HELO) and says TLS
+        self.assertRegex(message, rb"(?m)^Received: from client\.example [^\n]*\n\t\(using TLSv1\.[23] ")
+        self.assertRegex(notes[0]["protocol"], r"^TLSv1\.[23]$")
+
+
 class PlaintextPostfixTests(TlsForwardCase):
     """A private Postfix without STARTTLS."""
 
