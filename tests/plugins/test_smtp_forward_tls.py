@@ -176,7 +176,8 @@ class ScriptedHop(LineReceiver):
             self.transport.write(b"250-hop.example\r\n250 STARTTLS\r\n")
         elif verb == b"STARTTLS":
             self.transport.write(self.factory.after_starttls)
-            self.setRawMode()
+            if self.factory.after_starttls.startswith(b"220"):
+                self.setRawMode()
         elif verb == b"DATA":
             self.in_data = True
             self.transport.write(b"354 go on\r\n")
@@ -226,6 +227,18 @@ class ScriptedHopTests(TlsForwardCase):
         self.assertRegex(lines[0], r"^Unable to queue message \(TLS handshake with the next hop failed")
         self.assertEqual(len(hop.connections), 1)
         self.assertNotIn("MAIL FROM:<a@b.example>", hop.connections[0])
+
+    async def test_starttls_refused(self):
+        # may: on in plaintext on the same connection (RFC 3207); require: 451, no MAIL
+        hop, port = self.start_hop(b"454 4.7.0 TLS not available\r\n")
+        (code, lines), notes = await self.forward("127.0.0.1 %d" % port)
+        self.assertEqual((code, lines, notes), (250, ["queued as HOP1"], [None]))
+        (code, lines), notes = await self.forward("127.0.0.1 %d tls verify" % port)
+        self.assertEqual((code, lines), (451, ["Unable to queue message (the next hop refused "
+                                               "STARTTLS: 454 4.7.0 TLS not available)"]))
+        self.assertTrue(await wait_for(lambda: "QUIT" in hop.connections[1]))
+        self.assertEqual([c[1:3] for c in hop.connections],
+                         [["STARTTLS", "MAIL FROM:<a@b.example>"], ["STARTTLS", "QUIT"]])
 
     async def test_handshake_that_never_completes(self):
         hop, port = self.start_hop(b"220 go ahead\r\n", None)
