@@ -264,6 +264,13 @@ class TlsArgumentTests(unittest.TestCase):
         certs = make_certs(os.path.abspath(self.mktemp()), "mx.example")
         p = self.plugin("10.1.1.1 lmtp tls verify tls_ca %s tls_name mx.example" % certs.ca)
         self.assertEqual((p.lmtp, p.tls, p.tls_name), (True, "verify", "mx.example"))
+        # a relative tls_ca is read from the config directory
+        with open(certs.ca) as f:
+            server = make_server(self, ["rcpt_ok", "queue/smtp-forward h tls verify tls_ca ca.pem"],
+                                 {"ca.pem": f.read()})
+        self.assertEqual(server.plugins[-1].tls_name, "h")
+        with self.assertRaises(StartupError):
+            make_server(self, ["rcpt_ok", "queue/smtp-forward h tls verify tls_ca ca.pem"])
 
     def test_bad_arguments_stop_start_up(self):
         missing = os.path.abspath(self.mktemp())
