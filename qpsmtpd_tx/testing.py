@@ -41,9 +41,11 @@ from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock, deferLater
 from twisted.internet.testing import StringTransport
 
+from qpsmtpd_tx.codes import DECLINED
 from qpsmtpd_tx.config import Config
 from qpsmtpd_tx.loader import find_plugin_file, load_plugin_module
 from qpsmtpd_tx.objects import Connection, Transaction
+from qpsmtpd_tx.plugin import Plugin
 from qpsmtpd_tx.paths import default_plugin_dirs
 from qpsmtpd_tx.protocol import SMTPFactory
 from qpsmtpd_tx.server import SMTPServer, StartupError
@@ -51,7 +53,8 @@ from qpsmtpd_tx.server import SMTPServer, StartupError
 __all__ = ["write_config", "make_server", "loaded_plugin", "plugin_module", "fake_transaction",
            "startup_error", "assertStartupError",
            "StartupErrorAssertions", "capture_log", "CountingTransport", "MemoryClient",
-           "codes_of", "wait_for", "eventually", "maildir_messages", "maildir_by_recipient"]
+           "codes_of", "wait_for", "eventually", "maildir_messages", "maildir_by_recipient",
+           "capture_queue_notes"]
 
 
 def write_config(directory, plugins, files=None):
@@ -267,3 +270,18 @@ def maildir_by_recipient(maildir, recipients):
     """``{recipient: [message bytes, …]}`` from ``maildir/<recipient>`` (queue/maildir with
     the ``%u`` pattern); a recipient without a Maildir has none."""
     return {rcpt: maildir_messages(os.path.join(maildir, rcpt)) for rcpt in recipients}
+
+
+def capture_queue_notes(server, note):
+    """A list that receives transaction note ``note`` of every message ``server`` queued (a
+    ``queue_post`` handler registered on it, which declines)."""
+    seen = []
+    plugin = Plugin()
+    plugin.name = plugin.path = "capture_queue_notes"
+    plugin.server = server
+
+    def queue_post(transaction):
+        seen.append(transaction.notes.get(note))
+        return DECLINED
+    server.hooks.register("queue_post", plugin, queue_post)
+    return seen

@@ -6,7 +6,8 @@ the message (CRLF line endings, dot-stuffed) and QUIT. The client is answered on
 next hop has answered the end of the message. Addresses travel as SMTP paths
 (``<user@host>``, quoted local parts kept quoted), never through a shell.
 
-Arguments: ``HOST [PORT] [xclient] [lmtp] [timeout SECONDS]``
+Arguments: ``HOST [PORT] [xclient] [lmtp] [timeout SECONDS] [tls MODE] [tls_ca FILE]
+[tls_name NAME]``
   ``HOST``     the next hop: a host name or IPv4 address (``[\\w.-]+``, as qpsmtpd), an IPv6
                address in brackets (``[2001:db8::25]``), or the absolute path of a unix socket
                (``/run/dovecot/lmtp``; no PORT then). Connected to directly, no MX lookup.
@@ -18,8 +19,32 @@ Arguments: ``HOST [PORT] [xclient] [lmtp] [timeout SECONDS]``
   ``timeout``  seconds to wait for the connection and for each reply (default 60, Net::SMTP's
                value in qpsmtpd); the reply to the end of the message may take five times as
                long (default 300 s, below the 10 minutes RFC 5321 gives our client).
+  ``tls``      STARTTLS (RFC 3207) to the next hop, after the first EHLO/LHLO (and before
+               XCLIENT); EHLO/LHLO is said again inside TLS. MODE is one of
+               ``may``     (default) when the next hop offers it, without checking its
+                           certificate; not offered or refused → plaintext; a failed
+                           handshake (or none within ``timeout``) → once more on a new
+                           connection in plaintext (nothing of the message was sent yet),
+                           logged at LOGWARN
+               ``require`` always, without checking the certificate; not offered, refused
+                           or a failed handshake → 451, nothing of the message is sent
+               ``verify``  as ``require``, and the certificate must chain to ``tls_ca``
+                           (default: the system's CAs) and name ``tls_name`` (service-identity;
+                           an IP address is checked against the certificate's IP entries)
+               ``none``    never
+  ``tls_ca``   (``tls verify``) a PEM file of the CA certificates to trust; relative to the
+               config directory. Unreadable or without a certificate: start-up error.
+  ``tls_name`` (``tls verify``) the name the certificate must carry (default: HOST; needed
+               for a unix socket).
 
 Config files: ``me`` (the EHLO name).
+
+TLS details: the transaction note ``smtp_forward_tls`` (for ``queue_post`` plugins) is None
+when the message went in plaintext, else ``{"protocol": "TLSv1.3", "cipher":
+"TLS_AES_256_GCM_SHA384", "bits": 256, "verified": True, "name": "mx.example"}`` (``name``
+None when not verified); the log line after the handshake and ``finished queueing`` say the
+same. Bytes the next hop sends together with its 220 to STARTTLS are never read as replies
+inside TLS: they end the connection (451).
 
 Replies:
   success (SMTP)   ``250 queued as <last word of the next hop's reply>`` (its queue id)
@@ -30,6 +55,9 @@ Replies:
                    takes the message)
   cannot connect, no greeting, EHLO refused, timeout, connection lost, garbled reply
                    → DECLINED ``Unable to queue message (<why>)`` → ``451``
+  TLS (require/verify) ``… (the next hop does not offer STARTTLS)``, ``… (the next hop
+                   refused STARTTLS: <its reply>)``, ``… (TLS handshake with the next hop
+                   failed (<OpenSSL's or service-identity's reason>))``
   XCLIENT          ``451 Unable to queue message (Server does not advertise XCLIENT
                    support)``, ``… (XCLIENT failed)``, ``… (HELLO after XCLIENT failed)``
 The first refused recipient ends the transaction (RSET is not needed: the connection is
@@ -58,6 +86,8 @@ Differences from qpsmtpd 0.94 (which used Net::SMTP):
   - LMTP, IPv6 literals, unix sockets and ``timeout`` are new; ``xclient`` and ``lmtp`` are
     also accepted right after HOST (0.94 reads flags from the third argument on), and an
     unknown flag stops start-up (0.94 warns and goes on). XCLIENT values are xtext-encoded.
+  - STARTTLS is new (0.94's Net::SMTP spoke plaintext only); opportunistic by default, so a
+    next hop that offers STARTTLS now gets the message encrypted.
   - Addresses are sent as valid paths: a local part that needs quoting stays quoted (0.94
     sends it unquoted).
 """
@@ -67,8 +97,11 @@ import re
 
 from twisted.internet import defer, reactor
 from twisted.internet.endpoints import connectProtocol
+from twisted.internet.interfaces import IHandshakeListener
 from twisted.protocols.basic import LineReceiver
+from zope.interface import implementer
 
+from qpsmtpd_tx import client_tls
 from qpsmtpd_tx.client import MessageProducer, TimedClient
 from qpsmtpd_tx.codes import DECLINED, DENY, LOGERROR, LOGINFO, LOGWARN, OK
 from qpsmtpd_tx.endpoints import ServerAddress, describe_failure as _describe
@@ -80,6 +113,7 @@ DATA_END_FACTOR = 5
 #: XCLIENT commands are kept below this many bytes of attributes (as qpsmtpd)
 XCLIENT_CHUNK = 500
 _HOST = re.compile(r"[\w.-]+\Z")
+TLS_MODES = ("none", "may", "require", "verify")
 
 
 class NextHopError(Exception):
@@ -143,6 +177,11 @@ class _MessageProducer(MessageProducer):
         return NextHopError("connection lost while sending the message")
 
 
+class TlsFailed(NextHopError):
+    """The TLS handshake with the next hop failed (or its certificate did not verify)."""
+
+
+@implementer(IHandshakeListener)
 class NextHopProtocol(TimedClient, LineReceiver):
     """A small SMTP/LMTP client: send a line, wait for the reply; every wait has a timeout."""
 
@@ -152,6 +191,9 @@ class NextHopProtocol(TimedClient, LineReceiver):
     def __init__(self, timeout, clock=reactor):
         TimedClient.__init__(self, timeout, clock)
         self._partial = []
+        self._tls_options = None
+        #: "plain", "handshake" (STARTTLS accepted, handshake running) or "tls"
+        self.tls_state = "plain"
 
     # -- receiving -----------------------------------------------------------------------------
 
@@ -160,6 +202,8 @@ class NextHopProtocol(TimedClient, LineReceiver):
         LineReceiver.dataReceived(self, data)
 
     def lineReceived(self, line):
+        if self.error is not None:
+            return
         text = line.rstrip(b"\r").decode("utf-8", "replace")
         if len(text) < 3 or not text[:3].isdigit() or text[3:4] not in ("", " ", "-"):
             self.fail(NextHopError("garbled reply from the next hop: %r" % text[:80]))
@@ -168,15 +212,34 @@ class NextHopProtocol(TimedClient, LineReceiver):
         if text[3:4] == "-":
             return
         reply, self._partial = Reply(int(text[:3]), self._partial), []
+        if self._tls_options is not None:
+            options, self._tls_options = self._tls_options, None
+            if reply.code == 220:
+                # Whatever came with the 220 was sent in plaintext and must not be read as
+                # an answer inside TLS (CVE-2011-0411, seen from the client's side).
+                if self._buffer:
+                    self.fail(NextHopError("the next hop sent more after its 220 to STARTTLS"))
+                    return
+                self.tls_state = "handshake"
+                self.transport.startTLS(options)
         self.item_arrived(reply)
+
+    def handshakeCompleted(self):
+        """IHandshakeListener: the TLS handshake is done (and the certificate verified)."""
+        self.tls_state = "tls"
 
     def lineLengthExceeded(self, line):
         self.fail(NextHopError("reply line longer than %d bytes from the next hop" % self.MAX_LENGTH))
 
     def lost_error(self, reason):
+        if self.tls_state == "handshake":
+            return TlsFailed("TLS handshake with the next hop failed (%s)" % reason.getErrorMessage())
         return NextHopError("connection to the next hop lost (%s)" % reason.getErrorMessage())
 
     def timeout_error(self, seconds, doing):
+        if self.tls_state == "handshake":
+            return TlsFailed("TLS handshake with the next hop failed (no answer within %g seconds)"
+                             % seconds)
         return NextHopError("the next hop did not answer within %g seconds" % seconds)
 
     # -- waiting -------------------------------------------------------------------------------
@@ -189,6 +252,13 @@ class NextHopProtocol(TimedClient, LineReceiver):
         """Send one command line; a Deferred firing with its Reply."""
         self.transport.write(line.encode("utf-8", "surrogateescape") + b"\r\n")
         return self.reply(timeout)
+
+    def starttls(self, options):
+        """Send STARTTLS; TLS starts (with ``options``) as its 220 arrives. Its Reply."""
+        if self._items:
+            return defer.fail(NextHopError("the next hop sent a reply nobody asked for"))
+        self._tls_options = options
+        return self.command("STARTTLS")
 
     def send_message(self, header, body):
         """Send the message and the final dot; a Deferred firing when all is written."""
@@ -204,6 +274,16 @@ class NextHopProtocol(TimedClient, LineReceiver):
         d.addBoth(lambda _: None if self.closed else self.transport.loseConnection())
 
 
+def _describe_tls(details):
+    """The log's words for the hop's TLS: ``TLSv1.3 TLS_AES_256_GCM_SHA384 (256 bits), certificate
+    verified for NAME`` / ``not verified``, or ``no TLS``."""
+    if not details:
+        return "no TLS"
+    return "%s %s (%d bits), certificate %s" % (
+        details["protocol"], details["cipher"], details["bits"],
+        "verified for %s" % details["name"] if details["verified"] else "not verified")
+
+
 class _Refused(Exception):
     """The next hop refused with ``reply`` at ``stage``; ``temporary`` when not its decision."""
 
@@ -217,7 +297,8 @@ class SmtpForward(Plugin):
     """Forward to another SMTP or LMTP server, passing its refusals on."""
 
     def init(self, args):
-        usage = "usage: queue/smtp-forward HOST [PORT] [xclient] [lmtp] [timeout SECONDS]"
+        usage = ("usage: queue/smtp-forward HOST [PORT] [xclient] [lmtp] [timeout SECONDS] "
+                 "[tls none|may|require|verify] [tls_ca FILE] [tls_name NAME]")
         if not args:
             raise PluginError("No SMTP server specified in smtp-forward config (%s)" % usage)
         args = list(args)
@@ -229,6 +310,8 @@ class SmtpForward(Plugin):
                 raise PluginError("bad port %d" % self.port)
         self.xclient = self.lmtp = False
         self.timeout = DEFAULT_TIMEOUT
+        self.tls = "may"
+        tls_ca = tls_name = None
         while args:
             flag = args.pop(0)
             if flag.lower() == "xclient":
@@ -242,12 +325,25 @@ class SmtpForward(Plugin):
                     raise PluginError("timeout must be a number of seconds")
                 if self.timeout <= 0:
                     raise PluginError("timeout must be positive")
+            elif flag.lower() == "tls" and args:
+                self.tls = args.pop(0).lower()
+                if self.tls not in TLS_MODES:
+                    raise PluginError("tls must be one of %s" % ", ".join(TLS_MODES))
+            elif flag.lower() == "tls_ca" and args:
+                tls_ca = args.pop(0)
+            elif flag.lower() == "tls_name" and args:
+                tls_name = args.pop(0)
             else:
                 raise PluginError("unknown argument %r (%s)" % (flag, usage))
+        if (tls_ca or tls_name) and self.tls != "verify":
+            raise PluginError("tls_ca and tls_name need 'tls verify'")
         if host.startswith("/"):
             if self.port is not None:
                 raise PluginError("a unix socket (%s) takes no port" % host)
+            if self.tls == "verify" and not tls_name:
+                raise PluginError("tls verify to a unix socket needs tls_name")
             self.address = ServerAddress(path=host)
+            self._tls_setup(tls_name, tls_ca)
             return
         if host.startswith("[") and host.endswith("]"):
             try:
@@ -259,6 +355,21 @@ class SmtpForward(Plugin):
         if self.port is None:
             self.port = 24 if self.lmtp else 25
         self.address = ServerAddress(host=host, port=self.port)
+        self._tls_setup(tls_name or host, tls_ca)
+
+    def _tls_setup(self, name, ca):
+        """Build the STARTTLS options once; ``name``/``ca`` only count for ``tls verify``."""
+        self.tls_name = name if self.tls == "verify" else None
+        trust_root = None
+        if self.tls == "verify" and ca:
+            config_dir = getattr(self.server.config, "config_dir", None)
+            if config_dir and not ca.startswith("/"):
+                ca = "%s/%s" % (config_dir.rstrip("/"), ca)
+            try:
+                trust_root = client_tls.load_trust_root(ca)
+            except ValueError as e:
+                raise PluginError(str(e))
+        self.tls_options = client_tls.client_options(self.tls_name, trust_root)
 
     def hook_queue(self, transaction):
         # Take the message now: the body must stay readable even if the client goes away and
@@ -271,26 +382,72 @@ class SmtpForward(Plugin):
         try:
             self.log(LOGINFO, "forwarding to %s%s" % (self.address, " (LMTP)" if self.lmtp else ""),
                      transaction)
-            hop = NextHopProtocol(self.timeout)
-            try:
-                connecting = connectProtocol(self.address.endpoint(self.timeout), hop)
-                connecting.addTimeout(self.timeout, reactor)
-                await connecting
-            except Exception as e:
-                why = "cannot connect to %s: %s" % (self.address, _describe(e))
-                self.log(LOGERROR, why, transaction)
-                return DECLINED, "Unable to queue message (%s)" % why
-            try:
-                return await self._talk(hop, transaction, header, body)
-            except _Refused as refused:
-                return self._refused(transaction, refused)
-            except NextHopError as e:
-                self.log(LOGERROR, "%s: %s" % (self.address, e), transaction)
-                return DECLINED, "Unable to queue message (%s)" % e
-            finally:
-                hop.quit()
+            tls = self.tls
+            while True:
+                try:
+                    return await self._attempt(transaction, header, body, tls)
+                except TlsFailed as e:
+                    if tls != "may":
+                        self.log(LOGERROR, "%s: %s" % (self.address, e), transaction)
+                        return DECLINED, "Unable to queue message (%s)" % e
+                    # opportunistic: the message has not been sent yet; once more in plaintext
+                    self.log(LOGWARN, "%s: %s; trying again without TLS" % (self.address, e),
+                             transaction)
+                    tls = "none"
         finally:
             body.close()
+
+    async def _attempt(self, transaction, header, body, tls):
+        """One connection to the next hop; raises TlsFailed if STARTTLS's handshake failed."""
+        hop = NextHopProtocol(self.timeout)
+        try:
+            connecting = connectProtocol(self.address.endpoint(self.timeout), hop)
+            connecting.addTimeout(self.timeout, reactor)
+            await connecting
+        except Exception as e:
+            why = "cannot connect to %s: %s" % (self.address, _describe(e))
+            self.log(LOGERROR, why, transaction)
+            return DECLINED, "Unable to queue message (%s)" % why
+        try:
+            return await self._talk(hop, transaction, header, body, tls)
+        except _Refused as refused:
+            return self._refused(transaction, refused)
+        except TlsFailed:
+            raise
+        except NextHopError as e:
+            self.log(LOGERROR, "%s: %s" % (self.address, e), transaction)
+            return DECLINED, "Unable to queue message (%s)" % e
+        finally:
+            hop.quit()
+
+    async def _starttls(self, hop, transaction, capabilities, tls):
+        """STARTTLS as ``tls`` asks (see the docstring); the capabilities said again inside TLS."""
+        transaction.notes["smtp_forward_tls"] = None
+        if tls == "none":
+            return capabilities
+        required = tls in ("require", "verify")
+        if "STARTTLS" not in capabilities:
+            if required:
+                raise NextHopError("the next hop does not offer STARTTLS")
+            return capabilities
+        reply = await hop.starttls(self.tls_options)
+        if reply.code != 220:
+            if required:
+                raise NextHopError("the next hop refused STARTTLS: %s" % reply)
+            self.log(LOGWARN, "%s refused STARTTLS (%s); going on without TLS" % (self.address, reply),
+                     transaction)
+            return capabilities
+        capabilities = await self._hello(hop, self.server.me)
+        if capabilities is None:
+            raise NextHopError("%s refused after STARTTLS" % ("LHLO" if self.lmtp else "EHLO"))
+        if hop.tls_state != "tls":
+            raise NextHopError("the next hop answered before the TLS handshake was done")
+        details = client_tls.session_details(hop.transport)
+        details["verified"] = self.tls_name is not None
+        details["name"] = self.tls_name
+        transaction.notes["smtp_forward_tls"] = details
+        self.log(LOGINFO, "%s: %s" % (self.address, _describe_tls(details)), transaction)
+        return capabilities
 
     async def _hello(self, hop, name):
         """EHLO (or LHLO; HELO if EHLO is refused); the capabilities, or None if refused."""
@@ -308,13 +465,14 @@ class SmtpForward(Plugin):
                 capabilities[words[0].upper()] = words[1:]
         return capabilities
 
-    async def _talk(self, hop, transaction, header, body):
+    async def _talk(self, hop, transaction, header, body, tls):
         greeting = await hop.reply()
         if greeting.code // 100 != 2:
             raise NextHopError("the next hop greets with %s" % greeting)
         capabilities = await self._hello(hop, self.server.me)
         if capabilities is None:
             raise NextHopError("%s refused" % ("LHLO" if self.lmtp else "EHLO"))
+        capabilities = await self._starttls(hop, transaction, capabilities, tls)
         if self.xclient:
             await self._send_xclient(hop, transaction, capabilities)
 
@@ -337,7 +495,8 @@ class SmtpForward(Plugin):
             raise _Refused("end of data", reply)
         words = reply.text.split()
         qid = words[-1] if words else ""
-        self.log(LOGINFO, "finished queueing: %s" % reply, transaction)
+        self.log(LOGINFO, "finished queueing: %s (%s)" % (
+            reply, _describe_tls(transaction.notes.get("smtp_forward_tls"))), transaction)
         return OK, "queued as %s" % qid
 
     async def _send_xclient(self, hop, transaction, capabilities):

@@ -34,7 +34,7 @@ instance_name = qpsmtpd-tx-test-{port}
 log_path = {dir}/dovecot.log
 protocols = lmtp
 listen = 127.0.0.1
-ssl = no
+{ssl}
 mail_uid = nobody
 mail_gid = {group}
 mail_location = maildir:~/Maildir
@@ -94,8 +94,9 @@ def _nobody_group():
     return None
 
 
-def start_dovecot(testcase):
-    """Start a private Dovecot LMTP server for ``testcase``; SkipTest if it cannot run here."""
+def start_dovecot(testcase, ssl_cert=None, ssl_key=None):
+    """Start a private Dovecot LMTP server for ``testcase``; SkipTest if it cannot run here.
+    With ``ssl_cert`` and ``ssl_key`` (PEM files) its LMTP offers STARTTLS."""
     binary = shutil.which("dovecot") or ("/usr/sbin/dovecot" if os.path.exists("/usr/sbin/dovecot") else None)
     if binary is None or not os.path.exists("/usr/lib/dovecot/lmtp"):
         raise SkipTest("Dovecot's LMTP server is not installed (apt-get install dovecot-lmtpd; "
@@ -120,7 +121,8 @@ def start_dovecot(testcase):
     port = free_port()
     config = os.path.join(directory, "dovecot.conf")
     with open(config, "w") as f:
-        f.write(CONFIG.format(dir=directory, port=port, group=group))
+        ssl = "ssl = yes\nssl_cert = <%s\nssl_key = <%s" % (ssl_cert, ssl_key) if ssl_cert else "ssl = no"
+        f.write(CONFIG.format(dir=directory, port=port, group=group, ssl=ssl))
     with open(os.path.join(directory, "users"), "w") as f:
         f.write(USERS.format(dir=directory))
     process, started = spawn([binary, "-F", "-c", config], directory, "master.out")

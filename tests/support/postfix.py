@@ -77,6 +77,7 @@ discard    unix  -       -       n       -       -       discard
 anvil      unix  -       -       n       -       1       anvil
 scache     unix  -       -       n       -       1       scache
 postlog    unix-dgram n  -       n       -       1       postlogd
+tlsmgr     unix  -       -       n       1000?   1       tlsmgr
 qptx       unix  -       n       n       -       -       pipe
   flags= user={user} null_sender= argv=/bin/sh {dir}/deliver ${{queue_id}} S${{sender}} R${{recipient}}
 """
@@ -111,6 +112,14 @@ def _main_cf(directory, domain):
         "biff": "no",
         "delay_warning_time": "0",
     }
+
+
+def tls_settings(cert, key):
+    """main.cf settings offering STARTTLS with ``cert``/``key`` (PEM files), the TLS details in
+    the Received header and a log line per TLS session: for ``settings=``."""
+    return {"smtpd_tls_cert_file": cert, "smtpd_tls_key_file": key,
+            "smtpd_tls_security_level": "may", "smtpd_tls_received_header": "yes",
+            "smtpd_tls_loglevel": "1"}
 
 
 class PostfixUnavailable(Exception):
