@@ -24,9 +24,8 @@ from twisted.internet.task import deferLater
 from twisted.protocols.basic import LineReceiver
 from twisted.trial import unittest
 
-from qpsmtpd_tx.codes import DECLINED
-from qpsmtpd_tx.plugin import Plugin
 from qpsmtpd_tx.server import StartupError
+from qpsmtpd_tx.testing import capture_queue_notes
 from tests.support.dovecot import start_dovecot
 from tests.support import harness
 from tests.support.harness import maildir_messages, make_server, wait_for
@@ -45,20 +44,6 @@ UNSTUFFED_LF = (HEADER + b"\r\n" + BODY).replace(b"\r\n.", b"\r\n").replace(b"\r
 
 def forward_module():
     return harness.plugin_module("queue/smtp-forward")
-
-
-def capture_queue_post_notes(server, note):
-    """Register a queue_post handler on ``server`` collecting transaction note ``note``."""
-    seen = []
-    plugin = Plugin()
-    plugin.name = plugin.path = "capture"
-    plugin.server = server
-
-    def queue_post(transaction):
-        seen.append(transaction.notes.get(note))
-        return DECLINED
-    server.hooks.register("queue_post", plugin, queue_post)
-    return seen
 
 
 class FakeHop(LineReceiver):
@@ -444,7 +429,7 @@ class FakeLmtpTests(ForwardTestCase):
         hop.data_replies = ["250 2.0.0 <u@example.com> ok", "452 4.2.2 <v@example.com> mailbox full"]
         front, port = start_server(self, ["rcpt_ok", "queue/smtp-forward 127.0.0.1 %d lmtp" % hop_port],
                                    {"loglevel": "7"})
-        notes = capture_queue_post_notes(front, "lmtp_failed_recipients")
+        notes = capture_queue_notes(front, "lmtp_failed_recipients")
         logged = []
         original = front.log
 
