@@ -2,10 +2,14 @@
 
 import ipaddress
 
+from twisted.internet.interfaces import IHandshakeListener
 from twisted.internet.protocol import Factory, Protocol
 from twisted.protocols.policies import TimeoutMixin
 
+from zope.interface import implementer
+
 from qpsmtpd_tx.codes import LOGWARN
+from qpsmtpd_tx.core import State
 from qpsmtpd_tx.objects import Connection
 from qpsmtpd_tx.session import SMTPSession
 
@@ -21,6 +25,7 @@ def _plain_ip(host):
     return str(ip)
 
 
+@implementer(IHandshakeListener)
 class SMTPProtocol(Protocol, TimeoutMixin):
     """One client connection: transport events in, session out; idle timeout."""
 
@@ -62,8 +67,15 @@ class SMTPProtocol(Protocol, TimeoutMixin):
         if not self.session.timeout():
             self.setTimeout(self.factory.server.timeout)   # busy on a hook: look again later
 
+    def handshakeCompleted(self):
+        """The TLS handshake (STARTTLS or SMTPS) is done."""
+        if self.session is not None:
+            self.session.tls_handshake_done(self.transport.getHandle())
+
     def connectionLost(self, reason):
         self.setTimeout(None)
+        if self.session is not None and self.session.core.state is State.TLS:
+            self.session.tls_handshake_failed(reason)
         if self.session is not None:
             self.factory.server.sessions.discard(self.session)
             self.session.connection_lost()

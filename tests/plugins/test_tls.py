@@ -1,0 +1,317 @@
+"""The ``tls`` plugin: certificates at start-up, STARTTLS with real clients, the injection rule.
+
+Certificates are made by the tests (our ``write_self_signed`` and the ``cryptography`` package
+for the broken ones); the STARTTLS tests run a real ``twistd qpsmtpd-tx`` and talk to it over
+real sockets with Python's ssl module, smtplib, ``openssl s_client`` and ``swaks``.
+"""
+
+import datetime
+import os
+import re
+import smtplib
+import socket
+import ssl
+import subprocess
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+from twisted.trial import unittest
+
+from qpsmtpd_tx.config import ConfigLine
+from qpsmtpd_tx.plugin import PluginError
+from qpsmtpd_tx.testing import MemoryClient, assertStartupError, loaded_plugin, make_server
+from qpsmtpd_tx.tls import parse_protocols, write_self_signed
+from tests.support.harness import write_config
+from tests.support.processes import start_twistd
+
+INJECTION = b"STARTTLS\r\nHELO injected\r\n"
+#: a pattern that never matches: read until the server closes
+CLOSED = rb"(?!)"
+#: seconds a socket read may wait before the test fails (a bound, not a measurement)
+WAIT = 20
+
+
+def write_pair(directory, hostname="mx.example.org"):
+    """A valid self-signed pair at qpsmtpd's default names in ``directory``; (cert, key)."""
+    cert = os.path.join(directory, "qpsmtpd-server.crt")
+    key = os.path.join(directory, "qpsmtpd-server.key")
+    write_self_signed(cert, key, hostname)
+    return cert, key
+
+
+def write_expired(cert_path, key_path):
+    """A self-signed certificate that expired yesterday, and its key."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "old.example.org")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+            .public_key(key.public_key()).serial_number(1)
+            .not_valid_before(now - datetime.timedelta(days=30))
+            .not_valid_after(now - datetime.timedelta(days=1)).sign(key, hashes.SHA256()))
+    os.makedirs(os.path.dirname(cert_path), exist_ok=True)
+    with open(cert_path, "wb") as f:
+        f.write(cert.public_bytes(serialization.Encoding.PEM))
+    with open(key_path, "wb") as f:
+        f.write(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                  serialization.NoEncryption()))
+
+
+class StartupTests(unittest.TestCase):
+    """The certificate is checked when the plugin loads; problems name the file."""
+
+    def pair_files(self):
+        """The texts of a valid pair, as ``make_server`` files at qpsmtpd's default names."""
+        cert, key = write_pair(os.path.abspath(self.mktemp()))
+        with open(cert) as c, open(key) as k:
+            return {"ssl/qpsmtpd-server.crt": c.read(), "ssl/qpsmtpd-server.key": k.read()}
+
+    def test_default_paths_and_ehlo(self):
+        """``tls`` alone finds config/ssl/; EHLO offers STARTTLS (last line); HELO does not."""
+        server = make_server(self, ["tls", "rcpt_ok"], self.pair_files())
+        self.assertIs(server.chain.tls, loaded_plugin(server, "tls").server_tls)
+        self.assertEqual(server.chain.tls.cert_path, os.path.join(
+            server.config.config_dir, "ssl", "qpsmtpd-server.crt"))
+        client = MemoryClient(server)
+        self.assertTrue(client.command("EHLO client.example").endswith("250 STARTTLS\r\n"))
+        self.assertNotIn("STARTTLS", client.command("RSET") + client.command("HELO client.example"))
+
+    def test_missing_default_certificate(self):
+        message = assertStartupError(self, ["tls"], "qpsmtpd-server.crt")
+        self.assertIn("cannot read the TLS certificate", message)
+
+    def test_expired_certificate(self):
+        directory = os.path.abspath(self.mktemp())
+        cert, key = os.path.join(directory, "old.crt"), os.path.join(directory, "old.key")
+        write_expired(cert, key)
+        assertStartupError(self, ["tls %s %s" % (cert, key)],
+                           ["the TLS certificate %s expired" % cert])
+
+    def test_key_not_matching(self):
+        directory = os.path.abspath(self.mktemp())
+        cert, _ = write_pair(os.path.join(directory, "a"))
+        _, other_key = write_pair(os.path.join(directory, "b"))
+        assertStartupError(self, ["tls %s %s" % (cert, other_key)],
+                           "the TLS key %s does not belong to the certificate %s"
+                           % (other_key, cert))
+
+    def test_named_ca_must_exist(self):
+        directory = os.path.abspath(self.mktemp())
+        cert, key = write_pair(directory)
+        missing = os.path.join(directory, "ca.crt")
+        assertStartupError(self, ["tls %s %s %s" % (cert, key, missing)],
+                           "cannot read the TLS CA file %s" % missing)
+
+    def test_bad_tls_protocols_line(self):
+        directory = os.path.abspath(self.mktemp())
+        cert, key = write_pair(directory)
+        assertStartupError(self, ["tls %s %s" % (cert, key)], ["tls_protocols:1",
+                                                              "unknown TLS protocol 'TLSv9'"],
+                           files={"tls_protocols": "TLSv9"})
+
+    def test_bad_ciphers(self):
+        directory = os.path.abspath(self.mktemp())
+        cert, key = write_pair(directory)
+        assertStartupError(self, ["tls %s %s" % (cert, key)], ["tls_ciphers:1",
+                                                              "no usable cipher"],
+                           files={"tls_ciphers": "NO-SUCH-CIPHER"})
+
+    def test_starttls_without_plugin_is_unrecognized(self):
+        client = MemoryClient(make_server(self, ["rcpt_ok"]))
+        client.command("EHLO client.example")
+        self.assertEqual(client.command("STARTTLS"), "500 Unrecognized command\r\n")
+
+
+class ProtocolParsingTests(unittest.TestCase):
+    """``tls_protocols`` in qpsmtpd's syntax → the (min, max) versions."""
+
+    def lines(self, text):
+        return [ConfigLine(text, "tls_protocols", 1)]
+
+    def test_default_is_tls12(self):
+        import OpenSSL.SSL as S
+        self.assertEqual(parse_protocols([]), (S.TLS1_2_VERSION, 0))
+
+    def test_qpsmtpd_head_default_allows_tls1(self):
+        import OpenSSL.SSL as S
+        self.assertEqual(parse_protocols(self.lines("SSLv23:!SSLv2:!SSLv3")),
+                         (S.TLS1_VERSION, S.TLS1_3_VERSION))
+
+    def test_only_tls13(self):
+        import OpenSSL.SSL as S
+        self.assertEqual(parse_protocols(self.lines("!TLSv1:!TLSv1_1:!TLSv1_2")),
+                         (S.TLS1_3_VERSION, S.TLS1_3_VERSION))
+
+    def test_gap_is_an_error(self):
+        with self.assertRaises(PluginError):
+            parse_protocols(self.lines("TLSv1:TLSv1_3"))
+
+
+def recv_until_closed_or(sock, pattern, limit=WAIT):
+    """Read from ``sock`` until ``pattern`` (bytes regex) matches what was read or it closes."""
+    sock.settimeout(limit)
+    data = b""
+    while not re.search(pattern, data):
+        try:
+            chunk = sock.recv(4096)
+        except (ConnectionResetError, ssl.SSLError):
+            break
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
+def client_context():
+    """A client TLS context that accepts the test's self-signed certificate."""
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+class STARTTLSTests(unittest.TestCase):
+    """A real twistd with the tls plugin; real clients."""
+
+    extra_files = {}
+
+    def setUp(self):
+        self.dir = os.path.abspath(self.mktemp())
+        self.maildir = os.path.join(self.dir, "maildir")
+        config = os.path.join(self.dir, "config")
+        files = {"flat_auth_pw": "u@example.com:secret", "command_deadline": "3",
+                 "loglevel": "LOGINFO"}
+        files.update(self.extra_files)
+        write_config(config, ["tls", "auth/auth_flat_file", "rcpt_ok",
+                              "queue/maildir %s" % self.maildir], files)
+        self.cert, self.key = write_pair(os.path.join(config, "ssl"))
+        _, self.port, self.log = start_twistd(self, config)
+
+    def connect(self):
+        sock = socket.create_connection(("127.0.0.1", self.port), timeout=WAIT)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.addCleanup(sock.close)
+        self.assertTrue(recv_until_closed_or(sock, rb"\r\n$").startswith(b"220 "))
+        return sock
+
+    def ehlo(self, sock):
+        sock.sendall(b"EHLO client.example\r\n")
+        return recv_until_closed_or(sock, rb"250 [^\r\n]*\r\n$")
+
+    def assertServing(self):
+        """A new client still gets the greeting and STARTTLS."""
+        sock = self.connect()
+        self.assertIn(b"250-STARTTLS", self.ehlo(sock).replace(b"250 STARTTLS", b"250-STARTTLS"))
+
+    def test_smtplib_starttls_and_received(self):
+        with smtplib.SMTP("127.0.0.1", self.port, timeout=WAIT) as client:
+            code, text = client.ehlo("client.example")
+            self.assertIn(b"STARTTLS", text)
+            self.assertNotIn(b"AUTH", text)        # tls_before_auth: on with the tls plugin
+            self.assertEqual(client.docmd("AUTH PLAIN AHVAZXhhbXBsZS5jb20Ac2VjcmV0"),
+                             (530, b"5.7.0 Must issue a STARTTLS command first"))
+            self.assertEqual(client.starttls(context=client_context())[0], 220)
+            # RFC 3207 4.2: the HELO is forgotten; EHLO again gives no STARTTLS, but AUTH
+            self.assertEqual(client.docmd("MAIL FROM:<a@b.example>")[0], 503)
+            code, text = client.ehlo("client.example")
+            self.assertNotIn(b"STARTTLS", text)
+            self.assertIn(b"AUTH", text)
+            self.assertEqual(client.docmd("STARTTLS"), (503, b"5.5.1 TLS already active"))
+            client.login("u@example.com", "secret")
+            client.sendmail("a@b.example", ["u@example.com"], b"Subject: t\r\n\r\nbody\r\n")
+        new = os.path.join(self.maildir, "new")
+        [name] = os.listdir(new)
+        with open(os.path.join(new, name), "rb") as f:
+            message = f.read()
+        self.assertRegex(message, rb"\n by mx\.example\.org \(qpsmtpd-tx/[0-9.]+\) with \(TLS_"
+                                  rb"[A-Z0-9_]+ encrypted\) ESMTPSA; ")
+
+    def test_injection_at_every_split_point(self):
+        """``STARTTLS\\r\\nHELO injected\\r\\n`` split anywhere: the HELO is never answered."""
+        for cut in range(1, len(INJECTION) + 1):
+            sock = self.connect()
+            self.ehlo(sock)
+            sock.sendall(INJECTION[:cut])
+            if cut < len(INJECTION):
+                sock.sendall(INJECTION[cut:])
+            first = recv_until_closed_or(sock, rb"\r\n")
+            self.assertIn(first[:4], (b"220 ", b"421 "), (cut, first))
+            if cut == len(INJECTION):      # one write: the server reads it at once
+                self.assertEqual(first[:4], b"421 ")
+            if first.startswith(b"421 "):
+                self.assertEqual(first, b"421 4.5.0 Commands sent after STARTTLS before its "
+                                        b"reply; closing\r\n")
+                self.assertEqual(recv_until_closed_or(sock, CLOSED), b"", cut)
+                continue
+            # 220: the rest went to the TLS layer as plain text; whatever the handshake gives,
+            # no 250 ever comes back, in plain text or inside TLS.
+            try:
+                tls = client_context().wrap_socket(sock)
+            except (ssl.SSLError, OSError):
+                continue
+            rest = recv_until_closed_or(tls, rb"250")
+            self.assertNotIn(b"250", rest, cut)
+        self.assertServing()
+
+    def test_injection_pipelined_with_ehlo(self):
+        """PIPELINING: EHLO, STARTTLS and a command in one write: EHLO answered, then 421."""
+        sock = self.connect()
+        sock.sendall(b"EHLO client.example\r\n" + INJECTION)
+        data = recv_until_closed_or(sock, CLOSED)
+        self.assertRegex(data, rb"(?s)^250-mx\.example\.org Hi .*\r\n250 STARTTLS\r\n421 4\.5\.0 ")
+        self.assertNotIn(b"injected", data)
+
+    def test_refusals(self):
+        sock = self.connect()
+        sock.sendall(b"STARTTLS\r\n")
+        self.assertEqual(recv_until_closed_or(sock, rb"\r\n"), b"503 please say hello first ...\r\n")
+        self.ehlo(sock)
+        sock.sendall(b"STARTTLS now\r\n")
+        self.assertEqual(recv_until_closed_or(sock, rb"\r\n"),
+                         b"501 Syntax error (no parameters allowed)\r\n")
+        sock.sendall(b"MAIL FROM:<a@b.example>\r\n")
+        recv_until_closed_or(sock, rb"\r\n")
+        sock.sendall(b"STARTTLS\r\n")
+        self.assertEqual(recv_until_closed_or(sock, rb"\r\n"),
+                         b"503 5.5.1 MAIL transaction in progress\r\n")
+
+    def test_garbage_instead_of_client_hello(self):
+        sock = self.connect()
+        self.ehlo(sock)
+        sock.sendall(b"STARTTLS\r\n")
+        self.assertEqual(recv_until_closed_or(sock, rb"\r\n"), b"220 Go ahead with TLS\r\n")
+        sock.sendall(b"this is not a ClientHello\r\n" * 4)
+        data = recv_until_closed_or(sock, CLOSED)
+        self.assertNotIn(b"250", data)
+        self.assertServing()
+        with open(self.log, "rb") as f:
+            self.assertNotIn(b"Traceback", f.read())
+
+    def test_handshake_that_never_completes(self):
+        """The handshake has command_deadline (3 s here): then the server closes."""
+        sock = self.connect()
+        self.ehlo(sock)
+        sock.sendall(b"STARTTLS\r\n")
+        self.assertEqual(recv_until_closed_or(sock, rb"\r\n"), b"220 Go ahead with TLS\r\n")
+        self.assertEqual(recv_until_closed_or(sock, CLOSED), b"")
+        with open(self.log, "rb") as f:
+            self.assertIn(b"TLS handshake not complete within 3 s, closing", f.read())
+
+    def test_openssl_s_client(self):
+        result = subprocess.run(
+            ["openssl", "s_client", "-starttls", "smtp", "-connect", "127.0.0.1:%d" % self.port,
+             "-quiet", "-nocommands"], input=b"EHLO client.example\r\nQUIT\r\n",
+            capture_output=True, timeout=WAIT)
+        self.assertIn(b"250-mx.example.org Hi", result.stdout)
+        self.assertIn(b"AUTH", result.stdout)
+        self.assertIn(b"221 ", result.stdout)
+
+    def test_swaks_tls(self):
+        result = subprocess.run(
+            ["swaks", "--server", "127.0.0.1", "--port", str(self.port), "--tls",
+             "--from", "a@b.example", "--to", "u@example.com", "--helo", "client.example"],
+            capture_output=True, timeout=WAIT)
+        self.assertEqual(result.returncode, 0, result.stdout + result.stderr)
+        self.assertIn(b"TLS started", result.stdout)
+        self.assertEqual(len(os.listdir(os.path.join(self.maildir, "new"))), 1)
