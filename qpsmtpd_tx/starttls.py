@@ -68,6 +68,10 @@ class StartTLS:
         conn.notes.update(session_notes(tls_connection))
         self.log(codes.LOGINFO, "TLS established: %s %s" % (conn.notes["tls_protocol"],
                                                             conn.notes["tls_cipher"]))
+        if "tls_client_subject" in conn.notes:
+            self.log(codes.LOGINFO, "TLS client certificate %s (%s)" % (
+                conn.notes["tls_client_subject"],
+                "verified" if conn.notes["tls_client_verified"] else "not verified"))
         if self.core.state is not State.TLS:
             self.core.tls = True     # SMTPS: the handshake came before the greeting
             return None

@@ -8,6 +8,7 @@ real sockets with Python's ssl module, smtplib, ``openssl s_client`` and ``swaks
 import datetime
 import os
 import re
+import shutil
 import smtplib
 import socket
 import ssl
@@ -123,6 +124,35 @@ class StartupTests(unittest.TestCase):
         self.assertEqual(client.command("STARTTLS"), "500 Unrecognized command\r\n")
 
 
+class AuthBeforeTLSTests(unittest.TestCase):
+    """``tls_before_auth``: AUTH neither offered nor accepted before TLS (default with tls)."""
+
+    def ehlo(self, plugins, files):
+        files = dict(files, flat_auth_pw="u@example.com:secret")
+        client = MemoryClient(make_server(self, plugins + ["auth/auth_flat_file"], files))
+        return client, client.command("EHLO client.example")
+
+    def test_default_with_tls(self):
+        client, reply = self.ehlo(["tls"], StartupTests.pair_files(self))
+        self.assertNotIn("AUTH", reply)
+        self.assertEqual(client.command("AUTH PLAIN AHVAZXhhbXBsZS5jb20Ac2VjcmV0"),
+                         "530 5.7.0 Must issue a STARTTLS command first\r\n")
+
+    def test_turned_off_with_tls(self):
+        files = dict(StartupTests.pair_files(self), tls_before_auth="0")
+        client, reply = self.ehlo(["tls"], files)
+        self.assertTrue(reply.endswith("250-STARTTLS\r\n250 AUTH PLAIN LOGIN CRAM-MD5\r\n"))
+
+    def test_set_without_tls_means_no_auth(self):
+        """0.94 offered AUTH here (its test is inverted); the name says: only over TLS."""
+        client, reply = self.ehlo([], {"tls_before_auth": "1"})
+        self.assertNotIn("AUTH", reply)
+
+    def test_default_without_tls(self):
+        client, reply = self.ehlo([], {})
+        self.assertIn("AUTH ", reply)
+
+
 class ProtocolParsingTests(unittest.TestCase):
     """``tls_protocols`` in qpsmtpd's syntax → the (min, max) versions."""
 
@@ -186,6 +216,8 @@ class STARTTLSTests(unittest.TestCase):
         write_config(config, ["tls", "auth/auth_flat_file", "rcpt_ok",
                               "queue/maildir %s" % self.maildir], files)
         self.cert, self.key = write_pair(os.path.join(config, "ssl"))
+        # the self-signed server certificate is also the CA that client certificates need
+        shutil.copy(self.cert, os.path.join(config, "ssl", "qpsmtpd-ca.crt"))
         _, self.port, self.log = start_twistd(self, config)
 
     def connect(self):
@@ -226,6 +258,18 @@ class STARTTLSTests(unittest.TestCase):
             message = f.read()
         self.assertRegex(message, rb"\n by mx\.example\.org \(qpsmtpd-tx/[0-9.]+\) with \(TLS_"
                                   rb"[A-Z0-9_]+ encrypted\) ESMTPSA; ")
+
+    def test_helo_on_tls_is_smtp_with_the_cipher(self):
+        """As qpsmtpd: the S (and A) of RFC 3848 only after EHLO; the cipher is noted anyway."""
+        with smtplib.SMTP("127.0.0.1", self.port, timeout=WAIT) as client:
+            client.ehlo("client.example")
+            client.starttls(context=client_context())
+            client.helo("client.example")
+            client.sendmail("a@b.example", ["u@example.com"], b"Subject: t\r\n\r\nbody\r\n")
+        new = os.path.join(self.maildir, "new")
+        [name] = os.listdir(new)
+        with open(os.path.join(new, name), "rb") as f:
+            self.assertRegex(f.read(), rb"\) with \(TLS_[A-Z0-9_]+ encrypted\) SMTP; ")
 
     def test_injection_at_every_split_point(self):
         """``STARTTLS\\r\\nHELO injected\\r\\n`` split anywhere: the HELO is never answered."""
@@ -297,6 +341,22 @@ class STARTTLSTests(unittest.TestCase):
         self.assertEqual(recv_until_closed_or(sock, CLOSED), b"")
         with open(self.log, "rb") as f:
             self.assertIn(b"TLS handshake not complete within 3 s, closing", f.read())
+
+    def test_client_certificate_subject_is_noted(self):
+        """With a CA file the server asks for a client certificate; its subject is logged and
+        noted (``tls_client_subject``)."""
+        directory = os.path.abspath(self.mktemp())
+        stranger = write_pair(directory, "client.example")
+        for (cert, key), subject in ((stranger, b"/CN=client.example (not verified)"),
+                                     ((self.cert, self.key), b"/CN=mx.example.org (verified)")):
+            context = client_context()
+            context.load_cert_chain(cert, key)
+            with smtplib.SMTP("127.0.0.1", self.port, timeout=WAIT) as client:
+                client.ehlo("client.example")
+                client.starttls(context=context)
+                client.ehlo("client.example")
+            with open(self.log, "rb") as f:
+                self.assertIn(b"TLS client certificate " + subject, f.read())
 
     def test_openssl_s_client(self):
         result = subprocess.run(
