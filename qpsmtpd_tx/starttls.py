@@ -37,11 +37,17 @@ class StartTLS:
         self.core.starttls()
         self.respond(220, GO_AHEAD)
         self._write_replies()
-        self._wait_for_handshake()
+        self.wait_for_handshake()
         self.transport.startTLS(self.chain.tls)
         return None
 
-    def _wait_for_handshake(self):
+    @property
+    def handshake_pending(self):
+        """True from STARTTLS (or an SMTPS connect) until the handshake is done."""
+        return self._handshake_call is not None
+
+    def wait_for_handshake(self):
+        """Close the connection if the handshake does not complete within ``command_deadline``."""
         seconds = self.server.command_deadline or HANDSHAKE_SECONDS
         if self.call_later is None:
             from twisted.internet import reactor

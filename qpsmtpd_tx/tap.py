@@ -12,7 +12,7 @@ from twisted.python import usage
 from qpsmtpd_tx.codes import LOGINFO
 from qpsmtpd_tx.config import Config
 from qpsmtpd_tx.paths import program_dir
-from qpsmtpd_tx.protocol import SMTPFactory
+from qpsmtpd_tx.protocol import SMTPFactory, smtps_factory
 from qpsmtpd_tx.server import SMTPServer, StartupError, config_problems
 from qpsmtpd_tx.signals import chain_signal, stop_on_sigterm
 from qpsmtpd_tx.startup import (StartupReporter, config_dir_problem, privilege_problem,
@@ -43,6 +43,11 @@ class Options(usage.Options):
     def __init__(self):
         usage.Options.__init__(self)
         self["listen"] = []
+        self["listen-tls"] = []
+
+    def opt_listen_tls(self, endpoint):
+        """SMTPS (implicit TLS, RFC 8314) on a Twisted endpoint (repeatable), e.g. tcp:465; needs the tls plugin"""
+        self["listen-tls"].append(endpoint)
 
     def opt_listen(self, endpoint):
         """Listen on a Twisted endpoint (repeatable), e.g. tcp:25, tcp6:25, systemd:domain=INET:index=0"""
@@ -58,7 +63,7 @@ class Options(usage.Options):
             "(`qpsmtpd-tx forkserver` takes qpsmtpd-forkserver's options)")
 
     def postOptions(self):
-        if not self["listen"]:
+        if not self["listen"] and not self["listen-tls"]:
             self["listen"] = [DEFAULT_LISTEN]
         for name in ("max-from-ip", "workers", "limit-connections"):
             try:
@@ -67,6 +72,8 @@ class Options(usage.Options):
                 raise usage.UsageError("--%s takes a number" % name)
         if self["workers"] < 1:
             raise usage.UsageError("--workers must be at least 1")
+        if self["listen-tls"] and self["workers"] > 1:
+            raise usage.UsageError("--listen-tls works with one process only (--workers 1)")
         problem = config_dir_problem(self["config"])
         if problem:
             raise usage.UsageError("--config: " + problem)
@@ -82,6 +89,9 @@ class SMTPService(service.MultiService):
     reactor is not running yet). A failure goes to ``reporter`` (the terminal, the log,
     exit status 1).
     """
+
+    #: an SMTPS endpoint is configured: the tls plugin must be loaded
+    needs_tls = False
 
     def __init__(self, server, reporter=None):
         service.MultiService.__init__(self)
@@ -102,6 +112,8 @@ class SMTPService(service.MultiService):
             self.server.load_plugins()
         except StartupError as e:
             self.reporter.fail(e.problems)
+        if self.needs_tls and self.server.chain.tls is None:
+            self.reporter.fail(["--listen-tls needs the tls plugin (its certificate) in plugins"])
         self._plugins_loaded = True
 
     def startService(self):
@@ -189,6 +201,9 @@ def makeService(options):
     top = SMTPService(server, reporter)
     listening = ListeningService(options["listen"], SMTPFactory(server))
     listening.setServiceParent(top)
+    if options["listen-tls"]:
+        top.needs_tls = True
+        ListeningService(options["listen-tls"], smtps_factory(server)).setServiceParent(top)
     if options["workers"] > 1:
         args = ["--max-from-ip", str(options["max-from-ip"]),
                 "--limit-connections", str(options["limit-connections"])]

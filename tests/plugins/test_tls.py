@@ -25,7 +25,7 @@ from qpsmtpd_tx.plugin import PluginError
 from qpsmtpd_tx.testing import MemoryClient, assertStartupError, loaded_plugin, make_server
 from qpsmtpd_tx.tls import parse_protocols, write_self_signed
 from tests.support.harness import write_config
-from tests.support.processes import start_twistd
+from tests.support.processes import CHECKOUT, free_port, server_env, start_twistd, twistd_argv
 
 INJECTION = b"STARTTLS\r\nHELO injected\r\n"
 #: a pattern that never matches: read until the server closes
@@ -193,6 +193,26 @@ def recv_until_closed_or(sock, pattern, limit=WAIT):
     return data
 
 
+def swaks(testcase, port, tls_option, maildir):
+    """Send one message with ``swaks TLS_OPTION`` (``--tls``, ``--tlsc``); check it arrived;
+    return swaks' output."""
+    result = subprocess.run(
+        ["swaks", "--server", "127.0.0.1", "--port", str(port), tls_option,
+         "--from", "a@b.example", "--to", "u@example.com", "--helo", "client.example"],
+        capture_output=True, timeout=WAIT)
+    testcase.assertEqual(result.returncode, 0, result.stdout + result.stderr)
+    testcase.assertEqual(len(os.listdir(os.path.join(maildir, "new"))), 1)
+    return result.stdout
+
+
+def delivered(maildir):
+    """The one message in ``maildir``."""
+    new = os.path.join(maildir, "new")
+    [name] = os.listdir(new)
+    with open(os.path.join(new, name), "rb") as f:
+        return f.read()
+
+
 def client_context():
     """A client TLS context that accepts the test's self-signed certificate."""
     context = ssl.create_default_context()
@@ -252,11 +272,7 @@ class STARTTLSTests(unittest.TestCase):
             self.assertEqual(client.docmd("STARTTLS"), (503, b"5.5.1 TLS already active"))
             client.login("u@example.com", "secret")
             client.sendmail("a@b.example", ["u@example.com"], b"Subject: t\r\n\r\nbody\r\n")
-        new = os.path.join(self.maildir, "new")
-        [name] = os.listdir(new)
-        with open(os.path.join(new, name), "rb") as f:
-            message = f.read()
-        self.assertRegex(message, rb"\n by mx\.example\.org \(qpsmtpd-tx/[0-9.]+\) with \(TLS_"
+        self.assertRegex(delivered(self.maildir), rb"\n by mx\.example\.org \(qpsmtpd-tx/[0-9.]+\) with \(TLS_"
                                   rb"[A-Z0-9_]+ encrypted\) ESMTPSA; ")
 
     def test_helo_on_tls_is_smtp_with_the_cipher(self):
@@ -266,10 +282,7 @@ class STARTTLSTests(unittest.TestCase):
             client.starttls(context=client_context())
             client.helo("client.example")
             client.sendmail("a@b.example", ["u@example.com"], b"Subject: t\r\n\r\nbody\r\n")
-        new = os.path.join(self.maildir, "new")
-        [name] = os.listdir(new)
-        with open(os.path.join(new, name), "rb") as f:
-            self.assertRegex(f.read(), rb"\) with \(TLS_[A-Z0-9_]+ encrypted\) SMTP; ")
+        self.assertRegex(delivered(self.maildir), rb"\) with \(TLS_[A-Z0-9_]+ encrypted\) SMTP; ")
 
     def test_injection_at_every_split_point(self):
         """``STARTTLS\\r\\nHELO injected\\r\\n`` split anywhere: the HELO is never answered."""
@@ -368,10 +381,56 @@ class STARTTLSTests(unittest.TestCase):
         self.assertIn(b"221 ", result.stdout)
 
     def test_swaks_tls(self):
+        self.assertIn(b"TLS started", swaks(self, self.port, "--tls", self.maildir))
+
+
+class SMTPSTests(unittest.TestCase):
+    """``--listen-tls``: TLS from the first byte (RFC 8314), the same plugins and certificate."""
+
+    def setUp(self):
+        self.dir = os.path.abspath(self.mktemp())
+        self.maildir = os.path.join(self.dir, "maildir")
+        self.config = os.path.join(self.dir, "config")
+        write_config(self.config, ["tls", "auth/auth_flat_file", "rcpt_ok",
+                                   "queue/maildir %s" % self.maildir],
+                     {"flat_auth_pw": "u@example.com:secret", "loglevel": "LOGINFO"})
+        write_pair(os.path.join(self.config, "ssl"))
+        self.smtps = free_port()
+        _, self.port, self.log = start_twistd(
+            self, self.config, extra=["--listen-tls", "tcp:%d:interface=127.0.0.1" % self.smtps])
+
+    def test_smtplib_smtp_ssl(self):
+        with smtplib.SMTP_SSL("127.0.0.1", self.smtps, timeout=WAIT,
+                              context=client_context()) as client:
+            code, text = client.ehlo("client.example")
+            self.assertNotIn(b"STARTTLS", text)
+            self.assertIn(b"AUTH", text)
+            client.login("u@example.com", "secret")
+            client.sendmail("a@b.example", ["u@example.com"], b"Subject: t\r\n\r\nbody\r\n")
+        self.assertRegex(delivered(self.maildir), rb"\) with \(TLS_[A-Z0-9_]+ encrypted\) ESMTPSA; ")
+        # the plain port beside it still offers STARTTLS
+        with smtplib.SMTP("127.0.0.1", self.port, timeout=WAIT) as client:
+            self.assertIn(b"STARTTLS", client.ehlo("client.example")[1])
+
+    def test_swaks_tlsc(self):
+        swaks(self, self.smtps, "--tlsc", self.maildir)
+
+    def test_plain_text_on_the_smtps_port(self):
+        """A client speaking SMTP to the SMTPS port gets no SMTP reply and is closed."""
+        sock = socket.create_connection(("127.0.0.1", self.smtps), timeout=WAIT)
+        self.addCleanup(sock.close)
+        sock.sendall(b"EHLO client.example\r\n")
+        self.assertNotIn(b"250", recv_until_closed_or(sock, CLOSED))
+        with smtplib.SMTP_SSL("127.0.0.1", self.smtps, timeout=WAIT,
+                              context=client_context()) as client:
+            self.assertEqual(client.noop()[0], 250)
+
+    def test_needs_the_tls_plugin(self):
+        write_config(self.config, ["rcpt_ok"])
+        port = free_port()
         result = subprocess.run(
-            ["swaks", "--server", "127.0.0.1", "--port", str(self.port), "--tls",
-             "--from", "a@b.example", "--to", "u@example.com", "--helo", "client.example"],
-            capture_output=True, timeout=WAIT)
-        self.assertEqual(result.returncode, 0, result.stdout + result.stderr)
-        self.assertIn(b"TLS started", result.stdout)
-        self.assertEqual(len(os.listdir(os.path.join(self.maildir, "new"))), 1)
+            twistd_argv(self.config, free_port(), ["--listen-tls",
+                                                   "tcp:%d:interface=127.0.0.1" % port]),
+            cwd=CHECKOUT, env=server_env(), capture_output=True, timeout=60)
+        self.assertEqual(result.returncode, 1)
+        self.assertIn(b"--listen-tls needs the tls plugin", result.stdout + result.stderr)
