@@ -6,9 +6,11 @@ real sockets with Python's ssl module, smtplib, ``openssl s_client`` and ``swaks
 """
 
 import datetime
+import io
 import os
 import re
 import shutil
+import signal
 import smtplib
 import socket
 import ssl
@@ -20,12 +22,14 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from twisted.trial import unittest
 
+from qpsmtpd_tx import cli
 from qpsmtpd_tx.config import ConfigLine
 from qpsmtpd_tx.plugin import PluginError
 from qpsmtpd_tx.testing import MemoryClient, assertStartupError, loaded_plugin, make_server
 from qpsmtpd_tx.tls import parse_protocols, write_self_signed
 from tests.support.harness import write_config
-from tests.support.processes import CHECKOUT, free_port, server_env, start_twistd, twistd_argv
+from tests.support.processes import (CHECKOUT, free_port, poll_until, server_env, start_twistd,
+                                     twistd_argv)
 
 INJECTION = b"STARTTLS\r\nHELO injected\r\n"
 #: a pattern that never matches: read until the server closes
@@ -272,8 +276,8 @@ class STARTTLSTests(unittest.TestCase):
             self.assertEqual(client.docmd("STARTTLS"), (503, b"5.5.1 TLS already active"))
             client.login("u@example.com", "secret")
             client.sendmail("a@b.example", ["u@example.com"], b"Subject: t\r\n\r\nbody\r\n")
-        self.assertRegex(delivered(self.maildir), rb"\n by mx\.example\.org \(qpsmtpd-tx/[0-9.]+\) with \(TLS_"
-                                  rb"[A-Z0-9_]+ encrypted\) ESMTPSA; ")
+        self.assertRegex(delivered(self.maildir), rb"\n by mx\.example\.org \(qpsmtpd-tx/[0-9.]+\) "
+                                                  rb"with \(TLS_[A-Z0-9_]+ encrypted\) ESMTPSA; ")
 
     def test_helo_on_tls_is_smtp_with_the_cipher(self):
         """As qpsmtpd: the S (and A) of RFC 3848 only after EHLO; the cipher is noted anyway."""
@@ -434,3 +438,75 @@ class SMTPSTests(unittest.TestCase):
             cwd=CHECKOUT, env=server_env(), capture_output=True, timeout=60)
         self.assertEqual(result.returncode, 1)
         self.assertIn(b"--listen-tls needs the tls plugin", result.stdout + result.stderr)
+
+
+def peer_name(client):
+    """The common name in the certificate the server showed ``client`` (an smtplib.SMTP)."""
+    der = client.sock.getpeercert(binary_form=True)
+    cert = x509.load_der_x509_certificate(der)
+    return cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value
+
+
+def starttls_client(testcase, port):
+    """An smtplib client that has said EHLO on TLS (closed at the test's end)."""
+    client = smtplib.SMTP("127.0.0.1", port, timeout=WAIT)
+    testcase.addCleanup(client.close)
+    client.ehlo("client.example")
+    client.starttls(context=client_context())
+    client.ehlo("client.example")
+    return client
+
+
+class CertificateReloadTests(unittest.TestCase):
+    """SIGHUP loads a new certificate for new connections; a broken one keeps the old."""
+
+    def starttls_client(self):
+        return starttls_client(self, self.port)
+
+    def log_count(self, text):
+        with open(self.log, "rb") as f:
+            return f.read().count(text)
+
+    def test_sighup(self):
+        config = os.path.abspath(self.mktemp())
+        write_config(config, ["tls", "rcpt_ok"], {"loglevel": "LOGINFO"})
+        ssl_dir = os.path.join(config, "ssl")
+        write_pair(ssl_dir, "one.example.org")
+        process, self.port, self.log = start_twistd(self, config)
+        old = self.starttls_client()
+        self.assertEqual(peer_name(old), "one.example.org")
+
+        write_pair(ssl_dir, "two.example.org")
+        process.send_signal(signal.SIGHUP)
+        self.assertTrue(poll_until(lambda: self.log_count(b"plugins reloaded") == 1, WAIT, 0.02))
+        self.assertEqual(peer_name(self.starttls_client()), "two.example.org")
+        self.assertEqual(old.noop()[0], 250)      # the TLS session in progress goes on
+
+        # a key that does not belong to the certificate: logged with the file, old pair stays
+        _, stray_key = write_pair(os.path.join(config, "stray"))
+        shutil.copy(stray_key, os.path.join(ssl_dir, "qpsmtpd-server.key"))
+        process.send_signal(signal.SIGHUP)
+        self.assertTrue(poll_until(lambda: self.log_count(b"reload failed") == 1, WAIT, 0.02))
+        self.assertEqual(self.log_count(
+            ("the TLS key %s does not belong" % os.path.join(ssl_dir, "qpsmtpd-server.key"))
+            .encode()), 1)
+        self.assertEqual(peer_name(self.starttls_client()), "two.example.org")
+
+
+class TLSCertCommandTests(unittest.TestCase):
+    """``qpsmtpd-tx tls-cert`` writes a pair the tls plugin then uses."""
+
+    def test_writes_where_the_plugin_looks(self):
+        config = os.path.abspath(self.mktemp())
+        write_config(config, ["tls", "rcpt_ok"])
+        out, err = io.StringIO(), io.StringIO()
+        self.assertEqual(cli.main(["tls-cert", "--config", config], out, err), 0, err.getvalue())
+        key = os.path.join(config, "ssl", "qpsmtpd-server.key")
+        self.assertIn(key, out.getvalue())
+        self.assertEqual(os.stat(key).st_mode & 0o777, 0o600)
+        # a second run keeps the pair
+        self.assertEqual(cli.main(["tls-cert", "--config", config], out, err), 1)
+        self.assertIn("--force replaces it", err.getvalue())
+        _, port, _ = start_twistd(self, config)
+        client = starttls_client(self, port)
+        self.assertEqual(peer_name(client), "mx.example.org")     # the config's me
