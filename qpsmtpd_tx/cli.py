@@ -226,7 +226,7 @@ def tls_cert(config_dir, hostname, force, out, err):
     if existing and not force:
         err.write("qpsmtpd-tx: %s exists; --force replaces it\n" % " and ".join(existing))
         return 1
-    hostname = hostname or config.get_scalar("me") or socket.getfqdn()
+    hostname = hostname or config_items.value(config, "me") or socket.getfqdn()
     tls.write_self_signed(cert, key, hostname)
     out.write("qpsmtpd-tx: wrote a self-signed certificate for %s:\n  %s\n  %s\n"
               % (hostname, cert, key))
