@@ -28,6 +28,9 @@ Config files:
   ``tls_protocols``  the TLS versions, in qpsmtpd's syntax: ``SSLv23:!SSLv2:!SSLv3``,
                      ``TLSv1_2:TLSv1_3``, ``!TLSv1:!TLSv1_1``… Without the file: TLS 1.2
                      and newer. Versions must form a range (no gaps).
+  ``tls_sni_dir``    a directory of ``NAME.crt``/``NAME.key`` pairs (default ``ssl/sni`` if
+                     it exists): a client that asks for server name NAME (SNI) gets that
+                     certificate, any other the default one. Every pair is checked at load.
   ``tls_before_auth`` (core item) defaults to 1 when this plugin is loaded: AUTH is neither
                      offered nor accepted before TLS.
 
@@ -59,14 +62,15 @@ Differences from qpsmtpd 0.94, on purpose:
   - STARTTLS with arguments gets 501 (0.94: 500), a second STARTTLS 503 (0.94: 500);
   - ``tls_before_auth`` does what its name says and is on by default with this plugin (0.94's
     test is inverted and defaults to off);
-  - SMTPS is a listen option (``--listen-tls``), not a connect hook on port 465.
+  - SMTPS is a listen option (``--listen-tls``), not a connect hook on port 465;
+  - several certificates by SNI (0.94 has one).
 """
 
 import os
 
 from qpsmtpd_tx.codes import DECLINED, LOGDEBUG
-from qpsmtpd_tx.plugin import Plugin
-from qpsmtpd_tx.tls import ServerTLS, parse_protocols, resolve_paths
+from qpsmtpd_tx.plugin import Plugin, PluginError
+from qpsmtpd_tx.tls import ServerTLS, base_dir, parse_protocols, resolve_paths, sni_pairs, ssl_dir
 
 
 class TLS(Plugin):
@@ -87,9 +91,22 @@ class TLS(Plugin):
         origin = ("%s:%s" % (cipher_lines[0].path, cipher_lines[0].lineno) if cipher_lines
                   else "tls_ciphers")
         protocols = parse_protocols(self.server.config.get_lines("tls_protocols"))
-        self.server_tls = ServerTLS(cert, key, ca, dhparam, ciphers=ciphers, protocols=protocols,
-                                    ciphers_origin=origin)
+        sni = self._sni_directory()
+        self.server_tls = ServerTLS(cert, key, ca, dhparam, sni=sni_pairs(sni) if sni else None,
+                                    ciphers=ciphers, protocols=protocols, ciphers_origin=origin)
         self.log(LOGDEBUG, "certificate %s, ciphers %s" % (cert, ciphers))
+
+    def _sni_directory(self):
+        """``tls_sni_dir``'s directory (it must exist), else ``ssl/sni`` if it exists, else None."""
+        lines = self.server.config.get_lines("tls_sni_dir")
+        if lines:
+            path = os.path.join(base_dir(self.server.config), lines[0].text)
+            if not os.path.isdir(path):
+                raise PluginError("%s:%s: %s is not a directory" % (lines[0].path, lines[0].lineno,
+                                                                  path))
+            return path
+        path = os.path.join(ssl_dir(self.server.config), "sni")
+        return path if os.path.isdir(path) else None
 
     def hook_ehlo(self, transaction, *args):
         """Advertise STARTTLS while the connection is in plain text."""

@@ -135,57 +135,94 @@ def parse_protocols(lines):
     return enabled[0], enabled[-1]
 
 
-@implementer(IOpenSSLServerConnectionCreator)
-class ServerTLS:
-    """One server TLS context, checked and built at once; gives Twisted a connection per client.
+def build_context(cert, key, ca=None, dhparam=None, ciphers="HIGH",
+                  protocols=(DEFAULT_MIN_VERSION, 0), ciphers_origin="tls_ciphers"):
+    """An OpenSSL server context for one certificate and key, checked: PluginError naming the
+    file that is missing, unreadable, expired or does not match.
 
     ``ciphers`` is an OpenSSL cipher string (TLS 1.2 and older); ``protocols`` a
     ``(min, max)`` pair from :func:`parse_protocols` (max 0: the newest).
     """
+    load_certificate(cert)
+    ctx = SSL.Context(SSL.TLS_SERVER_METHOD)
+    ctx.set_min_proto_version(protocols[0])
+    if protocols[1]:
+        ctx.set_max_proto_version(protocols[1])
+    ctx.set_options(SSL.OP_NO_COMPRESSION | SSL.OP_CIPHER_SERVER_PREFERENCE)
+    try:
+        ctx.set_cipher_list(ciphers.encode("ascii"))
+    except (SSL.Error, UnicodeError):
+        raise PluginError("%s: no usable cipher in %r" % (ciphers_origin, ciphers))
+    try:
+        ctx.use_certificate_chain_file(cert.encode())
+    except SSL.Error:
+        raise PluginError("the TLS certificate %s cannot be used" % (cert,))
+    try:
+        pkey = crypto.load_privatekey(crypto.FILETYPE_PEM, _read(key, "key"))
+    except crypto.Error:
+        raise PluginError("the TLS key %s is not a PEM private key (or is encrypted)" % (key,))
+    try:
+        ctx.use_privatekey(pkey)
+        ctx.check_privatekey()
+    except SSL.Error:
+        raise PluginError("the TLS key %s does not belong to the certificate %s" % (key, cert))
+    if ca is not None:
+        _read(ca, "CA file")
+        try:
+            ctx.load_verify_locations(ca.encode())
+        except SSL.Error:
+            raise PluginError("the TLS CA file %s holds no PEM certificate" % (ca,))
+        # Ask for a client certificate (its subject becomes a note) but accept any or none:
+        # plugins decide what a verified one is worth.
+        ctx.set_verify(SSL.VERIFY_PEER, _note_verification)
+    if dhparam is not None:
+        _read(dhparam, "DH parameter file")
+        try:
+            ctx.load_tmp_dh(dhparam.encode())
+        except SSL.Error:
+            raise PluginError("the TLS DH parameter file %s is not PEM DH parameters" % (dhparam,))
+    ctx.set_session_id(b"qpsmtpd-tx")
+    return ctx
 
-    def __init__(self, cert, key, ca=None, dhparam=None, ciphers="HIGH",
-                 protocols=(DEFAULT_MIN_VERSION, 0), ciphers_origin="tls_ciphers"):
+
+def sni_pairs(directory):
+    """``{name: (cert, key)}`` for the ``NAME.crt``/``NAME.key`` pairs in ``directory``;
+    PluginError naming a certificate without its key."""
+    pairs = {}
+    for entry in sorted(os.listdir(directory)):
+        if entry.endswith(".crt") and not entry.startswith("."):
+            name = entry[:-4].lower().rstrip(".")
+            key = os.path.join(directory, entry[:-4] + ".key")
+            if not os.path.exists(key):
+                raise PluginError("the TLS certificate %s has no key %s"
+                                  % (os.path.join(directory, entry), key))
+            pairs[name] = (os.path.join(directory, entry), key)
+    return pairs
+
+
+@implementer(IOpenSSLServerConnectionCreator)
+class ServerTLS:
+    """The server's TLS contexts, checked and built at once; a connection per client for Twisted.
+
+    The arguments are :func:`build_context`'s for the default certificate; ``sni`` maps server
+    names to ``(cert, key)`` pairs (:func:`sni_pairs`), chosen by the name a client asks for
+    (SNI), built with the same CA, DH parameters, ciphers and protocols.
+    """
+
+    def __init__(self, cert, key, ca=None, dhparam=None, sni=None, **options):
         self.cert_path, self.key_path, self.ca_path, self.dhparam_path = cert, key, ca, dhparam
-        self.certificate = load_certificate(cert)
-        ctx = SSL.Context(SSL.TLS_SERVER_METHOD)
-        ctx.set_min_proto_version(protocols[0])
-        if protocols[1]:
-            ctx.set_max_proto_version(protocols[1])
-        ctx.set_options(SSL.OP_NO_COMPRESSION | SSL.OP_CIPHER_SERVER_PREFERENCE)
-        try:
-            ctx.set_cipher_list(ciphers.encode("ascii"))
-        except (SSL.Error, UnicodeError):
-            raise PluginError("%s: no usable cipher in %r" % (ciphers_origin, ciphers))
-        try:
-            ctx.use_certificate_chain_file(cert.encode())
-        except SSL.Error:
-            raise PluginError("the TLS certificate %s cannot be used" % (cert,))
-        try:
-            pkey = crypto.load_privatekey(crypto.FILETYPE_PEM, _read(key, "key"))
-        except crypto.Error:
-            raise PluginError("the TLS key %s is not a PEM private key (or is encrypted)" % (key,))
-        try:
-            ctx.use_privatekey(pkey)
-            ctx.check_privatekey()
-        except SSL.Error:
-            raise PluginError("the TLS key %s does not belong to the certificate %s" % (key, cert))
-        if ca is not None:
-            _read(ca, "CA file")
-            try:
-                ctx.load_verify_locations(ca.encode())
-            except SSL.Error:
-                raise PluginError("the TLS CA file %s holds no PEM certificate" % (ca,))
-            # Ask for a client certificate (its subject becomes a note) but accept any or none:
-            # plugins decide what a verified one is worth.
-            ctx.set_verify(SSL.VERIFY_PEER, _note_verification)
-        if dhparam is not None:
-            _read(dhparam, "DH parameter file")
-            try:
-                ctx.load_tmp_dh(dhparam.encode())
-            except SSL.Error:
-                raise PluginError("the TLS DH parameter file %s is not PEM DH parameters" % (dhparam,))
-        ctx.set_session_id(b"qpsmtpd-tx")
-        self.context = ctx
+        self.context = build_context(cert, key, ca, dhparam, **options)
+        self.by_name = {name: build_context(c, k, ca, dhparam, **options)
+                        for name, (c, k) in (sni or {}).items()}
+        if self.by_name:
+            self.context.set_tlsext_servername_callback(self._choose_certificate)
+
+    def _choose_certificate(self, connection):
+        name = connection.get_servername()
+        if name:
+            ctx = self.by_name.get(name.decode("ascii", "replace").lower().rstrip("."))
+            if ctx is not None:
+                connection.set_context(ctx)
 
     def serverConnectionForTLS(self, tls_protocol):
         """A new OpenSSL server connection on the shared context (for ``startTLS``)."""

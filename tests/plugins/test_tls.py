@@ -510,3 +510,45 @@ class TLSCertCommandTests(unittest.TestCase):
         _, port, _ = start_twistd(self, config)
         client = starttls_client(self, port)
         self.assertEqual(peer_name(client), "mx.example.org")     # the config's me
+
+
+class SNITests(unittest.TestCase):
+    """A directory of NAME.crt/NAME.key pairs: the certificate for the name the client asks."""
+
+    def test_certificate_by_server_name(self):
+        config = os.path.abspath(self.mktemp())
+        write_config(config, ["tls", "rcpt_ok"])
+        write_pair(os.path.join(config, "ssl"), "default.example.org")
+        sni = os.path.join(config, "ssl", "sni")
+        for name in ("mail.example.com", "mx.example.net"):
+            cert, key = write_pair(os.path.join(self.mktemp()), name)
+            os.makedirs(sni, exist_ok=True)
+            shutil.copy(cert, os.path.join(sni, name + ".crt"))
+            shutil.copy(key, os.path.join(sni, name + ".key"))
+        _, port, _ = start_twistd(self, config)
+        for asked, shown in (("mail.example.com", "mail.example.com"),
+                             ("MX.example.net.", "mx.example.net"),
+                             ("other.example.org", "default.example.org"),
+                             (None, "default.example.org")):
+            client = smtplib.SMTP("127.0.0.1", port, timeout=WAIT)
+            self.addCleanup(client.close)
+            client.ehlo("client.example")
+            client._host = asked        # smtplib sends its _host as the SNI name (None: none)
+            client.starttls(context=client_context())
+            self.assertEqual(peer_name(client), shown, asked)
+
+    def test_certificate_without_key(self):
+        directory = os.path.abspath(self.mktemp())
+        cert, key = write_pair(directory)
+        sni = os.path.join(directory, "sni")
+        os.makedirs(sni)
+        shutil.copy(cert, os.path.join(sni, "a.example.com.crt"))
+        assertStartupError(self, ["tls %s %s" % (cert, key)],
+                           "has no key %s" % os.path.join(sni, "a.example.com.key"),
+                           files={"tls_sni_dir": sni})
+
+    def test_tls_sni_dir_must_exist(self):
+        directory = os.path.abspath(self.mktemp())
+        cert, key = write_pair(directory)
+        assertStartupError(self, ["tls %s %s" % (cert, key)], ["tls_sni_dir:1", "not a directory"],
+                           files={"tls_sni_dir": os.path.join(directory, "nowhere")})
