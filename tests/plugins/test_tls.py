@@ -552,3 +552,41 @@ class SNITests(unittest.TestCase):
         cert, key = write_pair(directory)
         assertStartupError(self, ["tls %s %s" % (cert, key)], ["tls_sni_dir:1", "not a directory"],
                            files={"tls_sni_dir": os.path.join(directory, "nowhere")})
+
+
+class PostfixClientTests(unittest.TestCase):
+    """The suite's private Postfix relays to qpsmtpd-tx with ``smtp_tls_security_level =
+    encrypt``: it must get STARTTLS, and the message arrives with the TLS Received line."""
+
+    def test_postfix_relays_over_starttls(self):
+        from tests.support.postfix import PostfixUnavailable, PrivatePostfix
+        config = os.path.abspath(self.mktemp())
+        maildir = os.path.join(config, "maildir")
+        write_config(config, ["tls", "rcpt_ok", "queue/maildir %s" % maildir])
+        write_pair(os.path.join(config, "ssl"))
+        _, port, _ = start_twistd(self, config)
+        try:
+            postfix = PrivatePostfix(domain="postfix.local", settings={
+                "relay_transport": "smtp", "default_transport": "smtp",
+                "relayhost": "[127.0.0.1]:%d" % port, "smtp_tls_security_level": "encrypt",
+                "smtp_tls_loglevel": "1"})
+        except PostfixUnavailable as e:
+            raise unittest.SkipTest(str(e))
+        self.addCleanup(postfix.cleanup)
+        postfix.configure()
+        # the private instance has no smtp client service nor tlsmgr: this test adds them
+        with open(os.path.join(postfix.config_dir, "master.cf"), "a") as f:
+            f.write("smtp       unix  -       -       n       -       -       smtp\n"
+                    "tlsmgr     unix  -       -       n       1000?   1       tlsmgr\n")
+        postfix.start()
+        with smtplib.SMTP("127.0.0.1", postfix.port, timeout=WAIT) as client:
+            client.sendmail("a@b.example", ["u@example.com"], b"Subject: relayed\r\n\r\nbody\r\n")
+        self.assertTrue(poll_until(lambda: os.path.isdir(os.path.join(maildir, "new"))
+                                   and os.listdir(os.path.join(maildir, "new")), WAIT, 0.05),
+                        postfix.maillog()[-3000:])
+        message = delivered(maildir)
+        self.assertRegex(message, rb"Received: from [^\n]* \(HELO postfix\.test\) \(127\.0\.0\.1\)\n"
+                                  rb" by mx\.example\.org \(qpsmtpd-tx/[0-9.]+\) with \(TLS_"
+                                  rb"[A-Z0-9_]+ encrypted\) ESMTPS; ")
+        self.assertIn(b"Subject: relayed", message)
+        self.assertIn("TLS connection established to 127.0.0.1", postfix.maillog())
