@@ -72,8 +72,6 @@ class Options(usage.Options):
                 raise usage.UsageError("--%s takes a number" % name)
         if self["workers"] < 1:
             raise usage.UsageError("--workers must be at least 1")
-        if self["listen-tls"] and self["workers"] > 1:
-            raise usage.UsageError("--listen-tls works with one process only (--workers 1)")
         problem = config_dir_problem(self["config"])
         if problem:
             raise usage.UsageError("--config: " + problem)
@@ -201,9 +199,11 @@ def makeService(options):
     top = SMTPService(server, reporter)
     listening = ListeningService(options["listen"], SMTPFactory(server))
     listening.setServiceParent(top)
+    tls_listening = None
     if options["listen-tls"]:
         top.needs_tls = True
-        ListeningService(options["listen-tls"], smtps_factory(server)).setServiceParent(top)
+        tls_listening = ListeningService(options["listen-tls"], smtps_factory(server))
+        tls_listening.setServiceParent(top)
     if options["workers"] > 1:
         args = ["--max-from-ip", str(options["max-from-ip"]),
                 "--limit-connections", str(options["limit-connections"])]
@@ -211,5 +211,5 @@ def makeService(options):
             args += ["--config", options["config"]]
         if options["no-rdns"]:
             args.append("--no-rdns")
-        WorkerPool(options["workers"] - 1, listening, args).setServiceParent(top)
+        WorkerPool(options["workers"] - 1, listening, args, tls_listening).setServiceParent(top)
     return top

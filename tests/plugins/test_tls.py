@@ -28,8 +28,8 @@ from qpsmtpd_tx.plugin import PluginError
 from qpsmtpd_tx.testing import MemoryClient, assertStartupError, loaded_plugin, make_server
 from qpsmtpd_tx.tls import parse_protocols, write_self_signed
 from tests.support.harness import write_config
-from tests.support.processes import (CHECKOUT, free_port, poll_until, server_env, start_twistd,
-                                     twistd_argv)
+from tests.support.processes import (CHECKOUT, free_port, poll_until, read_text, server_env,
+                                     start_twistd, stop_process, twistd_argv)
 
 INJECTION = b"STARTTLS\r\nHELO injected\r\n"
 #: a pattern that never matches: read until the server closes
@@ -428,6 +428,27 @@ class SMTPSTests(unittest.TestCase):
         with smtplib.SMTP_SSL("127.0.0.1", self.smtps, timeout=WAIT,
                               context=client_context()) as client:
             self.assertEqual(client.noop()[0], 250)
+        log = read_text(self.log)
+        self.assertIn("TLS handshake failed", log)
+        self.assertNotIn("Traceback", log)
+
+    def test_workers_serve_smtps(self):
+        """With --workers, the workers adopt the SMTPS sockets too, with TLS at connect."""
+        port, smtps = free_port(), free_port()
+        log_path = os.path.abspath(self.mktemp() + ".log")
+        with open(log_path, "wb") as log:
+            process = subprocess.Popen(
+                twistd_argv(self.config, port, ["--workers", "3", "--listen-tls",
+                                                "tcp:%d:interface=127.0.0.1" % smtps]),
+                cwd=CHECKOUT, env=server_env(), stdout=log, stderr=subprocess.STDOUT)
+        self.addCleanup(stop_process, process)
+        self.assertTrue(poll_until(lambda: read_text(log_path).count("serving") == 2, WAIT, 0.05),
+                        read_text(log_path))
+        for _ in range(6):
+            with smtplib.SMTP_SSL("127.0.0.1", smtps, timeout=WAIT,
+                                  context=client_context()) as client:
+                self.assertEqual(client.noop()[0], 250)
+        self.assertNotIn("cannot start", read_text(log_path))
 
     def test_needs_the_tls_plugin(self):
         write_config(self.config, ["rcpt_ok"])
