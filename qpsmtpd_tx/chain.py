@@ -31,6 +31,10 @@ class PluginChain:
         self.auth = None
         #: False when hosts_allow is loaded: it enforces --max-from-ip itself
         self.core_limits_ip = True
+        #: the tls plugin's ServerTLS (STARTTLS, SMTPS), or None when it is not loaded
+        self.tls = None
+        #: offer and accept AUTH only on TLS (``tls_before_auth``; default: tls is loaded)
+        self.tls_before_auth = False
         #: the sessions that started on this chain and have not ended yet
         self.sessions = set()
         self.retired = False

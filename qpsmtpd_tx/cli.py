@@ -8,6 +8,9 @@
                                   every problem on its own line, exit status 1; 0 if none
 ``qpsmtpd-tx config-items``       the core's config items with their defaults; with ``--config
                                   DIR`` the value in effect and the file and line it comes from
+``qpsmtpd-tx tls-cert``           write a self-signed certificate and key where the ``tls``
+                                  plugin looks by default (``--config DIR``, ``--hostname``,
+                                  ``--force`` to replace a pair)
 ``qpsmtpd-tx forkserver ...``     run the server with qpsmtpd-forkserver's options
                                   (:mod:`qpsmtpd_tx.forkserver`)
 
@@ -20,9 +23,10 @@ import argparse
 import ast
 import os
 import re
+import socket
 import sys
 
-from qpsmtpd_tx import __version__, config_items, forkserver
+from qpsmtpd_tx import __version__, config_items, forkserver, tls
 from qpsmtpd_tx.config import Config
 from qpsmtpd_tx.loader import find_plugin, find_plugin_file
 from qpsmtpd_tx.packages import package_plugins, plugin_source
@@ -209,6 +213,31 @@ def print_config_items(config_dir, out, err):
     return 1 if problems else 0
 
 
+def tls_cert(config_dir, hostname, force, out, err):
+    """``qpsmtpd-tx tls-cert``: a self-signed pair where the ``tls`` plugin looks by default
+    (qpsmtpd's ``plugins/tls_cert``); an existing pair is kept unless ``force``."""
+    problem = config_dir_problem(config_dir)
+    if problem:
+        err.write("qpsmtpd-tx: %s\n" % problem)
+        return 1
+    config = Config(config_dir=config_dir, program_dir=program_dir())
+    cert, key = tls.default_paths(config)[:2]
+    existing = [path for path in (cert, key) if os.path.exists(path)]
+    if existing and not force:
+        err.write("qpsmtpd-tx: %s exists; --force replaces it\n" % " and ".join(existing))
+        return 1
+    hostname = hostname or config_items.value(config, "me") or socket.getfqdn()
+    tls.write_self_signed(cert, key, hostname)
+    out.write("qpsmtpd-tx: wrote a self-signed certificate for %s:\n  %s\n  %s\n"
+              % (hostname, cert, key))
+    return 0
+
+
+def _config_option(command):
+    command.add_argument("--config", metavar="DIR",
+                         help="the qpsmtpd config directory (default: $QPSMTPD_CONFIG)")
+
+
 def build_parser():
     parser = argparse.ArgumentParser(
         prog="qpsmtpd-tx",
@@ -226,14 +255,20 @@ def build_parser():
         "check-config", help="check a config directory as a start would, without starting",
         description="Read the config, find and initialise every plugin (creating nothing, "
                     "listening nowhere) and list every problem; exit status 1 if any.")
-    check.add_argument("--config", metavar="DIR",
-                       help="the qpsmtpd config directory (default: $QPSMTPD_CONFIG)")
+    _config_option(check)
     items = commands.add_parser(
         "config-items", help="list the core's config items, their defaults and what they do",
         description="List the core's config items (files of the config directory) with their "
                     "defaults; with --config, the value in effect and the file it comes from.")
     items.add_argument("--config", metavar="DIR",
                        help="show the values of this config directory")
+    cert = commands.add_parser(
+        "tls-cert", help="write a self-signed certificate and key where the tls plugin looks",
+        description="Write ssl/qpsmtpd-server.crt and .key (the tls plugin's defaults) for "
+                    "HOSTNAME (default: the config's me).")
+    _config_option(cert)
+    cert.add_argument("--hostname", help="the name in the certificate")
+    cert.add_argument("--force", action="store_true", help="replace an existing pair")
     commands.add_parser("forkserver", add_help=False,
                         help="run the server with qpsmtpd-forkserver's options (see --help)")
     return parser
@@ -277,6 +312,8 @@ def _run(argv, out, err):
         return check_config(args.config, out, err)
     if args.command == "config-items":
         return print_config_items(args.config, out, err)
+    if args.command == "tls-cert":
+        return tls_cert(args.config, args.hostname, args.force, out, err)
     if args.command != "plugins":
         parser.print_help(out)
         return 2

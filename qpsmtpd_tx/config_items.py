@@ -86,7 +86,8 @@ ITEMS = dict([
           "0 = no limit", minimum=0),
     _item("auth_failure_delay", INTEGER, 1, "seconds each failed AUTH is answered late; "
           "0 = none", minimum=0),
-    _item("tls_before_auth", FLAG, False, "1: offer AUTH only on TLS connections"),
+    _item("tls_before_auth", FLAG, False, "1: offer and accept AUTH only on TLS connections",
+          default_text="1 with the tls plugin, else 0"),
     _item("size_threshold", INTEGER, 128 * 1024, "message bytes kept in memory before the "
           "body is spooled to spool_dir"),
     _item("spool_dir", TEXT, None, "directory for spooled message bodies",

@@ -14,10 +14,14 @@ States and transitions (:data:`TRANSITIONS`)::
     READY -auth-> AUTH -auth_end-> READY      (an AUTH exchange: SASL answers, not commands)
     any -close-> CLOSED
 
-STARTTLS is not implemented yet. When it comes, it is a state of its own (the handshake) with a
-``starttls`` transition from GREETED/READY into it and a ``tls_done`` one back to GREETED (the
-client must say HELO/EHLO again), a row in :data:`ALLOWED`, and :meth:`SMTPCore.receive_data`
-dropping the plaintext that was pipelined after the command.
+    READY -starttls-> TLS -tls_done-> GREETED (the client must say HELO/EHLO again)
+    any -close-> CLOSED
+
+STARTTLS: while the handshake runs (state TLS) no event is taken from the buffer. The session
+refuses STARTTLS when anything was received after the command (:attr:`SMTPCore.buffered`,
+:attr:`SMTPCore.partial_line`): those bytes came in plain text and must never run as if they
+had come through TLS (the CVE-2011-0411 class). After the handshake, HELO/EHLO and AUTH are
+forgotten (RFC 3207 4.2).
 
 Input framing:
 
@@ -50,6 +54,7 @@ class State(enum.Enum):
     RCPT = "rcpt"  #: at least one recipient was accepted
     DATA = "data"  #: 354 sent; reading the message
     AUTH = "auth"  #: an AUTH exchange is in progress (SASL answers are read, not commands)
+    TLS = "tls"  #: 220 sent to STARTTLS; the TLS handshake is in progress
     CLOSED = "closed"  #: the connection is being closed; no more input is read
 
 
@@ -65,6 +70,8 @@ TRANSITIONS = {
     "reset": {S.MAIL: S.READY, S.RCPT: S.READY},
     "auth": {S.READY: S.AUTH},
     "auth_end": {S.AUTH: S.READY},
+    "starttls": {S.READY: S.TLS},
+    "tls_done": {S.TLS: S.GREETED},
 }
 
 # The 503 texts (qpsmtpd 0.94's, and RFC 4954's for AUTH in a transaction).
@@ -75,6 +82,8 @@ MAIL_FIRST = "MAIL first"
 RCPT_FIRST = "RCPT first"
 ALREADY_AUTH = "but you already said AUTH ..."
 AUTH_IN_TRANSACTION = "5.5.1 MAIL transaction in progress"
+TLS_ACTIVE = "5.5.1 TLS already active"
+TLS_AFTER_AUTH = "5.5.1 STARTTLS not allowed after AUTH"
 
 #: the command states: where the session reads command lines
 COMMAND_STATES = (S.GREETED, S.READY, S.MAIL, S.RCPT)
@@ -88,6 +97,8 @@ ALLOWED = {
     "rcpt": {S.GREETED: MAIL_BEFORE_RCPT, S.READY: MAIL_BEFORE_RCPT, S.MAIL: None, S.RCPT: None},
     "data": {S.GREETED: MAIL_FIRST, S.READY: MAIL_FIRST, S.MAIL: RCPT_FIRST, S.RCPT: None},
     "auth": {S.READY: None, S.MAIL: AUTH_IN_TRANSACTION, S.RCPT: AUTH_IN_TRANSACTION},
+    "starttls": {S.GREETED: HELLO_FIRST, S.READY: None, S.MAIL: AUTH_IN_TRANSACTION,
+                 S.RCPT: AUTH_IN_TRANSACTION},
     "rset": _ANYWHERE, "noop": _ANYWHERE, "vrfy": _ANYWHERE, "help": _ANYWHERE,
     "quit": _ANYWHERE,
 }
@@ -131,6 +142,8 @@ class SMTPCore:
         self.auth_offered = False
         #: an AUTH exchange succeeded on this connection
         self.authenticated = False
+        #: the TLS handshake after STARTTLS has completed (or the connection began in TLS)
+        self.tls = False
         self._buf = bytearray()
         self._out = []
         self._out_size = 0
@@ -167,7 +180,7 @@ class SMTPCore:
         :class:`~qpsmtpd_tx.data.DataEnd` or :class:`~qpsmtpd_tx.data.BadDataEnd`; otherwise
         :class:`Command` or :class:`LineTooLong`.
         """
-        if self.state is State.CLOSED:
+        if self.state in (State.CLOSED, State.TLS):
             return NEED_DATA
         if self.state is State.DATA:
             return self._next_data_event()
@@ -223,6 +236,10 @@ class SMTPCore:
         """
         if command == "auth" and self.authenticated:
             return ALREADY_AUTH
+        if command == "starttls" and self.tls:
+            return TLS_ACTIVE
+        if command == "starttls" and self.authenticated:
+            return TLS_AFTER_AUTH
         if command == "data" and not has_sender:
             return MAIL_FIRST
         allowed = ALLOWED[command]
@@ -281,6 +298,21 @@ class SMTPCore:
         """The AUTH exchange ended; ``success``: the client is now authenticated."""
         self._go("auth_end")
         self.authenticated = self.authenticated or success
+
+    def starttls(self):
+        """``220`` is being sent to STARTTLS: no command is read until :meth:`tls_done`.
+
+        Raises :class:`ProtocolStateError` if input is waiting: the session must refuse then.
+        """
+        if self._buf or self._discarding:
+            raise ProtocolStateError("STARTTLS with %d bytes pipelined after it" % len(self._buf))
+        self._go("starttls")
+
+    def tls_done(self):
+        """The handshake completed: the dialogue starts over (RFC 3207 4.2), HELO/EHLO first."""
+        self._go("tls_done")
+        self.tls = True
+        self.auth_offered = False
 
     def close(self):
         """No more input is processed; pending replies may still be sent."""

@@ -75,12 +75,9 @@ class MessageDelivery:
 
     def _proto(self):
         conn = self.connection
-        proto = "ESMTP" if conn.hello == "ehlo" else "SMTP"
-        if conn.tls:
-            proto += "S"
-        if conn.auth_user:
-            proto += "A"
-        return proto
+        if conn.hello != "ehlo":
+            return "SMTP"       # RFC 3848 defines the S and A suffixes for ESMTP only
+        return "ESMTP" + ("S" if conn.tls else "") + ("A" if conn.auth_user else "")
 
     def _auth_comment(self):
         conn = self.connection

@@ -55,6 +55,8 @@ class EnvelopeCommands:
         conn = self.connection
         conn.hello = verb
         conn.hello_host = host
+        # what ehlo hooks added (STARTTLS...) is in the transaction the reset replaces
+        capabilities = list(self.transaction.notes.get("capabilities") or [])
         self._reset_transaction()
         first = "%s Hi %s [%s]" % (self.server.me, self._remote_info(), conn.remote_ip)
         if verb == "helo":
@@ -63,7 +65,7 @@ class EnvelopeCommands:
         lines = [first, "PIPELINING", "8BITMIME"]
         if self.server.databytes:
             lines.append("SIZE %d" % self.server.databytes)
-        lines.extend(self.transaction.notes.get("capabilities") or [])
+        lines.extend(capabilities)
         mechanisms = self._auth_mechanisms()
         if mechanisms:
             lines.append("AUTH " + " ".join(mechanisms))
@@ -81,8 +83,7 @@ class EnvelopeCommands:
         mechanisms = auth.mechanisms()
         if not mechanisms:
             return []
-        if (self.server.tls_before_auth and not self.connection.tls
-                and "STARTTLS" in (self.transaction.notes.get("capabilities") or [])):
+        if self.chain.tls_before_auth and not self.connection.tls:
             return []
         return mechanisms
 

@@ -2,10 +2,15 @@
 
 import ipaddress
 
+from twisted.internet.interfaces import IHandshakeListener, IOpenSSLServerConnectionCreator
 from twisted.internet.protocol import Factory, Protocol
+from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.protocols.policies import TimeoutMixin
 
+from zope.interface import implementer
+
 from qpsmtpd_tx.codes import LOGWARN
+from qpsmtpd_tx.core import State
 from qpsmtpd_tx.objects import Connection
 from qpsmtpd_tx.session import SMTPSession
 
@@ -21,6 +26,7 @@ def _plain_ip(host):
     return str(ip)
 
 
+@implementer(IHandshakeListener)
 class SMTPProtocol(Protocol, TimeoutMixin):
     """One client connection: transport events in, session out; idle timeout."""
 
@@ -50,7 +56,10 @@ class SMTPProtocol(Protocol, TimeoutMixin):
         self.session.call_later = self.callLater
         server.sessions.add(self.session)
         self.setTimeout(server.timeout)
-        self.session.start()
+        if self.factory.implicit_tls:
+            self.session.wait_for_handshake()    # SMTPS: the session starts once TLS is up
+        else:
+            self.session.start()
 
     def dataReceived(self, data):
         if self.session is None:
@@ -62,8 +71,17 @@ class SMTPProtocol(Protocol, TimeoutMixin):
         if not self.session.timeout():
             self.setTimeout(self.factory.server.timeout)   # busy on a hook: look again later
 
+    def handshakeCompleted(self):
+        """The TLS handshake (STARTTLS or SMTPS) is done."""
+        if self.session is not None:
+            self.session.tls_handshake_done(self.transport.getHandle())
+            if self.session.core.state is State.CONNECTED:
+                self.session.start()
+
     def connectionLost(self, reason):
         self.setTimeout(None)
+        if self.session is not None and self.session.handshake_pending:
+            self.session.tls_handshake_failed(reason)
         if self.session is not None:
             self.factory.server.sessions.discard(self.session)
             self.session.connection_lost()
@@ -75,5 +93,25 @@ class SMTPFactory(Factory):
     protocol = SMTPProtocol
     noisy = False
 
+    def __init__(self, server, implicit_tls=False):
+        self.server = server
+        #: SMTPS (RFC 8314): the connection is TLS from its first byte
+        self.implicit_tls = implicit_tls
+
+
+@implementer(IOpenSSLServerConnectionCreator)
+class CurrentChainTLS:
+    """The TLS context of the server's current plugin chain, for each new SMTPS connection
+    (so a SIGHUP with a new certificate applies to the next client)."""
+
     def __init__(self, server):
         self.server = server
+
+    def serverConnectionForTLS(self, tls_protocol):
+        """A connection on the current chain's context."""
+        return self.server.chain.tls.serverConnectionForTLS(tls_protocol)
+
+
+def smtps_factory(server):
+    """The factory for an SMTPS endpoint: TLS first, then the SMTP session as usual."""
+    return TLSMemoryBIOFactory(CurrentChainTLS(server), False, SMTPFactory(server, implicit_tls=True))

@@ -145,6 +145,11 @@ class SMTPServer(ServerLog, Draining):
         chain.policy_plugins = [p for p in chain.plugins if p.recipient_settings]
         #: hosts_allow applies --max-from-ip itself (with karma); else the core does
         chain.core_limits_ip = not any(p.path.split(":")[0] == "hosts_allow" for p in chain.plugins)
+        chain.tls = next((p.server_tls for p in chain.plugins
+                          if getattr(p, "server_tls", None) is not None), None)
+        # tls_before_auth: as its file says, else on exactly when the tls plugin is loaded
+        explicit, line = config_items.read_item(self.config, "tls_before_auth")
+        chain.tls_before_auth = explicit if line is not None else chain.tls is not None
         chain.auth = self._auth
         if chain.auth is None and any(chain.hooks.has(h) for h in
                                       ("auth", "auth-plain", "auth-login", "auth-cram-md5")):

@@ -10,6 +10,7 @@ state, which command is allowed when) and a transport (anything with ``write``,
 - :mod:`~qpsmtpd_tx.flow`: the I/O pump and flow control (back-pressure, deadlines, timeouts);
 - :mod:`~qpsmtpd_tx.envelope`: HELO/EHLO, MAIL, RCPT (AUTH: :mod:`~qpsmtpd_tx.auth`);
 - :mod:`~qpsmtpd_tx.delivery`: DATA, end of message → Received → data_post → queue;
+- :mod:`~qpsmtpd_tx.starttls`: STARTTLS and the SMTPS handshake;
 - :mod:`~qpsmtpd_tx.replies`: the table of replies to hook results.
 
 Reply texts and codes follow qpsmtpd 0.94, except where qpsmtpd sent nothing or a broken reply:
@@ -31,6 +32,7 @@ from qpsmtpd_tx.message import BodySpool
 from qpsmtpd_tx.objects import Transaction
 from qpsmtpd_tx.printable import printable
 from qpsmtpd_tx.rdns import lookup_ptr
+from qpsmtpd_tx.starttls import StartTLS
 
 #: the flow limits stay importable from here (test_flow does)
 __all__ = ["SMTPSession", "FLUSH_ABOVE", "PAUSE_ABOVE"]
@@ -39,7 +41,7 @@ BARELF_TEXT = "See http://smtpd.develooper.com/barelf.html"
 
 
 @implementer(ISession)
-class SMTPSession(SessionFlow, EnvelopeCommands, MessageDelivery):
+class SMTPSession(SessionFlow, EnvelopeCommands, MessageDelivery, StartTLS):
     """The SMTP dialogue with one client.
 
     ``server`` is the :class:`~qpsmtpd_tx.server.SMTPServer` (config, hooks, log);
@@ -239,8 +241,13 @@ class SMTPSession(SessionFlow, EnvelopeCommands, MessageDelivery):
         rest = rest or ""
         handler = self.commands.get(verb) if valid else None
         if handler is None:
-            if valid and verb == "auth" and self.chain.auth is not None and self.core.auth_offered:
-                return self.chain.auth.start(self, rest)
+            if valid and verb == "starttls" and self.chain.tls is not None:
+                return self.cmd_starttls(rest)
+            if valid and verb == "auth" and self.chain.auth is not None:
+                if self.chain.tls_before_auth and not self.connection.tls:
+                    return self.respond(530, "5.7.0 Must issue a STARTTLS command first")
+                if self.core.auth_offered:
+                    return self.chain.auth.start(self, rest)
             return self._unrecognized(verb, rest)
         return handler(rest)
 

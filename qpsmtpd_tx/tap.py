@@ -12,7 +12,7 @@ from twisted.python import usage
 from qpsmtpd_tx.codes import LOGINFO
 from qpsmtpd_tx.config import Config
 from qpsmtpd_tx.paths import program_dir
-from qpsmtpd_tx.protocol import SMTPFactory
+from qpsmtpd_tx.protocol import SMTPFactory, smtps_factory
 from qpsmtpd_tx.server import SMTPServer, StartupError, config_problems
 from qpsmtpd_tx.signals import chain_signal, stop_on_sigterm
 from qpsmtpd_tx.startup import (StartupReporter, config_dir_problem, privilege_problem,
@@ -43,6 +43,11 @@ class Options(usage.Options):
     def __init__(self):
         usage.Options.__init__(self)
         self["listen"] = []
+        self["listen-tls"] = []
+
+    def opt_listen_tls(self, endpoint):
+        """SMTPS (implicit TLS, RFC 8314) on a Twisted endpoint (repeatable), e.g. tcp:465; needs the tls plugin"""
+        self["listen-tls"].append(endpoint)
 
     def opt_listen(self, endpoint):
         """Listen on a Twisted endpoint (repeatable), e.g. tcp:25, tcp6:25, systemd:domain=INET:index=0"""
@@ -58,7 +63,7 @@ class Options(usage.Options):
             "(`qpsmtpd-tx forkserver` takes qpsmtpd-forkserver's options)")
 
     def postOptions(self):
-        if not self["listen"]:
+        if not self["listen"] and not self["listen-tls"]:
             self["listen"] = [DEFAULT_LISTEN]
         for name in ("max-from-ip", "workers", "limit-connections"):
             try:
@@ -83,6 +88,9 @@ class SMTPService(service.MultiService):
     exit status 1).
     """
 
+    #: an SMTPS endpoint is configured: the tls plugin must be loaded
+    needs_tls = False
+
     def __init__(self, server, reporter=None):
         service.MultiService.__init__(self)
         self.server = server
@@ -102,6 +110,8 @@ class SMTPService(service.MultiService):
             self.server.load_plugins()
         except StartupError as e:
             self.reporter.fail(e.problems)
+        if self.needs_tls and self.server.chain.tls is None:
+            self.reporter.fail(["--listen-tls needs the tls plugin (its certificate) in plugins"])
         self._plugins_loaded = True
 
     def startService(self):
@@ -189,6 +199,11 @@ def makeService(options):
     top = SMTPService(server, reporter)
     listening = ListeningService(options["listen"], SMTPFactory(server))
     listening.setServiceParent(top)
+    tls_listening = None
+    if options["listen-tls"]:
+        top.needs_tls = True
+        tls_listening = ListeningService(options["listen-tls"], smtps_factory(server))
+        tls_listening.setServiceParent(top)
     if options["workers"] > 1:
         args = ["--max-from-ip", str(options["max-from-ip"]),
                 "--limit-connections", str(options["limit-connections"])]
@@ -196,5 +211,5 @@ def makeService(options):
             args += ["--config", options["config"]]
         if options["no-rdns"]:
             args.append("--no-rdns")
-        WorkerPool(options["workers"] - 1, listening, args).setServiceParent(top)
+        WorkerPool(options["workers"] - 1, listening, args, tls_listening).setServiceParent(top)
     return top

@@ -20,7 +20,7 @@ from twisted.logger import FileLogObserver, Logger, formatEvent, globalLogBeginn
 from qpsmtpd_tx import objects
 from qpsmtpd_tx.config import Config
 from qpsmtpd_tx.paths import program_dir
-from qpsmtpd_tx.protocol import SMTPFactory
+from qpsmtpd_tx.protocol import SMTPFactory, smtps_factory
 from qpsmtpd_tx.server import SMTPServer, StartupError
 from qpsmtpd_tx.signals import chain_signal, stop_reactor
 
@@ -62,6 +62,8 @@ def parse_args(argv):
     parser.add_argument("--config", default=None)
     parser.add_argument("--fd", action="append", default=[], metavar="FD:FAMILY",
                         help="an inherited listening socket and its address family number")
+    parser.add_argument("--tls-fd", action="append", default=[], metavar="FD:FAMILY",
+                        help="an inherited SMTPS listening socket (TLS at connect)")
     parser.add_argument("--worker", type=int, required=True, help="this worker's number")
     parser.add_argument("--max-from-ip", type=int, default=5)
     parser.add_argument("--limit-connections", type=int, default=500)
@@ -87,12 +89,16 @@ def main(argv=None):
     except StartupError as e:
         sys.stderr.write("qpsmtpd-tx worker %d: cannot start: %s\n" % (args.worker, e))
         return 1
-    factory = SMTPFactory(server)
+    if args.tls_fd and server.chain.tls is None:
+        sys.stderr.write("qpsmtpd-tx worker %d: cannot start: SMTPS needs the tls plugin\n"
+                         % args.worker)
+        return 1
     ports = []
-    for spec in args.fd:
-        fd, family = (int(x) for x in spec.split(":"))
-        ports.append(reactor.adoptStreamPort(fd, socket.AddressFamily(family), factory))
-        os.close(fd)  # adoptStreamPort keeps its own duplicate
+    for specs, factory in ((args.fd, SMTPFactory(server)), (args.tls_fd, smtps_factory(server))):
+        for spec in specs:
+            fd, family = (int(x) for x in spec.split(":"))
+            ports.append(reactor.adoptStreamPort(fd, socket.AddressFamily(family), factory))
+            os.close(fd)  # adoptStreamPort keeps its own duplicate
     reactor.addReader(_ParentWatch())
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent's Ctrl-C reaches us via the pipe
     chain_signal(signal.SIGHUP, server.reload)

@@ -94,13 +94,15 @@ class _WorkerProtocol(protocol.ProcessProtocol):
 
 
 class WorkerPool(service.Service):
-    """Runs ``count`` worker processes on the listening sockets of ``listening``."""
+    """Runs ``count`` worker processes on the listening sockets of ``listening`` (and the
+    SMTPS ones of ``tls_listening``, if given)."""
 
     restart_delay = 1.0
 
-    def __init__(self, count, listening, worker_args):
+    def __init__(self, count, listening, worker_args, tls_listening=None):
         self.count = count
         self.listening = listening
+        self.tls_listening = tls_listening
         self.worker_args = list(worker_args)
         self.workers = {}
 
@@ -112,10 +114,12 @@ class WorkerPool(service.Service):
     def _spawn(self, number):
         fds = {0: "w", 1: "r", 2: "r"}
         argv = [sys.executable, "-m", "qpsmtpd_tx.worker", "--worker", str(number)]
-        for n, port in enumerate(self.listening.ports):
+        tls_ports = self.tls_listening.ports if self.tls_listening is not None else []
+        ports = [("--fd", p) for p in self.listening.ports] + [("--tls-fd", p) for p in tls_ports]
+        for n, (option, port) in enumerate(ports):
             child_fd = 3 + n
             fds[child_fd] = port.fileno()
-            argv += ["--fd", "%d:%d" % (child_fd, int(_family(port)))]
+            argv += [option, "%d:%d" % (child_fd, int(_family(port)))]
         argv += self.worker_args
         env = dict(os.environ)
         # the worker must import the same qpsmtpd_tx as we do (a checkout is not installed)

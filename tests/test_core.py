@@ -20,7 +20,8 @@ MAIL_BEFORE_RCPT = "Use MAIL before RCPT"
 MAIL_FIRST = "MAIL first"
 RCPT_FIRST = "RCPT first"
 IN_TRANSACTION = "5.5.1 MAIL transaction in progress"
-COMMANDS = ("helo", "ehlo", "mail", "rcpt", "data", "auth", "rset", "noop", "vrfy", "help", "quit")
+COMMANDS = ("helo", "ehlo", "mail", "rcpt", "data", "auth", "starttls", "rset", "noop", "vrfy",
+            "help", "quit")
 
 
 def core_in(state):
@@ -30,7 +31,8 @@ def core_in(state):
         S.CONNECTED: [], S.GREETED: ["greet"], S.READY: ["greet", "helo"],
         S.MAIL: ["greet", "helo", "mail"], S.RCPT: ["greet", "helo", "mail", "rcpt"],
         S.DATA: ["greet", "helo", "mail", "rcpt", "start_data"],
-        S.AUTH: ["greet", "helo", "auth"], S.CLOSED: ["close"],
+        S.AUTH: ["greet", "helo", "auth"], S.TLS: ["greet", "helo", "starttls"],
+        S.CLOSED: ["close"],
     }[state]
     for step in path:
         getattr(core, step)()
@@ -57,6 +59,8 @@ def expected_refusal(command, state):
         if state is S.GREETED:
             return "AUTH not allowed in state greeted"
         return IN_TRANSACTION if state in (S.MAIL, S.RCPT) else None
+    if command == "starttls":
+        return {S.GREETED: HELLO_FIRST, S.MAIL: IN_TRANSACTION, S.RCPT: IN_TRANSACTION}.get(state)
     return None
 
 
@@ -110,6 +114,7 @@ WALKS = [
     (S.RCPT, "data", S.DATA), (S.DATA, "data_end", S.READY),
     (S.MAIL, "reset", S.READY), (S.RCPT, "reset", S.READY),
     (S.READY, "auth", S.AUTH), (S.AUTH, "auth_end", S.READY),
+    (S.READY, "starttls", S.TLS), (S.TLS, "tls_done", S.GREETED),
 ]
 EXPECTED_TRANSITIONS = {}
 for _from, _name, _to in WALKS:
@@ -145,9 +150,36 @@ class TransitionTests(unittest.TestCase):
             self.assertEqual(core.buffered, 0)
             self.assertIs(core.next_event(), NEED_DATA)
 
-    def test_no_starttls_yet(self):
-        # STARTTLS comes back with TLS: until then no state or transition pretends to have it
-        self.assertFalse(hasattr(SMTPCore, "starttls"))
+
+
+class TLSStateTests(unittest.TestCase):
+    """STARTTLS: nothing pipelined after it is ever read; the dialogue starts over after it."""
+
+    def test_starttls_refuses_pipelined_input(self):
+        for pipelined in (b"HELO injected\r\n", b"H", b"x" * 600):
+            core = core_in(S.READY)
+            core.receive_data(pipelined)
+            if len(pipelined) > core.max_line:
+                # an over-long line is dropped as it comes, but the rest of it is still pending
+                self.assertIsInstance(core.next_event(), LineTooLong)
+            self.assertRaises(ProtocolStateError, core.starttls)
+            self.assertIs(core.state, S.READY)
+
+    def test_no_command_during_the_handshake(self):
+        core = core_in(S.TLS)
+        core.receive_data(b"NOOP\r\n")
+        self.assertIs(core.next_event(), NEED_DATA)
+        core.tls_done()
+        self.assertEqual(core.next_event(), Command("NOOP"))
+
+    def test_after_the_handshake(self):
+        core = core_in(S.READY)
+        core.auth_offered = True
+        core.starttls()
+        core.tls_done()
+        self.assertEqual((core.state, core.tls, core.auth_offered), (S.GREETED, True, False))
+        self.assertEqual(core.refusal("starttls"), "5.5.1 TLS already active")
+        self.assertEqual(core.refusal("mail"), HELLO_FIRST)
 
 
 class AuthStateTests(unittest.TestCase):
