@@ -595,10 +595,6 @@ class PostfixClientTests(unittest.TestCase):
             raise unittest.SkipTest(str(e))
         self.addCleanup(postfix.cleanup)
         postfix.configure()
-        # the private instance has no smtp client service nor tlsmgr: this test adds them
-        with open(os.path.join(postfix.config_dir, "master.cf"), "a") as f:
-            f.write("smtp       unix  -       -       n       -       -       smtp\n"
-                    "tlsmgr     unix  -       -       n       1000?   1       tlsmgr\n")
         postfix.start()
         with smtplib.SMTP("127.0.0.1", postfix.port, timeout=WAIT) as client:
             client.sendmail("a@b.example", ["u@example.com"], b"Subject: relayed\r\n\r\nbody\r\n")

@@ -78,6 +78,7 @@ anvil      unix  -       -       n       -       1       anvil
 scache     unix  -       -       n       -       1       scache
 postlog    unix-dgram n  -       n       -       1       postlogd
 tlsmgr     unix  -       -       n       1000?   1       tlsmgr
+smtp       unix  -       -       n       -       -       smtp
 qptx       unix  -       n       n       -       -       pipe
   flags= user={user} null_sender= argv=/bin/sh {dir}/deliver ${{queue_id}} S${{sender}} R${{recipient}}
 """
