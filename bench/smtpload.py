@@ -28,9 +28,11 @@ RSS and peak summed PSS (PSS splits shared copy-on-write pages fairly).
 
 import argparse
 import asyncio
+import functools
 import json
 import math
 import os
+import ssl
 import sys
 import threading
 import time
@@ -273,6 +275,15 @@ class Stats:
             self.failed += 1
 
 
+@functools.lru_cache(maxsize=1)
+def _client_tls_context():
+    """A TLS client context that does not check the server's certificate (a benchmark's own)."""
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    return context
+
+
 class Connection:
     """One SMTP client connection over asyncio streams."""
 
@@ -343,6 +354,12 @@ class Load:
             await c.expect("greeting", (220,))
             c.write(b"EHLO smtpload.example\r\n")
             code, lines = await c.reply("EHLO")
+            if code == 250 and self.a.starttls:
+                c.write(b"STARTTLS\r\n")
+                await c.expect("STARTTLS", (220,))
+                await w.start_tls(_client_tls_context())
+                c.write(b"EHLO smtpload.example\r\n")
+                code, lines = await c.reply("EHLO after STARTTLS")
             if code == 250:
                 c.pipelining = (not self.a.no_pipelining) and any(
                     l[4:].strip().upper() == b"PIPELINING" for l in lines)
@@ -573,6 +590,8 @@ def parse_args(argv=None):
     p.add_argument("--rcpt", default="user@example.com")
     p.add_argument("--from", dest="mail_from", default="sender@example.net")
     p.add_argument("--no-pipelining", action="store_true", help="wait for each reply even if PIPELINING is offered")
+    p.add_argument("--starttls", action="store_true",
+                   help="STARTTLS after EHLO on every connection (the certificate is not checked)")
     p.add_argument("--server-pid", type=int, help="report peak RSS/PSS of this process and its descendants")
     p.add_argument("--timeout", type=float, default=60, help="abort a connection silent this long (60 s)")
     p.add_argument("--latency", action="store_true",
