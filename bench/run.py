@@ -473,13 +473,13 @@ def print_ratios(by, kind, base):
         cpu_new, cpu_old = cpu_ms_per_message(new), cpu_ms_per_message(old)
         cpu = cpu_new / cpu_old if cpu_new and cpu_old else None
         if scen == "idle latency":  # one client: only the per-message time matters
-            print("%s/%s %-14s p50 x%s (mean %s ms vs %s ms)" % (
-                kind, base, scen, fmt(p50, "%.2f"), fmt(new["latency_ms"]["mean"]),
+            print("%-10s %-14s p50 x%s (mean %s ms vs %s ms)" % (
+                kind + "/" + base, scen, fmt(p50, "%.2f"), fmt(new["latency_ms"]["mean"]),
                 fmt(old["latency_ms"]["mean"])))
             continue
         rate = new["msgs_per_s"] / old["msgs_per_s"] if old["msgs_per_s"] else None
-        print("%s/%s %-14s msgs/s x%s   p50 x%s   server CPU/msg x%s" % (
-            kind, base, scen, fmt(rate, "%.2f"), fmt(p50, "%.2f"), fmt(cpu, "%.2f")))
+        print("%-10s %-14s msgs/s x%s   p50 x%s   server CPU/msg x%s" % (
+            kind + "/" + base, scen, fmt(rate, "%.2f"), fmt(p50, "%.2f"), fmt(cpu, "%.2f")))
 
 
 def print_columns(lines):
