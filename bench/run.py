@@ -490,8 +490,9 @@ def print_columns(lines):
         print("  ".join(str(c).ljust(w) for c, w in zip(l, widths)).rstrip())
 
 
-def print_table(rows):
-    """Print the comparison table and the ratios of tx to each other server."""
+def print_table(rows, wanted=()):
+    """Print the comparison table and the ratios of tx to each other server; say so for a
+    peer in ``wanted`` (the kinds asked for) that has no rows."""
     hdr = ("server", "scenario", "msgs/s", "p50 ms", "p99 ms", "mean ms", "conn ms",
            "RSS MiB", "PSS MiB", "procs", "srv CPU%", "CPU ms/msg", "gen CPU%", "other%", "errors",
            "maildir")
@@ -521,7 +522,7 @@ def print_table(rows):
     by = {(r["server_kind"], r["scenario"]): r for r in rows if "error" not in r}
     ran = {k for k, _ in by}
     for base in ("perl",) + PEERS + ("tx-base",):
-        if "tx" in ran and base in PEERS and base not in ran:
+        if "tx" in ran and base in wanted and base not in ran:
             print("tx/%s: no ratios, %s did not run (skipped or failed: see above)" % (base, base))
         print_ratios(by, "tx", base)
 
@@ -579,9 +580,8 @@ def main():
              + (() if a.no_peers or a.chain == "full" else PEERS))
     checks = {"tx": tx_available, "tx-base": tx_available, "haraka": haraka_available,
               "twisted": twisted_available}
+    kinds = [k for k in kinds if not a.only or a.only == k.split("-")[0]]
     for kind in kinds:
-        if a.only and a.only != kind.split("-")[0]:
-            continue
         avail, why = checks.get(kind, lambda: (True, ""))()
         if not avail:
             print("-- skipping %s: %s" % (kind, why))
@@ -589,7 +589,7 @@ def main():
         r, k = bench_server(kind, a)
         rows += r
         ok = ok and k
-    return finish(rows, ok, a.json_out, print_table,
+    return finish(rows, ok, a.json_out, lambda rows: print_table(rows, kinds),
                   "see messages above (errors, lost mail or a server that did not start)")
 
 
