@@ -1,5 +1,10 @@
 #!/usr/bin/env python3
-"""Side-by-side benchmark: Perl qpsmtpd-forkserver vs qpsmtpd-tx.
+"""Side-by-side benchmark: qpsmtpd-tx vs Perl qpsmtpd-forkserver, Haraka and bare Twisted.
+
+The servers ("kinds"): ``perl`` (qpsmtpd 0.94 forkserver), ``tx`` (this checkout),
+``tx-base`` (``--tx-baseline``), and the peers (skipped with ``--no-peers``): ``haraka``
+(Haraka, one process, rcpt_to.in_host_list + bench/haraka-plugins/queue/maildir) and
+``twisted`` (bench/bare_twisted.py: twisted.mail's ESMTP, no plugins, same Maildir delivery).
 
 For each server this script
   1. makes a temporary directory with a qpsmtpd config dir, a Maildir and a
@@ -11,7 +16,8 @@ For each server this script
   4. checks after each run that the Maildir gained exactly as many files as
      messages were accepted, and that a delivered body is byte-correct,
   5. stops the server by its PID (and any leftover child by its PID).
-Then it prints one table, with tx/perl ratios when both servers ran.
+Then it prints one table, with tx/perl, tx/haraka and tx/twisted ratios (msgs/s, p50
+latency, server CPU per message) for the servers that ran.
 
 Exit status: 0 if all went well, 1 if any message failed or mail was lost.
 """
@@ -39,6 +45,14 @@ PERL_PLUGIN_DIR = "/usr/share/qpsmtpd/plugins"
 #: the checkout's own virtualenv (the README's set-up command), else the older /work/venv
 TWISTD = next((t for t in (os.path.join(ROOT, ".venv", "bin", "twistd"), "/work/venv/bin/twistd")
                if os.access(t, os.X_OK)), os.path.join(ROOT, ".venv", "bin", "twistd"))
+
+#: Haraka, installed by bench/install_haraka.sh under the gitignored bench/.haraka/
+HARAKA_DIR = os.path.join(HERE, ".haraka", "node_modules", "Haraka")
+HARAKA_PLUGINS = os.path.join(HERE, "haraka-plugins")
+NODE = "/usr/bin/node"
+#: Haraka's version of the short chain: in_host_list does rcpthosts + rcpt_ok's job
+HARAKA_PLUGIN_CHAIN = "rcpt_to.in_host_list\nqueue/maildir"
+PEERS = ("haraka", "twisted")
 
 #: the plugin chain, identical for both servers ({maildir} is filled in)
 PLUGINS = """\
@@ -160,10 +174,11 @@ def make_config(root, perl, user, skip=(), chain="short", perl_fsync=False):
     return conf
 
 
-def server_command(kind, conf, port, user, workers=1, tx_root=ROOT):
-    """(argv, env, cwd) to start ``kind`` ('perl' or 'tx') listening on ``port``.
+def server_command(kind, conf, port, user, workers=1, tx_root=ROOT, peer_fsync=False):
+    """(argv, env, cwd) to start ``kind`` ('perl', 'tx', 'haraka' or 'twisted') on ``port``.
 
     ``tx_root`` is the checkout whose qpsmtpd-tx runs (another one for ``--tx-baseline``).
+    ``peer_fsync``: the bare Twisted server fsyncs its deliveries.
     """
     env = dict(os.environ)
     if kind == "perl":
@@ -172,11 +187,62 @@ def server_command(kind, conf, port, user, workers=1, tx_root=ROOT):
             argv += ["-u", user]
         env["QPSMTPD_CONFIG"] = conf
         return argv, env, os.path.dirname(conf)
+    if kind == "haraka":
+        return [NODE, os.path.join(HARAKA_DIR, "bin", "haraka"), "-c",
+                os.path.join(os.path.dirname(conf), "haraka")], env, os.path.dirname(conf)
+    if kind == "twisted":
+        argv = [os.path.join(os.path.dirname(TWISTD), "python"), os.path.join(HERE, "bare_twisted.py"),
+                "--port", str(port), "--maildir", os.path.join(os.path.dirname(conf), "maildir")]
+        return argv + (["--fsync"] if peer_fsync else []), env, os.path.dirname(conf)
     env["PYTHONPATH"] = tx_root + os.pathsep + env.get("PYTHONPATH", "")
     argv = [TWISTD, "-n", "--pidfile=", "qpsmtpd-tx", "--config", conf,
             "--listen", "tcp:%d:interface=127.0.0.1" % port, "--max-from-ip", "60",
             "--workers", str(workers)]
     return argv, env, tx_root
+
+
+def haraka_instance(root, port, fsync):
+    """Write Haraka's instance dir ``root``/haraka: Haraka's default config/ with our smtp.ini
+    (127.0.0.1:``port``, ``nodes=`` empty: no cluster, one process), me, host_list, plugins,
+    maildir.ini (``root``/maildir, ``fsync``) and log.ini; plugins/ is bench/haraka-plugins."""
+    inst = os.path.join(root, "haraka")
+    conf = os.path.join(inst, "config")
+    shutil.copytree(os.path.join(HARAKA_DIR, "config"), conf)
+    os.symlink(HARAKA_PLUGINS, os.path.join(inst, "plugins"))
+    write_config_files(conf, {
+        "smtp.ini": "[main]\nlisten=127.0.0.1:%d\nnodes=\nforce_shutdown_timeout=5" % port,
+        "me": "bench.example",
+        "host_list": "example.com",
+        "plugins": HARAKA_PLUGIN_CHAIN,
+        "maildir.ini": "[main]\npath=%s\nfsync=%s" % (os.path.join(root, "maildir"),
+                                                      "true" if fsync else "false"),
+        "log.ini": "[main]\nlevel=warn",
+    })
+
+
+def haraka_available():
+    """(True, '') if Haraka is installed (running bench/install_haraka.sh if not), else (False, why)."""
+    if not os.access(NODE, os.X_OK):
+        return False, "%s not found" % NODE
+    if not os.path.exists(os.path.join(HARAKA_DIR, "bin", "haraka")):
+        print("-- installing Haraka: bench/install_haraka.sh", flush=True)
+        p = subprocess.run(["sh", os.path.join(HERE, "install_haraka.sh")],
+                           capture_output=True, text=True)
+        if p.returncode != 0:
+            last = (p.stderr or p.stdout).strip().splitlines()[-1:] or ["?"]
+            return False, "bench/install_haraka.sh failed (%s)" % last[0]
+    return True, ""
+
+
+def twisted_available():
+    """(True, '') if the venv's Python has twisted.mail, else (False, why)."""
+    py = os.path.join(os.path.dirname(TWISTD), "python")
+    if not os.access(py, os.X_OK):
+        return False, "%s not found" % py
+    p = subprocess.run([py, "-c", "import twisted.mail.smtp"], capture_output=True, text=True)
+    if p.returncode != 0:
+        return False, "%s cannot import twisted.mail.smtp" % py
+    return True, ""
 
 
 def tx_available():
@@ -309,7 +375,8 @@ def run_load(port, pid, extra, timeout, nice=0):
 def bench_server(kind, a):
     """Start ``kind``, run every scenario against it, stop it; return a list of row dicts.
 
-    ``kind`` is 'perl', 'tx' (this checkout) or 'tx-base' (the ``--tx-baseline`` checkout).
+    ``kind`` is 'perl', 'tx' (this checkout), 'tx-base' (the ``--tx-baseline`` checkout),
+    'haraka' or 'twisted'.
     """
     user = None
     if kind == "perl" and os.geteuid() == 0:
@@ -318,22 +385,25 @@ def bench_server(kind, a):
     conf = make_config(root, kind == "perl", user, a.skip_plugin, a.chain, a.perl_fsync)
     maildir = os.path.join(root, "maildir")
     port = free_port()
+    if kind == "haraka":
+        haraka_instance(root, port, a.peer_fsync)
     tx_root = a.tx_baseline if kind == "tx-base" else ROOT
-    argv, env, cwd = server_command("perl" if kind == "perl" else "tx", conf, port, user,
-                                    a.tx_workers, tx_root)
+    argv, env, cwd = server_command("tx" if kind == "tx-base" else kind, conf, port, user,
+                                    a.tx_workers, tx_root, a.peer_fsync)
     log = open(os.path.join(root, "server.log"), "wb")
     print("== %s: %s" % (kind, " ".join(argv)), flush=True)
     proc = subprocess.Popen(argv, env=env, cwd=cwd, stdout=log, stderr=subprocess.STDOUT,
                             preexec_fn=renice(a.nice))
     rows, ok = [], True
     try:
-        if not wait_ready(proc, port):
-            print("!! %s did not answer on port %d; its log: %s/server.log" % (kind, port, root))
+        if not wait_ready(proc, port, 60):  # Haraka takes ~5 s to load its TLD lists
+            print("!! %s did not answer on port %d; its log: %s/server.log%s"
+                  % (kind, port, root, " (a peer: skipped)" if kind in PEERS else ""))
             log.flush()
             with open(os.path.join(root, "server.log"), errors="replace") as f:
                 for line in f.read().splitlines()[-5:]:
                     print("   | " + line)
-            ok = False
+            ok = kind in PEERS  # a peer that cannot start is skipped, not a failed run
             return [], ok
         common = ["--size", str(a.size)]
         scenarios = [
@@ -403,13 +473,13 @@ def print_ratios(by, kind, base):
         cpu_new, cpu_old = cpu_ms_per_message(new), cpu_ms_per_message(old)
         cpu = cpu_new / cpu_old if cpu_new and cpu_old else None
         if scen == "idle latency":  # one client: only the per-message time matters
-            print("%s/%s %-14s p50 x%s (mean %s ms vs %s ms)" % (
-                kind, base, scen, fmt(p50, "%.2f"), fmt(new["latency_ms"]["mean"]),
+            print("%-10s %-14s p50 x%s (mean %s ms vs %s ms)" % (
+                kind + "/" + base, scen, fmt(p50, "%.2f"), fmt(new["latency_ms"]["mean"]),
                 fmt(old["latency_ms"]["mean"])))
             continue
         rate = new["msgs_per_s"] / old["msgs_per_s"] if old["msgs_per_s"] else None
-        print("%s/%s %-14s msgs/s x%s   p50 x%s   server CPU/msg x%s" % (
-            kind, base, scen, fmt(rate, "%.2f"), fmt(p50, "%.2f"), fmt(cpu, "%.2f")))
+        print("%-10s %-14s msgs/s x%s   p50 x%s   server CPU/msg x%s" % (
+            kind + "/" + base, scen, fmt(rate, "%.2f"), fmt(p50, "%.2f"), fmt(cpu, "%.2f")))
 
 
 def print_columns(lines):
@@ -420,8 +490,9 @@ def print_columns(lines):
         print("  ".join(str(c).ljust(w) for c, w in zip(l, widths)).rstrip())
 
 
-def print_table(rows):
-    """Print the comparison table and the tx/perl ratios."""
+def print_table(rows, wanted=()):
+    """Print the comparison table and the ratios of tx to each other server; say so for a
+    peer in ``wanted`` (the kinds asked for) that has no rows."""
     hdr = ("server", "scenario", "msgs/s", "p50 ms", "p99 ms", "mean ms", "conn ms",
            "RSS MiB", "PSS MiB", "procs", "srv CPU%", "CPU ms/msg", "gen CPU%", "other%", "errors",
            "maildir")
@@ -449,14 +520,22 @@ def print_table(rows):
               % ", ".join("%s %s (%.0f%%)" % (r["server_kind"], r["scenario"], r["other_cpu_pct"])
                           for r in busy))
     by = {(r["server_kind"], r["scenario"]): r for r in rows if "error" not in r}
-    print_ratios(by, "tx", "perl")
-    print_ratios(by, "tx", "tx-base")
+    ran = {k for k, _ in by}
+    for base in ("perl",) + PEERS + ("tx-base",):
+        if "tx" in ran and base in wanted and base not in ran:
+            print("tx/%s: no ratios, %s did not run (skipped or failed: see above)" % (base, base))
+        print_ratios(by, "tx", base)
 
 
 def main():
     """Entry point."""
-    p = argparse.ArgumentParser(description="Perl qpsmtpd vs qpsmtpd-tx, side by side")
-    p.add_argument("--only", choices=("perl", "tx"), help="benchmark one server only")
+    p = argparse.ArgumentParser(description="qpsmtpd-tx vs Perl qpsmtpd, Haraka and bare Twisted")
+    p.add_argument("--only", choices=("perl", "tx") + PEERS, help="benchmark one server only")
+    p.add_argument("--no-peers", action="store_true",
+                   help="leave out Haraka and the bare Twisted server (run by default)")
+    p.add_argument("--peer-fsync", action="store_true",
+                   help="Haraka's and bare Twisted's Maildir delivery fsync the file and new/ "
+                        "like qpsmtpd-tx (default: no fsync, as they are usually run)")
     p.add_argument("--duration", type=float, default=15, help="seconds per load scenario (15)")
     p.add_argument("--messages", type=int, default=50000,
                    help="at most this many messages per load scenario (50000)")
@@ -497,19 +576,20 @@ def main():
         a.only = "tx"
 
     rows, ok = [], True
-    kinds = ("perl", "tx") + (("tx-base",) if a.tx_baseline else ())
+    kinds = (("perl", "tx") + (("tx-base",) if a.tx_baseline else ())
+             + (() if a.no_peers or a.chain == "full" else PEERS))
+    checks = {"tx": tx_available, "tx-base": tx_available, "haraka": haraka_available,
+              "twisted": twisted_available}
+    kinds = [k for k in kinds if not a.only or a.only == k.split("-")[0]]
     for kind in kinds:
-        if a.only and a.only != kind.split("-")[0]:
+        avail, why = checks.get(kind, lambda: (True, ""))()
+        if not avail:
+            print("-- skipping %s: %s" % (kind, why))
             continue
-        if kind.startswith("tx"):
-            avail, why = tx_available()
-            if not avail:
-                print("-- skipping tx: %s" % why)
-                continue
         r, k = bench_server(kind, a)
         rows += r
         ok = ok and k
-    return finish(rows, ok, a.json_out, print_table,
+    return finish(rows, ok, a.json_out, lambda rows: print_table(rows, kinds),
                   "see messages above (errors, lost mail or a server that did not start)")
 
 
