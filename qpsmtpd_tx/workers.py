@@ -97,7 +97,13 @@ class WorkerPool(service.Service):
     """Runs ``count`` worker processes on the listening sockets of ``listening`` (and the
     SMTPS ones of ``tls_listening``, if given)."""
 
+    #: seconds before a worker that ended is started again; doubled, up to
+    #: ``max_restart_delay``, each time a worker ends within ``quick_failure`` seconds of its
+    #: start (one that cannot start at all is not restarted every second forever)
     restart_delay = 1.0
+    max_restart_delay = 60.0
+    quick_failure = 10.0
+    clock = reactor
 
     def __init__(self, count, listening, worker_args, tls_listening=None):
         self.count = count
@@ -105,6 +111,8 @@ class WorkerPool(service.Service):
         self.tls_listening = tls_listening
         self.worker_args = list(worker_args)
         self.workers = {}
+        self._started_at = {}
+        self._delays = {}
 
     def startService(self):
         service.Service.startService(self)
@@ -128,14 +136,28 @@ class WorkerPool(service.Service):
         worker = _WorkerProtocol(self, number)
         self.workers[number] = (worker, reactor.spawnProcess(
             worker, sys.executable, argv, env=env, childFDs=fds))
+        self._started_at[number] = self.clock.seconds()
         log.info("started worker {n}", n=number)
 
     def worker_ended(self, number, reason):
         self.workers.pop(number, None)
-        if self.running:
-            log.error("worker {n} ended ({why}); starting it again", n=number,
-                      why=reason.getErrorMessage())
-            reactor.callLater(self.restart_delay, self._respawn, number)
+        if not self.running:
+            return
+        delay = self.next_restart_delay(number)
+        log.error("worker {n} ended ({why}); starting it again in {delay:g} s", n=number,
+                  why=reason.getErrorMessage(), delay=delay)
+        self.clock.callLater(delay, self._respawn, number)
+
+    def next_restart_delay(self, number):
+        """Seconds to wait before starting worker ``number`` again, now that it has ended."""
+        lived = self.clock.seconds() - self._started_at.get(number, self.clock.seconds())
+        if lived >= self.quick_failure:
+            delay = self.restart_delay
+        else:
+            delay = min(self._delays.get(number, self.restart_delay / 2) * 2,
+                        self.max_restart_delay)
+        self._delays[number] = delay
+        return delay
 
     def _respawn(self, number):
         if self.running and number not in self.workers:
