@@ -190,12 +190,17 @@ class SessionFlow:
 
     def _finish_lost_session(self):
         self._finish_when_idle = False
+        # An SMTPS connection lost before its handshake never started: no connect hook ran,
+        # so neither do disconnect and post-connection.
+        started = self._started
         if not self._closing:
             self._closing = True
             self.core.close()
-            self.hooks.run_no_respond("disconnect", self.transaction)
+            if started:
+                self.hooks.run_no_respond("disconnect", self.transaction)
             self._reset_transaction()
-        self.hooks.run_no_respond("post-connection", self.transaction)
+        if started:
+            self.hooks.run_no_respond("post-connection", self.transaction)
         self.transaction.discard()
         # qpsmtpd's parent logs this when it reaps the child: a line outside the connection
         self.server.log(codes.LOGINFO, "cleaning up after %s" % self.connection.id)

@@ -143,8 +143,12 @@ class SMTPSession(SessionFlow, EnvelopeCommands, MessageDelivery, StartTLS):
             self.core.reset()
         self._reset_transaction()
 
+    #: set when the session starts (at connect; for SMTPS once the handshake is done)
+    _started = False
+
     def start(self):
         """The client connected: run pre-connection and connect hooks, then greet."""
+        self._started = True
         self._busy = True
         if hasattr(self.transport, "registerProducer"):
             self.transport.registerProducer(ReplyProducer(self), True)

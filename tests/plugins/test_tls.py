@@ -27,7 +27,7 @@ from qpsmtpd_tx.config import ConfigLine
 from qpsmtpd_tx.plugin import PluginError
 from qpsmtpd_tx.testing import MemoryClient, assertStartupError, loaded_plugin, make_server
 from qpsmtpd_tx.tls import parse_protocols, write_self_signed
-from tests.support.harness import write_config
+from tests.support.harness import TEST_PLUGINS, write_config
 from tests.support.processes import (CHECKOUT, free_port, poll_until, read_text, server_env,
                                      start_twistd, stop_process, twistd_argv)
 
@@ -431,6 +431,28 @@ class SMTPSTests(unittest.TestCase):
         log = read_text(self.log)
         self.assertIn("TLS handshake failed", log)
         self.assertNotIn("Traceback", log)
+
+    def test_no_disconnect_hooks_for_a_session_that_never_started(self):
+        """A connection lost before its SMTPS handshake ran no connect hook: nor disconnect."""
+        write_config(self.config, ["connection_hooks", "tls", "rcpt_ok"],
+                     {"plugin_dirs": TEST_PLUGINS, "loglevel": "LOGINFO"})
+        write_pair(os.path.join(self.config, "ssl"))
+        smtps = free_port()
+        _, _, log = start_twistd(
+            self, self.config, extra=["--listen-tls", "tcp:%d:interface=127.0.0.1" % smtps])
+        sock = socket.create_connection(("127.0.0.1", smtps), timeout=WAIT)
+        sock.sendall(b"EHLO client.example\r\n")        # no ClientHello
+        recv_until_closed_or(sock, CLOSED)
+        sock.close()
+        with smtplib.SMTP_SSL("127.0.0.1", smtps, timeout=WAIT,
+                              context=client_context()) as client:
+            self.assertEqual(client.noop()[0], 250)
+        # three sessions: start_twistd's readiness check, the failed handshake, the good one
+        self.assertTrue(poll_until(lambda: read_text(log).count("cleaning up after") == 3,
+                                   WAIT, 0.05), read_text(log))
+        counts = [read_text(log).count("connection hook %s ran" % hook)
+                  for hook in ("connect", "disconnect", "post-connection")]
+        self.assertEqual(counts, [2, 2, 2], read_text(log))
 
     def test_workers_serve_smtps(self):
         """With --workers, the workers adopt the SMTPS sockets too, with TLS at connect."""
