@@ -59,7 +59,10 @@ def run_scenarios(name, proc, port, maildir, a):
 
 def setup_tx(root, conf, port):
     """qpsmtpd-tx: ``tls`` in front of run.py's chain, a pair from ``qpsmtpd-tx tls-cert``;
-    returns (argv, env, cwd)."""
+    returns (argv, env, cwd). Raises RuntimeError (the reason) when it is not available."""
+    avail, why = run.tx_available()
+    if not avail:
+        raise RuntimeError(why)
     with open(os.path.join(conf, "plugins")) as f:
         chain = f.read()
     with open(os.path.join(conf, "plugins"), "w") as f:
@@ -114,7 +117,7 @@ def bench_server(name, setup, peer, a):
     except RuntimeError as e:
         print("-- skipping %s: %s" % (name, e))
         shutil.rmtree(root, ignore_errors=True)
-        return [], True
+        return [], peer
     print("== %s: %s" % (name, " ".join(argv)), flush=True)
     log = open(os.path.join(root, "server.log"), "wb")
     proc = subprocess.Popen(argv, env=env, cwd=cwd, stdout=log, stderr=subprocess.STDOUT)
