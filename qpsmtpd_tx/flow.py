@@ -73,6 +73,14 @@ class SessionFlow:
         self._input_waiters.append((d, call))
         return d
 
+    def _release_input_waiters(self, value):
+        """Fire every :meth:`wait_for_input` Deferred with ``value`` (input came, or never will)."""
+        waiters, self._input_waiters = self._input_waiters, []
+        for d, call in waiters:
+            if call.active():
+                call.cancel()
+            d.callback(value)
+
     def _input_waited(self, d, value):
         self._input_waiters = [(w, c) for w, c in self._input_waiters if w is not d]
         if not d.called:
@@ -84,11 +92,7 @@ class SessionFlow:
         if self._deadline_for is _COMMAND_LINE and b"\n" in data:
             self._set_deadline(None)      # a line is complete: the next one has its own time
         if self._input_waiters:
-            waiters, self._input_waiters = self._input_waiters, []
-            for d, call in waiters:
-                if call.active():
-                    call.cancel()
-                d.callback(True)
+            self._release_input_waiters(True)
         if not self._busy:
             self._pump()
         self._update_reading()
@@ -173,11 +177,7 @@ class SessionFlow:
         if self._lost:
             return
         self._lost = True
-        waiters, self._input_waiters = self._input_waiters, []
-        for d, call in waiters:
-            if call.active():
-                call.cancel()
-            d.callback(False)
+        self._release_input_waiters(False)
         self._set_deadline(None)
         if self.core.state is State.DATA:
             self.log(codes.LOGINFO, "451 Incomplete DATA (connection lost)")

@@ -81,9 +81,6 @@ class SMTPServer(ServerLog, Draining):
         self._loading = None
         #: replaced chains that sessions still use
         self._retired_chains = []
-        #: set by :meth:`drain`: new clients get 421, sessions end after their transaction
-        self.draining = False
-        self._drained = None
         self.check_only = check_only
         self.sessions = set()
         self.max_conn_ip = max_conn_ip
@@ -175,8 +172,6 @@ class SMTPServer(ServerLog, Draining):
         for name, value in values.items():
             setattr(self, _RESOLVED_ITEMS.get(name, name), value)
         self.timeout = self.timeoutsmtpd or self.timeout
-        #: seconds a waiting hook may take, unless its plugins line says ``timeout=N``
-        self.chain.hooks.default_timeout = self.plugin_timeout
         self._log_threshold = self.loglevel
         return problems
 

@@ -213,9 +213,9 @@ class SMTPSession(SessionFlow, EnvelopeCommands, MessageDelivery, StartTLS):
         kind = type(event)
         if kind is Body:
             body = self.transaction.body
-            in_memory = getattr(body, "filename", None) is None
+            in_memory = body.filename is None
             body.write(event.data)
-            if in_memory and getattr(body, "filename", None) is not None:
+            if in_memory and body.filename is not None:
                 self.log(codes.LOGINFO, "spooling message to disk")
             return None
         if kind is Command:
