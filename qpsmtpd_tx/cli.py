@@ -107,7 +107,7 @@ def list_plugins(plugin_dirs, out):
     """The plugin files of ``plugin_dirs`` and the installed packages' plugins, with summaries."""
     infos = [PluginInfo(name, path) for name, path in iter_plugin_files(plugin_dirs)]
     rows = [(info.name, info.summary()) for info in infos]
-    rows += _package_rows({info.name for info in infos})
+    rows += _package_rows(plugin_dirs)
     if not rows:
         out.write("no plugins found in %s\n" % ", ".join(plugin_dirs))
         return 1
@@ -117,11 +117,19 @@ def list_plugins(plugin_dirs, out):
     return 0
 
 
-def _package_rows(file_names):
-    """``(name, "[package version] summary")`` of each plugin an installed package publishes."""
+def _package_rows(plugin_dirs):
+    """``(name, "[package version] summary")`` of each plugin an installed package publishes.
+
+    A name is marked taken twice when the loader would refuse it (loader.find_plugin: two
+    packages, or a package and a plugin file that is not one of qpsmtpd's Perl plugins).
+    """
     rows = []
     for name, published in package_plugins().items():
-        clash = name in file_names or len(published) > 1
+        try:
+            find_plugin(name, plugin_dirs)
+            clash = False
+        except PluginError:
+            clash = True
         for plugin in published:
             path = plugin_source(plugin)
             summary = PluginInfo(name, path).summary() if path else "(source not found)"

@@ -142,6 +142,12 @@ class PackagedPluginTests(unittest.TestCase):
                                            {"plugin_dirs": perl_dir})
         self.assertEqual((status, out.splitlines()[-1]), (0, "qpsmtpd-tx: %s: no problems found"
                                                           % os.path.dirname(_)))
+        # and the listing does not call the name taken twice (the loader's rule)
+        listing = run_cli(["plugins", "--plugin-dir", perl_dir]).stdout.decode()
+        row = [line for line in listing.splitlines()
+               if line.startswith("perl_only ") and "[qptx-twin 0.2] " in line]
+        self.assertEqual(len(row), 1, listing)
+        self.assertNotIn("NAME TAKEN TWICE", row[0])
 
 
 class ReadmeTests(unittest.TestCase):
