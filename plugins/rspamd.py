@@ -108,6 +108,7 @@ from zope.interface import implementer
 
 from qpsmtpd_tx.codes import DECLINED, DENY, DENYSOFT, LOGERROR, LOGINFO, LOGWARN
 from qpsmtpd_tx.plugin import Plugin, PluginError
+from qpsmtpd_tx.plugin_args import boolean
 from qpsmtpd_tx.policy import Setting
 
 DEFAULT_URL = "http://127.0.0.1:11333"
@@ -125,9 +126,6 @@ SPAM_ACTIONS = ("add header", "rewrite subject")
 
 #: the fields this plugin writes (removed from the message before it writes them)
 OWN_HEADERS = ("X-Spam-Flag", "X-Spam-Status", "X-Spam-Level", "X-Spam-Not-Scanned")
-
-BOOLEANS = {"1": True, "yes": True, "true": True, "on": True,
-            "0": False, "no": False, "false": False, "off": False}
 
 _NUMBER = re.compile(r"[0-9]+(\.[0-9]*)?|\.[0-9]+")
 _PROFILE = re.compile(r"[!-~]+")
@@ -222,10 +220,7 @@ class Rspamd(Plugin):
         if not _NUMBER.fullmatch(timeout) or float(timeout) <= 0:
             raise PluginError("timeout must be a number of seconds above 0, got %r" % timeout)
         self.timeout = float(timeout)
-        fail_open = options.get("fail_open", "0").lower()
-        if fail_open not in BOOLEANS:
-            raise PluginError("fail_open must be 0 or 1, got %r" % options["fail_open"])
-        self.fail_open = BOOLEANS[fail_open]
+        self.fail_open = boolean("fail_open", options.get("fail_open", "0"))
         if "settings_id" in options:
             try:
                 options["settings_id"] = parse_settings_id(options["settings_id"])

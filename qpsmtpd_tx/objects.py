@@ -86,16 +86,6 @@ class Transaction:
         """The header block followed by the empty separator line."""
         return (self.header.as_bytes() if self.header is not None else b"") + b"\n"
 
-    def iter_message(self, chunk_size=65536):
-        """Yield the message (header, separator, body) in chunks; safe to run in a thread."""
-        yield self.header_bytes()
-        with self.body.open() as f:
-            while True:
-                chunk = f.read(chunk_size)
-                if not chunk:
-                    break
-                yield chunk
-
     def discard(self):
         """Release the body spool (also when a plugin replaced or removed it)."""
         discard = getattr(self.body, "discard", None)

@@ -7,6 +7,7 @@ content_log), ``message_chunks`` for a pull producer that feeds a socket or a pi
 fast as it drains (spamd, clamd).
 """
 
+import itertools
 import os
 
 #: bytes read from the body at a time: large enough that a typical message is one read
@@ -49,11 +50,11 @@ def write_to_fd(fd, head, body, chunk_size=CHUNK):
 def message_chunks(head, body, chunk_size=CHUNK, crlf=False):
     """Yield ``head`` (bytes), then ``body`` (a binary file) ``chunk_size`` bytes at a time;
     with ``crlf``, every LF becomes CRLF (a line ending never splits, the input has LF only).
-    The body is read lazily, as the consumer asks for the next chunk."""
-    data = head
-    while data:
-        yield data.replace(b"\n", b"\r\n") if crlf else data
-        data = body.read(chunk_size)
+    The body is read lazily, as the consumer asks for the next chunk (also after an empty
+    ``head``: the body is never skipped)."""
+    for data in itertools.chain([head], iter(lambda: body.read(chunk_size), b"")):
+        if data:
+            yield data.replace(b"\n", b"\r\n") if crlf else data
 
 
 def crlf_length(head, body, chunk_size=CHUNK):

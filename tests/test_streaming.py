@@ -53,6 +53,13 @@ class CrlfTests(unittest.TestCase):
         self.assertEqual(data, (head + body).replace(b"\n", b"\r\n"))
         self.assertEqual(length, len(data))
 
+    def test_an_empty_head_still_sends_the_body(self):
+        """crlf_length counts the body after an empty head: the chunks must carry it too."""
+        f = io.BytesIO(b"body\n" * 3)
+        length = streaming.crlf_length(b"", f)
+        data = b"".join(streaming.message_chunks(b"", f, crlf=True))
+        self.assertEqual((data, length), (b"body\r\n" * 3, 18))
+
     def test_lazy(self):
         """The body is read only as the consumer asks for chunks."""
         f = io.BytesIO(b"a\n" * 10)
