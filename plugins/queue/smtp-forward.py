@@ -93,6 +93,7 @@ Differences from qpsmtpd 0.94 (which used Net::SMTP):
 """
 
 import ipaddress
+import os
 import re
 
 from twisted.internet import defer, reactor
@@ -362,9 +363,9 @@ class SmtpForward(Plugin):
         self.tls_name = name if self.tls == "verify" else None
         trust_root = None
         if self.tls == "verify" and ca:
-            config_dir = getattr(self.server.config, "config_dir", None)
-            if config_dir and not ca.startswith("/"):
-                ca = "%s/%s" % (config_dir.rstrip("/"), ca)
+            # relative to the first config directory, as the tls plugin's paths (an absolute
+            # path stays as it is); without --config that is config/ beside the program
+            ca = os.path.join(os.path.abspath(self.server.config.search_dirs()[0]), ca)
             try:
                 trust_root = client_tls.load_trust_root(ca)
             except ValueError as e:

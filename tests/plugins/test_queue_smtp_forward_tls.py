@@ -13,7 +13,8 @@ from twisted.internet import defer, protocol, reactor
 from twisted.protocols.basic import LineReceiver
 from twisted.trial import unittest
 
-from qpsmtpd_tx.server import StartupError
+from qpsmtpd_tx.config import Config
+from qpsmtpd_tx.server import SMTPServer, StartupError
 from qpsmtpd_tx.testing import capture_log, capture_queue_notes, make_server, wait_for
 from tests.support.certs import make_certs
 from tests.support.dovecot import start_dovecot
@@ -271,6 +272,23 @@ class TlsArgumentTests(unittest.TestCase):
         self.assertEqual(server.plugins[-1].tls_name, "h")
         with self.assertRaises(StartupError):
             make_server(self, ["rcpt_ok", "queue/smtp-forward h tls verify tls_ca ca.pem"])
+
+    def test_relative_tls_ca_without_a_config_option(self):
+        """No --config: a relative tls_ca is read from config/ beside the program (the first
+        config directory), not from the current directory."""
+        certs = make_certs(os.path.abspath(self.mktemp()), "h")
+        program = os.path.abspath(self.mktemp())
+        os.makedirs(os.path.join(program, "config"))
+        files = {"plugins": "rcpt_ok\nqueue/smtp-forward h tls verify tls_ca ca.pem\n",
+                 "spool_dir": os.path.join(program, "spool") + "\n"}
+        with open(certs.ca) as f:
+            files["ca.pem"] = f.read()
+        for name, text in files.items():
+            with open(os.path.join(program, "config", name), "w") as f:
+                f.write(text)
+        server = SMTPServer(Config(config_dir=None, program_dir=program))
+        self.addCleanup(server.stop_plugins)
+        self.assertEqual(server.plugins[-1].tls_name, "h")
 
     def test_bad_arguments_stop_start_up(self):
         missing = os.path.abspath(self.mktemp())
