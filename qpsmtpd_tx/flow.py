@@ -124,9 +124,6 @@ class SessionFlow:
         seconds = self._deadline_seconds()
         if what is None or not seconds:
             return
-        if self.call_later is None:
-            from twisted.internet import reactor
-            self.call_later = reactor.callLater
         self._deadline_call = self.call_later(seconds, self._deadline_expired)
 
     def _deadline_seconds(self):

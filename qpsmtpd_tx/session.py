@@ -17,6 +17,7 @@ Reply texts and codes follow qpsmtpd 0.94, except where qpsmtpd sent nothing or 
 then a default text is sent.
 """
 
+from twisted.internet import reactor
 from twisted.internet.defer import Deferred
 from zope.interface import implementer
 
@@ -73,8 +74,8 @@ class SMTPSession(SessionFlow, EnvelopeCommands, MessageDelivery, StartTLS):
         self._deadline_for = None
         self._deadline_call = None
         self._deadline_overdue = False
-        #: schedules the deadlines (the protocol sets its own callLater)
-        self.call_later = None
+        #: schedules the deadlines and the TLS handshake's (the protocol sets its own callLater)
+        self.call_later = reactor.callLater
         self._shutting_down = False
         self.commands = {
             "helo": self.cmd_helo,

@@ -49,9 +49,6 @@ class StartTLS:
     def wait_for_handshake(self):
         """Close the connection if the handshake does not complete within ``command_deadline``."""
         seconds = self.server.command_deadline or HANDSHAKE_SECONDS
-        if self.call_later is None:
-            from twisted.internet import reactor
-            self.call_later = reactor.callLater
         self._handshake_call = self.call_later(seconds, lambda: self._handshake_expired(seconds))
 
     def _cancel_handshake_deadline(self):
