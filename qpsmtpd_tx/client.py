@@ -14,6 +14,8 @@ from twisted.internet.interfaces import IPullProducer
 from twisted.protocols.policies import TimeoutMixin
 from zope.interface import implementer
 
+from qpsmtpd_tx.streaming import message_chunks
+
 #: bytes read from the message per write
 CHUNK = 65536
 
@@ -120,16 +122,12 @@ class MessageProducer:
 
     def __init__(self, client, header, body):
         self.client = client
-        self.header = header
-        self.body = body
+        self._chunks = message_chunks(header, body, CHUNK)
         self.done = defer.Deferred()
 
     def read(self):
         """The header (once), then the body, at most :data:`CHUNK` bytes a call; ``b""`` at the end."""
-        if self.header is not None:
-            data, self.header = self.header, None
-            return data
-        return self.body.read(CHUNK)
+        return next(self._chunks, b"")
 
     def produce(self):
         """Write the next piece of the message; at the end write the ending and :meth:`finish`."""

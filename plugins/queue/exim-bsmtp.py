@@ -103,6 +103,7 @@ from qpsmtpd_tx.childpipe import ChildInput
 from qpsmtpd_tx.childprocess import spawn_with_timeout
 from qpsmtpd_tx.codes import DECLINED, DENY, LOGDEBUG, LOGERROR, LOGINFO, LOGWARN, OK
 from qpsmtpd_tx.plugin import Plugin, PluginError
+from qpsmtpd_tx.streaming import message_chunks
 
 DEFAULT_PATH = "/usr/sbin/rsmtp"
 DEFAULT_TIMEOUT = 300.0
@@ -165,8 +166,8 @@ class _BatchProducer:
     def __init__(self, child, envelope, header, body):
         self.child = child
         self.envelope = envelope
-        self.header = header
         self.body = body
+        self._chunks = message_chunks(header, body, _CHUNK)
         self.at_line_start = True
         self.finished = False
         self.stopped = False
@@ -179,10 +180,7 @@ class _BatchProducer:
             data, self.envelope = self.envelope, None
             transport.write(data)
             return
-        if self.header is not None:
-            data, self.header = self.header, None
-        else:
-            data = self.body.read(_CHUNK)
+        data = next(self._chunks, b"")
         if data:
             stuffed, self.at_line_start = dot_stuff(data, self.at_line_start)
             transport.write(stuffed)
