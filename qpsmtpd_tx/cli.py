@@ -176,17 +176,25 @@ def plugin_doc(name, plugin_dirs, out, err):
         name = info.alias_of
 
 
+def _open_config(config_dir, err):
+    """The Config of a ``--config`` argument (None: the default lookup), or None after
+    telling ``err`` why that directory cannot be one."""
+    problem = config_dir_problem(config_dir)
+    if problem:
+        err.write("qpsmtpd-tx: %s\n" % problem)
+        return None
+    return Config(config_dir=config_dir, program_dir=program_dir())
+
+
 def check_config(config_dir, out, err):
     """``qpsmtpd-tx check-config``: print every problem of the config; 1 if any, else 0.
 
     The plugins are initialised in check-only mode (see :func:`qpsmtpd_tx.server.config_problems`):
     their arguments and config files are checked, but nothing is created and nothing listens.
     """
-    problem = config_dir_problem(config_dir)
-    if problem:
-        err.write("qpsmtpd-tx: %s\n" % problem)
+    config = _open_config(config_dir, err)
+    if config is None:
         return 1
-    config = Config(config_dir=config_dir, program_dir=program_dir())
     where = config.config_dir or "the default config locations"
     problems = config_problems(config)
     for line in problems:
@@ -203,11 +211,9 @@ def print_config_items(config_dir, out, err):
     """``qpsmtpd-tx config-items``: the table of core config items; 1 if a value is bad."""
     config = None
     if config_dir is not None:
-        problem = config_dir_problem(config_dir)
-        if problem:
-            err.write("qpsmtpd-tx: %s\n" % problem)
+        config = _open_config(config_dir, err)
+        if config is None:
             return 1
-        config = Config(config_dir=config_dir, program_dir=program_dir())
     rows, problems = config_items.describe(config)
     header = ("ITEM", "DEFAULT", "DESCRIPTION") if config is None else \
         ("ITEM", "VALUE", "FROM", "DESCRIPTION")
@@ -224,11 +230,9 @@ def print_config_items(config_dir, out, err):
 def tls_cert(config_dir, hostname, force, out, err):
     """``qpsmtpd-tx tls-cert``: a self-signed pair where the ``tls`` plugin looks by default
     (qpsmtpd's ``plugins/tls_cert``); an existing pair is kept unless ``force``."""
-    problem = config_dir_problem(config_dir)
-    if problem:
-        err.write("qpsmtpd-tx: %s\n" % problem)
+    config = _open_config(config_dir, err)
+    if config is None:
         return 1
-    config = Config(config_dir=config_dir, program_dir=program_dir())
     cert, key = tls.default_paths(config)[:2]
     existing = [path for path in (cert, key) if os.path.exists(path)]
     if existing and not force:
