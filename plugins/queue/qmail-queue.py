@@ -151,15 +151,14 @@ class _QueueProcess(protocol.ProcessProtocol):
         self.stderr = b""
         self.custom = b""
         self.write_failed = False
-        self._sender = None
 
     def connectionMade(self):
         self.envelope_input.writer.write(self.envelope)
         self.envelope_input.writer.loseConnection()
         self.input.writer.write(self.header)
-        self._sender = FileSender()
-        d = self._sender.beginFileTransfer(self.body, self.input.writer)
-        # Closing waits until the buffer is written; an abort (child gone) stops the sender.
+        d = FileSender().beginFileTransfer(self.body, self.input.writer)
+        # Closing waits until the buffer is written; an abort (child gone) stops the sender
+        # (the pipe's connectionLost calls its stopProducing).
         d.addCallbacks(lambda _: self.input.writer.loseConnection(), lambda _: None)
 
     def childDataReceived(self, fd, data):
@@ -180,8 +179,6 @@ class _QueueProcess(protocol.ProcessProtocol):
 
     def timed_out(self):
         """The child was killed: stop feeding it, and end with ``None``."""
-        if self._sender is not None:
-            self._sender.file = None
         self.abandon()
         if not self.done.called:
             self.done.callback(None)
