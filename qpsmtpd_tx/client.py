@@ -95,9 +95,7 @@ class TimedClient(TimeoutMixin):
         """Give up on this connection with ``error``."""
         if self.error is None:
             self.error = error
-        if self._waiter is not None:
-            waiter, self._waiter = self._waiter, None
-            waiter.errback(self.error)
+        self._fail_waiter()
         if not self.closed:
             self.transport.abortConnection()
 
@@ -107,6 +105,10 @@ class TimedClient(TimeoutMixin):
         self.setTimeout(None)
         if self.error is None:
             self.error = self.lost_error(reason)
+        self._fail_waiter()
+
+    def _fail_waiter(self):
+        """Fail the pending :meth:`next_item` with ``error``, if one waits."""
         if self._waiter is not None:
             waiter, self._waiter = self._waiter, None
             waiter.errback(self.error)
