@@ -116,7 +116,8 @@ class PrivateDNS(PrivateDaemon):
         self.zones = {}
         self._serials = {}
         self._unique = itertools.count(1)
-        self._shaper = None
+        #: the relay's Popen once started (see ``shaped_address``)
+        self.relay_process = None
         self._shaper_address = None
 
     # ---- zones -----------------------------------------------------------------------
@@ -256,18 +257,18 @@ class PrivateDNS(PrivateDaemon):
         return {key: int(value) for key, value in (word.split("=") for word in reply.split()[1:])}
 
     def _relay(self):
-        if self._shaper is None:
+        if self.relay_process is None:
             self._shaper_address = free_private_address(54)
             control = os.path.join(self.dir, "shaper.sock")
-            self._shaper, _ = spawn([sys.executable, SHAPER, self._shaper_address, self.address, control],
+            self.relay_process, _ = spawn([sys.executable, SHAPER, self._shaper_address, self.address, control],
                                     self.dir, "shaper.out", preexec_fn=die_with_parent)
-            if not poll_until(lambda: self._shaper.poll() is not None or _answers_ping(control),
-                              START_TIMEOUT, 0.02) or self._shaper.poll() is not None:
+            if not poll_until(lambda: self.relay_process.poll() is not None or _answers_ping(control),
+                              START_TIMEOUT, 0.02) or self.relay_process.poll() is not None:
                 raise RuntimeError("the DNS relay did not start:\n%s"
                                    % read_text(os.path.join(self.dir, "shaper.out"))[-3000:])
-        if self._shaper.poll() is not None:
+        if self.relay_process.poll() is not None:
             raise RuntimeError("the DNS relay exited (status %s):\n%s"
-                               % (self._shaper.returncode,
+                               % (self.relay_process.returncode,
                                   read_text(os.path.join(self.dir, "shaper.out"))[-3000:]))
         return os.path.join(self.dir, "shaper.sock")
 
@@ -279,8 +280,8 @@ class PrivateDNS(PrivateDaemon):
 
     def stop(self):
         """Stop the relay (if started) and NSD by their PIDs, remove the directory."""
-        if self._shaper is not None:
-            stop_process(self._shaper)
+        if self.relay_process is not None:
+            stop_process(self.relay_process)
         super().stop()
 
 
