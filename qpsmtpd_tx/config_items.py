@@ -95,6 +95,17 @@ ITEMS = dict([
     _item("spool_perms", OCTAL, 0o700, "mode spool_dir is created with", default_text="0700"),
     _item("blocking_threads", INTEGER, 32, "threads for blocking work of plugins (fsync of "
           "deliveries)", minimum=1),
+    _item("dns_servers", LINES, [], "name servers to ask instead of /etc/resolv.conf's, one "
+          "per line (IP, IP:port, [IPv6]:port)", default_text="those of /etc/resolv.conf"),
+    _item("dns_timeout", INTEGER, 0, "seconds c-ares waits for one try of a DNS query; "
+          "0 = resolv.conf's options timeout: (else 2)", minimum=0),
+    _item("dns_attempts", INTEGER, 0, "tries of a DNS query per name server; 0 = "
+          "resolv.conf's options attempts: (else 3)", minimum=0),
+    _item("dns_budget", INTEGER, 30, "seconds one connection may spend waiting for DNS in "
+          "all; later lookups time out at once (a skip, never a reject); 0 = no limit",
+          minimum=0),
+    _item("dns_cache_size", INTEGER, 10000, "DNS answers kept (by TTL, least recently used "
+          "dropped first); 0 = none", minimum=0),
     _item("loglevel", LOG_LEVEL, codes.LOGWARN, "lines up to this level are logged when no "
           "logging plugin is loaded (0-7 or LOGWARN...)", default_text="4 (LOGWARN)"),
     _item("plugin_dirs", LINES, [], "directories searched for plugins after the bundled ones, "

@@ -47,6 +47,8 @@ class Connection:
     notes = attr.ib(factory=dict)
     started = attr.ib(factory=time.time)
     transaction_count = attr.ib(default=0)
+    #: the connection's DNS lookups (:class:`qpsmtpd_tx.dns.DNSBudget`), set by the session
+    dns = attr.ib(default=None)
 
 
 @attr.s(slots=True, eq=False)

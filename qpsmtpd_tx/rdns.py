@@ -1,23 +1,33 @@
 """Reverse DNS of the client, as qpsmtpd's forkserver does before the connect hooks."""
 
 import re
-import socket
 
-from twisted.internet import reactor
-from twisted.internet.threads import deferToThread
+from twisted.internet import defer
+
+from qpsmtpd_tx.dns import DNSError
 
 #: qpsmtpd waits this long for the PTR answer
 PTR_TIMEOUT = 3.0
 _NOT_HOSTNAME = re.compile(r"[^A-Za-z0-9.\-\[\]]")
 
 
-def lookup_ptr(ip, timeout=PTR_TIMEOUT, clock=reactor):
-    """A Deferred firing with the host name of ``ip`` (sanitised), or None if there is none in time.
+def lookup_ptr(dns, ip, timeout=PTR_TIMEOUT):
+    """A Deferred firing with the host name of ``ip`` (sanitised), or None if there is none in
+    time.
 
-    Uses the system resolver (``/etc/hosts``, then DNS) in a thread, so the answer is the
-    same one qpsmtpd's ``gethostbyaddr`` gives.
+    ``dns`` is the connection's :class:`~qpsmtpd_tx.dns.DNSBudget`. Like qpsmtpd, this asks
+    DNS for the PTR record only (``/etc/hosts`` is not read) and does not confirm the name
+    forwards (the ``fcrdns`` plugin does). Of several PTR records the first is taken.
     """
-    d = deferToThread(socket.gethostbyaddr, ip)
-    d.addTimeout(timeout, clock)
-    d.addCallbacks(lambda answer: _NOT_HOSTNAME.sub("", answer[0]) or None, lambda failure: None)
+    try:
+        d = dns.ptr(ip, timeout=timeout)
+    except ValueError:          # not an IP address (a UNIX socket, a test transport)
+        return defer.succeed(None)
+    d.addCallbacks(lambda answer: _NOT_HOSTNAME.sub("", answer.records[0]) or None,
+                   _no_name)
     return d
+
+
+def _no_name(failure):
+    failure.trap(DNSError)
+    return None

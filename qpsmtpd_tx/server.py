@@ -89,6 +89,7 @@ class SMTPServer(ServerLog, Draining):
         self._auth = auth
         self.reverse_dns = reverse_dns
         self._pool = None
+        self._resolver = None
         #: what is wrong in the config itself (core items, plugin lines), raised with the rest
         self.config_problems = self._read_core_config()
         # Our own plugins come first: an existing qpsmtpd config's plugin_dirs points at
@@ -320,6 +321,27 @@ class SMTPServer(ServerLog, Draining):
         self.log(codes.LOGINFO, "too many connections from %s (%d > %d)"
                  % (ip, count + 1, self.max_conn_ip), transaction=session.transaction)
         return "too many connections from %s, try again later" % ip
+
+    @property
+    def resolver(self):
+        """The process's DNS resolver (:class:`qpsmtpd_tx.dns.Resolver`), made at first use
+        from ``dns_servers``, ``dns_timeout``, ``dns_attempts`` and ``dns_cache_size``.
+
+        Made lazily so that a server without DNS plugins has none, and so that each worker
+        process (``--workers``) makes its own after the fork.
+        """
+        if self._resolver is None:
+            from qpsmtpd_tx.dns import Resolver
+            self._resolver = Resolver.from_settings(
+                reactor, servers=self.dns_servers, timeout=self.dns_timeout or None,
+                tries=self.dns_attempts or None, cache_size=self.dns_cache_size)
+            reactor.addSystemEventTrigger("during", "shutdown", self._resolver.close)
+        return self._resolver
+
+    def connection_dns(self):
+        """A new connection's view of the resolver, within its ``dns_budget``."""
+        from qpsmtpd_tx.dns import DNSBudget
+        return DNSBudget(lambda: self.resolver, self.dns_budget, reactor)
 
     def peer_ips(self, exclude=None):
         """Remote IPs of the live sessions but ``exclude`` (qpsmtpd's ``child_addrs``)."""

@@ -56,6 +56,8 @@ class SMTPSession(SessionFlow, EnvelopeCommands, MessageDelivery, StartTLS):
         self.hooks = self.chain.hooks
         self.transport = transport
         self.connection = connection
+        if connection.dns is None:
+            connection.dns = server.connection_dns()
         self.core = SMTPCore()
         self.transaction = None
         self._transaction_count = 0
@@ -172,7 +174,7 @@ class SMTPSession(SessionFlow, EnvelopeCommands, MessageDelivery, StartTLS):
         if not replies.answer(self, "pre-connection", result):
             return None
         if self.server.reverse_dns:
-            d = lookup_ptr(self.connection.remote_ip)
+            d = lookup_ptr(self.connection.dns, self.connection.remote_ip)
             d.addCallback(self._got_remote_host)
             return d
         return self._connect()

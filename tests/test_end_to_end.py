@@ -4,8 +4,8 @@ import os
 import re
 import shutil
 import smtplib
-import socket
 import subprocess
+import sys
 
 from twisted.trial import unittest
 
@@ -19,11 +19,15 @@ BODY = (b"first line\r\n.leading dot\r\n..two dots\r\n\r\n8bit: \xc3\xa9t\xc3\xa
 
 
 def _loopback_name():
-    """What the server's reverse lookup of 127.0.0.1 gives (qpsmtpd uses the same resolver)."""
-    try:
-        return socket.gethostbyaddr("127.0.0.1")[0]
-    except OSError:
-        return "Unknown"
+    """What the server's reverse lookup of 127.0.0.1 gives: the PTR record in DNS, as qpsmtpd
+    asks it (not /etc/hosts), through this machine's /etc/resolv.conf; Unknown if none."""
+    code = ("import sys; from twisted.internet import reactor; from qpsmtpd_tx.dns import Resolver;"
+            "from qpsmtpd_tx.rdns import lookup_ptr; r = Resolver.from_settings(reactor);"
+            "reactor.callWhenRunning(lambda: lookup_ptr(r, '127.0.0.1').addBoth("
+            "lambda n: (print(n or 'Unknown'), reactor.stop()))); reactor.run()")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env=server_env(), timeout=30)
+    return out.stdout.strip() or "Unknown"
 
 
 LOOPBACK_NAME = _loopback_name()
