@@ -17,9 +17,10 @@ from twisted.internet.task import deferLater
 from twisted.names import dns as names
 from twisted.trial import unittest
 
+from qpsmtpd_tx.dns.names import reverse_name
+
 from tests.support import dns_query, perl_qpsmtpd, resolv_conf
 from tests.support.dns import alive, private_dns
-from tests.support.dns_zones import reverse_name
 from tests.support.harness import write_config
 from tests.support.processes import start_twistd
 

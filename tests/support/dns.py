@@ -2,7 +2,7 @@
 
 Why NSD (Debian's ``nsd``): it is authoritative only (it never recurses, so nothing a test
 asks leaves the machine: a name outside the test zones gets REFUSED at once), it reads one
-small config file and standard zone files, it starts in milliseconds, and it runs as root
+small config file and standard zone files, it starts in a fraction of a second, and it runs as root
 without any set-up (no chroot, no user, no database). Zones are added, reloaded and removed
 while it runs through ``nsd-control`` on a private unix control socket (no keys needed);
 a change is in force in 10-15 ms (measured here), where a restart takes ~0.2 s until NSD
@@ -13,7 +13,9 @@ It listens on port 53 of a private loopback address, ``127.53.Y.Z`` chosen from 
 process's PID (and moved on if taken), so that two test runs do not clash. Port 53 because
 ``/etc/resolv.conf`` and Perl's Net::DNS cannot name another port: a server under test is
 pointed at it with a private resolv.conf (:mod:`tests.support.resolv_conf`, and the
-``nameservers=`` keyword of ``start_twistd`` and ``start_forkserver``).
+``nameservers=`` keyword of ``start_twistd`` and ``start_forkserver``). A server in the test
+process (``tests.support.server.start_server``) is given it with the config file
+``dns_servers`` instead (``{"dns_servers": dns.address}``).
 
 One server per test run (:data:`private_dns`), stopped by its PID at exit, its temp directory
 removed; each test uses its own zones (:meth:`PrivateDNS.unique_zone`), so tests do not
@@ -30,12 +32,16 @@ Zones (records as zone-file lines or ``(name, type, data[, ttl])``: see
 :mod:`tests.support.dns_zones`): :meth:`~PrivateDNS.set_zone` (add or replace),
 :meth:`~PrivateDNS.servfail_zone` (answers SERVFAIL: NSD does so for a configured zone whose
 file is missing or broken), :meth:`~PrivateDNS.set_ptr`, :meth:`~PrivateDNS.remove_zone`.
+The names of addresses are :mod:`qpsmtpd_tx.dns.names`' (``reverse_name``, and
+``list_query_name`` for a DNS list zone's records).
 
 Delay and silence: ``dns.shaped_address`` is a second private address (``127.54.Y.Z``, port
 53) where a relay (:mod:`tests.support.dns_shaper`, its own process, started at first use)
 passes queries to NSD and its answers back, late or never for the zones given to
 :meth:`~PrivateDNS.set_delay` / :meth:`~PrivateDNS.set_silent` (until
-:meth:`~PrivateDNS.clear_shaping`). ``dns.address`` itself always answers at once.
+:meth:`~PrivateDNS.clear_shaping`). ``dns.address`` itself always answers at once. Zones and
+rules outlive the test that set them (unique zone names keep that harmless); a test that
+shapes a name others use clears it: ``self.addCleanup(dns.clear_shaping, zone)``.
 
 Without the ``nsd`` package (``.ci/run`` installs it), or not as root (port 53), the tests
 that need it are skipped with the reason.
@@ -51,9 +57,10 @@ import tempfile
 
 from twisted.trial.unittest import SkipTest
 
+from qpsmtpd_tx.dns.names import reverse_name
 from tests.support import dns_query
 from tests.support.daemon import PrivateDaemon, die_with_parent, spawn, wait_started
-from tests.support.dns_zones import DEFAULT_TTL, normalise, reverse_name, zone_text
+from tests.support.dns_zones import DEFAULT_TTL, normalise, zone_text
 from tests.support.processes import poll_until, read_text, stop_process
 from tests.support.shared import SharedDaemon
 

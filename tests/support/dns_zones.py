@@ -18,8 +18,6 @@ The zone gets a SOA (serial as given, negative-caching TTL :data:`NEGATIVE_TTL`)
 (``ns.invalid.``, outside the zone so that it adds no name to it) before the records.
 """
 
-import ipaddress
-
 #: the TTL of records that give none
 DEFAULT_TTL = 60
 #: the SOA minimum: how long a resolver may cache "no such name"
@@ -31,12 +29,6 @@ HOST_TARGET_TYPES = frozenset({"MX", "PTR", "CNAME", "NS", "DNAME", "SRV"})
 def normalise(name):
     """``name`` as the helpers compare names: lower case, no final dot."""
     return name.rstrip(".").lower()
-
-
-def reverse_name(ip):
-    """The PTR name of an IPv4 or IPv6 address (``"1.2.0.192.in-addr.arpa"``,
-    ``"1.0.0.0…8.b.d.0.1.0.0.2.ip6.arpa"``)."""
-    return ipaddress.ip_address(ip).reverse_pointer
 
 
 def zone_text(origin, records, serial, ttl=DEFAULT_TTL):
