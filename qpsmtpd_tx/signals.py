@@ -1,6 +1,8 @@
-"""Signal handlers that keep the handler installed before them (a plugin's, twistd's)."""
+"""Signal handlers that keep the handler installed before them (a plugin's, twistd's), and one
+process-wide SIGHUP dispatcher for objects that want to hear of SIGHUP while they live."""
 
 import signal
+import weakref
 
 from twisted.internet import reactor
 from twisted.internet.error import ReactorNotRunning
@@ -19,7 +21,59 @@ def chain_signal(signum, callback):
         if callable(previous):
             previous(number, frame)
 
+    handler.previous = previous
     signal.signal(signum, handler)
+
+
+#: the objects' methods :func:`on_sighup` calls, weakly held
+_sighup_listeners = []
+
+
+def _dispatch_sighup(signum, frame):
+    for ref in list(_sighup_listeners):
+        method = ref()
+        if method is None:
+            _sighup_listeners.remove(ref)
+        else:
+            method()
+    previous = _dispatch_sighup.previous
+    if callable(previous):
+        previous(signum, frame)
+
+
+_dispatch_sighup.previous = None
+
+
+def _in_chain(handler, wanted):
+    """True if ``wanted`` is ``handler`` or a handler it chains to (through ``previous``)."""
+    while handler is not None:
+        if handler is wanted:
+            return True
+        handler = getattr(handler, "previous", None)
+    return False
+
+
+def on_sighup(method):
+    """Call ``method()`` on every SIGHUP for as long as its object lives; returns a function
+    that stops it.
+
+    ``method`` runs inside the signal handler, between two bytecodes of whatever the process
+    was doing: it may only set a flag. One handler serves every listener (installed once,
+    chained to the handler before it), so an object made at each reload adds no handler, and
+    a replaced object is not kept alive by one. Raises ValueError outside the main thread.
+    """
+    current = signal.getsignal(signal.SIGHUP)
+    if not _in_chain(current, _dispatch_sighup):
+        _dispatch_sighup.previous = current
+        signal.signal(signal.SIGHUP, _dispatch_sighup)
+    ref = weakref.WeakMethod(method) if hasattr(method, "__self__") else weakref.ref(method)
+    _sighup_listeners.append(ref)
+
+    def stop():
+        if ref in _sighup_listeners:
+            _sighup_listeners.remove(ref)
+
+    return stop
 
 
 def stop_reactor():

@@ -37,8 +37,9 @@ worker 2), the id every other log line of the connection shows; lines outside an
 (start-up, ``cleaning up after <conn-id>``) carry the server's pid, as qpsmtpd's parent's do.
 
 Log rotation: on SIGHUP every open file is closed, and the next line opens the file again
-by name, so ``logrotate`` only needs ``postrotate kill -HUP <pid>``. The handler chains to
-a SIGHUP handler installed before it. ``reopen()`` does the same from code. The server's
+by name, so ``logrotate`` only needs ``postrotate kill -HUP <pid>``. The process's one SIGHUP
+dispatcher (qpsmtpd_tx.signals.on_sighup) tells every live instance and chains to a SIGHUP
+handler installed before it; a reload adds no handler. ``reopen()`` does the same from code. The server's
 SIGHUP also loads a new instance; the old one closes its outputs once the connections
 started before have ended.
 
@@ -47,7 +48,6 @@ private connection note named after this plugin instance. Replies: none.
 """
 
 import os
-import signal
 import socket
 import time
 
@@ -57,6 +57,7 @@ from qpsmtpd_tx.codes import DECLINED, LOGWARN
 from qpsmtpd_tx.plugin import Plugin, PluginError
 from qpsmtpd_tx.plugin_args import log_level
 from qpsmtpd_tx.server_log import format_log_line
+from qpsmtpd_tx.signals import on_sighup
 
 DEFAULT_TSFORMAT = "%a %b %d %T %Y"
 SESSION_NOTE = "logging-session-id"
@@ -162,28 +163,22 @@ class FileLog(Plugin):
         self._current = None  # the name the latest line outside a pinned session went to
         self._pinned = {}    # name -> number of live connections pinned to it (nosplit)
         self._hup = False
-        self._previous_sighup = None
+        self._stop_sighup = None
         self._install_sighup()
 
     # -- SIGHUP ------------------------------------------------------------------------------
 
     def _install_sighup(self):
         try:
-            previous = signal.getsignal(signal.SIGHUP)
-            signal.signal(signal.SIGHUP, self._on_sighup)
+            self._stop_sighup = on_sighup(self._note_sighup)
         except (AttributeError, ValueError, OSError) as e:
             # no SIGHUP on this platform, or not in the main thread
             self.log(LOGWARN, "cannot install a SIGHUP handler (%s); no reopen on HUP" % (e,))
-            return
-        self._previous_sighup = previous
 
-    def _on_sighup(self, signum, frame):
+    def _note_sighup(self):
         # Only set a flag: the signal may arrive in the middle of a write. The next line
         # closes everything and reopens its file.
         self._hup = True
-        previous = self._previous_sighup
-        if callable(previous):
-            previous(signum, frame)
 
     def reopen(self):
         """Close every open output now; the next line opens its file again (log rotation)."""
@@ -196,6 +191,8 @@ class FileLog(Plugin):
 
     def stop(self):
         """Close every output: the server stops, or a SIGHUP replaced this instance."""
+        if self._stop_sighup is not None:
+            self._stop_sighup()
         return self.close_outputs()
 
     # -- names -------------------------------------------------------------------------------

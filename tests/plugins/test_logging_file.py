@@ -265,3 +265,27 @@ class FileLogTests(unittest.TestCase):
         for args in ("", "loglevel", "loglevel LOGNOISE /tmp/x", "reopen nosplit"):
             self.assertRaises(StartupError, make_server, self, [],
                               {"logging": ("logging/file " + args).strip()})
+
+
+class SighupReloadTests(unittest.TestCase):
+    """Each SIGHUP reload makes a new instance; the old ones must neither pile up handlers
+    (each chained to the one before: recursion past ~1000 reloads) nor be kept alive by them."""
+
+    def test_reloaded_instances_add_no_handler_and_are_released(self):
+        import gc
+        import weakref
+        keep_signal_handlers(self)
+        directory = self.mktemp()
+        os.makedirs(directory)
+        handlers, refs = set(), []
+        for n in range(30):
+            server = server_with(self, [], {"logging": "logging/file "
+                                            + os.path.join(directory, "r.log")})
+            plugin = server.logging_plugins[0]
+            handlers.add(signal.getsignal(signal.SIGHUP))
+            refs.append(weakref.ref(plugin))
+            plugin.stop()
+            del server, plugin
+        gc.collect()
+        self.assertEqual(len(handlers), 1)
+        self.assertEqual([r for r in refs if r() is not None], [])
