@@ -204,7 +204,8 @@ class URIBL(Plugin):
                    for zone, (mask, action) in zones.items() for name in scanner.names]
         results = await defer.gatherResults(
             [defer.Deferred.fromCoroutine(lookup) for lookup in lookups], consumeErrors=True)
-        matches = [match for match in results if match is not None]
+        matches = [result for result in results if isinstance(result, Match)]
+        self._log_failures(transaction, zones, [r for r in results if isinstance(r, DNSError)])
         self.log(LOGINFO, "%d lookup%s finished in %.2f sec (%d match%s)"
                  % (len(results), "" if len(results) == 1 else "s",
                     time.monotonic() - started, len(matches),
@@ -212,14 +213,13 @@ class URIBL(Plugin):
         return self._act(transaction, matches)
 
     async def _lookup(self, transaction, dns, name, zone, mask, action):
-        """The Match for ``name`` in ``zone``, or None (not listed, or no answer: logged)."""
+        """The Match for ``name`` in ``zone``; None if not listed; the DNSError if the DNS
+        could not say (a server failure, a timeout: counted as not listed, and logged)."""
         query = "%s.%s" % (name, zone)
         try:
             answer = await dns.a(query, timeout=self.timeout)
         except DNSError as e:
-            if not e.definite:
-                self.log(LOGINFO, "skip %s: %s" % (query, e), transaction)
-            return None
+            return None if e.definite else e
         if not any(listed(address, mask) for address in answer.records):
             return None
         detail = answer.records[-1]
@@ -231,6 +231,15 @@ class URIBL(Plugin):
         if texts and texts[-1]:
             detail = texts[-1]
         return Match(name, zone, action, detail)
+
+    def _log_failures(self, transaction, zones, failures):
+        """One line per zone whose lookups failed: how many, and the first reason."""
+        for zone in zones:
+            failed = [e for e in failures if e.name.endswith("." + zone)]
+            if failed:
+                self.log(LOGINFO, "skip, %d lookup%s in %s failed (%s)"
+                         % (len(failed), "" if len(failed) == 1 else "s", zone, failed[0]),
+                         transaction)
 
     def _act(self, transaction, matches):
         for match in matches:
