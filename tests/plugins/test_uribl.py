@@ -243,13 +243,13 @@ class SameAsPerlTests(URIBLCase):
                              self.listed("multi.example.com", address="127.0.0.4"))
         files = {"uribl_zones": "%s 2 deny\n%s 2,8\n" % (deny, tag), "rcpthosts": "example.com",
                  "me": "mx.example.org"}
-        plugins = ["rcpt_ok", "uribl", "queue/maildir %s"]   # %s: the Maildir
+        plugins = ["rcpt_ok", "uribl", "queue/maildir {}"]   # {}: the Maildir
         root = shared_root(self, "qptx-uribl-")
         perl_config = write_config(os.path.join(root, "perl"),
-                                   [p % os.path.join(root, "perl-md") for p in plugins],
+                                   [p.format(os.path.join(root, "perl-md")) for p in plugins],
                                    dict(files, plugin_dirs=PERL_PLUGIN_DIR))
         ours_config = write_config(os.path.join(root, "ours"),
-                                   [p % os.path.join(root, "ours-md") for p in plugins], files)
+                                   [p.format(os.path.join(root, "ours-md")) for p in plugins], files)
         give_to_perl_user(root)
         perl = start_forkserver(self, perl_config, nameservers=[self.dns.address])
         _, ours, _ = start_twistd(self, ours_config, nameservers=[self.dns.address])
