@@ -249,7 +249,8 @@ class SameAsPerlTests(URIBLCase):
                                    [p.format(os.path.join(root, "perl-md")) for p in plugins],
                                    dict(files, plugin_dirs=PERL_PLUGIN_DIR))
         ours_config = write_config(os.path.join(root, "ours"),
-                                   [p.format(os.path.join(root, "ours-md")) for p in plugins], files)
+                                   [p.format(os.path.join(root, "ours-md")) for p in plugins],
+                                   files)
         give_to_perl_user(root)
         perl = start_forkserver(self, perl_config, nameservers=[self.dns.address])
         _, ours, _ = start_twistd(self, ours_config, nameservers=[self.dns.address])
