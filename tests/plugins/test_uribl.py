@@ -28,11 +28,11 @@ class URIBLCase(FilterTestCase):
         """A new zone serving ``records`` ``(name, type, data)``; returns its name."""
         return self.dns.set_zone(self.dns.unique_zone(prefix), records)
 
-    def serve_uribl(self, zones_text, args="", files=None, server=None):
+    def serve_uribl(self, zones_text, args="", files=None, server=None, before=()):
         files = dict(files or {})
         files["uribl_zones"] = zones_text
         files["dns_servers"] = server or self.dns.address
-        served = self.serve(["rcpt_ok", ("uribl " + args).strip()], files)
+        served = self.serve(list(before) + ["rcpt_ok", ("uribl " + args).strip()], files)
         self.addCleanup(close_resolver, served)
         return served
 
@@ -105,6 +105,13 @@ class ActionTests(URIBLCase):
         outcome = await self.send(message("http://example.com/ http://www.example.com/"))
         self.assertEqual(outcome.data[0], 250)
         self.assertLogged(codes.LOGINFO, "^pass, No URIs found in mail$")
+
+    async def test_relay_client_is_not_checked(self):
+        zone = self.list_zone(self.listed("spam.example.com"))
+        self.serve_uribl("%s 0 deny" % zone, files={"relayclients": "127.0.0.1"},
+                         before=["relay"])
+        self.assertEqual((await self.send(message("see spam.example.com"))).data[0], 250)
+        self.assertLogged(codes.LOGINFO, "^skip, relay client or whitelisted$")
 
     async def test_headers_only_with_scan_headers(self):
         zone = self.list_zone(self.listed("spam.example.com"))
