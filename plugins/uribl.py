@@ -79,7 +79,7 @@ DEFAULT_MAX_NAMES = 100
 #: the longest match text put in a header or a reply (a TXT record can be long)
 MAX_TEXT = 200
 _REPLY_CODE = {"deny": DENY, "denysoft": DENYSOFT}
-_INTEGER = re.compile(r"-?[0-9]+")
+_INTEGER = re.compile(r"-?[0-9]{1,30}")
 
 
 def parse_mask(text, zone, where):
