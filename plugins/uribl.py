@@ -53,6 +53,9 @@ Differences from qpsmtpd 0.94, intended:
     is joined up to 64 KiB, and at most 1000 ``proto:/`` starts are tried per line: bounded
     memory and time for any message (0.94's patterns take quadratic time on long lines).
   - Several matches are acted on in a fixed order (0.94: in hash order, at random).
+  - The match text is cut at 200 characters, control characters escaped (it comes from the
+    DNS and goes into a header and a reply); a TXT record of several strings reads them
+    joined without the space 0.94 puts between them.
   - A bad mask or action in ``uribl_zones``, or a bad argument, stops start-up naming the
     file and line (0.94 logs it and runs with the zones read so far and no resolver).
   - ``checkip`` and ``max_names`` are new; ``async/uribl`` loads this same plugin.

@@ -120,6 +120,8 @@ class ActionTests(URIBLCase):
         self.assertEqual((await self.send(text)).data[0], 250)
         self.serve_uribl("%s 0 deny" % zone, "scan-headers 1")
         self.assertEqual((await self.send(text)).data[0], 552)
+        self.serve_uribl("%s 0 deny" % zone, "check-headers 1")     # 0.94's other name
+        self.assertEqual((await self.send(text)).data[0], 552)
 
 
 class MaskTests(URIBLCase):
