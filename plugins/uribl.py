@@ -1,5 +1,6 @@
-"""uribl — look up the host names and addresses of a message's URIs in URI block lists (SURBL,
-URIBL) and tag, refuse or log a message that has a listed one.
+"""uribl — tag, refuse or log a message whose URIs name a host listed in a URI block list.
+
+The lists are DNS zones such as SURBL's and URIBL's (``multi.surbl.org``).
 
 At data_post the message body is read line by line (streamed from the spool, in the I/O thread
 pool: a 50 MB message is never in memory) and its URIs' names are collected as qpsmtpd 0.94
