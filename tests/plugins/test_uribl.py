@@ -7,6 +7,9 @@ their own in tests/test_uri_hosts.py."""
 import os
 import smtplib
 
+from twisted.internet import reactor
+from twisted.internet.task import deferLater
+
 from qpsmtpd_tx import codes
 from qpsmtpd_tx.testing import write_config
 from tests.support.dns import private_dns
@@ -171,6 +174,28 @@ class FailureTests(URIBLCase):
         outcome = await self.send(message("see spam.example.com"))
         self.assertEqual(outcome.data[0], 250)
         self.assertLogged(codes.LOGINFO, r"^skip, 2 lookups in %s failed \(.* timed out" % zone)
+
+
+class ParallelTests(URIBLCase):
+    async def test_every_lookup_is_sent_before_any_answer(self):
+        # A list that never answers: one lookup after another would send one query per
+        # `timeout`; all at once, the DNS server sees all 12 while the reply is still due.
+        zone = self.list_zone([], prefix="silent")
+        self.dns.set_silent(zone)
+        self.addCleanup(self.dns.clear_shaping, zone)
+        self.serve_uribl("%s 0 deny" % zone, "timeout 3", server=self.dns.shaped_address)
+        hosts = " ".join("h%d.example.com" % i for i in range(11))   # and example.com
+        client = await self.open()
+        for line in ("MAIL FROM:<a@b.example>", "RCPT TO:<alice@example.com>", "DATA"):
+            self.assertIn((await client.command(line))[0], (250, 354))
+        before = self.dns.shaper_stats()["queries"]
+        client.send(message(hosts) + ".")
+        reply = client.reply()
+        while self.dns.shaper_stats()["queries"] - before < 12:
+            self.assertFalse(reply.called, "the reply came before all 12 queries were sent")
+            await deferLater(reactor, 0.02, lambda: None)
+        self.assertEqual((await reply)[0], 250)
+        self.assertLogged(codes.LOGINFO, r"^skip, 12 lookups in %s failed \(.* timed out" % zone)
 
 
 class BoundTests(URIBLCase):
