@@ -296,3 +296,21 @@ class SameAsPerlTests(URIBLCase):
         # the same refusal text too
         self.assertEqual(replies["perl"][0], replies["ours"][0])
         self.assertEqual(replies["perl"][2], replies["ours"][2])
+        # the tag on the message accepted from the add-header zone
+        tags = {name: tag_lines(os.path.join(root, name + "-md"), "tagged.example.org only")
+                for name in ("perl", "ours")}
+        self.assertEqual(tags["ours"], ["X-URIBL-Match: tagged.example.org in %s: %s"
+                                        % (tag, LISTED_TEXT)])
+        self.assertEqual(tags["perl"], tags["ours"])
+
+
+def tag_lines(maildir, body):
+    """The X-URIBL-Match lines of the one message in ``maildir`` whose text has ``body``."""
+    found = []
+    for name in os.listdir(os.path.join(maildir, "new")):
+        with open(os.path.join(maildir, "new", name), encoding="latin-1") as f:
+            text = f.read()
+        if body in text:
+            found.append([line for line in text.split("\n") if line.startswith("X-URIBL-Match:")])
+    assert len(found) == 1, (maildir, found)
+    return found[0]
