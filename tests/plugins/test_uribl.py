@@ -35,18 +35,10 @@ class URIBLCase(FilterTestCase):
         files = dict(files or {})
         files["uribl_zones"] = zones_text
         files["dns_servers"] = server or self.dns.address
-        served = self.serve(list(before) + ["rcpt_ok", ("uribl " + args).strip()], files)
-        self.addCleanup(close_resolver, served)
-        return served
+        return self.serve(list(before) + ["rcpt_ok", ("uribl " + args).strip()], files)
 
     def listed(self, name, address="127.0.0.2", text=LISTED_TEXT):
         return [(name, "A", address), (name, "TXT", text)]
-
-
-def close_resolver(server):
-    """Close the resolver ``server`` made, if any (a real server closes it at shutdown)."""
-    if server._resolver is not None:
-        server._resolver.close()
 
 
 class ActionTests(URIBLCase):
