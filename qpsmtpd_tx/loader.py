@@ -40,7 +40,7 @@ class PerlPluginError(PluginError):
 
 
 #: qpsmtpd plugins that need DNS lookups (DNS lists, host checks), not in qpsmtpd-tx yet
-DNS_PLUGINS = frozenset(["dnsbl", "rhsbl", "uribl", "dns_whitelist_soft", "fcrdns"])
+DNS_PLUGINS = frozenset(["dnsbl", "rhsbl", "uribl", "dns_whitelist_soft"])
 
 
 def perl_plugin_message(name, path):
