@@ -357,12 +357,7 @@ class Helo(Plugin):
         ip = transaction.connection.remote_ip
         if found.addresses:
             for address in found.addresses:
-                match = address_match(address, ip)
-                if match:
-                    self.log(LOGDEBUG if match == "exact" else LOGNOTICE,
-                             "forward %s match" % ("ip" if match == "exact" else "network"),
-                             transaction)
-                    transaction.connection.notes["helo_forward_match"] = 1
+                if self.note_match(transaction, "forward", address_match(address, ip)):
                     break
             self.log(LOGDEBUG, "pass, forward DNS", transaction)
             return None
@@ -389,14 +384,19 @@ class Helo(Plugin):
             return "error getting reverse DNS for %s" % ip, "rDNS NOERROR"
         for name in reverse.records:
             self.log(LOGDEBUG, "PTR: " + name, transaction)
-            match = name_match(name, host)
-            if match:
-                self.log(LOGDEBUG if match == "exact" else LOGNOTICE,
-                         "reverse %s match" % ("name" if match == "exact" else "domain"),
-                         transaction)
-                transaction.connection.notes["helo_reverse_match"] = 1
+            self.note_match(transaction, "reverse", name_match(name, host))
         self.log(LOGDEBUG, "has rDNS", transaction)
         return None
+
+    def note_match(self, transaction, direction, match):
+        """Record a ``forward`` or ``reverse`` ``match`` (``"exact"``, a looser kind, or None)
+        in connection note ``helo_<direction>_match`` and the log; returns ``match``."""
+        if match:
+            # 0.94 logs an exact match at LOGDEBUG, a network or domain match at LOGNOTICE
+            self.log(LOGDEBUG if match == "exact" else LOGNOTICE,
+                     "%s %s match" % (direction, match), transaction)
+            transaction.connection.notes["helo_%s_match" % direction] = 1
+        return match
 
     async def no_matching_dns(self, transaction, host, lookups):
         notes = transaction.connection.notes
