@@ -38,7 +38,7 @@ domain's own address), ``ip`` (an address literal, not checked), ``null`` (null 
 the reason of a failure (``unparsable host``, ``invalid MX for DOMAIN``, ``null MX for
 DOMAIN``, ``invalid A for DOMAIN``); unset when nothing resolved. Transaction note
 ``resolvable_fromhost_host``: the domain checked. Connection note ``karma``: −1 for an address
-literal, for a domain without MX, and for each failure, as in 0.94.
+literal, for a domain without MX (when the DNS says so), and for each failure, as in 0.94.
 
 Differences from qpsmtpd 0.94, on purpose:
   - a SERVFAIL or timeout is a logged skip (0.94 treated it as "no records" and refused);
@@ -93,10 +93,10 @@ def is_valid_address(address, networks):
 
 
 class Outcome:
-    """What the DNS said of a sender domain: ``status`` (``pass``, ``literal``: an address
-    literal, not checked, ``fail``: refuse as not an FQDN, ``unresolved``: no records at all,
-    ``skip``: the DNS could not say) and a
-    ``detail`` for the log; a ``note`` is stored as the ``resolvable_fromhost`` result."""
+    """What the DNS said of a sender domain: ``status`` (``pass``; ``literal``: an address
+    literal, not checked; ``fail``: refuse as not an FQDN; ``unresolved``: no records at all;
+    ``skip``: the DNS could not say), a ``detail`` for the log, and a ``note`` to store as
+    the ``resolvable_fromhost`` result (None: none)."""
 
     def __init__(self, status, detail, note=None):
         self.status = status
@@ -162,7 +162,8 @@ class ResolvableFromhost(Plugin):
         mx = await settled(dns.mx(host))
         if not isinstance(mx, DNSError):
             return await self.check_exchanges(transaction, host, mx.records, networks)
-        self.adjust_karma(transaction, -1)
+        if mx.definite:
+            self.adjust_karma(transaction, -1)
         self.log(LOGINFO, "%s has no MX (%s)" % (host, mx.reason), transaction)
         found = await host_addresses(dns, host)
         if any(is_valid_address(a, networks) for a in found.addresses):
