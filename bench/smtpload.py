@@ -343,11 +343,20 @@ class Load:
         ]
         self.seq = 0
         self.conns = set()
+        self.sources = _source_addresses(args.source_net) if args.source_net else None
+        if args.sender_domains:
+            local, _, domain = args.mail_from.partition("@")
+            self.senders = [b"MAIL FROM:<%s@s%d.%s>\r\n" % (local.encode(), n, domain.encode())
+                            for n in range(args.sender_domains)]
+        else:
+            self.senders = None
 
     async def connect(self):
         """Open a connection, read the greeting, say EHLO (HELO as fallback)."""
         t0 = time.perf_counter()
-        r, w = await asyncio.open_connection(self.a.host, self.a.port, limit=1 << 16)
+        local = (next(self.sources), 0) if self.sources is not None else None
+        r, w = await asyncio.open_connection(self.a.host, self.a.port, limit=1 << 16,
+                                             local_addr=local)
         c = Connection(r, w)
         self.conns.add(c)
         try:
@@ -406,14 +415,17 @@ class Load:
         st = self.stats
         self.seq += 1
         t0 = time.perf_counter()
+        group = self.group
+        if self.senders is not None:
+            group = [self.senders[self.seq % len(self.senders)]] + group[1:]
         try:
             codes = {}  # stage -> reply code, for the commands answered so far
             if c.pipelining:
-                c.write(*self.group)
+                c.write(*group)
                 for stage in ("MAIL", "RCPT", "DATA"):
                     codes[stage] = (await c.reply(stage))[0]
             else:
-                for cmd, stage in zip(self.group, ("MAIL", "RCPT", "DATA")):
+                for cmd, stage in zip(group, ("MAIL", "RCPT", "DATA")):
                     c.write(cmd)
                     codes[stage] = (await c.reply(stage))[0]
                     if codes[stage] not in self.WANT[stage]:
@@ -494,6 +506,16 @@ class Load:
         elapsed = time.perf_counter() - t0
         dog.cancel()
         return elapsed
+
+
+def _source_addresses(network):
+    """Endless round robin over the host addresses of ``network`` (e.g. ``127.1.0.0/16``):
+    each connection comes from the next one, so that per-client DNS lookups (DNS lists,
+    reverse DNS) differ as they do on a real server."""
+    import ipaddress
+    import itertools
+    hosts = [str(ip) for ip in ipaddress.ip_network(network).hosts()]
+    return itertools.cycle(hosts)
 
 
 def percentile(sorted_values, q):
@@ -589,6 +611,12 @@ def parse_args(argv=None):
     p.add_argument("--duration", type=float, help="stop starting messages after this many seconds")
     p.add_argument("--rcpt", default="user@example.com")
     p.add_argument("--from", dest="mail_from", default="sender@example.net")
+    p.add_argument("--source-net", metavar="CIDR",
+                   help="connect from the addresses of this loopback network in turn "
+                        "(e.g. 127.1.0.0/16), so that each client has its own DNS lookups")
+    p.add_argument("--sender-domains", type=int, default=0, metavar="N",
+                   help="vary the sender's domain over N subdomains of --from's "
+                        "(s0.example.net …), so that sender DNS checks differ per message")
     p.add_argument("--no-pipelining", action="store_true", help="wait for each reply even if PIPELINING is offered")
     p.add_argument("--starttls", action="store_true",
                    help="STARTTLS after EHLO on every connection (the certificate is not checked)")
