@@ -12,9 +12,9 @@ import os
 
 from twisted.trial import unittest
 
+from qpsmtpd_tx.dns.names import reverse_name
 from tests.support import perl_qpsmtpd
 from tests.support.dns import private_dns
-from tests.support.dns_zones import reverse_name
 from tests.support.harness import write_config
 from tests.support.host_dns import client_address
 from tests.support.processes import start_twistd

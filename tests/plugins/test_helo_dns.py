@@ -8,8 +8,8 @@ through its ``dns_servers`` config item, with the core's reverse DNS on.
 from twisted.trial import unittest
 
 from qpsmtpd_tx import codes
+from qpsmtpd_tx.dns.names import reverse_name
 from tests.support.dns import private_dns
-from tests.support.dns_zones import reverse_name
 from tests.support.host_dns import client_address, start_dns_server
 from tests.support.server import connect
 
