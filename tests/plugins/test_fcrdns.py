@@ -172,6 +172,19 @@ class FcrdnsTests(StartupErrorMixin, unittest.TestCase):
         self.assertEqual(self.iprev(), "iprev=temperror")
         self.assertIn("timed out", self.plugin_log(codes.LOGWARN)[0])
 
+    async def test_ptr_names_are_asked_at_once(self):
+        # Three PTR names in a silent zone and a 2 s budget of DNS waiting: one after the
+        # other (1 s each), the budget would be spent before the third; at once, all six
+        # queries (A and AAAA of each) reach the DNS relay, which drops them.
+        zone = self.hosts([("n%d" % n, "A", self.ip) for n in (1, 2, 3)], prefix="fcqq")
+        self.ptr(*("n%d.%s" % (n, zone) for n in (1, 2, 3)))
+        self.dns.set_silent(zone)
+        self.addCleanup(self.dns.clear_shaping, zone)
+        before = self.dns.shaper_stats()["dropped"]
+        await self.connect("reject 1", shaped=True, files={"dns_budget": "2"})
+        self.assertEqual(self.dns.shaper_stats()["dropped"] - before, 6)
+        self.assertEqual(self.iprev(), "iprev=temperror")
+
     async def test_a_false_localhost(self):
         self.ptr("localhost.")
         client = await self.connect("reject 1")

@@ -120,6 +120,23 @@ class ResolvableFromhostTests(StartupErrorMixin, unittest.TestCase):
         self.assertEqual(len(skips), 1, self.log)
         self.assertIn("timed out", skips[0])
 
+    async def test_mx_hosts_are_asked_at_once(self):
+        # Three silent MX hosts and a 2 s budget of DNS waiting: asked one after the other
+        # (1 s each), the budget would be spent before the third; asked at once, all six
+        # queries (A and AAAA of each) reach the DNS relay, which drops them.
+        from tests.support.dns import private_dns
+        dns = private_dns()
+        silent = self.serve([("mx%d" % n, "A", "192.0.2.%d" % n) for n in (1, 2, 3)],
+                            prefix="rfqq")
+        zone = self.serve([("@", "MX", (n, "mx%d.%s" % (n, silent))) for n in (1, 2, 3)])
+        dns.set_silent(silent)
+        self.addCleanup(dns.clear_shaping, silent)
+        before = dns.shaper_stats()["dropped"]
+        self.assertEqual((await self.mail("<a@%s>" % zone, shaped=True,
+                                          files={"dns_budget": "2"}))[0], 250)
+        self.assertEqual(dns.shaper_stats()["dropped"] - before, 6)
+        self.assertIn("timed out", [m for lvl, _, m in self.log if lvl == codes.LOGWARN][0])
+
     async def test_reject_arguments(self):
         zone = self.serve([("@", "MX", (10, "mx")), ("mx", "A", "10.9.9.9")])
         self.assertEqual(await self.mail("<a@%s>" % zone, "resolvable_fromhost reject_type perm"),
