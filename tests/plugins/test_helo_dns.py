@@ -23,6 +23,8 @@ class HeloDNSTests(unittest.TestCase):
         if REVERSE_PARENT not in self.dns.zones:
             self.dns.set_zone(REVERSE_PARENT, [])
         self.ip = client_address()
+        #: config files of the server :meth:`helo` starts
+        self.server_files = {}
 
     def hosts(self, records, prefix="hd"):
         """A zone of this test with ``records``; returns its name."""
@@ -35,7 +37,7 @@ class HeloDNSTests(unittest.TestCase):
         if ptr:
             self.dns.set_ptr(self.ip, *ptr)
         server, port, _ = start_dns_server(self, [("helo " + args).strip(), "rcpt_ok"],
-                                           reverse_dns=True, shaped=shaped)
+                                           self.server_files, reverse_dns=True, shaped=shaped)
         self.server = server
         self.log, self.notes = [], {}
 
@@ -142,6 +144,21 @@ class HeloDNSTests(unittest.TestCase):
             "no_forward_dns: skip, query failed (mail.%s A: server failure (ARES_ESERVFAIL); "
             "mail.%s AAAA: server failure (ARES_ESERVFAIL))" % (zone, zone),
             "no_matching_dns: skip, the forward lookup failed"])
+
+    async def test_forward_and_reverse_are_asked_at_once(self):
+        # All silent, with a 2 s budget of DNS waiting: the core's PTR lookup spends 1 s;
+        # asked at once, helo's A, AAAA and PTR all reach the DNS relay, which drops them;
+        # the PTR asked after the A and AAAA had timed out would find the budget spent.
+        zone = self.hosts([("mail", "A", self.ip)], prefix="hdqq")
+        for silent in (zone, reverse_name(self.ip)):
+            self.dns.set_silent(silent)
+            self.addCleanup(self.dns.clear_shaping, silent)
+        before = self.dns.shaper_stats()["dropped"]
+        self.server_files = {"dns_budget": "2"}
+        self.assertGreeted(await self.helo("HELO mail." + zone, "policy rfc timeout 1",
+                                           shaped=True))
+        self.assertEqual(self.dns.shaper_stats()["dropped"] - before, 4)
+        self.assertEqual(len(self.helo_log(codes.LOGWARN)), 2, self.log)
 
     async def test_silence_is_a_skip(self):
         zone = self.hosts([("mail", "A", "192.0.2.1")], prefix="hdq")
