@@ -41,12 +41,12 @@ class FcrdnsTests(StartupErrorMixin, unittest.TestCase):
         return self.dns.set_zone(self.dns.unique_zone(prefix), records)
 
     async def connect(self, args="", interface="127.0.0.1", shaped=False, files=None,
-                      plugins=()):
+                      plugins=(), reverse_dns=True):
         """A client connected from the test's address to a server running ``plugins`` and
         fcrdns with ``args``; the log is ``self.log``. Returns the client."""
         plugins = list(plugins) + [("fcrdns " + args).strip()]
         server, port, _ = start_dns_server(self, plugins, files, shaped=shaped,
-                                           reverse_dns=True, interface=interface)
+                                           reverse_dns=reverse_dns, interface=interface)
         self.server = server
         self.log, self.connections = [], []
 
@@ -91,6 +91,14 @@ class FcrdnsTests(StartupErrorMixin, unittest.TestCase):
         stats = self.server.resolver.stats
         # the PTR once (for the core, fcrdns gets it from the cache), then A and AAAA
         self.assertEqual((stats["queries"], stats["cached"]), (3, 1), stats)
+
+    async def test_without_the_cores_reverse_dns(self):
+        # twistd -H (no reverse lookup by the core): fcrdns asks the PTR itself
+        zone = self.hosts([("mail", "A", self.ip)])
+        self.ptr("mail." + zone)
+        await self.connect("reject 1", reverse_dns=False)
+        self.assertIsNone(self.connection.remote_host)
+        self.assertEqual(self.iprev(), "iprev=pass")
 
     async def test_one_of_several_names_confirms(self):
         zone = self.hosts([("a", "A", "192.0.2.1"), ("b", "AAAA", "2001:db8::1"),
