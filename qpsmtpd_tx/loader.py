@@ -40,8 +40,7 @@ class PerlPluginError(PluginError):
 
 
 #: qpsmtpd plugins that need DNS lookups (DNS lists, host checks), not in qpsmtpd-tx yet
-DNS_PLUGINS = frozenset(["dnsbl", "rhsbl", "dns_whitelist_soft", "resolvable_fromhost",
-                         "require_resolvable_fromhost", "fcrdns"])
+DNS_PLUGINS = frozenset(["dnsbl", "rhsbl", "dns_whitelist_soft"])
 
 
 def perl_plugin_message(name, path):

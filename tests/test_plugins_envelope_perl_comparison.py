@@ -49,14 +49,15 @@ PERL_SESSIONS = [
 ]
 
 
-def perl_session(port, lines):
+def perl_session(port, lines, source=None):
     """Replies of the Perl server as (code, [texts]), then ``closed`` when it hangs up.
 
     Every session must end with the server closing the connection (a refusal that
-    disconnects, or QUIT).
+    disconnects, or QUIT). ``source``: the client's address (default: the kernel's choice).
     """
     replies = []
-    with socket.create_connection(("127.0.0.1", port), timeout=15) as sock:
+    bind = (source, 0) if source else None
+    with socket.create_connection(("127.0.0.1", port), timeout=15, source_address=bind) as sock:
         reader = sock.makefile("rb")
 
         def reply():
