@@ -176,9 +176,8 @@ class LoadTests(StartupErrorMixin, unittest.TestCase):
         self.assertNotIn("use its own plugin", message)
 
     def test_dns_plugins_are_said_to_be_missing_yet(self):
-        # Debian's default /etc/qpsmtpd/plugins has rhsbl and dnsbl; we have no such plugins.
         directory = os.path.abspath(self.mktemp())
-        for name in ("dnsbl", "rhsbl", "async/rhsbl"):
+        for name in ("uribl", "fcrdns", "async/uribl"):
             write_plugin(directory, name, "#!perl -w\nuse Qpsmtpd::Constants;\nsub register { }\n")
             message = self.assertStartupError(
                 [name], "qpsmtpd-tx runs Python plugins, and its DNS plugins (", {"plugin_dirs": directory})
