@@ -24,7 +24,7 @@ from qpsmtpd_tx.plugin import PluginError
 #: a zone name as a zone file may give it: DNS labels of letters, digits, ``-`` and ``_``
 _ZONE = re.compile(r"^(?=.{1,253}$)([A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?\.)*"
                    r"[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?$")
-#: the ``reject`` values of the DNS list plugins (``connect``: qpsmtpd's dnsbl, a "1")
+#: the ``reject`` values of the DNS list plugins (dnsbl also takes ``connect``)
 REJECT_VALUES = ("0", "1", "naughty")
 #: the ``reject_type`` values qpsmtpd's Plugin.pm knows
 REJECT_TYPES = ("perm", "hard", "temp", "soft", "disconnect", "temp_disconnect")
