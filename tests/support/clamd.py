@@ -15,14 +15,12 @@ clamd reports custom signatures with ``.UNOFFICIAL`` appended.
 Without the package, the tests that need clamd are skipped with the reason.
 """
 
-import ctypes
 import os
-import signal
 import tempfile
 
 from twisted.trial.unittest import SkipTest
 
-from tests.support.daemon import PrivateDaemon, listening, spawn, wait_started
+from tests.support.daemon import PrivateDaemon, die_with_parent, listening, spawn, wait_started
 from tests.support.processes import free_port
 from tests.support.shared import SharedDaemon
 
@@ -84,19 +82,9 @@ def start_clamd(stream_max=STREAM_MAX_LENGTH):
     with open(config, "w") as f:
         f.write(CONFIG.format(dir=directory, port=port, stream_max=stream_max))
     process, started = spawn([CLAMD, "--config-file=" + config], directory, "clamd.out",
-                             preexec_fn=_die_with_parent)
+                             preexec_fn=die_with_parent)
     clamd = Clamd(directory, port, process)
     return wait_started(clamd, "clamd", listening(clamd, 60, clamd.socket), started)
-
-
-def _die_with_parent():
-    """In the child before exec: SIGTERM when the test process dies, even killed (Linux).
-
-    (Not for spamd: it changes its credentials, which clears this setting.)"""
-    try:
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
 
 
 #: the clamd of this test run: ``shared_clamd()`` starts it at the first call, stops it at exit

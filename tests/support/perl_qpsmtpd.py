@@ -7,6 +7,7 @@ import subprocess
 import tempfile
 from unittest import SkipTest
 
+from tests.support import resolv_conf
 from tests.support.processes import free_port, stop_process, wait_for_port
 
 FORKSERVER = "/usr/bin/qpsmtpd-forkserver"
@@ -54,12 +55,15 @@ def give_to_perl_user(*paths):
                 os.chown(path, pw.pw_uid, pw.pw_gid)
 
 
-def start_forkserver(testcase, config_dir):
-    """Start qpsmtpd-forkserver on 127.0.0.1; stopped at the test's end. Returns the port."""
+def start_forkserver(testcase, config_dir, nameservers=None):
+    """Start qpsmtpd-forkserver on 127.0.0.1; stopped at the test's end. Returns the port.
+    With ``nameservers`` (IPs), it runs where /etc/resolv.conf names them (tests.support.resolv_conf)."""
     port = free_port()
     argv = [FORKSERVER, "-l", "127.0.0.1", "-p", str(port), "-c", "20", "-m", "20"]
     if os.geteuid() == 0:
         argv += ["-u", PERL_USER]
+    if nameservers is not None:
+        argv = resolv_conf.for_test(testcase, nameservers, argv)
     env = dict(os.environ, QPSMTPD_CONFIG=config_dir)
     log = open(os.path.abspath(testcase.mktemp() + ".perl.log"), "wb")
     process = subprocess.Popen(argv, env=env, cwd=os.path.dirname(config_dir),

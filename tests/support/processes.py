@@ -11,6 +11,8 @@ import subprocess
 import sys
 import time
 
+from tests.support import resolv_conf
+
 CHECKOUT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
@@ -114,12 +116,16 @@ def server_env():
     return env
 
 
-def start_twistd(testcase, config_dir, cwd=None, extra=()):
-    """Start ``twistd -n qpsmtpd-tx`` for a test; stopped at the test's end. Returns (process, port, log)."""
+def start_twistd(testcase, config_dir, cwd=None, extra=(), nameservers=None):
+    """Start ``twistd -n qpsmtpd-tx`` for a test; stopped at the test's end. Returns (process, port, log).
+    With ``nameservers`` (IPs), it runs where /etc/resolv.conf names them (tests.support.resolv_conf)."""
     port = free_port()
+    argv = twistd_argv(config_dir, port, extra)
+    if nameservers is not None:
+        argv = resolv_conf.for_test(testcase, nameservers, argv)
     log_path = os.path.abspath(testcase.mktemp() + ".log")
     log = open(log_path, "wb")
-    process = subprocess.Popen(twistd_argv(config_dir, port, extra), cwd=cwd or CHECKOUT,
+    process = subprocess.Popen(argv, cwd=cwd or CHECKOUT,
                                env=server_env(), stdout=log, stderr=subprocess.STDOUT)
     testcase.addCleanup(log.close)
     testcase.addCleanup(stop_process, process)
