@@ -2,9 +2,9 @@
 
 At MAIL the sender's domain is looked up in every zone of ``rhsbl_zones`` at once
 (``<domain>.<zone>``); the first zone of the file that lists it decides the reply. The null
-sender ``<>``, a sender without a domain name (``<postmaster>``, ``<a@[192.0.2.1]>``), relay clients, whitelisted hosts (connection note
-``whitelisthost``) and whitelisted senders (transaction note ``whitelistsender``) are not
-checked.
+sender ``<>``, a sender without a domain name (``<postmaster>``, ``<a@[192.0.2.1]>``), relay
+clients, whitelisted hosts (connection note ``whitelisthost``) and whitelisted senders
+(transaction note ``whitelistsender``) are not checked.
 
 Arguments: ``key value`` pairs, all optional:
   ``reject 0|1|naughty`` ``1`` (default) refuse a listed sender; ``0`` only log it;
