@@ -135,13 +135,17 @@ class Resolver(Lookups):
             self.stats["cached"] += 1
             return defer.succeed(cached) if isinstance(cached, Answer) else defer.fail(cached)
         waiters = self._in_flight.get(key)
-        if waiters is None:
+        first = waiters is None
+        if first:
             waiters = self._in_flight[key] = []
-            self._send(key)
         else:
             self.stats["merged"] += 1
         d = defer.Deferred(lambda d: waiters.remove(d) if d in waiters else None)
         waiters.append(d)
+        if first:
+            self._send(key)     # c-ares may answer at once (a bad name): d is already waiting
+        if d.called:
+            return d
         if timeout is not None:
             d.addTimeout(timeout, self.clock,
                          onTimeoutCancel=lambda result, t: _timeout_failure(key, t))

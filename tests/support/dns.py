@@ -259,7 +259,8 @@ class PrivateDNS(PrivateDaemon):
         self._shaper_command("clear %s" % normalise(zone_suffix) if zone_suffix else "clear")
 
     def shaper_stats(self):
-        """What the relay has done so far: ``{"queries": N, "answered": N, "dropped": N}``."""
+        """What the relay has done so far: ``{"queries": N, "answered": N, "dropped": N,
+        "tcp": N}`` (``tcp``: the queries that came over TCP)."""
         reply = self._shaper_command("stats")
         return {key: int(value) for key, value in (word.split("=") for word in reply.split()[1:])}
 

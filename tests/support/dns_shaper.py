@@ -18,7 +18,7 @@ matching zone suffix winning:
 The rules are set at run time through the unix socket ``CONTROL_SOCKET``, one command a
 line, each answered with one line starting ``ok`` (or ``error: …``) once it is in force:
 ``delay SUFFIX SECONDS``, ``silent SUFFIX``, ``clear SUFFIX``, ``clear`` (every rule),
-``stats`` (``ok queries=N answered=N dropped=N``), ``ping``.
+``stats`` (``ok queries=N answered=N dropped=N tcp=N``, ``tcp`` of them over TCP), ``ping``.
 """
 
 import socket
@@ -57,7 +57,7 @@ class Rules:
 
     def __init__(self):
         self.by_suffix = {}
-        self.queries = self.answered = self.dropped = 0
+        self.queries = self.answered = self.dropped = self.tcp_queries = 0
 
     def action(self, message):
         """The rule for ``message``'s question (longest suffix first), or None."""
@@ -76,7 +76,8 @@ class Rules:
         if words == ["ping"]:
             return "ok"
         if words == ["stats"]:
-            return "ok queries=%d answered=%d dropped=%d" % (self.queries, self.answered, self.dropped)
+            return "ok queries=%d answered=%d dropped=%d tcp=%d" % (
+                self.queries, self.answered, self.dropped, self.tcp_queries)
         if words == ["clear"]:
             self.by_suffix.clear()
             return "ok"
@@ -165,6 +166,7 @@ class TCPRelay(Int16StringReceiver):
 
     def stringReceived(self, data):
         self.rules.queries += 1
+        self.rules.tcp_queries += 1
         rule = self.rules.action(data)
         if rule == ("silent",):
             self.rules.dropped += 1
