@@ -257,6 +257,7 @@ class Stats:
         self.cmd_phase = []  # MAIL written -> 354 read
         self.setup = []  # connect() called -> EHLO/HELO answered
         self.quit = []  # QUIT written -> 221 read
+        self.first_message = []  # connect() called -> first message of the connection accepted
 
     def claim(self):
         """Reserve one more message to send; False when the budget is spent."""
@@ -459,6 +460,7 @@ class Load:
         st = self.stats
         while st.claim():
             c = None
+            t_connect = time.perf_counter()
             try:
                 c = await self.connect()
             except SMTPError as e:
@@ -470,7 +472,10 @@ class Load:
                 continue
             sent = 0
             while True:  # a message is claimed here
+                accepted = st.accepted
                 alive = await self.send_message(c)
+                if sent == 0 and st.accepted > accepted:
+                    st.first_message.append(time.perf_counter() - t_connect)
                 sent += 1
                 if not alive or sent >= self.a.per_connection or not st.claim():
                     break
@@ -530,6 +535,7 @@ def summarize(load, elapsed, sampler):
     """Build the result dict (times in ms, memory in KiB)."""
     st = load.stats
     lat, setup, quit = sorted(st.latencies), sorted(st.setup), sorted(st.quit)
+    first = sorted(st.first_message)
     ms = lambda v: None if v is None else round(v * 1000, 3)
     pct = lambda cpu: round(100 * cpu / elapsed, 1) if elapsed and cpu is not None else None
     res = {
@@ -552,6 +558,10 @@ def summarize(load, elapsed, sampler):
         "connections": len(st.setup),
         "setup_ms": {"p50": ms(percentile(setup, 50)), "p99": ms(percentile(setup, 99))},
         "quit_ms": {"p50": ms(percentile(quit, 50)), "p99": ms(percentile(quit, 99))},
+        # from connecting to the first message accepted: what a client waits at 1/conn
+        "first_message_ms": {"p50": ms(percentile(first, 50)), "p99": ms(percentile(first, 99)),
+                             "mean": ms(sum(first) / len(first)) if first else None,
+                             "max": ms(first[-1]) if first else None},
     }
     if sampler:
         res["server"] = {

@@ -40,7 +40,7 @@ class PerlPluginError(PluginError):
 
 
 #: qpsmtpd plugins that need DNS lookups (DNS lists, host checks), not in qpsmtpd-tx yet
-DNS_PLUGINS = frozenset(["uribl", "resolvable_fromhost",
+DNS_PLUGINS = frozenset(["resolvable_fromhost",
                          "require_resolvable_fromhost", "fcrdns"])
 
 

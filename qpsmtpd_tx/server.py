@@ -335,8 +335,15 @@ class SMTPServer(ServerLog, Draining):
             self._resolver = Resolver.from_settings(
                 reactor, servers=self.dns_servers, timeout=self.dns_timeout or None,
                 tries=self.dns_attempts or None, cache_size=self.dns_cache_size)
-            reactor.addSystemEventTrigger("during", "shutdown", self._resolver.close)
+            reactor.addSystemEventTrigger("during", "shutdown", self.close_dns)
         return self._resolver
+
+    def close_dns(self):
+        """Close the resolver if one was made (its sockets and timers leave the reactor);
+        the next lookup makes a new one."""
+        resolver, self._resolver = self._resolver, None
+        if resolver is not None:
+            resolver.close()
 
     def connection_dns(self):
         """A new connection's view of the resolver, within its ``dns_budget``."""

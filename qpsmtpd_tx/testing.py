@@ -87,13 +87,14 @@ def make_server(testcase, plugins, files=None, plugin_dirs=(), **kwargs):
     The hook time limits (``plugin_timeout``) run on a Clock of their own,
     ``server.hooks.clock``, which only a test that means to expire them advances: a test that
     leaves a hook waiting leaves no timer on the reactor. Set it to the reactor to have real
-    time limits.
+    time limits. The server's DNS resolver, if a plugin made one, is closed when the test ends.
     """
     directory = write_config(os.path.abspath(testcase.mktemp()), plugins, files)
     config = Config(config_dir=directory, qmail_dir=directory, environ={})
     dirs = None if "plugin_dirs" in (files or {}) else list(plugin_dirs) + default_plugin_dirs()
     server = SMTPServer(config, plugin_dirs=dirs, **kwargs)
     server.hooks.clock = Clock()
+    testcase.addCleanup(server.close_dns)    # DNS sockets and timers must not outlive the test
     return server
 
 

@@ -177,7 +177,7 @@ class LoadTests(StartupErrorMixin, unittest.TestCase):
 
     def test_dns_plugins_are_said_to_be_missing_yet(self):
         directory = os.path.abspath(self.mktemp())
-        for name in ("uribl", "fcrdns", "async/uribl"):
+        for name in ("resolvable_fromhost", "fcrdns", "async/resolvable_fromhost"):
             write_plugin(directory, name, "#!perl -w\nuse Qpsmtpd::Constants;\nsub register { }\n")
             message = self.assertStartupError(
                 [name], "qpsmtpd-tx runs Python plugins, and its DNS plugins (", {"plugin_dirs": directory})

@@ -40,7 +40,6 @@ class DNSListTestCase(unittest.TestCase):
         files.setdefault("dns_servers", nameserver or self.dns.address)
         files.setdefault("dns_attempts", "1")
         server, port = start_server(self, plugins, files, interface=interface)
-        self.addCleanup(close_resolver, server)
         return server, port, capture_log(self, server)
 
     async def talk(self, port, lines=(), host="127.0.0.1"):
@@ -67,12 +66,6 @@ class ArgumentCases(StartupErrorMixin):
         for args, expected in self.bad_arguments:
             self.assertStartupError(["%s %s" % (self.plugin, args)],
                                     ["plugins:1: plugin %s: " % self.plugin, expected])
-
-
-def close_resolver(server):
-    """Close ``server``'s resolver if it made one (no c-ares timer outlives the test)."""
-    if server._resolver is not None:
-        server._resolver.close()
 
 
 def logged(log, text):
