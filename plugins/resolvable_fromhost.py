@@ -6,7 +6,9 @@ At MAIL FROM, the sender's domain is looked up: its MX records first; if it has 
 domain is resolvable when one MX host (in preference order) has an A or AAAA address outside
 ``invalid_resolvable_fromhost``; if it has none, the domain's own A and AAAA records are asked
 and one address outside those networks makes it resolvable. All MX hosts are asked at once
-(A and AAAA together), at most :data:`MAX_EXCHANGES` of them, the most preferred first.
+(A and AAAA together), at most :data:`MAX_EXCHANGES` of them, the most preferred first. The
+MX query itself goes out at ``mail_pre``, so that it overlaps the mail hooks of the plugins
+listed before this one (e.g. ``rhsbl``'s lookups).
 Relay clients and whitelisted hosts or senders are not checked; nor is the null sender.
 
 Arguments: ``[reject 0|1|naughty] [reject_type TYPE] [loglevel N]``
@@ -60,6 +62,7 @@ import ipaddress
 from twisted.internet import defer
 
 from qpsmtpd_tx.codes import DECLINED, DENYSOFT, DENYSOFT_DISCONNECT, LOGINFO, LOGWARN
+from qpsmtpd_tx.command import CommandSyntaxError, sender_address
 from qpsmtpd_tx.dns import DNSError, parse_ip
 from qpsmtpd_tx.dns.outcomes import host_addresses, settled
 from qpsmtpd_tx.plugin import Plugin, PluginError
@@ -122,6 +125,20 @@ class ResolvableFromhost(Plugin):
     def invalid_networks(self, transaction=None):
         """The parsed ``invalid_resolvable_fromhost`` (re-read after a config change)."""
         return self.parsed_config("invalid_resolvable_fromhost", parse_networks, transaction)
+
+    def hook_mail_pre(self, transaction, path, params):
+        """Send the MX query now, before the mail hooks of the plugins listed earlier (e.g.
+        ``rhsbl``) run, so that its answer is on its way while they wait for theirs;
+        :meth:`hook_mail` gets it from the resolver (merged in flight, or cached). Decides
+        nothing."""
+        try:
+            sender = sender_address(path)
+        except CommandSyntaxError:
+            return DECLINED
+        if not (self.is_immune(transaction) or sender.is_null or not sender.host
+                or sender.host.startswith("[")):
+            transaction.connection.dns.mx(sender.host).addErrback(lambda failure: None)
+        return DECLINED
 
     async def hook_mail(self, transaction, sender, params):
         if self.is_immune(transaction):

@@ -182,6 +182,27 @@ class FailingZoneTests(DNSListTestCase):
         self.assertEqual(logged(log, "timed out"), [])
         self.assertIsNone(client.greeting)
 
+    async def test_queries_go_out_while_the_client_name_is_looked_up(self):
+        # The client's PTR and the zone never answer, and the connection may wait 1 s for DNS
+        # in all: asked only after the PTR lookup, the zone's query would find the budget spent
+        # and never be sent. Sent at pre-connection, both queries reach the DNS server.
+        client_ip = "127.0.61.7"
+        zone = self.listing("pre", text="x", entry="7.61.0.127")
+        for silent in (zone, "7.61.0.127.in-addr.arpa"):
+            self.dns.set_silent(silent)
+            self.addCleanup(self.dns.clear_shaping, silent)
+        before = self.dns.shaper_stats()["queries"]
+        server, port, _ = self.serve(["dnsbl"], {"dnsbl_zones": zone, "dns_budget": "1"},
+                                     nameserver=self.dns.shaped_address)
+        server.reverse_dns = True
+        client = SMTPClient()
+        endpoint = TCP4ClientEndpoint(reactor, "127.0.0.1", port, bindAddress=(client_ip, 0))
+        await connectProtocol(endpoint, client)
+        self.addCleanup(client.close)
+        greeting = await client.reply()
+        self.assertEqual(greeting[0], GREETING)     # both timed out: a skip, then the greeting
+        self.assertEqual(self.dns.shaper_stats()["queries"] - before, 2)
+
 
 class ArgumentTests(ArgumentCases, unittest.TestCase):
     plugin = "dnsbl"

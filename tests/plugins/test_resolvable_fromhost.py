@@ -137,6 +137,25 @@ class ResolvableFromhostTests(StartupErrorMixin, unittest.TestCase):
         self.assertEqual(dns.shaper_stats()["dropped"] - before, 6)
         self.assertIn("timed out", [m for lvl, _, m in self.log if lvl == codes.LOGWARN][0])
 
+    async def test_mx_query_goes_out_before_earlier_plugins_mail_hooks(self):
+        # rhsbl (listed first) and the sender's domain never answer, within a 1 s budget of
+        # DNS waiting: asked only in its own mail hook, after rhsbl's timed out, the MX query
+        # would find the budget spent and never be sent. Sent at mail_pre, it reaches the relay.
+        from tests.support.dns import private_dns
+        dns = private_dns()
+        rhs = self.serve([("listed.example", "A", "127.0.0.2")], prefix="rfrhs")
+        zone = self.serve([("@", "MX", (10, "mx")), ("mx", "A", "192.0.2.10")], prefix="rfpre")
+        for silent in (rhs, zone):
+            dns.set_silent(silent)
+            self.addCleanup(dns.clear_shaping, silent)
+        before = dns.shaper_stats()["dropped"]
+        _, port, _ = start_dns_server(self, ["rhsbl", "resolvable_fromhost", "rcpt_ok"],
+                                      {"rhsbl_zones": rhs, "dns_budget": "1"}, shaped=True)
+        client = await connect(self, port)
+        self.assertEqual((await client.command("HELO client.example"))[0], 250)
+        self.assertEqual((await client.command("MAIL FROM:<a@%s>" % zone))[0], 250)
+        self.assertEqual(dns.shaper_stats()["dropped"] - before, 2)
+
     async def test_reject_arguments(self):
         zone = self.serve([("@", "MX", (10, "mx")), ("mx", "A", "10.9.9.9")])
         self.assertEqual(await self.mail("<a@%s>" % zone, "resolvable_fromhost reject_type perm"),
