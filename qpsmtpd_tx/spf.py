@@ -38,8 +38,8 @@ MAX_NAMES = 10
 
 RESULTS = ("pass", "fail", "softfail", "neutral", "none", "permerror", "temperror")
 _ADDRESS_MECHANISMS = ("ip4", "ip6")
-#: Mail::SPF's explanation templates: (result, mechanism kind) -> text; ``{who}`` is "Sender"
-#: or the client address (ip4/ip6), ``{default}`` " by default" for ``all``
+#: Mail::SPF's explanation templates by result; ``{who}`` is "Sender" ("sender" inside the
+#: neutral text) or, for ip4/ip6, the client address; ``{default}`` " by default" for ``all``
 _TEMPLATES = {
     "pass": "{who} is authorized{default} to use '{identity}' in '{scope}' identity",
     "fail": "{who} is not authorized{default} to use '{identity}' in '{scope}' identity",
@@ -97,8 +97,9 @@ class SPFResult:
         if self.mechanism is None:
             return "Default neutral result due to no mechanism matches"
         kind = re.split(r"[:/=]", self.mechanism.lstrip("+-~?"), 1)[0].lower()
+        who = "sender" if self.result == "neutral" else "Sender"
         text = _TEMPLATES[self.result].format(
-            who=self.ip if kind in _ADDRESS_MECHANISMS else "Sender",
+            who=self.ip if kind in _ADDRESS_MECHANISMS else who,
             default=" by default" if kind == "all" else "",
             identity=self.identity, scope=self.scope)
         if self.result == "neutral" and kind == "all":
