@@ -61,20 +61,13 @@ Other differences from qpsmtpd 0.94, intended:
   - The check has a time limit (``timeout``) and never blocks the server.
 """
 
-import re
-
 from twisted.internet import defer
 
 from qpsmtpd_tx.codes import DECLINED, DENY, DENYSOFT, LOGDEBUG, LOGERROR, LOGINFO
 from qpsmtpd_tx.plugin import Plugin, PluginError
 from qpsmtpd_tx.plugin_args import positive
 from qpsmtpd_tx.printable import printable
-from qpsmtpd_tx.spf import DEFAULT_TIMEOUT, check_host
-
-#: a HELO name that is a domain name with at least two labels (not an address literal)
-_DOMAIN = re.compile(r"^(?=.{1,253}$)(?:[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9])?\.)+"
-                     r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.?$")
-
+from qpsmtpd_tx.spf import DEFAULT_TIMEOUT, check_host, is_domain
 
 def verdict(result, reject):
     """``(code, message)`` for an SPF ``result`` at ``reject`` level; ``DECLINED`` when it
@@ -148,7 +141,7 @@ class SenderPermittedFrom(Plugin):
             return DECLINED
         connection = transaction.connection
         helo = connection.hello_host
-        if not helo or not _DOMAIN.match(helo):
+        if not is_domain(helo):
             helo = None
         if not sender.user or not sender.host:
             if helo is None:

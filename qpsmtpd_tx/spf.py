@@ -48,7 +48,16 @@ _TEMPLATES = {
     "neutral": "Domain does not state whether {who} is authorized to use '{identity}' in"
                " '{scope}' identity",
 }
+#: RFC 7208 4.3: a domain that is malformed or has a single label gives "none" at once
+_DOMAIN = re.compile(r"^(?=.{1,253}\.?$)(?:[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?\.)+"
+                     r"[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?\.?$")
 _DOT_ATOM = re.compile(r"^[A-Za-z0-9!#$%&'*+\-/=?^_`{|}~]+(?:\.[A-Za-z0-9!#$%&'*+\-/=?^_`{|}~]+)*$")
+
+
+def is_domain(name):
+    """Whether ``name`` can be checked: a multi-label domain name, each label 1-63 letters,
+    digits, hyphens or underscores (not an address literal such as ``[192.0.2.1]``)."""
+    return bool(name) and _DOMAIN.match(name) is not None
 
 
 class _Missing(pyspf.TempError):
@@ -193,8 +202,9 @@ def _pyspf_value(qtype, record):
     return record
 
 
-def _run(answers, ip, sender, helo, receiver, default_explanation):
-    """One synchronous run of pyspf on the answers known; ``(query, (result, code, text))``."""
+def _run(answers, ip, sender, helo, receiver, default_explanation, check=True):
+    """One synchronous run of pyspf on the answers known; ``(query, (result, code, text))``
+    (with ``check`` false, only the query, and None)."""
     hook = pyspf.DNSLookup
     pyspf.DNSLookup = answers.hook
     try:
@@ -202,7 +212,7 @@ def _run(answers, ip, sender, helo, receiver, default_explanation):
         query.answers = answers
         if default_explanation:
             query.set_default_explanation(default_explanation)
-        return query, query.check()
+        return query, (query.check() if check else None)
     finally:
         pyspf.DNSLookup = hook
 
@@ -238,6 +248,11 @@ def check_host(dns, ip, sender, helo, receiver=None, timeout=DEFAULT_TIMEOUT, cl
     fail when the domain gives none (default: pyspf's ``SPF fail - not authorized``).
     """
     clock = clock or dns.clock
+    domain = sender.rpartition("@")[2] if sender else helo
+    if not is_domain(domain):
+        query, _ = _run(_Answers(), ip, sender, helo, receiver, default_explanation,
+                        check=False)
+        return _result(query, "none", "", _Answers(), 0)
     deadline = clock.seconds() + timeout if timeout else None
     answers = _Answers()
     address = ipaddress.ip_address(ip)
