@@ -8,6 +8,9 @@ suite in tests/test_spf_rfc7208.py."""
 import os
 import re
 import smtplib
+import subprocess
+
+from twisted.trial.unittest import SkipTest
 
 from qpsmtpd_tx import codes
 from qpsmtpd_tx.testing import write_config
@@ -57,6 +60,9 @@ class SPFCase(FilterTestCase):
             # 11 terms that look up DNS: one more than RFC 7208 4.6.4 allows
             ("toomany", "TXT", "v=spf1 %s -all" % " ".join("a:h%d.%s" % (i, self.zone)
                                                            for i in range(11))),
+            # 3 names that do not exist: one more than RFC 7208 4.6.4's 2 void lookups
+            ("void", "TXT", "v=spf1 %s -all" % " ".join("a:nx%d.%s" % (i, self.zone)
+                                                        for i in range(3))),
         ] + [("h%d" % i, "A", "192.0.2.%d" % (i + 10)) for i in range(11)])
 
     def domain(self, result):
@@ -168,6 +174,12 @@ class MechanismTests(SPFCase):
         self.assertEqual(got[0][0], 550)
         self.assertIn("SPF - permerror: toomany.%s: Too many DNS lookups" % self.zone, got[0][1])
 
+    async def test_more_than_two_void_lookups_is_permerror(self):
+        self.serve_spf("reject 6")
+        got = await self.mail(["a@" + self.domain("void")])
+        self.assertEqual(got[0], (550, "SPF - permerror: void.%s: Void lookup limit of 2 "
+                                       "exceeded" % self.zone))
+
     async def test_lookups_go_through_the_servers_resolver(self):
         server = self.serve_spf("reject 3")
         helo = self.domain("helopass")
@@ -191,6 +203,23 @@ class MechanismTests(SPFCase):
         self.assertEqual(got[0][0], 450)
         self.assertIn("SPF - temperror: %s: Time-out on DNS 'TXT' lookup of '%s'"
                       % (zone, zone), got[0][1])
+
+
+    async def test_connection_dns_budget_bounds_the_check(self):
+        zone = self.dns.unique_zone("spfsilent")
+        self.dns.set_zone(zone, [("@", "TXT", "v=spf1 -all")])
+        self.dns.set_silent(zone)
+        self.addCleanup(self.dns.clear_shaping, zone)
+        server = self.serve(["sender_permitted_from reject 2", "rcpt_ok"],
+                            {"dns_servers": self.dns.shaped_address, "dns_budget": "1"})
+        client = await connect(self, self.port)
+        await client.command("EHLO client.example")
+        code, lines = await client.command("MAIL FROM:<a@%s>" % zone)
+        self.assertEqual(code, 450)
+        self.assertIn("Time-out on DNS 'TXT' lookup of '%s'" % zone, lines[-1])
+        port = client.transport.getHost().port
+        session = next(s for s in server.sessions if s.connection.remote_port == port)
+        self.assertEqual(session.connection.dns.left(), 0)      # spent by the SPF check
 
 
 class HeloTests(SPFCase):
@@ -297,6 +326,9 @@ class ProcessTests(SPFCase):
 
     def configs(self, args):
         """Config directories for Perl and for us; messages go to ``self.root``/NAME-md."""
+        if subprocess.run(["perl", "-MMail::SPF", "-e1"], capture_output=True).returncode:
+            raise SkipTest("Perl's Mail::SPF is missing (Debian: libmail-spf-perl): Perl "
+                           "qpsmtpd's sender_permitted_from would disable itself")
         files = {"rcpthosts": "example.com", "me": "mx.example.org"}
         plugins = ["sender_permitted_from " + args, "rcpt_ok", "queue/maildir {}"]
         self.root = root = shared_root(self, "qptx-spf-")
