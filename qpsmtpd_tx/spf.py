@@ -2,8 +2,9 @@
 
 The evaluator is pyspf's (the reference implementation of the RFC 7208 test suite's authors),
 which asks DNS through a synchronous, module-level hook. :func:`check_host` runs it with a
-hook that asks our resolver (the connection's :class:`~qpsmtpd_tx.dns.DNSBudget`, so its
-cache and budget apply): an answer the resolver has at once (from its cache) is used at once;
+hook (in force for its runs only, per thread: other users of pyspf keep pyspf's own) that
+asks our resolver (the connection's :class:`~qpsmtpd_tx.dns.DNSBudget`, so its cache and
+budget apply): an answer the resolver has at once (from its cache) is used at once;
 a lookup that has to wait ends that run (as a temporary error, which pyspf handles like any
 DNS failure; its result is thrown away), and once the lookups under way have answered, pyspf
 runs again from the start, until a run misses nothing. Every run sees the same answers for
@@ -21,6 +22,7 @@ to use 'a@example.com' in 'mfrom' identity (mechanism '-all' matched)``) and the
 
 import ipaddress
 import re
+import threading
 
 import attr
 import spf as pyspf
@@ -228,11 +230,28 @@ def _pyspf_value(qtype, record):
     return record
 
 
+#: the answers of the run in progress in this thread (pyspf's hook is one for the process)
+_current = threading.local()
+#: pyspf's own DNS function, for anyone else in the process using pyspf (not us)
+_pyspf_lookup = pyspf.DNSLookup
+
+
+def _dispatch(name, qtype, strict=True, timeout=None):
+    """pyspf's DNS hook: a run of ours answers from its own lookups; any other use of pyspf
+    (another thread, another library) gets pyspf's own lookup as before."""
+    answers = getattr(_current, "answers", None)
+    if answers is None:
+        return _pyspf_lookup(name, qtype, strict, timeout)
+    return answers.hook(name, qtype, strict, timeout)
+
+
+pyspf.DNSLookup = _dispatch
+
+
 def _run(answers, ip, sender, helo, receiver, default_explanation, check=True):
     """One synchronous run of pyspf on the answers known; ``(query, (result, code, text))``
     (with ``check`` false, only the query, and None)."""
-    hook = pyspf.DNSLookup
-    pyspf.DNSLookup = answers.hook
+    _current.answers = answers
     try:
         query = _Query(i=ip, s=sender, h=helo, receiver=receiver, strict=True)
         query.answers = answers
@@ -240,7 +259,7 @@ def _run(answers, ip, sender, helo, receiver, default_explanation, check=True):
             query.set_default_explanation(default_explanation)
         return query, (query.check() if check else None)
     finally:
-        pyspf.DNSLookup = hook
+        _current.answers = None
 
 
 def _followers(key, outcome, rrtype):

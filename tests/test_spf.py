@@ -7,6 +7,7 @@ import spf as pyspf
 from twisted.internet import defer, task
 from twisted.trial import unittest
 
+from qpsmtpd_tx import spf as spf_module
 from qpsmtpd_tx.dns import DNSTimeout
 from qpsmtpd_tx.spf import SPFResult, check_host, is_domain
 from tests.test_spf_rfc7208 import ZoneResolver
@@ -46,10 +47,16 @@ class LoopTests(unittest.TestCase):
         result = checked(ZoneResolver(ZONE), "192.0.2.3", "a@example.com")
         self.assertEqual((result.result, result.runs, result.lookups), ("pass", 1, 5))
 
-    def test_pyspf_hook_is_put_back(self):
-        before = pyspf.DNSLookup
-        checked(ZoneResolver(ZONE), "192.0.2.3", "a@example.com")
-        self.assertIs(pyspf.DNSLookup, before)
+    def test_pyspf_outside_our_checks_uses_its_own_lookup(self):
+        asked = []
+        self.patch(spf_module, "_pyspf_lookup", lambda *args: asked.append(args) or [])
+        self.assertEqual(checked(ZoneResolver(ZONE), "192.0.2.3", "a@example.com").result,
+                         "pass")
+        self.assertEqual(asked, [])
+        # e.g. another library calling pyspf, after or beside our checks
+        query = pyspf.query(i="192.0.2.3", s="a@example.com", h="c.example")
+        self.assertEqual(query.check()[0], "none")
+        self.assertEqual(asked, [("example.com", "TXT", True, 20)])
 
     def test_mapped_ipv6_client_is_checked_as_ipv4(self):
         resolver = ZoneResolver(ZONE)
