@@ -44,11 +44,13 @@ The HELO identity (RFC 7208 2.3 and 2.4), where the HELO/EHLO name is a domain n
   - for a null sender (``MAIL FROM:<>``) the identity checked is ``postmaster@<helo>``, with
     the levels above and ``identity=helo`` in the header field (qpsmtpd 0.94 skips null
     senders: bounces from a host whose name has ``-all`` are refused at level 3 and above);
-  - for other senders the HELO name's own record is checked first, once per connection and
-    name; its ``fail`` is conclusive (RFC 7208 2.3): at a level that refuses ``fail`` the
+  - for other senders the HELO name's own record is checked first; its ``fail`` is conclusive (RFC 7208 2.3): at a level that refuses ``fail`` the
     reply is the fail reply for the HELO identity, and MAIL FROM is not checked. Any other
     HELO result changes nothing. Only hosts that publish a record for their own name are
     concerned (qpsmtpd 0.94 does not check it).
+
+A result is reused for the same sender and HELO name on the same connection for 60 seconds
+(not a temperror): a client sending many messages is checked once a minute, not per message.
 
 Other differences from qpsmtpd 0.94, intended:
   - A temperror (a DNS failure) is answered ``450`` from level 2 up, as 0.94 documents; 0.94
@@ -98,6 +100,13 @@ def verdict(result, reject):
         if reject >= 2:
             return DENYSOFT, "SPF - temperror: %s" % why
     return DECLINED
+
+
+#: a connection's next check of the same sender and HELO name within this many seconds reuses
+#: the result (bulk senders send many messages per connection); well below usual DNS TTLs
+REUSE_SECONDS = 60
+#: results kept per connection
+REUSE_ENTRIES = 20
 
 
 class SenderPermittedFrom(Plugin):
@@ -159,27 +168,36 @@ class SenderPermittedFrom(Plugin):
         return d
 
     def _check(self, transaction, mailfrom, helo):
+        """check_host for ``mailfrom`` (empty: the HELO identity) and ``helo``; a result
+        (not a temperror) is reused on the connection for :data:`REUSE_SECONDS`."""
         connection = transaction.connection
-        return check_host(connection.dns, connection.remote_ip, mailfrom,
-                          helo or connection.hello_host or "", receiver=self.server.me,
-                          timeout=self.timeout)
-
-    def _helo_result(self, transaction, helo):
-        """The HELO identity's result, checked once per connection and name (None without a
-        HELO domain name)."""
-        if helo is None:
-            return defer.succeed(None)
-        notes = transaction.connection.notes
-        cached = notes.get("spf_helo")
-        if cached is not None and cached[0] == helo.lower():
+        cache = connection.notes.setdefault("spf_results", {})
+        helo = helo or connection.hello_host or ""
+        key = (mailfrom.lower(), helo.lower())
+        now = connection.dns.clock.seconds()
+        cached = cache.get(key)
+        if cached is not None and cached[0] > now:
             return defer.succeed(cached[1])
-        d = self._check(transaction, "", helo)
+        d = check_host(connection.dns, connection.remote_ip, mailfrom, helo,
+                       receiver=self.server.me, timeout=self.timeout)
 
         def keep(result):
-            notes["spf_helo"] = (helo.lower(), result)
-            self.log(LOGDEBUG, "helo %s: %s" % (helo, result.result), transaction)
+            self.log(LOGDEBUG, "checked %s: %s (%d lookups, %d runs)"
+                     % (mailfrom or "helo " + helo, result.result, result.lookups, result.runs),
+                     transaction)
+            if result.result != "temperror":
+                cache.pop(key, None)
+                cache[key] = (now + REUSE_SECONDS, result)
+                while len(cache) > REUSE_ENTRIES:
+                    del cache[next(iter(cache))]
             return result
         return d.addCallback(keep)
+
+    def _helo_result(self, transaction, helo):
+        """The HELO identity's result (None without a HELO domain name)."""
+        if helo is None:
+            return defer.succeed(None)
+        return self._check(transaction, "", helo)
 
     def _after_helo(self, helo_result, transaction, mailfrom, helo, domain):
         if helo_result is not None and helo_result.result == "fail":
@@ -199,8 +217,6 @@ class SenderPermittedFrom(Plugin):
         prop = "smtp.mailfrom" if scope == "mfrom" else "smtp.helo"
         self.store_auth_results(transaction, "spf=%s %s=%s" % (result.result, prop, domain))
         code, why = result.result, result.local_explanation()
-        self.log(LOGDEBUG, "%s: %d lookups, %d runs" % (code, result.lookups, result.runs),
-                 transaction)
         if code == "pass":
             self.adjust_karma(transaction, 1)
             transaction.notes["spf_pass_host"] = domain.lower()

@@ -10,6 +10,7 @@ import re
 import smtplib
 import subprocess
 
+from twisted.internet.task import Clock
 from twisted.trial.unittest import SkipTest
 
 from qpsmtpd_tx import codes
@@ -255,7 +256,43 @@ class HeloTests(SPFCase):
         self.serve_spf("reject 3")
         await self.mail(["a@" + self.domain("pass"), "b@" + self.domain("pass")],
                         helo=self.domain("helopass"))
-        self.assertEqual(len(self.logged(codes.LOGDEBUG, r"^helo helopass\.")), 1, self.logs)
+        self.assertEqual(len(self.logged(codes.LOGDEBUG, r"^checked helo helopass\.")), 1,
+                         self.logs)
+        self.assertEqual(len(self.logged(codes.LOGDEBUG, r"^checked [ab]@pass\.")), 2)
+
+
+class ReuseTests(SPFCase):
+    """A connection's repeated checks of one sender reuse the result for a minute."""
+
+    async def test_same_sender_on_one_connection_is_checked_once_a_minute(self):
+        server = self.serve_spf("reject 3")
+        clock = Clock()
+        self.patch(server, "connection_dns", _on_clock(server.connection_dns, clock))
+        sender = "a@" + self.domain("pass")
+        client = await connect(self, self.port)
+        await client.command("EHLO client.example")
+        for _ in range(3):
+            self.assertEqual((await client.command("MAIL FROM:<%s>" % sender))[0], 250)
+            await client.command("RSET")
+        clock.advance(61)
+        self.assertEqual((await client.command("MAIL FROM:<%s>" % sender))[0], 250)
+        self.assertEqual(len(self.logged(codes.LOGDEBUG, r"^checked a@pass\.")), 2)
+        self.assertEqual(len(self.logged(codes.LOGINFO, r"^pass, ")), 4)
+
+    async def test_temperror_is_not_reused(self):
+        self.serve_spf("reject 2")
+        sender = "a@" + self.domain("temperror")
+        self.assertEqual([c for c, _ in await self.mail([sender, sender])], [450, 450])
+        self.assertEqual(len(self.logged(codes.LOGDEBUG, r"^checked a@x\.")), 2)
+
+
+def _on_clock(connection_dns, clock):
+    """``server.connection_dns`` whose budgets (and so the plugin's reuse) read ``clock``."""
+    def make():
+        dns = connection_dns()
+        dns.clock = clock
+        return dns
+    return make
 
 
 class HeaderTests(SPFCase):
