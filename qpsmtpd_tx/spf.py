@@ -14,6 +14,14 @@ A run takes about 0.1 ms; with a cold cache a check takes one run per round trip
 (the addresses of an MX or PTR answer's names are asked as soon as it arrives, all at once),
 with a warm one a single run.
 
+Why pyspf rather than an evaluator of our own (measured on the RFC 7208 suite, both fed the
+same way): pyspf passes 203 of 203 tests unchanged. An asynchronous evaluator written for
+the comparison (~400 lines, not kept) passed 194 on its first run and 203 after fixes made
+against the suite itself, with about half pyspf's CPU per check (~45 against ~80 us with
+answers at once). pyspf is in production use elsewhere and has met cases the suite does
+not hold; its cost is small beside a message's (~1.4 ms), and results are reused per
+connection (see sender_permitted_from).
+
 :class:`SPFResult` carries the result and formats what qpsmtpd's plugin (through Perl's
 Mail::SPF) shows: the local explanation (``example.com: Sender is not authorized by default
 to use 'a@example.com' in 'mfrom' identity (mechanism '-all' matched)``) and the
