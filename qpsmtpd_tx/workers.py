@@ -27,6 +27,26 @@ from qpsmtpd_tx.server import StartupError
 log = Logger(namespace="qpsmtpd_tx.workers")
 
 
+#: the listen queue of our TCP and UNIX endpoints unless the endpoint says ``backlog=N``.
+#: Twisted's default is 50: a burst of clients beyond it overflows the kernel's queue, and
+#: with SYN cookies a connection the client already thinks open is then lost on our side
+#: (the client waits for a greeting that never comes). qpsmtpd-forkserver listens with
+#: SOMAXCONN; the kernel caps this at net.core.somaxconn.
+DEFAULT_BACKLOG = 1024
+_BACKLOG_TYPES = ("tcp", "tcp6", "unix", "ssl")
+
+
+def with_default_backlog(description):
+    """Endpoint string ``description`` with ``backlog=`` :data:`DEFAULT_BACKLOG` added if it
+    is a TCP, UNIX or SSL endpoint that does not set one."""
+    kind = description.split(":", 1)[0].lower()
+    if kind not in _BACKLOG_TYPES or ":" not in description:
+        return description
+    if any(part.strip().lower().startswith("backlog=") for part in description.split(":")[1:]):
+        return description
+    return "%s:backlog=%d" % (description, DEFAULT_BACKLOG)
+
+
 class ListeningService(service.Service):
     """Listens on endpoint strings in privilegedStartService (so port 25 works before --uid)."""
 
@@ -40,7 +60,7 @@ class ListeningService(service.Service):
         service.Service.privilegedStartService(self)
         problems = []
         for description in self.endpoints:
-            d = serverFromString(reactor, description).listen(self.factory)
+            d = serverFromString(reactor, with_default_backlog(description)).listen(self.factory)
             d.addCallback(self.ports.append)
             if d.called:
                 failures = []
