@@ -170,7 +170,8 @@ def summary(r):
             "errors": r.get("errors", {}), "wait_p50_ms": first.get("p50"),
             "wait_p99_ms": first.get("p99"), "wait_mean_ms": first.get("mean"),
             "wait_max_ms": first.get("max"), "cpu_ms_per_msg": cpu_ms,
-            "concurrency": r["concurrency"]}
+            "concurrency": r["concurrency"], "server_cpu_pct": cpu_pct,
+            "client_cpu_pct": r.get("client_cpu_pct"), "machine_busy_pct": r.get("machine_busy_pct")}
 
 
 def bound_ratio(s):
@@ -242,6 +243,8 @@ def report(results, a):
                 kind, name, s["msgs_per_s"], fmt(s["wait_p50_ms"]), fmt(s["wait_p99_ms"]),
                 fmt(s["wait_max_ms"]), fmt(s["cpu_ms_per_msg"], "%.2f"),
                 fmt(bound_ratio(s), "%.2f")))
+            print("       CPU %% of one core: server %s, load generator %s, whole machine %s"
+                  % (s.get("server_cpu_pct"), s.get("client_cpu_pct"), s.get("machine_busy_pct")))
             if s.get("failed") or s.get("errors"):
                 print("       failed %d, errors %s" % (s["failed"], s["errors"]))
     tx, perl = dict(results.get("tx", [])), dict(results.get("perl", []))
