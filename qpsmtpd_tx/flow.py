@@ -280,8 +280,8 @@ class SessionFlow:
     def _internal_error(self, failure):
         # The client gets qpsmtpd's text, never the exception (it may hold paths or data).
         self.log(codes.LOGCRIT, "internal error: %s" % (failure.getTraceback(),))
-        if self._auth is not None:
-            self._auth.abort()     # the next line is a command again
+        if self.core.auth_exchange is not None:
+            self.core.auth_exchange.abort()     # the next line is a command again
         if not self._closing:
             self.respond(451, "Internal error - try again later - command failed unexpectedly")
             if self.core.state is State.DATA:
