@@ -105,10 +105,11 @@ class SessionFlow:
             self._set_deadline(None)      # a line is complete: the next one has its own time
         if self._input_waiters:
             self._release_input_waiters(True)
-        if not self._busy:
-            self._pump()
-        self._update_reading()
-        self._update_deadline()
+        if self._busy:
+            self._update_reading()
+            self._update_deadline()
+        else:
+            self._pump()      # which updates reading and the deadline once it is done
 
     def _update_deadline(self):
         """Run the deadline that applies now: an incomplete command line's, or the DATA phase's.
@@ -278,8 +279,10 @@ class SessionFlow:
         return True
 
     def _write_replies(self):
+        if not self.core.output_size:
+            return      # most passes under TLS (one per record) answer nothing
         out = self.core.data_to_send()
-        if out and not self._lost:
+        if not self._lost:
             self.transport.write(out)
 
     def _flush(self):
