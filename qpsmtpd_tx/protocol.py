@@ -102,6 +102,8 @@ class SMTPProtocol(Protocol, TimeoutMixin):
         if self.session is not None:
             self.factory.server.sessions.discard(self.session)
             self.session.connection_lost()
+        if self._tls_layer is not None:
+            self._tls_layer.connection_lost()
 
 
 class SMTPFactory(Factory):

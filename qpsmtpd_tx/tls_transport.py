@@ -36,12 +36,15 @@ class StartTLSTransport:
         #: why the connection failed in TLS (an OpenSSL error message), if it did
         self.failure = None
         self._closing = False
+        self._lost = False
         self._unsent = []
 
     # -- the transport the session uses ---------------------------------------------------
 
     def write(self, data):
         """Send ``data`` (encrypted once TLS is on)."""
+        if self._lost:
+            return
         if self.tls is None:
             self.tcp.write(data)
         elif not self._closing and self.failure is None:
@@ -54,6 +57,8 @@ class StartTLSTransport:
 
     def loseConnection(self):
         """Close after what was written; on TLS, after a close_notify exchange."""
+        if self._lost:
+            return
         if self.tls is None:
             self.tcp.loseConnection()
             return
@@ -82,6 +87,13 @@ class StartTLSTransport:
     def __getattr__(self, name):
         # getPeer, getHost, pauseProducing, resumeProducing, registerProducer, ...
         return getattr(self.tcp, name)
+
+    def connection_lost(self):
+        """The TCP connection is gone: let the OpenSSL connection go at once (its buffers
+        would otherwise wait for the garbage collector: the session and this layer refer to
+        each other through the protocol)."""
+        self._lost = True
+        self.tls = None
 
     # -- bytes from the client -------------------------------------------------------------
 
