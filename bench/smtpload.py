@@ -318,8 +318,9 @@ class Connection:
         return lines
 
     def write(self, *chunks):
-        """Queue bytes for sending (one write syscall when possible)."""
-        self.writer.writelines(chunks)
+        """Queue bytes for sending (one write syscall when possible, one TLS record under
+        STARTTLS: asyncio's TLS transport makes a record of each writelines() item)."""
+        self.writer.write(b"".join(chunks))
 
     def abort(self):
         """Drop the connection at once."""

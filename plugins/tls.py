@@ -39,7 +39,8 @@ Behaviour:
     the ``capabilities`` transaction note, as qpsmtpd's does).
   - ``STARTTLS`` → ``220 Go ahead with TLS``, then the handshake; afterwards the session
     starts over (RFC 3207 4.2): HELO/EHLO, AUTH and the transaction are forgotten, the
-    connection notes are kept. The core does this, not the plugin (see ``session`` docs).
+    connection notes are kept. STARTTLS after a successful AUTH is allowed; the client must
+    AUTH again on TLS to be authenticated (and a relay client through AUTH). The core does this, not the plugin (see ``session`` docs).
   - Connection notes after the handshake: ``tls_enabled`` (1), ``tls_protocol``
     (``TLSv1.3``), ``tls_cipher`` (OpenSSL's name), ``tls_cipher_bits``,
     ``tls_cipher_comment`` (``(<cipher> encrypted) ``), and, if the client sent a

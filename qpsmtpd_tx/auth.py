@@ -32,7 +32,6 @@ from twisted.internet import reactor
 from twisted.internet.task import deferLater
 
 from qpsmtpd_tx import codes
-from qpsmtpd_tx.core import State
 from qpsmtpd_tx.printable import is_printable, printable
 
 MECHANISM_HOOKS = {"PLAIN": "auth-plain", "LOGIN": "auth-login", "CRAM-MD5": "auth-cram-md5"}
@@ -103,8 +102,7 @@ class Exchange:
 
     def begin(self, initial):
         """Start the exchange: use the initial response if the client sent one, else prompt."""
-        self.session.core.auth()
-        self.session._auth = self
+        self.session.core.auth(self)
         if self.mechanism == "PLAIN":
             if initial is not None and initial != "=":
                 return self._plain(initial)
@@ -124,16 +122,15 @@ class Exchange:
     def _end(self, success=False):
         """The exchange is over: the session reads commands again.
 
-        A plugin may have closed the connection meanwhile (the core is CLOSED then, for good).
+        A plugin may have closed the connection meanwhile (the core is CLOSED then, for good,
+        and holds no exchange).
         """
-        self.session._auth = None
-        if self.session.core.state is State.AUTH:
+        if self.session.core.auth_exchange is self:
             self.session.core.auth_end(success)
 
     def abort(self):
         """End the exchange without a reply (a hook failed; the session answers 451)."""
-        if self.session._auth is self:
-            self._end()
+        self._end()
 
     def answer(self, line):
         """A line from the client while the exchange waits for an answer."""
@@ -234,6 +231,7 @@ class Exchange:
             conn = session.connection
             conn.auth_user = user
             conn.auth_mechanism = self.mechanism
+            session.relay_from_auth = not conn.relay_client
             conn.relay_client = True
             conn.notes.pop("naughty", None)
             return session.respond(235, "%s authentication successful for %s%s"
@@ -251,6 +249,16 @@ class Exchange:
             self.mechanism, printable(user, limit=MAX_USER_ECHO), session.connection.remote_ip,
             printable(detail)))
         return self._fail(535, CREDENTIALS_INVALID)
+
+
+def forget(session):
+    """Undo a successful AUTH (STARTTLS after it, RFC 3207 4.2): no user, no mechanism, and
+    no relaying unless the connection was a relay client before AUTH (the ``relay`` plugin)."""
+    conn = session.connection
+    conn.auth_user = conn.auth_mechanism = None
+    if session.relay_from_auth:
+        conn.relay_client = False
+        session.relay_from_auth = False
 
 
 def validate_password(source, method, clear=None, digest=None, ticket=None, src_clear=None,

@@ -83,7 +83,6 @@ RCPT_FIRST = "RCPT first"
 ALREADY_AUTH = "but you already said AUTH ..."
 AUTH_IN_TRANSACTION = "5.5.1 MAIL transaction in progress"
 TLS_ACTIVE = "5.5.1 TLS already active"
-TLS_AFTER_AUTH = "5.5.1 STARTTLS not allowed after AUTH"
 
 #: the command states: where the session reads command lines
 COMMAND_STATES = (S.GREETED, S.READY, S.MAIL, S.RCPT)
@@ -140,8 +139,10 @@ class SMTPCore:
         self.max_auth_line = max_auth_line
         #: the last EHLO advertised AUTH (only then is AUTH a command)
         self.auth_offered = False
-        #: an AUTH exchange succeeded on this connection
+        #: an AUTH exchange succeeded on this connection (since its last TLS handshake)
         self.authenticated = False
+        #: the session's object for the AUTH exchange in progress (None outside state AUTH)
+        self.auth_exchange = None
         #: the TLS handshake after STARTTLS has completed (or the connection began in TLS)
         self.tls = False
         self._buf = bytearray()
@@ -238,8 +239,6 @@ class SMTPCore:
             return ALREADY_AUTH
         if command == "starttls" and self.tls:
             return TLS_ACTIVE
-        if command == "starttls" and self.authenticated:
-            return TLS_AFTER_AUTH
         if command == "data" and not has_sender:
             return MAIL_FIRST
         allowed = ALLOWED[command]
@@ -290,13 +289,18 @@ class SMTPCore:
         """The transaction was dropped (RSET, a new MAIL, a refused DATA or VRFY)."""
         self._go("reset")
 
-    def auth(self):
-        """An AUTH exchange begins: lines are SASL answers (longer ones allowed) until it ends."""
+    def auth(self, exchange=None):
+        """An AUTH exchange begins: lines are SASL answers (longer ones allowed) until it ends.
+
+        ``exchange`` is kept as :attr:`auth_exchange` until then.
+        """
         self._go("auth")
+        self.auth_exchange = exchange
 
     def auth_end(self, success=False):
         """The AUTH exchange ended; ``success``: the client is now authenticated."""
         self._go("auth_end")
+        self.auth_exchange = None
         self.authenticated = self.authenticated or success
 
     def starttls(self):
@@ -309,14 +313,17 @@ class SMTPCore:
         self._go("starttls")
 
     def tls_done(self):
-        """The handshake completed: the dialogue starts over (RFC 3207 4.2), HELO/EHLO first."""
+        """The handshake completed: the dialogue starts over (RFC 3207 4.2), HELO/EHLO first,
+        and an AUTH before it no longer counts."""
         self._go("tls_done")
         self.tls = True
         self.auth_offered = False
+        self.authenticated = False
 
     def close(self):
         """No more input is processed; pending replies may still be sent."""
         self.state = State.CLOSED
+        self.auth_exchange = None
         del self._buf[:]
 
     # -- output ----------------------------------------------------------------------------

@@ -27,6 +27,9 @@ RESUME_BELOW = 64 * 1024
 #: commands meets the transport's back-pressure early (a normal group is one write)
 FLUSH_ABOVE = 64 * 1024
 
+#: seconds a connection may take to close after its final reply when ``command_deadline`` is 0
+CLOSE_SECONDS = 300
+
 #: the deadline kind for an incomplete command line (the DATA deadline is keyed by transaction)
 _COMMAND_LINE = "command line"
 
@@ -57,6 +60,15 @@ class SessionFlow:
     It reads the state the session sets up (``core``, ``transport``, ``_busy``, ...) and calls
     its ``_handle`` for each event from the core.
     """
+
+    #: the timer that aborts a connection whose close does not complete (see _flush)
+    _close_call = None
+
+    @property
+    def finished(self):
+        """True once the final reply (221, a 421) is queued: the connection only waits to
+        close, and no longer counts for its IP (``--max-from-ip``)."""
+        return self._closing
 
     def wait_for_input(self, seconds, clock=None):
         """A Deferred firing True as soon as the client has sent anything, False after ``seconds``.
@@ -93,10 +105,11 @@ class SessionFlow:
             self._set_deadline(None)      # a line is complete: the next one has its own time
         if self._input_waiters:
             self._release_input_waiters(True)
-        if not self._busy:
-            self._pump()
-        self._update_reading()
-        self._update_deadline()
+        if self._busy:
+            self._update_reading()
+            self._update_deadline()
+        else:
+            self._pump()      # which updates reading and the deadline once it is done
 
     def _update_deadline(self):
         """Run the deadline that applies now: an incomplete command line's, or the DATA phase's.
@@ -176,6 +189,8 @@ class SessionFlow:
         self._lost = True
         self._release_input_waiters(False)
         self._set_deadline(None)
+        if self._close_call is not None and self._close_call.active():
+            self._close_call.cancel()
         if self.core.state is State.DATA:
             self.log(codes.LOGINFO, "451 Incomplete DATA (connection lost)")
         if self._busy:
@@ -264,8 +279,10 @@ class SessionFlow:
         return True
 
     def _write_replies(self):
+        if not self.core.output_size:
+            return      # most passes under TLS (one per record) answer nothing
         out = self.core.data_to_send()
-        if out and not self._lost:
+        if not self._lost:
             self.transport.write(out)
 
     def _flush(self):
@@ -276,12 +293,23 @@ class SessionFlow:
                 self._producer_registered = False
                 self.transport.unregisterProducer()
             self.transport.loseConnection()
+            if self._close_call is None:
+                # A TLS close waits for the client's close_notify, a plain one for the client
+                # to read the last reply: neither may hold the connection for long.
+                seconds = self.server.command_deadline or CLOSE_SECONDS
+                self._close_call = self.call_later(seconds, lambda: self._close_expired(seconds))
+
+    def _close_expired(self, seconds):
+        if not self._lost:
+            self.log(codes.LOGNOTICE, "close not complete within %d s (TLS shutdown not "
+                     "answered or last reply not read), aborting" % seconds)
+            self.transport.abortConnection()
 
     def _internal_error(self, failure):
         # The client gets qpsmtpd's text, never the exception (it may hold paths or data).
         self.log(codes.LOGCRIT, "internal error: %s" % (failure.getTraceback(),))
-        if self._auth is not None:
-            self._auth.abort()     # the next line is a command again
+        if self.core.auth_exchange is not None:
+            self.core.auth_exchange.abort()     # the next line is a command again
         if not self._closing:
             self.respond(451, "Internal error - try again later - command failed unexpectedly")
             if self.core.state is State.DATA:

@@ -2,10 +2,12 @@
 
 import ipaddress
 
+from twisted.internet.error import ConnectionLost
 from twisted.internet.interfaces import IHandshakeListener, IOpenSSLServerConnectionCreator
 from twisted.internet.protocol import Factory, Protocol
 from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.protocols.policies import TimeoutMixin
+from twisted.python.failure import Failure
 
 from zope.interface import implementer
 
@@ -13,6 +15,7 @@ from qpsmtpd_tx.codes import LOGWARN
 from qpsmtpd_tx.core import State
 from qpsmtpd_tx.objects import Connection
 from qpsmtpd_tx.session import SMTPSession
+from qpsmtpd_tx.tls_transport import StartTLSTransport
 
 
 def _plain_ip(host):
@@ -31,6 +34,8 @@ class SMTPProtocol(Protocol, TimeoutMixin):
     """One client connection: transport events in, session out; idle timeout."""
 
     session = None
+    #: the session's transport, which does STARTTLS (None on SMTPS: Twisted's TLS from the start)
+    _tls_layer = None
 
     def connectionMade(self):
         server = self.factory.server
@@ -52,7 +57,10 @@ class SMTPProtocol(Protocol, TimeoutMixin):
             remote_ip=_plain_ip(getattr(peer, "host", "")), remote_port=getattr(peer, "port", 0),
             local_ip=_plain_ip(getattr(host, "host", "")), local_port=getattr(host, "port", 0),
         )
-        self.session = SMTPSession(server, self.transport, connection)
+        transport = self.transport
+        if not self.factory.implicit_tls:
+            transport = self._tls_layer = StartTLSTransport(self.transport, self)
+        self.session = SMTPSession(server, transport, connection)
         self.session.call_later = self.callLater
         server.sessions.add(self.session)
         self.setTimeout(server.timeout)
@@ -65,6 +73,13 @@ class SMTPProtocol(Protocol, TimeoutMixin):
         if self.session is None:
             return   # refused at connect: ignore what the client still sends
         self.resetTimeout()
+        if self._tls_layer is not None:
+            self._tls_layer.received(data)
+        else:
+            self.session.data_received(data)
+
+    def tls_data_received(self, data):
+        """Plain text from the STARTTLS layer (all of one read, decrypted once TLS is on)."""
         self.session.data_received(data)
 
     def timeoutConnection(self):
@@ -74,17 +89,21 @@ class SMTPProtocol(Protocol, TimeoutMixin):
     def handshakeCompleted(self):
         """The TLS handshake (STARTTLS or SMTPS) is done."""
         if self.session is not None:
-            self.session.tls_handshake_done(self.transport.getHandle())
+            self.session.tls_handshake_done(self.session.transport.getHandle())
             if self.session.core.state is State.CONNECTED:
                 self.session.start()
 
     def connectionLost(self, reason):
         self.setTimeout(None)
         if self.session is not None and self.session.handshake_pending:
-            self.session.tls_handshake_failed(reason)
+            failure = self._tls_layer is not None and self._tls_layer.failure
+            self.session.tls_handshake_failed(Failure(ConnectionLost(failure)) if failure
+                                              else reason)
         if self.session is not None:
             self.factory.server.sessions.discard(self.session)
             self.session.connection_lost()
+        if self._tls_layer is not None:
+            self._tls_layer.connection_lost()
 
 
 class SMTPFactory(Factory):

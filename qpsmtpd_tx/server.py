@@ -315,7 +315,7 @@ class SMTPServer(ServerLog, Draining):
         if not self.max_conn_ip or not self.core_limits_ip:
             return None
         ip = session.connection.remote_ip
-        count = sum(1 for s in self.sessions if s.connection.remote_ip == ip and s is not session)
+        count = self.peer_ips(exclude=session).count(ip)
         if count < self.max_conn_ip:
             return None
         self.log(codes.LOGINFO, "too many connections from %s (%d > %d)"
@@ -351,5 +351,11 @@ class SMTPServer(ServerLog, Draining):
         return DNSBudget(lambda: self.resolver, self.dns_budget, reactor)
 
     def peer_ips(self, exclude=None):
-        """Remote IPs of the live sessions but ``exclude`` (qpsmtpd's ``child_addrs``)."""
-        return [s.connection.remote_ip for s in self.sessions if s is not exclude]
+        """Remote IPs of the live sessions but ``exclude`` (qpsmtpd's ``child_addrs``).
+
+        A session that has sent its final reply (:attr:`~qpsmtpd_tx.session.SMTPSession.finished`)
+        is left out: its connection may take a while to close (a TLS shutdown waits for the
+        client), but it serves the client no more.
+        """
+        return [s.connection.remote_ip for s in self.sessions
+                if s is not exclude and not s.finished]

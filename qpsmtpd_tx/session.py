@@ -69,7 +69,8 @@ class SMTPSession(SessionFlow, EnvelopeCommands, MessageDelivery, StartTLS):
         self._producer_registered = False
         self._closing = False
         self._lost = False
-        self._auth = None
+        #: a successful AUTH made the connection a relay client (undone by STARTTLS after it)
+        self.relay_from_auth = False
         self._input_waiters = []
         self._finish_when_idle = False
         #: what the running deadline limits (_COMMAND_LINE, or the transaction in DATA), its timer
@@ -232,15 +233,15 @@ class SMTPSession(SessionFlow, EnvelopeCommands, MessageDelivery, StartTLS):
             self.respond(421, BARELF_TEXT)
             return self.disconnect()
         if kind is LineTooLong:
-            if self._auth is not None:
-                return self._auth.line_too_long()
+            if self.core.auth_exchange is not None:
+                return self.core.auth_exchange.line_too_long()
             self.respond(500, "5.5.2 Line too long")
             return None
         raise AssertionError("unexpected event %r" % (event,))
 
     def _dispatch(self, line):
-        if self._auth is not None:
-            return self._auth.answer(line)
+        if self.core.auth_exchange is not None:
+            return self.core.auth_exchange.answer(line)
         if self.server.log_enabled(codes.LOGINFO):
             self.log(codes.LOGINFO, "dispatching %s" % (printable(_mask_auth(line)),))
         self.connection.notes["original_string"] = line

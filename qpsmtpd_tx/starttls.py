@@ -7,7 +7,7 @@ before our 220 came in plain text, so STARTTLS is then refused with 421 and the 
 closed; those bytes are never executed.
 """
 
-from qpsmtpd_tx import codes
+from qpsmtpd_tx import auth, codes
 from qpsmtpd_tx.core import State
 from qpsmtpd_tx.tls import session_notes
 
@@ -78,9 +78,10 @@ class StartTLS:
         if self.core.state is not State.TLS:
             self.core.tls = True     # SMTPS: the handshake came before the greeting
             return None
-        # RFC 3207 4.2: forget what the client said before, keep the connection notes.
+        # RFC 3207 4.2: forget what the client said before (AUTH too), keep the connection notes.
         self.core.tls_done()
         conn.hello = conn.hello_host = None
+        auth.forget(self)
         self._reset_transaction()
         if not self._busy:
             self._pump()
