@@ -70,7 +70,8 @@ ITEMS = dict([
           "disconnected"),
     _item("timeoutsmtpd", INTEGER, 0, "replaces timeout when set (qpsmtpd's name); 0 = unset"),
     _item("command_deadline", INTEGER, 300, "seconds a command line may take from its first "
-          "byte; 0 = no limit", minimum=0),
+          "byte, and a TLS handshake or a close after the last reply (300 for those when "
+          "0); 0 = no limit for command lines", minimum=0),
     _item("data_deadline", INTEGER, 3600, "seconds a message may take from the 354; "
           "0 = no limit", minimum=0),
     _item("plugin_timeout", INTEGER, DEFAULT_HOOK_TIMEOUT, "seconds a waiting hook may take "
