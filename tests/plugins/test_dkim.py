@@ -1,0 +1,265 @@
+"""The ``dkim`` plugin against independent DKIM code and a real DNS server.
+
+Messages signed by Perl's Mail::DKIM (tests/support/mail_dkim.py), their public keys on the
+suite's private NSD (tests/support/dns.py), are checked by a server on a loopback socket;
+messages the plugin signs for a relay client are checked by Mail::DKIM with the keys on the
+same DNS server. Mail::DKIM here cannot do Ed25519 (it would need CryptX): Ed25519 is
+checked by signing with the plugin and verifying with the plugin, and a key published with
+a different Ed25519 key shows the check is real.
+"""
+
+import os
+
+from qpsmtpd_tx import codes
+from tests.support import mail_dkim
+from tests.support.dns import private_dns
+from tests.support.filter_cases import FilterTestCase, Outcome
+
+SELECTOR = "may2013"
+
+
+def text_message(from_domain, subject="hello", body="Hi there,\r\n\r\n  see you  \r\n\r\n",
+                 extra=""):
+    """A message as sent (CRLF), without the final dot."""
+    return ("From: Sender <sender@%s>\r\nTo: alice@example.com\r\nSubject: %s\r\n"
+            "Date: Sun, 06 Dec 2026 20:00:00 +0000\r\nMessage-ID: <1@%s>\r\n%s\r\n%s"
+            % (from_domain, subject, from_domain, extra, body))
+
+
+class DKIMCase(FilterTestCase):
+    """A private zone per test with a key in it, and a server asking that DNS server."""
+
+    def setUp(self):
+        self.dns = private_dns()
+        self.zone = self.dns.unique_zone("dkim")
+        keydir = self.mktemp()
+        self.keyfile, self.record = mail_dkim.make_key(keydir)
+        self.publish({SELECTOR: self.record})
+
+    def publish(self, keys, zone=None):
+        """Serve ``{selector: TXT}`` under ``_domainkey`` of ``zone`` (default ours)."""
+        return self.dns.set_zone(zone or self.zone, [
+            ("%s._domainkey" % selector, "TXT", record) for selector, record in keys.items()])
+
+    def serve_dkim(self, args="", before=(), files=None):
+        files = dict(files or {})
+        files["dns_servers"] = self.dns.address
+        return self.serve(list(before) + ["rcpt_ok", ("dkim " + args).strip()], files)
+
+    async def send_from(self, sender, text):
+        client = await self.open()
+        self.assertEqual((await client.command("MAIL FROM:<%s>" % sender))[0], 250)
+        self.assertEqual((await client.command("RCPT TO:<alice@example.com>"))[0], 250)
+        self.assertEqual((await client.command("DATA"))[0], 354)
+        port = client.transport.getHost().port
+        session = next(s for s in self.server.sessions if s.connection.remote_port == port)
+        client.send(text + ".")
+        code, lines = await client.reply()
+        return Outcome([], (code, lines[-1]), session.connection.notes.get("scripted_message"))
+
+    def auth_results(self, outcome):
+        [value] = outcome.header.get("Authentication-Results")
+        return value.split("; ")[2:]
+
+
+def with_signature(field, text):
+    """``text`` with the field ``field`` (``Name: value``, any line ends) on top."""
+    return field.strip().replace("\r\n", "\n").replace("\n", "\r\n") + "\r\n" + text
+
+
+class VerifyTests(DKIMCase):
+    async def test_signed_by_mail_dkim_passes(self):
+        self.serve_dkim()
+        for method in ("relaxed/relaxed", "simple/simple", "relaxed/simple"):
+            text = text_message(self.zone)
+            field = mail_dkim.sign(text.encode(), self.keyfile, self.zone, SELECTOR, method)
+            outcome = await self.send(with_signature(field, text))
+            self.assertEqual(outcome.data[0], 250, method)
+            [result] = self.auth_results(outcome)
+            self.assertRegex(result, r"^dkim=pass header\.d=%s header\.i=@%s header\.s=%s "
+                             r"header\.a=rsa-sha256 header\.b=\S{8}$"
+                             % (self.zone, self.zone, SELECTOR))
+
+    async def test_tampered_body_fails(self):
+        self.serve_dkim()
+        text = text_message(self.zone)
+        field = mail_dkim.sign(text.encode(), self.keyfile, self.zone, SELECTOR)
+        outcome = await self.send(with_signature(field, text.replace("see you", "pay me")))
+        self.assertEqual(outcome.data,
+                         (552, "signature invalid: fail (body hash did not verify)"))
+        self.assertIsNone(outcome.queued)
+
+    async def test_tampered_header_fails_and_reject_0_only_records_it(self):
+        self.serve_dkim("reject 0")
+        text = text_message(self.zone)
+        field = mail_dkim.sign(text.encode(), self.keyfile, self.zone, SELECTOR)
+        outcome = await self.send(with_signature(field, text.replace("hello", "invoice")))
+        self.assertEqual(outcome.data[0], 250)
+        [result] = self.auth_results(outcome)
+        self.assertTrue(result.startswith('dkim=fail reason="signature did not verify" '
+                                          'header.d=%s ' % self.zone), result)
+        self.assertLogged(codes.LOGINFO, r"^fail, tolerated, result: fail \(signature did not")
+
+    async def test_a_second_from_field_fails(self):
+        self.serve_dkim()
+        text = text_message(self.zone)
+        field = mail_dkim.sign(text.encode(), self.keyfile, self.zone, SELECTOR)
+        forged = text.replace("To: ", "From: boss@bank.example\r\nTo: ", 1)
+        outcome = await self.send(with_signature(field, forged))
+        self.assertEqual(outcome.data, (552, "signature invalid: fail (signature did not verify)"))
+
+    async def test_body_length_limit(self):
+        """l=: text added after the signed part still passes (the entry says how much was
+        signed), as Mail::DKIM also decides; a body shorter than l= fails."""
+        self.serve_dkim()
+        text = text_message(self.zone, body="signed part\r\n")
+        field = mail_dkim.sign(text.encode(), self.keyfile, self.zone, SELECTOR, length=13)
+        appended = with_signature(field, text + "unsubscribe here\r\n")
+        self.assertEqual(mail_dkim.verify(appended.encode(), self.dns.address)[0], "pass")
+        outcome = await self.send(appended)
+        self.assertEqual(outcome.data[0], 250)
+        [result] = self.auth_results(outcome)
+        self.assertTrue(result.startswith('dkim=pass reason="l=13 of 31 body bytes signed"'),
+                        result)
+        cut = with_signature(field, text.replace("signed part", "signed"))
+        self.assertEqual((await self.send(cut)).data,
+                         (552, "signature invalid: fail (l= is longer than the body)"))
+
+    async def test_every_signature_is_reported_and_one_pass_is_enough(self):
+        self.serve_dkim()
+        text = text_message(self.zone)
+        good = mail_dkim.sign(text.encode(), self.keyfile, self.zone, SELECTOR)
+        other_key, other_record = mail_dkim.make_key(self.mktemp())
+        self.publish({SELECTOR: self.record, "other": other_record})
+        # signed by the other key, published under the other selector, then the body changed
+        bad = mail_dkim.sign(text.replace("see you", "bye").encode(), other_key, self.zone,
+                             "other")
+        outcome = await self.send(with_signature(bad, with_signature(good, text)))
+        self.assertEqual(outcome.data[0], 250)
+        results = self.auth_results(outcome)
+        self.assertEqual([r.split(" ")[0] for r in results], ["dkim=fail", "dkim=pass"])
+        self.assertIn("header.s=other", results[0])
+
+    async def test_no_key_and_no_signature(self):
+        self.serve_dkim()
+        self.publish({})
+        text = text_message(self.zone)
+        field = mail_dkim.sign(text.encode(), self.keyfile, self.zone, SELECTOR)
+        outcome = await self.send(with_signature(field, text))
+        self.assertEqual(outcome.data[0], 250)     # invalid: accepted, as 0.94
+        [result] = self.auth_results(outcome)
+        self.assertTrue(result.startswith('dkim=permerror reason="no key" '), result)
+        outcome = await self.send(text)
+        self.assertEqual(self.auth_results(outcome), ["dkim=none"])
+
+    async def test_dns_failure_defers_unless_reject_0(self):
+        zone = self.dns.servfail_zone(self.dns.unique_zone("dkimfail"))
+        text = text_message(zone)
+        signed = with_signature(mail_dkim.sign(text.encode(), self.keyfile, zone, SELECTOR),
+                                text)
+        self.serve_dkim()
+        code, reply = (await self.send(signed)).data
+        self.assertEqual(code, 452)
+        self.assertTrue(reply.startswith("Please try again later - temperror (key lookup: "),
+                        reply)
+        self.serve_dkim("reject 0")
+        outcome = await self.send(signed)
+        self.assertEqual(outcome.data[0], 250)
+        self.assertTrue(self.auth_results(outcome)[0].startswith("dkim=temperror "))
+
+    async def test_rsa_sha1_and_short_keys_are_refused_by_policy(self):
+        self.serve_dkim()
+        short_key, short_record = mail_dkim.make_key(self.mktemp(), bits=768)
+        self.publish({SELECTOR: self.record, "short": short_record})
+        text = text_message(self.zone)
+        field = mail_dkim.sign(text.encode(), short_key, self.zone, "short")
+        outcome = await self.send(with_signature(field, text))
+        self.assertEqual(outcome.data[0], 250)
+        self.assertTrue(self.auth_results(outcome)[0].startswith(
+            'dkim=policy reason="RSA key shorter than 1024 bits (RFC 8301)"'))
+
+
+class SignTests(DKIMCase):
+    def serve_signing(self, domains):
+        """A server that signs for relay clients, with our key under each of ``domains``
+        (a value: a domain the directory is a symbolic link to)."""
+        server = self.serve_dkim(before=["relay"], files={"relayclients": "127.0.0.1"})
+        dkim_dir = os.path.join(server.config.config_dir, "dkim")
+        for domain, target in domains.items():
+            path = os.path.join(dkim_dir, domain)
+            if target:
+                os.symlink(target, path)
+                continue
+            os.makedirs(path)
+            with open(os.path.join(path, "selector"), "w") as f:
+                f.write(SELECTOR + "\n")
+            with open(self.keyfile, "rb") as src, open(os.path.join(path, "private"), "wb") as f:
+                f.write(src.read())
+        return server
+
+    def crlf(self, queued):
+        return queued.replace(b"\n", b"\r\n")
+
+    async def test_signed_message_passes_mail_dkim(self):
+        self.serve_signing({self.zone: None})
+        outcome = await self.send_from("me@" + self.zone, text_message(self.zone))
+        self.assertEqual(outcome.data[0], 250)
+        field = outcome.header.get_first("DKIM-Signature")
+        self.assertIn("d=%s" % self.zone, field)
+        self.assertIn("c=relaxed/relaxed", field)
+        self.assertIn("h=from:to:subject:date:message-id:from:subject:date:message-id:to",
+                      field.replace(" ", ""))
+        overall, [(result, domain, _)] = mail_dkim.verify(self.crlf(outcome.queued),
+                                                          self.dns.address)
+        self.assertEqual((overall, result, domain), ("pass", "pass", self.zone))
+        self.assertLogged(codes.LOGINFO, r"^pass, we signed the message \(d=%s s=%s\)$"
+                          % (self.zone, SELECTOR))
+
+    async def test_added_or_changed_fields_break_it(self):
+        self.serve_signing({self.zone: None})
+        outcome = await self.send_from("me@" + self.zone, text_message(self.zone))
+        head, body = self.crlf(outcome.queued).split(b"\r\n\r\n", 1)
+        # over-signed: a second Subject cannot be added
+        added = head + b"\r\nSubject: urgent\r\n\r\n" + body
+        self.assertEqual(mail_dkim.verify(added, self.dns.address)[0], "fail")
+        changed = self.crlf(outcome.queued).replace(b"Hi there", b"Hi thar")
+        self.assertEqual(mail_dkim.verify(changed, self.dns.address)[0], "fail")
+
+    async def test_subdomain_uses_the_parent_key_and_a_link_signs_as_its_target(self):
+        self.serve_signing({self.zone: None, "client.example": self.zone})
+        outcome = await self.send_from("me@mail." + self.zone, text_message(self.zone))
+        self.assertIn("d=%s;" % self.zone, outcome.header.get_first("DKIM-Signature"))
+        outcome = await self.send_from("me@client.example", text_message(self.zone))
+        self.assertIn("d=%s;" % self.zone, outcome.header.get_first("DKIM-Signature"))
+        self.assertEqual(mail_dkim.verify(self.crlf(outcome.queued), self.dns.address)[0],
+                         "pass")
+
+    async def test_no_key_directory_no_signature(self):
+        self.serve_signing({})
+        outcome = await self.send_from("me@" + self.zone, text_message(self.zone))
+        self.assertEqual(outcome.data[0], 250)
+        self.assertEqual(outcome.header.count("DKIM-Signature"), 0)
+        self.assertLogged(codes.LOGINFO, r"^skip, DKIM not configured for %s$" % self.zone)
+
+    async def test_ed25519_round_trip(self):
+        """Signed with an Ed25519 key by the plugin, then checked by the plugin: passes with
+        the right public key, fails with another Ed25519 key published."""
+        self.keyfile, record = mail_dkim.make_key(self.mktemp(), "ed25519")
+        self.publish({SELECTOR: record})
+        self.serve_signing({self.zone: None})
+        outcome = await self.send_from("me@" + self.zone, text_message(self.zone))
+        field = "DKIM-Signature: " + outcome.header.get_first("DKIM-Signature")
+        self.assertIn("a=ed25519-sha256", field)
+        original = outcome.queued.split(b"\n\n", 1)
+        text = original[0].split(b"\nFrom: ", 1)[1]
+        message = ("From: " + text.decode() + "\n\n" + original[1].decode()).replace("\n", "\r\n")
+        self.serve_dkim()
+        checked = await self.send(with_signature(field, message))
+        self.assertTrue(self.auth_results(checked)[0].startswith(
+            "dkim=pass header.d=%s header.i=@%s header.s=%s header.a=ed25519-sha256"
+            % (self.zone, self.zone, SELECTOR)), self.auth_results(checked))
+        _, other = mail_dkim.make_key(self.mktemp(), "ed25519")
+        self.publish({SELECTOR: other})
+        self.serve_dkim()       # a new server: a new resolver cache
+        self.assertEqual((await self.send(with_signature(field, message))).data,
+                         (552, "signature invalid: fail (signature did not verify)"))
