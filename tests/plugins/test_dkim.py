@@ -9,10 +9,15 @@ a different Ed25519 key shows the check is real.
 """
 
 import os
+import shutil
+import tempfile
+
+from twisted.internet import threads
 
 from qpsmtpd_tx import codes
 from tests.support import mail_dkim
 from tests.support.dkim_cases import SELECTOR, DKIMCase, text_message, with_signature
+from tests.support.exim import private_exim
 
 class VerifyTests(DKIMCase):
     async def test_signed_by_mail_dkim_passes(self):
@@ -210,3 +215,43 @@ class SignTests(DKIMCase):
         self.serve_dkim()       # a new server: a new resolver cache
         self.assertEqual((await self.send(with_signature(field, message))).data,
                          (552, "signature invalid: fail (signature did not verify)"))
+
+
+class EximSignedTests(DKIMCase):
+    """Exim's own DKIM signing (its smtp transport's ``dkim_*`` options; RSA and Ed25519, with
+    GnuTLS) delivers to the server by SMTP: the check passes with Exim's public key published,
+    and fails with another key of the same kind published instead."""
+
+    def exim_key(self, kind):
+        """A key Exim's delivery process (another user) can read."""
+        keydir = tempfile.mkdtemp(prefix="qptx-dkim-")
+        self.addCleanup(shutil.rmtree, keydir, True)
+        os.chmod(keydir, 0o755)
+        key, record = mail_dkim.make_key(os.path.join(keydir, kind), kind)
+        os.chmod(os.path.dirname(key), 0o755)
+        os.chmod(key, 0o644)
+        return key, record
+
+    async def exim_send(self, key, published):
+        """Publish ``published`` as selector ``exim``, start a server, have Exim sign with
+        ``key`` and send to it; Exim's main log."""
+        self.publish({"exim": published})
+        self.serve_dkim()       # a new server: a new resolver cache
+        exim = private_exim(self, dkim_sign=(self.zone, "exim", key, self.port))
+        text = text_message(self.zone).replace("\r\n", "\n").encode()
+        # in a thread: Exim delivers (to this reactor's server) before it returns; a null
+        # sender, so a refusal makes no bounce
+        status, output = await threads.deferToThread(
+            exim.run, ["-odf", "-i", "-f", "<>", "alice@example.com"], text)
+        self.assertEqual(status, 0, output)
+        return exim.mainlog()
+
+    async def test_rsa_and_ed25519(self):
+        for kind in ("rsa", "ed25519"):
+            key, record = self.exim_key(kind)
+            log = await self.exim_send(key, record)
+            self.assertIn("=> alice@example.com R=signed_smtp", log, self.logs)
+            self.assertLogged(codes.LOGINFO, r"^pass, domain: %s, selector: exim$" % self.zone)
+            _, other = mail_dkim.make_key(self.mktemp(), kind)
+            log = await self.exim_send(key, other)
+            self.assertIn("552 signature invalid: fail (signature did not verify)", log)
