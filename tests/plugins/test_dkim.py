@@ -244,6 +244,9 @@ class EximSignedTests(DKIMCase):
         status, output = await threads.deferToThread(
             exim.run, ["-odf", "-i", "-f", "<>", "alice@example.com"], text)
         self.assertEqual(status, 0, output)
+        if exim.queued():
+            # refused: Exim freezes a null sender's failed message; drop it now
+            exim.run(["-Mrm"] + exim.queued())
         return exim.mainlog()
 
     async def test_rsa_and_ed25519(self):
