@@ -1,11 +1,12 @@
 """The ``dkim`` plugin against independent DKIM code and a real DNS server.
 
-Messages signed by Perl's Mail::DKIM (tests/support/mail_dkim.py), their public keys on the
-suite's private NSD (tests/support/dns.py), are checked by a server on a loopback socket;
-messages the plugin signs for a relay client are checked by Mail::DKIM with the keys on the
-same DNS server. Mail::DKIM here cannot do Ed25519 (it would need CryptX): Ed25519 is
-checked by signing with the plugin and verifying with the plugin, and a key published with
-a different Ed25519 key shows the check is real.
+Messages signed by Perl's Mail::DKIM (tests/support/mail_dkim.py) and by Exim's smtp
+transport (RSA and Ed25519), their public keys on the suite's private NSD
+(tests/support/dns.py), are checked by a server on a loopback socket; messages the plugin
+signs for a relay client (RSA) are checked by Mail::DKIM with the keys on the same DNS
+server. No independent verifier of Ed25519 is at hand (Mail::DKIM would need CryptX; Exim's
+verifier needs its own resolv.conf): the plugin's Ed25519 signatures are checked by the
+plugin, and a different Ed25519 key published shows that check is real.
 """
 
 import os
