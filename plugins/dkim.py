@@ -64,7 +64,7 @@ from twisted.internet import defer
 
 from qpsmtpd_tx import dkim_body, dkim_sign, dkim_verify
 from qpsmtpd_tx.codes import DECLINED, DENYSOFT, LOGDEBUG, LOGERROR, LOGINFO
-from qpsmtpd_tx.dns import DNSError
+from qpsmtpd_tx.dns import BadName, DNSError
 from qpsmtpd_tx.plugin import Plugin
 from qpsmtpd_tx.plugin_args import positive, reject_settings
 
@@ -154,6 +154,8 @@ class DKIMPlugin(Plugin):
         async def fetch(name):
             try:
                 return name, list((await dns.txt(name, timeout=self.timeout)).records)
+            except BadName:
+                return name, None       # a name no key can have: as good as none
             except DNSError as e:
                 return name, None if e.definite else e
 

@@ -49,7 +49,7 @@ from twisted.internet import defer
 
 from qpsmtpd_tx import dmarc_policy
 from qpsmtpd_tx.codes import DECLINED, LOGINFO
-from qpsmtpd_tx.dns import DNSError
+from qpsmtpd_tx.dns import BadName, DNSError
 from qpsmtpd_tx.plugin import Plugin
 from qpsmtpd_tx.plugin_args import positive, reject_settings
 
@@ -133,6 +133,8 @@ class DMARCPlugin(Plugin):
         """The DMARC record at ``_dmarc.<domain>``, None if there is none."""
         try:
             answer = await dns.txt("_dmarc." + domain, timeout=self.timeout)
+        except BadName:
+            return None                 # no record can be there
         except DNSError as e:
             if e.definite:
                 return None

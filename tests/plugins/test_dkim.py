@@ -105,6 +105,17 @@ class VerifyTests(DKIMCase):
         outcome = await self.send(text)
         self.assertEqual(self.auth_results(outcome), ["dkim=none"])
 
+    async def test_a_key_name_that_cannot_exist_is_no_key(self):
+        """d= that is no DNS name: no key (permerror, accepted), never a deferral."""
+        self.serve_dkim()
+        text = text_message(self.zone)
+        field = mail_dkim.sign(text.encode(), self.keyfile, self.zone, SELECTOR)
+        outcome = await self.send(with_signature(field.replace("d=" + self.zone, "d=a..b"),
+                                                 text))
+        self.assertEqual(outcome.data[0], 250)
+        self.assertTrue(self.auth_results(outcome)[0].startswith(
+            'dkim=permerror reason="no key" header.d=a..b '), self.auth_results(outcome))
+
     async def test_dns_failure_defers_unless_reject_0(self):
         zone = self.dns.servfail_zone(self.dns.unique_zone("dkimfail"))
         text = text_message(zone)
