@@ -9,8 +9,9 @@ bits are refused (RFC 8301, result ``policy``); ``l=`` hashes only that many bod
 signature passes, and the Authentication-Results entry says how much was signed); ``z=`` is
 diagnostic only and not used. The keys (TXT ``<s>._domainkey.<d>``) are asked through the
 server's resolver, all at once, while the body is hashed streaming from the spool in the I/O
-thread pool (a 50 MB message is never in memory). Each signature adds one entry to the
-message's Authentication-Results field (:mod:`qpsmtpd_tx.authresults`), e.g.
+thread pool (a 50 MB message is never in memory; a body under 64 KiB is hashed at once).
+Each signature adds one entry to the message's Authentication-Results field
+(:mod:`qpsmtpd_tx.authresults`), e.g.
 ``dkim=pass header.d=example.org header.i=@example.org header.s=may2013 header.a=rsa-sha256
 header.b=AbCdEfGh`` or ``dkim=fail reason="body hash did not verify" …``; no signature adds
 ``dkim=none``.
@@ -124,7 +125,7 @@ class DKIMPlugin(Plugin):
         wanted = {s.body_key for s in signatures if s.result is None}
         try:
             hashes, keys = await defer.gatherResults([
-                self.server.run_blocking(dkim_body.body_hashes, body, wanted),
+                self._hash_body(transaction, body, wanted),
                 self._fetch_keys(transaction, signatures)])
         finally:
             body.close()
@@ -217,8 +218,14 @@ class DKIMPlugin(Plugin):
             body.close()
             return result
 
-        return self.server.run_blocking(dkim_body.body_hashes, body, [wanted]
-                                        ).addBoth(closed).addCallback(signed)
+        return self._hash_body(transaction, body, [wanted]).addBoth(closed).addCallback(signed)
+
+    def _hash_body(self, transaction, body, wanted):
+        """A Deferred of :func:`~qpsmtpd_tx.dkim_body.body_hashes`: at once for a body of
+        one piece (a thread costs more than hashing it), else in the I/O thread pool."""
+        if transaction.body.size <= dkim_body.HASH_CHUNK:
+            return defer.maybeDeferred(dkim_body.body_hashes, body, wanted)
+        return self.server.run_blocking(dkim_body.body_hashes, body, wanted)
 
     def _key(self, domain, directory):
         """The SigningKey of ``directory``, read again when its private key changed."""

@@ -2,9 +2,9 @@
 or the body in hand: the caller fetches the keys (through the server's resolver) and hashes
 the body while streaming it (:mod:`qpsmtpd_tx.dkim_body`), then calls :func:`check`.
 
-dkimpy's parts do the tag parsing, the field checks (``x=``, ``t=``, ``i=``), the header
-canonicalization and hashing and the RSA arithmetic; Ed25519 keys are checked with
-``cryptography`` (dkimpy would need PyNaCl for them).
+dkimpy's parts do the tag parsing, the field checks (``x=``, ``t=``, ``i=``) and the header
+canonicalization and hashing; ``cryptography`` checks the RSA and Ed25519 signatures
+(dkimpy's RSA is pure Python, ten times slower; its Ed25519 would need PyNaCl).
 
 Results, as RFC 8601 names them: ``pass``; ``fail`` (body or header hash does not match);
 ``neutral`` (the signature is malformed); ``permerror`` (no key, a revoked or malformed key,
@@ -18,19 +18,25 @@ is not used, as RFC 6376 section 3.5 says.
 import base64
 import binascii
 import hashlib
+import functools
 import re
 
 import dkim
 from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.padding import PKCS1v15
+from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicNumbers
+from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
 from dkim.canonicalization import CanonicalizationPolicy, InvalidCanonicalizationPolicyError
-from dkim.crypto import RSASSA_PKCS1_v1_5_verify, UnparsableKeyError, parse_public_key
+from dkim.crypto import UnparsableKeyError, parse_public_key
 from dkim.util import InvalidTagValueList, parse_tag_value
 
 MIN_RSA_BITS = 1024
 _ALGORITHMS = {b"rsa-sha256": ("rsa", "sha256"), b"rsa-sha1": ("rsa", "sha1"),
                b"ed25519-sha256": ("ed25519", "sha256")}
 _SPACE = re.compile(rb"\s+")
+_HASHES = {"sha256": hashes.SHA256, "sha1": hashes.SHA1}
 
 
 class Signature:
@@ -127,14 +133,13 @@ def signatures(fields, limit):
 def parse_key(record, signature):
     """The public key in TXT ``record`` (text) for ``signature``: ``("rsa"|"ed25519", key)``;
     raises KeyProblem(result, reason)."""
-    try:
-        tags = parse_tag_value(record.encode("ascii", "replace"))
-    except InvalidTagValueList:
+    tags, kind, key = _load_key(record)
+    if tags is None:
         raise KeyProblem("permerror", "malformed key record")
     if tags.get(b"v", b"DKIM1") != b"DKIM1":
         raise KeyProblem("permerror", "key record is not v=DKIM1")
-    kind, hash_name = _ALGORITHMS[signature.tags[b"a"]]
-    if tags.get(b"k", b"rsa").decode("ascii", "replace") != kind:
+    wanted, hash_name = _ALGORITHMS[signature.tags[b"a"]]
+    if kind != wanted:
         raise KeyProblem("permerror", "key type does not match a=")
     if b"h" in tags and hash_name.encode() not in _colon_list(tags[b"h"]):
         raise KeyProblem("permerror", "key does not allow %s" % hash_name)
@@ -145,19 +150,37 @@ def parse_key(record, signature):
         # t=s: i= must be in d= itself, not a subdomain
         if signature.identity.rpartition("@")[2].lower() != signature.domain:
             raise KeyProblem("permerror", "i= is a subdomain of d= but the key has t=s")
+    if isinstance(key, KeyProblem):
+        raise key
+    if kind == "rsa" and key.key_size < MIN_RSA_BITS:
+        raise KeyProblem("policy", "RSA key shorter than %d bits (RFC 8301)" % MIN_RSA_BITS)
+    return kind, key
+
+
+@functools.lru_cache(maxsize=256)
+def _load_key(record):
+    """``(tags, kind, key or KeyProblem)`` of a key record; tags None if it does not parse.
+    Cached: the same few keys sign most mail, and parsing one costs more than checking."""
+    try:
+        tags = parse_tag_value(record.encode("ascii", "replace"))
+    except InvalidTagValueList:
+        return None, None, None
+    kind = tags.get(b"k", b"rsa").decode("ascii", "replace")
     data = _SPACE.sub(b"", tags.get(b"p", b""))
     if not data:
-        raise KeyProblem("permerror", "key revoked")
+        return tags, kind, KeyProblem("permerror", "key revoked")
     try:
         raw = base64.b64decode(data, validate=True)
         if kind == "ed25519":
-            return kind, Ed25519PublicKey.from_public_bytes(raw)
-        key = parse_public_key(raw)
+            return tags, kind, Ed25519PublicKey.from_public_bytes(raw)
+        if kind == "rsa":
+            # DKIM publishes a SubjectPublicKeyInfo; some publish a bare RSAPublicKey
+            numbers = parse_public_key(raw)
+            return tags, kind, RSAPublicNumbers(numbers["publicExponent"],
+                                                numbers["modulus"]).public_key()
     except (binascii.Error, ValueError, UnparsableKeyError):
-        raise KeyProblem("permerror", "malformed %s key" % kind)
-    if key["modulus"].bit_length() < MIN_RSA_BITS:
-        raise KeyProblem("policy", "RSA key shorter than %d bits (RFC 8301)" % MIN_RSA_BITS)
-    return kind, key
+        return tags, kind, KeyProblem("permerror", "malformed %s key" % kind)
+    return tags, kind, KeyProblem("permerror", "unknown key type")
 
 
 def _colon_list(value):
@@ -215,13 +238,11 @@ def _header_hash_verifies(signature, fields, kind, key):
     value = _b64(signature.tags[b"b"])
     if value is None:
         return False
-    if kind == "ed25519":
-        try:
-            key.verify(value, hasher.digest())
-            return True
-        except InvalidSignature:
-            return False
     try:
-        return RSASSA_PKCS1_v1_5_verify(hasher, value, key)
-    except (TypeError, dkim.crypto.DigestTooLargeError):
+        if kind == "ed25519":
+            key.verify(value, hasher.digest())
+        else:
+            key.verify(value, hasher.digest(), PKCS1v15(), Prehashed(_HASHES[hasher.name]()))
+        return True
+    except InvalidSignature:
         return False
