@@ -37,6 +37,8 @@ _ALGORITHMS = {b"rsa-sha256": ("rsa", "sha256"), b"rsa-sha1": ("rsa", "sha1"),
                b"ed25519-sha256": ("ed25519", "sha256")}
 _SPACE = re.compile(rb"\s+")
 _HASHES = {"sha256": hashes.SHA256, "sha1": hashes.SHA1}
+#: what may not reach the Authentication-Results field from a signature's tags
+_NOT_PRINTABLE = re.compile(r"[^ -~]")
 
 
 class Signature:
@@ -107,15 +109,11 @@ class Signature:
             b_tag = _SPACE.sub(b"", self.tags.get(b"b", b""))[:8]
             if b_tag:
                 parts.append("header.b=%s" % _text(b_tag))
-        return " ".join(_printable_ascii(p) for p in parts)
+        return _NOT_PRINTABLE.sub("?", " ".join(parts))
 
 
 def _text(value):
     return value.decode("ascii", "backslashreplace")
-
-
-def _printable_ascii(text):
-    return "".join(c if " " <= c <= "~" else "?" for c in text)
 
 
 def parse_fields(header_block):
