@@ -28,8 +28,9 @@ def _relaxed(block):
     return block
 
 #: bytes canonicalized at a time; measured on a 50 MB body: 64 KiB pieces hash faster than
-#: 1 MiB ones (1.8 s against 3.2 s for two canonicalizations) with 1 MiB of peak memory
-#: against 32 MiB. A line longer than this is passed on in pieces.
+#: 1 MiB ones (with the regular expressions first used: 1.8 s against 3.2 s for two
+#: canonicalizations) with 1 MiB of peak memory against 32 MiB. A longer line is passed on
+#: in pieces.
 HASH_CHUNK = 64 * 1024
 HASHES = {"sha256": hashlib.sha256, "sha1": hashlib.sha1}
 
