@@ -13,15 +13,18 @@ thread pool (a 50 MB message is never in memory; a body under 64 KiB is hashed a
 Each signature adds one entry to the message's Authentication-Results field
 (:mod:`qpsmtpd_tx.authresults`), e.g.
 ``dkim=pass header.d=example.org header.i=@example.org header.s=may2013 header.a=rsa-sha256
-header.b=AbCdEfGh`` or ``dkim=fail reason="body hash did not verify" …``; no signature adds
+header.b=AbCdEfGh`` or ``dkim=fail reason="body has been altered" …``; no signature adds
 ``dkim=none``.
 
 The message's result is the first signature's, or ``pass`` if any passes (as Mail::DKIM
 decides it), named as 0.94 names it: ``pass``, ``fail``, ``invalid`` (malformed signature, no
 or bad key, refused algorithm), ``temperror`` (the key could not be fetched), ``none``.
 
-Replies (data_post; with the default ``reject_type``):
-  ``fail``       ``552 signature invalid: fail (<reason>)``, subject to ``reject``
+Replies (data_post; with the default ``reject_type``), with Mail::DKIM's reasons where 0.94
+gave them:
+  ``fail``       ``552 signature invalid: fail (body has been altered)`` (or ``message has
+                 been altered``: the header hash; ``l= is longer than the body``), subject
+                 to ``reject``
   ``temperror``  ``452 Please try again later - temperror (<reason>)`` (not with ``reject 0``)
   others         accepted.
 

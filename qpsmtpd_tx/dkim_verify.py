@@ -6,7 +6,8 @@ dkimpy's parts do the tag parsing, the field checks (``x=``, ``t=``, ``i=``) and
 canonicalization and hashing; ``cryptography`` checks the RSA and Ed25519 signatures
 (dkimpy's RSA is pure Python, ten times slower; its Ed25519 would need PyNaCl).
 
-Results, as RFC 8601 names them: ``pass``; ``fail`` (body or header hash does not match);
+Results, as RFC 8601 names them: ``pass``; ``fail`` (``body has been altered``, ``message has
+been altered``: Mail::DKIM's words for the body and header hashes);
 ``neutral`` (the signature is malformed); ``permerror`` (no key, a revoked or malformed key,
 a key not for this use); ``temperror`` (the key could not be fetched now); ``policy`` (valid
 but refused: rsa-sha1 or an RSA key under 1024 bits, RFC 8301). ``l=``: only that many
@@ -211,9 +212,9 @@ def check(signature, fields, body_hash, key_records):
         return signature._set("fail", "l= is longer than the body")
     expected = _b64(signature.tags[b"bh"])
     if expected is None or body_hash.digest() != expected:
-        return signature._set("fail", "body hash did not verify")
+        return signature._set("fail", "body has been altered")
     if not _header_hash_verifies(signature, fields, kind, key):
-        return signature._set("fail", "signature did not verify")
+        return signature._set("fail", "message has been altered")
     signature._set("pass")
     if limit is not None and limit < body_hash.length:
         signature.reason = "l=%d of %d body bytes signed" % (limit, body_hash.length)

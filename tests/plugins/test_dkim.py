@@ -11,6 +11,7 @@ plugin, and a different Ed25519 key published shows that check is real.
 
 import os
 import shutil
+import smtplib
 import tempfile
 
 from twisted.internet import threads
@@ -19,6 +20,10 @@ from qpsmtpd_tx import codes
 from tests.support import mail_dkim
 from tests.support.dkim_cases import SELECTOR, DKIMCase, text_message, with_signature
 from tests.support.exim import private_exim
+from tests.support.harness import write_config
+from tests.support.perl_qpsmtpd import (PERL_PLUGIN_DIR, give_to_perl_user, shared_root,
+                                        start_forkserver)
+from tests.support.processes import start_twistd
 
 class VerifyTests(DKIMCase):
     async def test_signed_by_mail_dkim_passes(self):
@@ -39,7 +44,7 @@ class VerifyTests(DKIMCase):
         field = mail_dkim.sign(text.encode(), self.keyfile, self.zone, SELECTOR)
         outcome = await self.send(with_signature(field, text.replace("see you", "pay me")))
         self.assertEqual(outcome.data,
-                         (552, "signature invalid: fail (body hash did not verify)"))
+                         (552, "signature invalid: fail (body has been altered)"))
         self.assertIsNone(outcome.queued)
 
     async def test_tampered_header_fails_and_reject_0_only_records_it(self):
@@ -49,7 +54,7 @@ class VerifyTests(DKIMCase):
         outcome = await self.send(with_signature(field, text.replace("hello", "invoice")))
         self.assertEqual(outcome.data[0], 250)
         [result] = self.auth_results(outcome)
-        self.assertTrue(result.startswith('dkim=fail reason="signature did not verify" '
+        self.assertTrue(result.startswith('dkim=fail reason="message has been altered" '
                                           'header.d=%s ' % self.zone), result)
         self.assertLogged(codes.LOGINFO, r"^fail, tolerated, result: fail \(signature did not")
 
@@ -59,7 +64,7 @@ class VerifyTests(DKIMCase):
         field = mail_dkim.sign(text.encode(), self.keyfile, self.zone, SELECTOR)
         forged = text.replace("To: ", "From: boss@bank.example\r\nTo: ", 1)
         outcome = await self.send(with_signature(field, forged))
-        self.assertEqual(outcome.data, (552, "signature invalid: fail (signature did not verify)"))
+        self.assertEqual(outcome.data, (552, "signature invalid: fail (message has been altered)"))
 
     async def test_body_length_limit(self):
         """l=: text added after the signed part still passes (the entry says how much was
@@ -226,7 +231,7 @@ class SignTests(DKIMCase):
         self.publish({SELECTOR: other})
         self.serve_dkim()       # a new server: a new resolver cache
         self.assertEqual((await self.send(with_signature(field, message))).data,
-                         (552, "signature invalid: fail (signature did not verify)"))
+                         (552, "signature invalid: fail (message has been altered)"))
 
 
 class EximSignedTests(DKIMCase):
@@ -269,4 +274,49 @@ class EximSignedTests(DKIMCase):
             self.assertLogged(codes.LOGINFO, r"^pass, domain: %s, selector: exim$" % self.zone)
             _, other = mail_dkim.make_key(self.mktemp(), kind)
             log = await self.exim_send(key, other)
-            self.assertIn("552 signature invalid: fail (signature did not verify)", log)
+            self.assertIn("552 signature invalid: fail (message has been altered)", log)
+
+
+def send_text(port, text):
+    """The reply to the end of DATA for ``text`` (CRLF, without the final dot)."""
+    with smtplib.SMTP("127.0.0.1", port, timeout=30) as client:
+        client.ehlo("client.example")
+        client.mail("sender@client.example")
+        client.rcpt("alice@example.com")
+        code, _ = client.docmd("DATA")
+        assert code == 354, code
+        client.send(text.encode() + b".\r\n")
+        code, reply = client.getreply()
+        return code, reply.decode()
+
+
+class SameAsPerlTests(DKIMCase):
+    """Perl qpsmtpd 0.94's dkim plugin (Mail::DKIM) and ours, same config and DNS server:
+    the same replies to a good, a body-altered and a header-altered message."""
+
+    async def test_same_replies(self):
+        files = {"rcpthosts": "example.com", "me": "mx.example.org"}
+        plugins = ["rcpt_ok", "dkim", "queue/maildir {}"]      # {}: the Maildir
+        root = shared_root(self, "qptx-dkim-")
+        perl_config = write_config(os.path.join(root, "perl"),
+                                   [p.format(os.path.join(root, "perl-md")) for p in plugins],
+                                   dict(files, plugin_dirs=PERL_PLUGIN_DIR))
+        ours_config = write_config(os.path.join(root, "ours"),
+                                   [p.format(os.path.join(root, "ours-md")) for p in plugins],
+                                   files)
+        give_to_perl_user(root)
+        perl = start_forkserver(self, perl_config, nameservers=[self.dns.address])
+        _, ours, _ = start_twistd(self, ours_config, nameservers=[self.dns.address])
+        text = text_message(self.zone)
+        signed = with_signature(mail_dkim.sign(text.encode(), self.keyfile, self.zone,
+                                               SELECTOR), text)
+        messages = [signed, signed.replace("see you", "pay me"),
+                    signed.replace("Subject: hello", "Subject: invoice")]
+        replies = {name: [send_text(port, m) for m in messages]
+                   for name, port in (("perl", perl), ("ours", ours))}
+        self.assertEqual(replies["ours"], [
+            (250, replies["ours"][0][1]),
+            (552, "signature invalid: fail (body has been altered)"),
+            (552, "signature invalid: fail (message has been altered)")])
+        self.assertEqual([r[0] for r in replies["perl"]], [250, 552, 552])
+        self.assertEqual(replies["perl"][1:], replies["ours"][1:])
