@@ -11,8 +11,8 @@ and the log no refusal). The resolver's cache is warm after the first messages, 
 says. SPF (``sender_permitted_from``) is not part of this branch: run it beside them once
 merged.
 
-Reported: msgs/s of each (plain, dkim alone, dkim + dmarc), the ratio, server CPU per message. Target: the checks cost at most
-30 % of plaintext throughput (ratio >= 0.70). Needs nsd (tests/support/dns.py) and the venv.
+Reported: msgs/s of each (plain, dkim alone, dkim + dmarc), the ratio, server CPU per
+message. Target: the checks cost at most 30 % of plaintext throughput (ratio >= 0.70). Needs nsd (tests/support/dns.py) and the venv.
 
     python3 bench/auth_bench.py [--duration 15] [--concurrency 50] [--per-connection 40]
 """

@@ -1,6 +1,6 @@
-"""qpsmtpd_tx.dkim_verify on its own: key records (RFC 6376 section 3.6.1 tags, RFC 8301
-limits: tests/plugins/test_dkim.py), malformed signatures, and what reaches the Authentication-Results field. The
-end-to-end checks against Mail::DKIM and Exim are in tests/plugins/test_dkim.py."""
+"""qpsmtpd_tx.dkim_verify on its own: key records (RFC 6376 section 3.6.1 tags), malformed
+signatures, and what reaches the Authentication-Results field. The RFC 8301 key size limit
+and the end-to-end checks against Mail::DKIM and Exim are in tests/plugins/test_dkim.py."""
 
 import base64
 

@@ -56,7 +56,8 @@ class VerifyTests(DKIMCase):
         [result] = self.auth_results(outcome)
         self.assertTrue(result.startswith('dkim=fail reason="message has been altered" '
                                           'header.d=%s ' % self.zone), result)
-        self.assertLogged(codes.LOGINFO, r"^fail, tolerated, result: fail \(message has been altered\)")
+        self.assertLogged(codes.LOGINFO,
+                          r"^fail, tolerated, result: fail \(message has been altered\)")
 
     async def test_a_second_from_field_fails(self):
         self.serve_dkim()
