@@ -3,8 +3,8 @@
 Plugins store results (``spf=pass smtp.mailfrom=example.com``, ``dkim=pass header.d=…``)
 with :meth:`~qpsmtpd_tx.plugin.Plugin.store_auth_results`: into the transaction note
 ``authentication_results`` (a list), so a second message on a connection does not repeat
-the first one's results; the connection note of the same name (text or list) holds results
-about the connection itself and is read too. The field is
+the first one's results; results stored at connect or HELO/EHLO (``iprev=pass``) are about
+the connection and go into the connection note of the same name (text), for every message. The field is
 ``<me>; auth=…[; <connection results>][; <transaction results>]``.
 
 Before adding its field the core removes every incoming Authentication-Results field whose
@@ -71,10 +71,20 @@ def add(header, me, connection, transaction):
     return removed
 
 
-def store(transaction, result, me=None):
-    """Append ``result`` to the transaction's results; if the message already has our
-    field (``me`` given), rewrite it so it shows the new result."""
-    transaction.notes.setdefault(NOTE, []).append(result)
+#: results stored in these hooks are about the connection (fcrdns's ``iprev`` at connect)
+CONNECTION_HOOKS = ("pre-connection", "connect", "helo", "ehlo")
+
+
+def store(transaction, result, me=None, hook=None):
+    """Keep ``result``: in the connection note (text, as qpsmtpd) when stored in one of the
+    :data:`CONNECTION_HOOKS`, else in the transaction's list; if the message already has
+    our field (``me`` given), rewrite it so it shows the new result."""
+    if hook in CONNECTION_HOOKS:
+        notes = transaction.connection.notes
+        previous = notes.get(NOTE)
+        notes[NOTE] = "%s; %s" % (previous, result) if previous else result
+    else:
+        transaction.notes.setdefault(NOTE, []).append(result)
     header = transaction.header
     if me is None or header is None:
         return

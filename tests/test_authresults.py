@@ -37,6 +37,16 @@ class HeaderTests(FilterTestCase):
                 "dkim=pass header.d=client.example"])
             await client.command("RSET")
 
+    async def test_connection_results_are_on_every_message_once(self):
+        """A result stored at connect (fcrdns's iprev) is about the connection."""
+        self.serve(["auth_result connect iprev=pass"] + PLUGINS)
+        client = await self.open()
+        for _ in range(2):
+            outcome = await self.transaction(client, ["alice@example.com"], message("hi"))
+            self.assertEqual(outcome.header.get("Authentication-Results"), [
+                "mx.example.org; auth=none; iprev=pass; spf=pass smtp.mailfrom=client.example; "
+                "dkim=pass header.d=client.example"])
+
     async def test_spoofed_field_with_our_authserv_id_is_removed(self):
         self.serve(PLUGINS)
         spoofed = ("Authentication-Results: MX.Example.ORG (forged);\r\n dkim=pass\r\n"
