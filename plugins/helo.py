@@ -18,7 +18,8 @@ Arguments: ``[policy lenient|rfc|strict] [reject 0|1|naughty] [reject_type TYPE]
                    leave the rejection to the ``naughty`` plugin (connection note ``naughty``).
   ``reject_type``  ``disconnect`` (default: 550 and close), ``perm``/``hard`` (550),
                    ``temp``/``soft`` (450), ``temp_disconnect`` (450 and close).
-  ``timeout``      seconds for the DNS tests (default 5; ``dns_timeout`` is a synonym).
+  ``timeout``      seconds each DNS lookup may take (default 5; ``dns_timeout`` is a
+                   synonym; the connection's ``dns_budget`` bounds them all).
   ``loglevel``     per-plugin log level (``6``, ``LOGINFO``, ``+1``, ``-2``).
 
 Replies, by test (550 and then closing the connection, unless ``reject``/``reject_type``
@@ -41,10 +42,21 @@ say otherwise):
                       <name>.``
   is_address_literal  (strict) any address literal:
                       ``RFC 2821 allows an address literal, but we do not``
-  no_forward_dns, no_reverse_dns, no_matching_dns
-                      need DNS, which this plugin does not query yet: each logs
-                      ``skip, needs DNS (not yet supported)`` at LOGINFO and passes, so that a
-                      ``policy rfc`` or ``strict`` configuration loads and runs its other tests.
+  no_forward_dns      (rfc) the name has no address in DNS (A or AAAA): NXDOMAIN:
+                      ``HELO hostname does not exist``; NODATA for both:
+                      ``HELO hostname did not resolve`` (address literals are not looked up).
+                      An address of the name that is the client's, or in its /24 (IPv4),
+                      sets connection note ``helo_forward_match``.
+  no_reverse_dns      (rfc) the client's address has no PTR record: NXDOMAIN:
+                      ``no rDNS for <ip>``; NODATA: ``error getting reverse DNS for <ip>``.
+                      A PTR name equal to the HELO name, or in the same domain (last two
+                      labels), sets connection note ``helo_reverse_match``.
+  no_matching_dns     (strict) neither match above: ``That HELO hostname fails FCrDNS``
+  The DNS tests ask their lookups at once (the name's A and AAAA, the client's PTR: the
+  core's answer, from the resolver's cache) when the first of them is reached, each waiting
+  at most ``timeout``. When the DNS cannot say (SERVFAIL, a timeout, the connection's
+  ``dns_budget`` spent) the test is skipped and logged at LOGWARN, and so is
+  no_matching_dns when a lookup it depends on was: never a rejection.
 
 Config files:
   ``badhelo``   one entry per line, first word only:
@@ -61,8 +73,9 @@ Config files:
                 which can backtrack for a very long time (start-up warns about them).
 
 Notes: reads ``connection.relay_client``, connection note ``whitelisthost``, transaction note
-``whitelistsender``; writes connection note ``karma`` (−1 on a failed test) and, with
-``reject naughty``, ``naughty`` / ``naughty_reject_type``.
+``whitelistsender``; writes connection note ``karma`` (−1 on a failed test, +1 when both DNS
+matches hold under ``strict``), ``helo_forward_match`` and ``helo_reverse_match`` (see above)
+and, with ``reject naughty``, ``naughty`` / ``naughty_reject_type``.
 
 Differences from qpsmtpd 0.94, on purpose:
   - ``reject_type`` is honoured (0.94 always disconnected, whatever it said);
@@ -74,14 +87,23 @@ Differences from qpsmtpd 0.94, on purpose:
   - IPv6 plain addresses and ``[IPv6:…]`` literals are recognised, loopback means 127.0.0.0/8
     and ::1 (0.94: IPv4 only, and only 127.0.0.1);
   - is_our_name is new (policies rfc and strict only);
-  - the DNS tests are skipped (see above);
+  - a SERVFAIL or timeout skips a DNS test (0.94 refused the client in no_reverse_dns, and
+    in no_matching_dns, which had no match to go by); a name with no address record
+    (NODATA) fails no_forward_dns (0.94 logged "query failed (NOERROR)" and passed);
+    no_forward_dns asks AAAA too (0.94: A only);
   - a bad argument, or a ``badhelo`` pattern that does not compile, stops start-up.
 """
 
 import ipaddress
 import re
 
-from qpsmtpd_tx.codes import DECLINED, DENY_DISCONNECT, LOGDEBUG, LOGERROR, LOGINFO, LOGWARN
+from twisted.internet import defer
+
+from qpsmtpd_tx.codes import (DECLINED, DENY_DISCONNECT, LOGDEBUG, LOGERROR, LOGINFO, LOGNOTICE,
+                              LOGWARN)
+from qpsmtpd_tx.dns import DNSError, NXDomain, parse_ip
+from qpsmtpd_tx.dns.outcomes import host_addresses, settled
+from qpsmtpd_tx.hostnames import address_match, fqdn_problem, name_match
 from qpsmtpd_tx.patterns import compile_config_pattern
 from qpsmtpd_tx.plugin import Plugin, PluginError
 
@@ -92,12 +114,13 @@ REJECT_TYPES = ("perm", "hard", "temp", "soft", "disconnect", "temp_disconnect")
 LENIENT_TESTS = ("is_in_badhelo", "invalid_localhost", "is_forged_literal", "is_plain_ip")
 RFC_TESTS = ("is_not_fqdn", "is_our_name", "no_forward_dns", "no_reverse_dns")
 STRICT_TESTS = ("is_address_literal", "no_matching_dns")
+DNS_TESTS = frozenset(["no_forward_dns", "no_reverse_dns", "no_matching_dns"])
+#: connection notes of the DNS tests, for no_matching_dns and other plugins
+MATCH_NOTES = ("helo_forward_match", "helo_reverse_match")
 
 #: a badhelo line holding one of these is a pattern (as in qpsmtpd)
 PATTERN_CHARS = re.compile(r"[{}\[\]()^$|*+?\\!]")
 PLAIN_IPV4 = re.compile(r"(?:\d{1,3}\.){3}\d{1,3}", re.ASCII)
-INVALID_FQDN_CHAR = re.compile(r"[^A-Za-z0-9.-]")
-NEEDS_DNS = "skip, needs DNS (not yet supported)"
 
 
 def literal_address(host):
@@ -158,6 +181,34 @@ class BadHelo:
         return None
 
 
+class HeloLookups:
+    """The DNS lookups of the HELO tests, all asked at once when made: the A and AAAA of
+    ``host`` (not for an address literal) and the PTR of the client's ``ip``. Each result
+    is awaited once and kept; ``undecided`` names the lookups the DNS could not answer."""
+
+    def __init__(self, dns, host, ip, timeout):
+        self._forward = self._reverse = None
+        if literal_address(host) is None:
+            self._forward = defer.Deferred.fromCoroutine(host_addresses(dns, host, timeout))
+        if parse_ip(ip) is not None:
+            self._reverse = settled(dns.ptr(ip, timeout))
+        self._results = {}
+        self.undecided = set()
+
+    async def _result(self, kind, deferred):
+        if kind not in self._results:
+            self._results[kind] = None if deferred is None else await deferred
+        return self._results[kind]
+
+    async def forward(self):
+        """The :class:`~qpsmtpd_tx.dns.outcomes.HostAddresses` of the name (None: a literal)."""
+        return await self._result("forward", self._forward)
+
+    async def reverse(self):
+        """The PTR Answer or DNSError of the client's address (None: not an IP address)."""
+        return await self._result("reverse", self._reverse)
+
+
 class Helo(Plugin):
     """Check the HELO/EHLO name by policy; add the X-HELO header."""
 
@@ -207,8 +258,22 @@ class Helo(Plugin):
         if self.is_immune(transaction):
             self.log(LOGINFO, "skip, immune (relay client or whitelisted)", transaction)
             return DECLINED
+        return defer.Deferred.fromCoroutine(self.run_tests(transaction, host))
+
+    async def run_tests(self, transaction, host):
+        """The policy's tests in order, the first failure rejecting; the DNS lookups start
+        together when the first DNS test is reached."""
+        conn = transaction.connection
+        lookups = None
+        for note in MATCH_NOTES:
+            conn.notes.pop(note, None)
         for test in self.tests:
-            failed = getattr(self, test)(transaction, host)
+            if test in DNS_TESTS:
+                if lookups is None:
+                    lookups = HeloLookups(conn.dns, host, conn.remote_ip, self.dns_timeout)
+                failed = await getattr(self, test)(transaction, host, lookups)
+            else:
+                failed = getattr(self, test)(transaction, host)
             if failed:
                 self.adjust_karma(transaction, -1)
                 smtp_message, log_message = failed
@@ -263,11 +328,11 @@ class Helo(Plugin):
     def is_not_fqdn(self, transaction, host):
         if literal_address(host) is not None:
             return None
-        if "." not in host:
-            return "HELO name is not fully qualified. Read RFC 2821", "not FQDN"
-        if INVALID_FQDN_CHAR.search(host):
-            return ("HELO name contains invalid FQDN characters. Read RFC 1035",
-                    "invalid FQDN chars")
+        problem = fqdn_problem(host)
+        if problem == "not FQDN":
+            return "HELO name is not fully qualified. Read RFC 2821", problem
+        if problem:
+            return "HELO name contains invalid FQDN characters. Read RFC 1035", problem
         return None
 
     def is_our_name(self, transaction, host):
@@ -285,11 +350,67 @@ class Helo(Plugin):
             return None
         return "RFC 2821 allows an address literal, but we do not", "bracketed IP"
 
-    def no_forward_dns(self, transaction, host):
-        self.log(LOGINFO, "no_forward_dns: " + NEEDS_DNS, transaction)
+    async def no_forward_dns(self, transaction, host, lookups):
+        found = await lookups.forward()
+        if found is None:
+            return None
+        ip = transaction.connection.remote_ip
+        if found.addresses:
+            for address in found.addresses:
+                if self.note_match(transaction, "forward", address_match(address, ip)):
+                    break
+            self.log(LOGDEBUG, "pass, forward DNS", transaction)
+            return None
+        if found.nxdomain:
+            return "HELO hostname does not exist", "no such host"
+        if not found.definite:
+            lookups.undecided.add("forward")
+            self.log(LOGWARN, "no_forward_dns: skip, query failed (%s)" % found.describe_errors(),
+                     transaction)
+            return None
+        return "HELO hostname did not resolve", "no forward DNS"
 
-    def no_reverse_dns(self, transaction, host):
-        self.log(LOGINFO, "no_reverse_dns: " + NEEDS_DNS, transaction)
+    async def no_reverse_dns(self, transaction, host, lookups):
+        reverse = await lookups.reverse()
+        ip = transaction.connection.remote_ip
+        if reverse is None or (isinstance(reverse, DNSError) and not reverse.definite):
+            lookups.undecided.add("reverse")
+            self.log(LOGWARN, "no_reverse_dns: skip, %s" % (
+                reverse or "no IP address to look up (%r)" % (ip,)), transaction)
+            return None
+        if isinstance(reverse, NXDomain):
+            return "no rDNS for %s" % ip, "no rDNS"
+        if isinstance(reverse, DNSError):
+            return "error getting reverse DNS for %s" % ip, "rDNS NOERROR"
+        for name in reverse.records:
+            self.log(LOGDEBUG, "PTR: " + name, transaction)
+            self.note_match(transaction, "reverse", name_match(name, host))
+        self.log(LOGDEBUG, "has rDNS", transaction)
+        return None
 
-    def no_matching_dns(self, transaction, host):
-        self.log(LOGINFO, "no_matching_dns: " + NEEDS_DNS, transaction)
+    def note_match(self, transaction, direction, match):
+        """Record a ``forward`` or ``reverse`` ``match`` (``"exact"``, a looser kind, or None)
+        in connection note ``helo_<direction>_match`` and the log; returns ``match``."""
+        if match:
+            # 0.94 logs an exact match at LOGDEBUG, a network or domain match at LOGNOTICE
+            self.log(LOGDEBUG if match == "exact" else LOGNOTICE,
+                     "%s %s match" % (direction, match), transaction)
+            transaction.connection.notes["helo_%s_match" % direction] = 1
+        return match
+
+    async def no_matching_dns(self, transaction, host, lookups):
+        notes = transaction.connection.notes
+        forward, reverse = (notes.get(note) for note in MATCH_NOTES)
+        if forward and reverse:
+            self.log(LOGDEBUG, "forward and reverse match", transaction)
+            self.adjust_karma(transaction, 1)
+            return None
+        if forward or reverse:
+            self.log(LOGDEBUG, "name matches IP" if forward else "reverse matches name",
+                     transaction)
+            return None
+        if lookups.undecided:
+            self.log(LOGWARN, "no_matching_dns: skip, the %s lookup failed"
+                     % " and ".join(sorted(lookups.undecided)), transaction)
+            return None
+        return "That HELO hostname fails FCrDNS", "no matching DNS"

@@ -39,20 +39,11 @@ class PerlPluginError(PluginError):
         super().__init__("%s is a Perl plugin (qpsmtpd's); qpsmtpd-tx runs Python plugins" % path)
 
 
-#: qpsmtpd plugins that need DNS lookups (DNS lists, host checks), not in qpsmtpd-tx yet
-DNS_PLUGINS = frozenset(["dnsbl", "rhsbl", "dns_whitelist_soft", "resolvable_fromhost",
-                         "require_resolvable_fromhost", "fcrdns"])
-
-
 def perl_plugin_message(name, path):
     """What to tell an operator whose ``plugins`` line ``name`` found only the Perl file ``path``.
 
     Our own plugin directory is searched first, so there is no Python plugin of that name.
     """
-    if name.split("/")[-1] in DNS_PLUGINS:
-        return ("%s is a Perl plugin (qpsmtpd's); qpsmtpd-tx runs Python plugins, and its DNS "
-                "plugins (%s) are not implemented yet: comment the line out, or wait for the "
-                "qpsmtpd-tx release with DNS plugins" % (path, ", ".join(sorted(DNS_PLUGINS))))
     return ("%s is a Perl plugin (qpsmtpd's); qpsmtpd-tx runs Python plugins and has none named "
             "%s: comment the line out, or port the plugin to Python (README: Writing a plugin)"
             % (path, name))

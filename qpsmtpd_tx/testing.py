@@ -35,6 +35,7 @@ The README's "Writing a plugin" has a complete example.
 
 import os
 import time
+import weakref
 
 from twisted.internet.address import IPv4Address
 from twisted.internet.defer import Deferred
@@ -94,7 +95,10 @@ def make_server(testcase, plugins, files=None, plugin_dirs=(), **kwargs):
     dirs = None if "plugin_dirs" in (files or {}) else list(plugin_dirs) + default_plugin_dirs()
     server = SMTPServer(config, plugin_dirs=dirs, **kwargs)
     server.hooks.clock = Clock()
-    testcase.addCleanup(server.close_dns)    # DNS sockets and timers must not outlive the test
+    # DNS sockets and timers must not outlive the test; held weakly, so that a test may check
+    # that a server it dropped is released
+    server_ref = weakref.ref(server)
+    testcase.addCleanup(lambda: server_ref() is not None and server_ref().close_dns())
     return server
 
 

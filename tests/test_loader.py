@@ -175,17 +175,6 @@ class LoadTests(StartupErrorMixin, unittest.TestCase):
                                           {"plugin_dirs": directory})
         self.assertNotIn("use its own plugin", message)
 
-    def test_dns_plugins_are_said_to_be_missing_yet(self):
-        # Debian's default /etc/qpsmtpd/plugins has rhsbl and dnsbl; we have no such plugins.
-        directory = os.path.abspath(self.mktemp())
-        for name in ("dnsbl", "rhsbl", "async/rhsbl"):
-            write_plugin(directory, name, "#!perl -w\nuse Qpsmtpd::Constants;\nsub register { }\n")
-            message = self.assertStartupError(
-                [name], "qpsmtpd-tx runs Python plugins, and its DNS plugins (", {"plugin_dirs": directory})
-            self.assertIn("are not implemented yet: comment the line out, or wait for the "
-                          "qpsmtpd-tx release with DNS plugins", message)
-            self.assertNotIn("use its own plugin", message)
-
     def test_own_plugins_come_before_config_plugin_dirs(self):
         directory = os.path.abspath(self.mktemp())
         write_plugin(directory, "rcpt_ok", "use strict;\nsub hook_rcpt { }\n")

@@ -9,7 +9,6 @@ intended differences are documented in each plugin and tested in tests/plugins/t
 
 import os
 import shutil
-import socket
 import tempfile
 
 from twisted.trial import unittest
@@ -17,6 +16,7 @@ from twisted.trial import unittest
 from tests.support import perl_qpsmtpd
 from tests.support.harness import write_config
 from tests.support.server import ConnectionClosed, connect, start_server
+from tests.support.smtp_session import session
 
 PERL_PLUGINS = [
     "check_spamhelo", "parse_addr_withhelo", "dont_require_anglebrackets", "check_badmailfrom",
@@ -49,36 +49,13 @@ PERL_SESSIONS = [
 ]
 
 
-def perl_session(port, lines):
+def perl_session(port, lines, source=None):
     """Replies of the Perl server as (code, [texts]), then ``closed`` when it hangs up.
 
     Every session must end with the server closing the connection (a refusal that
-    disconnects, or QUIT).
+    disconnects, or QUIT). ``source``: the client's address (default: the kernel's choice).
     """
-    replies = []
-    with socket.create_connection(("127.0.0.1", port), timeout=15) as sock:
-        reader = sock.makefile("rb")
-
-        def reply():
-            texts = []
-            while True:
-                line = reader.readline()
-                if not line:
-                    return "closed"
-                line = line.decode().rstrip("\r\n")
-                texts.append(line[4:])
-                if line[3:4] != "-":
-                    return (int(line[:3]), texts)
-
-        reply()  # greeting
-        for line in lines:
-            sock.sendall(line.encode() + b"\r\n")
-            replies.append(reply())
-            if replies[-1] == "closed":
-                break
-        if replies[-1] != "closed" and not reader.readline():
-            replies.append("closed")
-    return replies
+    return session(port, lines, source)[1:]
 
 
 class PerlComparisonTests(unittest.TestCase):

@@ -9,14 +9,18 @@ import pycares
 from twisted.internet.interfaces import IReadDescriptor, IWriteDescriptor
 from zope.interface import implementer
 
-#: c-ares' ARES_OPT_QUERY_CACHE option bit, which pycares 5.2 does not export
+#: c-ares' ARES_OPT_MAXTIMEOUTMS and ARES_OPT_QUERY_CACHE option bits, which pycares 5.2 does
+#: not export
+_ARES_OPT_MAXTIMEOUTMS = 1 << 20
 _ARES_OPT_QUERY_CACHE = 1 << 21
 _NO_SOCKET = pycares.ARES_SOCKET_BAD
 
 
 class _CacheOffLibrary:
     """pycares' C library as seen by ``pycares.Channel()`` while :func:`_channel_without_cache`
-    runs: the channel is created with c-ares' own answer cache off.
+    runs: the channel is created with c-ares' own answer cache off (and, with ``max_timeout``,
+    c-ares' cap on the time of one try raised to it: c-ares adapts each try's timeout to the
+    server's latency within a cap of 5 s, which would cut a longer ``dns_timeout`` short).
 
     c-ares (≥ 1.31) caches every answer, negative ones included, for up to an hour, with no
     bound on the number of entries: a client that makes us ask for endless distinct names
@@ -24,8 +28,9 @@ class _CacheOffLibrary:
     bounded cache (:mod:`qpsmtpd_tx.dns.cache`) replaces it.
     """
 
-    def __init__(self, lib):
+    def __init__(self, lib, max_timeout=None):
         self._lib = lib
+        self.max_timeout = max_timeout
 
     def __getattr__(self, name):
         return getattr(self._lib, name)
@@ -33,13 +38,18 @@ class _CacheOffLibrary:
     def ares_init_options(self, channel, options, optmask):
         """c-ares' ares_init_options, with the query cache's largest TTL set to 0 (off)."""
         options.qcache_max_ttl = 0
-        return self._lib.ares_init_options(channel, options, optmask | _ARES_OPT_QUERY_CACHE)
+        optmask |= _ARES_OPT_QUERY_CACHE
+        if self.max_timeout:
+            options.maxtimeout = int(self.max_timeout * 1000)
+            optmask |= _ARES_OPT_MAXTIMEOUTMS
+        return self._lib.ares_init_options(channel, options, optmask)
 
 
-def _channel_without_cache(**options):
-    """A ``pycares.Channel(**options)`` whose c-ares answer cache is off."""
+def _channel_without_cache(max_timeout=None, **options):
+    """A ``pycares.Channel(**options)`` whose c-ares answer cache is off; ``max_timeout``
+    (seconds) raises c-ares' cap on one try."""
     library = pycares._lib
-    pycares._lib = _CacheOffLibrary(library)
+    pycares._lib = _CacheOffLibrary(library, max_timeout)
     try:
         return pycares.Channel(**options)
     finally:
@@ -96,7 +106,7 @@ class ReactorChannel:
             options["tries"] = tries
         if resolvconf_path:
             options["resolvconf_path"] = resolvconf_path
-        self._channel = _channel_without_cache(**options)
+        self._channel = _channel_without_cache(max_timeout=timeout, **options)
         if servers:
             self._channel.servers = list(servers)
 

@@ -135,11 +135,15 @@ class SMTPClient(LineOnlyReceiver):
         return self.wait_closed()
 
 
-async def connect(testcase, port, host="127.0.0.1"):
-    """Connect an SMTPClient to ``host``:``port`` and read the greeting into ``greeting``."""
+async def connect(testcase, port, host="127.0.0.1", source=None):
+    """Connect an SMTPClient to ``host``:``port`` and read the greeting into ``greeting``.
+
+    ``source``: the client's own address (e.g. ``127.0.5.9``: any 127/8 address is ours), so
+    that a test can give its client a reverse DNS of its own."""
     endpoint_class = TCP6ClientEndpoint if ":" in host else TCP4ClientEndpoint
     client = SMTPClient()
-    await connectProtocol(endpoint_class(reactor, host, port), client)
+    bind = {"bindAddress": (source, 0)} if source else {}
+    await connectProtocol(endpoint_class(reactor, host, port, **bind), client)
     testcase.addCleanup(client.close)
     client.greeting = await client.reply()
     return client

@@ -1,0 +1,47 @@
+"""A blocking SMTP session for comparing servers that run in other processes (Perl qpsmtpd,
+our twistd): every reply as ``(code, [texts])``, and ``"closed"`` once the server hung up.
+"""
+
+import socket
+
+#: seconds to wait for a reply
+TIMEOUT = 15
+
+
+def session(port, lines, source=None, timeout=TIMEOUT):
+    """Connect to 127.0.0.1:``port`` (from ``source``, a 127/8 address, if given), read the
+    greeting, send ``lines`` one at a time while the connection stays open; the greeting and
+    the replies, then ``"closed"`` when the server has hung up (a session meant to be compared
+    ends with a refusal that disconnects, or QUIT)."""
+    replies = []
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout,
+                                  source_address=(source, 0) if source else None) as sock:
+        reader = sock.makefile("rb")
+
+        def reply():
+            texts = []
+            while True:
+                try:
+                    line = reader.readline()
+                except ConnectionResetError:     # it hung up on the line we sent after
+                    line = b""
+                if not line:
+                    return "closed"
+                line = line.decode().rstrip("\r\n")
+                texts.append(line[4:])
+                if line[3:4] != "-":
+                    return (int(line[:3]), texts)
+
+        replies.append(reply())
+        for line in lines:
+            if replies[-1] == "closed":
+                break
+            try:
+                sock.sendall(line.encode() + b"\r\n")
+            except OSError:
+                replies.append("closed")
+                break
+            replies.append(reply())
+        if replies[-1] != "closed" and reply() == "closed":
+            replies.append("closed")
+    return replies
