@@ -3,8 +3,8 @@ on the suite's private NSD and messages signed by Perl's Mail::DKIM.
 
 The test zones are ``<name>.qptx.test``; a ``public_suffix_list`` config of ``test`` and
 ``qptx.test`` makes each zone an organizational domain, as ``example.com`` is under the real
-list (which the unit tests at the end check). The SPF result comes from the ``spf_note`` test
-plugin, which leaves the note sender_permitted_from leaves (that plugin is on another branch).
+list (which the unit tests at the end check). The SPF result is sender_permitted_from's
+(``reject 1``: it only records), with SPF records on the same DNS server.
 """
 
 from twisted.trial import unittest
@@ -17,8 +17,8 @@ SUFFIXES = "test\nqptx.test"
 
 
 class DMARCCase(DKIMCase):
-    def serve_dmarc(self, args="", spf=None, before=()):
-        before = list(before) + (["spf_note %s" % spf] if spf else [])
+    def serve_dmarc(self, args="", spf=False, before=()):
+        before = list(before) + (["sender_permitted_from reject 1"] if spf else [])
         return self.serve_dkim("reject 0", before=before, after=[("dmarc " + args).strip()],
                                files={"public_suffix_list": SUFFIXES})
 
@@ -74,20 +74,26 @@ class AlignmentTests(DMARCCase):
                          (552, "failed DMARC policy"))
 
     async def test_spf_alignment(self):
-        self.policy("v=DMARC1; p=reject")
-        self.serve_dmarc(spf="pass")
+        """sender_permitted_from's result: MAIL FROM bounce@mail.<zone> passes SPF (the
+        client is 127.0.0.1); From: @<zone> is aligned when relaxed, not when strict, and a
+        softfail never aligns."""
+        spf = [("mail", "TXT", "v=spf1 ip4:127.0.0.1 -all"), ("@", "TXT", "v=spf1 ~all")]
+        self.publish({}, extra=[("_dmarc", "TXT", "v=DMARC1; p=reject")] + spf)
+        self.serve_dmarc(spf=True)
         text = text_message(self.zone)
         outcome = await self.send_from("bounce@mail." + self.zone, text)
         self.assertEqual(outcome.data[0], 250)
         self.assertLogged(codes.LOGINFO, r"^pass, aligned: spf mail\.%s$" % self.zone)
-        self.policy("v=DMARC1; p=reject; aspf=s")
-        self.serve_dmarc(spf="pass")
+        self.assertIn("spf=pass smtp.mailfrom=mail.%s" % self.zone, self.auth_results(outcome))
+        self.publish({}, extra=[("_dmarc", "TXT", "v=DMARC1; p=reject; aspf=s")] + spf)
+        self.serve_dmarc(spf=True)
         self.assertEqual((await self.send_from("bounce@mail." + self.zone, text)).data,
                          (552, "failed DMARC policy"))
-        self.policy("v=DMARC1; p=reject")
-        self.serve_dmarc(spf="softfail")
+        self.publish({}, extra=[("_dmarc", "TXT", "v=DMARC1; p=reject")] + spf)
+        self.serve_dmarc(spf=True)
         self.assertEqual((await self.send_from("bounce@" + self.zone, text)).data,
                          (552, "failed DMARC policy"))
+        self.assertLogged(codes.LOGINFO, r"^fail, reject, policy reject$")
 
 
 class PolicyTests(DMARCCase):
