@@ -122,6 +122,19 @@ class VerifyTests(DKIMCase):
         self.assertTrue(self.auth_results(outcome)[0].startswith(
             'dkim=permerror reason="no key" header.d=a..b '), self.auth_results(outcome))
 
+    async def test_odd_messages_are_none(self):
+        """No header block, a line that is no field, a DKIM-Signature that is no tag list:
+        accepted, never an error."""
+        self.serve_dkim()
+        for text in ("\r\njust a body\r\n",
+                     "From nobody Sun Dec  6 2026\r\nSubject: x\r\n\r\nbody\r\n",
+                     "DKIM-Signature: \x01garbage;;==\r\nFrom: a@b.example\r\n\r\nbody\r\n"):
+            outcome = await self.send(text)
+            self.assertEqual(outcome.data[0], 250, text)
+        self.assertEqual(self.logged(codes.LOGCRIT, "."), [])
+        self.assertTrue(self.auth_results(outcome)[0].startswith("dkim=neutral "),
+                        self.auth_results(outcome))
+
     async def test_dns_failure_defers_unless_reject_0(self):
         zone = self.dns.servfail_zone(self.dns.unique_zone("dkimfail"))
         text = text_message(zone)
