@@ -337,6 +337,9 @@ class Load:
         self.a = args
         self.stats = Stats(args.messages, args.duration)
         head, tail = build_message_parts(args.size, args.mail_from, args.rcpt)
+        if args.prepend:
+            with open(args.prepend, "rb") as f:
+                head = f.read() + head
         self.head, self.tail = dot_stuff(head), dot_stuff(tail, line_start=False) + b".\r\n"
         self.group = [
             b"MAIL FROM:<%s>\r\n" % args.mail_from.encode(),
@@ -629,6 +632,9 @@ def parse_args(argv=None):
                    help="vary the sender's domain over N subdomains of --from's "
                         "(s0.example.net …), so that sender DNS checks differ per message")
     p.add_argument("--no-pipelining", action="store_true", help="wait for each reply even if PIPELINING is offered")
+    p.add_argument("--prepend", metavar="FILE",
+                   help="header fields (CRLF) put on top of every message, beyond --size "
+                        "(e.g. a DKIM-Signature: see auth_bench.py)")
     p.add_argument("--starttls", action="store_true",
                    help="STARTTLS after EHLO on every connection (the certificate is not checked)")
     p.add_argument("--server-pid", type=int, help="report peak RSS/PSS of this process and its descendants")

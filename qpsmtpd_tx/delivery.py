@@ -8,10 +8,10 @@ message records the outcome.
 
 import time
 
-from qpsmtpd_tx import codes, replies
+from qpsmtpd_tx import authresults, codes, replies
 from qpsmtpd_tx.core import State
 from qpsmtpd_tx.message import Header
-from qpsmtpd_tx.received import authentication_results_header, received_header
+from qpsmtpd_tx.received import received_header
 
 
 class MessageDelivery:
@@ -56,9 +56,9 @@ class MessageDelivery:
         txn = self.transaction
         if txn.header is None:
             txn.header = Header()
-        txn.header.add("Authentication-Results",
-                       authentication_results_header(self.server.me, self.connection),
-                       prepend=True)
+        if authresults.add(txn.header, self.server.me, self.connection, txn):
+            self.log(codes.LOGINFO, "removed an incoming Authentication-Results field "
+                     "claiming to be ours (%s)" % self.server.me)
         if not self.hooks.has("received_line"):
             return self._add_received(None)
         return self._run("received_line", (self._proto(), self._auth_comment(), self._tls_comment()),

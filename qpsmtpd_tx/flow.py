@@ -182,6 +182,17 @@ class SessionFlow:
             self._pump()
         self._update_reading()
 
+    #: the client closed its sending side (TCP half-close); see ``input_ended``
+    _input_ended = False
+
+    def input_ended(self):
+        """The client closed its sending side, as Exim does right after a pipelined
+        ``.`` and QUIT: answer everything it sent (the hooks may still be working on its
+        message), then close. Closing at once would lose an accepted message's reply."""
+        self._input_ended = True
+        if not self._busy:
+            self._pump()
+
     def connection_lost(self):
         """The connection is gone (client closed, error, or our own close)."""
         if self._lost:
@@ -237,6 +248,10 @@ class SessionFlow:
                 break
             event = self.core.next_event()
             if event is NEED_DATA:
+                if self._input_ended and not self._closing:
+                    # nothing more will come: as if the connection were lost now
+                    self._write_replies()
+                    self._close_transport()
                 break
             try:
                 result = self._handle(event)
@@ -288,16 +303,19 @@ class SessionFlow:
     def _flush(self):
         self._write_replies()
         if self._closing and not self._lost:
-            if self._producer_registered:
-                # A registered producer would hold the close back until it is unregistered.
-                self._producer_registered = False
-                self.transport.unregisterProducer()
-            self.transport.loseConnection()
-            if self._close_call is None:
-                # A TLS close waits for the client's close_notify, a plain one for the client
-                # to read the last reply: neither may hold the connection for long.
-                seconds = self.server.command_deadline or CLOSE_SECONDS
-                self._close_call = self.call_later(seconds, lambda: self._close_expired(seconds))
+            self._close_transport()
+
+    def _close_transport(self):
+        if self._producer_registered:
+            # A registered producer would hold the close back until it is unregistered.
+            self._producer_registered = False
+            self.transport.unregisterProducer()
+        self.transport.loseConnection()
+        if self._close_call is None:
+            # A TLS close waits for the client's close_notify, a plain one for the client
+            # to read the last reply: neither may hold the connection for long.
+            seconds = self.server.command_deadline or CLOSE_SECONDS
+            self._close_call = self.call_later(seconds, lambda: self._close_expired(seconds))
 
     def _close_expired(self, seconds):
         if not self._lost:

@@ -36,7 +36,12 @@ current_hook = contextvars.ContextVar("current_hook", default=None)
 def _call(hook, method, transaction, args):
     token = current_hook.set(hook)
     try:
-        return method(transaction, *args)
+        result = method(transaction, *args)
+        if inspect.iscoroutine(result):
+            # started here, so it runs on in this context: after an await its log lines and
+            # stored results still know their hook
+            result = Deferred.fromCoroutine(result)
+        return result
     finally:
         current_hook.reset(token)
 

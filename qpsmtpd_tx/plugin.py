@@ -13,7 +13,8 @@ The session is ``transaction.session`` and the connection ``transaction.connecti
 
 from zope.interface import implementer
 
-from qpsmtpd_tx import codes, policy
+from qpsmtpd_tx import authresults, codes, policy
+from qpsmtpd_tx.hooks import current_hook
 from qpsmtpd_tx.interfaces import IPlugin
 from qpsmtpd_tx.printable import printable
 
@@ -217,10 +218,13 @@ class Plugin:
         return value
 
     def store_auth_results(self, transaction, result):
-        """Append to the connection's Authentication-Results text (``spf=pass …``)."""
-        notes = transaction.connection.notes
-        previous = notes.get("authentication_results")
-        notes["authentication_results"] = "%s; %s" % (previous, result) if previous else result
+        """Add ``result`` (``spf=pass smtp.mailfrom=…``) to this message's one
+        Authentication-Results field (see :mod:`qpsmtpd_tx.authresults`): kept in the
+        transaction note ``authentication_results`` (a list), or at connect and HELO in the
+        connection note (text, as qpsmtpd); once the field is on the message
+        (``data_post``), it is rewritten at once."""
+        authresults.store(transaction, result, self.server.me if self.server else None,
+                          current_hook.get())
 
     def refuse_routing_recipient(self, transaction, recipient):
         """``(DENY, "Relaying denied (#5.7.1)")`` for a routing local part from a non-relay client.

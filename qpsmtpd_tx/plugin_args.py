@@ -1,4 +1,4 @@
-"""Checking plugin arguments: yes/no words, positive numbers, log levels.
+"""Checking plugin arguments: yes/no words, positive numbers, log levels, reject settings.
 
 Each function takes the argument's name and its text from a ``plugins`` line and returns the
 value, or raises :class:`qpsmtpd_tx.plugin.PluginError` with a message naming the argument
@@ -47,3 +47,19 @@ def log_level(word):
         return codes.parse_log_level(word)
     except ValueError:
         raise PluginError("unknown log level %r" % (word,))
+
+
+REJECT_TYPES = ("perm", "hard", "temp", "soft", "disconnect", "temp_disconnect")
+
+
+def reject_settings(arguments, default_reject="1", default_type="perm"):
+    """qpsmtpd's ``reject 0|1|naughty`` and ``reject_type`` arguments, checked:
+    ``(reject, reject_type)``; else PluginError."""
+    reject = arguments.get("reject", default_reject)
+    if reject not in ("0", "1", "naughty"):
+        raise PluginError("reject must be 0, 1 or naughty, got %r" % (reject,))
+    reject_type = arguments.get("reject_type", default_type)
+    if reject_type.lower() not in REJECT_TYPES:
+        raise PluginError("reject_type must be one of %s, got %r"
+                          % ("|".join(REJECT_TYPES), reject_type))
+    return reject, reject_type

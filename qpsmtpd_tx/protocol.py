@@ -3,7 +3,8 @@
 import ipaddress
 
 from twisted.internet.error import ConnectionLost
-from twisted.internet.interfaces import IHandshakeListener, IOpenSSLServerConnectionCreator
+from twisted.internet.interfaces import (IHalfCloseableProtocol, IHandshakeListener,
+                                         IOpenSSLServerConnectionCreator)
 from twisted.internet.protocol import Factory, Protocol
 from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.protocols.policies import TimeoutMixin
@@ -29,7 +30,7 @@ def _plain_ip(host):
     return str(ip)
 
 
-@implementer(IHandshakeListener)
+@implementer(IHandshakeListener, IHalfCloseableProtocol)
 class SMTPProtocol(Protocol, TimeoutMixin):
     """One client connection: transport events in, session out; idle timeout."""
 
@@ -92,6 +93,16 @@ class SMTPProtocol(Protocol, TimeoutMixin):
             self.session.tls_handshake_done(self.session.transport.getHandle())
             if self.session.core.state is State.CONNECTED:
                 self.session.start()
+
+    def readConnectionLost(self):
+        """The client half-closed: its commands are answered before we close."""
+        if self.session is None:
+            self.transport.loseConnection()
+        else:
+            self.session.input_ended()
+
+    def writeConnectionLost(self):
+        """Never asked for (we close both ways at once)."""
 
     def connectionLost(self, reason):
         self.setTimeout(None)

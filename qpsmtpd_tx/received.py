@@ -3,6 +3,7 @@
 from email.utils import formatdate
 
 from qpsmtpd_tx import SOFTWARE_NAME
+from qpsmtpd_tx.authresults import header_value
 from qpsmtpd_tx.printable import printable
 
 
@@ -23,13 +24,6 @@ def received_header(me, connection, proto, when):
 
 
 def authentication_results_header(me, connection):
-    """The value of the Authentication-Results field (RFC 8601): SMTP AUTH and plugin results."""
-    if connection.auth_user:
-        value = "%s; auth=pass (%s) smtp.auth=%s" % (
-            me, (connection.auth_mechanism or "").lower(), printable(connection.auth_user))
-    else:
-        value = "%s; auth=none" % (me,)
-    extra = connection.notes.get("authentication_results")
-    if extra:
-        value += "; " + ("; ".join(extra) if isinstance(extra, list) else extra)
-    return value
+    """The value of the Authentication-Results field (RFC 8601) before any transaction
+    results: see :func:`qpsmtpd_tx.authresults.header_value`."""
+    return header_value(me, connection)

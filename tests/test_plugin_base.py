@@ -48,7 +48,9 @@ class RejectTests(unittest.TestCase):
         self.assertEqual(txn.connection.notes["karma"], -1)
         plugin.store_auth_results(txn, "spf=pass")
         plugin.store_auth_results(txn, "dkim=none")
-        self.assertEqual(txn.connection.notes["authentication_results"], "spf=pass; dkim=none")
+        # per message: a second message on the connection does not repeat them
+        self.assertEqual(txn.notes["authentication_results"], ["spf=pass", "dkim=none"])
+        self.assertNotIn("authentication_results", txn.connection.notes)
 
 
 class LogLevelTests(unittest.TestCase):

@@ -17,7 +17,7 @@ from twisted.internet.threads import deferToThread
 from qpsmtpd_tx.address import Address
 from qpsmtpd_tx.server import StartupError
 from tests.support import harness
-from tests.support.harness import eventually, make_server, write_config
+from tests.support.harness import eventually, make_server, wait_for, write_config
 from tests.support.processes import processes_running, start_twistd
 from tests.support.qmail import HEADER, QmailTestCase, message_bytes
 from tests.support.server import start_server
@@ -173,12 +173,13 @@ class DeliveryTests(QmailTestCase):
             await client.command(line)
         client.transport.write(message_bytes() + b".\r\n")
         client.transport.loseConnection()
+        # A FIN may be a half-close (Exim sends one after a pipelined QUIT): the session
+        # answers once the hook is done, then ends; the spool file is kept for the hook.
         for _ in range(100):
-            if not server.sessions:
+            if os.listdir(server.spool_dir):
                 break
             await deferLater(reactor, 0.01, lambda: None)
-        self.assertEqual(server.sessions, set())
-        self.assertEqual(self.queued(), [], "the session ended before qmail-queue read anything")
+        self.assertEqual(self.queued(), [], "qmail-queue has not read anything yet")
         self.assertEqual(len(os.listdir(server.spool_dir)), 1, "the spool file is kept for the hook")
         for _ in range(100):
             if self.queued():
@@ -191,6 +192,7 @@ class DeliveryTests(QmailTestCase):
                 break
             await deferLater(reactor, 0.02, lambda: None)
         self.assertEqual(os.listdir(server.spool_dir), [], "the spool file is deleted after the hook")
+        self.assertTrue(await wait_for(lambda: not server.sessions))
         self.assertTrue(message.endswith(b"\n\nline one\n.dot stuffed\n\ncr\rinside\n8bit \xc3\xa9\nlast line\n"))
         self.assertEqual(envelope, b"Fa@b.example\0Tu@example.com\0\0")
 

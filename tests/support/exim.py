@@ -89,13 +89,13 @@ acl_check_not_smtp:
 {acl}  accept
 
 begin routers
-{slow_router}
+{slow_router}{dkim_router}
 everything:
   driver = accept
   transport = maildir
 
 begin transports
-{slow_transport}
+{slow_transport}{dkim_transport}
 maildir:
   driver = appendfile
   directory = {dir}/maildir
@@ -310,6 +310,26 @@ class PrivateExim:
         return poll_until(lambda: not self.queued(), timeout)
 
 
+DKIM_ROUTER = """
+signed_smtp:
+  driver = manualroute
+  route_list = * 127.0.0.1
+  self = send
+  transport = dkim_smtp
+"""
+
+DKIM_TRANSPORT = """
+dkim_smtp:
+  driver = smtp
+  port = {3}
+  allow_localhost
+  hosts_avoid_tls = *
+  dkim_domain = {0}
+  dkim_selector = {1}
+  dkim_private_key = {2}
+  dkim_canon = relaxed
+"""
+
 SLOW_ROUTER = """
 slow:
   driver = accept
@@ -347,11 +367,13 @@ def private_exim(testcase, **options):
 
 def make_private_exim(install, directory, message_size_limit=None, recipients_max=None,
                       refuse_sender=None, refuse_recipient=None, slow_delivery=None,
-                      queue_only=False):
+                      queue_only=False, dkim_sign=None):
     """Write a private Exim configuration into the (existing, empty) ``directory``.
 
     ``queue_only``: Exim keeps each message in its spool instead of delivering it (for
-    benchmarks of reception alone). The other options: see the module docstring.
+    benchmarks of reception alone). ``dkim_sign``: ``(domain, selector, key file, port)``:
+    every message goes by SMTP to 127.0.0.1 at ``port``, signed by Exim's smtp transport
+    (``dkim_*`` options, relaxed/relaxed). The other options: see the module docstring.
     """
     os.chmod(directory, 0o755)
     exim = PrivateExim(install, directory)
@@ -382,6 +404,8 @@ def make_private_exim(install, directory, message_size_limit=None, recipients_ma
         f.write(CONFIG.format(
             binary=install.binary, dir=directory, caller=caller, uid=uid, gid=gid,
             limits="\n".join(limits), acl=acl,
+            dkim_router=DKIM_ROUTER if dkim_sign else "",
+            dkim_transport=DKIM_TRANSPORT.format(*dkim_sign) if dkim_sign else "",
             slow_router=SLOW_ROUTER if slow_delivery else "",
             slow_transport=SLOW_TRANSPORT.format(seconds=slow_delivery, dir=directory, uid=uid,
                                                  gid=gid) if slow_delivery else ""))

@@ -1,0 +1,244 @@
+"""dkim — check the DKIM signatures of incoming messages; sign messages from relay clients.
+
+At data_post, a message from a relay client (``relayclients``, or an authenticated user) is
+signed; any other message (unless whitelisted) has its signatures checked.
+
+Checking (RFC 6376): every DKIM-Signature field, up to ``max_signatures``, is checked on its
+own: ``rsa-sha256`` and ``ed25519-sha256`` (RFC 8463); ``rsa-sha1`` and RSA keys under 1024
+bits are refused (RFC 8301, result ``policy``); ``l=`` hashes only that many body bytes (the
+signature passes, and the Authentication-Results entry says how much was signed); ``z=`` is
+diagnostic only and not used. The keys (TXT ``<s>._domainkey.<d>``) are asked through the
+server's resolver, all at once, while the body is hashed streaming from the spool in the I/O
+thread pool (a 50 MB message is never in memory; a body under 64 KiB is hashed at once).
+Each signature adds one entry to the message's Authentication-Results field
+(:mod:`qpsmtpd_tx.authresults`), e.g.
+``dkim=pass header.d=example.org header.i=@example.org header.s=may2013 header.a=rsa-sha256
+header.b=AbCdEfGh`` or ``dkim=fail reason="body has been altered" …``; no signature adds
+``dkim=none``.
+
+The message's result is the first signature's, or ``pass`` if any passes (as Mail::DKIM
+decides it), named as 0.94 names it: ``pass``, ``fail``, ``invalid`` (malformed signature, no
+or bad key, refused algorithm), ``temperror`` (the key could not be fetched), ``none``.
+
+Replies (data_post; with the default ``reject_type``), with Mail::DKIM's reasons where 0.94
+gave them:
+  ``fail``       ``552 signature invalid: fail (body has been altered)`` (or ``message has
+                 been altered``: the header hash; ``l= is longer than the body``), subject
+                 to ``reject``
+  ``temperror``  ``452 Please try again later - temperror (<reason>)`` (not with ``reject 0``)
+  others         accepted.
+
+Signing (a relay client's message whose envelope sender has a domain): the key directory
+``<config>/dkim/<domain>/`` holds ``selector`` and ``private``, as qpsmtpd's dkim plugin
+documents (and its ``dkim_key_gen.sh`` makes); a domain without a directory uses its nearest
+parent's; a directory that is a symbolic link signs as the domain it points to (see
+:mod:`qpsmtpd_tx.dkim_sign` for the fields signed). The ``DKIM-Signature`` field is added at
+the top of the header. No key directory: not signed (logged). A key directory that cannot be
+read is logged at LOGERROR and the message goes unsigned.
+
+Arguments (``key value`` pairs, all optional):
+  ``reject 0|1|naughty``  as qpsmtpd: ``1`` (default) refuses a failed signature, ``0`` only
+                       logs, ``naughty`` leaves the refusal to the naughty plugin.
+  ``reject_type perm|temp|…``  the code of that refusal (default ``perm``).
+  ``timeout SECONDS``  the longest wait for a key (default 5).
+  ``max_signatures N`` the most signatures checked per message (default 10; the rest are
+                       ignored, logged).
+  ``loglevel LEVEL``
+
+Notes written (for the dmarc plugin): transaction notes ``dkim_result`` (the message's
+result) and ``dkim_pass_domains`` (the ``d=`` domains of the passing signatures, lower case);
+connection note ``dkim_result`` as 0.94 sets it.
+
+Differences from qpsmtpd 0.94, intended:
+  - Every signature is checked and reported (0.94 reported the first, or the passing one).
+  - No ADSP or DomainKeys policy lookups (ADSP is historic since 2013; 0.94's policy answers
+    only ever made ``pass``/``none``/``invalid`` accept); no ``X-DKIM-Authentication`` field
+    (the Authentication-Results entries carry the same); the results reach this message's
+    Authentication-Results field (0.94 stored them after its field was written, so they
+    appeared on the connection's next message).
+  - ``temperror`` honours ``reject 0`` (0.94 always deferred); rsa-sha1 and short RSA keys
+    are refused as RFC 8301 requires; Ed25519 signatures are checked and made.
+  - Signing: the nearest parent domain's key is used (0.94's loop ended at the farthest one);
+    the fields signed and over-signed are chosen as above, ``c=relaxed/relaxed`` as 0.94.
+"""
+
+import os
+
+from twisted.internet import defer
+
+from qpsmtpd_tx import dkim_body, dkim_sign, dkim_verify
+from qpsmtpd_tx.codes import DECLINED, DENYSOFT, LOGDEBUG, LOGERROR, LOGINFO
+from qpsmtpd_tx.dns import BadName, DNSError
+from qpsmtpd_tx.plugin import Plugin
+from qpsmtpd_tx.plugin_args import positive, reject_settings
+
+#: our results as 0.94 (Mail::DKIM) names them
+_RESULT_NAMES = {"pass": "pass", "fail": "fail", "temperror": "temperror",
+                 "neutral": "invalid", "permerror": "invalid", "policy": "invalid"}
+_SNAPSHOT = "dkim_received_header"
+
+
+class DKIMPlugin(Plugin):
+    """Checks DKIM signatures at data_post and signs relay clients' messages."""
+
+    KNOWN = ("reject", "reject_type", "timeout", "max_signatures")
+
+    def init(self, args):
+        arguments = self.parse_kv_args(list(args), self.KNOWN)
+        self.reject, self.reject_type = reject_settings(arguments)
+        self.timeout = positive("timeout", arguments.get("timeout", "5"))
+        self.max_signatures = positive("max_signatures",
+                                       arguments.get("max_signatures", "10"), int)
+        self._keys = {}
+
+    def hook_data_headers_end(self, transaction):
+        # The header as received: the core later adds its own fields (and removes spoofed
+        # Authentication-Results ones), which the signatures must not see.
+        if transaction.header is not None:
+            transaction.notes[_SNAPSHOT] = transaction.header.as_bytes()
+        return DECLINED
+
+    def hook_data_post(self, transaction):
+        if transaction.connection.relay_client:
+            return self._sign(transaction)
+        if self.is_immune(transaction):
+            self.log(LOGINFO, "skip, whitelisted", transaction)
+            return DECLINED
+        block = transaction.notes.pop(_SNAPSHOT, None)
+        if block is None:
+            block = transaction.header.as_bytes() if transaction.header is not None else b""
+        body = transaction.body.open()
+        return defer.Deferred.fromCoroutine(self._verify(transaction, block, body))
+
+    # -- checking ---------------------------------------------------------------------------
+
+    async def _verify(self, transaction, block, body):
+        try:
+            fields = dkim_verify.parse_fields(block)
+        except Exception as e:    # dkimpy's parser on a header it cannot read
+            fields = []
+            self.log(LOGINFO, "header not parsed: %s" % e, transaction)
+        signatures, ignored = dkim_verify.signatures(fields, self.max_signatures)
+        if ignored:
+            self.log(LOGINFO, "%d signatures beyond max_signatures ignored" % ignored, transaction)
+        if not signatures:
+            body.close()
+            self.store_auth_results(transaction, "dkim=none")
+            return self._decide(transaction, "none", None)
+        wanted = {s.body_key for s in signatures if s.result is None}
+        try:
+            hashes, keys = await defer.gatherResults([
+                self._hash_body(transaction, body, wanted),
+                self._fetch_keys(transaction, signatures)])
+        finally:
+            body.close()
+        for signature in signatures:
+            if signature.result is None:
+                records = keys[signature.key_name]
+                if isinstance(records, DNSError):
+                    signature._set("temperror", "key lookup: %s" % records)
+                elif records is None:
+                    signature._set("permerror", "no key")
+                else:
+                    dkim_verify.check(signature, fields, hashes[signature.body_key], records)
+            self.store_auth_results(transaction, signature.auth_result())
+            self.log(LOGINFO if signature.result == "pass" else LOGDEBUG,
+                     "%s: %s %s" % (signature.key_name, signature.result, signature.reason),
+                     transaction)
+        passed = [s for s in signatures if s.result == "pass"]
+        transaction.notes["dkim_pass_domains"] = sorted({s.domain for s in passed})
+        decisive = passed[0] if passed else signatures[0]
+        return self._decide(transaction, _RESULT_NAMES[decisive.result], decisive)
+
+    def _fetch_keys(self, transaction, signatures):
+        """``{key name: [records] | None (no such key) | DNSError}`` for the signatures."""
+        names = sorted({s.key_name for s in signatures if s.result is None})
+        dns = transaction.connection.dns
+
+        async def fetch(name):
+            try:
+                return name, list((await dns.txt(name, timeout=self.timeout)).records)
+            except BadName:
+                return name, None       # a name no key can have: as good as none
+            except DNSError as e:
+                return name, None if e.definite else e
+
+        return defer.gatherResults([defer.Deferred.fromCoroutine(fetch(n)) for n in names]
+                                   ).addCallback(dict)
+
+    def _decide(self, transaction, result, signature):
+        transaction.notes["dkim_result"] = result
+        transaction.connection.notes["dkim_result"] = result
+        detail = result if signature is None or not signature.reason else (
+            "%s (%s)" % (result, signature.reason))
+        where = "" if signature is None else ", domain: %s, selector: %s" % (
+            signature.domain, signature.selector)
+        if result == "fail":
+            self.adjust_karma(transaction, -1)
+            return self.get_reject(transaction, "signature invalid: " + detail,
+                                   "result: " + detail + where)
+        if result == "temperror":
+            if self.reject == "0":
+                self.log(LOGINFO, "error, tolerated: " + detail + where, transaction)
+                return DECLINED
+            self.log(LOGINFO, "error, " + detail + where, transaction)
+            return DENYSOFT, "Please try again later - " + detail
+        if result == "pass":
+            self.adjust_karma(transaction, 1)
+        self.log(LOGINFO, "%s%s" % (detail, where), transaction)
+        return DECLINED
+
+    # -- signing ----------------------------------------------------------------------------
+
+    def _sign(self, transaction):
+        sender = transaction.sender
+        domain = sender.host if sender is not None and not sender.is_null else ""
+        dkim_dir = self.server.config.path_of("dkim")
+        found = dkim_sign.find_key_dir(dkim_dir, domain) if dkim_dir and domain else None
+        if found is None:
+            self.log(LOGINFO, "skip, DKIM not configured for %s" % (domain or "<>"), transaction)
+            return DECLINED
+        try:
+            key = self._key(*found)
+        except dkim_sign.SigningError as e:
+            self.log(LOGERROR, "error, not signed: %s" % e, transaction)
+            return DECLINED
+        if transaction.header is None or not transaction.header.count("From"):
+            self.log(LOGINFO, "skip, no From field to sign", transaction)
+            return DECLINED
+        block = transaction.header.as_bytes()
+        body = transaction.body.open()
+        wanted = ("relaxed", "sha256", None)
+
+        def signed(hashes):
+            value = dkim_sign.sign(key, block, hashes[wanted])
+            transaction.header.add("DKIM-Signature", value, prepend=True)
+            self.log(LOGINFO, "pass, we signed the message (d=%s s=%s)"
+                     % (key.domain, key.selector), transaction)
+            return DECLINED
+
+        def closed(result):
+            body.close()
+            return result
+
+        return self._hash_body(transaction, body, [wanted]).addBoth(closed).addCallback(signed)
+
+    def _hash_body(self, transaction, body, wanted):
+        """A Deferred of :func:`~qpsmtpd_tx.dkim_body.body_hashes`: at once for a body of
+        one piece (a thread costs more than hashing it), else in the I/O thread pool."""
+        if transaction.body.size <= dkim_body.HASH_CHUNK:
+            return defer.maybeDeferred(dkim_body.body_hashes, body, wanted)
+        return self.server.run_blocking(dkim_body.body_hashes, body, wanted)
+
+    def _key(self, domain, directory):
+        """The SigningKey of ``directory``, read again when its private key changed."""
+        try:
+            stamp = (os.stat(os.path.join(directory, "private")).st_mtime_ns,
+                     os.stat(os.path.join(directory, "selector")).st_mtime_ns)
+        except OSError as e:
+            raise dkim_sign.SigningError("%s: %s" % (directory, e))
+        cached = self._keys.get(directory)
+        if cached is None or cached[0] != stamp:
+            cached = (stamp, dkim_sign.SigningKey(domain, directory))
+            self._keys[directory] = cached
+        return cached[1]

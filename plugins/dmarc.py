@@ -1,0 +1,147 @@
+"""dmarc — apply the From domain's DMARC policy (RFC 7489) at data_post.
+
+Load it after ``sender_permitted_from`` and ``dkim`` (it reads their results) and have those
+two not refuse what DMARC should decide (qpsmtpd's advice: ``reject 0`` or low levels).
+
+For a message not from a relay client: the From field's domain (one From field with one
+address, else refused); its policy is the TXT record ``v=DMARC1`` at ``_dmarc.<domain>``, or,
+if there is none, at ``_dmarc.<organizational domain>`` (the registrable domain by the Public
+Suffix List), where ``sp=`` (default ``p=``) applies. The message passes if a DKIM signature
+that passed has an aligned ``d=`` or SPF passed for an aligned MAIL FROM (or HELO) domain;
+``adkim``/``aspf`` ``r`` (default: same organizational domain) or ``s`` (same name). A failing
+message gets the policy, but only ``pct=`` percent of them do: the others get the next less
+strict one (reject → quarantine → none).
+
+Read from the other plugins (transaction notes): ``dkim_pass_domains`` (the dkim plugin: the
+``d=`` domains of the signatures that passed) and ``dmarc_spf`` (sender_permitted_from, as in
+qpsmtpd 0.94: ``{"domain": …, "scope": "mfrom"|"helo", "result": "pass"|…}``).
+
+Result: one entry in the Authentication-Results field, ``dmarc=pass|fail (p=P sp=S dis=D)
+header.from=<domain>``, ``dmarc=none header.from=<domain>`` without a policy, or
+``dmarc=temperror`` when the DNS could not answer (the message is then accepted);
+transaction note ``dmarc_result`` (``pass``, ``fail``, ``none``, ``temperror``).
+
+Replies (data_post, default ``reject_type``), as qpsmtpd 0.94: disposition ``reject`` or
+``quarantine`` → ``552 failed DMARC policy`` (karma −3); no From field → ``552 empty from
+address, null sender?``; a From field without a domain → ``552 unparseable from header``; all
+subject to ``reject`` (whitelisted hosts and senders are never refused).
+
+Arguments (``key value`` pairs, all optional):
+  ``reject 0|1|naughty``  ``1`` (default) refuses as above, ``0`` only logs, ``naughty``
+                       leaves it to the naughty plugin.
+  ``reject_type perm|temp|…``  (default ``perm``).
+  ``timeout SECONDS``  the longest wait for a ``_dmarc`` record (default 5).
+  ``loglevel LEVEL``
+
+Config: ``public_suffix_list`` (optional): rules in the Public Suffix List's format that
+replace the list of the ``publicsuffixlist`` package (for private top-level domains, or a
+newer copy of the list).
+
+Differences from qpsmtpd 0.94, intended: no aggregate or failure reports (``rua``/``ruf``
+are not acted on); several From addresses or fields are refused (0.94's TODO); the
+Authentication-Results entry is complete (0.94 overwrote ``dmarc=…`` with the policy text)
+and is written also without a policy (``dmarc=none``); a DNS failure is ``temperror``.
+"""
+
+from email.utils import getaddresses
+
+from twisted.internet import defer
+
+from qpsmtpd_tx import dmarc_policy
+from qpsmtpd_tx.codes import DECLINED, LOGINFO
+from qpsmtpd_tx.dns import BadName, DNSError
+from qpsmtpd_tx.plugin import Plugin
+from qpsmtpd_tx.plugin_args import positive, reject_settings
+
+
+class DMARCPlugin(Plugin):
+    """Applies the From domain's DMARC policy at data_post."""
+
+    KNOWN = ("reject", "reject_type", "timeout")
+
+    def init(self, args):
+        arguments = self.parse_kv_args(list(args), self.KNOWN)
+        self.reject, self.reject_type = reject_settings(arguments)
+        self.timeout = positive("timeout", arguments.get("timeout", "5"))
+        self.suffixes(None)
+
+    def suffixes(self, transaction):
+        """The Public Suffix List in use."""
+        return self.parsed_config(
+            "public_suffix_list",
+            lambda lines: dmarc_policy.suffix_list([l.text for l in lines] if lines else None),
+            transaction)
+
+    def hook_data_post(self, transaction):
+        if transaction.connection.relay_client:
+            self.log(LOGINFO, "skip, relay client", transaction)
+            return DECLINED
+        header = transaction.header
+        froms = header.get("From") if header is not None else []
+        if not froms:
+            self.log(LOGINFO, "skip, null sender", transaction)
+            return self._refuse(transaction, "empty from address, null sender?")
+        addresses = getaddresses(froms)
+        domains = {a.rpartition("@")[2].strip().lower().strip(".") for _, a in addresses}
+        if len(froms) > 1 or len(addresses) != 1 or "" in domains or "@" not in addresses[0][1]:
+            self.log(LOGINFO, "unparseable from header: %s" % " / ".join(froms), transaction)
+            return self._refuse(transaction, "unparseable from header")
+        [domain] = domains
+        return defer.Deferred.fromCoroutine(self._check(transaction, domain))
+
+    async def _check(self, transaction, domain):
+        psl = self.suffixes(transaction)
+        dns = transaction.connection.dns
+        org_domain = dmarc_policy.organizational_domain(domain, psl)
+        try:
+            record = await self._record(dns, domain)
+            from_org = False
+            if record is None and org_domain != domain:
+                record = await self._record(dns, org_domain)
+                from_org = True
+        except DNSError as e:
+            transaction.notes["dmarc_result"] = "temperror"
+            self.store_auth_results(transaction, "dmarc=temperror header.from=%s" % domain)
+            self.log(LOGINFO, "skip, DNS error: %s" % e, transaction)
+            return DECLINED
+        if record is None:
+            transaction.notes["dmarc_result"] = "none"
+            self.store_auth_results(transaction, "dmarc=none header.from=%s" % domain)
+            self.log(LOGINFO, "skip, no policy", transaction)
+            return DECLINED
+        spf = transaction.notes.get("dmarc_spf") or {}
+        verdict = dmarc_policy.evaluate(
+            record, domain, from_org, transaction.notes.get("dkim_pass_domains", ()),
+            (spf.get("domain"), spf.get("result")) if spf.get("domain") else None, psl)
+        transaction.notes["dmarc_result"] = verdict.result
+        self.store_auth_results(transaction, "dmarc=%s (p=%s sp=%s dis=%s) header.from=%s" % (
+            verdict.result, record.p, record.sp, verdict.disposition, domain))
+        if verdict.result == "pass":
+            self.log(LOGINFO, "pass, aligned: %s" % ", ".join(
+                ["dkim %s" % d for d in verdict.dkim_domains]
+                + (["spf %s" % verdict.spf_domain] if verdict.spf_domain else [])), transaction)
+            return DECLINED
+        self.log(LOGINFO, "fail, %s, policy %s" % (
+            "tolerated" if verdict.disposition == "none" else verdict.disposition,
+            verdict.policy), transaction)
+        if verdict.disposition == "none" or self.is_immune(transaction):
+            return DECLINED
+        self.adjust_karma(transaction, -3)
+        return self._refuse(transaction, "failed DMARC policy")
+
+    async def _record(self, dns, domain):
+        """The DMARC record at ``_dmarc.<domain>``, None if there is none."""
+        try:
+            answer = await dns.txt("_dmarc." + domain, timeout=self.timeout)
+        except BadName:
+            return None                 # no record can be there
+        except DNSError as e:
+            if e.definite:
+                return None
+            raise
+        return dmarc_policy.select_record(answer.records)
+
+    def _refuse(self, transaction, message):
+        if self.is_immune(transaction):
+            return DECLINED
+        return self.get_reject(transaction, message, message)

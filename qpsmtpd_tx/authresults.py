@@ -1,0 +1,97 @@
+"""The message's one Authentication-Results field (RFC 8601), built from the stored results.
+
+Plugins store results (``spf=pass smtp.mailfrom=example.com``, ``dkim=pass header.d=…``)
+with :meth:`~qpsmtpd_tx.plugin.Plugin.store_auth_results`: into the transaction note
+``authentication_results`` (a list), so a second message on a connection does not repeat
+the first one's results; results stored at connect or HELO/EHLO (``iprev=pass``) are about
+the connection and go into the connection note of the same name (text), for every message. The field is
+``<me>; auth=…[; <connection results>][; <transaction results>]``.
+
+Before adding its field the core removes every incoming Authentication-Results field whose
+authserv-id is ours (RFC 8601 section 5: a client must not be able to pass off results as
+ours). Results stored after the field was added (by ``data_post`` plugins such as dkim and
+dmarc) rewrite it in place, so the message always carries exactly one field of ours.
+"""
+
+import re
+
+from qpsmtpd_tx.printable import printable
+
+FIELD = "Authentication-Results"
+NOTE = "authentication_results"
+#: RFC 5322 comments (one nesting level is all any real header uses) and white space
+_CFWS = re.compile(r"(?:\s+|\((?:[^()\\]|\\.|\([^()]*\))*\))*")
+
+
+def authserv_id(value):
+    """The authserv-id of an Authentication-Results value (text before the first ``;``,
+    comments and white space removed), lower case; '' if there is none."""
+    head = value.split(";", 1)[0]
+    return _CFWS.sub("", head).strip().lower()
+
+
+def header_value(me, connection, transaction=None):
+    """The value of our Authentication-Results field: SMTP AUTH, then the stored results."""
+    if connection.auth_user:
+        parts = ["auth=pass (%s) smtp.auth=%s" % ((connection.auth_mechanism or "").lower(),
+                                                  printable(connection.auth_user))]
+    else:
+        parts = ["auth=none"]
+    parts += _results(connection.notes.get(NOTE))
+    if transaction is not None:
+        parts += _results(transaction.notes.get(NOTE))
+    return "; ".join([me] + parts)
+
+
+def _results(stored):
+    if not stored:
+        return []
+    return list(stored) if isinstance(stored, (list, tuple)) else [stored]
+
+
+def _is_ours(field, ours):
+    name, raw = field
+    return (name.lower() == FIELD.lower()
+            and authserv_id(raw.decode("utf-8", "surrogateescape").partition(":")[2]) == ours)
+
+
+def remove_ours(header, me):
+    """Delete the fields of ``header`` claiming our authserv-id ``me``; return how many."""
+    ours = me.lower()
+    kept = [field for field in header.fields if not _is_ours(field, ours)]
+    removed = len(header.fields) - len(kept)
+    header.fields = kept
+    return removed
+
+
+def add(header, me, connection, transaction):
+    """Remove spoofed fields, then prepend ours (the core does this before ``data_post``)."""
+    removed = remove_ours(header, me)
+    header.add(FIELD, header_value(me, connection, transaction), prepend=True)
+    return removed
+
+
+#: results stored in these hooks are about the connection (fcrdns's ``iprev`` at connect)
+CONNECTION_HOOKS = ("pre-connection", "connect", "helo", "ehlo")
+
+
+def store(transaction, result, me=None, hook=None):
+    """Keep ``result``: in the connection note (text, as qpsmtpd) when stored in one of the
+    :data:`CONNECTION_HOOKS`, else in the transaction's list; if the message already has
+    our field (``me`` given), rewrite it so it shows the new result."""
+    if hook in CONNECTION_HOOKS:
+        notes = transaction.connection.notes
+        previous = notes.get(NOTE)
+        notes[NOTE] = "%s; %s" % (previous, result) if previous else result
+    else:
+        transaction.notes.setdefault(NOTE, []).append(result)
+    header = transaction.header
+    if me is None or header is None:
+        return
+    ours = me.lower()
+    value = header_value(me, transaction.connection, transaction)
+    raw = ("%s: %s\n" % (FIELD, value)).encode("utf-8", "surrogateescape")
+    for i, field in enumerate(header.fields):
+        if _is_ours(field, ours):
+            header.fields[i] = (FIELD, raw)
+            return

@@ -1,0 +1,150 @@
+"""DKIM body hashes computed while streaming the body (RFC 6376 sections 3.4.3, 3.4.4, 3.7).
+
+dkimpy hashes a body it holds whole (and copies several times while canonicalizing); a
+message may be 50 MB, so the body hash is computed here a chunk at a time from the spool,
+for every signature's ``c=`` body algorithm, hash and ``l=`` in one pass, in bounded memory.
+The stored body has LF line endings; the canonical form has CRLF.
+"""
+
+import hashlib
+
+
+
+def _compress(data):
+    """Every run of spaces and tabs as one space (bytes.replace: 15 times faster than a
+    regular expression on ordinary text, measured)."""
+    if b"\t" in data:
+        data = data.replace(b"\t", b" ")
+    while b"  " in data:
+        data = data.replace(b"  ", b" ")
+    return data
+
+
+def _relaxed(block):
+    """Relaxed body canonicalization of whole lines (LF endings kept)."""
+    block = _compress(block)
+    while b" \n" in block:
+        block = block.replace(b" \n", b"\n")
+    return block
+
+#: bytes canonicalized at a time; measured on a 50 MB body: 64 KiB pieces hash faster than
+#: 1 MiB ones (with the regular expressions first used: 1.8 s against 3.2 s for two
+#: canonicalizations) with 1 MiB of peak memory against 32 MiB. A longer line is passed on
+#: in pieces.
+HASH_CHUNK = 64 * 1024
+HASHES = {"sha256": hashlib.sha256, "sha1": hashlib.sha1}
+
+
+class Canonicalizer:
+    """Turns LF-terminated body text into the canonical ``simple`` or ``relaxed`` form.
+
+    Empty lines are held back until a non-empty line follows (trailing empty lines are not
+    part of the canonical body); a line longer than a chunk is passed on in pieces.
+    """
+
+    def __init__(self, relaxed):
+        self.relaxed = relaxed
+        self.carry = b""
+        self.held = 0           # empty lines not yet known not to be trailing
+        self.started = False    # some output was produced
+        self.mid_line = False   # the start of the current line was already passed on
+
+    def feed(self, data):
+        """Canonical bytes for ``data`` (the next piece of the body)."""
+        data = self.carry + data
+        cut = data.rfind(b"\n") + 1
+        self.carry = data[cut:]
+        out = self._lines(data[:cut])
+        if len(self.carry) > HASH_CHUNK:
+            out += self._partial()
+        return out
+
+    def finish(self):
+        """The rest of the canonical body: a last line without LF gets its CRLF (relaxed
+        keeps its trailing white space, as dkimpy and Mail::DKIM do)."""
+        out = b""
+        line = _compress(self.carry) if self.relaxed else self.carry
+        if line or self.mid_line:
+            out = (b"" if self.mid_line else b"\r\n" * self.held) + line + b"\r\n"
+            self.started = True
+        self.carry = b""
+        if not self.started and not self.relaxed:
+            out = b"\r\n"       # simple: an empty body is one CRLF
+        return out
+
+    def _lines(self, block):
+        """``block`` is whole lines (ends with LF) or empty."""
+        if not block:
+            return b""
+        if self.relaxed:
+            block = _relaxed(block)
+        out = b""
+        if self.mid_line:       # the end of a line already started: never an empty line
+            end = block.index(b"\n") + 1
+            out, block = block[:end - 1] + b"\r\n", block[end:]
+            self.mid_line = False
+        text = block.rstrip(b"\n")
+        if not text:
+            self.held += len(block)
+            return out
+        out += b"\r\n" * self.held + text.replace(b"\n", b"\r\n") + b"\r\n"
+        self.held = len(block) - len(text) - 1
+        self.started = True
+        return out
+
+    def _partial(self):
+        """Pass on most of a very long line (it is not empty, so held lines go first).
+        Relaxed keeps its trailing white space back: it may turn out to end the line."""
+        if self.relaxed:
+            self.carry = _compress(self.carry)
+        keep = len(self.carry.rstrip(b" \t")) if self.relaxed else len(self.carry)
+        head, self.carry = self.carry[:keep], self.carry[keep:]
+        if not head:
+            return b""
+        out = (b"" if self.mid_line else b"\r\n" * self.held) + head
+        self.held = 0
+        self.started = self.mid_line = True
+        return out
+
+
+class BodyHash:
+    """One hash of the canonical body, of at most ``limit`` bytes (``l=``; None: all)."""
+
+    def __init__(self, algorithm, limit=None):
+        self.hasher = HASHES[algorithm]()
+        self.limit = limit
+        self.length = 0         # canonical bytes seen (also past the limit)
+
+    def update(self, data):
+        """Hash the next canonical bytes, up to the limit."""
+        if self.limit is not None:
+            room = max(0, self.limit - self.length)
+            self.hasher.update(data[:room])
+        else:
+            self.hasher.update(data)
+        self.length += len(data)
+
+    def digest(self):
+        """The hash of the canonical body."""
+        return self.hasher.digest()
+
+
+def body_hashes(body, wanted, chunk_size=HASH_CHUNK):
+    """Hash ``body`` (a binary file) once for every ``(canonicalization, algorithm, limit)``
+    in ``wanted`` (``("relaxed", "sha256", None)``); returns ``{key: BodyHash}``.
+    Blocking: run it in a thread for a spooled body."""
+    hashes = {key: BodyHash(key[1], key[2]) for key in wanted}
+    streams = {c: Canonicalizer(c == "relaxed") for c in {key[0] for key in wanted}}
+    for chunk in iter(lambda: body.read(chunk_size), b""):
+        _update(streams, hashes, chunk, Canonicalizer.feed)
+    _update(streams, hashes, None, lambda stream, _: stream.finish())
+    return hashes
+
+
+def _update(streams, hashes, chunk, step):
+    for canon, stream in streams.items():
+        out = step(stream, chunk)
+        if out:
+            for key, digest in hashes.items():
+                if key[0] == canon:
+                    digest.update(out)

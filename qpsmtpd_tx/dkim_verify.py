@@ -1,0 +1,247 @@
+"""Checking DKIM signatures (RFC 6376, RSA per RFC 8301, Ed25519 per RFC 8463) without DNS
+or the body in hand: the caller fetches the keys (through the server's resolver) and hashes
+the body while streaming it (:mod:`qpsmtpd_tx.dkim_body`), then calls :func:`check`.
+
+dkimpy's parts do the tag parsing, the field checks (``x=``, ``t=``, ``i=``) and the header
+canonicalization and hashing; ``cryptography`` checks the RSA and Ed25519 signatures
+(dkimpy's RSA is pure Python, ten times slower; its Ed25519 would need PyNaCl).
+
+Results, as RFC 8601 names them: ``pass``; ``fail`` (``body has been altered``, ``message has
+been altered``: Mail::DKIM's words for the body and header hashes);
+``neutral`` (the signature is malformed); ``permerror`` (no key, a revoked or malformed key,
+a key not for this use); ``temperror`` (the key could not be fetched now); ``policy`` (valid
+but refused: rsa-sha1 or an RSA key under 1024 bits, RFC 8301). ``l=``: only that many
+canonical body bytes are hashed; a signature that covers less than the whole body still
+passes, with the count in its reason. ``z=`` (copied header fields) is diagnostic only and
+is not used, as RFC 6376 section 3.5 says.
+"""
+
+import base64
+import binascii
+import hashlib
+import functools
+import re
+
+import dkim
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.padding import PKCS1v15
+from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicNumbers
+from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
+from dkim.canonicalization import CanonicalizationPolicy, InvalidCanonicalizationPolicyError
+from dkim.crypto import UnparsableKeyError, parse_public_key
+from dkim.util import InvalidTagValueList, parse_tag_value
+
+MIN_RSA_BITS = 1024
+_ALGORITHMS = {b"rsa-sha256": ("rsa", "sha256"), b"rsa-sha1": ("rsa", "sha1"),
+               b"ed25519-sha256": ("ed25519", "sha256")}
+_SPACE = re.compile(rb"\s+")
+_HASHES = {"sha256": hashes.SHA256, "sha1": hashes.SHA1}
+#: what may not reach the Authentication-Results field from a signature's tags
+_NOT_PRINTABLE = re.compile(r"[^ -~]")
+
+
+class Signature:
+    """One DKIM-Signature field: its tags, what its body hash needs, and its result.
+
+    ``result`` is None until checked (or set at once for a malformed signature), then one
+    of the RFC 8601 results; ``reason`` says why when it is not ``pass``.
+    """
+
+    def __init__(self, field):
+        self.field = field          # (name, value) bytes as dkimpy reads them
+        self.tags = {}
+        self.result = None
+        self.reason = ""
+        self.domain = self.selector = self.algorithm = ""
+        self.body_key = None        # (canonicalization, hash, limit) for dkim_body
+        self.policy = None
+        self._parse()
+
+    def _parse(self):
+        try:
+            self.tags = parse_tag_value(self.field[1])
+        except InvalidTagValueList as e:
+            return self._set("neutral", "malformed signature: %s" % e)
+        self.domain = _text(self.tags.get(b"d", b"")).lower()
+        self.selector = _text(self.tags.get(b"s", b""))
+        self.algorithm = _text(self.tags.get(b"a", b""))
+        try:
+            dkim.validate_signature_fields(self.tags)
+            self.policy = CanonicalizationPolicy.from_c_value(self.tags.get(b"c"))
+        except (dkim.ValidationError, InvalidCanonicalizationPolicyError) as e:
+            return self._set("neutral", "bad signature: %s" % _text(str(e).encode()))
+        if b"from" not in self.signed_fields():
+            return self._set("neutral", "From is not signed")
+        if self.tags[b"a"] == b"rsa-sha1":
+            return self._set("policy", "rsa-sha1 is not accepted (RFC 8301)")
+        limit = self.tags.get(b"l")
+        self.body_key = (self.policy.body_algorithm.name.decode(),
+                         _ALGORITHMS[self.tags[b"a"]][1], int(limit) if limit else None)
+
+    def _set(self, result, reason=""):
+        self.result, self.reason = result, reason
+
+    def signed_fields(self):
+        """The ``h=`` field names, lower case."""
+        return [name.lower() for name in re.split(rb"\s*:\s*", self.tags.get(b"h", b"").strip())]
+
+    @property
+    def key_name(self):
+        """Where the key is published: ``<selector>._domainkey.<domain>``."""
+        return "%s._domainkey.%s" % (self.selector, self.domain)
+
+    @property
+    def identity(self):
+        """The ``i=`` value (default ``@domain``)."""
+        return _text(self.tags.get(b"i", b"@" + self.domain.encode()))
+
+    def auth_result(self):
+        """This signature's Authentication-Results entry (RFC 8601, RFC 6008 ``header.b``)."""
+        parts = ["dkim=%s" % self.result]
+        if self.reason:
+            parts.append('reason="%s"' % self.reason.replace("\\", "").replace('"', "'"))
+        if self.domain:
+            parts.append("header.d=%s" % self.domain)
+            parts.append("header.i=%s" % self.identity)
+            parts.append("header.s=%s" % self.selector)
+            parts.append("header.a=%s" % self.algorithm)
+            b_tag = _SPACE.sub(b"", self.tags.get(b"b", b""))[:8]
+            if b_tag:
+                parts.append("header.b=%s" % _text(b_tag))
+        return _NOT_PRINTABLE.sub("?", " ".join(parts))
+
+
+def _text(value):
+    return value.decode("ascii", "backslashreplace")
+
+
+def parse_fields(header_block):
+    """dkimpy's ``(name, value)`` fields of an LF header block (values with CRLF)."""
+    headers, _ = dkim.rfc822_parse(header_block.replace(b"\n", b"\r\n") + b"\r\n")
+    return headers
+
+
+def signatures(fields, limit):
+    """The first ``limit`` DKIM-Signature fields as Signatures; and how many more there were."""
+    found = [f for f in fields if f[0].lower() == b"dkim-signature"]
+    return [Signature(f) for f in found[:limit]], max(0, len(found) - limit)
+
+
+def parse_key(record, signature):
+    """The public key in TXT ``record`` (text) for ``signature``: ``("rsa"|"ed25519", key)``;
+    raises KeyProblem(result, reason)."""
+    tags, kind, key = _load_key(record)
+    if tags is None:
+        raise KeyProblem("permerror", "malformed key record")
+    if tags.get(b"v", b"DKIM1") != b"DKIM1":
+        raise KeyProblem("permerror", "key record is not v=DKIM1")
+    wanted, hash_name = _ALGORITHMS[signature.tags[b"a"]]
+    if kind != wanted:
+        raise KeyProblem("permerror", "key type does not match a=")
+    if b"h" in tags and hash_name.encode() not in _colon_list(tags[b"h"]):
+        raise KeyProblem("permerror", "key does not allow %s" % hash_name)
+    services = _colon_list(tags.get(b"s", b"*"))
+    if b"*" not in services and b"email" not in services:
+        raise KeyProblem("permerror", "key is not for email")
+    if b"s" in _colon_list(tags.get(b"t", b"")):
+        # t=s: i= must be in d= itself, not a subdomain
+        if signature.identity.rpartition("@")[2].lower() != signature.domain:
+            raise KeyProblem("permerror", "i= is a subdomain of d= but the key has t=s")
+    if isinstance(key, KeyProblem):
+        raise key
+    if kind == "rsa" and key.key_size < MIN_RSA_BITS:
+        raise KeyProblem("policy", "RSA key shorter than %d bits (RFC 8301)" % MIN_RSA_BITS)
+    return kind, key
+
+
+@functools.lru_cache(maxsize=256)
+def _load_key(record):
+    """``(tags, kind, key or KeyProblem)`` of a key record; tags None if it does not parse.
+    Cached: the same few keys sign most mail, and parsing one costs more than checking."""
+    try:
+        tags = parse_tag_value(record.encode("ascii", "replace"))
+    except InvalidTagValueList:
+        return None, None, None
+    kind = tags.get(b"k", b"rsa").decode("ascii", "replace")
+    data = _SPACE.sub(b"", tags.get(b"p", b""))
+    if not data:
+        return tags, kind, KeyProblem("permerror", "key revoked")
+    try:
+        raw = base64.b64decode(data, validate=True)
+        if kind == "ed25519":
+            return tags, kind, Ed25519PublicKey.from_public_bytes(raw)
+        if kind == "rsa":
+            # DKIM publishes a SubjectPublicKeyInfo; some publish a bare RSAPublicKey
+            numbers = parse_public_key(raw)
+            return tags, kind, RSAPublicNumbers(numbers["publicExponent"],
+                                                numbers["modulus"]).public_key()
+    except (binascii.Error, ValueError, UnparsableKeyError):
+        return tags, kind, KeyProblem("permerror", "malformed %s key" % kind)
+    return tags, kind, KeyProblem("permerror", "unknown key type")
+
+
+def _colon_list(value):
+    return [v.strip().lower() for v in value.split(b":")]
+
+
+class KeyProblem(Exception):
+    """The key record cannot be used: ``result`` (RFC 8601) and ``reason``."""
+
+    def __init__(self, result, reason):
+        super().__init__(reason)
+        self.result = result
+        self.reason = reason
+
+
+def check(signature, fields, body_hash, key_records):
+    """Set ``signature.result``: ``fields`` are the message's header fields (dkimpy's form),
+    ``body_hash`` its :class:`~qpsmtpd_tx.dkim_body.BodyHash`, ``key_records`` the TXT
+    records at its key name (text; several is an error)."""
+    if signature.result is not None:
+        return
+    if len(key_records) != 1:
+        return signature._set("permerror", "%d key records" % len(key_records))
+    try:
+        kind, key = parse_key(key_records[0], signature)
+    except KeyProblem as e:
+        return signature._set(e.result, e.reason)
+    limit = signature.body_key[2]
+    if limit is not None and limit > body_hash.length:
+        return signature._set("fail", "l= is longer than the body")
+    expected = _b64(signature.tags[b"bh"])
+    if expected is None or body_hash.digest() != expected:
+        return signature._set("fail", "body has been altered")
+    if not _header_hash_verifies(signature, fields, kind, key):
+        return signature._set("fail", "message has been altered")
+    signature._set("pass")
+    if limit is not None and limit < body_hash.length:
+        signature.reason = "l=%d of %d body bytes signed" % (limit, body_hash.length)
+
+
+def _b64(value):
+    try:
+        return base64.b64decode(_SPACE.sub(b"", value), validate=True)
+    except (binascii.Error, ValueError):
+        return None
+
+
+def _header_hash_verifies(signature, fields, kind, key):
+    policy = signature.policy
+    hasher = hashlib.new(_ALGORITHMS[signature.tags[b"a"]][1])
+    # A From field more than the signature covers (a second From) makes it fail.
+    wanted = signature.signed_fields() + [b"from"]
+    dkim.hash_headers(hasher, policy, policy.canonicalize_headers(fields), wanted,
+                      signature.field, signature.tags)
+    value = _b64(signature.tags[b"b"])
+    if value is None:
+        return False
+    try:
+        if kind == "ed25519":
+            key.verify(value, hasher.digest())
+        else:
+            key.verify(value, hasher.digest(), PKCS1v15(), Prehashed(_HASHES[hasher.name]()))
+        return True
+    except InvalidSignature:
+        return False
