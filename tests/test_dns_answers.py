@@ -76,6 +76,18 @@ class AnswerTests(unittest.TestCase):
         self.assertEqual(after["queries"] - before["queries"], 1)
         self.assertEqual(after["tcp"] - before["tcp"], 0)
 
+    async def test_answer_too_large_for_udp_comes_over_tcp(self):
+        # Larger than EDNS0's 1232-byte payload: NSD truncates the UDP answer, and the
+        # resolver asks again over TCP.
+        huge = ["x%03d " % n + "y" * 240 for n in range(12)]
+        zone = self.dns.set_zone(self.dns.unique_zone("huge"), [("big", "TXT", huge)])
+        resolver = self.make_resolver(self.dns.shaped_address)
+        before = self.dns.shaper_stats()
+        answer = await resolver.txt("big." + zone)
+        self.assertEqual(answer.records, ("".join(huge),))
+        self.assertGreater(len(answer.records[0]), 2000)
+        self.assertEqual(self.dns.shaper_stats()["tcp"] - before["tcp"], 1)
+
     async def test_answers_and_negative_answers_are_cached(self):
         resolver = self.make_resolver(self.dns.shaped_address)
         before = self.dns.shaper_stats()["queries"]
