@@ -20,10 +20,7 @@ from qpsmtpd_tx import codes
 from tests.support import mail_dkim
 from tests.support.dkim_cases import SELECTOR, DKIMCase, text_message, with_signature
 from tests.support.exim import private_exim
-from tests.support.harness import write_config
-from tests.support.perl_qpsmtpd import (PERL_PLUGIN_DIR, give_to_perl_user, shared_root,
-                                        start_forkserver)
-from tests.support.processes import start_twistd
+from tests.support.perl_qpsmtpd import start_both
 
 class VerifyTests(DKIMCase):
     async def test_signed_by_mail_dkim_passes(self):
@@ -311,16 +308,7 @@ class SameAsPerlTests(DKIMCase):
     async def test_same_replies(self):
         files = {"rcpthosts": "example.com", "me": "mx.example.org"}
         plugins = ["rcpt_ok", "dkim", "queue/maildir {}"]      # {}: the Maildir
-        root = shared_root(self, "qptx-dkim-")
-        perl_config = write_config(os.path.join(root, "perl"),
-                                   [p.format(os.path.join(root, "perl-md")) for p in plugins],
-                                   dict(files, plugin_dirs=PERL_PLUGIN_DIR))
-        ours_config = write_config(os.path.join(root, "ours"),
-                                   [p.format(os.path.join(root, "ours-md")) for p in plugins],
-                                   files)
-        give_to_perl_user(root)
-        perl = start_forkserver(self, perl_config, nameservers=[self.dns.address])
-        _, ours, _ = start_twistd(self, ours_config, nameservers=[self.dns.address])
+        perl, ours, _ = start_both(self, plugins, files, [self.dns.address], "qptx-dkim-")
         text = text_message(self.zone)
         signed = with_signature(mail_dkim.sign(text.encode(), self.keyfile, self.zone,
                                                SELECTOR), text)

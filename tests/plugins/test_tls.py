@@ -197,6 +197,19 @@ def recv_until_closed_or(sock, pattern, limit=WAIT):
     return data
 
 
+def plain_socket_after_starttls(testcase, port):
+    """A plain socket to 127.0.0.1:``port`` that has said EHLO and STARTTLS and read the 220
+    (checked): the caller does the handshake, its own way."""
+    sock = socket.create_connection(("127.0.0.1", port), timeout=WAIT)
+    testcase.addCleanup(sock.close)
+    recv_until_closed_or(sock, rb"\r\n")
+    sock.sendall(b"EHLO client.example\r\n")
+    recv_until_closed_or(sock, rb"250 [^\r\n]*\r\n$")
+    sock.sendall(b"STARTTLS\r\n")
+    testcase.assertEqual(recv_until_closed_or(sock, rb"\r\n"), b"220 Go ahead with TLS\r\n")
+    return sock
+
+
 def swaks(testcase, port, tls_option, maildir):
     """Send one message with ``swaks TLS_OPTION`` (``--tls``, ``--tlsc``); check it arrived;
     return swaks' output."""

@@ -11,7 +11,7 @@ import struct
 
 from twisted.trial import unittest
 
-from tests.plugins.test_tls import WAIT, client_context, recv_until_closed_or, write_pair
+from tests.plugins.test_tls import client_context, plain_socket_after_starttls, write_pair
 from tests.support.harness import write_config
 from tests.support.processes import start_twistd
 
@@ -82,13 +82,7 @@ class ReplyRecordsTests(unittest.TestCase):
         write_config(config, ["tls", "rcpt_ok", "queue/maildir %s" % os.path.join(config, "md")])
         write_pair(os.path.join(config, "ssl"))
         _, port, _ = start_twistd(self, config)
-        sock = socket.create_connection(("127.0.0.1", port), timeout=WAIT)
-        self.addCleanup(sock.close)
-        recv_until_closed_or(sock, rb"\r\n")
-        sock.sendall(b"EHLO client.example\r\n")
-        recv_until_closed_or(sock, rb"250 [^\r\n]*\r\n$")
-        sock.sendall(b"STARTTLS\r\n")
-        self.assertEqual(recv_until_closed_or(sock, rb"\r\n"), b"220 Go ahead with TLS\r\n")
+        sock = plain_socket_after_starttls(self, port)
         client = RecordingTLSClient(sock)
         client.handshake()
         client.send(b"EHLO client.example\r\n")

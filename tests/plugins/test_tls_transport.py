@@ -5,13 +5,12 @@ A real ``twistd qpsmtpd-tx`` with the ``tls`` plugin; the client is Python's ssl
 """
 
 import os
-import socket
 import ssl
 
 from twisted.trial import unittest
 
-from tests.plugins.test_tls import (WAIT, client_context, delivered, recv_until_closed_or,
-                                    write_pair)
+from tests.plugins.test_tls import (WAIT, client_context, delivered, plain_socket_after_starttls,
+                                    recv_until_closed_or, write_pair)
 from tests.plugins.test_tls_records import RecordingTLSClient
 from tests.support.harness import write_config
 from tests.support.processes import read_text, start_twistd
@@ -30,14 +29,7 @@ class StartTLSTransportTests(unittest.TestCase):
 
     def starttls(self):
         """A plain socket that has said EHLO and STARTTLS (the 220 read)."""
-        sock = socket.create_connection(("127.0.0.1", self.port), timeout=WAIT)
-        self.addCleanup(sock.close)
-        recv_until_closed_or(sock, rb"\r\n")
-        sock.sendall(b"EHLO client.example\r\n")
-        recv_until_closed_or(sock, rb"250 [^\r\n]*\r\n$")
-        sock.sendall(b"STARTTLS\r\n")
-        self.assertEqual(recv_until_closed_or(sock, rb"\r\n"), b"220 Go ahead with TLS\r\n")
-        return sock
+        return plain_socket_after_starttls(self, self.port)
 
     def test_quit_then_close_notify_from_the_server(self):
         """After 221 the server sends close_notify; the client's answer closes the connection."""

@@ -14,8 +14,7 @@ from qpsmtpd_tx import codes
 from qpsmtpd_tx.testing import write_config
 from tests.support.dns import private_dns
 from tests.support.filter_cases import FilterTestCase, message
-from tests.support.perl_qpsmtpd import (PERL_PLUGIN_DIR, give_to_perl_user, shared_root,
-                                        start_forkserver)
+from tests.support.perl_qpsmtpd import start_both
 from tests.support.processes import start_twistd
 
 LISTED_TEXT = "Blocked, see http://lookup.example/"
@@ -270,16 +269,7 @@ class SameAsPerlTests(URIBLCase):
         files = {"uribl_zones": "%s 2 deny\n%s 2,8\n" % (deny, tag), "rcpthosts": "example.com",
                  "me": "mx.example.org"}
         plugins = ["rcpt_ok", "uribl", "queue/maildir {}"]   # {}: the Maildir
-        root = shared_root(self, "qptx-uribl-")
-        perl_config = write_config(os.path.join(root, "perl"),
-                                   [p.format(os.path.join(root, "perl-md")) for p in plugins],
-                                   dict(files, plugin_dirs=PERL_PLUGIN_DIR))
-        ours_config = write_config(os.path.join(root, "ours"),
-                                   [p.format(os.path.join(root, "ours-md")) for p in plugins],
-                                   files)
-        give_to_perl_user(root)
-        perl = start_forkserver(self, perl_config, nameservers=[self.dns.address])
-        _, ours, _ = start_twistd(self, ours_config, nameservers=[self.dns.address])
+        perl, ours, root = start_both(self, plugins, files, [self.dns.address], "qptx-uribl-")
         replies = {name: [send_with_smtplib(port, body) for body in self.SESSIONS]
                    for name, port in (("perl", perl), ("ours", ours))}
         codes_of = {name: [code for code, _ in got] for name, got in replies.items()}

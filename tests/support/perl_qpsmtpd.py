@@ -72,3 +72,25 @@ def start_forkserver(testcase, config_dir, nameservers=None):
     testcase.addCleanup(stop_process, process)
     wait_for_port(port, process)
     return port
+
+
+def start_both(testcase, plugins, files, nameservers, prefix):
+    """Perl qpsmtpd and our twistd on twin configs: ``plugins`` lines (``{}`` in a line is
+    replaced by a Maildir of that server's own) and ``files``, Perl's with its plugin
+    directory; both reading ``nameservers`` through a private /etc/resolv.conf. Returns
+    ``(perl_port, our_port)``; skips without Perl."""
+    from tests.support.harness import write_config
+    from tests.support.processes import start_twistd
+    root = shared_root(testcase, prefix)
+
+    def config(name, extra):
+        return write_config(os.path.join(root, name),
+                            [line.format(os.path.join(root, name + "-md")) for line in plugins],
+                            dict(files, **extra))
+
+    perl_config = config("perl", {"plugin_dirs": PERL_PLUGIN_DIR})
+    ours_config = config("ours", {})
+    give_to_perl_user(root)
+    perl = start_forkserver(testcase, perl_config, nameservers=nameservers)
+    _, ours, _ = start_twistd(testcase, ours_config, nameservers=nameservers)
+    return perl, ours, root
