@@ -11,7 +11,6 @@ plugin, and a different Ed25519 key published shows that check is real.
 
 import os
 import shutil
-import smtplib
 import tempfile
 
 from twisted.internet import threads
@@ -21,6 +20,7 @@ from tests.support import mail_dkim
 from tests.support.dkim_cases import SELECTOR, DKIMCase, text_message, with_signature
 from tests.support.exim import private_exim
 from tests.support.perl_qpsmtpd import start_both
+from tests.support.smtp_session import data_reply
 
 class VerifyTests(DKIMCase):
     async def test_signed_by_mail_dkim_passes(self):
@@ -290,15 +290,7 @@ class EximSignedTests(DKIMCase):
 
 def send_text(port, text):
     """The reply to the end of DATA for ``text`` (CRLF, without the final dot)."""
-    with smtplib.SMTP("127.0.0.1", port, timeout=30) as client:
-        client.ehlo("client.example")
-        client.mail("sender@client.example")
-        client.rcpt("alice@example.com")
-        code, _ = client.docmd("DATA")
-        assert code == 354, code
-        client.send(text.encode() + b".\r\n")
-        code, reply = client.getreply()
-        return code, reply.decode()
+    return data_reply(port, text)
 
 
 class SameAsPerlTests(DKIMCase):

@@ -5,7 +5,6 @@ qpsmtpd 0.94 on the same config and DNS server. The names found in a message are
 their own in tests/test_uri_hosts.py."""
 
 import os
-import smtplib
 
 from twisted.internet import reactor
 from twisted.internet.task import deferLater
@@ -15,6 +14,7 @@ from qpsmtpd_tx.testing import write_config
 from tests.support.dns import private_dns
 from tests.support.filter_cases import FilterTestCase, message
 from tests.support.perl_qpsmtpd import start_both
+from tests.support.smtp_session import data_reply
 from tests.support.processes import start_twistd
 
 LISTED_TEXT = "Blocked, see http://lookup.example/"
@@ -240,16 +240,7 @@ class ResolvConfTests(URIBLCase):
 
 def send_with_smtplib(port, body):
     """The reply to the end of DATA for one message with ``body``, as ``(code, text)``."""
-    with smtplib.SMTP("127.0.0.1", port, timeout=30) as client:
-        client.ehlo("client.example")
-        client.mail("sender@client.example")
-        client.rcpt("alice@example.com")
-        code, _ = client.docmd("DATA")
-        assert code == 354, code
-        client.send(("From: sender@client.example\r\nSubject: x\r\n\r\n%s\r\n.\r\n"
-                     % body).encode())
-        code, text = client.getreply()
-        return code, text.decode()
+    return data_reply(port, "From: sender@client.example\r\nSubject: x\r\n\r\n%s\r\n" % body)
 
 
 class SameAsPerlTests(URIBLCase):

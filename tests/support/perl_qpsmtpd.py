@@ -78,7 +78,8 @@ def start_both(testcase, plugins, files, nameservers, prefix):
     """Perl qpsmtpd and our twistd on twin configs: ``plugins`` lines (``{}`` in a line is
     replaced by a Maildir of that server's own) and ``files``, Perl's with its plugin
     directory; both reading ``nameservers`` through a private /etc/resolv.conf. Returns
-    ``(perl_port, our_port)``; skips without Perl."""
+    ``(perl_port, our_port, root)``: the Maildirs are ``root``/perl-md and ``root``/ours-md.
+    Skips without Perl."""
     from tests.support.harness import write_config
     from tests.support.processes import start_twistd
     root = shared_root(testcase, prefix)

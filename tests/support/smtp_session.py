@@ -45,3 +45,19 @@ def session(port, lines, source=None, timeout=TIMEOUT):
         if replies[-1] != "closed" and reply() == "closed":
             replies.append("closed")
     return replies
+
+
+def data_reply(port, message):
+    """Send ``message`` (text with CRLF line ends, without the final dot) from
+    sender@client.example to alice@example.com with smtplib; the reply to the end of DATA as
+    ``(code, text)``."""
+    import smtplib
+    with smtplib.SMTP("127.0.0.1", port, timeout=30) as client:
+        client.ehlo("client.example")
+        client.mail("sender@client.example")
+        client.rcpt("alice@example.com")
+        code, _ = client.docmd("DATA")
+        assert code == 354, code
+        client.send(message.encode() + b".\r\n")
+        code, text = client.getreply()
+        return code, text.decode()
