@@ -98,6 +98,18 @@ class AnswerTests(unittest.TestCase):
         self.assertEqual(self.dns.shaper_stats()["queries"] - before, 2)
         self.assertEqual(resolver.stats["cached"], 4)
 
+    async def test_server_failure_is_remembered_briefly(self):
+        # A burst of clients naming a broken domain costs one query, not one each.
+        broken = self.dns.servfail_zone(self.dns.unique_zone("sfc"))
+        resolver = self.make_resolver(self.dns.shaped_address)
+        with self.assertRaises(ServFail):
+            await resolver.a("x." + broken)        # c-ares may try again on SERVFAIL
+        before = self.dns.shaper_stats()["queries"]
+        for _ in range(3):
+            with self.assertRaises(ServFail):
+                await resolver.a("x." + broken)
+        self.assertEqual(self.dns.shaper_stats()["queries"] - before, 0)
+
     async def test_without_our_cache_every_lookup_asks_the_server(self):
         # c-ares' own cache (unbounded, up to an hour) is off: with ours off too, a changed
         # record is seen at once and every lookup reaches the server.

@@ -26,6 +26,10 @@ QUERY_TYPES = {
 #: how long "no such name" and "no such record" are remembered (c-ares does not give us the
 #: zone's SOA minimum with a negative answer)
 NEGATIVE_TTL = 60
+#: how long a server failure (SERVFAIL, REFUSED, an unusable answer) is remembered: long
+#: enough that a burst of clients naming a broken domain (a HELO name, a sender domain) costs
+#: one query, short enough that a passing failure soon ends (RFC 2308 allows up to 5 min)
+SERVER_FAILURE_TTL = 5
 #: answers are not kept longer than this, whatever their TTL
 MAX_TTL = 3600
 #: the default bound on cached outcomes
@@ -100,7 +104,8 @@ class Resolver(Lookups):
     ``channel``: a :class:`~qpsmtpd_tx.dns.cares.ReactorChannel` (or anything with its
     ``query``/``close``); ``cache_size``: outcomes kept (0: none). Identical lookups in
     flight share one query. Answers are cached for their TTL (at most :data:`MAX_TTL`),
-    NXDOMAIN and NODATA for :data:`NEGATIVE_TTL`; failures and timeouts are not cached.
+    NXDOMAIN and NODATA for :data:`NEGATIVE_TTL`, server failures for
+    :data:`SERVER_FAILURE_TTL`; timeouts are not cached.
     """
 
     def __init__(self, channel, clock, cache_size=DEFAULT_CACHE_SIZE):
@@ -181,6 +186,8 @@ class Resolver(Lookups):
             self.cache.put(key, outcome, min(outcome.ttl, MAX_TTL))
         elif outcome.definite:
             self.cache.put(key, outcome, NEGATIVE_TTL)
+        elif isinstance(outcome, ServFail):
+            self.cache.put(key, outcome, SERVER_FAILURE_TTL)
         return outcome
 
     def close(self):
