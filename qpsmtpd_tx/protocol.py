@@ -1,7 +1,5 @@
 """The thin Twisted layer: a Protocol that feeds bytes to an SMTPSession, and its factory."""
 
-import ipaddress
-
 from twisted.internet.error import ConnectionLost
 from twisted.internet.interfaces import (IHalfCloseableProtocol, IHandshakeListener,
                                          IOpenSSLServerConnectionCreator)
@@ -14,6 +12,7 @@ from zope.interface import implementer
 
 from qpsmtpd_tx.codes import LOGWARN
 from qpsmtpd_tx.core import State
+from qpsmtpd_tx.dns.names import parse_ip
 from qpsmtpd_tx.objects import Connection
 from qpsmtpd_tx.session import SMTPSession
 from qpsmtpd_tx.tls_transport import StartTLSTransport
@@ -21,13 +20,8 @@ from qpsmtpd_tx.tls_transport import StartTLSTransport
 
 def _plain_ip(host):
     """``::ffff:192.0.2.1`` → ``192.0.2.1``; other addresses unchanged."""
-    try:
-        ip = ipaddress.ip_address(host)
-    except ValueError:
-        return host
-    if ip.version == 6 and ip.ipv4_mapped:
-        return str(ip.ipv4_mapped)
-    return str(ip)
+    ip = parse_ip(host)
+    return host if ip is None else str(ip)
 
 
 @implementer(IHandshakeListener, IHalfCloseableProtocol)

@@ -28,7 +28,6 @@ to use 'a@example.com' in 'mfrom' identity (mechanism '-all' matched)``) and the
 ``Received-SPF`` field.
 """
 
-import ipaddress
 import re
 import threading
 
@@ -36,7 +35,7 @@ import attr
 import spf as pyspf
 from twisted.internet import defer
 
-from qpsmtpd_tx.dns import BadName, DNSError, DNSTimeout, ServFail
+from qpsmtpd_tx.dns import BadName, DNSError, DNSTimeout, ServFail, parse_ip
 
 #: RFC 7208 4.6.4: a check may take at most this long (the RFC says "at least 20 seconds")
 DEFAULT_TIMEOUT = 20
@@ -307,9 +306,9 @@ def check_host(dns, ip, sender, helo, receiver=None, timeout=DEFAULT_TIMEOUT, cl
                         check=False)
         return _result(query, "none", "", _Answers(), 0)
     deadline = clock.seconds() + timeout if timeout else None
-    address = ipaddress.ip_address(ip)
-    if address.version == 6 and address.ipv4_mapped:
-        address = address.ipv4_mapped
+    address = parse_ip(ip)          # an IPv4-mapped IPv6 address is its IPv4 one
+    if address is None:
+        raise ValueError("not an IP address: %r" % (ip,))
 
     def fetch(name, qtype):
         left = None if deadline is None else deadline - clock.seconds()
