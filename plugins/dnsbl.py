@@ -45,7 +45,8 @@ clear the connection notes ``naughty`` and ``rejected`` (logged at LOGWARN), so 
 ``reject naughty`` a listed client may still write to them: list ``naughty`` after this plugin.
 
 Notes: sets ``naughty`` / ``naughty_reject_type`` (``reject naughty``), lowers ``karma`` by 1
-for a listed client; reads ``whitelisthost`` and the relay_client flag.
+for a listed client; reads ``whitelisthost`` and the relay_client flag; keeps the lookups sent
+at pre-connection in ``dnsbl_pending`` until the connect hook takes them.
 
 Differences from qpsmtpd 0.94, on purpose:
   - an A-record zone's own message is the reply (0.94 documents it, but sent the looked-up
@@ -67,6 +68,8 @@ from qpsmtpd_tx.plugin import Plugin
 
 #: recipients a listed client may still write to (with ``reject naughty``)
 SPECIAL_USERS = ("postmaster", "abuse", "mailer-daemon", "root")
+#: connection note holding the lookups sent at pre-connection until the connect hook
+PENDING_NOTE = "dnsbl_pending"
 #: seconds one zone's answer is waited for unless ``timeout`` says
 DEFAULT_TIMEOUT = 30.0
 
@@ -96,20 +99,20 @@ class DNSBL(Plugin):
 
     def hook_pre_connection(self, transaction, *connection_details):
         """Send the queries now, while the core looks up the client's host name (one DNS
-        round trip less before the greeting); :meth:`hook_connect` gets the same answers from
-        the resolver (merged in flight, or cached). Decides nothing."""
+        round trip less before the greeting); :meth:`hook_connect` takes their answers.
+        Decides nothing."""
         conn = transaction.connection
-        environ = os.environ if self.environ is None else self.environ
         zones = self.zones()
-        if environ.get("RBLSMTPD") is None and zones and not self._allowed(conn.remote_ip):
-            dnslists.ask_about_client(self, transaction, zones, self.timeout)   # never fails
+        if self._rblsmtpd() is None and zones and not self._allowed(conn.remote_ip):
+            conn.notes[PENDING_NOTE] = dnslists.ask_about_client(self, transaction, zones,
+                                                                 self.timeout)
         return DECLINED
 
     async def hook_connect(self, transaction):
         """Refuse the client if ``RBLSMTPD`` says so or the first listing zone lists it."""
         conn = transaction.connection
-        environ = os.environ if self.environ is None else self.environ
-        rblsmtpd = environ.get("RBLSMTPD")
+        sent = conn.notes.pop(PENDING_NOTE, None)
+        rblsmtpd = self._rblsmtpd()
         if rblsmtpd:
             return self._refuse_by_environment(transaction, rblsmtpd)
         if self.is_immune(transaction):
@@ -126,7 +129,7 @@ class DNSBL(Plugin):
         if not zones:
             self.log(LOGDEBUG, "skip, no zones", transaction)
             return DECLINED
-        pending = dnslists.ask_about_client(self, transaction, zones, self.timeout)
+        pending = sent or dnslists.ask_about_client(self, transaction, zones, self.timeout)
         if pending is None:
             return DECLINED
         listing = await dnslists.first_listing(self, transaction, pending)
@@ -138,6 +141,10 @@ class DNSBL(Plugin):
         if zone.message is not None:
             text = text.replace("%IP%", conn.remote_ip) or "Blocked by %s" % zone.name
         return self.get_reject(transaction, text, zone.name)
+
+    def _rblsmtpd(self):
+        """The ``RBLSMTPD`` variable (None if unset)."""
+        return (os.environ if self.environ is None else self.environ).get("RBLSMTPD")
 
     def _refuse_by_environment(self, transaction, rblsmtpd):
         """The rejection a non-empty ``RBLSMTPD`` asks for."""
