@@ -39,7 +39,8 @@ Notes: transaction note ``resolvable_fromhost``: ``mx`` (an MX host resolved), `
 domain's own address), ``ip`` (an address literal, not checked), ``null`` (null sender), or
 the reason of a failure (``unparsable host``, ``invalid MX for DOMAIN``, ``null MX for
 DOMAIN``, ``invalid A for DOMAIN``); unset when nothing resolved. Transaction note
-``resolvable_fromhost_host``: the domain checked. Connection note ``karma``: −1 for an address
+``resolvable_fromhost_host``: the domain checked; ``resolvable_fromhost_mx``: the MX query sent at
+mail_pre, until the mail hook takes it. Connection note ``karma``: −1 for an address
 literal, for a domain without MX (when the DNS says so), and for each failure, as in 0.94.
 
 Differences from qpsmtpd 0.94, on purpose:
@@ -95,6 +96,10 @@ def is_valid_address(address, networks):
     return ip is not None and not any(ip in network for network in networks)
 
 
+#: transaction note holding ``(domain, lookup)`` of the MX query sent at mail_pre
+MX_NOTE = "resolvable_fromhost_mx"
+
+
 class Outcome:
     """What the DNS said of a sender domain: ``status`` (``pass``; ``literal``: an address
     literal, not checked; ``fail``: refuse as not an FQDN; ``unresolved``: no records at all;
@@ -129,15 +134,15 @@ class ResolvableFromhost(Plugin):
     def hook_mail_pre(self, transaction, path, params):
         """Send the MX query now, before the mail hooks of the plugins listed earlier (e.g.
         ``rhsbl``) run, so that its answer is on its way while they wait for theirs;
-        :meth:`hook_mail` gets it from the resolver (merged in flight, or cached). Decides
+        :meth:`check` takes it (transaction note ``resolvable_fromhost_mx``). Decides
         nothing."""
         try:
             sender = sender_address(path)
         except CommandSyntaxError:
             return DECLINED
-        if not (self.is_immune(transaction) or sender.is_null or not sender.host
-                or sender.host.startswith("[")):
-            transaction.connection.dns.mx(sender.host).addErrback(lambda failure: None)
+        host = sender.host
+        if not (self.is_immune(transaction) or sender.is_null or not host or host.startswith("[")):
+            transaction.notes[MX_NOTE] = (host, settled(transaction.connection.dns.mx(host)))
         return DECLINED
 
     async def hook_mail(self, transaction, sender, params):
@@ -176,7 +181,9 @@ class ResolvableFromhost(Plugin):
             return Outcome("literal", "%s is an IP" % host, "ip")
         dns = transaction.connection.dns
         networks = self.invalid_networks(transaction)
-        mx = await settled(dns.mx(host))
+        sent = transaction.notes.pop(MX_NOTE, None)
+        # the query mail_pre sent, unless a mail_pre plugin has rewritten the sender since
+        mx = await (sent[1] if sent is not None and sent[0] == host else settled(dns.mx(host)))
         if not isinstance(mx, DNSError):
             return await self.check_exchanges(transaction, host, mx.records, networks)
         if mx.definite:
