@@ -90,6 +90,7 @@ class SMTPServer(ServerLog, Draining):
         self.reverse_dns = reverse_dns
         self._pool = None
         self._resolver = None
+        self._resolver_trigger = None
         #: what is wrong in the config itself (core items, plugin lines), raised with the rest
         self.config_problems = self._read_core_config()
         # Our own plugins come first: an existing qpsmtpd config's plugin_dirs points at
@@ -335,7 +336,8 @@ class SMTPServer(ServerLog, Draining):
             self._resolver = Resolver.from_settings(
                 reactor, servers=self.dns_servers, timeout=self.dns_timeout or None,
                 tries=self.dns_attempts or None, cache_size=self.dns_cache_size)
-            reactor.addSystemEventTrigger("during", "shutdown", self.close_dns)
+            self._resolver_trigger = reactor.addSystemEventTrigger(
+                "during", "shutdown", self._close_dns_at_shutdown)
         return self._resolver
 
     def close_dns(self):
@@ -344,6 +346,15 @@ class SMTPServer(ServerLog, Draining):
         resolver, self._resolver = self._resolver, None
         if resolver is not None:
             resolver.close()
+        trigger, self._resolver_trigger = self._resolver_trigger, None
+        if trigger is not None:
+            # closed before shutdown (tests, a stopped server): the trigger would keep this
+            # server alive until the reactor stops
+            reactor.removeSystemEventTrigger(trigger)
+
+    def _close_dns_at_shutdown(self):
+        self._resolver_trigger = None
+        self.close_dns()
 
     def connection_dns(self):
         """A new connection's view of the resolver, within its ``dns_budget``."""

@@ -121,3 +121,17 @@ class SilentServerTests(unittest.TestCase):
             with self.assertRaises(BadName):
                 await self.resolver.a(name, timeout=0.2)
         self.assertEqual(self.server.queries, [])
+
+
+class ServerResolverTests(unittest.TestCase):
+    def test_closed_resolver_leaves_nothing_holding_the_server(self):
+        import gc
+        import weakref
+        from qpsmtpd_tx.testing import make_server
+        server = make_server(self, ["rcpt_ok"])
+        self.assertIs(server.resolver, server.resolver)      # one per server, made at first use
+        server.close_dns()
+        released = weakref.ref(server)
+        del server
+        gc.collect()
+        self.assertIsNone(released())
