@@ -8,11 +8,13 @@ implements the real interface (the request on descriptor 3, exit 0 after running
 
 import os
 import shutil
+import smtplib
 
 from twisted.trial import unittest
 
 from tests.support.auth_client import NO_DELAY, auth
-from tests.support.harness import assertStartupError, capture_log
+from tests.support.harness import assertStartupError, capture_log, write_config
+from tests.support.processes import start_twistd
 from tests.support.server import start_server
 
 CHECKPW = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "support",
@@ -99,3 +101,22 @@ class CheckpasswordTests(unittest.TestCase):
                            "/etc/passwd (from the config file smtpauth-checkpassword) is not "
                            "an executable file",
                            {"smtpauth-checkpassword": "/etc/passwd %s" % TRUE})
+
+
+class CheckpasswordTwistdTests(unittest.TestCase):
+    """The plugin in a real ``twistd qpsmtpd-tx`` process (its own reactor and SIGCHLD
+    handling), with the core's default failure delay."""
+
+    def test_login_and_relay(self):
+        config = write_config(os.path.abspath(self.mktemp()), [
+            "auth/auth_checkpassword checkpw %s true %s" % (CHECKPW, TRUE), "rcpt_ok"])
+        _, port, _ = start_twistd(self, config)
+        with smtplib.SMTP("127.0.0.1", port, timeout=30) as client:
+            client.ehlo("client.example")
+            with self.assertRaises(smtplib.SMTPAuthenticationError) as failed:
+                client.login("alice@example.com", "wrong")
+            self.assertEqual(failed.exception.smtp_code, 535)
+            self.assertEqual(client.login("alice@example.com", "s3cret pass")[0], 235)
+            client.mail("alice@example.com")
+            # relaying (example.net is not in rcpthosts) is allowed after AUTH
+            self.assertEqual(client.rcpt("someone@example.net")[0], 250)
