@@ -19,10 +19,13 @@ class RequestExchange(Protocol):
     """Send ``chunks`` (an iterable of bytes, read lazily); collect the answer until the
     daemon closes the connection. ``done`` fires with the answer's bytes, or fails with
     ExchangeError; cancelling it aborts the connection. An answer longer than
-    ``max_answer`` bytes is an error (a daemon gone wrong must not fill our memory)."""
+    ``max_answer`` bytes is an error (a daemon gone wrong must not fill our memory).
+    With ``half_close``, the sending side is shut down after the last chunk (a daemon that
+    reads its request until end of file, as a CVM module does)."""
 
-    def __init__(self, chunks, max_answer):
+    def __init__(self, chunks, max_answer, half_close=False):
         self._chunks = iter(chunks)
+        self._half_close = half_close
         self._sending = False
         self._received = []
         self._size = 0
@@ -51,6 +54,8 @@ class RequestExchange(Protocol):
             self.transport.unregisterProducer()
             if self.error is not None:
                 self.transport.abortConnection()
+            elif self._half_close:
+                self.transport.loseWriteConnection()
             return
         self.transport.write(chunk)
 
