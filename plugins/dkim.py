@@ -107,15 +107,16 @@ class DKIMPlugin(Plugin):
         block = transaction.notes.pop(_SNAPSHOT, None)
         if block is None:
             block = transaction.header.as_bytes() if transaction.header is not None else b""
-        body = transaction.body.open()
-        return defer.Deferred.fromCoroutine(self._verify(transaction, block, body))
+        return self._verify(transaction, block, transaction.body.open())
 
     # -- checking ---------------------------------------------------------------------------
 
-    async def _verify(self, transaction, block, body):
+    def _verify(self, transaction, block, body):
+        # Plain Deferreds, no coroutine: with the key in the DNS cache and a body of one
+        # piece everything below runs at once (this hook runs for every message).
         try:
             fields = dkim_verify.parse_fields(block)
-        except Exception as e:    # dkimpy's parser on a header it cannot read
+        except Exception as e:    # a header line that is no field
             fields = []
             self.log(LOGINFO, "header not parsed: %s" % e, transaction)
         signatures, ignored = dkim_verify.signatures(fields, self.max_signatures)
@@ -126,12 +127,19 @@ class DKIMPlugin(Plugin):
             self.store_auth_results(transaction, "dkim=none")
             return self._decide(transaction, "none", None)
         wanted = {s.body_key for s in signatures if s.result is None}
-        try:
-            hashes, keys = await defer.gatherResults([
-                self._hash_body(transaction, body, wanted),
-                self._fetch_keys(transaction, signatures)])
-        finally:
+
+        def closed(result):
             body.close()
+            return result
+
+        d = defer.gatherResults([self._hash_body(transaction, body, wanted),
+                                 self._fetch_keys(transaction, signatures)], consumeErrors=True)
+        d.addBoth(closed)
+        d.addCallback(self._check, transaction, signatures, fields)
+        return d
+
+    def _check(self, hashes_and_keys, transaction, signatures, fields):
+        hashes, keys = hashes_and_keys
         for signature in signatures:
             if signature.result is None:
                 records = keys[signature.key_name]
@@ -155,16 +163,19 @@ class DKIMPlugin(Plugin):
         names = sorted({s.key_name for s in signatures if s.result is None})
         dns = transaction.connection.dns
 
-        async def fetch(name):
-            try:
-                return name, list((await dns.txt(name, timeout=self.timeout)).records)
-            except BadName:
-                return name, None       # a name no key can have: as good as none
-            except DNSError as e:
-                return name, None if e.definite else e
+        def answered(answer):
+            return list(answer.records)
 
-        return defer.gatherResults([defer.Deferred.fromCoroutine(fetch(n)) for n in names]
-                                   ).addCallback(dict)
+        def failed(failure):
+            e = failure.trap(DNSError) and failure.value
+            if isinstance(e, BadName):
+                return None     # a name no key can have: as good as none
+            return None if e.definite else e
+
+        lookups = [dns.txt(name, timeout=self.timeout).addCallbacks(answered, failed)
+                   for name in names]
+        return defer.gatherResults(lookups, consumeErrors=True).addCallback(
+            lambda found: dict(zip(names, found)))
 
     def _decide(self, transaction, result, signature):
         transaction.notes["dkim_result"] = result

@@ -10,7 +10,7 @@ import hashlib
 
 
 
-def _compress(data):
+def compress_spaces(data):
     """Every run of spaces and tabs as one space (bytes.replace: 15 times faster than a
     regular expression on ordinary text, measured)."""
     if b"\t" in data:
@@ -22,7 +22,7 @@ def _compress(data):
 
 def _relaxed(block):
     """Relaxed body canonicalization of whole lines (LF endings kept)."""
-    block = _compress(block)
+    block = compress_spaces(block)
     while b" \n" in block:
         block = block.replace(b" \n", b"\n")
     return block
@@ -63,7 +63,7 @@ class Canonicalizer:
         """The rest of the canonical body: a last line without LF gets its CRLF (relaxed
         keeps its trailing white space, as dkimpy and Mail::DKIM do)."""
         out = b""
-        line = _compress(self.carry) if self.relaxed else self.carry
+        line = compress_spaces(self.carry) if self.relaxed else self.carry
         if line or self.mid_line:
             out = (b"" if self.mid_line else b"\r\n" * self.held) + line + b"\r\n"
             self.started = True
@@ -96,7 +96,7 @@ class Canonicalizer:
         """Pass on most of a very long line (it is not empty, so held lines go first).
         Relaxed keeps its trailing white space back: it may turn out to end the line."""
         if self.relaxed:
-            self.carry = _compress(self.carry)
+            self.carry = compress_spaces(self.carry)
         keep = len(self.carry.rstrip(b" \t")) if self.relaxed else len(self.carry)
         head, self.carry = self.carry[:keep], self.carry[keep:]
         if not head:

@@ -65,3 +65,56 @@ class SignatureTests(unittest.TestCase):
         self.assertNotIn("\n", entry)
         self.assertIn("header.s=s?el", entry)
         self.assertTrue(entry.startswith("dkim=fail reason=\"body 'hash'??X-Injected: 1\""), entry)
+
+
+class HeaderHashTests(unittest.TestCase):
+    """Our header parsing, field selection and canonicalization give the same hash input
+    as dkimpy's (the reference here: it is the library the rest of the check builds on)."""
+
+    BLOCKS = [
+        b"From: A <a@example.com>\nTo: b@example.net\nSubject: hi\n",
+        b"Received: x\n\tby y\nFrom:  A\t\t<a@example.com>  \nSubject: two\n  lines\t \n"
+        b"subject: again\nTO:b@example.net\nFrom: second@example.com\n",
+        b"From: a@example.com\nX-Empty:\nX-Spaces:    \nDate: Sun, 6 Dec 2026 22:00:00 +0000\n",
+    ]
+    SIGNATURES = [
+        b" v=1; a=rsa-sha256; d=example.com; s=s; c=relaxed/relaxed; h=from:to:subject:"
+        b"subject:from:x-empty:x-missing; bh=abc=; b=AbC+/d\r\n ef=\r\n",
+        b" v=1; a=rsa-sha256; b=\r\n\tAbCd+/==; d=example.com; s=s; h=From : Subject;"
+        b" bh=abc=\r\n",
+        b" v=1;\tb= AbC ;d=example.com;s=s;h=from:x-spaces:date;bh=x=\r\n",
+    ]
+
+    def test_same_hash_input_as_dkimpy(self):
+        import hashlib
+
+        import dkim
+        from dkim.canonicalization import CanonicalizationPolicy
+        from dkim.util import parse_tag_value
+
+        checked = 0
+        for block in self.BLOCKS:
+            ours = dkim_verify.parse_fields(block)
+            theirs, _ = dkim.rfc822_parse(block.replace(b"\n", b"\r\n") + b"\r\n")
+            self.assertEqual(ours, theirs)
+            for value in self.SIGNATURES:
+                tags = parse_tag_value(value)
+                names = [n.strip().lower() for n in tags[b"h"].split(b":")] + [b"from"]
+                for c in (b"relaxed/relaxed", b"simple/simple"):
+                    policy = CanonicalizationPolicy.from_c_value(c)
+                    expected, got = hashlib.sha256(), hashlib.sha256()
+                    dkim.hash_headers(expected, policy, policy.canonicalize_headers(theirs),
+                                      names, (b"DKIM-Signature", value), tags)
+                    dkim_verify.hash_header_fields(got, c.startswith(b"relaxed"), ours,
+                                                   names, (b"DKIM-Signature", value))
+                    self.assertEqual(got.hexdigest(), expected.hexdigest(), (block, value, c))
+                    checked += 1
+        self.assertEqual(checked, 18)
+
+    def test_a_line_that_is_no_field_is_an_error(self):
+        with self.assertRaises(ValueError):
+            dkim_verify.parse_fields(b"From: a\nno colon here\n")
+        with self.assertRaises(ValueError):
+            dkim_verify.parse_fields(b" continued\nFrom: a\n")
+        self.assertEqual(dkim_verify.parse_fields(b"From someone Sun Dec 6\nFrom: a\n"),
+                         [[b"From", b" a\r\n"]])
