@@ -87,14 +87,12 @@ Differences from qpsmtpd 0.94, on purpose:
   unknown arguments stop start-up (0.94 logged them); ``per_recipient_db 1`` is refused.
 """
 
-import os
 import re
-import sys
 
 from twisted.internet import reactor
 
 from qpsmtpd_tx.codes import DECLINED, DENYSOFT, LOGDEBUG, LOGERROR, LOGINFO, LOGWARN
-from qpsmtpd_tx.kvstore import StoreError, ip_key
+from qpsmtpd_tx.kvstore import StoreError, ip_key, qpsmtpd_db_dirs
 from qpsmtpd_tx.kvstore.choose import ARGUMENTS as STORE_ARGUMENTS, describe, open_store, \
     plugin_store
 from qpsmtpd_tx.plugin import Plugin, PluginError
@@ -236,10 +234,8 @@ class Greylisting(Plugin):
         self.countries = {c.strip().lower() for c in options.get("geoip", "").split(",")
                           if c.strip()}
         self.at_rcpt = self.flags["recipient"] or self.flags["per_recipient"]
-        here = os.path.dirname(os.path.abspath(sys.argv[0] or "."))
-        self.store = plugin_store(self, options, DB_FILE, (
-            "/var/lib/qpsmtpd/greylisting", os.path.join(here, "var", "db"),
-            os.path.join(here, "config"), "."))
+        self.store = plugin_store(self.config_scalar, options, DB_FILE,
+                                  qpsmtpd_db_dirs("greylisting"))
         self.store.clock = self.clock
         open_store(self.store, self.server.check_only)
         if self.flags["upgrade"]:

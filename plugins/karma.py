@@ -73,15 +73,12 @@ Differences from qpsmtpd 0.94, on purpose:
   for ever.
 """
 
-import os
-import sys
-
 from twisted.internet import reactor
 
 from qpsmtpd_tx import karma_db
 from qpsmtpd_tx.codes import DECLINED, DENYSOFT, LOGDEBUG, LOGERROR, LOGINFO
 from qpsmtpd_tx.karma_db import DAY, Record
-from qpsmtpd_tx.kvstore import StoreError
+from qpsmtpd_tx.kvstore import StoreError, qpsmtpd_db_dirs
 from qpsmtpd_tx.kvstore.choose import ARGUMENTS as STORE_ARGUMENTS, open_store, plugin_store
 from qpsmtpd_tx.plugin import Plugin, PluginError
 from qpsmtpd_tx.plugin_args import REJECT_TYPES, positive
@@ -162,10 +159,8 @@ class Karma(Plugin):
                               % ("|".join(REJECT_TYPES), self.reject_type))
         if "strikes" in options:
             positive("strikes", options["strikes"])
-        here = os.path.dirname(os.path.abspath(sys.argv[0] or "."))
-        self.store = plugin_store(self, options, DB_FILE, (
-            "/var/lib/qpsmtpd/karma", os.path.join(here, "var", "db"),
-            os.path.join(here, "config"), "."))
+        self.store = plugin_store(self.config_scalar, options, DB_FILE,
+                                  qpsmtpd_db_dirs("karma"))
         self.store.clock = self.clock
         open_store(self.store, self.server.check_only)
 

@@ -102,6 +102,15 @@ def key_ip(key):
     return str(ipaddress.IPv4Address(number) if number < 2 ** 32 else ipaddress.IPv6Address(number))
 
 
+def qpsmtpd_db_dirs(name):
+    """qpsmtpd's places for the database of plugin ``name``, in its order of preference:
+    ``/var/lib/qpsmtpd/NAME``, then ``var/db`` and ``config`` beside the program, then ``.``."""
+    from qpsmtpd_tx.paths import program_dir
+    home = program_dir()
+    return ("/var/lib/qpsmtpd/" + name, os.path.join(home, "var", "db"),
+            os.path.join(home, "config"), ".")
+
+
 def default_db_dir(candidates):
     """The first existing directory of ``candidates`` (qpsmtpd's search), else ``.``."""
     for directory in candidates:

@@ -19,9 +19,10 @@ from qpsmtpd_tx.plugin_args import boolean, positive
 ARGUMENTS = {"db_dir", "nfslock", "redis_url", "redis_timeout"}
 
 
-def plugin_store(plugin, arguments, file_name, candidate_dirs):
-    """The store ``plugin`` asks for (not opened yet); PluginError for a bad argument."""
-    url = arguments.get("redis_url") or plugin.config_scalar("redis_server")
+def plugin_store(config_scalar, arguments, file_name, candidate_dirs):
+    """The store a plugin's ``arguments`` ask for (not opened yet); PluginError for a bad
+    argument. ``config_scalar(name)`` reads a config file (``redis_server``)."""
+    url = arguments.get("redis_url") or config_scalar("redis_server")
     timeout = positive("redis_timeout", arguments.get("redis_timeout", str(DEFAULT_TIMEOUT)))
     if url:
         try:
