@@ -3,24 +3,15 @@
 
 import os
 
-from twisted.internet.task import Clock
 from twisted.trial import unittest
 
 from qpsmtpd_tx.codes import LOGERROR
 from qpsmtpd_tx.kvstore.sqlite import SQLiteStore
-from tests.support.harness import (
-    MemoryClient, StartupErrorMixin, capture_log, loaded_plugin, make_server, wait_for)
+from tests.support.harness import MemoryClient, StartupErrorMixin, capture_log
 from tests.support.redis import shared_redis, start_redis
+from tests.support.store_plugins import START, ask, clocked_server
 
 DENIED = "450 This mail is temporarily denied\r\n"
-START = 1_700_000_000
-
-
-async def ask(client, line):
-    """Send one command; the reply once the (asynchronous) hooks have given it."""
-    client.protocol.dataReceived((line + "\r\n").encode())
-    await wait_for(lambda: client.transport.value().endswith(b"\r\n"))
-    return client.take()
 
 
 class GreylistingTestCase(unittest.TestCase):
@@ -31,12 +22,7 @@ class GreylistingTestCase(unittest.TestCase):
         os.makedirs(db_dir, exist_ok=True)
         lines = list(plugins_before) + ["greylisting db_dir %s %s" % (db_dir, args), "rcpt_ok",
                                         "queue/maildir %s" % os.path.abspath(self.mktemp())]
-        server = make_server(self, lines, files)
-        self.addCleanup(server.stop_plugins)
-        self.plugin = loaded_plugin(server, "greylisting")
-        self.clock = Clock()
-        self.clock.advance(START)
-        self.plugin.clock = self.plugin.store.clock = self.clock
+        server, self.plugin, self.clock = clocked_server(self, "greylisting", lines, files)
         self.db_dir = db_dir
         return server
 

@@ -4,7 +4,6 @@ Redis."""
 
 import os
 
-from twisted.internet.task import Clock
 from twisted.trial import unittest
 
 from qpsmtpd_tx import karma_db
@@ -13,18 +12,11 @@ from qpsmtpd_tx.kvstore.sqlite import SQLiteStore
 from tests.support.harness import (
     MemoryClient, StartupErrorMixin, capture_log, loaded_plugin, make_server, wait_for)
 from tests.support.redis import shared_redis, start_redis
+from tests.support.store_plugins import START, ask, clocked_server
 
-START = 1_700_000_000
 IP = "192.0.2.1"
 KEY = "karma:3221225985"
 PENALTY = "550 You were naughty. You cannot connect for 1.00 more days.\r\n"
-
-
-async def ask(client, line):
-    """Send one command; the reply once the (asynchronous) hooks have given it."""
-    client.protocol.dataReceived((line + "\r\n").encode())
-    await wait_for(lambda: client.transport.value().endswith(b"\r\n"))
-    return client.take()
 
 
 class KarmaTestCase(unittest.TestCase):
@@ -33,12 +25,7 @@ class KarmaTestCase(unittest.TestCase):
         os.makedirs(self.db_dir)
         lines = list(before) + ["karma db_dir %s %s" % (self.db_dir, args)] + list(after) + [
             "rcpt_ok", "queue/maildir %s" % os.path.abspath(self.mktemp())]
-        server = make_server(self, lines, files)
-        self.addCleanup(server.stop_plugins)
-        self.plugin = loaded_plugin(server, "karma")
-        self.clock = Clock()
-        self.clock.advance(START)
-        self.plugin.clock = self.plugin.store.clock = self.clock
+        server, self.plugin, self.clock = clocked_server(self, "karma", lines, files)
         return server
 
     async def connect(self, server, ip=IP):
