@@ -4,7 +4,8 @@ private Redis (tests/support/redis.py), then what is particular to each."""
 import multiprocessing
 import os
 
-from twisted.internet import defer
+from twisted.internet import defer, reactor
+from twisted.internet.task import deferLater
 from twisted.trial import unittest
 
 from qpsmtpd_tx.kvstore import StoreError, ip_key, key_ip
@@ -165,7 +166,39 @@ class RedisStoreTests(StoreChecks, unittest.TestCase):
         redis.stop()
         with self.assertRaises(StoreError) as caught:
             yield store.get("k")
-        self.assertIn("redis://127.0.0.1:%d/0" % redis.port, str(caught.exception))
+        # a connection that has noticed the end says so, one that has not times out
+        self.assertRegex(str(caught.exception), r"^redis://127.0.0.1:%d/0: "
+                         r"(no answer to GET within 0.5 s|GET: Lost connection)$" % redis.port)
+
+    @defer.inlineCallbacks
+    def test_after_one_timeout_commands_fail_at_once_until_reconnected(self):
+        redis = start_redis()
+        self.addCleanup(redis.stop)
+        store = self.make_store(redis.url, timeout=0.5)
+        yield store.check_and_set("k", None, "a", 30)
+        redis.stop()
+        # each pooled connection fails once (lost, or timed out); then the pool is down and
+        # commands fail without waiting
+        errors = []
+        for _ in range(10):
+            try:
+                yield store.get("k")
+            except StoreError as e:
+                errors.append(str(e))
+        self.assertEqual(len(errors), 10)
+        down = "redis://127.0.0.1:%d/0: not connected (Redis did not answer before)" % redis.port
+        self.assertIn(down, errors)
+        self.assertEqual(set(errors[errors.index(down):]), {down})
+        again = start_redis(port=redis.port)
+        self.addCleanup(again.stop)
+        # txredisapi reconnects by itself (after its back-off): then commands go through
+        for _ in range(300):
+            try:
+                value = yield store.get("k")
+                break
+            except StoreError:
+                yield deferLater(reactor, 0.1, lambda: None)
+        self.assertIsNone(value)  # the new redis-server is empty
 
 
 class IPKeyTests(unittest.TestCase):

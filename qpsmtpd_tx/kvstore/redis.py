@@ -9,7 +9,9 @@ Every write sets a TTL (``SET … PX``). The check-and-set is one Lua script run
 ``EVALSHA`` (loaded with ``EVAL`` the first time, and again if Redis forgot it), so two
 processes updating one key cannot both win. Every command has a time limit (``timeout``): a
 Redis that is down or does not answer gives :class:`~qpsmtpd_tx.kvstore.StoreError` within
-it, never a wait.
+it; once a command has failed so, the pool counts as down and later commands fail at once
+until it has a connection again (txredisapi reconnects by itself), so an outage costs one
+``timeout``, not one per message.
 
 The URL: ``redis://[:PASSWORD@]HOST[:PORT][/DB]`` (port 6379, database 0 by default).
 """
@@ -71,6 +73,15 @@ class _Pool:
             host, port, dbid=db, poolsize=POOL_SIZE, reconnect=True, password=password,
             connectTimeout=timeout, replyTimeout=timeout, convertNumbers=False)
         self.users = 0
+        #: a command failed for want of a connection, and none has come back since
+        self.down = False
+
+    def connected(self):
+        """True if the pool holds at least one live connection."""
+        factory = getattr(self.connection, "_factory", None)
+        if factory is None:
+            return True
+        return any(getattr(conn, "connected", 0) for conn in getattr(factory, "pool", ()))
 
 
 def shared_pool(address, timeout):
@@ -118,15 +129,27 @@ class RedisStore(Store):
 
     def _call(self, method, *args, **kwargs):
         """A command with the store's time limit; failures become StoreError."""
+        connection = self.redis
+        pool = self._pool
+        if pool.down:
+            if not pool.connected():
+                return defer.fail(StoreError("%s: not connected (Redis did not answer before)"
+                                             % self.describe()))
+            pool.down = False
         try:
-            d = defer.maybeDeferred(getattr(self.redis, method), *args, **kwargs)
+            d = defer.maybeDeferred(getattr(connection, method), *args, **kwargs)
         except Exception as e:
             return defer.fail(StoreError("%s: %s" % (self.describe(), e)))
         d.addTimeout(self.timeout, reactor)
-        d.addErrback(self._failed, method)
+        d.addErrback(self._failed, method, pool)
         return d
 
-    def _failed(self, failure, method):
+    def _failed(self, failure, method, pool):
+        import txredisapi
+        if failure.check(defer.TimeoutError, defer.CancelledError, error.TimeoutError,
+                         error.ConnectError, error.ConnectionLost, error.ConnectionDone,
+                         txredisapi.ConnectionError):
+            pool.down = True
         if failure.check(defer.TimeoutError, defer.CancelledError, error.TimeoutError):
             raise StoreError("%s: no answer to %s within %g s" % (self.describe(), method.upper(),
                                                                   self.timeout))

@@ -47,13 +47,14 @@ class Redis(PrivateDaemon):
         self.command("FLUSHALL")
 
 
-def start_redis():
-    """Start a private redis-server; SkipTest if it is not installed. The caller stops it."""
+def start_redis(port=None):
+    """Start a private redis-server (on ``port``, else a free one); SkipTest if it is not
+    installed. The caller stops it."""
     if not os.path.exists(REDIS_SERVER):
         raise SkipTest("redis-server is not installed (apt-get install redis-server; "
                        ".ci/run does)")
     directory = tempfile.mkdtemp(prefix="qptx-redis-")
-    port = free_port()
+    port = port or free_port()
     process, started = spawn(
         [REDIS_SERVER, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
          "--appendonly", "no", "--dir", directory, "--daemonize", "no",
