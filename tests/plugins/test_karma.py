@@ -191,3 +191,11 @@ class StartupTests(StartupErrorMixin, unittest.TestCase):
         self.addCleanup(server.stop_plugins)
         self.assertTrue(os.path.exists(os.path.join(directory, "karma.sqlite")))
         self.assertIsInstance(loaded_plugin(server, "karma").store, SQLiteStore)
+
+
+class KarmaToolLineTests(StartupErrorMixin, unittest.TestCase):
+    def test_karma_tool_in_plugins_points_to_the_command(self):
+        """Perl 0.94 prints karma_tool's usage and exits without serving; we say what to use."""
+        self.assertStartupError(["karma_tool"], ":1: plugin karma_tool: karma_tool is qpsmtpd's "
+                                "command-line tool for karma's database, not a plugin: remove "
+                                "the line and run `qpsmtpd-tx karma")
