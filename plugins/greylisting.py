@@ -61,7 +61,8 @@ Exclusions (never deferred, as qpsmtpd): relay clients, whitelisted hosts (conne
 listed countries (connection note ``geoip_country``, set by ``ident/geoip``); with ``p0f``,
 clients whose fingerprint (connection note ``p0f``, set by ``ident/p0f``) matches no pair.
 At DATA, a deferral is dropped if every recipient is whitelisted (transaction note
-``whitelistrcpt`` = the number of recipients).
+``whitelistrcpt`` = the number of recipients). TLS connections are greylisted like others (0.94's
+documentation says they are exempt; its code does not exempt them).
 
 Replies: ``450 This mail is temporarily denied`` at MAIL (or at RCPT with ``per_recipient``
 or ``recipient``); ``451 This mail is temporarily denied`` at DATA with ``deny_late 1``, and

@@ -84,6 +84,16 @@ class SQLiteStoreTests(StoreChecks, unittest.TestCase):
         store.clock.now += 11
         self.assertEqual((yield store.prune()), 1)
 
+    def test_journal_modes(self):
+        """WAL by default; the rollback journal for a file on NFS (greylisting's nfslock)."""
+        import sqlite3
+        for journal, expected in (("wal", "wal"), ("delete", "delete")):
+            path = os.path.join(os.path.abspath(self.mktemp()), "kv.sqlite")
+            SQLiteStore(path, journal=journal).check()
+            conn = sqlite3.connect(path)
+            self.addCleanup(conn.close)
+            self.assertEqual(conn.execute("PRAGMA journal_mode").fetchone()[0], expected)
+
     def test_unusable_file_is_a_clear_error(self):
         directory = self.mktemp()
         os.makedirs(directory)

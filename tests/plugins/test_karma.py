@@ -7,7 +7,7 @@ import os
 from twisted.trial import unittest
 
 from qpsmtpd_tx import karma_db
-from qpsmtpd_tx.codes import LOGERROR
+from qpsmtpd_tx.codes import LOGDEBUG, LOGERROR
 from qpsmtpd_tx.kvstore.sqlite import SQLiteStore
 from tests.support.harness import (
     MemoryClient, StartupErrorMixin, capture_log, loaded_plugin, make_server, wait_for)
@@ -129,6 +129,16 @@ class SessionTests(KarmaTestCase):
         await ask(client, "MAIL FROM:<a@example.net>")
         await ask(client, "RCPT TO:<u@example.com>")
         self.assertTrue((await ask(client, "RCPT TO:<v@example.com>")).startswith("250 "))
+
+    async def test_pre_connection_sets_the_history_for_hosts_allow(self):
+        """karma's history is known at pre-connection, where hosts_allow reads it."""
+        server = self.server(after=["hosts_allow"])
+        await self.plugin.store.check_and_set(KEY, None, "0:0:7:7", 1000)
+        log = capture_log(self, server)
+        client = await self.connect(server)
+        self.assertTrue(client.greeting.startswith("220 "), client.greeting)
+        # hosts_allow raises the limit of a client whose history is above 5
+        self.assertIn((LOGDEBUG, "connect limit +3 for positive karma"), log)
 
     async def test_very_bad_karma_refused_at_data(self):
         server = self.server("reject 1")
