@@ -101,3 +101,34 @@ class RunningServerTests(unittest.TestCase):
         self.assertEqual(karma("--config", config, "release", "127.0.0.1")[0], 0)
         with smtplib.SMTP("127.0.0.1", port, timeout=15) as client:
             self.assertEqual(client.noop()[0], 250)
+
+
+class PerlComparisonTests(unittest.TestCase):
+    def test_penalty_box_reply_as_perl_094(self):
+        """A client in the penalty box (captured now) gets the same reply from Perl 0.94's
+        karma (its DBM written by Perl's DB_File) and from ours (captured with the command)."""
+        from tests.support.perl_qpsmtpd import PERL_PLUGIN_DIR, give_to_perl_user, shared_root, \
+            start_forkserver
+        root = shared_root(self, "qptx-karma-")
+        lines = ["karma reject connect penalty_days 1", "rcpt_ok"]
+        perl = write_config(os.path.join(root, "perl"), lines, {"plugin_dirs": PERL_PLUGIN_DIR})
+        db_dir = os.path.join(root, "ours-db")
+        os.makedirs(db_dir)
+        ours = write_config(os.path.join(root, "ours"), [lines[0] + " db_dir " + db_dir, lines[1]])
+        # 0.94's karma ignores db_dir and, with none of its directories present, uses the
+        # current directory: the forkserver runs in root
+        subprocess.run(["perl", "-MDB_File", "-MFcntl", "-e",
+                        'tie my %db, "DB_File", $ARGV[0], O_CREAT|O_RDWR, 0600 or die $!;'
+                        ' $db{"2130706433"} = join ":", time, 1, 0, 0; untie %db',
+                        os.path.join(root, "karma.dbm")], check=True)
+        give_to_perl_user(root)
+        self.assertEqual(karma("--config", ours, "capture", "127.0.0.1")[0], 0)
+        perl_port = start_forkserver(self, perl)
+        _, our_port, _ = start_twistd(self, ours)
+        replies = []
+        for port in (perl_port, our_port):
+            with self.assertRaises(smtplib.SMTPConnectError) as caught:
+                smtplib.SMTP("127.0.0.1", port, timeout=15)
+            replies.append((caught.exception.smtp_code, caught.exception.smtp_error))
+        self.assertEqual(replies[0], (550, b"You were naughty. You cannot connect for 1.00 more days."))
+        self.assertEqual(replies[1], replies[0])
