@@ -168,6 +168,7 @@ def greylist_change(timeouts):
     black, grey, white = (timeouts[name] for name in TIMEOUTS)
 
     def change(old, now):
+        """One try of the triplet: the new record, its TTL, the verdict."""
         now = int(now)
         if old:
             try:
@@ -205,6 +206,7 @@ class Greylisting(Plugin):
         for name in TIMEOUTS)
 
     def init(self, args):
+        """Arguments over the ``denysoft_greylist`` file; the store chosen and checked."""
         file_lines = {}
         for line in self.config("denysoft_greylist"):
             key, _, value = line.strip().partition(" ")
@@ -254,12 +256,14 @@ class Greylisting(Plugin):
         return "0" if mode.lower() in ("testonly", "off") else "1"
 
     def register(self, registry):
+        """The check at MAIL, or at RCPT with ``recipient`` or ``per_recipient``."""
         if self.at_rcpt:
             registry.register("rcpt", self, self.rcpt_handler)
         else:
             registry.register("mail", self, self.mail_handler)
 
     def stop(self):
+        """Close the store."""
         return self.store.close()
 
     # -- hooks -----------------------------------------------------------------------------

@@ -95,6 +95,7 @@ def karma_verdict(karma, negative, penalty_days, expire_days):
     """The disconnect update (see :meth:`qpsmtpd_tx.kvstore.Store.update`): records the
     connection's ``karma``; gives the log text."""
     def change(old, now):
+        """The record with this connection counted; its TTL; the log text."""
         record = Record.parse(old)
         history = record.history
         if karma < -2:
@@ -125,6 +126,7 @@ def penalty_check(penalty_days, expire_days):
     """The connect update: counts a connection in the penalty box; gives ``(record or None,
     days left or None)``."""
     def change(old, now):
+        """A connection in the penalty box is counted; others are not written."""
         if old is None:
             return None, None, (None, None)
         record = Record.parse(old)
@@ -145,6 +147,7 @@ class Karma(Plugin):
     clock = reactor
 
     def init(self, args):
+        """Check the arguments; choose and check the store."""
         options = self.parse_kv_args(args, KNOWN)
         self.negative = positive("negative", options.get("negative", "1"))
         self.penalty_days = positive("penalty_days", options.get("penalty_days", "1"))
@@ -165,10 +168,12 @@ class Karma(Plugin):
         open_store(self.store, self.server.check_only)
 
     def register(self, registry):
+        """data and data_post share one handler."""
         registry.register("data", self, self.data_handler)
         registry.register("data_post", self, self.data_handler)
 
     def stop(self):
+        """Close the store."""
         return self.store.close()
 
     async def _read(self, transaction, ip):
@@ -193,6 +198,7 @@ class Karma(Plugin):
     # -- hooks -----------------------------------------------------------------------------
 
     async def hook_pre_connection(self, transaction, remote_ip, *args):
+        """pre-connection: the client's history into ``karma_history`` (for hosts_allow)."""
         transaction.connection.notes["karma_history"] = 0
         record = await self._read(transaction, remote_ip)
         if record is None:
@@ -202,6 +208,7 @@ class Karma(Plugin):
         return DECLINED
 
     async def hook_connect(self, transaction):
+        """connect: ``karma`` 0, the history, and the penalty box."""
         notes = transaction.connection.notes
         notes["karma"] = 0
         if self.is_immune(transaction):
@@ -227,6 +234,7 @@ class Karma(Plugin):
         return self.get_reject(transaction, message, str(karma) if karma else "")
 
     def hook_mail(self, transaction, sender, params):
+        """MAIL: karma for an odd envelope and for spammy sender TLDs."""
         self._illegal_envelope_format(transaction, transaction.connection.notes.get("envelope_from"))
         host = (sender.host or "").lower() if sender is not None else ""
         for tld, score in SPAMMY_TLDS.items():
@@ -236,6 +244,7 @@ class Karma(Plugin):
         return DECLINED
 
     def hook_rcpt(self, transaction, recipient, params):
+        """RCPT: one recipient per transaction for clients without good karma."""
         notes = transaction.connection.notes
         self._illegal_envelope_format(transaction, notes.get("envelope_rcpt"))
         if self.is_immune(transaction):
@@ -265,6 +274,7 @@ class Karma(Plugin):
         return DECLINED
 
     async def hook_disconnect(self, transaction):
+        """disconnect: record the connection's verdict (when its karma is not 0)."""
         karma = transaction.connection.notes.get("karma")
         if not karma:
             self.log(LOGDEBUG, "no karma", transaction)

@@ -16,6 +16,7 @@ class KarmaTool(Plugin):
     """Refuses to load, pointing to ``qpsmtpd-tx karma``."""
 
     def init(self, args):
+        """Always refuse, naming the command to use."""
         raise PluginError("karma_tool is qpsmtpd's command-line tool for karma's database, not "
                           "a plugin: remove the line and run `qpsmtpd-tx karma list|search|"
                           "capture|release|prune` instead")

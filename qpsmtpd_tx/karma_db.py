@@ -38,6 +38,7 @@ class Record:
         return cls(*numbers)
 
     def format(self):
+        """The stored value: ``penalty_start:naughty:nice:connects``."""
         return "%d:%d:%d:%d" % (self.penalty_start, self.naughty, self.nice, self.connects)
 
     @property

@@ -13,7 +13,9 @@ Commands (as karma_tool's):
 The database: ``--db-dir`` (the file ``karma.sqlite`` there) or ``--redis-url``; else what
 the ``karma`` line of the config's ``plugins`` file says (its ``db_dir`` / ``redis_url``
 arguments, or the config file ``redis_server``), else qpsmtpd's default directories. The
-file database may be used while the server runs. Exit status 1 with a message when the
+file database may be used while the server runs. Run it as the server's user: SQLite makes its
+``-wal`` and ``-shm`` files beside the database with the owner of the process that opens it
+first. Exit status 1 with a message when the
 database cannot be used or an argument is wrong; 2 for a usage error.
 """
 
@@ -107,6 +109,7 @@ async def execute(store, command, argument, out):
         penalty_days = 1
 
         def change(old, now):
+            """The edited record, kept as long as karma would keep it."""
             record = edit(Record.parse(old), now)
             return record.format(), karma_db.ttl(record, now, karma_db.DEFAULT_EXPIRE_DAYS,
                                                  penalty_days), record
@@ -168,6 +171,7 @@ def main(options, out, err):
     status = []
 
     async def run(reactor):
+        """The command, its errors turned into a status; the store closed after."""
         try:
             status.append(await execute(store, options.karma_command, options.argument, out))
         except UsageError as e:

@@ -58,15 +58,20 @@ class Store:
         return self.clock.seconds()
 
     def get(self, key):
+        """The value of ``key``, or None (absent or expired)."""
         raise NotImplementedError
 
     def check_and_set(self, key, expected, value, ttl):
+        """Write ``value`` for ``ttl`` seconds if ``key`` holds ``expected`` (None: absent);
+        True if written."""
         raise NotImplementedError
 
     def delete(self, key):
+        """Remove ``key`` (nothing if it is absent)."""
         raise NotImplementedError
 
     def scan(self, prefix):
+        """``[(key, value, expires_at)]`` of the live keys starting with ``prefix``, sorted."""
         raise NotImplementedError
 
     def prune(self):

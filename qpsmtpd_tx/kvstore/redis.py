@@ -118,11 +118,13 @@ class RedisStore(Store):
         self._pool = None
 
     def describe(self):
+        """``redis://host:port/db`` (no password), for logs and errors."""
         host, port, db, _ = self.address
         return "redis://%s:%d/%d" % (host, port, db)
 
     @property
     def redis(self):
+        """The txredisapi pool of this process for the URL (made at first use)."""
         if self._pool is None:
             self._pool = shared_pool(self.address, self.timeout)
         return self._pool.connection
@@ -159,10 +161,12 @@ class RedisStore(Store):
                                          failure.getErrorMessage() or failure.type.__name__))
 
     def get(self, key):
+        """See :meth:`qpsmtpd_tx.kvstore.Store.get`."""
         return self._call("get", key)
 
     @defer.inlineCallbacks
     def check_and_set(self, key, expected, value, ttl):
+        """See :meth:`qpsmtpd_tx.kvstore.Store.check_and_set`."""
         args = ["0" if expected is None else "1", expected or "", value,
                 str(max(1, int(ttl * 1000)))]
         try:
@@ -175,10 +179,12 @@ class RedisStore(Store):
         return int(written) == 1
 
     def delete(self, key):
+        """See :meth:`qpsmtpd_tx.kvstore.Store.delete`."""
         return self._call("delete", key).addCallback(lambda result: None)
 
     @defer.inlineCallbacks
     def scan(self, prefix):
+        """See :meth:`qpsmtpd_tx.kvstore.Store.scan`."""
         pattern = "".join("\\" + c if c in "*?[]\\" else c for c in prefix) + "*"
         keys, cursor = set(), "0"
         while True:
@@ -196,6 +202,7 @@ class RedisStore(Store):
         return rows
 
     def close(self):
+        """See :meth:`qpsmtpd_tx.kvstore.Store.close`."""
         if self._pool is None:
             return defer.succeed(None)
         self._pool = None

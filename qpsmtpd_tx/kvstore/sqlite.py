@@ -123,9 +123,11 @@ class SQLiteStore(Store):
     # -- the operations ------------------------------------------------------------------------
 
     def get(self, key):
+        """See :meth:`qpsmtpd_tx.kvstore.Store.get`."""
         return self._run(_read, key, self.now())
 
     def check_and_set(self, key, expected, value, ttl):
+        """See :meth:`qpsmtpd_tx.kvstore.Store.check_and_set`."""
         return self._run(self._check_and_set, key, expected, value, ttl, self.now())
 
     def _check_and_set(self, conn, key, expected, value, ttl, now):
@@ -156,15 +158,19 @@ class SQLiteStore(Store):
             _prune(conn, now)
 
     def delete(self, key):
+        """See :meth:`qpsmtpd_tx.kvstore.Store.delete`."""
         return self._run(lambda conn: conn.execute("DELETE FROM kv WHERE key = ?", (key,)) and None)
 
     def scan(self, prefix):
+        """See :meth:`qpsmtpd_tx.kvstore.Store.scan`."""
         return self._run(_scan, prefix, self.now())
 
     def prune(self):
+        """See :meth:`qpsmtpd_tx.kvstore.Store.prune`."""
         return self._run(_prune, self.now())
 
     def close(self):
+        """See :meth:`qpsmtpd_tx.kvstore.Store.close`."""
         if self._trigger is not None:
             reactor.removeSystemEventTrigger(self._trigger)
         pool = self._pool

@@ -28,6 +28,7 @@ class Redis(PrivateDaemon):
 
     @property
     def url(self):
+        """``redis://127.0.0.1:PORT/0``."""
         return "redis://127.0.0.1:%d/0" % self.port
 
     def command(self, *words):
