@@ -94,6 +94,11 @@ class SQLiteStoreTests(StoreChecks, unittest.TestCase):
             self.addCleanup(conn.close)
             self.assertEqual(conn.execute("PRAGMA journal_mode").fetchone()[0], expected)
 
+    def test_new_file_is_private(self):
+        path = os.path.join(os.path.abspath(self.mktemp()), "kv.sqlite")
+        SQLiteStore(path).check()
+        self.assertEqual(os.stat(path).st_mode & 0o777, 0o600)
+
     def test_unusable_file_is_a_clear_error(self):
         directory = self.mktemp()
         os.makedirs(directory)

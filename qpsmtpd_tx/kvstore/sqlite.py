@@ -35,7 +35,10 @@ BUSY_TIMEOUT_MS = 10000
 
 
 def _connect(path, journal):
-    """A connection to ``path`` with the table made and the journal mode set."""
+    """A connection to ``path`` with the table made and the journal mode set. A new file is
+    made mode 0600, as qpsmtpd's databases (it holds client addresses and senders); SQLite
+    gives its journal files the same mode."""
+    os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
     conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_MS / 1000.0, isolation_level=None,
                            check_same_thread=False)
     try:
