@@ -11,6 +11,8 @@
 ``qpsmtpd-tx tls-cert``           write a self-signed certificate and key where the ``tls``
                                   plugin looks by default (``--config DIR``, ``--hostname``,
                                   ``--force`` to replace a pair)
+``qpsmtpd-tx karma COMMAND``      qpsmtpd's karma_tool: list, search, capture, release, prune
+                                  karma's database (:mod:`qpsmtpd_tx.karma_tool`)
 ``qpsmtpd-tx forkserver ...``     run the server with qpsmtpd-forkserver's options
                                   (:mod:`qpsmtpd_tx.forkserver`)
 
@@ -26,7 +28,7 @@ import re
 import socket
 import sys
 
-from qpsmtpd_tx import __version__, config_items, forkserver, tls
+from qpsmtpd_tx import __version__, config_items, forkserver, karma_tool, tls
 from qpsmtpd_tx.config import Config
 from qpsmtpd_tx.loader import find_plugin, find_plugin_file
 from qpsmtpd_tx.packages import package_plugins, plugin_source
@@ -281,6 +283,11 @@ def build_parser():
     _config_option(cert)
     cert.add_argument("--hostname", help="the name in the certificate")
     cert.add_argument("--force", action="store_true", help="replace an existing pair")
+    karma = commands.add_parser(
+        "karma", help="list and edit karma's database (qpsmtpd's karma_tool)",
+        description="qpsmtpd's karma_tool: list, search, capture, release or prune the "
+                    "clients in karma's database (the file store or Redis).")
+    karma_tool.add_arguments(karma)
     commands.add_parser("forkserver", add_help=False,
                         help="run the server with qpsmtpd-forkserver's options (see --help)")
     return parser
@@ -324,6 +331,8 @@ def _run(argv, out, err):
         return check_config(args.config, out, err)
     if args.command == "config-items":
         return print_config_items(args.config, out, err)
+    if args.command == "karma":
+        return karma_tool.main(args, out, err)
     if args.command == "tls-cert":
         return tls_cert(args.config, args.hostname, args.force, out, err)
     if args.command != "plugins":
