@@ -213,9 +213,12 @@ class EnvelopeCommands:
         recipients = self.transaction.recipients
         if not recipients:
             return False
-        key = policy.policy_key(policy_plugins, rcpt)
-        if key == policy.policy_key(policy_plugins, recipients[0]):
+        difference = policy.first_difference(policy.policy_key(policy_plugins, rcpt),
+                                             policy.policy_key(policy_plugins, recipients[0]))
+        if difference is None:
             return False
-        self.log(codes.LOGINFO, "%s has other filter settings than %s: deferred to another transaction"
-                 % (rcpt.format(), recipients[0].format()))
+        plugin, note, value, other = difference
+        self.log(codes.LOGINFO, "%s has other filter settings than %s (%s %s: %r, not %r): "
+                 "deferred to another transaction"
+                 % (rcpt.format(), recipients[0].format(), plugin, note, value, other))
         return True

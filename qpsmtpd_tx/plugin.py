@@ -13,7 +13,7 @@ The session is ``transaction.session`` and the connection ``transaction.connecti
 
 from zope.interface import implementer
 
-from qpsmtpd_tx import authresults, codes, policy
+from qpsmtpd_tx import authresults, codes, outcomes, policy
 from qpsmtpd_tx.hooks import current_hook
 from qpsmtpd_tx.interfaces import IPlugin
 from qpsmtpd_tx.printable import printable
@@ -146,14 +146,33 @@ class Plugin:
         raise KeyError("%s declares no recipient setting %r" % (self.path, note))
 
     def transaction_setting(self, transaction, note):
-        """The setting for the whole message: the recipients' common value, else the strictest."""
-        values = [self.setting(r, note) for r in transaction.recipients]
+        """The setting for the whole message: the recipients' common value, else the strictest
+        (of the recipients no filter has refused yet)."""
+        values = [self.setting(r, note) for r in outcomes.accepted(transaction)]
         if not values:
             return self.setting(None, note)
         if all(v == values[0] for v in values):
             return values[0]
         setting = next(s for s in self.recipient_settings if s.note == note)
         return setting.strictest(values)
+
+    def recipient_groups(self, transaction):
+        """``[(values, recipients)]``: the accepted recipients by this plugin's settings, one
+        group per distinct set of values with ``recipient_policy split``, else one group
+        (see :func:`qpsmtpd_tx.outcomes.recipient_groups`). Decide once per group."""
+        return outcomes.recipient_groups(self, transaction)
+
+    def per_recipient_result(self, transaction, results):
+        """The hook's result for ``[(recipients, result)]`` decided per group: the common
+        result, else a refusal recorded for some recipients only (see
+        :func:`qpsmtpd_tx.outcomes.per_recipient_result`)."""
+        return outcomes.per_recipient_result(self, transaction, results)
+
+    def edit_header(self, transaction, recipients, function, *args):
+        """``function(header, *args)`` on the header of ``recipients``' copy of the message
+        (the message's own header when they are all its recipients); see
+        :func:`qpsmtpd_tx.outcomes.edit_header`."""
+        outcomes.edit_header(transaction, recipients, function, *args)
 
     # -- qpsmtpd's rejection conventions (arguments ``reject`` and ``reject_type``) ------------
 

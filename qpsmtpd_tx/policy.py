@@ -12,10 +12,13 @@ setting is, in this order:
 Plugins call ``self.setting(recipient, note)`` (one recipient) or
 ``self.transaction_setting(transaction, note)`` (the value for the whole message).
 
-**Grouping.** SMTP has one answer after DATA for all recipients, so recipients whose settings
-differ cannot share a message. The config file ``recipient_policy`` chooses:
+**Policies.** SMTP has one answer after DATA for all recipients. The config file
+``recipient_policy`` chooses how recipients whose settings differ share a message:
 
-- ``group`` (default): once a transaction has a recipient, a recipient whose settings differ
+- ``split`` (default): every recipient is accepted; at the end of DATA each filter decides
+  once per distinct set of its settings (:func:`qpsmtpd_tx.outcomes.recipient_groups`) and
+  each recipient gets its own outcome; :mod:`qpsmtpd_tx.outcomes` has the reply table.
+- ``group``: once a transaction has a recipient, a recipient whose settings differ
   (any setting of any loaded filter) is answered ``452 4.5.3 Try this recipient in another
   transaction``; RFC 5321 clients send it again in a new transaction (§3.3, §4.5.3.1.10).
   Every transaction then has one policy.
@@ -49,9 +52,10 @@ ORIGINAL_RECIPIENT = "original_recipient"
 RCPT = "rcpt"
 PHASES = (RCPT, "data", "data_headers_end", "data_post", "queue")
 
+SPLIT = "split"
 GROUP = "group"
 STRICTEST = "strictest"
-POLICIES = (GROUP, STRICTEST)
+POLICIES = (SPLIT, GROUP, STRICTEST)
 
 DIFFERENT_POLICY_TEXT = "4.5.3 Try this recipient in another transaction"
 
@@ -112,6 +116,15 @@ def policy_key(plugins, recipient):
             if setting.groups:
                 key.append((plugin.name, setting.note, plugin.setting(recipient, setting.note)))
     return tuple(key)
+
+
+def first_difference(key, other):
+    """``(plugin, note, value, other_value)`` of the first setting two :func:`policy_key`
+    results disagree on, or None if they agree."""
+    for mine, theirs in zip(key, other):
+        if mine != theirs:
+            return mine[0], mine[1], mine[2], theirs[2]
+    return None
 
 
 def expand_alias(recipient):
