@@ -13,6 +13,7 @@ from twisted.trial import unittest
 
 from qpsmtpd_tx import codes
 from qpsmtpd_tx.testing import capture_log, maildir_by_recipient, maildir_messages
+from tests.support.filter_cases import record_calls
 from tests.support.server import Transcript, connect, start_server
 from tests.support.spamd import GTUBE, SIX_POINTS, shared_spamd
 
@@ -37,14 +38,7 @@ class SplitTests(unittest.TestCase):
         self.addCleanup(server.stop_plugins)
         self.log = capture_log(self, server)
         plugin = next(p for p in server.plugins if p.path == "spamassassin")
-        scans = []
-        ask = plugin._ask_spamd
-
-        def counting(message, user):
-            scans.append(user)
-            return ask(message, user)
-
-        self.patch(plugin, "_ask_spamd", counting)
+        scans = record_calls(self, plugin, "_ask_spamd", lambda message, user: user)
         client = await connect(self, port)
         transcript = Transcript(client)
         await transcript.say("EHLO client.example")
