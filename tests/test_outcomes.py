@@ -7,7 +7,7 @@ from twisted.trial import unittest
 
 from qpsmtpd_tx import outcomes
 from qpsmtpd_tx.address import Address
-from qpsmtpd_tx.codes import LOGINFO, LOGNOTICE
+from qpsmtpd_tx.codes import LOGERROR, LOGINFO, LOGNOTICE
 from qpsmtpd_tx.message import Header
 from qpsmtpd_tx.objects import Transaction
 from qpsmtpd_tx.testing import (MemoryClient, capture_log, codes_of, eventually,
@@ -191,6 +191,19 @@ class SplitSessionTests(unittest.TestCase):
         client = self.send(self.server(), "6")
         self.assertEqual(codes_of(await self.answer(client)), [451])
         self.assertEqual(self.delivered("high"), [])
+
+    async def test_a_failing_copy_answers_for_the_message(self):
+        os.makedirs(self.maildir)
+        with open(os.path.join(self.maildir, "high@example.com"), "w"):
+            pass     # high's Maildir cannot be made: its copy (the second) fails
+        server = self.server()
+        log = capture_log(self, server)
+        client = self.send(server, "1", ("mid", "high"))
+        reply = await self.answer(client)
+        self.assertTrue(reply.startswith("451 queue error ("), reply)
+        self.assertEqual(len(self.delivered("mid")), 1)
+        self.assertIn((LOGERROR, "copies 1-1 were queued before copy 2 failed: a retry by the "
+                       "client delivers them again"), log)
 
     def test_group_names_the_setting_that_differed(self):
         server = self.server({"recipient_policy": "group"})
