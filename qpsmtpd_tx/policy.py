@@ -86,6 +86,48 @@ class Setting:
         return self.phase != RCPT
 
 
+#: qpsmtpd's ``reject`` values, least strict first (None, a plugin's unset value, means ``1``)
+REJECT_LEVELS = ("0", "naughty", "1")
+#: qpsmtpd's ``reject_type`` values that refuse for good (the others refuse for now)
+PERMANENT_TYPES = ("perm", "hard", "disconnect")
+REJECT_TYPES = PERMANENT_TYPES + ("temp", "soft", "temp_disconnect")
+
+
+def reject_level(text):
+    """A ``reject`` note: ``0``, ``1`` or ``naughty`` (ValueError otherwise)."""
+    text = str(text).strip().lower()
+    if text not in REJECT_LEVELS:
+        raise ValueError(text)
+    return text
+
+
+def reject_type(text):
+    """A ``reject_type`` note: ``perm``, ``temp``… (ValueError otherwise)."""
+    text = str(text).strip().lower()
+    if text not in REJECT_TYPES:
+        raise ValueError(text)
+    return text
+
+
+def strictest_level(values):
+    """The strictest ``reject``: ``1`` before ``naughty`` before ``0``."""
+    return max(values, key=lambda v: REJECT_LEVELS.index("1" if v is None else v))
+
+
+def strictest_type(values):
+    """The strictest ``reject_type``: a permanent one if any, else the first."""
+    return next((v for v in values if v is None or v.lower() in PERMANENT_TYPES), values[0])
+
+
+def reject_settings(prefix, reject, reject_type_, phase="data_post"):
+    """The Settings of a filter's qpsmtpd-style ``reject`` and ``reject_type`` read per
+    recipient: notes ``PREFIX_reject`` and ``PREFIX_reject_type``, defaulting to ``reject`` and
+    ``reject_type_`` (the plugin's own values: its arguments or its defaults)."""
+    return (Setting(prefix + "_reject", None, reject, reject_level, strictest_level, phase=phase),
+            Setting(prefix + "_reject_type", None, reject_type_, reject_type, strictest_type,
+                    phase=phase))
+
+
 def resolve(setting, recipient, arguments):
     """The value of ``setting`` for ``recipient`` (None: no recipient) — the documented lookup.
 
