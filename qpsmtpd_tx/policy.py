@@ -169,6 +169,16 @@ def first_difference(key, other):
     return None
 
 
+def declared_settings(server):
+    """``{note: [(plugin path, Setting), …]}``: the settings the loaded filters read (what a
+    notes source may set, and how each filter converts it)."""
+    declared = {}
+    for plugin in getattr(server, "policy_plugins", None) or ():
+        for setting in plugin.recipient_settings:
+            declared.setdefault(setting.note, []).append((plugin.path, setting))
+    return declared
+
+
 def expand_alias(recipient):
     """``(recipients, invalid)``: what the transaction gets for an accepted ``recipient``.
 
