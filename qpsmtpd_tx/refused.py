@@ -62,15 +62,38 @@ def dispose(session, refused):
     txn.recipients = [r for r in txn.recipients if r not in gone]
     if how == outcomes.DISCARD:
         return None
-    sender = txn.sender.format() if txn.sender is not None else "<>"
+    return quarantine(server, txn, refused, session.log)
+
+
+def after_delivery(server, transaction, refused, log):
+    """For a back end that refused some recipients after taking the message for the others
+    (LMTP): log each ``(recipient, Outcome)`` and keep its copy as ``rejected_recipients``
+    says (``tag`` cannot deliver it: quarantined as well). None, or a Deferred."""
+    how = getattr(server, "rejected_recipients", outcomes.QUARANTINE)
+    where = "discarded" if how == outcomes.DISCARD else "quarantined in %s" % quarantine_dir(
+        server)
+    for recipient, outcome in refused:
+        log(codes.LOGNOTICE, "recipient %s refused by %s after the message: %d %s; its copy "
+            "is %s" % (recipient.format(), outcome.filter, outcome.code, outcome.text, where),
+            transaction)
+    if how == outcomes.DISCARD:
+        return None
+    return quarantine(server, transaction, refused,
+                      lambda level, text: log(level, text, transaction))
+
+
+def quarantine(server, transaction, refused, log):
+    """Write one copy for the ``(recipient, Outcome)`` pairs into the quarantine Maildir (in
+    a thread); a Deferred firing when it is on disk (failing if it cannot be written)."""
+    sender = transaction.sender.format() if transaction.sender is not None else "<>"
     lines = ["Return-Path: %s\n" % sender]
     lines += ["Delivered-To: %s\n" % r.address for r, _ in refused]
     lines += ["%s: %s\n" % (outcomes.TAG_HEADER, tag_value(r, o)) for r, o in refused]
     head = "".join(lines).encode("utf-8", "surrogateescape")
-    body = txn.body.open()
+    body = transaction.body.open()
     directory = quarantine_dir(server)
-    d = server.run_blocking(_write, directory, [head, txn.header_bytes()], body)
-    d.addCallback(lambda name: session.log(
+    d = server.run_blocking(_write, directory, [head, transaction.header_bytes()], body)
+    d.addCallback(lambda name: log(
         codes.LOGINFO, "quarantined as %s" % os.path.join(directory, "new", name)))
     return d
 
