@@ -109,6 +109,7 @@ from qpsmtpd_tx.address import (
     is_valid_address_literal,
     is_valid_domain,
 )
+from qpsmtpd_tx import policy
 from qpsmtpd_tx.codes import DECLINED, LOGERROR, LOGINFO, LOGWARN
 from qpsmtpd_tx.plugin import Plugin, PluginError
 from qpsmtpd_tx.policy import ALIAS_TARGETS, ORIGINAL_RECIPIENT
@@ -470,6 +471,8 @@ def load_checked(path, declared):
 class Aliases(Plugin):
     """Fill recipient notes (and alias targets) from an aliases file."""
 
+    #: sets recipient notes at RCPT (``qpsmtpd-tx notes`` asks it)
+    notes_source = True
     #: the clock used for check_interval (tests replace it with a task.Clock)
     clock = reactor
 
@@ -571,8 +574,4 @@ class Aliases(Plugin):
 
     def _declared(self):
         """The settings the loaded filters read: ``{note: [(plugin path, Setting), …]}``."""
-        declared = {}
-        for plugin in getattr(self.server, "policy_plugins", None) or ():
-            for setting in plugin.recipient_settings:
-                declared.setdefault(setting.note, []).append((plugin.path, setting))
-        return declared
+        return policy.declared_settings(self.server)

@@ -17,6 +17,11 @@ Arguments: ``[log|deny|denysoft] [action log|deny|denysoft] [reject 0|1|naughty]
                    (452), ``disconnect`` (552 and close), ``temp_disconnect`` (452 and close).
   ``loglevel``     per-plugin log level (``6``, ``LOGINFO``, ``+1``, ``-2``).
 
+Per-recipient settings (recipient notes, README "Per-recipient policy"): ``bogus_bounce_reject``
+(``0``, ``1``, ``naughty``) and ``bogus_bounce_reject_type`` override ``reject`` and ``reject_type`` for
+that recipient (note → argument → default); with ``recipient_policy split`` the message is
+refused for the recipients whose level refuses it and goes on for the others.
+
 Config files: none.
 
 Notes: with ``reject naughty``, writes connection notes ``naughty`` / ``naughty_reject_type``.
@@ -72,6 +77,7 @@ class BogusBounce(Plugin):
         self.action = action
         self.reject = reject
         self.reject_type = reject_type
+        self.read_reject_per_recipient("bogus_bounce")
 
     def hook_data_post(self, transaction):
         sender = transaction.sender

@@ -45,6 +45,12 @@ Arguments (``key value`` pairs, all optional):
                        ignored, logged).
   ``loglevel LEVEL``
 
+Per-recipient settings (recipient notes, README "Per-recipient policy"): ``dkim_reject``
+(``0``, ``1``, ``naughty``) and ``dkim_reject_type`` override ``reject`` and ``reject_type`` for
+that recipient (note → argument → default); with ``recipient_policy split`` a failed
+signature refuses the message for the recipients whose level refuses it and it goes on for
+the others; a temperror defers the whole message unless every recipient's level is ``0``.
+
 Notes written (for the dmarc plugin): transaction notes ``dkim_result`` (the message's
 result) and ``dkim_pass_domains`` (the ``d=`` domains of the passing signatures, lower case);
 connection note ``dkim_result`` as 0.94 sets it.
@@ -86,6 +92,7 @@ class DKIMPlugin(Plugin):
     def init(self, args):
         arguments = self.parse_kv_args(list(args), self.KNOWN)
         self.reject, self.reject_type = reject_settings(arguments)
+        self.read_reject_per_recipient("dkim")
         self.timeout = positive("timeout", arguments.get("timeout", "5"))
         self.max_signatures = positive("max_signatures",
                                        arguments.get("max_signatures", "10"), int)
@@ -189,7 +196,7 @@ class DKIMPlugin(Plugin):
             return self.get_reject(transaction, "signature invalid: " + detail,
                                    "result: " + detail + where)
         if result == "temperror":
-            if self.reject == "0":
+            if self.transaction_setting(transaction, "dkim_reject") == "0":
                 self.log(LOGINFO, "error, tolerated: " + detail + where, transaction)
                 return DECLINED
             self.log(LOGINFO, "error, " + detail + where, transaction)

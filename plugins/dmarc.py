@@ -21,6 +21,11 @@ header.from=<domain>``, ``dmarc=none header.from=<domain>`` without a policy, or
 ``dmarc=temperror`` when the DNS could not answer (the message is then accepted);
 transaction note ``dmarc_result`` (``pass``, ``fail``, ``none``, ``temperror``).
 
+Per-recipient settings (recipient notes, README "Per-recipient policy"): ``dmarc_reject``
+(``0``, ``1``, ``naughty``) and ``dmarc_reject_type`` override ``reject`` and ``reject_type`` for
+that recipient (note → argument → default); with ``recipient_policy split`` the message is
+refused for the recipients whose level refuses it and goes on for the others.
+
 Replies (data_post, default ``reject_type``), as qpsmtpd 0.94: disposition ``reject`` or
 ``quarantine`` → ``552 failed DMARC policy`` (karma −3); no From field → ``552 empty from
 address, null sender?``; a From field without a domain → ``552 unparseable from header``; all
@@ -62,6 +67,7 @@ class DMARCPlugin(Plugin):
     def init(self, args):
         arguments = self.parse_kv_args(list(args), self.KNOWN)
         self.reject, self.reject_type = reject_settings(arguments)
+        self.read_reject_per_recipient("dmarc")
         self.timeout = positive("timeout", arguments.get("timeout", "5"))
         self.suffixes(None)
 

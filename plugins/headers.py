@@ -48,6 +48,11 @@ Notes: reads connection note ``whitelisthost`` and transaction note ``whitelists
 writes connection notes ``karma`` and, with ``reject naughty``, ``naughty`` and
 ``naughty_reject_type``.
 
+Per-recipient settings (recipient notes, README "Per-recipient policy"): ``headers_reject``
+(``0``, ``1``, ``naughty``) and ``headers_reject_type`` override ``reject`` and ``reject_type`` for
+that recipient (note → argument → default); with ``recipient_policy split`` the message is
+refused for the recipients whose level refuses it and goes on for the others.
+
 Config files: none.
 
 The alias ``check_basicheaders`` takes the same arguments; loaded under that name the default
@@ -147,6 +152,7 @@ class Headers(Plugin):
             raise PluginError("reject_type must be one of %s, got %r"
                               % (", ".join(REJECT_TYPES), reject_type))
         self.reject_type = reject_type
+        self.read_reject_per_recipient("headers")
 
     # -- the hook ----------------------------------------------------------------------------
 

@@ -9,6 +9,11 @@ Arguments: ``[N]`` or ``[max_hops N]``
          a whole number, default 100 (qmail-smtpd's figure). ``0`` also means 100, as in
          qpsmtpd.
 
+Per-recipient setting (recipient note, README "Per-recipient policy"): ``loop_max_hops``
+(a whole number above 0) replaces N for that recipient; strictest = the lowest. With
+``recipient_policy split`` the message is refused for the recipients whose limit it reaches
+and goes on for the others.
+
 Config files: none. Notes: none.
 
 Replies: ``552 Too many hops (#5.4.6)`` when the count is N or more (qpsmtpd's DSN text for
@@ -23,10 +28,19 @@ accepted besides the bare number.
 
 from qpsmtpd_tx.codes import DECLINED, DENY, LOGINFO
 from qpsmtpd_tx.plugin import Plugin, PluginError
+from qpsmtpd_tx.policy import Setting
 
 DEFAULT_MAX_HOPS = 100
 TOO_MANY_HOPS = "Too many hops (#5.4.6)"
 USAGE = "usage: loop [N] or loop [max_hops N]"
+
+
+def max_hops(text):
+    """A ``loop_max_hops`` note: a whole number above 0 (ValueError otherwise)."""
+    value = int(str(text).strip())
+    if value <= 0:
+        raise ValueError(text)
+    return value
 
 
 class Loop(Plugin):
@@ -45,13 +59,19 @@ class Loop(Plugin):
             if not args[0].isdigit():
                 raise PluginError("max_hops must be a whole number, got %r" % (args[0],))
             self.max_hops = int(args[0]) or DEFAULT_MAX_HOPS
+        self.recipient_settings = (Setting("loop_max_hops", None, self.max_hops, max_hops, min),)
 
     def hook_data_post(self, transaction):
         header = transaction.header
         if header is None:
             return DECLINED
         hops = header.count("Received") + header.count("Delivered-To")
-        if hops >= self.max_hops:
-            self.log(LOGINFO, "fail, %d hops (max %d)" % (hops, self.max_hops), transaction)
-            return DENY, TOO_MANY_HOPS
-        return DECLINED
+        results = []
+        for values, recipients in self.recipient_groups(transaction):
+            limit = values["loop_max_hops"]
+            if hops >= limit:
+                self.log(LOGINFO, "fail, %d hops (max %d)" % (hops, limit), transaction)
+                results.append((recipients, (DENY, TOO_MANY_HOPS)))
+            else:
+                results.append((recipients, DECLINED))
+        return self.per_recipient_result(transaction, results)

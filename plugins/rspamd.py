@@ -24,11 +24,15 @@ Arguments (``key value`` pairs, all optional):
 Per-recipient note read: ``rspamd_settings_id`` — the rspamd settings profile of this recipient
 (an id defined in rspamd's ``local.d/settings.conf``: ``strict { id = "strict"; apply { actions
 { reject = 5; … } } }``). A profile id is printable ASCII without spaces; another value is
-ignored (the argument or default applies). Recipients with different profiles are split into
-separate transactions by the config ``recipient_policy group`` (the default): ``452 4.5.3``.
-With ``recipient_policy strictest`` the message is scanned once per distinct profile and the
-most severe answer applies (order: reject, soft reject, greylist, rewrite subject, add header,
-no action); each scan carries every recipient of the message.
+ignored (the argument or default applies). The message is scanned once per distinct profile
+of its recipients (each scan carries every recipient of the message). With the config
+``recipient_policy split`` (the default) each profile's answer applies to its own
+recipients: refused for some (the message goes on for the others, see README "Per-recipient
+policy"; a temporary answer for any profile defers the whole message), and the headers below
+are those of each profile's answer, in its recipients' copy. With ``group`` recipients with
+different profiles are split into separate transactions (``452 4.5.3``); with ``strictest``
+the most severe answer applies to everyone (order: reject, soft reject, greylist, rewrite
+subject, add header, no action).
 
 Why no ``rspamd_reject_score``: the spam thresholds live in rspamd, per profile (the ``actions``
 of a settings profile), so per-recipient thresholds are profiles chosen by ``Settings-ID``.
@@ -106,6 +110,7 @@ from twisted.web.http_headers import Headers
 from twisted.web.iweb import IBodyProducer
 from zope.interface import implementer
 
+from qpsmtpd_tx import outcomes, policy
 from qpsmtpd_tx.codes import DECLINED, DENY, DENYSOFT, LOGERROR, LOGINFO, LOGWARN
 from qpsmtpd_tx.plugin import Plugin, PluginError
 from qpsmtpd_tx.plugin_args import boolean
@@ -252,13 +257,11 @@ class Rspamd(Plugin):
     def hook_data_post(self, transaction):
         # Everything taken from the transaction is taken now, in the reactor thread, before
         # any wait: the header bytes, one open body file per scan, the envelope.
-        profiles = []
-        for recipient in transaction.recipients:
-            profile = self.setting(recipient, "rspamd_settings_id")
-            if profile not in profiles:
-                profiles.append(profile)
-        if not profiles:
-            profiles.append(self.setting(None, "rspamd_settings_id"))
+        groups = outcomes.group_by(outcomes.accepted(transaction),
+                                   lambda r: self.setting(r, "rspamd_settings_id"))
+        if not groups:
+            groups.append((self.setting(None, "rspamd_settings_id"), []))
+        profiles = [profile for profile, _ in groups]
         header = transaction.header_bytes()
         scans = []
         for profile in profiles:
@@ -266,7 +269,7 @@ class Rspamd(Plugin):
             scans.append(self._scan(producer, self.request_headers(transaction, profile),
                                     transaction))
         d = defer.DeferredList(scans, consumeErrors=True)
-        d.addCallback(self._answered, transaction, profiles)
+        d.addCallback(self._answered, transaction, groups)
         # a fault of ours is a failed scan too, never a silent accept
         d.addErrback(lambda failure: self._failed(transaction, ScanError(
             "cannot use the answer: %s" % failure.getErrorMessage())))
@@ -356,16 +359,25 @@ class Rspamd(Plugin):
 
     # -- acting on the answer ------------------------------------------------------------------
 
-    def _answered(self, results, transaction, profiles):
+    def _answered(self, results, transaction, groups):
         answers = []
-        for (ok, value), profile in zip(results, profiles):
+        for (ok, value), (profile, _) in zip(results, groups):
             if not ok:
                 return self._failed(transaction, value.value if isinstance(
                     value.value, ScanError) else ScanError(str(value.value)))
             answers.append((value, profile))
         for answer, profile in answers:
             self._log_answer(transaction, answer, profile)
+        if getattr(self.server, "recipient_policy", policy.SPLIT) == policy.SPLIT:
+            # each profile's answer for its own recipients
+            return self.per_recipient_result(transaction, [
+                (recipients, self._act(transaction, recipients, answer, profile))
+                for (answer, profile), (_, recipients) in zip(answers, groups)])
         answer, profile = max(answers, key=lambda a: SEVERITY[a[0]["action"]])
+        return self._act(transaction, outcomes.accepted(transaction), answer, profile)
+
+    def _act(self, transaction, recipients, answer, profile):
+        """The result of rspamd's ``answer`` for ``recipients``; their copy's headers."""
         action = answer["action"]
         message = _smtp_message(answer)
         if SEVERITY[action] == SEVERITY["reject"]:
@@ -375,7 +387,10 @@ class Rspamd(Plugin):
             return DENY, message or REJECT_TEXT
         if action in ("soft reject", "greylist"):
             return DENYSOFT, message or TRY_AGAIN_TEXT
-        self._change_headers(transaction, answer, profile)
+        milter = answer.get("milter")
+        if isinstance(milter, dict):
+            self._log_milter(transaction, milter)
+        self.edit_header(transaction, recipients, change_headers, answer, profile)
         return DECLINED
 
     def _failed(self, transaction, error):
@@ -404,46 +419,13 @@ class Rspamd(Plugin):
             ", profile %s" % profile if profile is not None else "",
             ", symbols " + listed if listed else ""), transaction)
 
-    def _change_headers(self, transaction, answer, profile):
-        header = transaction.header
-        if header is None:
-            return
-        action = answer["action"]
-        for name in OWN_HEADERS:
-            header.delete(name)
-        score = _number(answer.get("score"))
-        ours = []
-        if action in SPAM_ACTIONS:
-            ours.append(("X-Spam-Flag", "YES"))
-        ours.append(("X-Spam-Status", spam_status(answer, profile)))
-        if score >= 1:
-            ours.append(("X-Spam-Level", "*" * min(50, int(math.floor(score)))))
-        for name, value in reversed(ours):
-            header.add(name, value, prepend=True)
-        if action == "rewrite subject":
-            subject = answer.get("subject")
-            if not isinstance(subject, str) or not subject.strip():
-                subject = DEFAULT_SUBJECT % (header.get_first("Subject", "") or "")
-            header.replace("Subject", _header_value(subject))
-        milter = answer.get("milter")
-        if isinstance(milter, dict):
-            self._apply_milter(transaction, header, milter)
-
-    def _apply_milter(self, transaction, header, milter):
-        removes = milter.get("remove_headers")
-        if isinstance(removes, dict):
-            for name, which in removes.items():
-                if _FIELD_NAME.fullmatch(name) and isinstance(which, int):
-                    remove_field(header, name, which)
+    def _log_milter(self, transaction, milter):
+        """Log the ``milter`` requests that :func:`apply_milter` leaves out."""
         adds = milter.get("add_headers")
-        if isinstance(adds, dict):
-            for name, spec in adds.items():
-                if not _FIELD_NAME.fullmatch(name):
-                    self.log(LOGWARN, "rspamd asked to add a header with a bad name %r" % name,
-                             transaction)
-                    continue
-                for value, order in _header_specs(spec):
-                    add_field(header, name, value, order)
+        for name in adds if isinstance(adds, dict) else ():
+            if not _FIELD_NAME.fullmatch(name):
+                self.log(LOGWARN, "rspamd asked to add a header with a bad name %r" % name,
+                         transaction)
         others = sorted(k for k in milter if k not in ("add_headers", "remove_headers"))
         if others:
             self.log(LOGINFO, "ignoring rspamd's milter requests %s" % ", ".join(others),
@@ -459,6 +441,46 @@ class Rspamd(Plugin):
 
 
 # -- helpers -----------------------------------------------------------------------------------
+
+
+def change_headers(header, answer, profile):
+    """The header changes of an accepted message (see the module documentation): ours, the
+    rewritten Subject, then rspamd's ``milter`` requests."""
+    action = answer["action"]
+    for name in OWN_HEADERS:
+        header.delete(name)
+    score = _number(answer.get("score"))
+    ours = []
+    if action in SPAM_ACTIONS:
+        ours.append(("X-Spam-Flag", "YES"))
+    ours.append(("X-Spam-Status", spam_status(answer, profile)))
+    if score >= 1:
+        ours.append(("X-Spam-Level", "*" * min(50, int(math.floor(score)))))
+    for name, value in reversed(ours):
+        header.add(name, value, prepend=True)
+    if action == "rewrite subject":
+        subject = answer.get("subject")
+        if not isinstance(subject, str) or not subject.strip():
+            subject = DEFAULT_SUBJECT % (header.get_first("Subject", "") or "")
+        header.replace("Subject", _header_value(subject))
+    milter = answer.get("milter")
+    if isinstance(milter, dict):
+        apply_milter(header, milter)
+
+
+def apply_milter(header, milter):
+    """rspamd's ``remove_headers`` then ``add_headers`` requests (bad names skipped)."""
+    removes = milter.get("remove_headers")
+    if isinstance(removes, dict):
+        for name, which in removes.items():
+            if _FIELD_NAME.fullmatch(name) and isinstance(which, int):
+                remove_field(header, name, which)
+    adds = milter.get("add_headers")
+    if isinstance(adds, dict):
+        for name, spec in adds.items():
+            if _FIELD_NAME.fullmatch(name):
+                for value, order in _header_specs(spec):
+                    add_field(header, name, value, order)
 
 
 def _number(value):

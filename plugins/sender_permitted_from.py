@@ -28,6 +28,13 @@ Arguments (``key value`` pairs, all optional; qpsmtpd's names):
 
 Config files: ``spfbehavior`` (the reject level when the plugin line gives none).
 
+Per-recipient setting (recipient note, README "Per-recipient policy"): ``spf_reject``, a
+level from 0 to 6 for that recipient, applied at the end of DATA (the MAIL FROM result kept
+in ``spfquery``; the level of the plugin line or ``spfbehavior`` has already been applied at
+MAIL FROM, so a note can only be stricter). With ``recipient_policy split`` the message is
+refused for the recipients whose level refuses the result and goes on for the others (a
+temporary refusal defers the whole message). Strictest = the highest level.
+
 Replies (to MAIL FROM), ``why`` being Mail::SPF's explanation as 0.94 shows it
 (``example.com: Sender is not authorized by default to use 'a@example.com' in 'mfrom'
 identity (mechanism '-all' matched)``): ``550 SPF - forgery: why`` (fail), ``450 SPF - fail:
@@ -68,6 +75,7 @@ from twisted.internet import defer
 from qpsmtpd_tx.codes import DECLINED, DENY, DENYSOFT, LOGDEBUG, LOGERROR, LOGINFO
 from qpsmtpd_tx.plugin import Plugin, PluginError
 from qpsmtpd_tx.plugin_args import positive
+from qpsmtpd_tx.policy import Setting
 from qpsmtpd_tx.printable import printable
 from qpsmtpd_tx.spf import DEFAULT_TIMEOUT, check_host, is_domain
 
@@ -109,8 +117,18 @@ REUSE_SECONDS = 60
 REUSE_ENTRIES = 20
 
 
+def spf_level(text):
+    """An ``spf_reject`` note: a level from 0 to 6 (ValueError otherwise)."""
+    value = int(str(text).strip())
+    if not 0 <= value <= 6:
+        raise ValueError(text)
+    return value
+
+
 class SenderPermittedFrom(Plugin):
     """Checks the sender's SPF record at MAIL FROM; adds Received-SPF at data_post."""
+
+    recipient_settings = (Setting("spf_reject", None, None, spf_level, max),)
 
     KNOWN = ("reject", "spf_deny", "timeout")
 
@@ -244,4 +262,17 @@ class SenderPermittedFrom(Plugin):
             return DECLINED
         transaction.header.add("Received-SPF", printable(result.received_spf(self.server.me)),
                                prepend=True)
-        return DECLINED
+        return self.per_recipient_result(transaction, [
+            (recipients, self._data_verdict(transaction, result, values["spf_reject"]))
+            for values, recipients in self.recipient_groups(transaction)])
+
+    def _data_verdict(self, transaction, result, level):
+        """The result for recipients whose ``spf_reject`` note is ``level`` (None: no note,
+        MAIL FROM has applied the plugin's level)."""
+        if level is None:
+            return DECLINED
+        reply = verdict(result, level)
+        if reply is not DECLINED:
+            self.log(LOGINFO, "fail at data time, level %d, %s" % (level, result.result),
+                     transaction)
+        return reply

@@ -49,8 +49,13 @@ the argument of the same meaning for that recipient):
   ``spamassassin_reject_threshold``         a number, ``userprefs``, or ``0`` (never);
                                             strictest = the lowest.
   ``spamassassin_munge_subject_threshold``  a number or ``0`` (never); strictest = lowest.
-With config ``recipient_policy group`` (default) every message has one value of each; with
-``strictest`` the message gets the lowest (``userprefs`` counts as spamd's required score).
+With config ``recipient_policy split`` (default) spamd scores the message once and each
+group of recipients with the same thresholds gets its own outcome: refused (the message goes
+on for the others; see README "Per-recipient policy"), accepted, and its copy's Subject
+munged by its own munge threshold. The ``X-Spam-*`` headers are spamd's, the same in every
+copy (spamd scored once; ``required`` there is spamd's score, not a recipient's threshold).
+With ``group`` every message has one value of each; with ``strictest`` the message gets the
+lowest (``userprefs`` counts as spamd's required score).
 
 Config files: ``subject_prefix`` (first line).
 
@@ -93,6 +98,7 @@ from twisted.internet.endpoints import connectProtocol
 from qpsmtpd_tx.codes import DECLINED, DENY, DENYSOFT, LOGDEBUG, LOGERROR, LOGINFO, LOGWARN
 from qpsmtpd_tx.daemon_client import RequestExchange
 from qpsmtpd_tx.endpoints import describe_failure as _describe, host_port, unix_socket
+from qpsmtpd_tx.message import Header
 from qpsmtpd_tx.plugin import Plugin, PluginError
 from qpsmtpd_tx.plugin_args import boolean as _boolean, positive as _positive
 from qpsmtpd_tx.policy import Setting
@@ -343,10 +349,18 @@ class SpamAssassin(Plugin):
         if results is None:
             return self._unavailable(transaction, SpamdError("no score in spamd's answer"))
         transaction.notes["spamassassin"] = results
+        self._karma(transaction, results)
         if self.add_headers and transaction.header is not None:
             self._insert_headers(transaction, headers, user)
-            self._munge_subject(transaction, results)
-        return self._verdict(transaction, results)
+        # one score, each group of recipients' thresholds applied to it
+        verdicts = []
+        for values, recipients in self.recipient_groups(transaction):
+            if self.add_headers and transaction.header is not None:
+                self._munge_subject(transaction, recipients, results,
+                                    values["spamassassin_munge_subject_threshold"])
+            verdicts.append((recipients, self._verdict(
+                transaction, results, values["spamassassin_reject_threshold"])))
+        return self.per_recipient_result(transaction, verdicts)
 
     async def _ask_spamd(self, message, user):
         envelope, header, body = message
@@ -415,8 +429,8 @@ class SpamAssassin(Plugin):
         for name, value in reversed(new):
             header.add(name, value, prepend=True)
 
-    def _munge_subject(self, transaction, results):
-        threshold = self.transaction_setting(transaction, "spamassassin_munge_subject_threshold")
+    def _munge_subject(self, transaction, recipients, results, threshold):
+        """Prefix the Subject of ``recipients``' copy when the score is above ``threshold``."""
         if threshold is None:
             self.log(LOGDEBUG, "skipping munge, no threshold set", transaction)
             return
@@ -426,19 +440,24 @@ class SpamAssassin(Plugin):
         prefix = self.subject_prefix_argument or self.config_scalar(
             "subject_prefix", DEFAULT_SUBJECT_PREFIX)
         subject = transaction.header.get_first("Subject", "")
-        transaction.header.replace("Subject", "%s %s" % (prefix, subject))
+        self.edit_header(transaction, recipients, Header.replace, "Subject",
+                         "%s %s" % (prefix, subject))
 
-    def _verdict(self, transaction, results):
-        score, required = results["score"], results["required"]
-        spam = str(results.get("is_spam", "")).lower() == "yes"
-        if spam:
+    def _karma(self, transaction, results):
+        """qpsmtpd's karma: -1 for spam, -1/+1 for autolearn spam/ham (once per message)."""
+        if str(results.get("is_spam", "")).lower() == "yes":
             self.adjust_karma(transaction, -1)
         learn = results.get("autolearn")
         if learn in ("ham", "spam"):
             self.adjust_karma(transaction, 1 if learn == "ham" else -1)
+
+    def _verdict(self, transaction, results, setting):
+        """The result for recipients whose reject threshold is ``setting``."""
+        score, required = results["score"], results["required"]
+        spam = str(results.get("is_spam", "")).lower() == "yes"
         status = "%s, %s" % ("Spam" if spam else "Ham", score)
+        learn = results.get("autolearn")
         learn = ", learn=%s" % learn if learn else ""
-        setting = self.transaction_setting(transaction, "spamassassin_reject_threshold")
         threshold = effective_threshold(setting, required)
         if threshold is None:
             self.log(LOGINFO, "pass, %s, reject disabled%s" % (status, learn), transaction)

@@ -41,6 +41,13 @@ and ``denysoft`` ``452 <that text>`` (the first such match decides); ``log`` onl
 Relay clients and whitelisted hosts and senders are not checked. A lookup that fails or times
 out (not NXDOMAIN/NODATA) is logged and counts as not listed: never a rejection. Notes: none.
 
+Per-recipient setting (recipient note, README "Per-recipient policy"): ``uribl_action``
+(``add-header``, ``deny``, ``denysoft``, ``log``) replaces the action of every match for that
+recipient (default: none, each zone's own action). The names are looked up once per message;
+with ``recipient_policy split`` each group of recipients gets its own outcome, and its
+``X-URIBL-Match`` fields in its copy. Strictest: ``deny``, ``denysoft``, the zones' own,
+``add-header``, ``log``.
+
 Differences from qpsmtpd 0.94, intended:
   - ``scan-headers`` scans the header block, as documented; 0.94 starts reading after the
     header, so the option never found anything there.
@@ -70,7 +77,9 @@ from twisted.internet import defer
 from qpsmtpd_tx.codes import DECLINED, DENY, DENYSOFT, LOGDEBUG, LOGINFO, LOGWARN
 from qpsmtpd_tx.config import split_words
 from qpsmtpd_tx.dns import DNSError
+from qpsmtpd_tx.message import Header
 from qpsmtpd_tx.plugin import Plugin, PluginError
+from qpsmtpd_tx.policy import Setting
 from qpsmtpd_tx.plugin_args import boolean, positive
 from qpsmtpd_tx.printable import printable
 from qpsmtpd_tx.uri_hosts import URIScanner, message_lines, scan_lines
@@ -144,11 +153,26 @@ class Match:
         self.text = printable("%s in %s: %s" % (name, zone, detail), MAX_TEXT)
 
 
+def uribl_action(text):
+    """A ``uribl_action`` note: one of :data:`ACTIONS` (ValueError otherwise)."""
+    text = str(text).strip().lower()
+    if text not in ACTIONS:
+        raise ValueError(text)
+    return text
+
+
+#: least to most strict; None (each zone's own action) sits between tagging and refusing
+_STRICTNESS = ("log", "add-header", None, "denysoft", "deny")
+
+
 class URIBL(Plugin):
     """Looks up the names in a message's URIs in URI block lists at data_post."""
 
     KNOWN = ("action", "timeout", "scan-headers", "check-headers", "checkip", "max_names",
              "mask")
+
+    recipient_settings = (Setting("uribl_action", None, None, uribl_action,
+                                  lambda values: max(values, key=_STRICTNESS.index)),)
 
     def init(self, args):
         arguments = self.parse_kv_args(list(args), self.KNOWN)
@@ -248,8 +272,18 @@ class URIBL(Plugin):
     def _act(self, transaction, matches):
         for match in matches:
             self.log(LOGWARN, match.text, transaction)
-            if match.action == "add-header" and transaction.header is not None:
-                transaction.header.add("X-URIBL-Match", match.text, prepend=True)
-            elif match.action in _REPLY_CODE:
-                return _REPLY_CODE[match.action], match.text
+        return self.per_recipient_result(transaction, [
+            (recipients, self._act_for(transaction, recipients, matches, values["uribl_action"]))
+            for values, recipients in self.recipient_groups(transaction)])
+
+    def _act_for(self, transaction, recipients, matches, override):
+        """The result for ``recipients`` whose ``uribl_action`` is ``override`` (None: each
+        zone's action); X-URIBL-Match fields go into their copy."""
+        for match in matches:
+            action = override or match.action
+            if action == "add-header":
+                self.edit_header(transaction, recipients, Header.add, "X-URIBL-Match",
+                                 match.text, True)
+            elif action in _REPLY_CODE:
+                return _REPLY_CODE[action], match.text
         return DECLINED

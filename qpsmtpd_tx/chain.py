@@ -27,6 +27,9 @@ class PluginChain:
         self.plugins = []
         #: the plugins that read per-recipient settings (see qpsmtpd_tx.policy)
         self.policy_plugins = []
+        #: the plugins with ``confirm_recipient(transaction, recipient)``: asked about each
+        #: recipient the rcpt hooks accepted, before the 250 (queue/smtp-forward ``proxy``)
+        self.recipient_confirmers = []
         #: the Authenticator when an auth hook is registered, else None
         self.auth = None
         #: False when hosts_allow is loaded: it enforces --max-from-ip itself

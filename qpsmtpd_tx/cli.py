@@ -13,6 +13,8 @@
                                   ``--force`` to replace a pair)
 ``qpsmtpd-tx karma COMMAND``      qpsmtpd's karma_tool: list, search, capture, release, prune
                                   karma's database (:mod:`qpsmtpd_tx.karma_tool`)
+``qpsmtpd-tx notes ADDRESS``      what every notes source sets for ADDRESS and which value each
+                                  filter would use (:mod:`qpsmtpd_tx.notes_report`)
 ``qpsmtpd-tx forkserver ...``     run the server with qpsmtpd-forkserver's options
                                   (:mod:`qpsmtpd_tx.forkserver`)
 
@@ -28,7 +30,7 @@ import re
 import socket
 import sys
 
-from qpsmtpd_tx import __version__, config_items, forkserver, karma_tool, tls
+from qpsmtpd_tx import __version__, config_items, forkserver, karma_tool, notes_report, tls
 from qpsmtpd_tx.config import Config
 from qpsmtpd_tx.loader import find_plugin, find_plugin_file
 from qpsmtpd_tx.packages import package_plugins, plugin_source
@@ -288,6 +290,13 @@ def build_parser():
         description="qpsmtpd's karma_tool: list, search, capture, release or prune the "
                     "clients in karma's database (the file store or Redis).")
     karma_tool.add_arguments(karma)
+    notes = commands.add_parser(
+        "notes", help="what every notes source sets for a recipient, and what each filter uses",
+        description="Load the config's plugins (without listening), ask every notes source "
+                    "(aliases, rcpt_notes/sql, rcpt_notes/ldap, user_config) about ADDRESS and "
+                    "print the value each filter's per-recipient settings would take.")
+    notes.add_argument("address", metavar="ADDRESS", help="the recipient, user@domain")
+    _config_option(notes)
     commands.add_parser("forkserver", add_help=False,
                         help="run the server with qpsmtpd-forkserver's options (see --help)")
     return parser
@@ -335,6 +344,9 @@ def _run(argv, out, err):
         return karma_tool.main(args, out, err)
     if args.command == "tls-cert":
         return tls_cert(args.config, args.hostname, args.force, out, err)
+    if args.command == "notes":
+        config = _open_config(args.config, err)
+        return 1 if config is None else notes_report.main(config, args.address, out, err)
     if args.command != "plugins":
         parser.print_help(out)
         return 2

@@ -13,7 +13,7 @@ All items are read once at start-up (a SIGHUP does not change them), but for tho
 
 import attr
 
-from qpsmtpd_tx import codes, policy
+from qpsmtpd_tx import codes, outcomes, policy
 from qpsmtpd_tx.config import DEFAULT_ORIGIN, HOOK_ORIGIN, ConfigError
 from qpsmtpd_tx.hooks import DEFAULT_HOOK_TIMEOUT
 
@@ -80,9 +80,15 @@ ITEMS = dict([
           "progress", minimum=0),
     _item("max_recipients", INTEGER, 1000, "recipients per transaction, beyond it 452 4.5.3; "
           "0 = no limit", minimum=0),
-    _item("recipient_policy", CHOICE, policy.GROUP, "recipients whose filter settings differ: "
-          "group (452 4.5.3, another transaction) or strictest (merge)",
-          choices=policy.POLICIES),
+    _item("recipient_policy", CHOICE, policy.SPLIT, "recipients whose filter settings differ: "
+          "split (one transaction, an outcome per recipient), group (452 4.5.3, another "
+          "transaction) or strictest (merge)", choices=policy.POLICIES),
+    _item("rejected_recipients", CHOICE, outcomes.QUARANTINE, "with recipient_policy split, "
+          "the copy of a recipient a filter refused while others are accepted: quarantine "
+          "(into quarantine_dir), discard, or tag (delivered with X-Recipient-Rejected)",
+          choices=outcomes.DISPOSITIONS),
+    _item("quarantine_dir", TEXT, None, "the Maildir that rejected_recipients quarantine "
+          "writes to", default_text="var/quarantine in the working directory"),
     _item("auth_max_failures", INTEGER, 3, "failed AUTH exchanges per connection before 421; "
           "0 = no limit", minimum=0),
     _item("auth_failure_delay", INTEGER, 1, "seconds each failed AUTH is answered late; "

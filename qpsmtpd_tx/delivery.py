@@ -1,14 +1,16 @@
 """The message phase of a session: DATA, the headers, then Received → data_post → queue.
 
 After ``354`` the core frames the message; at its end the session adds the
-Authentication-Results and Received fields, runs ``data_post``, ``queue_pre`` and ``queue``,
-and answers as the reply table (:mod:`qpsmtpd_tx.replies`) says. One LOGNOTICE line per
-message records the outcome.
+Authentication-Results and Received fields, runs ``data_post``, settles the per-recipient
+outcomes (:mod:`qpsmtpd_tx.outcomes`, :mod:`qpsmtpd_tx.refused`), runs ``queue_pre`` and
+``queue`` (once per copy of the message when recipients' headers differ) and answers as the
+reply table (:mod:`qpsmtpd_tx.replies`) says. One LOGNOTICE line per message records the
+outcome.
 """
 
 import time
 
-from qpsmtpd_tx import authresults, codes, replies
+from qpsmtpd_tx import authresults, codes, outcomes, refused, replies
 from qpsmtpd_tx.core import State
 from qpsmtpd_tx.message import Header
 from qpsmtpd_tx.received import received_header
@@ -96,14 +98,65 @@ class MessageDelivery:
                               result.lines or ["denied by %s" % result.plugin.name])
         if not replies.answer(self, "data_post", result):
             return None
-        return self._run("queue_pre", (), self._queue_pre_respond)
+        return self._settle_recipients()
+
+    def _settle_recipients(self):
+        """Apply the recipients' own outcomes (recipient_policy split), then queue."""
+        txn = self.transaction
+        found = txn.notes.get(outcomes.NOTE)
+        if found is None or not found.refused:
+            return self._run("queue_pre", (), self._queue_pre_respond)
+        verdict = outcomes.data_reply(txn.recipients, found.refused)
+        if verdict.code is not None:
+            self._log_outcome(verdict.code, [verdict.text])
+            self.respond(verdict.code, verdict.text)
+            return self._finish_message()
+        pending = refused.dispose(self, verdict.refused)
+        if pending is None:
+            return self._run("queue_pre", (), self._queue_pre_respond)
+        return pending.addCallbacks(lambda _: self._run("queue_pre", (), self._queue_pre_respond),
+                                    self._quarantine_failed)
+
+    def _quarantine_failed(self, failure):
+        self.log(codes.LOGERROR, "cannot quarantine: %s" % failure.getErrorMessage())
+        self._log_outcome(451, [refused.QUARANTINE_FAILED_TEXT])
+        self.respond(451, refused.QUARANTINE_FAILED_TEXT)
+        self._finish_message()
 
     def _queue_pre_respond(self, result):
         if result.code not in (0, codes.OK, codes.DECLINED, codes.DONE):
             self.log(codes.LOGERROR, "queue_pre plugin returned %s" % codes.code_name(result.code))
         if not replies.answer(self, "queue_pre", result):
             return None
-        return self._run("queue", (), self._queue_respond)
+        copies = outcomes.copies(self.transaction)
+        if len(copies) == 1:
+            # one copy, perhaps with changes made for its recipients while others were refused
+            self.transaction.header = copies[0][1]
+            return self._run("queue", (), self._queue_respond)
+        txn = self.transaction
+        return self._queue_copy(copies, 0, None, (list(txn.recipients), txn.header))
+
+    def _queue_copy(self, copies, index, first, whole):
+        """Queue copy ``index``: its recipients and header are put on the transaction (``whole``
+        has the message's own, put back at the end) and the queue hooks run."""
+        txn = self.transaction
+        txn.recipients, txn.header = list(copies[index][0]), copies[index][1]
+        return self._run("queue", (), self._copy_queued, copies, index, first, whole)
+
+    def _copy_queued(self, result, copies, index, first, whole):
+        """The first copy's reply answers the message, unless a copy fails: its reply does."""
+        txn = self.transaction
+        self.log(codes.LOGINFO, "copy %d of %d (%s): %s %s" % (
+            index + 1, len(copies), ", ".join(r.format() for r in txn.recipients),
+            codes.code_name(result.code), result.text))
+        first = first or result
+        if result.code == codes.OK and index + 1 < len(copies):
+            return self._queue_copy(copies, index + 1, first, whole)
+        txn.recipients, txn.header = whole
+        if result.code != codes.OK and index:
+            self.log(codes.LOGERROR, "copies 1-%d were queued before copy %d failed: a retry "
+                     "by the client delivers them again" % (index, index + 1))
+        replies.answer(self, "queue", result if result.code != codes.OK else first)
 
     def _queue_respond(self, result):
         replies.answer(self, "queue", result)

@@ -6,6 +6,8 @@ says whether the command is allowed now. Checks come in qpsmtpd's order: a synta
 reported before a missing HELO or MAIL.
 """
 
+from twisted.internet.defer import Deferred, maybeDeferred
+
 from qpsmtpd_tx import codes, policy, replies
 from qpsmtpd_tx.command import (CommandSyntaxError, parse_helo, parse_mail_from, parse_rcpt_to,
                                 recipient_address, sender_address)
@@ -174,6 +176,36 @@ class EnvelopeCommands:
             return None
         if self._needs_other_transaction(rcpt):
             return self.respond(452, policy.DIFFERENT_POLICY_TEXT)
+        confirmers = self.chain.recipient_confirmers
+        if confirmers:
+            d = self._confirm(confirmers, policy.expand_alias(rcpt)[0])
+            return d.addCallbacks(self._rcpt_confirmed, self._confirm_failed,
+                                  callbackArgs=(rcpt,))
+        return self._rcpt_confirmed(None, rcpt)
+
+    def _confirm(self, confirmers, recipients):
+        """Ask each plugin's ``confirm_recipient`` about each of ``recipients`` (the accepted
+        recipient or its alias targets), in turn; a Deferred firing with the first refusal
+        ``(code, text)``, or None when all are confirmed."""
+        async def ask():
+            for recipient in recipients:
+                for plugin in confirmers:
+                    refusal = await maybeDeferred(plugin.confirm_recipient, self.transaction,
+                                                  recipient)
+                    if refusal is not None:
+                        return refusal
+            return None
+        return Deferred.fromCoroutine(ask())
+
+    def _confirm_failed(self, failure):
+        self.log(codes.LOGERROR, "confirming a recipient failed: %s" % failure.getErrorMessage())
+        return self.respond(451, "4.3.0 Internal error, try again later")
+
+    def _rcpt_confirmed(self, refusal, rcpt):
+        if refusal is not None:
+            code, text = refusal
+            self.log(codes.LOGINFO, "%s not confirmed: %d %s" % (rcpt.format(), code, text))
+            return self.respond(code, text)
         if not self._add_recipient(rcpt):
             return self.respond(452, TOO_MANY_RECIPIENTS)
         self.core.rcpt()
@@ -213,9 +245,12 @@ class EnvelopeCommands:
         recipients = self.transaction.recipients
         if not recipients:
             return False
-        key = policy.policy_key(policy_plugins, rcpt)
-        if key == policy.policy_key(policy_plugins, recipients[0]):
+        difference = policy.first_difference(policy.policy_key(policy_plugins, rcpt),
+                                             policy.policy_key(policy_plugins, recipients[0]))
+        if difference is None:
             return False
-        self.log(codes.LOGINFO, "%s has other filter settings than %s: deferred to another transaction"
-                 % (rcpt.format(), recipients[0].format()))
+        plugin, note, value, other = difference
+        self.log(codes.LOGINFO, "%s has other filter settings than %s (%s %s: %r, not %r): "
+                 "deferred to another transaction"
+                 % (rcpt.format(), recipients[0].format(), plugin, note, value, other))
         return True

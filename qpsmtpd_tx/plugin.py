@@ -13,7 +13,7 @@ The session is ``transaction.session`` and the connection ``transaction.connecti
 
 from zope.interface import implementer
 
-from qpsmtpd_tx import authresults, codes, policy
+from qpsmtpd_tx import authresults, codes, outcomes, policy
 from qpsmtpd_tx.hooks import current_hook
 from qpsmtpd_tx.interfaces import IPlugin
 from qpsmtpd_tx.printable import printable
@@ -146,14 +146,33 @@ class Plugin:
         raise KeyError("%s declares no recipient setting %r" % (self.path, note))
 
     def transaction_setting(self, transaction, note):
-        """The setting for the whole message: the recipients' common value, else the strictest."""
-        values = [self.setting(r, note) for r in transaction.recipients]
+        """The setting for the whole message: the recipients' common value, else the strictest
+        (of the recipients no filter has refused yet)."""
+        values = [self.setting(r, note) for r in outcomes.accepted(transaction)]
         if not values:
             return self.setting(None, note)
         if all(v == values[0] for v in values):
             return values[0]
         setting = next(s for s in self.recipient_settings if s.note == note)
         return setting.strictest(values)
+
+    def recipient_groups(self, transaction):
+        """``[(values, recipients)]``: the accepted recipients by this plugin's settings, one
+        group per distinct set of values with ``recipient_policy split``, else one group
+        (see :func:`qpsmtpd_tx.outcomes.recipient_groups`). Decide once per group."""
+        return outcomes.recipient_groups(self, transaction)
+
+    def per_recipient_result(self, transaction, results):
+        """The hook's result for ``[(recipients, result)]`` decided per group: the common
+        result, else a refusal recorded for some recipients only (see
+        :func:`qpsmtpd_tx.outcomes.per_recipient_result`)."""
+        return outcomes.per_recipient_result(self, transaction, results)
+
+    def edit_header(self, transaction, recipients, function, *args):
+        """``function(header, *args)`` on the header of ``recipients``' copy of the message
+        (the message's own header when they are all its recipients); see
+        :func:`qpsmtpd_tx.outcomes.edit_header`."""
+        outcomes.edit_header(transaction, recipients, function, *args)
 
     # -- qpsmtpd's rejection conventions (arguments ``reject`` and ``reject_type``) ------------
 
@@ -178,32 +197,56 @@ class Plugin:
             return codes.DENYSOFT_DISCONNECT
         return default
 
+    #: ``(reject note, reject_type note)`` once :meth:`read_reject_per_recipient` was called
+    reject_notes = None
+
+    def read_reject_per_recipient(self, prefix):
+        """Read ``reject`` and ``reject_type`` per recipient from now on: the notes
+        ``PREFIX_reject`` (``0``, ``1``, ``naughty``) and ``PREFIX_reject_type``, else the
+        plugin's own ``self.reject`` / ``self.reject_type`` (call it at the end of ``init``).
+        :meth:`get_reject` then decides once per group of recipients with the same values."""
+        settings = policy.reject_settings(prefix, self.reject, self.reject_type)
+        self.recipient_settings = tuple(self.recipient_settings) + settings
+        self.reject_notes = tuple(s.note for s in settings)
+
     def get_reject(self, transaction, smtp_message="unspecified error", log_message="",
                    default_type=codes.DENY):
         """What a failed check returns, honouring ``reject`` and ``reject_type`` as qpsmtpd does.
 
         ``reject 0``: log "fail, tolerated" and DECLINE. ``reject naughty``: store the message
         for the ``naughty`` plugin (connection note ``naughty``) and DECLINE. Otherwise
-        ``(reject type, smtp_message)``.
+        ``(reject type, smtp_message)``. After :meth:`read_reject_per_recipient`, once per
+        group of recipients (:meth:`per_recipient_result`).
         """
+        if self.reject_notes is None or transaction is None:
+            return self._reject_as(transaction, self.reject, self.reject_type, smtp_message,
+                                   log_message, default_type)
+        level, kind = self.reject_notes
+        return self.per_recipient_result(transaction, [
+            (recipients, self._reject_as(transaction, values[level], values[kind],
+                                         smtp_message, log_message, default_type))
+            for values, recipients in self.recipient_groups(transaction)])
+
+    def _reject_as(self, transaction, reject, reject_type, smtp_message, log_message,
+                   default_type):
         suffix = ", " + log_message if log_message else ""
-        reject = None if self.reject is None else str(self.reject)
+        reject = None if reject is None else str(reject)
         if reject is not None and reject in ("0", ""):
             self.log(codes.LOGINFO, "fail, tolerated" + suffix, transaction)
             return codes.DECLINED
         if reject == "naughty":
             self.log(codes.LOGINFO, "fail, NAUGHTY" + suffix, transaction)
-            return self.store_deferred_reject(transaction, smtp_message)
+            return self.store_deferred_reject(transaction, smtp_message, reject_type)
         self.log(codes.LOGINFO, "fail" + suffix, transaction)
-        return self.get_reject_type(default_type), smtp_message
+        return self.get_reject_type(default_type, reject_type), smtp_message
 
-    def store_deferred_reject(self, transaction, smtp_message):
+    def store_deferred_reject(self, transaction, smtp_message, reject_type=None):
         """Keep a rejection for the ``naughty`` plugin; returns DECLINED."""
         notes = transaction.connection.notes
         previous = notes.get("naughty")
         notes["naughty"] = "%s\r\n%s" % (previous, smtp_message) if previous else smtp_message
         if not notes.get("naughty_reject_type"):
-            notes["naughty_reject_type"] = self.reject_type
+            notes["naughty_reject_type"] = reject_type or self.reject_type
         return codes.DECLINED
 
     def is_naughty(self, transaction):

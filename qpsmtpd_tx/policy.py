@@ -12,10 +12,13 @@ setting is, in this order:
 Plugins call ``self.setting(recipient, note)`` (one recipient) or
 ``self.transaction_setting(transaction, note)`` (the value for the whole message).
 
-**Grouping.** SMTP has one answer after DATA for all recipients, so recipients whose settings
-differ cannot share a message. The config file ``recipient_policy`` chooses:
+**Policies.** SMTP has one answer after DATA for all recipients. The config file
+``recipient_policy`` chooses how recipients whose settings differ share a message:
 
-- ``group`` (default): once a transaction has a recipient, a recipient whose settings differ
+- ``split`` (default): every recipient is accepted; at the end of DATA each filter decides
+  once per distinct set of its settings (:func:`qpsmtpd_tx.outcomes.recipient_groups`) and
+  each recipient gets its own outcome; :mod:`qpsmtpd_tx.outcomes` has the reply table.
+- ``group``: once a transaction has a recipient, a recipient whose settings differ
   (any setting of any loaded filter) is answered ``452 4.5.3 Try this recipient in another
   transaction``; RFC 5321 clients send it again in a new transaction (§3.3, §4.5.3.1.10).
   Every transaction then has one policy.
@@ -49,9 +52,10 @@ ORIGINAL_RECIPIENT = "original_recipient"
 RCPT = "rcpt"
 PHASES = (RCPT, "data", "data_headers_end", "data_post", "queue")
 
+SPLIT = "split"
 GROUP = "group"
 STRICTEST = "strictest"
-POLICIES = (GROUP, STRICTEST)
+POLICIES = (SPLIT, GROUP, STRICTEST)
 
 DIFFERENT_POLICY_TEXT = "4.5.3 Try this recipient in another transaction"
 
@@ -80,6 +84,48 @@ class Setting:
     def groups(self):
         """True if recipients whose values differ need separate transactions (read after RCPT)."""
         return self.phase != RCPT
+
+
+#: qpsmtpd's ``reject`` values, least strict first (None, a plugin's unset value, means ``1``)
+REJECT_LEVELS = ("0", "naughty", "1")
+#: qpsmtpd's ``reject_type`` values that refuse for good (the others refuse for now)
+PERMANENT_TYPES = ("perm", "hard", "disconnect")
+REJECT_TYPES = PERMANENT_TYPES + ("temp", "soft", "temp_disconnect")
+
+
+def reject_level(text):
+    """A ``reject`` note: ``0``, ``1`` or ``naughty`` (ValueError otherwise)."""
+    text = str(text).strip().lower()
+    if text not in REJECT_LEVELS:
+        raise ValueError(text)
+    return text
+
+
+def reject_type(text):
+    """A ``reject_type`` note: ``perm``, ``temp``… (ValueError otherwise)."""
+    text = str(text).strip().lower()
+    if text not in REJECT_TYPES:
+        raise ValueError(text)
+    return text
+
+
+def strictest_level(values):
+    """The strictest ``reject``: ``1`` before ``naughty`` before ``0``."""
+    return max(values, key=lambda v: REJECT_LEVELS.index("1" if v is None else v))
+
+
+def strictest_type(values):
+    """The strictest ``reject_type``: a permanent one if any, else the first."""
+    return next((v for v in values if v is None or v.lower() in PERMANENT_TYPES), values[0])
+
+
+def reject_settings(prefix, reject, reject_type_, phase="data_post"):
+    """The Settings of a filter's qpsmtpd-style ``reject`` and ``reject_type`` read per
+    recipient: notes ``PREFIX_reject`` and ``PREFIX_reject_type``, defaulting to ``reject`` and
+    ``reject_type_`` (the plugin's own values: its arguments or its defaults)."""
+    return (Setting(prefix + "_reject", None, reject, reject_level, strictest_level, phase=phase),
+            Setting(prefix + "_reject_type", None, reject_type_, reject_type, strictest_type,
+                    phase=phase))
 
 
 def resolve(setting, recipient, arguments):
@@ -112,6 +158,25 @@ def policy_key(plugins, recipient):
             if setting.groups:
                 key.append((plugin.name, setting.note, plugin.setting(recipient, setting.note)))
     return tuple(key)
+
+
+def first_difference(key, other):
+    """``(plugin, note, value, other_value)`` of the first setting two :func:`policy_key`
+    results disagree on, or None if they agree."""
+    for mine, theirs in zip(key, other):
+        if mine != theirs:
+            return mine[0], mine[1], mine[2], theirs[2]
+    return None
+
+
+def declared_settings(server):
+    """``{note: [(plugin path, Setting), …]}``: the settings the loaded filters read (what a
+    notes source may set, and how each filter converts it)."""
+    declared = {}
+    for plugin in getattr(server, "policy_plugins", None) or ():
+        for setting in plugin.recipient_settings:
+            declared.setdefault(setting.note, []).append((plugin.path, setting))
+    return declared
 
 
 def expand_alias(recipient):

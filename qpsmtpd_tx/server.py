@@ -142,6 +142,8 @@ class SMTPServer(ServerLog, Draining):
         if chain is self.chain:
             self._set_log_threshold()
         chain.policy_plugins = [p for p in chain.plugins if p.recipient_settings]
+        chain.recipient_confirmers = [p for p in chain.plugins
+                                      if getattr(p, "confirm_recipient", None) is not None]
         #: hosts_allow applies --max-from-ip itself (with karma); else the core does
         chain.core_limits_ip = not any(p.path.split(":")[0] == "hosts_allow" for p in chain.plugins)
         chain.tls = next((p.server_tls for p in chain.plugins

@@ -64,7 +64,7 @@ class ReadTests(unittest.TestCase):
             self.assertEqual(getattr(server, name), config_items.ITEMS[name].default, name)
         self.assertEqual((server.timeout, server.tls_before_auth, server.loglevel,
                           server.spool_perms, server.recipient_policy),
-                         (1200, False, codes.LOGWARN, 0o700, "group"))
+                         (1200, False, codes.LOGWARN, 0o700, "split"))
 
     def test_every_bad_value_is_a_problem_with_file_and_line(self):
         bad = {"databytes": "lots", "max_recipients": "-1", "spool_perms": "rwx",
@@ -78,7 +78,8 @@ class ReadTests(unittest.TestCase):
             at("databytes") + "databytes: not an integer: 'lots'",
             at("max_recipients") + "max_recipients: must be at least 0, not -1",
             at("spool_perms") + "spool_perms must be an octal mode, got 'rwx'",
-            at("recipient_policy") + "recipient_policy must be one of group, strictest, "
+            at("recipient_policy") + "recipient_policy must be one of split, group, "
+                                     "strictest, "
                                      "not 'loosest'",
             at("loglevel") + "loglevel: unknown log level 'LOUD' (0-7 or a name such as LOGWARN)",
             at("blocking_threads") + "blocking_threads: must be at least 1, not 0",

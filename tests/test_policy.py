@@ -31,7 +31,8 @@ class LookupTests(unittest.TestCase):
 
 class GroupingTests(unittest.TestCase):
     def client(self, files=None, plugins=NOTES):
-        client = MemoryClient(make_server(self, plugins, files))
+        client = MemoryClient(make_server(self, plugins, dict({"recipient_policy": "group"},
+                                                              **(files or {}))))
         client.command("EHLO c.example")
         client.command("MAIL FROM:<a@b.example>")
         return client
@@ -80,7 +81,7 @@ class GroupingTests(unittest.TestCase):
     def test_bad_policy_name(self):
         with self.assertRaises(StartupError) as caught:
             make_server(self, ["rcpt_ok"], {"recipient_policy": "loosest"})
-        self.assertIn("recipient_policy:1: recipient_policy must be one of group, strictest",
+        self.assertIn("recipient_policy:1: recipient_policy must be one of split, group, strictest",
                       str(caught.exception))
 
 
@@ -92,7 +93,7 @@ class RcptPhaseTests(unittest.TestCase):
                "rcpt_size_limit", "rcpt_ok", "scripted queue OK"]
 
     def client(self, plugins):
-        client = MemoryClient(make_server(self, plugins))
+        client = MemoryClient(make_server(self, plugins, {"recipient_policy": "group"}))
         client.command("EHLO c.example")
         client.command("MAIL FROM:<a@b.example> SIZE=1000")
         return client

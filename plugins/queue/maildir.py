@@ -26,81 +26,14 @@ What is written: ``Return-Path: <sender>``, one ``Delivered-To:`` per recipient,
 Replies: ``250 Queued! <Message-Id>``; on any error ``451 queue error (<what>)``.
 """
 
-import itertools
 import os
 import re
-import socket
-import time
 
 from qpsmtpd_tx.codes import DECLINED, LOGERROR, LOGINFO, OK
-from qpsmtpd_tx.dirs import make_dirs
+from qpsmtpd_tx.maildir import MaildirError, make_maildir, write_maildir
 from qpsmtpd_tx.plugin import Plugin, PluginError
-from qpsmtpd_tx.streaming import write_to_fd
 
-_counter = itertools.count(1)
 _UNSAFE = re.compile(r"[^-A-Za-z0-9+_.,@=]")
-
-
-class MaildirError(Exception):
-    """Delivery failed; the text says which step."""
-
-
-#: the host name part of file names, with "/" and ":" escaped as Maildir readers expect
-_HOST = socket.gethostname().replace("/", "\\057").replace(":", "\\072")
-#: Maildirs known to have cur/, new/ and tmp/ (skips three mkdir calls per message)
-_ready = set()
-
-
-def _make_maildir(maildir, mode):
-    for sub in ("tmp", "new", "cur"):
-        make_dirs(os.path.join(maildir, sub), mode)
-    _ready.add(maildir)
-
-
-def write_maildir(maildir, mode, head, body):
-    """Write the byte strings ``head`` and then the file ``body`` (from its current position)
-    into a new file in ``maildir`` durably; return the file's name.
-
-    tmp/ file → write → fsync → link into new/ → unlink tmp → fsync new/. This runs in a
-    thread: it keeps the Python work between system calls small, because the reactor thread
-    waits for the GIL whenever this holds it.
-    """
-    if maildir not in _ready:
-        _make_maildir(maildir, mode)
-    now = time.time()
-    name = "%d.P%dM%dQ%d.%s" % (now, os.getpid(), int(now * 1e6) % 1000000, next(_counter), _HOST)
-    tmp = os.path.join(maildir, "tmp", name)
-    new = os.path.join(maildir, "new", name)
-    try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode & 0o666)
-    except FileNotFoundError:
-        _make_maildir(maildir, mode)   # removed while we ran: make it again, once
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode & 0o666)
-    except OSError as e:
-        raise MaildirError("open: %s" % e.strerror)
-    try:
-        try:
-            write_to_fd(fd, head, body)
-            os.fsync(fd)
-        except OSError as e:
-            raise MaildirError("write: %s" % e.strerror)
-        finally:
-            os.close(fd)
-        try:
-            os.link(tmp, new)
-        except OSError as e:
-            raise MaildirError("link: %s" % e.strerror)
-    finally:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-    dirfd = os.open(os.path.join(maildir, "new"), os.O_RDONLY)
-    try:
-        os.fsync(dirfd)
-    finally:
-        os.close(dirfd)
-    return name
 
 
 class Maildir(Plugin):
@@ -118,7 +51,7 @@ class Maildir(Plugin):
         if self.server.check_only:
             return  # a config check (qpsmtpd-tx check-config) creates nothing
         try:
-            _make_maildir(self.maildir, self.mode)
+            make_maildir(self.maildir, self.mode)
         except OSError as e:
             raise PluginError("cannot create %s: %s" % (self.maildir, e.strerror))
 

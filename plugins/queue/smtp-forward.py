@@ -6,8 +6,8 @@ the message (CRLF line endings, dot-stuffed) and QUIT. The client is answered on
 next hop has answered the end of the message. Addresses travel as SMTP paths
 (``<user@host>``, quoted local parts kept quoted), never through a shell.
 
-Arguments: ``HOST [PORT] [xclient] [lmtp] [timeout SECONDS] [tls MODE] [tls_ca FILE]
-[tls_name NAME]``
+Arguments: ``HOST [PORT] [xclient] [lmtp] [proxy] [partial accept|defer] [timeout SECONDS]
+[tls MODE] [tls_ca FILE] [tls_name NAME]``
   ``HOST``     the next hop: a host name or IPv4 address (``[\\w.-]+``, as qpsmtpd), an IPv6
                address in brackets (``[2001:db8::25]``), or the absolute path of a unix socket
                (``/run/dovecot/lmtp``; no PORT then). Connected to directly, no MX lookup.
@@ -16,6 +16,26 @@ Arguments: ``HOST [PORT] [xclient] [lmtp] [timeout SECONDS] [tls MODE] [tls_ca F
                advertises; values xtext-encoded, IPv6 addresses with ``IPV6:``) so that it
                sees the original client, then EHLO/LHLO again with the client's HELO name.
   ``lmtp``     speak LMTP (RFC 2033): LHLO, and one reply per recipient after the message.
+  ``proxy``    a before-queue proxy, as Postfix's ``smtpd_proxy_filter``: the connection to
+               the next hop opens at the client's MAIL FROM (its MAIL refusal is the client's
+               MAIL reply: 550 / 450; unreachable: ``450 Unable to reach the next hop, try
+               again later``), and each recipient our rcpt plugins accept is sent on as
+               RCPT at once, before our 250: the hop's refusal is the client's reply to that
+               RCPT, with the hop's code and text (unreachable: ``451 4.4.1 …``). So every
+               recipient we accept exists at the hop, and refusals after the message become
+               rare. At the end of the message the same connection says DATA; if the
+               recipients changed meanwhile (a filter refused some with ``recipient_policy
+               split``, or the message goes in several copies) the hop's transaction is
+               RSET and the envelope sent again. The hop's transaction ends with ours (QUIT
+               at RSET, a new MAIL, the end of the message or the connection).
+  ``partial``  LMTP, when the next hop refuses some recipients after the message and takes
+               it for the others: ``accept`` (the default without ``proxy``) answers 250,
+               see below; ``defer`` (the default with ``proxy``) follows README's outcome
+               table: a temporary refusal answers ``451`` for everyone (the client sends it
+               again: those who have it get a duplicate, the price of losing nothing), only
+               permanent ones answer 250 and the refused recipients' copy goes where the
+               config item ``rejected_recipients`` says (quarantined by default; ``tag``
+               quarantines too), logged at LOGNOTICE.
   ``timeout``  seconds to wait for the connection and for each reply (default 60, Net::SMTP's
                value in qpsmtpd); the reply to the end of the message may take five times as
                long (default 300 s, below the 10 minutes RFC 5321 gives our client).
@@ -64,7 +84,7 @@ The first refused recipient ends the transaction (RSET is not needed: the connec
 closed with QUIT), so nothing is delivered to the others: our client gets one reply for the
 whole message and sends it again (4xx) or bounces it (5xx) for everyone.
 
-LMTP after the message: all recipients accepted → 250. None accepted → 451 if any failure
+LMTP after the message (``partial accept``): all recipients accepted → 250. None accepted → 451 if any failure
 was temporary (or got no reply), else 552, with every recipient's reply as one line.
 Some accepted and some not → ``250``: the message is in some mailboxes already, and RFC 5321
 §4.4 says a partially successful delivery MUST get an OK reply; a 4xx would make our client
@@ -102,9 +122,9 @@ from twisted.internet.interfaces import IHandshakeListener
 from twisted.protocols.basic import LineReceiver
 from zope.interface import implementer
 
-from qpsmtpd_tx import client_tls
+from qpsmtpd_tx import client_tls, outcomes, refused as refused_copies
 from qpsmtpd_tx.client import MessageProducer, TimedClient
-from qpsmtpd_tx.codes import DECLINED, DENY, LOGERROR, LOGINFO, LOGWARN, OK
+from qpsmtpd_tx.codes import DECLINED, DENY, DENYSOFT, LOGERROR, LOGINFO, LOGWARN, OK
 from qpsmtpd_tx.endpoints import ServerAddress, describe_failure as _describe
 from qpsmtpd_tx.plugin import Plugin, PluginError
 
@@ -115,10 +135,30 @@ DATA_END_FACTOR = 5
 XCLIENT_CHUNK = 500
 _HOST = re.compile(r"[\w.-]+\Z")
 TLS_MODES = ("none", "may", "require", "verify")
+#: LMTP, some recipients refused after the message: 250 for the others, or 451 for all
+PARTIAL_MODES = ("accept", "defer")
 
 
 class NextHopError(Exception):
     """The conversation with the next hop failed without a reply that says why."""
+
+
+class ConnectFailed(NextHopError):
+    """No connection to the next hop (the text names it and says why)."""
+
+
+#: transaction note of ``proxy`` mode: the ProxyState of the transaction open at the hop
+PROXY_NOTE = "smtp_forward_proxy"
+
+
+class ProxyState:
+    """``proxy`` mode: the connection to the next hop opened at MAIL (``hop``), whether its
+    transaction is still open (MAIL sent, no DATA yet) and the recipients it took there."""
+
+    def __init__(self, hop):
+        self.hop = hop
+        self.open = True
+        self.recipients = []
 
 
 class Reply:
@@ -298,8 +338,9 @@ class SmtpForward(Plugin):
     """Forward to another SMTP or LMTP server, passing its refusals on."""
 
     def init(self, args):
-        usage = ("usage: queue/smtp-forward HOST [PORT] [xclient] [lmtp] [timeout SECONDS] "
-                 "[tls none|may|require|verify] [tls_ca FILE] [tls_name NAME]")
+        usage = ("usage: queue/smtp-forward HOST [PORT] [xclient] [lmtp] [proxy] "
+                 "[partial accept|defer] [timeout SECONDS] [tls none|may|require|verify] "
+                 "[tls_ca FILE] [tls_name NAME]")
         if not args:
             raise PluginError("No SMTP server specified in smtp-forward config (%s)" % usage)
         args = list(args)
@@ -309,7 +350,8 @@ class SmtpForward(Plugin):
             self.port = int(args.pop(0))
             if not 0 < self.port < 65536:
                 raise PluginError("bad port %d" % self.port)
-        self.xclient = self.lmtp = False
+        self.xclient = self.lmtp = self.proxy = False
+        self.partial = None
         self.timeout = DEFAULT_TIMEOUT
         self.tls = "may"
         tls_ca = tls_name = None
@@ -319,6 +361,12 @@ class SmtpForward(Plugin):
                 self.xclient = True
             elif flag.lower() == "lmtp":
                 self.lmtp = True
+            elif flag.lower() == "proxy":
+                self.proxy = True
+            elif flag.lower() == "partial" and args:
+                self.partial = args.pop(0).lower()
+                if self.partial not in PARTIAL_MODES:
+                    raise PluginError("partial must be one of %s" % ", ".join(PARTIAL_MODES))
             elif flag.lower() == "timeout" and args:
                 try:
                     self.timeout = float(args.pop(0))
@@ -336,6 +384,8 @@ class SmtpForward(Plugin):
                 tls_name = args.pop(0)
             else:
                 raise PluginError("unknown argument %r (%s)" % (flag, usage))
+        if self.partial is None:
+            self.partial = "defer" if self.proxy else "accept"
         if (tls_ca or tls_name) and self.tls != "verify":
             raise PluginError("tls_ca and tls_name need 'tls verify'")
         if host.startswith("/"):
@@ -372,6 +422,93 @@ class SmtpForward(Plugin):
                 raise PluginError(str(e))
         self.tls_options = client_tls.client_options(self.tls_name, trust_root)
 
+    # -- proxy mode: the transaction at the next hop follows the client's ---------------------
+
+    def hook_mail(self, transaction, sender, params):
+        if not self.proxy:
+            return DECLINED
+        return defer.Deferred.fromCoroutine(self._proxy_mail(transaction, sender))
+
+    async def _proxy_mail(self, transaction, sender):
+        """Open the connection and say MAIL; the hop's refusal is the client's reply."""
+        self._proxy_close(transaction)
+        try:
+            state = await self._proxy_open(transaction, sender)
+        except _Refused as refused:
+            self.log(LOGINFO, "%s refused %s: %s" % (self.address, refused.stage, refused.reply),
+                     transaction)
+            kind = DENY if refused.reply is not None and refused.reply.code // 100 == 5 \
+                else DENYSOFT
+            return kind, self._reply_lines(refused.reply, refused.stage)
+        except NextHopError as e:
+            self.log(LOGERROR, "%s" % e if isinstance(e, ConnectFailed)
+                     else "%s: %s" % (self.address, e), transaction)
+            return DENYSOFT, "Unable to reach the next hop, try again later"
+        transaction.notes[PROXY_NOTE] = state
+        return DECLINED
+
+    async def _proxy_open(self, transaction, sender):
+        hop = await self._open(transaction)
+        path = sender.format() if sender is not None else "<>"
+        try:
+            reply = await hop.command("MAIL FROM:%s" % path)
+        except BaseException:
+            hop.quit()
+            raise
+        if reply.code // 100 != 2:
+            hop.quit()
+            raise _Refused("MAIL FROM:%s" % path, reply)
+        return ProxyState(hop)
+
+    def confirm_recipient(self, transaction, recipient):
+        """``proxy``: RCPT at the next hop for a recipient we accepted; its refusal is the
+        client's reply (``(code, text)``), None when the hop took it."""
+        if not self.proxy:
+            return None
+        return defer.Deferred.fromCoroutine(self._proxy_rcpt(transaction, recipient))
+
+    async def _proxy_rcpt(self, transaction, recipient):
+        state = transaction.notes.get(PROXY_NOTE)
+        try:
+            if state is None or state.hop.closed or state.hop.error is not None:
+                # MAIL was decided before our mail hook ran, or the connection was lost
+                self._proxy_close(transaction)
+                state = transaction.notes[PROXY_NOTE] = await self._proxy_open(
+                    transaction, transaction.sender)
+            path = recipient.format()
+            reply = await state.hop.command("RCPT TO:%s" % path)
+        except _Refused as refused:
+            self._proxy_close(transaction)
+            return refused.reply.code, self._reply_lines(refused.reply, refused.stage)
+        except NextHopError as e:
+            self._proxy_close(transaction)
+            self.log(LOGERROR, "%s" % e if isinstance(e, ConnectFailed)
+                     else "%s: %s" % (self.address, e), transaction)
+            return 451, "4.4.1 Unable to reach the next hop, try again later"
+        if reply.code // 100 != 2:
+            self.log(LOGINFO, "%s refused RCPT TO:%s: %s" % (self.address, path, reply),
+                     transaction)
+            return reply.code, self._reply_lines(reply, "RCPT")
+        if path not in state.recipients:
+            state.recipients.append(path)
+        return None
+
+    def hook_reset_transaction(self, transaction):
+        """The client's transaction ends (message answered, RSET, MAIL, QUIT, lost): so does
+        the one at the next hop (QUIT; a transaction without DATA delivers nothing)."""
+        self._proxy_close(transaction)
+        return DECLINED
+
+    def _proxy_close(self, transaction):
+        state = transaction.notes.pop(PROXY_NOTE, None)
+        if state is not None:
+            state.hop.quit()
+
+    @staticmethod
+    def _reply_lines(reply, stage):
+        lines = [line for line in reply.lines if line] if reply is not None else []
+        return lines or ["Unable to queue message (the next hop refused %s)" % stage]
+
     def hook_queue(self, transaction):
         # Take the message now: the body must stay readable even if the client goes away and
         # the transaction's spool is deleted while we are still talking to the next hop.
@@ -380,46 +517,69 @@ class SmtpForward(Plugin):
 
     async def _forward(self, transaction, message):
         header, body = message
+        proxied = transaction.notes.get(PROXY_NOTE)
+        hop = proxied.hop if proxied is not None and not proxied.hop.closed else None
         try:
-            self.log(LOGINFO, "forwarding to %s%s" % (self.address, " (LMTP)" if self.lmtp else ""),
-                     transaction)
-            tls = self.tls
-            while True:
-                try:
-                    return await self._attempt(transaction, header, body, tls)
-                except TlsFailed as e:
-                    if tls != "may":
-                        self.log(LOGERROR, "%s: %s" % (self.address, e), transaction)
-                        return DECLINED, "Unable to queue message (%s)" % e
-                    # opportunistic: the message has not been sent yet; once more in plaintext
-                    self.log(LOGWARN, "%s: %s; trying again without TLS" % (self.address, e),
-                             transaction)
-                    tls = "none"
+            self.log(LOGINFO, "forwarding to %s%s%s" % (
+                self.address, " (LMTP)" if self.lmtp else "",
+                ", on the connection opened at MAIL" if hop is not None else ""), transaction)
+            if hop is None:
+                hop = await self._open(transaction)
+                proxied = None
+            return await self._deliver(hop, proxied, transaction, header, body)
+        except _Refused as refused:
+            return self._refused(transaction, refused)
+        except ConnectFailed as e:
+            self.log(LOGERROR, str(e), transaction)
+            return DECLINED, "Unable to queue message (%s)" % e
+        except NextHopError as e:
+            self.log(LOGERROR, "%s: %s" % (self.address, e), transaction)
+            return DECLINED, "Unable to queue message (%s)" % e
         finally:
             body.close()
+            if proxied is None and hop is not None:
+                hop.quit()
 
-    async def _attempt(self, transaction, header, body, tls):
-        """One connection to the next hop; raises TlsFailed if STARTTLS's handshake failed."""
+    async def _open(self, transaction):
+        """A connection ready for MAIL (greeted, EHLO/LHLO, STARTTLS as ``tls`` says,
+        XCLIENT); with ``tls may`` a failed handshake is tried once more in plaintext.
+        Raises ConnectFailed, NextHopError or _Refused (XCLIENT)."""
+        tls = self.tls
+        while True:
+            try:
+                return await self._connect(transaction, tls)
+            except TlsFailed as e:
+                if tls != "may":
+                    raise
+                # opportunistic: nothing of the message has been sent; once more in plaintext
+                self.log(LOGWARN, "%s: %s; trying again without TLS" % (self.address, e),
+                         transaction)
+                tls = "none"
+
+    async def _connect(self, transaction, tls):
+        """One connection to the next hop, up to MAIL; raises TlsFailed if STARTTLS's
+        handshake failed."""
         hop = NextHopProtocol(self.timeout)
         try:
             connecting = connectProtocol(self.address.endpoint(self.timeout), hop)
             connecting.addTimeout(self.timeout, reactor)
             await connecting
         except Exception as e:
-            why = "cannot connect to %s: %s" % (self.address, _describe(e))
-            self.log(LOGERROR, why, transaction)
-            return DECLINED, "Unable to queue message (%s)" % why
+            raise ConnectFailed("cannot connect to %s: %s" % (self.address, _describe(e)))
         try:
-            return await self._talk(hop, transaction, header, body, tls)
-        except _Refused as refused:
-            return self._refused(transaction, refused)
-        except TlsFailed:
-            raise
-        except NextHopError as e:
-            self.log(LOGERROR, "%s: %s" % (self.address, e), transaction)
-            return DECLINED, "Unable to queue message (%s)" % e
-        finally:
+            greeting = await hop.reply()
+            if greeting.code // 100 != 2:
+                raise NextHopError("the next hop greets with %s" % greeting)
+            capabilities = await self._hello(hop, self.server.me)
+            if capabilities is None:
+                raise NextHopError("%s refused" % ("LHLO" if self.lmtp else "EHLO"))
+            capabilities = await self._starttls(hop, transaction, capabilities, tls)
+            if self.xclient:
+                await self._send_xclient(hop, transaction, capabilities)
+        except BaseException:
             hop.quit()
+            raise
+        return hop
 
     async def _starttls(self, hop, transaction, capabilities, tls):
         """STARTTLS as ``tls`` asks (see the docstring); the capabilities said again inside TLS."""
@@ -466,25 +626,25 @@ class SmtpForward(Plugin):
                 capabilities[words[0].upper()] = words[1:]
         return capabilities
 
-    async def _talk(self, hop, transaction, header, body, tls):
-        greeting = await hop.reply()
-        if greeting.code // 100 != 2:
-            raise NextHopError("the next hop greets with %s" % greeting)
-        capabilities = await self._hello(hop, self.server.me)
-        if capabilities is None:
-            raise NextHopError("%s refused" % ("LHLO" if self.lmtp else "EHLO"))
-        capabilities = await self._starttls(hop, transaction, capabilities, tls)
-        if self.xclient:
-            await self._send_xclient(hop, transaction, capabilities)
-
-        sender = transaction.sender.format() if transaction.sender else "<>"
-        reply = await hop.command("MAIL FROM:%s" % sender)
-        if reply.code // 100 != 2:
-            raise _Refused("MAIL FROM:%s" % sender, reply)
-        for rcpt in transaction.recipients:
-            reply = await hop.command("RCPT TO:%s" % rcpt.format())
+    async def _deliver(self, hop, proxied, transaction, header, body):
+        """The envelope (unless the proxy's open transaction at the hop has exactly these
+        recipients: then only DATA), the message, and the hop's verdict."""
+        wanted = [r.format() for r in transaction.recipients]
+        if proxied is None or not proxied.open or proxied.recipients != wanted:
+            if proxied is not None and proxied.open:
+                reply = await hop.command("RSET")
+                if reply.code // 100 != 2:
+                    raise _Refused("RSET", reply)
+            sender = transaction.sender.format() if transaction.sender else "<>"
+            reply = await hop.command("MAIL FROM:%s" % sender)
             if reply.code // 100 != 2:
-                raise _Refused("RCPT TO:%s" % rcpt.format(), reply)
+                raise _Refused("MAIL FROM:%s" % sender, reply)
+            for rcpt in wanted:
+                reply = await hop.command("RCPT TO:%s" % rcpt)
+                if reply.code // 100 != 2:
+                    raise _Refused("RCPT TO:%s" % rcpt, reply)
+        if proxied is not None:
+            proxied.open = False      # the next copy starts its own transaction at the hop
         reply = await hop.command("DATA")
         if reply.code != 354:
             raise _Refused("DATA", reply)
@@ -559,6 +719,8 @@ class SmtpForward(Plugin):
                 self.log(LOGERROR, "not delivered to %s: %s" % (
                     rcpt.format(), reply if reply is not None else error), transaction)
             return (DECLINED if temporary else DENY), [failure_text(reply) for _, reply in failed]
+        if self.partial == "defer":
+            return await self._partial_as_table(transaction, delivered, failed, failure_text)
         # A partial delivery: the message is in some mailboxes already; see the docstring.
         notes = transaction.notes.setdefault("lmtp_failed_recipients", [])
         lines = ["delivered to %d of %d recipients" % (len(delivered), len(results))]
@@ -571,6 +733,30 @@ class SmtpForward(Plugin):
                      transaction)
             lines.append("not delivered to %s: %d %s" % (rcpt.format(), code, text))
         return OK, lines
+
+    async def _partial_as_table(self, transaction, delivered, failed, failure_text):
+        """``partial defer``: README's outcome table for refusals after the message. Any
+        temporary one: 451 for everyone (a retry gives those who have it a duplicate: the
+        price of losing nothing). Only permanent ones: 250, their copies quarantined."""
+        lines = ["not delivered to %s: %s" % (rcpt.format(), failure_text(reply))
+                 for rcpt, reply in failed]
+        if any(reply is None or reply.code // 100 != 5 for _, reply in failed):
+            self.log(LOGERROR, "partial delivery with a temporary failure: answering 451 for "
+                     "all %d recipients; %s already have it and get it again at the retry (%s)"
+                     % (len(delivered) + len(failed), ", ".join(r.format() for r, _ in delivered),
+                        "; ".join(lines)), transaction)
+            return DECLINED, lines
+        refusals = [(rcpt, outcomes.Outcome(outcomes.REJECT, reply.code, reply.text, self.name))
+                    for rcpt, reply in failed]
+        try:
+            await defer.maybeDeferred(refused_copies.after_delivery, self.server, transaction,
+                                      refusals, self.log)
+        except Exception as e:
+            self.log(LOGERROR, "cannot quarantine the refused copies (%s): answering 451 for "
+                     "all" % e, transaction)
+            return DECLINED, "Unable to queue message (quarantine failed)"
+        return OK, ["delivered to %d of %d recipients" % (len(delivered),
+                                                          len(delivered) + len(failed))] + lines
 
     def _refused(self, transaction, refused):
         reply = refused.reply

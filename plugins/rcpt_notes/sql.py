@@ -117,6 +117,7 @@ import urllib.parse
 from twisted.enterprise import adbapi
 from twisted.internet import defer, reactor
 
+from qpsmtpd_tx import policy
 from qpsmtpd_tx.codes import DECLINED, DENYSOFT, LOGERROR, LOGINFO, LOGWARN
 from qpsmtpd_tx.extend import plugin_module
 from qpsmtpd_tx.plugin import Plugin, PluginError
@@ -226,6 +227,8 @@ class RecipientNotesSource:
     (see :meth:`source_options`) and implements :meth:`fetch_rows`.
     """
 
+    #: sets recipient notes at RCPT (``qpsmtpd-tx notes`` asks it)
+    notes_source = True
     #: the clock of the lookup timeout (tests replace it with a task.Clock)
     clock = reactor
     source = "?"
@@ -298,10 +301,7 @@ class RecipientNotesSource:
                  for key, entry in entries.items()]
         if table.default is not None:
             found.append((aliases.CATCH_ALL, table.default))
-        declared = {}
-        for plugin in getattr(self.server, "policy_plugins", None) or ():
-            for setting in plugin.recipient_settings:
-                declared.setdefault(setting.note, []).append((plugin.path, setting))
+        declared = policy.declared_settings(self.server)
         for pattern, (settings, _) in found:
             if pattern not in candidates:
                 self.log(LOGWARN, "%s: %s returned pattern %r, which cannot match it; ignored"

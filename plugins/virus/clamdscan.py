@@ -29,8 +29,12 @@ Arguments: ``key value`` pairs, all optional (``virus/clamdscan clamd_port 3310 
 
 Per-recipient setting (recipient note, see README "Per-recipient policy"):
   ``virus_action``       ``reject`` or ``tag``; strictest = ``reject``. With config
-                         ``recipient_policy group`` (default) every message has one value;
-                         with ``strictest`` one recipient's ``reject`` refuses the message.
+                         ``recipient_policy split`` (default) clamd scans the message once;
+                         an infected message is refused for the ``reject`` recipients (the
+                         message goes on for the others, see README "Per-recipient policy")
+                         and the copy of the ``tag`` recipients gets the headers below. With
+                         ``group`` every message has one value; with ``strictest`` one
+                         recipient's ``reject`` refuses the message.
 
 Config files: ``me`` (in ``X-Virus-Checked``).
 
@@ -114,6 +118,12 @@ def instream(header, body, chunk_size=CHUNK):
             piece = data[start:start + chunk_size]
             yield struct.pack("!L", len(piece)) + piece
     yield struct.pack("!L", 0)
+
+
+def tag_infected(header, found):
+    """Put ``X-Virus-Found: Yes`` and ``X-Virus-Details: <found>`` at the top of ``header``."""
+    header.add("X-Virus-Details", found, prepend=True)
+    header.add("X-Virus-Found", "Yes", prepend=True)
 
 
 def parse_answer(data):
@@ -247,16 +257,18 @@ class ClamdScan(Plugin):
     def _infected(self, transaction, found):
         self.log(LOGNOTICE, "fail, found virus %s" % found, transaction)
         self.adjust_karma(transaction, -1)
-        action = self.transaction_setting(transaction, "virus_action")
-        if action == "reject":
-            return DENY, "Virus found: %s" % found
-        self.log(LOGINFO, "virus_action tag: accepting the message with X-Virus-Found: Yes",
-                 transaction)
         if transaction.header is not None:
             self._remove_old_headers(transaction)
-            transaction.header.add("X-Virus-Details", found, prepend=True)
-            transaction.header.add("X-Virus-Found", "Yes", prepend=True)
-        return DECLINED
+        results = []
+        for values, recipients in self.recipient_groups(transaction):
+            if values["virus_action"] == "reject":
+                results.append((recipients, (DENY, "Virus found: %s" % found)))
+                continue
+            self.log(LOGINFO, "virus_action tag: accepting the message with X-Virus-Found: Yes"
+                     " for %s" % ", ".join(r.format() for r in recipients), transaction)
+            self.edit_header(transaction, recipients, tag_infected, found)
+            results.append((recipients, DECLINED))
+        return self.per_recipient_result(transaction, results)
 
     async def _clamd_version(self):
         """``ClamAV 1.4.6`` (kept for VERSION_TTL seconds); ``ClamAV`` if clamd will not say."""

@@ -372,7 +372,8 @@ class SessionTests(unittest.TestCase):
     def client(self, text=ALIASES, plugins=("threshold_filter", "rcpt_recorder", "rcpt_ok",
                                             "scripted queue OK"), files=None):
         self.path = write(self, text)
-        self.server = make_server(self, ["aliases %s" % self.path] + list(plugins), files)
+        self.server = make_server(self, ["aliases %s" % self.path] + list(plugins),
+                                  dict(files or {}, recipient_policy="group"))
         client = MemoryClient(self.server)
         client.command("EHLO c.example")
         client.command("MAIL FROM:<s@sender.example>")

@@ -266,9 +266,9 @@ class RequestTests(unittest.TestCase):
 class AnswerTests(unittest.TestCase):
     """What the plugin does with each kind of answer (from a fake rspamd)."""
 
-    async def scan(self, reply, args="", txn=None):
+    async def scan(self, reply, args="", txn=None, files=None):
         fake, url = fake_rspamd(self, reply)
-        server, plugin = rspamd_server(self, "url %s %s" % (url, args))
+        server, plugin = rspamd_server(self, "url %s %s" % (url, args), files)
         self.logs = capture_log(self, server)
         self.txn = txn or transaction(header=HEADER + b"X-Spam-Flag: NO\nX-Spam-Status: No\n")
         self.fake = fake
@@ -399,7 +399,9 @@ class AnswerTests(unittest.TestCase):
                            ("b@example.com", {}),
                            ("c@example.com", {"rspamd_settings_id": "strict"}),
                            ("d@example.com", {"rspamd_settings_id": "lenient"})])
-        self.assertEqual(await self.scan(reply, txn=txn), (codes.DENY, "by strict"))
+        strictest = {"recipient_policy": "strictest"}
+        self.assertEqual(await self.scan(reply, txn=txn, files=strictest),
+                         (codes.DENY, "by strict"))
         requests = [(dict(h).get("Settings-Id"), [v for n, v in h if n == "Rcpt"])
                     for _, h, _ in self.fake.requests]
         rcpts = ["<a@example.com>", "<b@example.com>", "<c@example.com>", "<d@example.com>"]
@@ -407,7 +409,7 @@ class AnswerTests(unittest.TestCase):
                          sorted([("lenient", rcpts), (None, rcpts), ("strict", rcpts)], key=str))
         # without the strict recipient, "add header" (default profile) is the most severe
         txn.remove_recipient(Address.parse("<c@example.com>"))
-        self.assertEqual(await self.scan(reply, txn=txn), codes.DECLINED)
+        self.assertEqual(await self.scan(reply, txn=txn, files=strictest), codes.DECLINED)
         self.assertIn("action=add_header", txn.header.get_first("X-Spam-Status"))
         self.assertEqual(len(self.fake.requests), 2)
 
@@ -580,7 +582,8 @@ class RspamdTests(RealRspamd, unittest.TestCase):
         port = self.start(before=[
             "note_rcpt strict@example.com rspamd_settings_id=strict"
             " strict2@example.com rspamd_settings_id=strict"
-            " lenient@example.com rspamd_settings_id=lenient"])
+            " lenient@example.com rspamd_settings_id=lenient"],
+            files={"recipient_policy": "group"})
         client = await self.session(port)
         await client.command("MAIL FROM:<sender@client.example>")
         replies = [await client.command("RCPT TO:<%s>" % r) for r in (
@@ -632,6 +635,19 @@ lenient@example.com    rspamd_settings_id=lenient
 """
 
 
+def assert_profile_headers(testcase, delivered):
+    """The copies of plain@ (rspamd's default settings: add header) and lenient@ (profile
+    lenient: no action) of a message scoring 7 have their own profile's headers; returns them."""
+    [plain], [lenient] = delivered["plain@example.com"], delivered["lenient@example.com"]
+    testcase.assertEqual(fields(plain, "X-Spam-Flag"), ["YES"])
+    testcase.assertEqual(fields(plain, "X-Spam-Status"), [
+        "Yes, score=7.00 required=15.00 action=add_header tests=QPTX_TEST_SCORE"])
+    testcase.assertEqual(fields(lenient, "X-Spam-Flag"), [])
+    testcase.assertEqual(fields(lenient, "X-Spam-Status"), [
+        "No, score=7.00 required=50.00 action=no_action profile=lenient tests=QPTX_TEST_SCORE"])
+    return plain, lenient
+
+
 class EndToEndTests(RealRspamd, unittest.TestCase):
     """One SMTP session over a real socket, three recipients with different rspamd profiles
     (from the aliases file), a message scoring 7 and then GTUBE; the client retries each
@@ -641,7 +657,8 @@ class EndToEndTests(RealRspamd, unittest.TestCase):
         maildir = os.path.abspath(self.mktemp())
         self.server, port = start_server(self, [
             "aliases aliases", "rspamd url %s" % self.rspamd.url, "rcpt_ok",
-            "queue/maildir %s %%u" % maildir], {"aliases": SHOW_ALIASES})
+            "queue/maildir %s %%u" % maildir],
+            {"aliases": SHOW_ALIASES, "recipient_policy": "group"})
         self.addCleanup(self.server.stop_plugins)
         client = await connect(self, port)
         conversation = Transcript(client)
@@ -686,15 +703,7 @@ class EndToEndTests(RealRspamd, unittest.TestCase):
         self.assertEqual({r: len(m) for r, m in delivered.items()},
                          {"strict@example.com": 0, "plain@example.com": 1,
                           "lenient@example.com": 1})
-        [plain] = delivered["plain@example.com"]
-        [lenient] = delivered["lenient@example.com"]
-        self.assertEqual(fields(plain, "X-Spam-Flag"), ["YES"])
-        self.assertEqual(fields(plain, "X-Spam-Status"), [
-            "Yes, score=7.00 required=15.00 action=add_header tests=QPTX_TEST_SCORE"])
-        self.assertEqual(fields(lenient, "X-Spam-Flag"), [])
-        self.assertEqual(fields(lenient, "X-Spam-Status"), [
-            "No, score=7.00 required=50.00 action=no_action profile=lenient "
-            "tests=QPTX_TEST_SCORE"])
+        plain, lenient = assert_profile_headers(self, delivered)
         # each scan carried exactly its transaction's recipient and profile
         for queued, rcpt, profile in [(plain, "plain@example.com", "-"),
                                       (lenient, "lenient@example.com", "lenient")]:

@@ -82,9 +82,9 @@ class SpamAssassinTests(FilterTestCase):
         seen = []
         verdict = plugin._verdict
 
-        def spy(transaction, results):
+        def spy(transaction, results, setting):
             seen.append(dict(transaction.notes["spamassassin"]))
-            return verdict(transaction, results)
+            return verdict(transaction, results, setting)
 
         self.patch(plugin, "_verdict", spy)
         await self.send(message(SIX_POINTS))
@@ -197,7 +197,8 @@ class SpamAssassinTests(FilterTestCase):
              " bad@example.com spamassassin_reject_threshold=lots")
 
     async def test_per_recipient_thresholds_are_grouped(self):
-        self.serve([self.NOTES, "rcpt_ok", self.spamassassin("reject 100")])
+        self.serve([self.NOTES, "rcpt_ok", self.spamassassin("reject 100")],
+                   {"recipient_policy": "group"})
         client = await self.open()
         first = await self.transaction(client, ["low@example.com", "high@example.com"],
                                        message(GTUBE))
@@ -403,7 +404,7 @@ class ShowCaseTests(unittest.TestCase):
             self, ["aliases aliases", "rcpt_ok",
                    "spamassassin spamd_socket %s" % spamd.socket,
                    "queue/maildir %s %%u" % maildir],
-            {"aliases": SHOW_ALIASES})
+            {"aliases": SHOW_ALIASES, "recipient_policy": "group"})
         client = await connect(self, port)
         transcript = Transcript(client)
 

@@ -615,22 +615,14 @@ class PostfixClientTests(unittest.TestCase):
     encrypt``: it must get STARTTLS, and the message arrives with the TLS Received line."""
 
     def test_postfix_relays_over_starttls(self):
-        from tests.support.postfix import PostfixUnavailable, PrivatePostfix
+        from tests.support.postfix import start_relaying_postfix
         config = os.path.abspath(self.mktemp())
         maildir = os.path.join(config, "maildir")
         write_config(config, ["tls", "rcpt_ok", "queue/maildir %s" % maildir])
         write_pair(os.path.join(config, "ssl"))
         _, port, _ = start_twistd(self, config)
-        try:
-            postfix = PrivatePostfix(domain="postfix.local", settings={
-                "relay_transport": "smtp", "default_transport": "smtp",
-                "relayhost": "[127.0.0.1]:%d" % port, "smtp_tls_security_level": "encrypt",
-                "smtp_tls_loglevel": "1"})
-        except PostfixUnavailable as e:
-            raise unittest.SkipTest(str(e))
-        self.addCleanup(postfix.cleanup)
-        postfix.configure()
-        postfix.start()
+        postfix = start_relaying_postfix(self, port, smtp_tls_security_level="encrypt",
+                                         smtp_tls_loglevel="1")
         with smtplib.SMTP("127.0.0.1", postfix.port, timeout=WAIT) as client:
             client.sendmail("a@b.example", ["u@example.com"], b"Subject: relayed\r\n\r\nbody\r\n")
         self.assertTrue(poll_until(lambda: os.path.isdir(os.path.join(maildir, "new"))

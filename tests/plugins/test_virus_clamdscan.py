@@ -1,5 +1,5 @@
 """The content filter ``virus/clamdscan`` against a real clamd, with per-recipient settings
-(recipient notes, grouping, strictest) and a clamd that is down, hangs or answers garbage.
+(recipient notes, split, grouping, strictest) and a clamd that is down, hangs or answers garbage.
 
 clamd is started once for the whole run (tests/support/clamd.py: private config, 127.0.0.1
 and unix sockets in a temp dir, stopped by PID at exit); the tests that need it are skipped,
@@ -7,9 +7,11 @@ with the reason, when its Debian package is missing. The SMTP server runs on a l
 (tests/support/filter_cases.py).
 """
 
+import os
 import re
 
 from qpsmtpd_tx import codes
+from qpsmtpd_tx.testing import maildir_messages
 from tests.support.clamd import STREAM_MAX_LENGTH, VIRUS_NAME, VIRUS_PATTERN, shared_clamd
 from tests.support.filter_cases import (FilterTestCase, answering_server, hanging_server, message,
                                         short_socket_path)
@@ -121,7 +123,7 @@ class ClamdScanTests(FilterTestCase):
              " strict@example.com virus_action=reject")
 
     async def test_per_recipient_action_is_grouped(self):
-        self.serve([self.NOTES, "rcpt_ok", self.clamdscan()])
+        self.serve([self.NOTES, "rcpt_ok", self.clamdscan()], {"recipient_policy": "group"})
         client = await self.open()
         first = await self.transaction(client, ["tagged@example.com", "strict@example.com"],
                                        message(VIRUS_PATTERN))
@@ -136,6 +138,23 @@ class ClamdScanTests(FilterTestCase):
         third = await self.transaction(client, ["strict@example.com", "other@example.com"],
                                        message(VIRUS_PATTERN))
         self.assertEqual([code for code, _ in third.rcpts], [250, 250])
+
+    async def test_per_recipient_split(self):
+        quarantine = os.path.abspath(self.mktemp())
+        self.serve([self.NOTES, "rcpt_ok", self.clamdscan()], {"quarantine_dir": quarantine})
+        client = await self.open()
+        outcome = await self.transaction(client, ["tagged@example.com", "strict@example.com"],
+                                         message(VIRUS_PATTERN))
+        self.assertEqual([code for code, _ in outcome.rcpts], [250, 250])
+        # refused for strict@ (quarantined), delivered tagged to tagged@
+        self.assertEqual(outcome.data[0], 250)
+        self.assertEqual(outcome.header.get("X-Virus-Details"), [VIRUS_NAME])
+        [held] = maildir_messages(quarantine)
+        self.assertIn(("X-Recipient-Rejected: <strict@example.com>; 552 Virus found: %s (by "
+                       "virus::clamdscan)\n" % VIRUS_NAME).encode(), held)
+        self.assertNotIn(b"X-Virus-Found", held)
+        self.assertEqual(self.logged(codes.LOGNOTICE, "^fail, found virus"), [
+            "fail, found virus %s" % VIRUS_NAME])
 
     async def test_per_recipient_strictest(self):
         self.serve([self.NOTES, "rcpt_ok", self.clamdscan("action tag")],

@@ -97,6 +97,20 @@ class FilterTestCase(unittest.TestCase):
         assertStartupError(self, [line, "rcpt_ok"], expected, files)
 
 
+def record_calls(testcase, obj, name, what):
+    """Wrap method ``name`` of ``obj`` for the test: each call appends ``what(*args)`` to the
+    returned list, then runs the method (to count a filter's scans)."""
+    calls = []
+    method = getattr(obj, name)
+
+    def recording(*args):
+        calls.append(what(*args))
+        return method(*args)
+
+    testcase.patch(obj, name, recording)
+    return calls
+
+
 def short_socket_path(testcase):
     """A unix socket path nobody listens on (short: trial's temp paths exceed 108 bytes)."""
     directory = tempfile.mkdtemp(prefix="qptx-")

@@ -381,6 +381,14 @@ def _kill(pid):
         pass
 
 
+def start_relaying_postfix(testcase, port, **settings):
+    """Start a PrivatePostfix that relays all mail to our server on 127.0.0.1:``port`` (Postfix
+    as the client; more main.cf ``settings`` as keywords), or SkipTest; stopped at the end."""
+    return start_postfix(testcase, domain="postfix.local", settings=dict({
+        "relay_transport": "smtp", "default_transport": "smtp",
+        "relayhost": "[127.0.0.1]:%d" % port}, **settings))
+
+
 def start_postfix(testcase, **kwargs):
     """Start a PrivatePostfix for ``testcase`` (stopped and removed at its end), or SkipTest.
 

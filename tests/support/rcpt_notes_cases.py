@@ -62,7 +62,7 @@ class SourceTests:
         """Called after the server is built (e.g. to make the source go away)."""
 
     def server(self, line=None, plugins=FILTERS, files=None):
-        contents = {"rcpthosts": RCPTHOSTS}
+        contents = {"rcpthosts": RCPTHOSTS, "recipient_policy": "group"}
         contents.update(files or {})
         server = make_server(self, [line or self.plugin_line()] + list(plugins), contents)
         self.addCleanup(server.stop_plugins)
@@ -70,7 +70,8 @@ class SourceTests:
         return server
 
     async def session(self, line=None, plugins=FILTERS, files=None):
-        contents = {"rcpthosts": RCPTHOSTS}
+        # these cases show grouping (452 4.5.3): the policy that shows it
+        contents = {"rcpthosts": RCPTHOSTS, "recipient_policy": "group"}
         contents.update(files or {})
         server, port = start_server(self, [line or self.plugin_line()] + list(plugins), contents)
         self.addCleanup(server.stop_plugins)

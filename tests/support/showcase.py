@@ -26,7 +26,7 @@ async def assert_three_thresholds(testcase, settings_line, files, first="low@exa
     maildir = os.path.abspath(testcase.mktemp())
     server, port = start_server(
         testcase, [settings_line, "threshold_filter", "score_filter", "rcpt_ok",
-                   "queue/maildir %s %%u" % maildir], files)
+                   "queue/maildir %s %%u" % maildir], dict(files, recipient_policy="group"))
     testcase.addCleanup(server.stop_plugins)
     client = await connect(testcase, port)
     transcript = Transcript(client)
