@@ -41,6 +41,9 @@ The connection's ``remote_info`` is ``[<ip>]`` until reverse DNS names the clien
 Intended differences from qpsmtpd 0.94: 0.94 took PROXY as a command after its greeting,
 so the connect hooks (dnsbl, relay, hosts_allow, earlytalker) had already run for
 127.0.0.1; here the header is read before any hook. PROXY version 2 (binary) is not read.
+The header is read on plain listeners (``--listen``, the proxy terminating TLS, as stunnel
+does); on an SMTPS listener (``--listen-tls``) it would have to come before the TLS
+handshake, which is not supported.
 """
 
 import ipaddress
