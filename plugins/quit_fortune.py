@@ -8,7 +8,7 @@ the fun"), QUIT is answered by qpsmtpd 0.94's multi-line reply::
     221   / best ones.
 
 — the first line is ``<me> closing connection.``, then each line of ``fortune -s`` with
-``  / `` before it. The program runs as a child process (the server goes on serving other
+``  / `` before it (tabs expanded to spaces: a reply carries no control characters). The program runs as a child process (the server goes on serving other
 clients meanwhile) with a time limit; when it is missing, fails, prints nothing or runs out
 of time, QUIT gets the usual ``221 <me> closing connection. Have a wonderful day.``.
 
