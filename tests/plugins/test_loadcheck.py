@@ -120,3 +120,26 @@ class LoadCheckTests(StartupErrorMixin, unittest.TestCase):
         self.assertStartupError(["loadcheck cache_time -5"], ":1: plugin loadcheck: cache_time must be a number of at least 0")
         self.assertStartupError(["loadcheck max_load"], ":1: plugin loadcheck: arguments must be key/value pairs")
         self.assertStartupError(["loadcheck colour red"], ":1: plugin loadcheck: unknown argument 'colour'")
+
+
+class LoadCheckPerlComparisonTests(unittest.TestCase):
+    """Perl qpsmtpd 0.94 (Debian's) and our twistd with the same loadcheck lines, both reading
+    the real /proc/loadavg: the same refusal above max_load, a greeting below it."""
+
+    async def test_same_as_perl(self):
+        from tests.support.perl_qpsmtpd import start_both
+        with open("/proc/loadavg") as f:
+            if float(f.read().split()[0]) < 0.01:
+                raise unittest.SkipTest("the load average is 0: nothing above max_load 0.001")
+        for line, expected in (("loadcheck max_load 0.001", REFUSED),
+                               ("loadcheck max_load 100000", None)):
+            perl, ours, _ = start_both(self, [line, "rcpt_ok"], {}, None, "qptx-loadcheck-")
+            greetings = []
+            for port in (perl, ours):
+                client = await connect(self, port)
+                greetings.append(client.greeting)
+                await client.close()
+            if expected is None:
+                self.assertEqual([code for code, _ in greetings], [220, 220], line)
+            else:
+                self.assertEqual(greetings, [expected, expected], line)
