@@ -1,5 +1,6 @@
-"""logging/apache — write log lines in the format of Apache's error log, as qpsmtpd 0.94's
-logging/apache did (under mod_perl, through Apache's ``ErrorLog``).
+"""logging/apache — write log lines in Apache's error log format, as 0.94's plugin did.
+
+qpsmtpd 0.94's logging/apache wrote them under mod_perl, through Apache's ``ErrorLog``.
 
 List it in the ``logging`` config file::
 
