@@ -37,6 +37,8 @@ class PluginChain:
         #: the tls plugin's ServerTLS (STARTTLS, SMTPS), or None when it is not loaded
         self.tls = None
         #: offer and accept AUTH only on TLS (``tls_before_auth``; default: tls is loaded)
+        #: the reader of a proxy's PROXY header (``stunnel proxy on``'s), or None
+        self.proxy = None
         self.tls_before_auth = False
         #: the sessions that started on this chain and have not ended yet
         self.sessions = set()

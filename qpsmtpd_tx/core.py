@@ -174,6 +174,15 @@ class SMTPCore:
         """True while a command line has begun but its LF has not arrived (command mode)."""
         return self._discarding or (bool(self._buf) and self._buf[-1] != 10)
 
+    def first_line(self):
+        """The first buffered line (without its line end) once its LF has arrived, else None;
+        it stays buffered (a PROXY header is looked at before the greeting)."""
+        i = self._buf.find(b"\n")
+        if i < 0 or self._discarding:
+            return None
+        end = i - 1 if i and self._buf[i - 1] == 13 else i
+        return bytes(self._buf[:end]).decode("utf-8", "surrogateescape")
+
     def next_event(self):
         """The next event from the buffered input, or ``NEED_DATA``.
 

@@ -70,15 +70,24 @@ class SessionFlow:
         close, and no longer counts for its IP (``--max-from-ip``)."""
         return self._closing
 
-    def wait_for_input(self, seconds, clock=None):
+    @property
+    def lost(self):
+        """True once the connection is gone."""
+        return self._lost
+
+    def wait_for_input(self, seconds, clock=None, more=False):
         """A Deferred firing True as soon as the client has sent anything, False after ``seconds``.
 
         For plugins such as earlytalker, which wait before the greeting to catch clients that
-        talk first. Bytes already buffered fire it at once.
+        talk first. Bytes already buffered fire it at once, unless ``more``: then it waits for
+        bytes beyond them (the rest of a line).
         """
         from twisted.internet import reactor
         d = Deferred()
-        if self.core.buffered:
+        if self._lost:
+            d.callback(False)
+            return d
+        if self.core.buffered and not more:
             d.callback(True)
             return d
         call = (clock or reactor).callLater(seconds, self._input_waited, d, False)

@@ -148,6 +148,8 @@ class SMTPServer(ServerLog, Draining):
         chain.core_limits_ip = not any(p.path.split(":")[0] == "hosts_allow" for p in chain.plugins)
         chain.tls = next((p.server_tls for p in chain.plugins
                           if getattr(p, "server_tls", None) is not None), None)
+        chain.proxy = next((p.proxy_header for p in chain.plugins
+                            if getattr(p, "proxy_header", None) is not None), None)
         # tls_before_auth: as its file says, else on exactly when the tls plugin is loaded
         explicit, line = config_items.read_item(self.config, "tls_before_auth")
         chain.tls_before_auth = explicit if line is not None else chain.tls is not None

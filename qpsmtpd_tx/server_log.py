@@ -82,3 +82,13 @@ def format_log_line(conn_id, hook, plugin_name, message):
         parts.append("%s:" % plugin_name)
     parts.append(message)
     return " ".join(parts)
+
+
+def tagged_line(tag, plugin_name, hook, message):
+    """``<tag> <plugin> plugin: <text>``, ``<tag> running plugin (<hook>): <text>`` or
+    ``<tag> <text>``: the text of qpsmtpd's logging/connection_id and logging/apache lines."""
+    if plugin_name:
+        return "%s %s plugin: %s" % (tag, plugin_name, message)
+    if hook:
+        return "%s running plugin (%s): %s" % (tag, hook, message)
+    return "%s %s" % (tag, message)

@@ -151,25 +151,34 @@ class SMTPSession(SessionFlow, EnvelopeCommands, MessageDelivery, StartTLS):
     _started = False
 
     def start(self):
-        """The client connected: run pre-connection and connect hooks, then greet."""
+        """The client connected: read the PROXY header of a trusted proxy (when a plugin such
+        as ``stunnel`` expects one), run pre-connection and connect hooks, then greet."""
         self._started = True
         self._busy = True
         if hasattr(self.transport, "registerProducer"):
             self.transport.registerProducer(ReplyProducer(self), True)
             self._producer_registered = True
+        proxy = self.chain.proxy
+        if proxy is not None and proxy.trusts(self.connection):
+            # the header gives the client's address, which every hook below must see
+            pending = proxy.read_header(self).addCallback(
+                lambda go_on: self._open() if go_on else None)
+        else:
+            pending = self._open()
+        if not (isinstance(pending, Deferred) and self._after(pending)):
+            self._busy = False
+            self._pump()
+
+    def _open(self):
         refusal = self.server.too_many_from_ip(self)
         if refusal is not None:
             self.respond(451, refusal)     # hosts_allow's answer, when it is not loaded
             self.disconnect()
-            self._busy = False
-            return self._flush()
+            return None
         conn = self.connection
-        pending = self._run("pre-connection", (
+        return self._run("pre-connection", (
             conn.remote_ip, conn.remote_port, conn.local_ip, conn.local_port,
             self.server.max_conn_ip, self.server.peer_ips(exclude=self)), self._pre_connection_respond)
-        if not (isinstance(pending, Deferred) and self._after(pending)):
-            self._busy = False
-            self._pump()
 
     def _pre_connection_respond(self, result):
         if not replies.answer(self, "pre-connection", result):

@@ -92,3 +92,34 @@ def stop_on_sigterm():
     its handlers at start-up and would replace this one).
     """
     signal.signal(signal.SIGTERM, lambda signum, frame: reactor.callFromThread(stop_reactor))
+
+
+class SighupFlag:
+    """A flag each SIGHUP raises, for a log writer that reopens its file at its next line
+    (the signal may come in the middle of a write, so the handler does nothing else).
+
+    ``warn(text)`` is told when no handler can be installed (no SIGHUP on this platform, or
+    not in the main thread); the flag then never rises.
+    """
+
+    def __init__(self, warn):
+        self.raised = False
+        try:
+            self._stop = on_sighup(self._raise)
+        except (AttributeError, ValueError, OSError) as e:
+            self._stop = None
+            warn("cannot install a SIGHUP handler (%s); no reopen on HUP" % (e,))
+
+    def _raise(self):
+        self.raised = True
+
+    def take(self):
+        """True once after each SIGHUP (the flag is lowered)."""
+        raised, self.raised = self.raised, False
+        return raised
+
+    def stop(self):
+        """Stop listening for SIGHUP."""
+        if self._stop is not None:
+            self._stop()
+            self._stop = None

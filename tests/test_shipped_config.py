@@ -54,7 +54,7 @@ class ShippedPluginsTests(unittest.TestCase):
     def test_every_plugin_is_named(self):
         with open(os.path.join(ETC, "plugins")) as f:
             text = f.read()
-        named = set(re.findall(r"^#? ?([a-z_]+(?:/[a-z_-]+)?)(?=\s|$)", text, re.M))
+        named = set(re.findall(r"^#? ?([a-z_]+(?:/[a-z0-9_-]+)?)(?=\s|$)", text, re.M))
         named |= set(re.findall(r"\b(logging/[a-z_]+)", text))
         named |= set(re.findall(r"old name: ([a-z_]+)", text))
         if "async/NAME plugin names" in text:

@@ -30,17 +30,9 @@ from qpsmtpd_tx import codes
 from qpsmtpd_tx.codes import DECLINED, LOGINFO
 from qpsmtpd_tx.plugin import Plugin, PluginError
 from qpsmtpd_tx.plugin_args import log_level
+from qpsmtpd_tx.server_log import tagged_line
 
 UNKNOWN_ID = "???"
-
-
-def tagged_line(tag, plugin_name, hook, message):
-    """``<tag> <plugin> plugin: <text>``, ``<tag> running plugin (<hook>): <text>`` or ``<tag> <text>``."""
-    if plugin_name:
-        return "%s %s plugin: %s" % (tag, plugin_name, message)
-    if hook:
-        return "%s running plugin (%s): %s" % (tag, hook, message)
-    return "%s %s" % (tag, message)
 
 
 class ConnectionId(Plugin):
