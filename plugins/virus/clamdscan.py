@@ -71,6 +71,7 @@ from qpsmtpd_tx.endpoints import ServerAddress, describe_failure as _describe, u
 from qpsmtpd_tx.plugin import Plugin, PluginError
 from qpsmtpd_tx.plugin_args import boolean, positive as _positive
 from qpsmtpd_tx.policy import Setting
+from qpsmtpd_tx.scanner import strictest_action, virus_action
 from qpsmtpd_tx.streaming import message_chunks
 
 DEFAULT_SOCKET = "/var/run/clamav/clamd.ctl"
@@ -85,24 +86,9 @@ VERSION_TTL = 300.0
 MAX_ANSWER = 65536
 OUR_HEADERS = ("X-Virus-Found", "X-Virus-Details", "X-Virus-Checked", "X-Virus-Not-Scanned")
 
-ACTIONS = ("reject", "tag")
-
 
 class ClamdError(Exception):
     """No usable answer from clamd; the text says why."""
-
-
-def virus_action(text):
-    """A ``virus_action`` value: ``reject`` or ``tag``."""
-    word = str(text).strip().lower()
-    if word not in ACTIONS:
-        raise ValueError("virus_action must be reject or tag, not %r" % (text,))
-    return word
-
-
-def strictest_action(values):
-    """``reject`` if any recipient wants it, else ``tag``."""
-    return "reject" if "reject" in values else "tag"
 
 
 def instream(header, body, chunk_size=CHUNK):

@@ -1,0 +1,80 @@
+"""What the tests of the program-based scanners share (virus/clamav, the vendor virus scanners,
+dspam): stand-in programs written into a temp dir, and the warnings a server logs at start-up.
+
+A stand-in is a small executable Python script made here from a body of code; it is a
+STAND-IN for a scanner that cannot run here (a commercial product, or dspam, which is no
+longer in Debian), speaking the command line, output and exit codes the qpsmtpd 0.94 plugin
+parses. Every stand-in appends its command line (one line, words joined by spaces) to
+``argv.log`` beside it. Markers in the scanned message steer it:
+  ``QPTX-TEST-VIRUS-7f3a9c-SIGNATURE``  (the suite's test virus) → report it;
+  ``QPTX-STANDIN-HANG``                  → sleep for an hour (the plugin must time out);
+  ``QPTX-STANDIN-CRASH``                 → die from SIGSEGV;
+  ``QPTX-STANDIN-EXIT-<n>``              → print ``error <n>`` and exit with status n.
+"""
+
+import os
+import shutil
+import stat
+import sys
+import tempfile
+
+from qpsmtpd_tx.server import SMTPServer
+from tests.support.clamd import VIRUS_PATTERN
+from tests.support.harness import make_server
+
+PROLOGUE = '''\
+import os, re, signal, sys, time
+HERE = os.path.dirname(os.path.abspath(__file__))
+with open(os.path.join(HERE, "argv.log"), "a") as log:
+    log.write(" ".join(sys.argv) + "\\n")
+VIRUS = %(virus)r
+
+def marker(text):
+    """Act on the test markers in ``text``; return the exit status asked for, or None."""
+    if "QPTX-STANDIN-HANG" in text:
+        time.sleep(3600)
+    if "QPTX-STANDIN-CRASH" in text:
+        os.kill(os.getpid(), signal.SIGSEGV)
+    m = re.search(r"QPTX-STANDIN-EXIT-(\\d+)", text)
+    if m:
+        print("error", m.group(1))
+        sys.exit(int(m.group(1)))
+    return None
+'''
+
+
+def standin(testcase, name, code):
+    """Write stand-in program ``name`` (``code`` after the common prologue) into a fresh
+    directory (removed after the test); its path."""
+    directory = tempfile.mkdtemp(prefix="qptx-standin-")
+    testcase.addCleanup(shutil.rmtree, directory, True)
+    path = os.path.join(directory, name)
+    with open(path, "w") as f:
+        f.write("#!%s\n%s\n%s" % (sys.executable, PROLOGUE % {"virus": VIRUS_PATTERN}, code))
+    os.chmod(path, os.stat(path).st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
+    return path
+
+
+def command_lines(program):
+    """The command lines the stand-in ``program`` was run with (lists of words)."""
+    try:
+        with open(os.path.join(os.path.dirname(program), "argv.log")) as f:
+            return [line.split() for line in f]
+    except FileNotFoundError:
+        return []
+
+
+def startup_log(testcase, plugins, files=None):
+    """``(server, lines)``: a server made with ``plugins``, and the ``(level, message)`` lines
+    its plugins logged while starting."""
+    lines = []
+    original = SMTPServer.log
+
+    def log(server, level, message, plugin=None, transaction=None, hook=None):
+        lines.append((level, message))
+        return original(server, level, message, plugin=plugin, transaction=transaction, hook=hook)
+
+    testcase.patch(SMTPServer, "log", log)
+    server = make_server(testcase, plugins, files)
+    testcase.patch(SMTPServer, "log", original)
+    return server, lines
