@@ -25,6 +25,7 @@ from twisted.internet import defer, error, protocol
 from qpsmtpd_tx.childprocess import spawn_with_timeout
 from qpsmtpd_tx.codes import DECLINED, DENY, LOGERROR, LOGINFO, LOGNOTICE, LOGWARN
 from qpsmtpd_tx.plugin import Plugin, PluginError
+from qpsmtpd_tx.plugin_args import boolean
 from qpsmtpd_tx.policy import Setting
 from qpsmtpd_tx.streaming import write_to_fd
 
@@ -53,12 +54,20 @@ def strictest_action(values):
     return "reject" if "reject" in values else "tag"
 
 
-def yes_no_action(name, value):
-    """qpsmtpd's ``deny_viruses yes|no`` as a virus action (``reject``/``tag``)."""
-    word = value.strip().lower()
-    if word not in ("yes", "no"):
-        raise PluginError("%s must be yes or no, got %r" % (name, value))
-    return "reject" if word == "yes" else "tag"
+def action_argument(arguments):
+    """Check the ``action`` in ``arguments`` (a dict of plugin arguments, changed in place):
+    qpsmtpd's ``deny_viruses yes|no`` becomes ``action reject|tag``; PluginError if bad."""
+    if "deny_viruses" in arguments:
+        deny = boolean("deny_viruses", arguments.pop("deny_viruses"), "yes or no (1 or 0)")
+        mapped = "reject" if deny else "tag"
+        if arguments.get("action", mapped).lower() != mapped:
+            raise PluginError("deny_viruses and action disagree")
+        arguments["action"] = mapped
+    if "action" in arguments:
+        try:
+            arguments["action"] = virus_action(arguments["action"])
+        except ValueError as e:
+            raise PluginError(str(e).replace("virus_action", "action"))
 
 
 def program_path(name, path):
@@ -199,19 +208,27 @@ class ProgramScanner(Plugin):
     max_size = None
     multipart_only = False
     spool = None
-    #: log level of "skip, not multipart" (qpsmtpd's differ per plugin)
-    multipart_skip_level = LOGWARN
 
-    def warn_if_missing(self, path=None):
-        """At start-up: warn (as Perl qpsmtpd does not refuse to start) if the program
-        cannot be run."""
+    def warn_if_missing(self, path=None, mode=os.X_OK, what="an executable file"):
+        """At start-up: warn if the program (or ``path``) cannot be used; Perl qpsmtpd
+        starts without it too."""
         path = path or self.program
-        if not os.access(path, os.X_OK):
-            self.log(LOGWARN, "%s is not an executable file (yet): %s" % (
-                path, self.missing_consequence))
+        if not os.access(path, mode):
+            self.log(LOGWARN, "%s is not %s (yet): %s" % (path, what, self.missing_consequence))
 
     #: what a missing program means at scan time, for the start-up warning
     missing_consequence = "messages are not scanned until it is"
+
+    def scanner_arguments(self, args, known, defaults):
+        """Parse ``key value`` arguments (``known`` plus ``timeout`` and ``action``) over
+        ``defaults``; sets ``timeout``. qpsmtpd's ``deny_viruses yes|no``, when in ``known``,
+        is ``action reject|tag``; ``action`` is checked (the ``virus_action`` setting)."""
+        arguments = dict(defaults)
+        arguments.update(self.parse_kv_args(args, set(known) | {"timeout", "action"}))
+        action_argument(arguments)
+        self.arguments = arguments
+        self.timeout = self.timeout_argument(arguments)
+        return arguments
 
     def timeout_argument(self, arguments):
         """The ``timeout`` argument (seconds), else DEFAULT_TIMEOUT."""
@@ -244,7 +261,7 @@ class ProgramScanner(Plugin):
         if self.max_size is not None and transaction.data_size > self.max_size:
             return LOGWARN, "too big to scan (%d > %d)" % (transaction.data_size, self.max_size)
         if self.multipart_only and not is_multipart(transaction.header):
-            return self.multipart_skip_level, "non-multipart mail"
+            return LOGINFO, "non-multipart mail"
         return None
 
     def message_prefix(self, transaction):
@@ -303,8 +320,7 @@ class ProgramScanner(Plugin):
         transaction.notes["virus"] = found
         if self.transaction_setting(transaction, "virus_action") == "reject":
             return DENY, reply
-        self.log(LOGINFO, "virus_action tag: accepting the message with %s"
-                 % ", ".join(name for name, _ in tag_headers), transaction)
+        self.log(LOGINFO, "virus_action tag: accepting the message", transaction)
         self.add_headers(transaction, tag_headers)
         return DECLINED
 

@@ -71,7 +71,7 @@ from qpsmtpd_tx.endpoints import ServerAddress, describe_failure as _describe, u
 from qpsmtpd_tx.plugin import Plugin, PluginError
 from qpsmtpd_tx.plugin_args import boolean, positive as _positive
 from qpsmtpd_tx.policy import Setting
-from qpsmtpd_tx.scanner import strictest_action, virus_action
+from qpsmtpd_tx.scanner import action_argument, strictest_action, virus_action
 from qpsmtpd_tx.streaming import message_chunks
 
 DEFAULT_SOCKET = "/var/run/clamav/clamd.ctl"
@@ -131,16 +131,7 @@ class ClamdScan(Plugin):
 
     def init(self, args):
         arguments = self.parse_kv_args(args, self.KNOWN)
-        if "deny_viruses" in arguments:
-            mapped = "reject" if _boolean("deny_viruses", arguments.pop("deny_viruses")) else "tag"
-            if arguments.get("action", mapped).lower() != mapped:
-                raise PluginError("deny_viruses and action disagree")
-            arguments["action"] = mapped
-        if "action" in arguments:
-            try:
-                arguments["action"] = virus_action(arguments["action"])
-            except ValueError as e:
-                raise PluginError(str(e).replace("virus_action", "action"))
+        action_argument(arguments)
         fail_open = None
         if "fail_open" in arguments:
             fail_open = _boolean("fail_open", arguments["fail_open"])

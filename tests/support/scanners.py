@@ -78,3 +78,82 @@ def startup_log(testcase, plugins, files=None):
     server = make_server(testcase, plugins, files)
     testcase.patch(SMTPServer, "log", original)
     return server, lines
+
+
+def multipart(text):
+    """A multipart message (CRLF, without the final dot) whose attachment holds ``text``."""
+    return ('From: sender@client.example\r\nTo: someone@example.com\r\nSubject: files\r\n'
+            'MIME-Version: 1.0\r\nContent-Type: multipart/mixed;\r\n boundary="b0"\r\n\r\n'
+            '--b0\r\nContent-Type: text/plain\r\n\r\nSee the attachment.\r\n'
+            '--b0\r\nContent-Type: application/octet-stream\r\n\r\n%s\r\n--b0--\r\n' % text)
+
+
+#: the name the stand-ins report for the suite's test virus
+STANDIN_VIRUS = "QPTX.Test.Pattern"
+
+#: the stand-ins' code after the prologue, by program: each reads the message file named last
+#: on its command line and answers in its vendor's format
+STANDINS = {
+    # Kaspersky aveclient -p SOCKET -s FILE: exit 4 = infected; the first line is a banner
+    "aveclient": '''
+path = sys.argv[-1]
+text = open(path, errors="replace").read()
+marker(text)
+print("aveclient: scanning " + path)
+if VIRUS in text:
+    print(path + " infected: QPTX.Test.Pattern")
+    sys.exit(4)
+''',
+    # BitDefender bdc --mail --all --arc FILE: "<file>  infected: <name>" (exit status unused)
+    "bdc": '''
+path = sys.argv[-1]
+text = open(path, errors="replace").read()
+marker(text)
+print("BDC/Linux-Console (stand-in)")
+if VIRUS in text:
+    print(path + "  infected: QPTX.Test.Pattern")
+    sys.exit(1)
+print(path + "  ok")
+''',
+    # H+BEDV antivir ... -rs FILE: "ALERT: [<name> virus] ..." lines, exit 1 = found
+    "antivir": '''
+path = sys.argv[-1]
+text = open(path, errors="replace").read()
+marker(text)
+if VIRUS in text:
+    for part in ("part1", "part2"):
+        print("ALERT: [QPTX.Test.Pattern virus] %s <<< contains the test pattern" % part)
+    if "SECOND-VIRUS" in text:
+        print("ALERT: [Other/Worm worm] part3 <<< contains another")
+    sys.exit(1)
+''',
+    # Kaspersky kavscanner -Y -P -B -MP -MD -* FILE: exit 4 infected, 3 suspicious
+    "kavscanner": '''
+path = sys.argv[-1]
+text = open(path, errors="replace").read()
+marker(text)
+if VIRUS in text:
+    print(path + " infected: QPTX.Test.Pattern")
+    if "SUSPICIOUS" in text:
+        print("   " + path + "/part2 suspicion: Type_Win32")
+    sys.exit(4)
+''',
+    # McAfee uvscan --mime --unzip --secure --noboot FILE: exit 13 = found
+    "uvscan": '''
+path = sys.argv[-1]
+text = open(path, errors="replace").read()
+marker(text)
+print("Scanning " + path)
+if "PASSWORD-ZIP" in text:
+    print(path + "/secret.zip is password-protected.")
+    sys.exit(0)
+if VIRUS in text:
+    print("        Found the QPTX.Test.Pattern virus !!!")
+    sys.exit(13)
+''',
+}
+
+
+def vendor_standin(testcase, program):
+    """Stand-in ``program`` (a key of STANDINS) in a fresh directory; its path."""
+    return standin(testcase, program, STANDINS[program])
