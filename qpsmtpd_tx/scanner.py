@@ -269,19 +269,26 @@ class ProgramScanner(Plugin):
         return b""
 
     async def _check(self, transaction, head, body):
+        result = await self.scan_message(head, body,
+                                         lambda path: self.scan(transaction, path))
+        if result.failure is not None:
+            return self.failed(transaction, result.failure)
+        return self.verdict(transaction, result)
+
+    async def scan_message(self, head, body, scan):
+        """Write ``head`` and ``body`` (closed here) to a new file in the spool, wait for
+        ``scan(path)`` (a Deferred firing with a ScanResult), remove the file; the result
+        (one with a ``failure`` if the file could not be written)."""
         directory = self.spool or self.server.spool_dir
         try:
             path = await self.server.run_blocking(_write_message, directory, head, body)
         except OSError as e:
-            return self.failed(transaction, "cannot write the message to %s: %s" % (
+            return ScanResult(failure="cannot write the message to %s: %s" % (
                 directory, e.strerror or e))
         try:
-            result = await self.scan(transaction, path)
+            return await scan(path)
         finally:
             _remove(path)
-        if result.failure is not None:
-            return self.failed(transaction, result.failure)
-        return self.verdict(transaction, result)
 
     def scan(self, transaction, path):
         """Scan the message file ``path``; a Deferred firing with a ScanResult."""

@@ -10,6 +10,9 @@ parses. Every stand-in appends its command line (one line, words joined by space
   ``QPTX-STANDIN-HANG``                  → sleep for an hour (the plugin must time out);
   ``QPTX-STANDIN-CRASH``                 → die from SIGSEGV;
   ``QPTX-STANDIN-EXIT-<n>``              → print ``error <n>`` and exit with status n.
+The dspam stand-in (no longer in Debian) reads the message on its standard input, classes
+text with ``SPAMMY`` as spam, ``DOUBTFUL`` as spam without full confidence, the rest as
+innocent; it keeps what it read in ``stdin.log`` and its retraining in ``trained.log``.
 """
 
 import os
@@ -53,6 +56,16 @@ def standin(testcase, name, code):
         f.write("#!%s\n%s\n%s" % (sys.executable, PROLOGUE % {"virus": VIRUS_PATTERN}, code))
     os.chmod(path, os.stat(path).st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
     return path
+
+
+def standin_file(program, name):
+    """The text of file ``name`` (``trained.log``, ``stdin.log``…) beside stand-in
+    ``program`` ('' if it is not there)."""
+    try:
+        with open(os.path.join(os.path.dirname(program), name)) as f:
+            return f.read()
+    except FileNotFoundError:
+        return ""
 
 
 def command_lines(program):
@@ -150,6 +163,32 @@ if "PASSWORD-ZIP" in text:
 if VIRUS in text:
     print("        Found the QPTX.Test.Pattern virus !!!")
     sys.exit(13)
+''',
+    # dspam --user U --mode=tum --process --deliver=summary --stdout < message: its summary
+    # line; --mode=toe --source=error --class=C (retraining) is recorded in trained.log
+    "dspam": '''
+text = sys.stdin.read()
+marker(text)
+args = sys.argv[1:]
+user = args[args.index("--user") + 1]
+with open(os.path.join(HERE, "stdin.log"), "a") as log:
+    log.write(text + "\\n.\\n")
+if "--process" in args:
+    if "SPAMMY" in text:
+        result, probability, confidence = "Spam", "1.0000", "1.00"
+    elif "DOUBTFUL" in text:
+        result, probability, confidence = "Spam", "0.9900", "0.80"
+    else:
+        result, probability, confidence = "Innocent", "0.0023", "1.00"
+    signature = "sig%d" % len(text)
+else:
+    result = "Spam" if "--class=spam" in args else "Innocent"
+    probability, confidence = "1.0000", "1.00"
+    signature = re.search(r"X-DSPAM-Signature: (\\S+)", text).group(1)
+    with open(os.path.join(HERE, "trained.log"), "a") as log:
+        log.write("%s %s %s\\n" % (user, result, signature))
+print('%s; result="%s"; class="%s"; probability=%s; confidence=%s; signature=%s'
+      % (user, result, result, probability, confidence, signature))
 ''',
 }
 
