@@ -27,6 +27,7 @@ from qpsmtpd_tx.codes import DECLINED, DENY, LOGERROR, LOGINFO, LOGNOTICE, LOGWA
 from qpsmtpd_tx.plugin import Plugin, PluginError
 from qpsmtpd_tx.plugin_args import boolean
 from qpsmtpd_tx.policy import Setting
+from qpsmtpd_tx.message import spool_file_prefix
 from qpsmtpd_tx.streaming import write_to_fd
 
 #: qpsmtpd's rule for a scanner's path: absolute, of ``A-Z a-z 0-9 / - _ .`` only
@@ -164,12 +165,15 @@ def run_program(argv, timeout, stdin_path=None):
     return child.done
 
 
-def _write_message(directory, head, body):
+def _write_message(directory, head, body, state):
     """Write ``head`` and ``body`` to a new file in ``directory``; its path. Blocking.
 
     Readable by the directory's group and others as far as the directory is (qpsmtpd's
-    rule for a spool shared with a scanner daemon)."""
-    fd, path = tempfile.mkstemp(prefix="qpsmtpd-tx-scan.", dir=directory)
+    rule for a spool shared with a scanner daemon). ``state`` (a dict) gets the path as soon
+    as the file exists; if ``state["cancelled"]`` is set by then the file is removed again
+    (the scan was given up while this thread wrote)."""
+    fd, path = tempfile.mkstemp(prefix=spool_file_prefix(), dir=directory)
+    state["path"] = path
     try:
         mode = stat.S_IMODE(os.stat(directory).st_mode) & 0o666
         if mode & 0o066:
@@ -177,11 +181,13 @@ def _write_message(directory, head, body):
         write_to_fd(fd, [head], body)
     except BaseException:
         os.close(fd)
-        os.unlink(path)
+        _remove(path)
         raise
     finally:
         body.close()
     os.close(fd)
+    if state.get("cancelled"):
+        _remove(path)
     return path
 
 
@@ -280,8 +286,15 @@ class ProgramScanner(Plugin):
         ``scan(path)`` (a Deferred firing with a ScanResult), remove the file; the result
         (one with a ``failure`` if the file could not be written)."""
         directory = self.spool or self.server.spool_dir
+        state = {}
         try:
-            path = await self.server.run_blocking(_write_message, directory, head, body)
+            path = await self.server.run_blocking(_write_message, directory, head, body, state)
+        except defer.CancelledError:
+            # the thread goes on writing: it removes the file when done, or we do now
+            state["cancelled"] = True
+            if state.get("path"):
+                _remove(state["path"])
+            raise
         except OSError as e:
             return ScanResult(failure="cannot write the message to %s: %s" % (
                 directory, e.strerror or e))
