@@ -1,11 +1,16 @@
 """virus/klez_filter on a loopback SMTP server: a Klez-shaped message (a big multipart message
 whose audio part is a base64 Windows executable, as Klez sent itself) is refused with
-qpsmtpd's text; small messages, and executables beyond the first 41 body lines, pass."""
+qpsmtpd's text; small messages, and executables beyond the first 41 body lines, pass. The
+same messages get the same replies from Perl qpsmtpd 0.94's plugin (when it is installed)."""
 
 import base64
 
+from twisted.trial import unittest
+
 from qpsmtpd_tx import codes
 from tests.support.filter_cases import FilterTestCase, message
+from tests.support.perl_qpsmtpd import start_both
+from tests.support.smtp_session import data_reply
 
 #: the start of a Windows executable (MZ header), as Klez attached itself
 EXECUTABLE = (b"MZ\x90\x00\x03\x00\x00\x00\x04\x00\x00\x00\xff\xff\x00\x00\xb8" + b"\x00" * 7
@@ -62,3 +67,16 @@ class KlezFilterTests(FilterTestCase):
     def test_arguments_are_refused(self):
         self.assertStartupError("virus/klez_filter strict", "plugin virus/klez_filter: takes "
                                 "no arguments")
+
+
+class PerlComparisonTests(unittest.TestCase):
+    def test_same_replies_as_qpsmtpd(self):
+        plugins = ["rcpt_ok", "virus/klez_filter", "queue/maildir {}"]
+        perl, ours, _ = start_both(self, plugins, {}, None, "qptx-klez-")
+        messages = [klez_shaped(), klez_shaped(part_type="application/x-msdownload"),
+                    klez_shaped(filler_lines=40), klez_shaped(part_type="text/plain")]
+        replies = {port: [data_reply(port, m) for m in messages] for port in (perl, ours)}
+        self.assertEqual([code for code, _ in replies[ours]], [552, 552, 250, 250])
+        self.assertEqual([code for code, _ in replies[perl]], [552, 552, 250, 250])
+        self.assertEqual(replies[ours][:2], replies[perl][:2])
+        self.assertEqual(replies[ours][0], (552, "Klez Virus Detected"))
