@@ -3,14 +3,19 @@ signature file (``database=``), and clamdscan asking the suite's private clamd
 (tests/support/clamd.py) through its own clamd.conf (``clamd_conf=``). Also: a missing
 program (start-up warning, then qpsmtpd's 452 or, with ``declined_on_fail``, acceptance), a
 scanner error, one that hangs (a stand-in shell-less script, killed after ``timeout``), and
-the per-recipient ``virus_action``."""
+the per-recipient ``virus_action``; and the same replies as Perl qpsmtpd 0.94's plugin with
+clamdscan (when it is installed)."""
 
 import os
+
+from twisted.trial import unittest
 
 from qpsmtpd_tx import codes
 from tests.support.clamd import VIRUS_NAME, VIRUS_PATTERN, shared_clamd
 from tests.support.filter_cases import FilterTestCase, message
+from tests.support.perl_qpsmtpd import start_both
 from tests.support.scanners import command_lines, standin, startup_log
+from tests.support.smtp_session import data_reply
 
 CLAMSCAN = "/usr/bin/clamscan"
 CLAMDSCAN = "/usr/bin/clamdscan"
@@ -129,3 +134,21 @@ class ClamAVTests(FilterTestCase):
             ("tmp_dir=/nonexistent", "tmp_dir /nonexistent does not exist"),
         ]:
             self.assertStartupError("virus/clamav " + args, prefix + expected)
+
+
+class PerlComparisonTests(unittest.TestCase):
+    """Both servers run clamdscan against the suite's clamd (it reads the spool files: it
+    runs as root here)."""
+
+    def test_same_replies_as_qpsmtpd_with_clamdscan(self):
+        clamd = shared_clamd()
+        line = "virus/clamav clamscan_path=%s clamd_conf=%s action=reject" % (
+            CLAMDSCAN, os.path.join(clamd.dir, "clamd.conf"))
+        perl, ours, _ = start_both(self, ["rcpt_ok", line, "queue/maildir {}"], {}, None,
+                                   "qptx-clamav-")
+        messages = [message("hello " + VIRUS_PATTERN), message("clean")]
+        replies = {port: [data_reply(port, m) for m in messages] for port in (perl, ours)}
+        self.assertEqual(replies[ours][0], (552, "Virus Found: %s" % VIRUS_NAME))
+        self.assertEqual(replies[perl][0], replies[ours][0])
+        self.assertEqual([code for code, _ in replies[perl]], [552, 250])
+        self.assertEqual([code for code, _ in replies[ours]], [552, 250])
