@@ -38,7 +38,8 @@ Replies:
 
 Differences from qpsmtpd 0.94: asynchronous, with a time limit; a program that cannot be
 run, is killed or times out adds no ``X-H+BEDV-Virus-Checked`` (0.94 added it); patterns
-are Python regular expressions; an odd argument list or an unknown argument stops start-up.
+are Python regular expressions; several names are listed in the scanner's order (0.94: in
+Perl's hash order, which varies); an odd argument list or an unknown argument stops start-up.
 """
 
 import re

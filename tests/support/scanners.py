@@ -46,6 +46,11 @@ def marker(text):
 '''
 
 
+#: the stand-ins' interpreter: the system's Python 3 (Perl qpsmtpd, running as its own user,
+#: can run it too), else ours
+INTERPRETER = "/usr/bin/python3" if os.access("/usr/bin/python3", os.X_OK) else sys.executable
+
+
 def standin(testcase, name, code):
     """Write stand-in program ``name`` (``code`` after the common prologue) into a fresh
     directory (removed after the test); its path."""
@@ -53,7 +58,7 @@ def standin(testcase, name, code):
     testcase.addCleanup(shutil.rmtree, directory, True)
     path = os.path.join(directory, name)
     with open(path, "w") as f:
-        f.write("#!%s\n%s\n%s" % (sys.executable, PROLOGUE % {"virus": VIRUS_PATTERN}, code))
+        f.write("#!%s\n%s\n%s" % (INTERPRETER, PROLOGUE % {"virus": VIRUS_PATTERN}, code))
     os.chmod(path, os.stat(path).st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
     return path
 
