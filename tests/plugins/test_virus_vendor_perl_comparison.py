@@ -1,4 +1,4 @@
-"""The legacy vendor scanners against Perl qpsmtpd 0.94's plugins, both servers running the
+"""The legacy vendor scanners and dspam against Perl qpsmtpd 0.94's plugins, both servers running the
 same STAND-IN programs (tests/support/scanners.py: the vendors' programs cannot run here):
 a message with the test virus and a clean one get the same replies. Skipped without Perl.
 
@@ -32,7 +32,8 @@ class VendorPerlComparisonTests(unittest.TestCase):
         path = vendor_standin(self, program)
         # the Perl server runs it as its own user: the directory and the log it writes
         os.chmod(os.path.dirname(path), 0o755)
-        open(os.path.join(os.path.dirname(path), "argv.log"), "w").close()
+        for log in ("argv.log", "stdin.log", "trained.log"):
+            open(os.path.join(os.path.dirname(path), log), "w").close()
         give_to_perl_user(os.path.dirname(path))
         perl, ours, _ = start_both(self, ["rcpt_ok", line.format(path), "queue/maildir {}"],
                                    {}, None, "qptx-vendor-")
@@ -70,3 +71,9 @@ class VendorPerlComparisonTests(unittest.TestCase):
                            [multipart(VIRUS_PATTERN), multipart("PASSWORD-ZIP"),
                             multipart("clean")])
         self.assertEqual([code for code, _ in got], [552, 552, 250])
+
+    def test_dspam(self):
+        got = self.compare("dspam", "dspam dspam_bin {} reject 0.5",
+                           [message("SPAMMY"), message("DOUBTFUL"), message("hello")])
+        self.assertEqual(got[0], (552, "dspam says, no spam please (#5.6.1)"))
+        self.assertEqual([code for code, _ in got], [552, 250, 250])
