@@ -24,10 +24,10 @@ from twisted.internet import defer, error, protocol
 
 from qpsmtpd_tx.childprocess import spawn_with_timeout
 from qpsmtpd_tx.codes import DECLINED, DENY, LOGERROR, LOGINFO, LOGNOTICE, LOGWARN
+from qpsmtpd_tx.message import spool_file_prefix
 from qpsmtpd_tx.plugin import Plugin, PluginError
 from qpsmtpd_tx.plugin_args import boolean
 from qpsmtpd_tx.policy import Setting
-from qpsmtpd_tx.message import spool_file_prefix
 from qpsmtpd_tx.streaming import write_to_fd
 
 #: qpsmtpd's rule for a scanner's path: absolute, of ``A-Z a-z 0-9 / - _ .`` only
@@ -208,12 +208,13 @@ class ProgramScanner(Plugin):
     failure answers (default: skip, DECLINED).
     """
 
-    label = "scanner"
     program = None
     timeout = DEFAULT_TIMEOUT
     max_size = None
     multipart_only = False
     spool = None
+    #: what a missing program means at scan time, for the start-up warning
+    missing_consequence = "messages are not scanned until it is"
 
     def warn_if_missing(self, path=None, mode=os.X_OK, what="an executable file"):
         """At start-up: warn if the program (or ``path``) cannot be used; Perl qpsmtpd
@@ -221,9 +222,6 @@ class ProgramScanner(Plugin):
         path = path or self.program
         if not os.access(path, mode):
             self.log(LOGWARN, "%s is not %s (yet): %s" % (path, what, self.missing_consequence))
-
-    #: what a missing program means at scan time, for the start-up warning
-    missing_consequence = "messages are not scanned until it is"
 
     def scanner_arguments(self, args, known, defaults):
         """Parse ``key value`` arguments (``known`` plus ``timeout`` and ``action``) over
