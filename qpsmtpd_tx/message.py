@@ -101,6 +101,12 @@ _SPOOL_PREFIX = "qpsmtpd-tx.%d.%d."
 _SPOOL_NAME = re.compile(r"qpsmtpd-tx\.([0-9]+)\.[0-9]+\.[A-Za-z0-9_]+\Z")
 
 
+def spool_file_prefix():
+    """A new name prefix for a spool file: one that :func:`remove_stale_spool_files` removes
+    once this process is gone (for other spool files than bodies, e.g. a scanner's copy)."""
+    return _SPOOL_PREFIX % (os.getpid(), next(_spool_counter))
+
+
 def message_id(header):
     """The first line of ``header``'s first Message-Id field, stripped ('' if none), as the
     queue plugins quote it in their replies; ``header`` may be None (no message yet)."""
@@ -173,7 +179,7 @@ class BodySpool:
     def _spill(self):
         os.makedirs(self.spool_dir, mode=0o700, exist_ok=True)
         fd, self.filename = tempfile.mkstemp(
-            prefix=_SPOOL_PREFIX % (os.getpid(), next(_spool_counter)), dir=self.spool_dir
+            prefix=spool_file_prefix(), dir=self.spool_dir
         )
         self._file = os.fdopen(fd, "w+b")
         self._file.write(self._memory.getvalue())

@@ -75,6 +75,7 @@ from qpsmtpd_tx.endpoints import ServerAddress, describe_failure as _describe, u
 from qpsmtpd_tx.plugin import Plugin, PluginError
 from qpsmtpd_tx.plugin_args import boolean, positive as _positive
 from qpsmtpd_tx.policy import Setting
+from qpsmtpd_tx.scanner import action_argument, strictest_action, virus_action
 from qpsmtpd_tx.streaming import message_chunks
 
 DEFAULT_SOCKET = "/var/run/clamav/clamd.ctl"
@@ -89,24 +90,9 @@ VERSION_TTL = 300.0
 MAX_ANSWER = 65536
 OUR_HEADERS = ("X-Virus-Found", "X-Virus-Details", "X-Virus-Checked", "X-Virus-Not-Scanned")
 
-ACTIONS = ("reject", "tag")
-
 
 class ClamdError(Exception):
     """No usable answer from clamd; the text says why."""
-
-
-def virus_action(text):
-    """A ``virus_action`` value: ``reject`` or ``tag``."""
-    word = str(text).strip().lower()
-    if word not in ACTIONS:
-        raise ValueError("virus_action must be reject or tag, not %r" % (text,))
-    return word
-
-
-def strictest_action(values):
-    """``reject`` if any recipient wants it, else ``tag``."""
-    return "reject" if "reject" in values else "tag"
 
 
 def instream(header, body, chunk_size=CHUNK):
@@ -155,16 +141,7 @@ class ClamdScan(Plugin):
 
     def init(self, args):
         arguments = self.parse_kv_args(args, self.KNOWN)
-        if "deny_viruses" in arguments:
-            mapped = "reject" if _boolean("deny_viruses", arguments.pop("deny_viruses")) else "tag"
-            if arguments.get("action", mapped).lower() != mapped:
-                raise PluginError("deny_viruses and action disagree")
-            arguments["action"] = mapped
-        if "action" in arguments:
-            try:
-                arguments["action"] = virus_action(arguments["action"])
-            except ValueError as e:
-                raise PluginError(str(e).replace("virus_action", "action"))
+        action_argument(arguments)
         fail_open = None
         if "fail_open" in arguments:
             fail_open = _boolean("fail_open", arguments["fail_open"])
