@@ -55,9 +55,10 @@ def give_to_perl_user(*paths):
                 os.chown(path, pw.pw_uid, pw.pw_gid)
 
 
-def start_forkserver(testcase, config_dir, nameservers=None):
-    """Start qpsmtpd-forkserver on 127.0.0.1; stopped at the test's end. Returns the port.
-    With ``nameservers`` (IPs), it runs where /etc/resolv.conf names them (tests.support.resolv_conf)."""
+def start_forkserver(testcase, config_dir, nameservers=None, with_log=False):
+    """Start qpsmtpd-forkserver on 127.0.0.1; stopped at the test's end. Returns the port
+    (with ``with_log``: the port and the path of its output). With ``nameservers`` (IPs),
+    it runs where /etc/resolv.conf names them (tests.support.resolv_conf)."""
     port = free_port()
     argv = [FORKSERVER, "-l", "127.0.0.1", "-p", str(port), "-c", "20", "-m", "20"]
     if os.geteuid() == 0:
@@ -65,13 +66,14 @@ def start_forkserver(testcase, config_dir, nameservers=None):
     if nameservers is not None:
         argv = resolv_conf.for_test(testcase, nameservers, argv)
     env = dict(os.environ, QPSMTPD_CONFIG=config_dir)
-    log = open(os.path.abspath(testcase.mktemp() + ".perl.log"), "wb")
+    log_path = os.path.abspath(testcase.mktemp() + ".perl.log")
+    log = open(log_path, "wb")
     process = subprocess.Popen(argv, env=env, cwd=os.path.dirname(config_dir),
                                stdout=log, stderr=subprocess.STDOUT)
     testcase.addCleanup(log.close)
     testcase.addCleanup(stop_process, process)
     wait_for_port(port, process)
-    return port
+    return (port, log_path) if with_log else port
 
 
 def start_both(testcase, plugins, files, nameservers, prefix):
