@@ -1,0 +1,51 @@
+"""The ``milter`` plugin against real milters from Debian: clamav-milter in front of the
+suite's clamd, and opendkim signing. Both are started privately (tests/support/milters.py:
+their own config and unix socket in a temp dir, stopped by PID); the SMTP server runs on a
+loopback socket (tests/support/filter_cases.py). Without the packages the tests are skipped
+with the reason.
+"""
+
+import dkim
+
+from qpsmtpd_tx import codes
+from tests.support.clamd import VIRUS_NAME, VIRUS_PATTERN, shared_clamd
+from tests.support.filter_cases import FilterTestCase, message
+from tests.support.milters import start_clamav_milter, start_opendkim
+from tests.support.shared import SharedDaemon
+
+shared_clamav_milter = SharedDaemon("clamav-milter", lambda: start_clamav_milter(shared_clamd())).get
+shared_opendkim = SharedDaemon("opendkim", start_opendkim).get
+
+
+class ClamavMilterTests(FilterTestCase):
+    def setUp(self):
+        self.milter = shared_clamav_milter()
+
+    def plugin(self, args=""):
+        return "milter clamav unix:%s %s" % (self.milter.socket, args)
+
+    async def test_virus_is_rejected_with_the_milters_text(self):
+        self.serve([self.plugin(), "rcpt_ok"])
+        outcome = await self.send(message("hello " + VIRUS_PATTERN))
+        self.assertEqual(outcome.data, (550, "5.7.1 Virus found: %s" % VIRUS_NAME))
+        self.assertIsNone(outcome.queued)
+        self.assertIn(VIRUS_NAME, self.milter.log())
+
+    async def test_clean_message_passes_with_its_header(self):
+        self.serve([self.plugin(), "rcpt_ok"])
+        outcome = await self.send(message("clean and simple", extra="X-Virus-Status: Infected\r\n"))
+        self.assertEqual(outcome.data[0], 250)
+        self.assertEqual(outcome.header.get("X-Virus-Status"), ["Clean"])
+        self.assertRegex(outcome.header.get_first("X-Virus-Scanned"),
+                         r"^clamav-milter \d+\.\d+\.\d+ at milter\.test$")
+
+    async def test_one_milter_connection_serves_several_transactions(self):
+        self.serve([self.plugin(), "rcpt_ok"])
+        client = await self.open()
+        first = await self.transaction(client, ["alice@example.com"], message(VIRUS_PATTERN))
+        self.assertEqual(first.data[0], 550)
+        self.assertEqual((await client.command("RSET"))[0], 250)
+        second = await self.transaction(client, ["alice@example.com"], message("clean"))
+        self.assertEqual(second.data[0], 250)
+        self.assertEqual(second.header.get("X-Virus-Status"), ["Clean"])
+        self.assertEqual(self.logged(codes.LOGERROR, "milter"), [])
