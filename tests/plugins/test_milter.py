@@ -49,3 +49,35 @@ class ClamavMilterTests(FilterTestCase):
         self.assertEqual(second.data[0], 250)
         self.assertEqual(second.header.get("X-Virus-Status"), ["Clean"])
         self.assertEqual(self.logged(codes.LOGERROR, "milter"), [])
+
+
+class OpendkimTests(FilterTestCase):
+    def setUp(self):
+        self.milter = shared_opendkim()
+
+    def verify(self, queued):
+        """dkimpy's verdict on the queued message (LF line endings, as spooled), with the
+        milter's public key given directly instead of looked up in DNS."""
+        name = ("%s._domainkey.%s." % (self.milter.selector, self.milter.domain)).encode()
+
+        def dnsfunc(qname, timeout=5):
+            return self.milter.public_key.encode() if qname == name else None
+
+        return dkim.verify(queued.replace(b"\n", b"\r\n"), dnsfunc=dnsfunc)
+
+    async def test_signed_message_verifies(self):
+        self.serve(["milter dkim %s" % self.milter.socket, "rcpt_ok"])
+        text = ("From: Sender <sender@example.org>\r\nTo: someone@example.com\r\n"
+                "Subject: signed,\r\n\tfolded\r\n\r\n"
+                "body line\r\n\r\n.leading dot\r\n")
+        outcome = await self.send(text)
+        self.assertEqual(outcome.data[0], 250)
+        signature = outcome.header.get_first("DKIM-Signature")
+        self.assertIsNotNone(signature, outcome.queued)
+        self.assertIn("d=example.org", signature)
+        self.assertIn("s=qptx", signature)
+        self.assertIn("c=simple/simple", signature)
+        self.assertRegex(signature, r"h=[^;]*(?i:subject)")
+        self.assertTrue(self.verify(outcome.queued), outcome.queued)
+        # the check can fail: a changed body no longer verifies
+        self.assertFalse(self.verify(outcome.queued.replace(b"body line", b"body lime")))

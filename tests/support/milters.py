@@ -64,7 +64,8 @@ Domain {domain}
 Selector {selector}
 KeyFile {dir}/{selector}.private
 InternalHosts 127.0.0.1
-Canonicalization relaxed/simple
+Canonicalization simple/simple
+RequireSafeKeys false
 Syslog no
 LogWhy yes
 UserID {user}
@@ -123,7 +124,8 @@ def start_opendkim(domain="example.org", selector="qptx"):
                     directory], check=True, capture_output=True)
     user = "opendkim" if os.getuid() == 0 and _has_user("opendkim") else str(os.getuid())
     if user == "opendkim":
-        shutil.chown(os.path.join(directory, selector + ".private"), "opendkim")
+        for path in (directory, os.path.join(directory, selector + ".private")):
+            shutil.chown(path, "opendkim")
     config = os.path.join(directory, "opendkim.conf")
     with open(config, "w") as f:
         f.write(OPENDKIM_CONFIG.format(dir=directory, domain=domain, selector=selector,
