@@ -308,10 +308,8 @@ class Milter(Plugin):
         """Send MAIL, RCPT and DATA if the milter has not had them (an earlier plugin decided
         those hooks); a verdict other than continue is returned, else None."""
         conversation = link.client.conversation
-        order = ("mail", "rcpt", "data", "header")
-        wanted = order.index(stage) if stage in order else len(order)
-        if stage in ("eoh", "body", "eob"):
-            wanted = order.index("header")
+        # how many of MAIL, RCPT, DATA must have been sent before ``stage``
+        wanted = {"rcpt": 1, "data": 2}.get(stage, 3 if stage in MESSAGE_STAGES else 0)
         missing = []
         current = conversation.state
         if wanted > 0 and current is state.State.CONNECTED:
@@ -456,7 +454,7 @@ class Milter(Plugin):
                      % (self.label, STAGE_NAMES[verdict.stage]), transaction)
             return DECLINED
         soft = action == state.TEMPFAIL
-        lines = list(verdict.lines) or [TEMPFAIL_TEXT if soft else REJECT_TEXT]
+        lines = [line for line in verdict.lines if line] or [TEMPFAIL_TEXT if soft else REJECT_TEXT]
         self.log(LOGINFO, "milter %s: %s at %s: %s%s" % (
             self.label, action, STAGE_NAMES[verdict.stage],
             "%d " % verdict.code if verdict.code else "", " ".join(lines)), transaction)
