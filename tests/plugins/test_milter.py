@@ -11,6 +11,7 @@ from qpsmtpd_tx import codes
 from tests.support.clamd import VIRUS_NAME, VIRUS_PATTERN, shared_clamd
 from tests.support.filter_cases import FilterTestCase, message
 from tests.support.milters import start_clamav_milter, start_opendkim
+from tests.support.rspamd import GTUBE, shared_rspamd
 from tests.support.shared import SharedDaemon
 
 shared_clamav_milter = SharedDaemon("clamav-milter", lambda: start_clamav_milter(shared_clamd())).get
@@ -81,3 +82,47 @@ class OpendkimTests(FilterTestCase):
         self.assertTrue(self.verify(outcome.queued), outcome.queued)
         # the check can fail: a changed body no longer verifies
         self.assertFalse(self.verify(outcome.queued.replace(b"body line", b"body lime")))
+
+
+class RspamdProxyTests(FilterTestCase):
+    """rspamd's proxy worker in milter mode (``milter = yes``), in front of the suite's rspamd
+    (tests/support/rspamd.py): the milter protocol version 6 that qpsmtpd 0.94 cannot speak."""
+
+    def setUp(self):
+        self.rspamd = shared_rspamd()
+
+    def serve_rspamd(self):
+        self.serve(["milter rspamd 127.0.0.1:%d" % self.rspamd.milter_port, "rcpt_ok"])
+
+    async def test_gtube_is_rejected_with_rspamds_text(self):
+        self.serve_rspamd()
+        outcome = await self.send(message(GTUBE))
+        self.assertEqual(outcome.data[0], 554)
+        self.assertIn("Gtube pattern", outcome.data[1])
+        self.assertIsNone(outcome.queued)
+
+    async def test_rspamd_sees_the_envelope_from_our_macros(self):
+        self.serve_rspamd()
+        outcome = await self.send(message("hello", extra="X-Test-Echo: 1\r\n"))
+        self.assertEqual(outcome.data[0], 250)
+        echo = outcome.header.get_first("X-Test-Envelope")
+        self.assertIsNotNone(echo, outcome.queued)
+        self.assertIn("ip=127.0.0.1;", echo)
+        self.assertIn("helo=client.example;", echo)
+        self.assertIn("from=sender@client.example;", echo)
+        self.assertIn("rcpt=alice@example.com;", echo)
+        self.assertRegex(echo, r"qid=[0-9a-fw.]+\.[0-9]+;")   # our transaction id
+
+    async def test_soft_reject_defers(self):
+        self.serve_rspamd()
+        outcome = await self.send(message("x", extra="X-Test-Action: soft reject\r\n"
+                                               "X-Test-Message: come back later\r\n"))
+        self.assertEqual(outcome.data[0] // 100, 4)
+        self.assertIn("come back later", outcome.data[1])
+
+    async def test_spam_gets_rspamds_headers(self):
+        self.serve_rspamd()
+        outcome = await self.send(message("x", extra="X-Test-Score: 7\r\n"))
+        self.assertEqual(outcome.data[0], 250)
+        self.assertTrue(outcome.header.get_first("X-Spamd-Bar", "").startswith("+++++++"),
+                        outcome.queued)
