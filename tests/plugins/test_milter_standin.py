@@ -259,6 +259,22 @@ class UnavailableTests(StandinTestCase):
                              (450, [TEMPFAIL]), why)
             self.assertLogged(codes.LOGERROR, "unavailable at MAIL FROM: " + why)
 
+    async def test_client_leaving_while_the_milter_thinks(self):
+        from qpsmtpd_tx.testing import wait_for
+        milter = self.milter({"E": HANG}, "content_timeout 0.5")
+        client = await self.open()
+        await client.command("MAIL FROM:<a@client.example>")
+        await client.command("RCPT TO:<alice@example.com>")
+        await client.command("DATA")
+        client.send(message("x") + ".")
+        self.assertTrue(await wait_for(lambda: "E" in milter.commands()))
+        client.transport.abortConnection()
+        # the session ends once the milter's time is up; the milter connection is closed,
+        # and nothing worse than the milter's silence is logged
+        self.assertTrue(await wait_for(lambda: milter.open_connections == 0), self.logs)
+        self.assertEqual([line for line in self.logs if line[0] < codes.LOGERROR], [])
+        self.assertLogged(codes.LOGERROR, "no answer within 0.5 seconds")
+
     async def test_refused_negotiation(self):
         from tests.support.server import connect
         self.milter(actions=0x80)       # ADDRCPT_PAR, which we do not offer

@@ -11,7 +11,8 @@ header, ``"N"`` end of header, ``"B"`` body, ``"E"`` end of message) to a list o
 (each built by :func:`reply`) sent for every such command, or to ``HANG`` (no answer) or
 ``CLOSE`` (close the connection). A command not in the script is answered ``continue``,
 except those the negotiated protocol says not to answer. ``received`` lists
-``(connection number, command, data)``; ``connections`` counts the connections.
+``(connection number, command, data)``; ``connections`` counts the connections,
+``open_connections`` those still open.
 """
 
 import struct
@@ -42,9 +43,13 @@ def index(number):
 
 class _Conversation(Protocol):
     def connectionMade(self):
+        self.factory.open += 1
         self.factory.connections += 1
         self.number = self.factory.connections
         self.buffer = b""
+
+    def connectionLost(self, reason):
+        self.factory.open -= 1
 
     def dataReceived(self, data):
         self.buffer += data
@@ -90,11 +95,16 @@ class StandinMilter:
         self.received = []
         factory = Factory.forProtocol(_Conversation)
         factory.milter = self
-        factory.connections = 0
+        factory.connections = factory.open = 0
         self.factory = factory
         self.listening = reactor.listenTCP(0, factory, interface="127.0.0.1")
         self.port = self.listening.getHost().port
         testcase.addCleanup(self.listening.stopListening)
+
+    @property
+    def open_connections(self):
+        """How many of them are open now."""
+        return self.factory.open
 
     @property
     def connections(self):
