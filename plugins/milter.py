@@ -63,9 +63,10 @@ The milter's answers:
   reject, tempfail: the stage is refused (at RCPT, only that recipient), with the milter's
   own reply (``y``, checked: 4xx or 5xx, its lines agree, printable) or else
   ``5.7.1 Command rejected`` / ``4.7.1 Service unavailable - try again later``. The
-  milter's own code is sent as it is at HELO, MAIL, RCPT and the end of the message (a 421
-  also closes the connection); at connect and DATA the code is the stage's (below) with the
-  milter's text;
+  milter's own code is sent as it is at HELO, MAIL, RCPT and the end of the message; at
+  connect and DATA the code is the stage's (below) with the milter's text. A 421 closes
+  the connection after the stage's temporary reply (421 at MAIL, RCPT and DATA, 450 at
+  connect and HELO, 452 at the end of the message);
   discard (at MAIL or later): the message is accepted and then dropped (transaction note
   ``milter_discard``; logged at LOGNOTICE; answered ``250 Queued`` by this plugin's
   ``queue`` hook, so this plugin must come before the queue plugin);
@@ -461,14 +462,12 @@ class Milter(Plugin):
         if not soft and stage in MESSAGE_STAGES and (
                 self.transaction_setting(transaction, "milter_action") == "tag"):
             return self._tag(transaction, stage, verdict, lines)
-        if verdict.code and stage in OWN_CODE_STAGES:
-            session = transaction.session
-            session.respond(verdict.code, lines)
-            if verdict.code == 421:
-                session.disconnect()
-            return DONE
         if verdict.code == 421:
+            # closing goes through the reply table (421 at MAIL, RCPT and DATA)
             return DENYSOFT_DISCONNECT, "\n".join(lines)
+        if verdict.code and stage in OWN_CODE_STAGES:
+            transaction.session.respond(verdict.code, lines)
+            return DONE
         return (DENYSOFT if soft else DENY), "\n".join(lines)
 
     def _tag(self, transaction, stage, verdict, lines):

@@ -153,6 +153,11 @@ class VerdictTests(StandinTestCase):
         self.assertEqual(await client.command("MAIL FROM:<a@client.example>"),
                          (421, ["4.7.0 too busy"]))
         await client.wait_closed()
+        self.milter({"E": [reply("y", b"421 4.7.0 going down\0")]})
+        client = await self.open()
+        outcome = await self.transaction(client, ["alice@example.com"], message("x"))
+        self.assertEqual(outcome.data, (452, "4.7.0 going down"))
+        await client.wait_closed()
 
     async def test_reject_at_connect(self):
         self.milter({"C": [reply("y", b"554 5.7.1 not from you\0")]})
