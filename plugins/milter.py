@@ -385,7 +385,8 @@ class Milter(Plugin):
         for name, raw in (transaction.header.fields if transaction.header is not None else ()):
             if not name:
                 continue        # a line that is no field (an mbox From line)
-            value = raw.decode("utf-8", "surrogateescape")[len(name) + 1:]
+            # the value without the space after the colon (we did not offer HDR_LEADSPC)
+            value = raw.decode("utf-8", "surrogateescape").split(":", 1)[1]
             value = value.lstrip(" \t").rstrip("\n")
             verdict = await self._stage(transaction, "header", codec.header_packet(name, value))
             if verdict is None or verdict.action != state.CONTINUE:

@@ -31,7 +31,8 @@ class StandinTestCase(FilterTestCase):
 class ConversationTests(StandinTestCase):
     async def test_stages_and_macros(self):
         milter = self.milter()
-        outcome = await self.send(message("line one\r\nline two"))
+        outcome = await self.send(message("line one\r\nline two",
+                                          extra="X-Spaced : value\r\nX-Folded: a\r\n\tb\r\n"))
         self.assertEqual(outcome.data[0], 250)
         commands = milter.commands()
         self.assertTrue(commands.startswith("ODCHDMDRDT"), commands)
@@ -49,6 +50,8 @@ class ConversationTests(StandinTestCase):
         headers = [h.split(b"\0")[0] for h in milter.data_of("L")]
         self.assertEqual(headers[:2], [b"Received", b"Authentication-Results"])
         self.assertIn(b"Subject\0offer\0", milter.data_of("L"))
+        self.assertIn(b"X-Spaced\0value\0", milter.data_of("L"))
+        self.assertIn(b"X-Folded\0a\n\tb\0", milter.data_of("L"))
 
     async def test_abort_between_transactions_on_one_connection(self):
         milter = self.milter()
