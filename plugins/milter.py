@@ -1,8 +1,8 @@
-"""milter — pass each SMTP stage to a milter (a Sendmail/Postfix mail filter) and act on its
-answers, speaking milter protocol version 6.
+"""milter — ask a Sendmail/Postfix mail filter (milter protocol 6) at every SMTP stage.
 
-One milter connection per SMTP connection: opened at ``connect`` (the conversation starts
-with the option negotiation), then CONNECT, HELO, MAIL, RCPT and DATA as the client sends
+The milter's answers refuse, accept, discard or change the message. One milter connection
+per SMTP connection: opened at ``connect`` (the conversation starts with the option
+negotiation), then CONNECT, HELO, MAIL, RCPT and DATA as the client sends
 them, and at ``data_post`` the header fields (the core's Received and
 Authentication-Results included), the end of the header, the body (CRLF line endings, chunks
 of at most 64 KiB) and the end of the message. A later transaction on the same connection
