@@ -1,16 +1,23 @@
 """The ``milter`` plugin against real milters from Debian: clamav-milter in front of the
-suite's clamd, and opendkim signing. Both are started privately (tests/support/milters.py:
+suite's clamd, opendkim signing, and rspamd's proxy in milter mode. Both are started privately (tests/support/milters.py:
 their own config and unix socket in a temp dir, stopped by PID); the SMTP server runs on a
 loopback socket (tests/support/filter_cases.py). Without the packages the tests are skipped
 with the reason.
 """
 
+import os
+import shutil
+import subprocess
+
 import dkim
+from twisted.trial import unittest
 
 from qpsmtpd_tx import codes
+from qpsmtpd_tx.testing import maildir_messages, write_config
 from tests.support.clamd import VIRUS_NAME, VIRUS_PATTERN, shared_clamd
 from tests.support.filter_cases import FilterTestCase, message
 from tests.support.milters import start_clamav_milter, start_opendkim
+from tests.support.processes import start_twistd
 from tests.support.rspamd import GTUBE, shared_rspamd
 from tests.support.shared import SharedDaemon
 
@@ -126,3 +133,32 @@ class RspamdProxyTests(FilterTestCase):
         self.assertEqual(outcome.data[0], 250)
         self.assertTrue(outcome.header.get_first("X-Spamd-Bar", "").startswith("+++++++"),
                         outcome.queued)
+
+
+class TwistdTests(unittest.TestCase):
+    """A real ``twistd qpsmtpd-tx`` with clamav-milter in front of the suite's clamd and
+    ``queue/maildir``; swaks sends (it is what the README's quick start uses)."""
+
+    def setUp(self):
+        self.milter = shared_clamav_milter()
+        if not shutil.which("swaks"):
+            raise unittest.SkipTest("swaks is not installed (apt-get install swaks; .ci/run does)")
+
+    def swaks(self, port, body):
+        return subprocess.run(["swaks", "--server", "127.0.0.1:%d" % port, "--from",
+                               "a@client.example", "--to", "u@example.com", "--body", body,
+                               "--timeout", "20"], capture_output=True, text=True, timeout=60)
+
+    def test_swaks_through_twistd(self):
+        maildir = os.path.abspath(self.mktemp())
+        config = write_config(os.path.abspath(self.mktemp()), [
+            "milter clamav unix:%s" % self.milter.socket, "rcpt_ok", "queue/maildir " + maildir])
+        _, port, log = start_twistd(self, config)
+        refused = self.swaks(port, "infected " + VIRUS_PATTERN)
+        self.assertIn("<** 550 5.7.1 Virus found: %s" % VIRUS_NAME, refused.stdout)
+        accepted = self.swaks(port, "clean")
+        self.assertEqual(accepted.returncode, 0, accepted.stdout + accepted.stderr)
+        [delivered] = maildir_messages(maildir)
+        self.assertIn(b"\nX-Virus-Status: Clean\n", delivered)
+        with open(log, "rb") as f:
+            self.assertNotIn(b"Traceback", f.read())
