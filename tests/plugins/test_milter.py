@@ -1,8 +1,9 @@
 """The ``milter`` plugin against real milters from Debian: clamav-milter in front of the
-suite's clamd, opendkim signing, and rspamd's proxy in milter mode. Both are started privately (tests/support/milters.py:
-their own config and unix socket in a temp dir, stopped by PID); the SMTP server runs on a
-loopback socket (tests/support/filter_cases.py). Without the packages the tests are skipped
-with the reason.
+suite's clamd, opendkim signing, and rspamd's proxy in milter mode. Each is started privately
+(tests/support/milters.py, tests/support/rspamd.py: their own config and socket in a temp
+dir, stopped by PID); the SMTP server runs on a loopback socket
+(tests/support/filter_cases.py), and in one test as a real twistd. Without the packages the
+tests are skipped with the reason.
 """
 
 import os
