@@ -95,6 +95,16 @@ class ConversationTests(StandinTestCase):
                                                      b"<bob@example.com>\0"])
         self.assertIn("MDRDRDTL", self.standin.commands())
 
+    async def test_unanswered_body_chunks_follow_the_socket(self):
+        # NR_BODY: the chunks go out without waiting, as fast as the socket takes them
+        milter = self.milter(protocol=0x80000)
+        line = "y" * 98 + "\r\n"
+        outcome = await self.send(message(line * 40000))       # 4 MB
+        self.assertEqual(outcome.data[0], 250)
+        chunks = milter.data_of("B")
+        self.assertTrue(all(len(c) <= 65535 for c in chunks))
+        self.assertEqual(b"".join(chunks), (line * 40000).encode() + b"\r\n")
+
     async def test_macro_lists(self):
         lists = (index(2) + b"{mail_addr}\0") + (index(0) + b"j\0")
         milter = self.milter(macros=lists)
