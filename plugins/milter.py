@@ -622,7 +622,8 @@ class Milter(Plugin):
         sender = sender if sender is not None else transaction.sender
         macros = self._id_macros(transaction)
         if conn.auth_user:
-            macros += [("{auth_type}", conn.auth_mechanism), ("{auth_authen}", conn.auth_user)]
+            macros += [("{auth_type}", (conn.auth_mechanism or "").upper()),
+                       ("{auth_authen}", conn.auth_user)]
         if sender is not None:
             macros += [("{mail_addr}", "" if sender.is_null else sender.address),
                        ("{mail_host}", sender.host or "")]

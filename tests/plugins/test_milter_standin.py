@@ -105,6 +105,18 @@ class ConversationTests(StandinTestCase):
         self.assertTrue(all(len(c) <= 65535 for c in chunks))
         self.assertEqual(b"".join(chunks), (line * 40000).encode() + b"\r\n")
 
+    async def test_auth_macros(self):
+        import base64
+        milter = self.milter(plugins=["auth/auth_flat_file"],
+                             files={"flat_auth_pw": "u@example.org:s3cret\n"})
+        client = await self.open()
+        token = base64.b64encode(b"\0u@example.org\0s3cret").decode()
+        self.assertEqual((await client.command("AUTH PLAIN " + token))[0], 235)
+        await self.transaction(client, ["alice@example.com"], message("x"))
+        macros = milter.macros("M")
+        self.assertEqual((macros["{auth_authen}"], macros["{auth_type}"]),
+                         ("u@example.org", "PLAIN"))
+
     async def test_macro_lists(self):
         lists = (index(2) + b"{mail_addr}\0") + (index(0) + b"j\0")
         milter = self.milter(macros=lists)
