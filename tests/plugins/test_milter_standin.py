@@ -277,6 +277,16 @@ class UnavailableTests(StandinTestCase):
         self.assertEqual(milter.commands().count("R"), 1)
         self.assertLogged(codes.LOGERROR, "unavailable at RCPT TO: no answer within 0.3 seconds")
 
+    async def test_silence_with_default_action_accept_goes_on_without_the_milter(self):
+        milter = self.milter({"R": HANG}, "command_timeout 0.3 default_action accept")
+        outcome = await self.send(message("x"), rcpts=("alice@example.com", "bob@example.com"))
+        self.assertEqual([code for code, _ in outcome.rcpts], [250, 250])
+        self.assertEqual(outcome.data[0], 250)
+        self.assertIsNotNone(outcome.queued)
+        self.assertEqual(milter.commands().count("R"), 1)
+        self.assertNotIn("E", milter.commands())
+        self.assertLogged(codes.LOGERROR, "default_action accept$")
+
     async def test_closing_and_garbage_are_failures(self):
         for script, why in [({"M": CLOSE}, "the milter closed the connection"),
                             ({"M": [reply("y", b"250 fine\0")]}, "protocol error: REPLYCODE"),
