@@ -33,11 +33,6 @@ class PacketTests(unittest.TestCase):
                          raw(b"M", b"<a@b>\0SIZE=10\0BODY=8BITMIME\0"))
         self.assertEqual(codec.header_packet("Subject", "hi"), raw(b"L", b"Subject\0hi\0"))
 
-    def test_body_is_cut_into_chunks_of_at_most_64k(self):
-        packets = codec.body_packets(b"x" * (codec.CHUNK_SIZE * 2 + 5))
-        self.assertEqual([len(p) - 5 for p in packets], [codec.CHUNK_SIZE, codec.CHUNK_SIZE, 5])
-        self.assertTrue(all(p[4:5] == b"B" for p in packets))
-
 
 class ReaderTests(unittest.TestCase):
     def test_packets_split_anywhere(self):

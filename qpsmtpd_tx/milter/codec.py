@@ -155,11 +155,6 @@ def header_packet(name, value):
     return packet(HEADER, _strings(name, value))
 
 
-def body_packets(data):
-    """BODY packets of at most CHUNK_SIZE bytes for ``data``."""
-    return [packet(BODY, data[i:i + CHUNK_SIZE]) for i in range(0, len(data), CHUNK_SIZE)]
-
-
 class PacketReader:
     """Splits the milter's byte stream into ``(command, data)`` packets."""
 
