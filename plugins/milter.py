@@ -97,18 +97,14 @@ milter's own reply is used, and ``NAME`` stays in the log. 0.94 opened a new mil
 connection at every SMTP connection as here, but never sent ABORT between transactions.
 """
 
-import ipaddress
 import re
 
 from twisted.internet import defer
 
-from qpsmtpd_tx import __version__
-from qpsmtpd_tx.address import Address
 from qpsmtpd_tx.codes import (DECLINED, DENY, DENYSOFT, DENYSOFT_DISCONNECT, DONE, LOGERROR,
                               LOGINFO, LOGNOTICE, LOGWARN, OK)
-from qpsmtpd_tx.endpoints import ServerAddress, host_port, unix_socket
-from qpsmtpd_tx.message import BodySpool
-from qpsmtpd_tx.milter import codec, state
+from qpsmtpd_tx.endpoints import host_port, unix_socket
+from qpsmtpd_tx.milter import changes, codec, macros, state
 from qpsmtpd_tx.milter.client import MilterUnavailable, open_milter
 from qpsmtpd_tx.plugin import Plugin, PluginError
 from qpsmtpd_tx.plugin_args import positive
@@ -175,18 +171,6 @@ def _choice(arguments, name, allowed):
     return value
 
 
-def _bracketed(address):
-    return address.format() if address is not None else "<>"
-
-
-def _plain(address):
-    """An address as a milter gives it (``<a@b>`` or ``a@b``) → Address, or None."""
-    text = address.strip()
-    if not text.startswith("<"):
-        text = "<%s>" % text
-    return Address.parse(text)
-
-
 class _Link:
     """One SMTP connection's milter: its client once open, or why it cannot be used."""
 
@@ -248,8 +232,9 @@ class Milter(Plugin):
         try:
             link.client = await open_milter(self.address, self.connect_timeout,
                                             self.command_timeout)
-            verdict = await self._send(link, "connect", self._connect_packet(transaction),
-                                       self._connect_macros(transaction))
+            verdict = await self._send(
+                link, "connect", macros.connect_packet(transaction.connection),
+                macros.connect_macros(transaction.connection, self.server.me, self.daemon_name))
         except MilterUnavailable as e:
             self._fail(transaction, link, "connect", e)
             return link
@@ -278,13 +263,13 @@ class Milter(Plugin):
             return DENY, REJECT_TEXT
         return DENYSOFT, TEMPFAIL_TEXT
 
-    async def _send(self, link, stage, payload, macros=()):
+    async def _send(self, link, stage, payload, pairs=()):
         conversation = link.client.conversation
-        step = conversation.step(stage, payload, macros)
+        step = conversation.step(stage, payload, pairs)
         timeout = self.content_timeout if stage in MESSAGE_STAGES[1:] else self.command_timeout
         return await link.client.run(step, timeout)
 
-    async def _stage(self, transaction, stage, payload, macros=()):
+    async def _stage(self, transaction, stage, payload, pairs=()):
         """Send one stage (after any steps an earlier plugin's decision left out); return
         its Verdict, or None when the milter cannot be used (``link.failure`` says why)."""
         link = await self._link(transaction)
@@ -296,7 +281,7 @@ class Milter(Plugin):
         try:
             verdict = await self._catch_up(transaction, link, stage)
             if verdict is None:
-                verdict = await self._send(link, stage, payload, macros)
+                verdict = await self._send(link, stage, payload, pairs)
         except MilterUnavailable as e:
             self._fail(transaction, link, stage, e)
             return None
@@ -314,18 +299,18 @@ class Milter(Plugin):
         missing = []
         current = conversation.state
         if wanted > 0 and current is state.State.CONNECTED:
-            missing.append(("mail", self._mail_packet(transaction.sender, {}),
-                            self._mail_macros(transaction)))
+            missing.append(("mail", macros.mail_packet(transaction.sender, {}),
+                            macros.mail_macros(transaction)))
             current = state.State.MAIL
         if wanted > 1 and current is state.State.MAIL:
             for rcpt in transaction.recipients:
-                missing.append(("rcpt", codec.envelope_packet(codec.RCPT, rcpt.format()),
-                                self._rcpt_macros(transaction, rcpt)))
+                missing.append(("rcpt", macros.rcpt_packet(rcpt, {}),
+                                macros.rcpt_macros(transaction, rcpt)))
             current = state.State.RCPT
         if wanted > 2 and current is state.State.RCPT:
-            missing.append(("data", codec.packet(codec.DATA), self._id_macros(transaction)))
-        for step_stage, payload, macros in missing:
-            verdict = await self._send(link, step_stage, payload, macros)
+            missing.append(("data", codec.packet(codec.DATA), macros.id_macros(transaction)))
+        for step_stage, payload, pairs in missing:
+            verdict = await self._send(link, step_stage, payload, pairs)
             if verdict.action not in (state.CONTINUE, state.ACCEPT):
                 return verdict
         return None
@@ -344,27 +329,27 @@ class Milter(Plugin):
             # a new HELO/EHLO ends the transaction: the milter must hear that first
             link.client.send(link.client.conversation.abort())
         verdict = await self._stage(transaction, "helo", codec.helo_packet(host),
-                                    self._helo_macros(transaction))
+                                    macros.helo_macros(transaction.connection))
         return self._answer(transaction, verdict, "helo")
 
     hook_ehlo = hook_helo
 
     async def hook_mail(self, transaction, sender, params):
-        verdict = await self._stage(transaction, "mail", self._mail_packet(sender, params),
-                                    self._mail_macros(transaction, sender))
+        verdict = await self._stage(transaction, "mail", macros.mail_packet(sender, params),
+                                    macros.mail_macros(transaction, sender))
         return self._answer(transaction, verdict, "mail")
 
     async def hook_rcpt(self, transaction, recipient, params):
-        payload = codec.envelope_packet(codec.RCPT, recipient.format(), _parameters(params))
+        payload = macros.rcpt_packet(recipient, params)
         verdict = await self._stage(transaction, "rcpt", payload,
-                                    self._rcpt_macros(transaction, recipient))
+                                    macros.rcpt_macros(transaction, recipient))
         return self._answer(transaction, verdict, "rcpt")
 
     async def hook_data(self, transaction):
         if transaction.sender is None or not transaction.recipients:
             return DECLINED     # the core refuses DATA; the milter hears nothing
         verdict = await self._stage(transaction, "data", codec.packet(codec.DATA),
-                                    self._id_macros(transaction))
+                                    macros.id_macros(transaction))
         return self._answer(transaction, verdict, "data")
 
     def hook_data_post(self, transaction):
@@ -392,7 +377,7 @@ class Milter(Plugin):
             if verdict is None or verdict.action != state.CONTINUE:
                 return verdict
         verdict = await self._stage(transaction, "eoh", codec.packet(codec.EOH),
-                                    self._id_macros(transaction))
+                                    macros.id_macros(transaction))
         if verdict is None or verdict.action != state.CONTINUE:
             return verdict
         while self._wants_body(transaction):
@@ -406,7 +391,7 @@ class Milter(Plugin):
             if verdict.action == state.SKIP:
                 break
         return await self._stage(transaction, "eob", codec.packet(codec.EOB),
-                                 self._id_macros(transaction))
+                                 macros.id_macros(transaction))
 
     def _wants_body(self, transaction):
         """False when body chunks would send nothing (no need to read the body)."""
@@ -484,98 +469,21 @@ class Milter(Plugin):
             transaction.header.add("X-Milter-Rejected", text, prepend=True)
         return DECLINED
 
-    # -- modifications at the end of the message ----------------------------------------------
+    # -- changes at the end of the message --------------------------------------------------
 
     def _modify(self, transaction, modifications):
-        new_body = None
-        for mod in modifications:
-            command = mod.command
-            if command == codec.R_ADDHEADER:
-                transaction.header.add(mod.name, mod.value)
-            elif command == codec.R_INSHEADER:
-                self._insert_header(transaction.header, mod.index, mod.name, mod.value)
-            elif command == codec.R_CHGHEADER:
-                self._change_header(transaction.header, mod.index, mod.name, mod.value)
-            elif command == codec.R_REPLBODY:
-                if new_body is None:
-                    new_body = _BodyReplacement(transaction)
-                new_body.write(mod.data)
-            elif command == codec.R_ADDRCPT:
-                self._add_recipient(transaction, mod.address)
-            elif command == codec.R_DELRCPT:
-                self._delete_recipient(transaction, mod.address)
-            elif command == codec.R_CHGFROM:
-                self._change_sender(transaction, mod.address, mod.parameters)
-            elif command == codec.R_QUARANTINE:
-                result = self._quarantined(transaction, mod.reason)
-                if result is not None:
-                    return result
-        if new_body is not None:
-            new_body.install()
-            self.log(LOGINFO, "milter %s replaced the body (%d bytes)"
-                     % (self.label, transaction.body.size), transaction)
+        reasons = [mod.reason for mod in modifications if mod.command == codec.R_QUARANTINE]
+        if reasons:
+            refusal = self._quarantined(transaction, "; ".join(reasons))
+            if refusal is not None:
+                return refusal      # nothing else is applied to a refused message
+        changes.apply(transaction, modifications,
+                      lambda level, text: self.log(level, "milter %s %s" % (self.label, text),
+                                                   transaction))
         if not transaction.recipients:
             self.log(LOGWARN, "milter %s removed every recipient" % self.label, transaction)
             return DENY, REJECT_TEXT
         return self._tag_later(transaction)
-
-    @staticmethod
-    def _insert_header(header, index, name, value):
-        raw = ("%s: %s\n" % (name, value.rstrip("\n"))).encode("utf-8", "surrogateescape")
-        header.fields.insert(min(index, len(header.fields)), (name, raw))
-
-    @staticmethod
-    def _change_header(header, index, name, value):
-        """Change (or with an empty value delete) the ``index``-th field called ``name``
-        (1 for the first; 0 is taken as 1); a missing one is added."""
-        lname, seen = name.lower(), 0
-        for i, (field, _) in enumerate(header.fields):
-            if field.lower() != lname:
-                continue
-            seen += 1
-            if seen == max(index, 1):
-                if value.strip():
-                    raw = ("%s: %s\n" % (name, value.rstrip("\n"))).encode(
-                        "utf-8", "surrogateescape")
-                    header.fields[i] = (name, raw)
-                else:
-                    del header.fields[i]
-                return
-        if value.strip():
-            header.add(name, value)
-
-    def _add_recipient(self, transaction, text):
-        address = _plain(text)
-        if address is None or address.is_null:
-            self.log(LOGWARN, "milter %s: cannot add recipient %r" % (self.label, text),
-                     transaction)
-            return
-        if address not in transaction.recipients:
-            transaction.add_recipient(address)
-        self.log(LOGINFO, "milter %s added recipient %s" % (self.label, address.format()),
-                 transaction)
-
-    def _delete_recipient(self, transaction, text):
-        address = _plain(text)
-        before = len(transaction.recipients)
-        if address is not None:
-            transaction.remove_recipient(address)
-        self.log(LOGINFO if len(transaction.recipients) < before else LOGWARN,
-                 "milter %s deleted recipient %s%s" % (
-                     self.label, text, "" if len(transaction.recipients) < before
-                     else " (not a recipient)"), transaction)
-
-    def _change_sender(self, transaction, text, parameters):
-        address = Address.null() if text.strip() in ("<>", "") else _plain(text)
-        if address is None:
-            self.log(LOGWARN, "milter %s: cannot change the sender to %r" % (self.label, text),
-                     transaction)
-            return
-        transaction.sender = address
-        self.log(LOGINFO, "milter %s changed the sender to %s%s" % (
-            self.label, address.format(),
-            " (parameters dropped: %s)" % " ".join(parameters) if parameters else ""),
-            transaction)
 
     def _quarantined(self, transaction, reason):
         transaction.notes["milter_quarantine"] = reason
@@ -588,85 +496,3 @@ class Milter(Plugin):
         transaction.header.add("X-Milter-Quarantine", "%s; %s" % (self.label, reason),
                                prepend=True)
         return None
-
-    # -- packets and macros -------------------------------------------------------------------
-
-    def _connect_packet(self, transaction):
-        conn = transaction.connection
-        name = conn.remote_host or "[%s]" % conn.remote_ip
-        try:
-            ip = ipaddress.ip_address(conn.remote_ip)
-        except ValueError:
-            return codec.connect_packet(name, codec.FAMILY_UNKNOWN, 0, "")
-        family = codec.FAMILY_INET if ip.version == 4 else codec.FAMILY_INET6
-        return codec.connect_packet(name, family, conn.remote_port or 0, conn.remote_ip)
-
-    def _connect_macros(self, transaction):
-        conn, me = transaction.connection, self.server.me
-        host = conn.remote_host if conn.remote_host and conn.remote_host != "Unknown" else None
-        return [("j", me), ("_", "%s [%s]" % (host or "unknown", conn.remote_ip)),
-                ("{daemon_name}", self.daemon_name or me), ("{daemon_addr}", conn.local_ip),
-                ("{daemon_port}", str(conn.local_port)), ("v", "qpsmtpd-tx " + __version__),
-                ("{client_addr}", conn.remote_ip), ("{client_port}", str(conn.remote_port)),
-                ("{client_name}", host or "unknown"), ("{client_ptr}", host or "unknown")]
-
-    def _helo_macros(self, transaction):
-        notes = transaction.connection.notes
-        return [("{tls_version}", notes.get("tls_protocol")), ("{cipher}", notes.get("tls_cipher"))]
-
-    def _id_macros(self, transaction):
-        return [("i", transaction.id)]
-
-    def _mail_macros(self, transaction, sender=None):
-        conn = transaction.connection
-        sender = sender if sender is not None else transaction.sender
-        macros = self._id_macros(transaction)
-        if conn.auth_user:
-            macros += [("{auth_type}", (conn.auth_mechanism or "").upper()),
-                       ("{auth_authen}", conn.auth_user)]
-        if sender is not None:
-            macros += [("{mail_addr}", "" if sender.is_null else sender.address),
-                       ("{mail_host}", sender.host or "")]
-        return macros
-
-    def _rcpt_macros(self, transaction, recipient):
-        return self._id_macros(transaction) + [("{rcpt_addr}", recipient.address),
-                                               ("{rcpt_host}", recipient.host or "")]
-
-    @staticmethod
-    def _mail_packet(sender, params):
-        return codec.envelope_packet(codec.MAIL, _bracketed(sender), _parameters(params))
-
-
-def _parameters(params):
-    """ESMTP parameters as MAIL/RCPT packets carry them: ``KEY=VALUE`` (or ``KEY``)."""
-    return ["%s=%s" % (k.upper(), v) if v is not None else k.upper()
-            for k, v in (params or {}).items()]
-
-
-class _BodyReplacement:
-    """The body a milter sends in REPLBODY chunks (CRLF line endings), spooled as the
-    message's new body (LF line endings) once the milter's answer is complete."""
-
-    def __init__(self, transaction):
-        self.transaction = transaction
-        old = transaction.body
-        self.spool = BodySpool(getattr(old, "spool_dir", None), getattr(old, "threshold", 0))
-        self._cr = b""
-
-    def write(self, data):
-        """Add a chunk (a CRLF split across two chunks is joined)."""
-        data = self._cr + data
-        self._cr = b"\r" if data.endswith(b"\r") else b""
-        if self._cr:
-            data = data[:-1]
-        self.spool.write(data.replace(b"\r\n", b"\n"))
-
-    def install(self):
-        """Make it the message's body (the old one is released)."""
-        self.spool.write(self._cr)
-        self.spool.finish()
-        old, self.transaction.body = self.transaction.body, self.spool
-        old.discard()
-        header = self.transaction.header
-        self.transaction.data_size = (len(header.as_bytes()) if header else 0) + 1 + self.spool.size

@@ -8,7 +8,6 @@ milters."""
 from qpsmtpd_tx import codes
 from tests.support.filter_cases import FilterTestCase, message, short_socket_path
 from tests.support.milter_standin import CLOSE, HANG, StandinMilter, index, reply, strings
-from tests.support.processes import free_port
 
 TEMPFAIL = "4.7.1 Service unavailable - try again later"
 
