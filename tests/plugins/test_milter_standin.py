@@ -116,6 +116,18 @@ class ConversationTests(StandinTestCase):
         self.assertEqual((macros["{auth_authen}"], macros["{auth_type}"]),
                          ("u@example.org", "PLAIN"))
 
+    async def test_two_milters(self):
+        first = StandinMilter(self, {"E": [reply("h", strings("X-First", "1")), reply("c")]})
+        second = StandinMilter(self, {"E": [reply("h", strings("X-Second", "2")), reply("c")]})
+        self.serve(["milter one %d" % first.port, "milter:2 two %d" % second.port, "rcpt_ok"])
+        outcome = await self.send(message("x"))
+        self.assertEqual(outcome.data[0], 250)
+        self.assertEqual((outcome.header.get("X-First"), outcome.header.get("X-Second")),
+                         (["1"], ["2"]))
+        # the second milter saw the first one's field: they run in order
+        self.assertIn(b"X-First\x001\0", second.data_of("L"))
+        self.assertEqual((first.connections, second.connections), (1, 1))
+
     async def test_macro_lists(self):
         lists = (index(2) + b"{mail_addr}\0") + (index(0) + b"j\0")
         milter = self.milter(macros=lists)
