@@ -6,7 +6,8 @@ that process, by its PID, when the test process exits. Nothing of /etc/rspamd or
 /var/lib/rspamd is used: the whole configuration is written into a fresh directory under /tmp.
 
 The configuration (``CONFIG``) is made for tests:
-  - one normal worker on 127.0.0.1:<free port>; no controller, no proxy, no fuzzy storage;
+  - one normal worker on 127.0.0.1:<free port>, and a proxy worker in milter mode on another
+    (``milter_port``) whose upstream is that normal worker; no controller, no fuzzy storage;
   - no network: no DNS-based module is loaded, and rspamd's resolver points at a closed port
     on 127.0.0.1, so not even a stray lookup leaves the machine; no Redis;
   - only the Lua modules ``settings`` and ``milter_headers`` (the latter adds ``X-Spamd-Bar``
@@ -91,6 +92,16 @@ worker "normal" {{
   bind_socket = "127.0.0.1:{port}";
   count = 1;
   mime = true;
+}}
+worker "rspamd_proxy" {{
+  bind_socket = "127.0.0.1:{milter_port}";
+  count = 1;
+  milter = yes;
+  timeout = 30s;
+  upstream "local" {{
+    default = yes;
+    hosts = "127.0.0.1:{port}";
+  }}
 }}
 modules {{
   path = "${{PLUGINSDIR}}/settings.lua";
@@ -186,7 +197,8 @@ TLD = "com\nnet\norg\nexample\n"
 
 
 class Rspamd(PrivateDaemon):
-    """A running private rspamd: ``url`` of its normal worker, its ``dir`` and ``log()``.
+    """A running private rspamd: ``url`` of its normal worker, ``milter_port`` of its milter
+    proxy, its ``dir`` and ``log()``.
     ``stop()`` stops the main process by its PID (it stops its workers)."""
 
     log_files = ("rspamd.out", "rspamd.log")
@@ -221,7 +233,9 @@ def start_rspamd(timeout=60.0):
 
     directory = tempfile.mkdtemp(prefix="qptx-rspamd-")
     port = free_port()
-    files = {"rspamd.conf": CONFIG.format(dir=directory, port=port, dns_port=free_port()),
+    milter_port = free_port()
+    files = {"rspamd.conf": CONFIG.format(dir=directory, port=port, dns_port=free_port(),
+                                          milter_port=milter_port),
              "test.lua": TEST_LUA, "tld.dat": TLD}
     for name, text in files.items():
         with open(os.path.join(directory, name), "w") as f:
@@ -241,6 +255,7 @@ def start_rspamd(timeout=60.0):
         guard + [binary, "-f", "-c", os.path.join(directory, "rspamd.conf")] + user_args,
         directory, "rspamd.out")
     rspamd = Rspamd(directory, port, process)
+    rspamd.milter_port = milter_port
     return wait_started(rspamd, "rspamd", lambda: _wait_ready(rspamd, timeout), started)
 
 
