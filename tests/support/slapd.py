@@ -162,9 +162,20 @@ def _start(ldif=""):
 
 
 _shared = SharedDaemon("slapd", _start, skip_on_failure=True)
-#: ``slapd_server(ldif="")``: the private slapd of this test run, or SkipTest. Started on first
-#: use with ``ldif`` (entries under :data:`SUFFIX`, loaded after the base entries); later calls
-#: return the same server whatever they pass. Stopped at exit.
-slapd_server = _shared.get
+_loaded = [None]
+
+
+def slapd_server(ldif=""):
+    """The private slapd of this test run, or SkipTest. Started on first use with ``ldif``
+    (entries under :data:`SUFFIX`, loaded after the base entries); later calls with the same
+    ``ldif`` return the same server, a call with another one restarts it with that one (two
+    modules' tests may run interleaved, e.g. with ``trial -j``). Stopped at exit."""
+    if _shared.daemon is not None and _loaded[0] != ldif:
+        _shared.stop()
+    server = _shared.get(ldif)
+    _loaded[0] = ldif
+    return server
+
+
 #: stop the private slapd if it was started (by its PID); the next use starts anew
 stop_slapd = _shared.stop
