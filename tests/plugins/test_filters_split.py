@@ -4,9 +4,9 @@ the message tagged — gives 250, one scan, ``tagged@``'s copy delivered with th
 and ``strict@``'s copy in the quarantine, untagged, with its X-Recipient-Rejected field.
 
 virus/clamav runs the real clamscan with the suite's signature file (tests/support/clamd.py);
-the vendor scanners run STAND-IN programs (tests/support/scanners.py: the real ones cannot
-run here), Sophie a stand-in daemon on a unix socket. The server listens on a loopback socket
-and delivers with queue/maildir (one Maildir per recipient).
+the vendor scanners and dspam run STAND-IN programs (tests/support/scanners.py: the real ones
+cannot run here), Sophie a stand-in daemon on a unix socket. The server listens on a loopback
+socket and delivers with queue/maildir (one Maildir per recipient).
 """
 
 import os
@@ -178,3 +178,15 @@ class KlezSplitTests(SplitCase):
         result = await self.deliver("virus/klez_filter", klez_shaped(), "_answer")
         self.assertSplit(result, "Klez Virus Detected",
                          b"\nX-Virus-Found: Yes\nX-Virus-Details: Klez\n")
+
+
+class DSpamSplitTests(SplitCase):
+    NOTES = "note_rcpt %s dspam_reject=0.5 %s dspam_reject=0" % (STRICT, TAGGED)
+
+    async def test_spam_refused_for_one_accepted_for_the_other(self):
+        line = "dspam dspam_bin %s" % vendor_standin(self, "dspam")
+        result = await self.deliver(line, message("SPAMMY"), "scan")
+        # dspam has no tag: its X-DSPAM fields are on every copy
+        self.assertSplit(result, "dspam says, no spam please (#5.6.1)",
+                         b"\nX-DSPAM-Result: Spam, probability=1.0000, confidence=1.00\n",
+                         everyone=True)
