@@ -5,8 +5,9 @@ and ``strict@``'s copy in the quarantine, untagged, with its X-Recipient-Rejecte
 
 virus/clamav runs the real clamscan with the suite's signature file (tests/support/clamd.py);
 the vendor scanners and dspam run STAND-IN programs (tests/support/scanners.py: the real ones
-cannot run here), Sophie a stand-in daemon on a unix socket. The server listens on a loopback
-socket and delivers with queue/maildir (one Maildir per recipient).
+cannot run here), Sophie a stand-in daemon on a unix socket, milter the scripted stand-in
+milter (tests/support/milter_standin.py). The server listens on a loopback socket and
+delivers with queue/maildir (one Maildir per recipient).
 """
 
 import os
@@ -21,6 +22,7 @@ from tests.plugins.test_virus_klez_filter import klez_shaped
 from tests.plugins.test_virus_sophie import _StandinSophie
 from tests.support.clamd import VIRUS_NAME, VIRUS_PATTERN, shared_clamd
 from tests.support.filter_cases import message, record_calls, short_socket_path
+from tests.support.milter_standin import StandinMilter, reply
 from tests.support.scanners import STANDIN_VIRUS, multipart, vendor_standin
 from tests.support.server import Transcript, connect, start_server
 
@@ -190,3 +192,19 @@ class DSpamSplitTests(SplitCase):
         self.assertSplit(result, "dspam says, no spam please (#5.6.1)",
                          b"\nX-DSPAM-Result: Spam, probability=1.0000, confidence=1.00\n",
                          everyone=True)
+
+
+class MilterSplitTests(SplitCase):
+    NOTES = "note_rcpt %s milter_action=reject %s milter_action=tag" % (STRICT, TAGGED)
+    TAG = b"\nX-Milter-Rejected: standin; 550 5.7.1 spam\n"
+
+    async def deliver_refused_at(self, stage):
+        milter = StandinMilter(self, {stage: [reply("y", b"550 5.7.1 spam\0")]})
+        return await self.deliver("milter standin %d" % milter.port, message("x"),
+                                  "_data_post")
+
+    async def test_refused_at_the_end_of_the_message(self):
+        self.assertSplit(await self.deliver_refused_at("E"), "5.7.1 spam", self.TAG)
+
+    async def test_refused_at_data(self):
+        self.assertSplit(await self.deliver_refused_at("T"), "5.7.1 spam", self.TAG)
