@@ -35,7 +35,13 @@ Arguments: ``key value`` pairs, all optional:
 
 Per-recipient setting (recipient note, see README "Per-recipient policy"):
   ``dspam_reject``       as ``reject``; strictest: the lowest probability above 0, then
-                         ``agree``, then ``0``.
+                         ``agree``, then ``0``. With config ``recipient_policy split``
+                         (default) dspam classifies the message once (with several
+                         recipients as the server's user, see above) and each group of
+                         recipients with the same value gets its own answer: spam is
+                         refused for those whose level it passes (their copy quarantined,
+                         see README "Per-recipient policy") and delivered to the others.
+                         ``reject_type`` is the plugin's, for everyone.
 
 Config files: none. Headers (at the top; an old ``X-DSPAM-Result`` is removed):
 ``X-DSPAM-Signature: <signature>`` then ``X-DSPAM-Result: <result>, probability=<p>,
@@ -253,12 +259,18 @@ class DSpam(ProgramScanner):
     # -- the verdict ----------------------------------------------------------------------------
 
     def decide(self, transaction, summary):
-        """qpsmtpd's log_and_return: pass, or refuse spam as ``dspam_reject`` says."""
-        status = "%s, %s c." % (summary.get("class"), summary.get("confidence"))
+        """qpsmtpd's log_and_return: pass, or refuse spam as ``dspam_reject`` says, once per
+        group of recipients with the same ``dspam_reject``."""
         if not summary.get("class"):
             self.log(LOGWARN, "skip, no dspam class detected", transaction)
             return DECLINED
-        reject = self.transaction_setting(transaction, "dspam_reject")
+        return self.per_recipient_result(transaction, [
+            (recipients, self.decide_for(transaction, summary, values["dspam_reject"]))
+            for values, recipients in self.recipient_groups(transaction)])
+
+    def decide_for(self, transaction, summary, reject):
+        """The verdict for recipients whose ``dspam_reject`` is ``reject``."""
+        status = "%s, %s c." % (summary.get("class"), summary.get("confidence"))
         if reject == "agree":
             return self.reject_agree(transaction, summary)
         if not reject:

@@ -55,6 +55,9 @@ with ``--workers``; Redis is for several servers (``qpsmtpd_tx/kvstore/redis.py`
 Per-recipient settings (recipient notes, read at RCPT when ``per_recipient 1`` or
 ``recipient 1``; see README "Per-recipient policy"): ``greylisting_black_timeout``,
 ``greylisting_grey_timeout``, ``greylisting_white_timeout`` (seconds; default: the argument).
+Nothing is decided per recipient after RCPT: the deferral of a bounce at DATA (below) is a
+temporary failure, which defers the whole message under every ``recipient_policy`` (README
+"Per-recipient policy": any temporary failure → its 4xx, the client retries).
 
 Exclusions (never deferred, as qpsmtpd): relay clients, whitelisted hosts (connection note
 ``whitelisthost``) and senders (transaction note ``whitelistsender``); with ``geoip``, the

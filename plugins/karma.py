@@ -51,8 +51,17 @@ Hooks, as qpsmtpd 0.94:
                   K (h: H)``
   data, data_post ``karma`` below -4: ``very bad karma: K`` (per ``reject``/``reject_type``:
                   ``554``/``552`` and close by default); skipped when the connection is
-                  already ``naughty``
+                  already ``naughty``; decided per recipient (below)
   disconnect      records the verdict (only when ``karma`` is not 0)
+
+Per-recipient settings (recipient notes, see README "Per-recipient policy"): ``karma_reject``
+(``0``, ``1``, ``naughty``; default the ``reject`` argument, ``connect`` counting as ``1``)
+and ``karma_reject_type`` (default ``reject_type``), for the refusal at data and data_post;
+strictest: ``1``, then ``naughty``, then ``0``, and a permanent type. With ``recipient_policy
+split`` (the default) a client with very bad karma is refused for the recipients whose
+``karma_reject`` is ``1`` (their copy quarantined, at data_post; see README) and its message
+goes on for the ``0`` ones; ``naughty`` leaves it to the ``naughty`` plugin, which refuses
+the whole message. The penalty box at connect has no recipients: the arguments apply.
 
 Notes: reads and writes the connection notes ``karma`` and ``karma_history``; with ``reject
 naughty`` sets ``naughty`` and ``naughty_reject_type``. Relay clients, whitelisted hosts
@@ -166,6 +175,9 @@ class Karma(Plugin):
                                   qpsmtpd_db_dirs("karma"))
         self.store.clock = self.clock
         open_store(self.store, self.server.check_only)
+        if self.reject == "connect":
+            self.reject = "1"       # the same refusal, in the per-recipient notes' terms
+        self.read_reject_per_recipient("karma")
 
     def register(self, registry):
         """data and data_post share one handler."""

@@ -45,7 +45,14 @@ Arguments: ``milter NAME ADDRESS [key value …]`` — qpsmtpd 0.94's two, then 
 
 Per-recipient setting (recipient note, see README "Per-recipient policy"):
   ``milter_action``      ``reject`` or ``tag``, as the ``action`` argument; strictest is
-                         ``reject``.
+                         ``reject``. With config ``recipient_policy split`` (default) the
+                         milter is asked once; its rejection of the message (at DATA or
+                         later) refuses it for the ``reject`` recipients only (their copy
+                         quarantined, with ``552`` and the milter's text, see README
+                         "Per-recipient policy") and the ``tag`` recipients' copy gets the
+                         ``X-Milter-Rejected`` field. RCPT-time answers are per recipient
+                         anyway; a temporary failure, discard and quarantine apply to the
+                         whole message.
 
 Macros sent (those the milter lists, when it lists them):
   CONNECT  ``j`` (``me``), ``_`` (``host [ip]``), ``{daemon_name}``, ``{daemon_addr}``,
@@ -104,6 +111,7 @@ from twisted.internet import defer
 from qpsmtpd_tx.codes import (DECLINED, DENY, DENYSOFT, DENYSOFT_DISCONNECT, DONE, LOGERROR,
                               LOGINFO, LOGNOTICE, LOGWARN, OK)
 from qpsmtpd_tx.endpoints import host_port, unix_socket
+from qpsmtpd_tx.message import Header
 from qpsmtpd_tx.milter import changes, codec, macros, state
 from qpsmtpd_tx.milter.client import MilterUnavailable, open_milter
 from qpsmtpd_tx.plugin import Plugin, PluginError
@@ -445,9 +453,11 @@ class Milter(Plugin):
         self.log(LOGINFO, "milter %s: %s at %s: %s%s" % (
             self.label, action, STAGE_NAMES[verdict.stage],
             "%d " % verdict.code if verdict.code else "", " ".join(lines)), transaction)
-        if not soft and stage in MESSAGE_STAGES and (
-                self.transaction_setting(transaction, "milter_action") == "tag"):
-            return self._tag(transaction, stage, verdict, lines)
+        if not soft and stage in MESSAGE_STAGES:
+            tagged, refused = self._split_by_action(transaction)
+            if tagged:
+                self._tag(transaction, tagged, refused, verdict, lines)
+                return self._tag_later(transaction) if stage == "eob" else DECLINED
         if verdict.code == 421:
             # closing goes through the reply table (421 at MAIL, RCPT and DATA)
             return DENYSOFT_DISCONNECT, "\n".join(lines)
@@ -456,12 +466,29 @@ class Milter(Plugin):
             return DONE
         return (DENYSOFT if soft else DENY), "\n".join(lines)
 
-    def _tag(self, transaction, stage, verdict, lines):
+    def _split_by_action(self, transaction):
+        """``(tagged, refused)``: the accepted recipients whose ``milter_action`` is ``tag``,
+        and the others (one group of everyone unless ``recipient_policy split``)."""
+        tagged, refused = [], []
+        for values, recipients in self.recipient_groups(transaction):
+            (tagged if values["milter_action"] == "tag" else refused).extend(recipients)
+        return tagged, refused
+
+    def _tag(self, transaction, tagged, refused, verdict, lines):
+        """The message is accepted tagged for ``tagged`` and refused for ``refused`` (the
+        refusal recorded for them only, see README "Per-recipient policy")."""
         text = "%s; %s%s" % (self.label, "%d " % verdict.code if verdict.code else "",
                              " ".join(lines))
-        transaction.notes.setdefault("milter_tags", []).append(text)
-        self.log(LOGINFO, "milter_action tag: accepting the message", transaction)
-        return self._tag_later(transaction) if stage == "eob" else DECLINED
+        self.log(LOGINFO, "milter_action tag: accepting the message for %s" % (
+            ", ".join(r.format() for r in tagged) or "its recipients"), transaction)
+        if not refused:
+            # the header may not be there yet (at DATA): added at the end of the message
+            transaction.notes.setdefault("milter_tags", []).append(text)
+            return
+        # into the tagged recipients' copy, before the others are refused (not into theirs)
+        self.edit_header(transaction, tagged, Header.add, "X-Milter-Rejected", text, True)
+        self.per_recipient_result(transaction, [(tagged, DECLINED),
+                                                (refused, (DENY, "\n".join(lines)))])
 
     def _tag_later(self, transaction):
         """At the end of the message: the X-Milter-Rejected fields of earlier rejections."""

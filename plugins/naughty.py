@@ -22,7 +22,11 @@ Anything else (an unknown hook or type, an unknown key) stops start-up.
 
 Config files: none.
 
-Notes: reads the connection notes ``naughty`` (the text) and ``naughty_reject_type``.
+Notes: reads the connection notes ``naughty`` (the text) and ``naughty_reject_type``, and the
+recipient notes of the same names: a filter whose ``reject naughty`` is read per recipient
+(e.g. ``headers_reject=naughty`` for some recipients only, README "Per-recipient policy")
+marks those recipients instead of the connection, and with ``recipient_policy split`` the
+message is refused for them only (their copy quarantined) and goes on for the others.
 
 Replies: the stored text, with the code of the hook and the type, e.g. for the default
 ``disconnect``: ``550`` at connect, mail and rcpt, ``554`` at data, ``552`` at data_post, each
@@ -35,6 +39,7 @@ Differences from qpsmtpd 0.94, on purpose: an unknown hook or type stops start-u
 logged an error and rejected at data_post, or returned the type's name as the code).
 """
 
+from qpsmtpd_tx import outcomes
 from qpsmtpd_tx.codes import DECLINED, DENY_DISCONNECT, LOGINFO
 from qpsmtpd_tx.plugin import Plugin, PluginError
 
@@ -62,13 +67,24 @@ class Naughty(Plugin):
             registry.register("data_post", self, self.naughty)
 
     def naughty(self, transaction, *args):
-        """The chosen hook (and data_post): reject if the connection is naughty."""
-        notes = transaction.connection.notes
-        text = notes.get("naughty")
-        if not text:
+        """The chosen hook (and data_post): reject if the connection is naughty; else, for
+        the recipients marked naughty, the message is refused for them only."""
+        if transaction.connection.notes.get("naughty"):
+            self.log(LOGINFO, "disconnecting", transaction)
+            return self._refusal(transaction.connection.notes)
+        marked = [r for r in outcomes.accepted(transaction) if r.notes.get("naughty")]
+        if not marked:
             self.log(LOGINFO, "pass", transaction)
             return DECLINED
-        self.log(LOGINFO, "disconnecting", transaction)
+        return self.per_recipient_result(transaction, [
+            (recipients, self._refusal(notes) if notes.get("naughty") else DECLINED)
+            for notes, recipients in outcomes.group_by(
+                outcomes.accepted(transaction),
+                lambda r: {key: r.notes.get(key) for key in ("naughty", "naughty_reject_type")})])
+
+    def _refusal(self, notes):
+        """The refusal for ``notes`` holding ``naughty`` (the connection's or a recipient's)."""
+        text = notes.get("naughty")
         code = self.get_reject_type(DENY_DISCONNECT, notes.get("naughty_reject_type"))
         if not isinstance(text, str):
             return code

@@ -25,7 +25,8 @@ Per-recipient note read: ``rspamd_settings_id`` — the rspamd settings profile 
 (an id defined in rspamd's ``local.d/settings.conf``: ``strict { id = "strict"; apply { actions
 { reject = 5; … } } }``). A profile id is printable ASCII without spaces; another value is
 ignored (the argument or default applies). The message is scanned once per distinct profile
-of its recipients (each scan carries every recipient of the message). With the config
+of its recipients (each scan carries that profile's recipients as ``Rcpt``, so that
+rspamd sees each recipient once: per-recipient ratelimits and maps). With the config
 ``recipient_policy split`` (the default) each profile's answer applies to its own
 recipients: refused for some (the message goes on for the others, see README "Per-recipient
 policy"; a temporary answer for any profile defers the whole message), and the headers below
@@ -45,8 +46,9 @@ Request: ``POST <url>`` with the message as body (LF line endings, as spooled) a
   ``Hostname``     the client's reverse-DNS name (``unknown`` when the lookup found none); not
                    sent when the server does no lookups (``--no-rdns``);
   ``From``         the envelope sender, ``<user@host>`` or ``<>``;
-  ``Rcpt``         one header per envelope recipient, ``<user@host>``, in order (after alias
-                   expansion: the addresses the message goes to);
+  ``Rcpt``         one header per envelope recipient of the scan's profile, ``<user@host>``,
+                   in order (after alias expansion: the addresses the message goes to; not
+                   those a filter before refused);
   ``Queue-Id``     the transaction id (``transaction.id``, also in our log lines);
   ``User``         the authenticated user, only after a successful AUTH;
   ``MTA-Name``     the ``me`` config item (rspamd uses it in the headers it writes);
@@ -261,13 +263,12 @@ class Rspamd(Plugin):
                                    lambda r: self.setting(r, "rspamd_settings_id"))
         if not groups:
             groups.append((self.setting(None, "rspamd_settings_id"), []))
-        profiles = [profile for profile, _ in groups]
         header = transaction.header_bytes()
         scans = []
-        for profile in profiles:
+        for profile, recipients in groups:
             producer = MessageProducer(header, transaction.body.open(), transaction.body.size)
-            scans.append(self._scan(producer, self.request_headers(transaction, profile),
-                                    transaction))
+            scans.append(self._scan(
+                producer, self.request_headers(transaction, profile, recipients), transaction))
         d = defer.DeferredList(scans, consumeErrors=True)
         d.addCallback(self._answered, transaction, groups)
         # a fault of ours is a failed scan too, never a silent accept
@@ -275,8 +276,9 @@ class Rspamd(Plugin):
             "cannot use the answer: %s" % failure.getErrorMessage())))
         return d
 
-    def request_headers(self, transaction, profile):
-        """rspamd's request headers for ``transaction`` scanned with ``profile``, as pairs."""
+    def request_headers(self, transaction, profile, recipients=None):
+        """rspamd's request headers for ``transaction`` scanned with ``profile`` for
+        ``recipients`` (the ``Rcpt`` headers; default: every recipient), as pairs."""
         conn = transaction.connection
         headers = []
         if conn.remote_ip:
@@ -288,7 +290,7 @@ class Rspamd(Plugin):
                             else conn.remote_host))
         if transaction.sender is not None:
             headers.append(("From", transaction.sender.format()))
-        for recipient in transaction.recipients:
+        for recipient in transaction.recipients if recipients is None else recipients:
             headers.append(("Rcpt", recipient.format()))
         if transaction.id:
             headers.append(("Queue-Id", transaction.id))

@@ -224,11 +224,11 @@ class Plugin:
         level, kind = self.reject_notes
         return self.per_recipient_result(transaction, [
             (recipients, self._reject_as(transaction, values[level], values[kind],
-                                         smtp_message, log_message, default_type))
+                                         smtp_message, log_message, default_type, recipients))
             for values, recipients in self.recipient_groups(transaction)])
 
     def _reject_as(self, transaction, reject, reject_type, smtp_message, log_message,
-                   default_type):
+                   default_type, recipients=None):
         suffix = ", " + log_message if log_message else ""
         reject = None if reject is None else str(reject)
         if reject is not None and reject in ("0", ""):
@@ -236,17 +236,31 @@ class Plugin:
             return codes.DECLINED
         if reject == "naughty":
             self.log(codes.LOGINFO, "fail, NAUGHTY" + suffix, transaction)
-            return self.store_deferred_reject(transaction, smtp_message, reject_type)
+            return self.store_deferred_reject(transaction, smtp_message, reject_type,
+                                              recipients)
         self.log(codes.LOGINFO, "fail" + suffix, transaction)
         return self.get_reject_type(default_type, reject_type), smtp_message
 
-    def store_deferred_reject(self, transaction, smtp_message, reject_type=None):
-        """Keep a rejection for the ``naughty`` plugin; returns DECLINED."""
-        notes = transaction.connection.notes
-        previous = notes.get("naughty")
-        notes["naughty"] = "%s\r\n%s" % (previous, smtp_message) if previous else smtp_message
-        if not notes.get("naughty_reject_type"):
-            notes["naughty_reject_type"] = reject_type or self.reject_type
+    def store_deferred_reject(self, transaction, smtp_message, reject_type=None,
+                              recipients=None):
+        """Keep a rejection for the ``naughty`` plugin; returns DECLINED.
+
+        It is kept in the connection notes ``naughty`` and ``naughty_reject_type``, unless
+        ``recipients`` are some of the recipients still accepted only (a level read per
+        recipient, ``recipient_policy split``): then in those recipients' notes of the same
+        names, and the ``naughty`` plugin refuses the message for them only.
+        """
+        everyone = outcomes.accepted(transaction) if transaction is not None else []
+        if recipients is None or set(recipients) >= set(everyone):
+            targets = [transaction.connection.notes]
+        else:
+            targets = [recipient.notes for recipient in recipients]
+        for notes in targets:
+            previous = notes.get("naughty")
+            notes["naughty"] = ("%s\r\n%s" % (previous, smtp_message) if previous
+                                else smtp_message)
+            if not notes.get("naughty_reject_type"):
+                notes["naughty_reject_type"] = reject_type or self.reject_type
         return codes.DECLINED
 
     def is_naughty(self, transaction):

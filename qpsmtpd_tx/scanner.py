@@ -11,6 +11,11 @@ on it (never through a shell), and removes the file. A program that cannot be st
 out of time (it is killed) or dies from a signal is a scanner failure: logged, then
 ``failure_reply`` (skip or defer, per plugin, as qpsmtpd 0.94 does).
 
+A virus found is decided per recipient (:func:`decide_virus`, also used by virus/clamdscan
+and virus/klez_filter): the message is scanned once, then each group of recipients with the
+same ``virus_action`` gets its answer — ``reject`` refuses it for them, ``tag`` puts the
+filter's tag fields into their copy (README "Per-recipient policy").
+
 A filter that asks a daemon instead of a program (virus/sophie) overrides ``scan``.
 """
 
@@ -332,22 +337,55 @@ class ProgramScanner(Plugin):
         return DECLINED
 
     def infected(self, transaction, found, reply, tag_headers):
-        """A virus was found: ``(DENY, reply)`` if the recipients' ``virus_action`` is
-        ``reject``, else the ``tag_headers`` [(name, value)] are added and DECLINED."""
+        """A virus was found: decided once per group of recipients with the same
+        ``virus_action`` (:func:`decide_virus`). Returns the hook's result."""
         self.log(LOGNOTICE, "fail, found virus %s" % found, transaction)
         transaction.notes["virus"] = found
-        if self.transaction_setting(transaction, "virus_action") == "reject":
-            return DENY, reply
-        self.log(LOGINFO, "virus_action tag: accepting the message", transaction)
-        self.add_headers(transaction, tag_headers)
-        return DECLINED
+        return decide_virus(self, transaction, reply, tag_headers, on_tag=self.tagged)
+
+    def tagged(self, transaction, recipients):
+        """The recipients whose copy gets the tag when ``recipients`` take an infected
+        message tagged (default: those; a subclass may add recipients to the transaction)."""
+        return recipients
 
     def add_headers(self, transaction, headers, prepend=False):
         """Add ``headers`` [(name, value)] to the message (at the end, or at the top)."""
-        if transaction.header is None:
-            return
-        for name, value in (reversed(headers) if prepend else headers):
-            transaction.header.add(name, value, prepend=prepend)
+        if transaction.header is not None:
+            add_fields(transaction.header, headers, prepend)
+
+
+def add_fields(header, fields, prepend=False):
+    """Add ``fields`` [(name, value)] to ``header``, at the end or (``prepend``) at the top,
+    in their order either way. Module-level, so that copies of the message can be compared
+    (see :func:`qpsmtpd_tx.outcomes.edit_header`)."""
+    for name, value in (reversed(fields) if prepend else fields):
+        header.add(name, value, prepend=prepend)
+
+
+def decide_virus(plugin, transaction, reply, tag_fields, prepend=False, on_tag=None):
+    """What ``plugin`` answers for an infected message, decided per recipient.
+
+    Once per group of recipients with the same ``virus_action``
+    (:meth:`~qpsmtpd_tx.plugin.Plugin.recipient_groups`): ``reject`` refuses the message with
+    ``(DENY, reply)`` for them; ``tag`` lets it go to them with ``tag_fields`` [(name, value)]
+    added to their copy (at the top with ``prepend``; ``on_tag(transaction, recipients)``, if
+    given, returns the recipients to tag instead). With ``recipient_policy split`` a mixed
+    answer refuses the message for the ``reject`` recipients only
+    (:func:`qpsmtpd_tx.outcomes.per_recipient_result`). Used by every virus filter.
+    """
+    results = []
+    for values, recipients in plugin.recipient_groups(transaction):
+        if values["virus_action"] == "reject":
+            results.append((recipients, (DENY, reply)))
+            continue
+        plugin.log(LOGINFO, "virus_action tag: accepting the message for %s" % (
+            ", ".join(r.format() for r in recipients) or "its recipients"), transaction)
+        if on_tag is not None:
+            recipients = on_tag(transaction, recipients)
+        if tag_fields:
+            plugin.edit_header(transaction, recipients, add_fields, tuple(tag_fields), prepend)
+        results.append((recipients, DECLINED))
+    return plugin.per_recipient_result(transaction, results)
 
 
 def virus_setting(default):

@@ -23,7 +23,10 @@ Arguments: ``key value`` pairs, all optional:
                            that is a scanner error.
   ``loglevel LEVEL``       per-plugin log level.
 
-Per-recipient setting: ``virus_action`` (``reject``/``tag``; strictest ``reject``).
+Per-recipient setting: ``virus_action`` (``reject``/``tag``; strictest ``reject``). With
+``recipient_policy split`` (the default) the message is scanned once; a virus is refused
+for the ``reject`` recipients only (their copy quarantined, see README "Per-recipient
+policy") and the ``tag`` recipients' copy gets the tag headers below.
 Config files: ``me``. Notes: transaction note ``virus`` = the description.
 
 Headers (appended): clean → ``X-Virus-Checked: Checked by Kaspersky on <me>``; a virus with

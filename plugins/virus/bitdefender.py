@@ -20,7 +20,10 @@ Arguments: ``key value`` pairs, all optional:
                          message is then accepted unscanned (logged).
   ``loglevel LEVEL``     per-plugin log level.
 
-Per-recipient setting: ``virus_action`` (``reject``/``tag``; strictest ``reject``).
+Per-recipient setting: ``virus_action`` (``reject``/``tag``; strictest ``reject``). With
+``recipient_policy split`` (the default) the message is scanned once; a virus is refused
+for the ``reject`` recipients only (their copy quarantined, see README "Per-recipient
+policy") and the ``tag`` recipients' copy gets the headers of ``deny_viruses no``.
 Config files: none. Notes: transaction note ``virus`` = the name.
 
 Replies:

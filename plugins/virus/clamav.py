@@ -35,7 +35,11 @@ Arguments: ``name=value`` words, all optional; a first word that is an absolute 
   ``loglevel LEVEL``      per-plugin log level (the one ``key value`` pair).
 
 Per-recipient setting (recipient note, see README "Per-recipient policy"):
-  ``virus_action``        ``reject`` or ``tag``; strictest = ``reject``.
+  ``virus_action``        ``reject`` or ``tag``; strictest = ``reject``. With config
+                          ``recipient_policy split`` (default) the message is scanned once;
+                          a virus is refused for the ``reject`` recipients only (their copy
+                          quarantined, see README "Per-recipient policy") and the copy of
+                          the ``tag`` recipients gets the ``X-Virus-Found`` headers below.
 
 Config files: ``me`` (in ``X-Virus-Checked``).
 

@@ -69,13 +69,13 @@ import time
 from twisted.internet import defer, reactor
 from twisted.internet.endpoints import connectProtocol
 
-from qpsmtpd_tx.codes import DECLINED, DENY, DENYSOFT, LOGERROR, LOGINFO, LOGNOTICE, LOGWARN
+from qpsmtpd_tx.codes import DECLINED, DENYSOFT, LOGERROR, LOGINFO, LOGNOTICE, LOGWARN
 from qpsmtpd_tx.daemon_client import RequestExchange
 from qpsmtpd_tx.endpoints import ServerAddress, describe_failure as _describe, unix_socket
 from qpsmtpd_tx.plugin import Plugin, PluginError
 from qpsmtpd_tx.plugin_args import boolean, positive as _positive
 from qpsmtpd_tx.policy import Setting
-from qpsmtpd_tx.scanner import action_argument, strictest_action, virus_action
+from qpsmtpd_tx.scanner import action_argument, decide_virus, strictest_action, virus_action
 from qpsmtpd_tx.streaming import message_chunks
 
 DEFAULT_SOCKET = "/var/run/clamav/clamd.ctl"
@@ -104,12 +104,6 @@ def instream(header, body, chunk_size=CHUNK):
             piece = data[start:start + chunk_size]
             yield struct.pack("!L", len(piece)) + piece
     yield struct.pack("!L", 0)
-
-
-def tag_infected(header, found):
-    """Put ``X-Virus-Found: Yes`` and ``X-Virus-Details: <found>`` at the top of ``header``."""
-    header.add("X-Virus-Details", found, prepend=True)
-    header.add("X-Virus-Found", "Yes", prepend=True)
 
 
 def parse_answer(data):
@@ -236,16 +230,9 @@ class ClamdScan(Plugin):
         self.adjust_karma(transaction, -1)
         if transaction.header is not None:
             self._remove_old_headers(transaction)
-        results = []
-        for values, recipients in self.recipient_groups(transaction):
-            if values["virus_action"] == "reject":
-                results.append((recipients, (DENY, "Virus found: %s" % found)))
-                continue
-            self.log(LOGINFO, "virus_action tag: accepting the message with X-Virus-Found: Yes"
-                     " for %s" % ", ".join(r.format() for r in recipients), transaction)
-            self.edit_header(transaction, recipients, tag_infected, found)
-            results.append((recipients, DECLINED))
-        return self.per_recipient_result(transaction, results)
+        return decide_virus(self, transaction, "Virus found: %s" % found,
+                            [("X-Virus-Found", "Yes"), ("X-Virus-Details", found)],
+                            prepend=True)
 
     async def _clamd_version(self):
         """``ClamAV 1.4.6`` (kept for VERSION_TTL seconds); ``ClamAV`` if clamd will not say."""

@@ -29,7 +29,11 @@ Config files:
 
 Headers (at the top, whenever the scanner ran): ``X-H+BEDV-Virus-Checked: Checked``; when
 something was found also ``X-H+BEDV-Virus-Details: <names>`` and ``X-H+BEDV-Virus-Found: Yes``.
-Per-recipient setting: ``virus_action`` (``reject``/``tag``; strictest ``reject``).
+Per-recipient setting: ``virus_action`` (``reject``/``tag``; strictest ``reject``). With
+``recipient_policy split`` (the default) the message is scanned once; a denied virus is
+refused for the ``reject`` recipients only (their copy quarantined, see README
+"Per-recipient policy") and goes to the ``tag`` recipients with the fields above (hbedv has
+no tag of its own: every copy gets them).
 Notes: transaction note ``virus`` = the names.
 
 Replies:

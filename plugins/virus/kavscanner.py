@@ -27,7 +27,13 @@ Config files: ``me`` (``kav_deny`` is documented by 0.94 but disabled in its cod
 Headers (appended): ``X-Virus-Checked: Checked by <me>`` when scanned; when found, before it,
 ``X-Virus-Found: Yes`` and ``X-Virus-Details: infected by: <names>; suspicions: <names>``
 (cut at 60 characters). Notes: transaction notes ``virus`` (that description) and
-``virus_flag`` (``Yes``). Per-recipient setting: ``virus_action`` (strictest ``reject``).
+``virus_flag`` (``Yes``).
+
+Per-recipient setting: ``virus_action`` (strictest ``reject``). With ``recipient_policy
+split`` (the default) the message is scanned once; what is found is refused for the
+``reject`` recipients only (their copy quarantined, see README "Per-recipient policy") and
+the ``tag`` recipients' copy gets the headers above; ``bcc_virusadmin`` addresses are added
+when some recipient takes it tagged, and get that copy.
 
 Replies:
   found, ``virus_action`` reject  ``552 Virus found: <description>``
@@ -98,10 +104,12 @@ class KavScanner(ProgramScanner):
         found = description(result.lines)
         self.log(LOGWARN, "There be a virus! (%s)" % found, transaction)
         transaction.notes["virus_flag"] = "Yes"
-        answer = self.infected(transaction, found, "Virus found: %s" % found,
-                               [("X-Virus-Found", "Yes"), ("X-Virus-Details", found)] + checked)
-        if answer == DECLINED:
-            for address in self.bcc:
-                self.log(LOGINFO, "adding %s as a recipient" % address.format(), transaction)
-                transaction.add_recipient(address)
-        return answer
+        return self.infected(transaction, found, "Virus found: %s" % found,
+                             [("X-Virus-Found", "Yes"), ("X-Virus-Details", found)] + checked)
+
+    def tagged(self, transaction, recipients):
+        """``bcc_virusadmin`` joins the recipients that take the infected message tagged."""
+        for address in self.bcc:
+            self.log(LOGINFO, "adding %s as a recipient" % address.format(), transaction)
+            transaction.add_recipient(address)
+        return list(recipients) + list(self.bcc)

@@ -6,20 +6,37 @@ line) by a line starting with ``TVqQAAMAAAAEAAAA//8AALgAAAAAAAAAQA`` (the base64
 Windows executable's header, as Klez sends itself) means Klez. The lines are read from the
 spool in the server's thread pool; a line longer than 64 KiB counts as several.
 
-Arguments: none (``loglevel`` only). Config files: none. Notes: none.
+Arguments: ``key value`` pairs, all optional:
+  ``action reject|tag``  what to do with a Klez-shaped message: ``reject`` (default) refuses
+                         it; ``tag`` accepts it with ``X-Virus-Found: Yes`` and
+                         ``X-Virus-Details: Klez`` (appended). The per-recipient setting
+                         ``virus_action``.
+  ``loglevel LEVEL``     per-plugin log level.
+
+Per-recipient setting (recipient note, see README "Per-recipient policy"):
+  ``virus_action``       ``reject`` or ``tag``; strictest = ``reject``. With config
+                         ``recipient_policy split`` (default) the message is looked at once;
+                         a Klez-shaped one is refused for the ``reject`` recipients (the
+                         message goes on for the others, see README "Per-recipient policy")
+                         and the copy of the ``tag`` recipients gets the headers above.
+
+Config files: none. Notes: transaction note ``virus`` = ``Klez`` when found.
 
 Replies:
-  Klez found   ``552 Klez Virus Detected`` (DENY at data_post; qpsmtpd's text)
-  otherwise    none (DECLINED)
+  Klez found, ``virus_action`` reject   ``552 Klez Virus Detected`` (DENY at data_post;
+                                        qpsmtpd's text)
+  otherwise                             none (DECLINED)
 
-Differences from qpsmtpd 0.94: an argument on the ``plugins`` line stops start-up (0.94
-ignores it); very long lines are read in 64 KiB pieces.
+Differences from qpsmtpd 0.94: 0.94 takes no arguments (and ignores any); here an unknown
+argument stops start-up, and ``action``/``virus_action`` may tag instead of refusing; very
+long lines are read in 64 KiB pieces.
 """
 
 import re
 
-from qpsmtpd_tx.codes import DECLINED, DENY, LOGINFO, LOGNOTICE
+from qpsmtpd_tx.codes import DECLINED, LOGINFO, LOGNOTICE
 from qpsmtpd_tx.plugin import Plugin
+from qpsmtpd_tx.scanner import action_argument, decide_virus, virus_setting
 
 #: smaller messages are not looked at (qpsmtpd's bound: Klez is always bigger)
 MIN_SIZE = 60000
@@ -29,6 +46,7 @@ MAX_LINE = 65536
 _PART_TYPE = re.compile(rb"Content-type:.*(?:audio|application)", re.IGNORECASE)
 _EXECUTABLE = b"TVqQAAMAAAAEAAAA//8AALgAAAAAAAAAQA"
 TEXT = "Klez Virus Detected"
+NAME = "Klez"
 
 
 def has_klez(body):
@@ -48,7 +66,12 @@ def has_klez(body):
 
 
 class KlezFilter(Plugin):
-    """Refuse Klez-shaped messages at data_post."""
+    """Refuse (or tag) Klez-shaped messages at data_post, per recipient."""
+
+    recipient_settings = (virus_setting("reject"),)
+
+    def init(self, args):
+        action_argument(self.parse_kv_args(args, {"action"}))
 
     def hook_data_post(self, transaction):
         if transaction.data_size < MIN_SIZE:
@@ -59,6 +82,8 @@ class KlezFilter(Plugin):
     def _answer(self, found, transaction):
         if found:
             self.log(LOGNOTICE, "fail, Klez found", transaction)
-            return DENY, TEXT
+            transaction.notes["virus"] = NAME
+            return decide_virus(self, transaction, TEXT,
+                                [("X-Virus-Found", "Yes"), ("X-Virus-Details", NAME)])
         self.log(LOGINFO, "pass", transaction)
         return DECLINED

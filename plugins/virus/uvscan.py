@@ -21,7 +21,11 @@ Arguments: ``key value`` pairs, all optional:
                          message is then accepted unscanned (logged).
   ``loglevel LEVEL``     per-plugin log level.
 
-Per-recipient setting: ``virus_action`` (``reject``/``tag``; strictest ``reject``).
+Per-recipient setting: ``virus_action`` (``reject``/``tag``; strictest ``reject``). With
+``recipient_policy split`` (the default) the message is scanned once; a virus is refused
+for the ``reject`` recipients only (their copy quarantined, see README "Per-recipient
+policy") and the ``tag`` recipients' copy gets the tag headers below. A password-protected zip
+is refused for everyone, as in 0.94 (it is not a virus; no setting applies).
 Config files: ``me``. Notes: transaction note ``virus`` = the name.
 
 Headers (appended): clean → ``X-Virus-Checked: Checked by McAfee uvscan on <me>``; a virus

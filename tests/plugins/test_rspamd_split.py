@@ -32,8 +32,8 @@ class SplitTests(unittest.TestCase):
             {"aliases": SHOW_ALIASES, "quarantine_dir": self.quarantine})
         self.addCleanup(server.stop_plugins)
         plugin = next(p for p in server.plugins if p.path == "rspamd")
-        profiles = record_calls(self, plugin, "_scan",
-                                lambda producer, pairs, txn: dict(pairs).get("Settings-ID"))
+        profiles = record_calls(self, plugin, "_scan", lambda producer, pairs, txn: (
+            dict(pairs).get("Settings-ID"), [v for n, v in pairs if n == "Rcpt"]))
         client = await connect(self, port)
         transcript = Transcript(client)
         await transcript.say("EHLO client.example")
@@ -47,7 +47,10 @@ class SplitTests(unittest.TestCase):
     async def test_three_profiles_three_outcomes_one_transaction(self):
         reply, delivered, profiles = await self.deliver(
             message("X-Test-Score: 7", "X-Test-Echo: 1"))
-        self.assertEqual(sorted(profiles, key=str), [None, "lenient", "strict"])
+        # one scan per profile, each naming its own recipients only
+        self.assertEqual(sorted(profiles, key=str), sorted([
+            (None, ["<plain@example.com>"]), ("lenient", ["<lenient@example.com>"]),
+            ("strict", ["<strict@example.com>"])], key=str))
         self.assertEqual(reply, "<message> -> 250 Queued!")
         self.assertEqual(delivered["strict@example.com"], [])
         [held] = maildir_messages(self.quarantine)

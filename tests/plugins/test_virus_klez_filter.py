@@ -64,9 +64,21 @@ class KlezFilterTests(FilterTestCase):
         self.assertEqual(outcome.data[0], 250)
         self.assertEqual(self.logged(codes.LOGINFO, "^pass$"), [])
 
-    def test_arguments_are_refused(self):
-        self.assertStartupError("virus/klez_filter strict", "plugin virus/klez_filter: takes "
-                                "no arguments")
+    def test_bad_arguments_are_refused(self):
+        prefix = "plugin virus/klez_filter: "
+        self.assertStartupError("virus/klez_filter strict", prefix + "arguments must be "
+                                "key/value pairs, got 'strict'")
+        self.assertStartupError("virus/klez_filter action delete", prefix + "action must be "
+                                "reject or tag, not 'delete'")
+        self.assertStartupError("virus/klez_filter colour blue", prefix + "unknown argument "
+                                "'colour'")
+
+    async def test_action_tag_accepts_with_headers(self):
+        self.serve(["rcpt_ok", "virus/klez_filter action tag"])
+        outcome = await self.send(klez_shaped())
+        self.assertEqual(outcome.data[0], 250)
+        self.assertEqual([raw.decode() for _, raw in outcome.header.fields[-2:]],
+                         ["X-Virus-Found: Yes\n", "X-Virus-Details: Klez\n"])
 
 
 class PerlComparisonTests(unittest.TestCase):
