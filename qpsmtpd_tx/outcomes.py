@@ -101,13 +101,15 @@ def refuse(transaction, recipients, outcome):
 def edit_header(transaction, recipients, function, *args):
     """Call ``function(header, *args)`` on the header of ``recipients``' copy.
 
-    When ``recipients`` are all the accepted recipients the message's own header is changed
-    at once; otherwise the change is kept for their copy (applied by :func:`copies`, after
-    the changes to the whole message). ``function`` and ``args`` are compared to tell copies
-    apart, so use a module-level function or an unbound method (``Header.add``), not a lambda.
+    When ``recipients`` are all the recipients and none was refused, the message's own
+    header is changed at once; otherwise the change is kept for their copy (applied by
+    :func:`copies`, after the changes to the whole message), so that the copy of a recipient
+    refused earlier (quarantined, or delivered tagged) does not get a later filter's change
+    meant for the others. ``function`` and ``args`` are compared to tell copies apart, so use
+    a module-level function or an unbound method (``Header.add``), not a lambda.
     """
     everyone = accepted(transaction)
-    if set(recipients) >= set(everyone):
+    if set(recipients) >= set(everyone) and len(everyone) == len(transaction.recipients):
         if transaction.header is not None:
             function(transaction.header, *args)
         return

@@ -81,9 +81,14 @@ class CopiesTests(unittest.TestCase):
         txn = self.transaction("a@example.com", "b@example.com")
         outcomes.refuse(txn, [txn.recipients[0]], SPAM)
         self.assertEqual(outcomes.accepted(txn), [txn.recipients[1]])
-        # a change for every recipient still accepted is a change to the message
-        outcomes.edit_header(txn, [txn.recipients[1]], Header.add, "X-B", "1")
-        self.assertEqual(txn.header.get("X-B"), ["1"])
+        # a change for every recipient still accepted goes to their copy only: the refused
+        # one's copy (quarantined, or delivered tagged) is written from the message's header
+        a, b = txn.recipients
+        outcomes.edit_header(txn, [b], Header.add, "X-B", "1")
+        self.assertEqual(txn.header.get("X-B"), [])
+        copies = dict((tuple(members), header) for members, header in outcomes.copies(txn))
+        self.assertEqual(copies[(b,)].get("X-B"), ["1"])
+        self.assertEqual(copies[(a,)].get("X-B"), [])
 
 
 NOTES = ("note_rcpt low@example.com test_threshold=2 high@example.com test_threshold=10"
