@@ -79,14 +79,16 @@ def parse(data):
 
 
 def _parse_v1(data):
-    end = data.find(b"\r\n", 0, MAX_V1_LENGTH)
+    end = data.find(b"\n", 0, MAX_V1_LENGTH)
     if end < 0:
-        if len(data) >= MAX_V1_LENGTH or b"\n" in data[:MAX_V1_LENGTH]:
+        if len(data) >= MAX_V1_LENGTH:
             raise BadHeader("no CRLF within %d bytes" % MAX_V1_LENGTH)
         return NEED_MORE
-    line = data[:end].decode("ascii", "replace")
+    if data[end - 1] != 13:
+        raise BadHeader("a line end without CR")
+    line = data[:end - 1].decode("ascii", "replace")
     protocol, remote_ip, local_ip, remote_port, local_port = parse_v1_line(line)
-    return ProxyHeader(1, protocol, remote_ip, local_ip, remote_port, local_port, end + 2)
+    return ProxyHeader(1, protocol, remote_ip, local_ip, remote_port, local_port, end + 1)
 
 
 def parse_v1_line(line):
