@@ -100,8 +100,8 @@ class Stunnel(Plugin):
             session.respond(554, "5.5.2 Bad PROXY header")
             session.disconnect()
             return False
-        if header is None:
-            return False     # the connection was lost
+        if header is None and session.lost:
+            return False
         if not isinstance(header, ProxyHeader):
             self.log(LOGINFO, "no PROXY header from %s: serving it as a direct client"
                      % (session.connection.remote_ip,), session.transaction)

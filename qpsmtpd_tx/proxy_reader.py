@@ -14,7 +14,7 @@ import ipaddress
 
 from twisted.internet import defer, reactor
 
-from qpsmtpd_tx.codes import LOGINFO, LOGNOTICE
+from qpsmtpd_tx.codes import LOGDEBUG, LOGINFO, LOGNOTICE
 from qpsmtpd_tx.dns.names import parse_ip
 from qpsmtpd_tx.proxy_header import MAX_V2_LENGTH, NEED_MORE, BadHeader, ProxyHeader, parse
 
@@ -45,21 +45,25 @@ async def read_header(session, seconds, clock=reactor):
 
     Gives a :class:`~qpsmtpd_tx.proxy_header.ProxyHeader` (its bytes removed from the input),
     :data:`~qpsmtpd_tx.proxy_header.NOT_PROXY` (nothing removed), :data:`TIMED_OUT`, or None
-    if the connection was lost; raises :class:`~qpsmtpd_tx.proxy_header.BadHeader`.
+    if the connection was lost or the peer closed its side first; raises
+    :class:`~qpsmtpd_tx.proxy_header.BadHeader`.
     """
     core = session.core
     deadline = clock.seconds() + seconds
-    while not session.lost:
+    while True:
         result = parse(core.peek(MAX_V2_LENGTH))
         if result is not NEED_MORE:
             if isinstance(result, ProxyHeader):
                 core.discard(result.length)
             return result
+        if session.lost or session.input_closed:
+            return None
         remaining = deadline - clock.seconds()
         if remaining <= 0 or not await session.wait_for_input(
                 remaining, clock=clock, more=bool(core.buffered)):
-            return None if session.lost else TIMED_OUT
-    return None
+            if session.lost or session.input_closed:
+                return None
+            return TIMED_OUT
 
 
 def apply_header(connection, header):
@@ -107,6 +111,10 @@ class EndpointProxy:
         except BadHeader as e:
             return self._close(session, "bad PROXY header from %s: %s" % (proxy_ip, e))
         if header is None:
+            # HAProxy's plain TCP health check connects and closes: no log line above debug
+            session.log(LOGDEBUG, "%s closed the connection before a PROXY header" % (proxy_ip,))
+            if not session.lost:
+                session.disconnect()
             return False
         if header is TIMED_OUT:
             return self._close(session, "no PROXY header from %s within %d s"

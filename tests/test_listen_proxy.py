@@ -14,7 +14,7 @@ from twisted.trial import unittest
 from qpsmtpd_tx.codes import LOGNOTICE, LOGWARN
 from qpsmtpd_tx.protocol import proxy_factory
 from qpsmtpd_tx.proxy_header import V2_SIGNATURE
-from tests.support.harness import StartupErrorMixin, capture_log
+from tests.support.harness import StartupErrorMixin, capture_log, eventually
 from tests.support.server import SMTPClient, start_server
 
 V1 = b"PROXY TCP4 192.0.2.7 198.51.100.25 50060 25\r\n"
@@ -114,6 +114,19 @@ class EndpointTests(StartupErrorMixin, unittest.TestCase):
         client.transport.write(V2[:20])
         await self.assertClosedSilently(client)
         self.assertIn((LOGNOTICE, "no PROXY header from 127.0.0.1 within 1 s, closing"), log)
+
+    async def test_peer_closing_its_side_before_the_header(self):
+        """A proxy that half-closes before a whole header (a TCP health check closes at once)
+        is let go at once, not after proxy_timeout (60 s here, beyond the test's wait)."""
+        server, port, log = self.serve({"proxy_timeout": "60"})
+        for partial in (b"", V2[:14], V1[:20]):
+            client = await open_proxy(self, port)
+            client.transport.write(partial)
+            client.transport.loseWriteConnection()
+            await self.assertClosedSilently(client)
+        self.assertEqual(len([text for _, text in log if text ==
+                              "127.0.0.1 closed the connection before a PROXY header"]), 3)
+        await eventually(lambda: not server.sessions)
 
     async def test_a_trusted_peer_talking_smtp_is_closed(self):
         _, port, log = self.serve()
