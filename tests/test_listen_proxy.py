@@ -5,16 +5,19 @@ uses; the test's client plays the proxy (HAProxy itself is in ``test_haproxy``),
 cut the header into single-byte writes and send malformed ones.
 """
 
+import os
 import struct
 
 from twisted.internet import reactor, task
 from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
 from twisted.trial import unittest
 
+from qpsmtpd_tx import config_items
 from qpsmtpd_tx.codes import LOGNOTICE, LOGWARN
+from qpsmtpd_tx.config import Config
 from qpsmtpd_tx.protocol import proxy_factory
 from qpsmtpd_tx.proxy_header import V2_SIGNATURE
-from tests.support.harness import StartupErrorMixin, capture_log, eventually
+from tests.support.harness import StartupErrorMixin, capture_log, eventually, write_config
 from tests.support.server import SMTPClient, start_server
 
 V1 = b"PROXY TCP4 192.0.2.7 198.51.100.25 50060 25\r\n"
@@ -177,6 +180,16 @@ class EndpointTests(StartupErrorMixin, unittest.TestCase):
         self.assertStartupError(["rcpt_ok"], "proxy_trusted:2: proxy_trusted: '10.0.0.1/8' "
                                 "is not an address or network",
                                 {"proxy_trusted": "127.0.0.1\n10.0.0.1/8\n"})
+
+    def test_config_items_lists_them(self):
+        rows = {row[0]: row for row in config_items.describe()[0]}
+        self.assertEqual(rows["proxy_trusted"][1], "127.0.0.1 ::1")
+        self.assertEqual(rows["proxy_timeout"][1], "5")
+        directory = write_config(os.path.abspath(self.mktemp()), ["rcpt_ok"],
+                                 {"proxy_trusted": "10.0.0.0/8,192.0.2.1 2001:db8::/32"})
+        rows = {row[0]: row for row in config_items.describe(Config(config_dir=directory))[0]}
+        self.assertEqual(rows["proxy_trusted"][1:3], ("10.0.0.0/8 192.0.2.1/32 2001:db8::/32",
+                                                      os.path.join(directory, "proxy_trusted") + ":1"))
 
     def test_bad_proxy_timeout(self):
         self.assertStartupError(["rcpt_ok"], "proxy_timeout:1:", {"proxy_timeout": "0"})
