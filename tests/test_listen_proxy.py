@@ -168,6 +168,15 @@ class EndpointTests(StartupErrorMixin, unittest.TestCase):
         self.assertEqual([code for code, _ in replies], [220, 220, 451])
         self.assertEqual(replies[2][1], ["too many connections from 192.0.2.7, try again later"])
 
+    async def test_hosts_allow_sees_the_proxied_client(self):
+        _, port, _ = self.serve({"hosts_allow": "192.0.2.7 DENY go away\n"},
+                                plugins=("hosts_allow", "rcpt_ok"))
+        for header, greeting in ((V2, (550, ["go away"])), (V1.replace(b"192.0.2.7", b"192.0.2.8"), None)):
+            client = await open_proxy(self, port)
+            client.transport.write(header)
+            reply = await client.reply()
+            self.assertEqual(reply if greeting else reply[0], greeting or 220)
+
     async def test_stunnel_plugin_behind_an_endpoint_reads_no_second_header(self):
         server, port, _ = self.serve(plugins=("stunnel proxy on", "rcpt_ok"))
         client = await open_proxy(self, port)
