@@ -1,9 +1,9 @@
 """Two qpsmtpd-tx servers behind one HAProxy (``send-proxy-v2``, round robin, health checks),
-sharing one Redis: the layout of README's "Several servers behind HAProxy".
+sharing one Redis: the layout of README's "Several servers behind one HAProxy".
 
 Real processes throughout: Debian's haproxy (tests/support/haproxy.py), two ``twistd
-qpsmtpd-tx --listen-proxy`` (the second with ``--workers 2``), the suite's private
-redis-server, smtplib clients connecting from their own 127/8 addresses. The servers share the
+qpsmtpd-tx --listen-proxy`` (the second with ``--workers 2``), a private redis-server of the
+test's own, smtplib clients connecting from their own 127/8 addresses. The servers share the
 loopback interface: no network namespaces (each server only listens on its own port, and the
 test kills one by its PID).
 """
@@ -17,7 +17,7 @@ from twisted.trial import unittest
 from qpsmtpd_tx.testing import maildir_messages, write_config
 from tests.support.haproxy import start_haproxy
 from tests.support.processes import free_port, poll_until, read_text, start_twistd, wait_for_port
-from tests.support.redis import shared_redis
+from tests.support.redis import start_redis
 
 #: a little more than greylisting's black_timeout 1
 BLACK_WAIT = 1.2
@@ -56,8 +56,8 @@ class ClusterTests(unittest.TestCase):
     def test_greylisting_shared_through_redis(self):
         """The client's address reaches both servers, and a triplet one server deferred is
         known to the other: round robin sends the retry to the other server."""
-        redis = shared_redis()
-        redis.flush()
+        redis = start_redis()     # a Redis of its own: no other test flushes it meanwhile
+        self.addCleanup(redis.stop)
         self.start_cluster(["greylisting black_timeout 1 grey_timeout 60 redis_url " + redis.url])
         with self.assertRaises(smtplib.SMTPSenderRefused) as caught:
             send(self.port, "127.0.0.9", "first try")
