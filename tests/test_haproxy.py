@@ -22,9 +22,9 @@ RELAY_CLIENT, PLAIN_CLIENT, LISTED_CLIENT = "127.0.0.5", "127.0.0.6", "127.0.0.7
 MESSAGE = "Subject: proxied\r\n\r\nhello\r\n"
 
 
-def send(port, source, recipient="u@example.com"):
-    """Send MESSAGE through 127.0.0.1:``port`` from ``source``; smtplib's refusals propagate."""
-    with smtplib.SMTP("127.0.0.1", port, source_address=(source, 0), timeout=30) as client:
+def send(port, source, recipient="u@example.com", host="127.0.0.1"):
+    """Send MESSAGE through ``host``:``port`` from ``source``; smtplib's refusals propagate."""
+    with smtplib.SMTP(host, port, source_address=(source, 0), timeout=30) as client:
         client.ehlo("client.example")
         return client.sendmail("a@b.example", [recipient], MESSAGE)
 
@@ -45,6 +45,7 @@ class BehindHAProxyTests(unittest.TestCase):
         wait_for_port(proxy_port, process)
         self.ports = {kind: start_haproxy(self, [("127.0.0.1", proxy_port)], kind).port
                       for kind in ("send-proxy", "send-proxy-v2")}
+        self.proxy_port = proxy_port
 
     def test_client_address_in_received_and_log(self):
         for version, kind in ((1, "send-proxy"), (2, "send-proxy-v2")):
@@ -73,3 +74,14 @@ class BehindHAProxyTests(unittest.TestCase):
                 send(port, LISTED_CLIENT)
             self.assertIn(b"listed: 127.0.0.7", str(caught.exception).encode())
             self.assertEqual(send(port, PLAIN_CLIENT), {})
+
+    def test_ipv6_client_of_an_ipv4_backend(self):
+        """HAProxy listening on ::1 sends TCP6 headers (v1 and v2) to our IPv4 endpoint."""
+        for kind in ("send-proxy", "send-proxy-v2"):
+            port = start_haproxy(self, [("127.0.0.1", self.proxy_port)], kind, bind="::1").port
+            self.assertEqual(send(port, "::1", host="::1"), {})
+        log = read_text(self.log_path)
+        for version in (1, 2):
+            self.assertIn("PROXY v%d from 127.0.0.1: client ::1:" % version, log)
+        for message in maildir_messages(self.maildir):
+            self.assertIn("(::1)", message.decode().split("\nReceived: ", 1)[1].split(";")[0])
