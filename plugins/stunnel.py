@@ -15,8 +15,8 @@ the other DNS lists, the Received header, and the log lines (``Connection from �
 - ``PROXY TCP4 …`` / ``PROXY TCP6 …``: the client is the header's source address and port,
   our side its destination address and port.
 - ``PROXY UNKNOWN …`` (the proxy could not tell): the proxy's own address is kept.
-- A first line that is not a PROXY header, or no complete line within ``wait`` seconds (a
-  trusted host talking to us directly): the connection goes on as a direct one.
+- First bytes that are not a PROXY header, or no complete header within ``wait`` seconds
+  (a trusted host talking to us directly): the connection goes on as a direct one.
 - A malformed header: ``554 5.5.2 Bad PROXY header`` and the connection is closed.
 - ``PROXY`` as a later command, or from an address that is not trusted: ``521 PROXY is
   accepted only as the first line from a trusted proxy`` and the connection is closed
@@ -40,69 +40,32 @@ The connection's ``remote_info`` is ``[<ip>]`` until reverse DNS names the clien
 
 Intended differences from qpsmtpd 0.94: 0.94 took PROXY as a command after its greeting,
 so the connect hooks (dnsbl, relay, hosts_allow, earlytalker) had already run for
-127.0.0.1; here the header is read before any hook. PROXY version 2 (binary) is not read.
+127.0.0.1; here the header is read before any hook. PROXY version 2 (binary, HAProxy's
+``send-proxy-v2``) is read too, with the same parser as a ``--listen-proxy`` endpoint
+(``LOCAL`` keeps the proxy's address, as ``UNKNOWN`` does).
 The header is read on plain listeners (``--listen``, the proxy terminating TLS, as stunnel
 does); on an SMTPS listener (``--listen-tls``) it would have to come before the TLS
 handshake, which is not supported.
 """
 
-import ipaddress
-
 from twisted.internet import defer, reactor
 
 from qpsmtpd_tx.codes import DECLINED, DENY_DISCONNECT, LOGINFO
-from qpsmtpd_tx.dns.names import parse_ip
 from qpsmtpd_tx.plugin import Plugin, PluginError
 from qpsmtpd_tx.plugin_args import boolean, positive
+from qpsmtpd_tx.proxy_header import BadHeader, ProxyHeader
+from qpsmtpd_tx.proxy_reader import apply_header, parse_networks, read_header, trusted
 
-#: the longest version 1 header, CRLF included (the specification's figure)
-MAX_HEADER = 107
 DEFAULT_WAIT = 5
 LATE_PROXY = "PROXY is accepted only as the first line from a trusted proxy"
 
 
-class BadHeader(ValueError):
-    """A PROXY line that does not follow version 1 of the protocol."""
-
-
-def parse_header(line):
-    """``(protocol, source ip, destination ip, source port, destination port)`` of a PROXY v1
-    line (addresses and ports None for ``UNKNOWN``); raises BadHeader."""
-    words = line.split(" ")
-    if len(words) < 2 or words[0] != "PROXY":
-        raise BadHeader("not a PROXY header")
-    protocol = words[1]
-    if protocol == "UNKNOWN":
-        return protocol, None, None, None, None
-    if protocol not in ("TCP4", "TCP6") or len(words) != 6:
-        raise BadHeader("expected PROXY TCP4|TCP6 SRC DST SPORT DPORT")
-    version = 4 if protocol == "TCP4" else 6
-    addresses = []
-    for text in words[2:4]:
-        try:
-            ip = ipaddress.ip_address(text)
-        except ValueError:
-            raise BadHeader("bad address %r" % (text,))
-        if ip.version != version:
-            raise BadHeader("%s is not an IPv%d address" % (text, version))
-        addresses.append(str(ip))
-    ports = []
-    for text in words[4:6]:
-        if not text.isdigit() or (len(text) > 1 and text[0] == "0") or int(text) > 65535:
-            raise BadHeader("bad port %r" % (text,))
-        ports.append(int(text))
-    return protocol, addresses[0], addresses[1], ports[0], ports[1]
-
-
 def parse_trusted(text):
     """The networks of a ``trusted`` argument; PluginError names a bad one."""
-    networks = []
-    for word in text.split(","):
-        try:
-            networks.append(ipaddress.ip_network(word.strip(), strict=True))
-        except ValueError:
-            raise PluginError("trusted: %r is not an address or network" % (word,))
-    return networks
+    try:
+        return parse_networks(text.split(","))
+    except ValueError as e:
+        raise PluginError("trusted: %s" % (e,))
 
 
 class Stunnel(Plugin):
@@ -122,57 +85,38 @@ class Stunnel(Plugin):
 
     def trusts(self, connection):
         """True if ``connection`` comes from a trusted proxy."""
-        ip = parse_ip(connection.remote_ip)
-        return ip is not None and any(ip in network for network in self.trusted)
+        return trusted(self.trusted, connection.remote_ip)
 
     def read_header(self, session):
-        """Wait for the first line of a trusted peer; if it is a PROXY header, take it and
+        """Wait for the first bytes of a trusted peer; if they are a PROXY header, take it and
         put its addresses into the connection. A Deferred: True when the session may go on."""
         return defer.Deferred.fromCoroutine(self._read_header(session))
 
     async def _read_header(self, session):
-        core = session.core
-        deadline = self.clock.seconds() + self.wait
-        line = core.first_line()
-        while line is None and core.buffered < MAX_HEADER and not session.lost:
-            remaining = deadline - self.clock.seconds()
-            if remaining <= 0 or not await session.wait_for_input(
-                    remaining, clock=self.clock, more=bool(core.buffered)):
-                break
-            line = core.first_line()
-        if session.lost:
-            return False
-        if line is None or not line.startswith("PROXY "):
-            self.log(LOGINFO, "no PROXY header from %s: serving it as a direct client"
-                     % (session.connection.remote_ip,), session.transaction)
-            return True
-        core.next_event()   # the header is ours; the client's first command follows it
         try:
-            header = parse_header(line)
+            header = await read_header(session, self.wait, self.clock)
         except BadHeader as e:
-            self.log(LOGINFO, "fail, %s: %r" % (e, line), session.transaction)
+            self.log(LOGINFO, "fail, %s: %r" % (e, session.core.first_line()), session.transaction)
             session.respond(554, "5.5.2 Bad PROXY header")
             session.disconnect()
             return False
+        if header is None and session.lost:
+            return False
+        if not isinstance(header, ProxyHeader):
+            self.log(LOGINFO, "no PROXY header from %s: serving it as a direct client"
+                     % (session.connection.remote_ip,), session.transaction)
+            return True
         self.apply(session.connection, header, session.transaction)
         return True
 
     def apply(self, connection, header, transaction=None):
         """Put the header's addresses into ``connection`` and 0.94's notes."""
-        protocol, remote_ip, local_ip, remote_port, local_port = header
-        notes = connection.notes
-        notes["proxy"] = "YES"
-        notes["protocol"] = protocol
-        if remote_ip is None:
-            self.log(LOGINFO, "stunnel : UNKNOWN, keeping %s" % (connection.remote_ip,), transaction)
+        kept = connection.remote_ip
+        apply_header(connection, header)
+        if not header.has_addresses:
+            self.log(LOGINFO, "stunnel : %s, keeping %s" % (header.protocol, kept), transaction)
             return
-        connection.remote_ip, connection.remote_port = remote_ip, remote_port
-        connection.local_ip, connection.local_port = local_ip, local_port
-        connection.remote_host = None
-        connection.remote_info = "[%s]" % (remote_ip,)
-        notes.update(remote_ip=remote_ip, remote_port=remote_port,
-                     local_ip=local_ip, local_port=local_port)
-        self.log(LOGINFO, "stunnel : %s:%s" % (remote_ip, remote_port), transaction)
+        self.log(LOGINFO, "stunnel : %s:%s" % (header.remote_ip, header.remote_port), transaction)
 
     def hook_unrecognized_command(self, transaction, verb, rest):
         if verb != "proxy" or not self.enabled:

@@ -16,6 +16,7 @@ import attr
 from qpsmtpd_tx import codes, outcomes, policy
 from qpsmtpd_tx.config import DEFAULT_ORIGIN, HOOK_ORIGIN, ConfigError
 from qpsmtpd_tx.hooks import DEFAULT_HOOK_TIMEOUT
+from qpsmtpd_tx.proxy_reader import parse_networks
 
 INTEGER = "integer"
 TEXT = "text"
@@ -24,6 +25,7 @@ OCTAL = "octal mode"
 CHOICE = "one of"
 LOG_LEVEL = "log level"
 LINES = "lines"
+NETWORKS = "networks"
 
 
 @attr.s(frozen=True)
@@ -32,7 +34,8 @@ class ConfigItem:
 
     ``kind``: how its text is read (:data:`INTEGER`, :data:`TEXT`, :data:`FLAG` — anything
     but ``0`` is true —, :data:`OCTAL`, :data:`CHOICE` of ``choices``, :data:`LOG_LEVEL`, or
-    :data:`LINES`); ``default``: the value when the file is missing or empty;
+    :data:`LINES`, or :data:`NETWORKS`: addresses and CIDR networks, several a line);
+    ``default``: the value when the file is missing or empty;
     ``default_text``: how the default is shown when it is not a plain value; ``minimum``: the
     lowest integer allowed; ``doc``: one line for operators; ``live``: read each time it is
     used instead of once at start-up.
@@ -113,6 +116,12 @@ ITEMS = dict([
           minimum=0),
     _item("dns_cache_size", INTEGER, 10000, "DNS answers kept (by TTL, least recently used "
           "dropped first); 0 = none", minimum=0),
+    _item("proxy_trusted", NETWORKS, parse_networks(["127.0.0.1", "::1"]), "the proxies "
+          "that may connect to a --listen-proxy endpoint (addresses or CIDR networks, "
+          "separated by spaces, commas or lines); others are refused",
+          default_text="127.0.0.1 ::1"),
+    _item("proxy_timeout", INTEGER, 5, "seconds a --listen-proxy endpoint waits for the "
+          "PROXY header before it closes the connection", minimum=1),
     _item("loglevel", LOG_LEVEL, codes.LOGWARN, "lines up to this level are logged when no "
           "logging plugin is loaded (0-7 or LOGWARN...)", default_text="4 (LOGWARN)"),
     _item("plugin_dirs", LINES, [], "directories searched for plugins after the bundled ones, "
@@ -154,6 +163,8 @@ def read_item(config, name):
     first = lines[0] if lines else None
     if item.kind == LINES:
         return [line.text for line in lines], first
+    if item.kind == NETWORKS:
+        return _networks(item, lines), first
     if item.kind == INTEGER:
         # Config.get_int words its errors as the plugins' integer items are worded
         return config.get_int(name, item.default, minimum=item.minimum), first
@@ -163,6 +174,19 @@ def read_item(config, name):
         return _convert(item, first.text), first
     except ValueError as e:
         raise ConfigError(str(e), first.path, first.lineno)
+
+
+def _networks(item, lines):
+    """The networks of every line (the default if there is none); ConfigError names a bad one."""
+    if not lines:
+        return item.default
+    networks = []
+    for line in lines:
+        try:
+            networks += parse_networks(line.text.replace(",", " ").split())
+        except ValueError as e:
+            raise ConfigError("%s: %s" % (item.name, e), line.path, line.lineno)
+    return networks
 
 
 def value(config, name):
@@ -199,8 +223,8 @@ def show_value(item, value):
         return "1" if value else "0"
     if item.kind == OCTAL:
         return "%04o" % value
-    if item.kind == LINES:
-        return " ".join(value) or "-"
+    if item.kind in (LINES, NETWORKS):
+        return " ".join(str(v) for v in value) or "-"
     return str(value)
 
 

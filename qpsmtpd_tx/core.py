@@ -183,6 +183,14 @@ class SMTPCore:
         end = i - 1 if i and self._buf[i - 1] == 13 else i
         return bytes(self._buf[:end]).decode("utf-8", "surrogateescape")
 
+    def peek(self, size):
+        """Up to ``size`` buffered bytes, left in the buffer (a PROXY header is parsed from them)."""
+        return bytes(self._buf[:size])
+
+    def discard(self, size):
+        """Drop the first ``size`` buffered bytes (a PROXY header that was read)."""
+        del self._buf[:size]
+
     def next_event(self):
         """The next event from the buffered input, or ``NEED_DATA``.
 

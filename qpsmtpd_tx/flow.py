@@ -76,7 +76,8 @@ class SessionFlow:
         return self._lost
 
     def wait_for_input(self, seconds, clock=None, more=False):
-        """A Deferred firing True as soon as the client has sent anything, False after ``seconds``.
+        """A Deferred firing True as soon as the client has sent anything, False after ``seconds``
+        (or once the client has closed its sending side: nothing more will come).
 
         For plugins such as earlytalker, which wait before the greeting to catch clients that
         talk first. Bytes already buffered fire it at once, unless ``more``: then it waits for
@@ -89,6 +90,9 @@ class SessionFlow:
             return d
         if self.core.buffered and not more:
             d.callback(True)
+            return d
+        if self._input_ended:
+            d.callback(False)
             return d
         call = (clock or reactor).callLater(seconds, self._input_waited, d, False)
         self._input_waiters.append((d, call))
@@ -194,11 +198,18 @@ class SessionFlow:
     #: the client closed its sending side (TCP half-close); see ``input_ended``
     _input_ended = False
 
+    @property
+    def input_closed(self):
+        """True once the client has closed its sending side: no more bytes will arrive."""
+        return self._input_ended
+
     def input_ended(self):
         """The client closed its sending side, as Exim does right after a pipelined
         ``.`` and QUIT: answer everything it sent (the hooks may still be working on its
         message), then close. Closing at once would lose an accepted message's reply."""
         self._input_ended = True
+        if self._input_waiters:
+            self._release_input_waiters(False)
         if not self._busy:
             self._pump()
 

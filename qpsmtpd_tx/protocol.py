@@ -14,6 +14,7 @@ from qpsmtpd_tx.codes import LOGWARN
 from qpsmtpd_tx.core import State
 from qpsmtpd_tx.dns.names import parse_ip
 from qpsmtpd_tx.objects import Connection
+from qpsmtpd_tx.proxy_reader import EndpointProxy
 from qpsmtpd_tx.session import SMTPSession
 from qpsmtpd_tx.tls_transport import StartTLSTransport
 
@@ -52,11 +53,19 @@ class SMTPProtocol(Protocol, TimeoutMixin):
             remote_ip=_plain_ip(getattr(peer, "host", "")), remote_port=getattr(peer, "port", 0),
             local_ip=_plain_ip(getattr(host, "host", "")), local_port=getattr(host, "port", 0),
         )
+        proxy = self.factory.proxy
+        if proxy is not None and not proxy.trusts(connection):
+            # a --listen-proxy endpoint: only the proxies may connect, and they expect no reply
+            server.log(LOGWARN, "refusing a connection from %s on a PROXY endpoint: not in "
+                       "proxy_trusted" % (connection.remote_ip,))
+            self.transport.loseConnection()
+            return
         transport = self.transport
         if not self.factory.implicit_tls:
             transport = self._tls_layer = StartTLSTransport(self.transport, self)
         self.session = SMTPSession(server, transport, connection)
         self.session.call_later = self.callLater
+        self.session.listener_proxy = proxy
         server.sessions.add(self.session)
         self.setTimeout(server.timeout)
         if self.factory.implicit_tls:
@@ -117,10 +126,12 @@ class SMTPFactory(Factory):
     protocol = SMTPProtocol
     noisy = False
 
-    def __init__(self, server, implicit_tls=False):
+    def __init__(self, server, implicit_tls=False, proxy=None):
         self.server = server
         #: SMTPS (RFC 8314): the connection is TLS from its first byte
         self.implicit_tls = implicit_tls
+        #: a ``--listen-proxy`` endpoint's :class:`~qpsmtpd_tx.proxy_reader.EndpointProxy`
+        self.proxy = proxy
 
 
 @implementer(IOpenSSLServerConnectionCreator)
@@ -134,6 +145,12 @@ class CurrentChainTLS:
     def serverConnectionForTLS(self, tls_protocol):
         """A connection on the current chain's context."""
         return self.server.chain.tls.serverConnectionForTLS(tls_protocol)
+
+
+def proxy_factory(server):
+    """The factory for a ``--listen-proxy`` endpoint: a PROXY header (v1 or v2) from a
+    ``proxy_trusted`` peer first, then the SMTP session as usual."""
+    return SMTPFactory(server, proxy=EndpointProxy(server))
 
 
 def smtps_factory(server):

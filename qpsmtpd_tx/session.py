@@ -149,16 +149,19 @@ class SMTPSession(SessionFlow, EnvelopeCommands, MessageDelivery, StartTLS):
 
     #: set when the session starts (at connect; for SMTPS once the handshake is done)
     _started = False
+    #: the PROXY policy of the endpoint the client came in on (``--listen-proxy``), else None
+    listener_proxy = None
 
     def start(self):
-        """The client connected: read the PROXY header of a trusted proxy (when a plugin such
-        as ``stunnel`` expects one), run pre-connection and connect hooks, then greet."""
+        """The client connected: read the PROXY header of a trusted proxy (on a
+        ``--listen-proxy`` endpoint, or when a plugin such as ``stunnel`` expects one), run
+        pre-connection and connect hooks, then greet."""
         self._started = True
         self._busy = True
         if hasattr(self.transport, "registerProducer"):
             self.transport.registerProducer(ReplyProducer(self), True)
             self._producer_registered = True
-        proxy = self.chain.proxy
+        proxy = self.listener_proxy or self.chain.proxy
         if proxy is not None and proxy.trusts(self.connection):
             # the header gives the client's address, which every hook below must see
             pending = proxy.read_header(self).addCallback(

@@ -12,7 +12,7 @@ from twisted.python import usage
 from qpsmtpd_tx.codes import LOGINFO
 from qpsmtpd_tx.config import Config
 from qpsmtpd_tx.paths import program_dir
-from qpsmtpd_tx.protocol import SMTPFactory, smtps_factory
+from qpsmtpd_tx.protocol import SMTPFactory, proxy_factory, smtps_factory
 from qpsmtpd_tx.server import SMTPServer, StartupError, config_problems
 from qpsmtpd_tx.signals import chain_signal, stop_on_sigterm
 from qpsmtpd_tx.startup import (StartupReporter, config_dir_problem, privilege_problem,
@@ -44,6 +44,11 @@ class Options(usage.Options):
         usage.Options.__init__(self)
         self["listen"] = []
         self["listen-tls"] = []
+        self["listen-proxy"] = []
+
+    def opt_listen_proxy(self, endpoint):
+        """Listen on a Twisted endpoint (repeatable) where proxies (HAProxy send-proxy or send-proxy-v2) connect: a PROXY header first, only from proxy_trusted"""
+        self["listen-proxy"].append(endpoint)
 
     def opt_listen_tls(self, endpoint):
         """SMTPS (implicit TLS, RFC 8314) on a Twisted endpoint (repeatable), e.g. tcp:465; needs the tls plugin"""
@@ -63,7 +68,7 @@ class Options(usage.Options):
             "(`qpsmtpd-tx forkserver` takes qpsmtpd-forkserver's options)")
 
     def postOptions(self):
-        if not self["listen"] and not self["listen-tls"]:
+        if not self["listen"] and not self["listen-tls"] and not self["listen-proxy"]:
             self["listen"] = [DEFAULT_LISTEN]
         for name in ("max-from-ip", "workers", "limit-connections"):
             try:
@@ -204,6 +209,10 @@ def makeService(options):
         top.needs_tls = True
         tls_listening = ListeningService(options["listen-tls"], smtps_factory(server))
         tls_listening.setServiceParent(top)
+    proxy_listening = None
+    if options["listen-proxy"]:
+        proxy_listening = ListeningService(options["listen-proxy"], proxy_factory(server))
+        proxy_listening.setServiceParent(top)
     if options["workers"] > 1:
         args = ["--max-from-ip", str(options["max-from-ip"]),
                 "--limit-connections", str(options["limit-connections"])]
@@ -211,5 +220,6 @@ def makeService(options):
             args += ["--config", options["config"]]
         if options["no-rdns"]:
             args.append("--no-rdns")
-        WorkerPool(options["workers"] - 1, listening, args, tls_listening).setServiceParent(top)
+        WorkerPool(options["workers"] - 1, listening, args, tls_listening,
+                   proxy_listening).setServiceParent(top)
     return top

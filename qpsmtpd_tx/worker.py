@@ -20,7 +20,7 @@ from twisted.logger import FileLogObserver, Logger, formatEvent, globalLogBeginn
 from qpsmtpd_tx import objects
 from qpsmtpd_tx.config import Config
 from qpsmtpd_tx.paths import program_dir
-from qpsmtpd_tx.protocol import SMTPFactory, smtps_factory
+from qpsmtpd_tx.protocol import SMTPFactory, proxy_factory, smtps_factory
 from qpsmtpd_tx.server import SMTPServer, StartupError
 from qpsmtpd_tx.signals import chain_signal, stop_reactor
 
@@ -64,6 +64,8 @@ def parse_args(argv):
                         help="an inherited listening socket and its address family number")
     parser.add_argument("--tls-fd", action="append", default=[], metavar="FD:FAMILY",
                         help="an inherited SMTPS listening socket (TLS at connect)")
+    parser.add_argument("--proxy-fd", action="append", default=[], metavar="FD:FAMILY",
+                        help="an inherited listening socket of a --listen-proxy endpoint")
     parser.add_argument("--worker", type=int, required=True, help="this worker's number")
     parser.add_argument("--max-from-ip", type=int, default=5)
     parser.add_argument("--limit-connections", type=int, default=500)
@@ -94,7 +96,8 @@ def main(argv=None):
                          % args.worker)
         return 1
     ports = []
-    for specs, factory in ((args.fd, SMTPFactory(server)), (args.tls_fd, smtps_factory(server))):
+    for specs, factory in ((args.fd, SMTPFactory(server)), (args.tls_fd, smtps_factory(server)),
+                           (args.proxy_fd, proxy_factory(server))):
         for spec in specs:
             fd, family = (int(x) for x in spec.split(":"))
             ports.append(reactor.adoptStreamPort(fd, socket.AddressFamily(family), factory))

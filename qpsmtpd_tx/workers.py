@@ -115,7 +115,7 @@ class _WorkerProtocol(protocol.ProcessProtocol):
 
 class WorkerPool(service.Service):
     """Runs ``count`` worker processes on the listening sockets of ``listening`` (and the
-    SMTPS ones of ``tls_listening``, if given)."""
+    SMTPS ones of ``tls_listening``, the PROXY ones of ``proxy_listening``, if given)."""
 
     #: seconds before a worker that ended is started again; doubled, up to
     #: ``max_restart_delay``, each time a worker ends within ``quick_failure`` seconds of its
@@ -125,10 +125,11 @@ class WorkerPool(service.Service):
     quick_failure = 10.0
     clock = reactor
 
-    def __init__(self, count, listening, worker_args, tls_listening=None):
+    def __init__(self, count, listening, worker_args, tls_listening=None, proxy_listening=None):
         self.count = count
         self.listening = listening
         self.tls_listening = tls_listening
+        self.proxy_listening = proxy_listening
         self.worker_args = list(worker_args)
         self.workers = {}
         self._started_at = {}
@@ -143,7 +144,9 @@ class WorkerPool(service.Service):
         fds = {0: "w", 1: "r", 2: "r"}
         argv = [sys.executable, "-m", "qpsmtpd_tx.worker", "--worker", str(number)]
         tls_ports = self.tls_listening.ports if self.tls_listening is not None else []
+        proxy_ports = self.proxy_listening.ports if self.proxy_listening is not None else []
         ports = [("--fd", p) for p in self.listening.ports] + [("--tls-fd", p) for p in tls_ports]
+        ports += [("--proxy-fd", p) for p in proxy_ports]
         for n, (option, port) in enumerate(ports):
             child_fd = 3 + n
             fds[child_fd] = port.fileno()

@@ -12,8 +12,9 @@ from twisted.internet import reactor, task
 from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
 from twisted.trial import unittest
 
+from qpsmtpd_tx.proxy_header import parse_v1_line
 from tests.support.dnslist_cases import DNSListTestCase
-from tests.support.harness import StartupErrorMixin, capture_log, maildir_messages, plugin_module
+from tests.support.harness import StartupErrorMixin, capture_log, maildir_messages
 from tests.support.server import SMTPClient, start_server
 
 PROXY = "PROXY TCP4 192.0.2.7 198.51.100.25 50060 465"
@@ -162,7 +163,7 @@ class ProxiedClientTests(StartupErrorMixin, unittest.TestCase):
         self.assertEqual(await client.command(PROXY), (500, ["Unrecognized command"]))
 
     def test_parse_header(self):
-        parse = plugin_module("stunnel").parse_header
+        parse = parse_v1_line
         self.assertEqual(parse(PROXY), ("TCP4", "192.0.2.7", "198.51.100.25", 50060, 465))
         self.assertEqual(parse("PROXY UNKNOWN whatever"), ("UNKNOWN", None, None, None, None))
         for bad in ("PROXY", "PROXY TCP4  192.0.2.7 198.51.100.25 1 2", "PROXY TCP4 192.0.2.7 198.51.100.25 01 2"):

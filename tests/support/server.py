@@ -52,8 +52,11 @@ async def wait_sessions_closed(server, timeout=5.0):
         await deferLater(reactor, 0.01, lambda: None)
 
 
-def start_server(testcase, plugins_lines, files=None, interface="127.0.0.1", **server_kwargs):
+def start_server(testcase, plugins_lines, files=None, interface="127.0.0.1", factory=SMTPFactory,
+                 **server_kwargs):
     """Build an SMTPServer and listen on ``interface``; return ``(server, port_number)``.
+
+    ``factory(server)`` makes the listener's factory (e.g. ``protocol.proxy_factory``).
 
     ``plugins_lines`` are the lines of the ``plugins`` file; ``files`` maps other config file
     names (``logging``, ``relayclients``, ``me``…) to their text. ``me`` defaults to
@@ -61,7 +64,7 @@ def start_server(testcase, plugins_lines, files=None, interface="127.0.0.1", **s
     """
     keep_signal_handlers(testcase)
     server = make_server(testcase, list(plugins_lines), files, **server_kwargs)
-    listening = reactor.listenTCP(0, SMTPFactory(server), interface=interface)
+    listening = reactor.listenTCP(0, factory(server), interface=interface)
     testcase.addCleanup(listening.stopListening)
     testcase.addCleanup(lambda: defer.Deferred.fromCoroutine(wait_sessions_closed(server)))
     return server, listening.getHost().port
