@@ -83,7 +83,6 @@ class Metrics(NoMetrics):
                      for key, name in _DNS_STATS.items()}
         # label children looked up once: .labels() costs more than the increment
         self._hook_children = {}
-        self._queue_children = {}
         self._reply_children = {}
 
     def connection(self):
@@ -108,7 +107,7 @@ class Metrics(NoMetrics):
         kind = outcome(code)
         if not ends_message and kind not in _REFUSED:
             return
-        key = (kind, phase, plugin_label(plugin), ends_message)
+        key = (kind, phase, plugin, ends_message)
         children = self._reply_children.get(key)
         if children is None:
             children = self._reply_children[key] = self._reply_counters(*key)
@@ -116,6 +115,7 @@ class Metrics(NoMetrics):
             child.inc()
 
     def _reply_counters(self, kind, phase, plugin, ends_message):
+        plugin = plugin_label(plugin)
         counters = []
         if kind in _REFUSED:
             counters.append(self.refusals.labels(kind, phase, plugin))
@@ -127,16 +127,20 @@ class Metrics(NoMetrics):
 
     def observe_hook(self, plugin, hook, seconds):
         """``plugin`` took ``seconds`` to answer ``hook`` (the hook runner calls this)."""
-        key = (plugin_label(plugin), hook)
-        child = self._hook_children.get(key)
-        if child is None:
-            child = self._hook_children[key] = self.hook_seconds.labels(*key)
-        child.observe(seconds)
-        if hook == "queue":
-            child = self._queue_children.get(key[0])
-            if child is None:
-                child = self._queue_children[key[0]] = self.queue_seconds.labels(key[0])
+        # keyed by the plugin object, not its label: no label work per call (the plugins of
+        # chains that SIGHUP replaced stay in the dict, a few entries per reload)
+        children = self._hook_children.get((plugin, hook))
+        if children is None:
+            children = self._hook_children[(plugin, hook)] = self._hook_counters(plugin, hook)
+        for child in children:
             child.observe(seconds)
+
+    def _hook_counters(self, plugin, hook):
+        label = plugin_label(plugin)
+        children = [self.hook_seconds.labels(label, hook)]
+        if hook == "queue":
+            children.append(self.queue_seconds.labels(label))
+        return children
 
     def tls_handshake(self, result):
         self.tls_handshakes.labels(result).inc()
@@ -161,7 +165,10 @@ class _AllProcesses:
             if name.startswith("gauge_live") and name.endswith(".db"):
                 pid = name[:-3].rsplit("_", 1)[-1]
                 if pid.isdigit() and not os.path.exists("/proc/" + pid):
-                    multiprocess.mark_process_dead(int(pid), self.path)
+                    try:
+                        multiprocess.mark_process_dead(int(pid), self.path)
+                    except FileNotFoundError:
+                        pass        # a scrape beside this one removed it first
         return self._collector.collect()
 
 
