@@ -60,8 +60,10 @@ class MetricsTests(unittest.TestCase):
     def test_the_counts_are_what_the_sessions_did(self):
         certs = make_certs(os.path.abspath(self.mktemp()), "localhost")
         maildir = os.path.abspath(self.mktemp())
+        go_on = os.path.abspath(self.mktemp())      # exists: the waiting hook answers soon
+        open(go_on, "w").close()
         process, port, metrics_port, log = start_server(self, [
-            "tls %s %s" % (certs.cert, certs.key), "headers", "wait_for_file queue %s" % __file__,
+            "tls %s %s" % (certs.cert, certs.key), "headers", "wait_for_file queue %s" % go_on,
             "rcpt_ok", "queue/maildir %s" % maildir], extra=["--max-from-ip", "1"])
         # start_twistd's probe connected once: count from its end on
         self.assertTrue(poll_until(lambda: value(scrape(metrics_port), "connections_open") == 0, 30))
