@@ -6,8 +6,9 @@ inherit the multiprocess directory). prometheus_client's ``MetricsResource`` ren
 reactor's thread pool, so a scrape never holds up an SMTP session.
 """
 
+import atexit
+
 from twisted.application import service
-from twisted.internet import reactor
 from twisted.web.resource import Resource
 from twisted.web.server import Site
 
@@ -42,8 +43,9 @@ class MetricsService(service.MultiService):
         """Make the metrics, count into them, and answer ``/metrics``."""
         if self.workers:
             self.directory = prometheus.make_multiprocess_dir()
-            reactor.addSystemEventTrigger("after", "shutdown", prometheus.remove_multiprocess_dir,
-                                          self.directory)
+            # at exit, not at reactor shutdown: a start that fails after this point (a worker
+            # that cannot be started) must not leave the directory behind either
+            atexit.register(prometheus.remove_multiprocess_dir, self.directory)
             metrics = prometheus.in_multiprocess_dir(self.directory)
             registry = prometheus.scrape_registry(self.directory)
         else:
