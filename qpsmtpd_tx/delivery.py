@@ -51,6 +51,7 @@ class MessageDelivery:
             self.log(codes.LOGALERT, "Message too big: size %d > databytes %d"
                      % (event.size, self.server.databytes))
             self.respond(552, "Message too big!")
+            self.server.metrics.replied("databytes", 552, None, ends_message=True)
             return self._finish_message()
         return self._add_core_headers()
 
@@ -110,6 +111,7 @@ class MessageDelivery:
         if verdict.code is not None:
             self._log_outcome(verdict.code, [verdict.text])
             self.respond(verdict.code, verdict.text)
+            self.server.metrics.replied("recipients", verdict.code, None, ends_message=True)
             return self._finish_message()
         pending = refused.dispose(self, verdict.refused)
         if pending is None:
@@ -121,6 +123,7 @@ class MessageDelivery:
         self.log(codes.LOGERROR, "cannot quarantine: %s" % failure.getErrorMessage())
         self._log_outcome(451, [refused.QUARANTINE_FAILED_TEXT])
         self.respond(451, refused.QUARANTINE_FAILED_TEXT)
+        self.server.metrics.replied("quarantine", 451, None, ends_message=True)
         self._finish_message()
 
     def _queue_pre_respond(self, result):

@@ -136,6 +136,7 @@ class EnvelopeCommands:
             return None
         self.transaction.sender = sender
         self.core.mail()
+        self.server.metrics.transaction()
         self.respond(250, "%s, sender OK - how exciting to get mail from you!" % sender.format())
 
     def _log_mail_denied(self, result, sender):

@@ -113,6 +113,7 @@ class SessionFlow:
 
     def data_received(self, data):
         """Bytes from the client."""
+        self.server.metrics.received(len(data))
         self.core.receive_data(data)
         if self._deadline_for is _COMMAND_LINE and b"\n" in data:
             self._set_deadline(None)      # a line is complete: the next one has its own time

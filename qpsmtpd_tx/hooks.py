@@ -12,6 +12,7 @@ Deferred is cancelled, the plugin and hook are logged, and the hook's result is 
 
 import contextvars
 import inspect
+from time import perf_counter
 
 import attr
 from twisted.internet.defer import Deferred, succeed
@@ -100,6 +101,8 @@ class HookRegistry:
         self.default_timeout = DEFAULT_HOOK_TIMEOUT
         #: what schedules the time limits (the reactor unless a test sets a Clock)
         self.clock = None
+        #: ``observe(plugin, hook, seconds)`` for each plugin's answer (--metrics), or None
+        self.observe = None
 
     def register(self, hook, plugin, method, prepend=False):
         """Add ``method`` (bound, called with the transaction and the hook's arguments)."""
@@ -153,9 +156,11 @@ class HookRegistry:
     def _run_from(self, hook, handlers, index, transaction, args, last=None):
         """Run handlers from ``index``; ``last`` is the latest DECLINED result (its text is
         kept: queue answers with the last declining plugin's reason)."""
+        observe = self.observe
         while index < len(handlers):
             plugin, method = handlers[index]
             index += 1
+            started = perf_counter() if observe is not None else None
             try:
                 result = _call(hook, method, transaction, args)
             except Exception:
@@ -164,7 +169,10 @@ class HookRegistry:
             if inspect.iscoroutine(result):
                 result = Deferred.fromCoroutine(result)
             if isinstance(result, Deferred):
-                return self._wait(result, hook, handlers, index, plugin, transaction, args, last)
+                return self._wait(result, hook, handlers, index, plugin, transaction, args, last,
+                                  started)
+            if started is not None:
+                observe(plugin, hook, perf_counter() - started)
             decided = self._decide(result, hook, plugin, transaction)
             if decided is not None:
                 if decided.code != codes.DECLINED:
@@ -193,7 +201,7 @@ class HookRegistry:
             self.clock = reactor
         pending.addTimeout(seconds, self.clock, onTimeoutCancel=expired)
 
-    def _wait(self, pending, hook, handlers, index, plugin, transaction, args, last):
+    def _wait(self, pending, hook, handlers, index, plugin, transaction, args, last, started):
         def resumed(result):
             decided = self._decide(result, hook, plugin, transaction)
             if decided is not None and decided.code != codes.DECLINED:
@@ -207,7 +215,15 @@ class HookRegistry:
             return self._run_from(hook, handlers, index, transaction, args, last)
 
         self._limit(pending, hook, plugin, transaction)
+        if started is not None:
+            pending.addBoth(self._answered, plugin, hook, started)
         return pending.addCallbacks(resumed, failed)
+
+    def _answered(self, result, plugin, hook, started):
+        """A waiting plugin has answered (or timed out): its time to :attr:`observe`."""
+        if self.observe is not None:
+            self.observe(plugin, hook, perf_counter() - started)
+        return result
 
     def _decide(self, result, hook, plugin, transaction):
         """The HookResult for a plugin's answer, or None if the answer is unusable."""

@@ -35,13 +35,16 @@ class SMTPProtocol(Protocol, TimeoutMixin):
 
     def connectionMade(self):
         server = self.factory.server
+        server.metrics.connection()
         if server.draining:
+            server.metrics.connection_refused("shutting_down")
             # a client that got through before the listening socket closed
             self.transport.write(("421 %s\r\n" % server.shutdown_reply()).encode("utf-8", "surrogateescape"))
             self.transport.loseConnection()
             return
         if server.max_connections and len(server.sessions) >= server.max_connections:
             # As qpsmtpd-forkserver's -c, but the client is told instead of left waiting.
+            server.metrics.connection_refused("limit_connections")
             server.log(LOGWARN, "refusing a connection from %s: %d connections already"
                        % (getattr(self.transport.getPeer(), "host", "?"), len(server.sessions)))
             self.transport.write(("421 %s Too many connections, try again later\r\n"
@@ -67,6 +70,7 @@ class SMTPProtocol(Protocol, TimeoutMixin):
         self.session.call_later = self.callLater
         self.session.listener_proxy = proxy
         server.sessions.add(self.session)
+        server.metrics.session_opened()
         self.setTimeout(server.timeout)
         if self.factory.implicit_tls:
             self.session.wait_for_handshake()    # SMTPS: the session starts once TLS is up
@@ -115,6 +119,7 @@ class SMTPProtocol(Protocol, TimeoutMixin):
                                               else reason)
         if self.session is not None:
             self.factory.server.sessions.discard(self.session)
+            self.factory.server.metrics.session_closed()
             self.session.connection_lost()
         if self._tls_layer is not None:
             self._tls_layer.connection_lost()

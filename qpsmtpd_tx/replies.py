@@ -203,6 +203,7 @@ def answer(session, hook, result, **fields):
         text = reply.text.format(me=session.server.me, **fields)
         lines = result.lines if result.lines and not isinstance(reply.text, Only) else [text]
         session.respond(reply.code, lines)
+    session.server.metrics.replied(hook, reply.code, result.plugin, FINISH in reply.then)
     finished = session.transaction
     for step in reply.then:
         if step == OUTCOME:

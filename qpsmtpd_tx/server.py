@@ -22,6 +22,7 @@ from qpsmtpd_tx.chain import PluginChain
 from qpsmtpd_tx.drain import Draining
 from qpsmtpd_tx.loader import load_plugin_lines
 from qpsmtpd_tx.message import remove_stale_spool_files
+from qpsmtpd_tx.metrics import NO_METRICS
 from qpsmtpd_tx.paths import default_plugin_dirs
 from qpsmtpd_tx.plugins_file import plugin_lines_and_problems
 from qpsmtpd_tx.server_log import ServerLog
@@ -67,6 +68,8 @@ class SMTPServer(ServerLog, Draining):
 
     #: set for :func:`config_problems`: plugins initialise but create nothing (see that function)
     check_only = False
+    #: what sessions report their events to (:mod:`qpsmtpd_tx.metrics`); see use_metrics
+    metrics = NO_METRICS
 
     def __init__(self, config, plugin_dirs=None, max_conn_ip=5, auth=None, load=True,
                  reverse_dns=False, max_connections=0, check_only=False):
@@ -130,6 +133,7 @@ class SMTPServer(ServerLog, Draining):
         self._loading = chain
         chain.hooks.default_timeout = self.plugin_timeout
         chain.hooks.clock = self.chain.hooks.clock
+        chain.hooks.observe = self.chain.hooks.observe
         try:
             _, problems = load_plugin_lines(self, logging_lines, self.plugin_dirs, chain.hooks,
                                             chain.logging_plugins)
@@ -279,6 +283,14 @@ class SMTPServer(ServerLog, Draining):
                                                   len(old.sessions)))
         return True
 
+    def use_metrics(self, metrics):
+        """Report to ``metrics`` (``--metrics``) from now on; the hooks of this chain and of
+        those SIGHUP loads are timed."""
+        self.metrics = metrics
+        self.chain.hooks.observe = metrics.observe_hook
+        if self._resolver is not None:
+            metrics.watch_resolver(self._resolver)
+
     def attach_session(self, session):
         """A session starts: it uses the current chain to its end (returned)."""
         self.chain.attach(session)
@@ -340,6 +352,7 @@ class SMTPServer(ServerLog, Draining):
             self._resolver = Resolver.from_settings(
                 reactor, servers=self.dns_servers, timeout=self.dns_timeout or None,
                 tries=self.dns_attempts or None, cache_size=self.dns_cache_size)
+            self.metrics.watch_resolver(self._resolver)
             self._resolver_trigger = reactor.addSystemEventTrigger(
                 "during", "shutdown", self._close_dns_at_shutdown)
         return self._resolver

@@ -175,6 +175,7 @@ class SMTPSession(SessionFlow, EnvelopeCommands, MessageDelivery, StartTLS):
     def _open(self):
         refusal = self.server.too_many_from_ip(self)
         if refusal is not None:
+            self.server.metrics.connection_refused("max_from_ip")
             self.respond(451, refusal)     # hosts_allow's answer, when it is not loaded
             self.disconnect()
             return None

@@ -66,6 +66,7 @@ class StartTLS:
     def tls_handshake_done(self, tls_connection):
         """The handshake completed (``tls_connection``: the OpenSSL Connection)."""
         self._cancel_handshake_deadline()
+        self.server.metrics.tls_handshake("ok")
         conn = self.connection
         conn.tls = True
         conn.notes.update(session_notes(tls_connection))
@@ -90,4 +91,5 @@ class StartTLS:
     def tls_handshake_failed(self, reason):
         """The connection was lost before the handshake completed."""
         self._cancel_handshake_deadline()
+        self.server.metrics.tls_handshake("failed")
         self.log(codes.LOGINFO, "TLS handshake failed: %s" % (reason.getErrorMessage(),))

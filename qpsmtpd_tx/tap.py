@@ -35,6 +35,8 @@ class Options(usage.Options):
         ["workers", "w", "1", "processes serving the listening sockets (use the cores; see README)"],
         ["limit-connections", None, "500",
          "concurrent clients per process; more get 421 and are closed (0: no limit)"],
+        ["metrics", None, None, "serve Prometheus metrics at /metrics on this Twisted endpoint, "
+         "e.g. tcp:9125:interface=127.0.0.1 (default: off)"],
     ]
     optFlags = [
         ["no-rdns", "H", "do not look up the client's host name (remote_host is then Unknown)"],
@@ -213,6 +215,9 @@ def makeService(options):
     if options["listen-proxy"]:
         proxy_listening = ListeningService(options["listen-proxy"], proxy_factory(server))
         proxy_listening.setServiceParent(top)
+    if options["metrics"]:
+        from qpsmtpd_tx.metrics_http import MetricsService
+        MetricsService(options["metrics"], server, options["workers"] > 1).setServiceParent(top)
     if options["workers"] > 1:
         args = ["--max-from-ip", str(options["max-from-ip"]),
                 "--limit-connections", str(options["limit-connections"])]
@@ -220,6 +225,8 @@ def makeService(options):
             args += ["--config", options["config"]]
         if options["no-rdns"]:
             args.append("--no-rdns")
+        if options["metrics"]:
+            args.append("--metrics")
         WorkerPool(options["workers"] - 1, listening, args, tls_listening,
                    proxy_listening).setServiceParent(top)
     return top

@@ -70,6 +70,8 @@ def parse_args(argv):
     parser.add_argument("--max-from-ip", type=int, default=5)
     parser.add_argument("--limit-connections", type=int, default=500)
     parser.add_argument("--no-rdns", action="store_true")
+    parser.add_argument("--metrics", action="store_true",
+                        help="count metrics into the parent's PROMETHEUS_MULTIPROC_DIR")
     return parser.parse_args(argv)
 
 
@@ -95,6 +97,9 @@ def main(argv=None):
         sys.stderr.write("qpsmtpd-tx worker %d: cannot start: SMTPS needs the tls plugin\n"
                          % args.worker)
         return 1
+    if args.metrics:
+        from qpsmtpd_tx import prometheus
+        server.use_metrics(prometheus.in_multiprocess_dir(os.environ[prometheus.MULTIPROC_ENV]))
     ports = []
     for specs, factory in ((args.fd, SMTPFactory(server)), (args.tls_fd, smtps_factory(server)),
                            (args.proxy_fd, proxy_factory(server))):

@@ -10,7 +10,7 @@ import sys
 from twisted.trial import unittest
 
 from tests.support.harness import write_config
-from tests.support.processes import free_port, server_env, start_twistd, stop_process, twistd_argv
+from tests.support.processes import child_pids, free_port, server_env, start_twistd, stop_process, twistd_argv
 
 HEADERS = (b"From: Alice <a@b.example>\r\nTo: u@example.com\r\nSubject: test\r\n"
            b"Message-Id: <e2e-1@b.example>\r\n")
@@ -150,8 +150,7 @@ class WorkersTests(unittest.TestCase):
     """--workers N: extra processes serve the same listening socket; a dead one is replaced."""
 
     def children(self, pid):
-        out = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout
-        return sorted(int(p) for p in out.split())
+        return child_pids(pid)
 
     def test_workers_serve_and_restart(self):
         import time

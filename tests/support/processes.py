@@ -46,6 +46,12 @@ def processes_running(text):
     return pids
 
 
+def child_pids(pid):
+    """The PIDs of process ``pid``'s children (``--workers``), sorted."""
+    out = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout
+    return sorted(int(p) for p in out.split())
+
+
 def setenv(testcase, name, value):
     """Set environment variable ``name`` to ``value`` (made a string), or with None unset it,
     until ``testcase`` ends (for the server processes a test starts)."""
