@@ -36,8 +36,6 @@ Arguments (``key value`` pairs, all optional):
   ``loglevel LEVEL``
 """
 
-from twisted.internet import defer
-
 from qpsmtpd_tx import arc, authresults, dkim_body, dkim_sign, dkim_verify
 from qpsmtpd_tx.codes import DECLINED, LOGERROR, LOGINFO
 from qpsmtpd_tx.plugin import Plugin, PluginError
@@ -95,22 +93,14 @@ class ARCPlugin(Plugin):
         names = chain.key_names()
         if not wanted and not names:
             return self._done(transaction, arc.check_chain(chain, fields, {}, {}), None)
-        body = transaction.body.open()
-
-        def closed(result):
-            body.close()
-            return result
-
         def checked(hashes_and_keys):
             hashes, keys = hashes_and_keys
             verdict = arc.check_chain(chain, fields, hashes, keys)
             return self._done(transaction, verdict, hashes.get(arc.SEAL_BODY))
 
-        d = defer.gatherResults([
-            dkim_body.hash_body(self.server, transaction.body.size, body, wanted),
-            dkim_verify.fetch_keys(transaction.connection.dns, names, self.timeout)],
-            consumeErrors=True)
-        d.addBoth(closed)
+        d = dkim_body.hashes_and(
+            self.server, transaction.body.size, transaction.body.open(), wanted,
+            dkim_verify.fetch_keys(transaction.connection.dns, names, self.timeout))
         return now_if_ready(d.addCallback(checked))
 
     def _done(self, transaction, verdict, seal_hash):

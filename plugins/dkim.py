@@ -68,8 +68,6 @@ Differences from qpsmtpd 0.94, intended:
     the fields signed and over-signed are chosen as above, ``c=relaxed/relaxed`` as 0.94.
 """
 
-from twisted.internet import defer
-
 from qpsmtpd_tx import dkim_body, dkim_sign, dkim_verify
 from qpsmtpd_tx.codes import DECLINED, DENYSOFT, LOGDEBUG, LOGERROR, LOGINFO
 from qpsmtpd_tx.dns import DNSError
@@ -133,16 +131,9 @@ class DKIMPlugin(Plugin):
             self.store_auth_results(transaction, "dkim=none")
             return self._decide(transaction, "none", None)
         wanted = {s.body_key for s in signatures if s.result is None}
-
-        def closed(result):
-            body.close()
-            return result
-
-        d = defer.gatherResults([self._hash_body(transaction, body, wanted),
-                                 self._fetch_keys(transaction, signatures)], consumeErrors=True)
-        d.addBoth(closed)
-        d.addCallback(self._check, transaction, signatures, fields)
-        return d
+        d = dkim_body.hashes_and(self.server, transaction.body.size, body, wanted,
+                                 self._fetch_keys(transaction, signatures))
+        return d.addCallback(self._check, transaction, signatures, fields)
 
     def _check(self, hashes_and_keys, transaction, signatures, fields):
         hashes, keys = hashes_and_keys

@@ -152,6 +152,30 @@ def hash_body(server, size, body, wanted):
     return server.run_blocking(body_hashes, body, wanted)
 
 
+def hashes_and(server, size, body, wanted, other):
+    """A Deferred of ``(body hashes, result of the Deferred other)`` (the signatures' keys):
+    the body ``body`` (closed when done) is hashed while ``other`` waits. A body of one
+    piece is hashed at once, and no more Deferreds are made than ``other`` (this runs for
+    every message)."""
+    if size > HASH_CHUNK:
+        d = defer.gatherResults([server.run_blocking(body_hashes, body, wanted), other],
+                                consumeErrors=True)
+        return d.addBoth(_closing, body).addCallback(tuple)
+    try:
+        hashes = body_hashes(body, wanted)
+    except Exception:
+        other.addErrback(lambda failure: None)      # reported through the first error
+        return defer.fail()
+    finally:
+        body.close()
+    return other.addCallback(lambda result: (hashes, result))
+
+
+def _closing(result, body):
+    body.close()
+    return result
+
+
 def _update(streams, hashes, chunk, step):
     for canon, stream in streams.items():
         out = step(stream, chunk)

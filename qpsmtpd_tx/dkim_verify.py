@@ -345,6 +345,9 @@ def fetch_keys(dns, names, timeout):
             return None     # a name no key can have: as good as none
         return None if e.definite else e
 
+    if len(names) == 1:     # the common case: no DeferredList
+        return dns.txt(names[0], timeout=timeout).addCallbacks(answered, failed).addCallback(
+            lambda found: {names[0]: found})
     lookups = [dns.txt(name, timeout=timeout).addCallbacks(answered, failed)
                for name in names]
     return defer.gatherResults(lookups, consumeErrors=True).addCallback(

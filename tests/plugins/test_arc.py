@@ -102,6 +102,18 @@ class CheckTests(ARCCase):
         self.assertIn("i=2;", outcome.header.get_first("ARC-Seal"))
         self.assertChainPasses(rspamd, outcome, 2)
 
+    async def test_big_message_is_hashed_in_pieces(self):
+        # a body of several hash pieces (dkim_body.HASH_CHUNK) goes through the thread pool
+        rspamd = shared_arc_rspamd()
+        body = "".join("line %d of a long message, with  two spaces \r\n" % i
+                       for i in range(6000))
+        sealed = rspamd.seal(text_message(rspamd.zone, body=body).encode())
+        self.serve_arc("seal all domain %s" % self.zone)
+        outcome = await self.send_from("me@example.net", sealed.decode())
+        self.assertEqual(self.our_results(outcome),
+                         ["arc=pass smtp.remote-ip=127.0.0.1 header.oldest-pass=0"])
+        self.assertChainPasses(rspamd, outcome, 2)
+
     async def test_changed_after_rspamd_sealed_fails(self):
         rspamd = shared_arc_rspamd()
         sealed = rspamd.seal(text_message(rspamd.zone).encode())
