@@ -68,15 +68,12 @@ Differences from qpsmtpd 0.94, intended:
     the fields signed and over-signed are chosen as above, ``c=relaxed/relaxed`` as 0.94.
 """
 
-import os
-
-from twisted.internet import defer
-
 from qpsmtpd_tx import dkim_body, dkim_sign, dkim_verify
 from qpsmtpd_tx.codes import DECLINED, DENYSOFT, LOGDEBUG, LOGERROR, LOGINFO
-from qpsmtpd_tx.dns import BadName, DNSError
+from qpsmtpd_tx.dns import DNSError
 from qpsmtpd_tx.plugin import Plugin
 from qpsmtpd_tx.plugin_args import positive, reject_settings
+from qpsmtpd_tx.hook_result import now_if_ready
 
 #: our results as 0.94 (Mail::DKIM) names them
 _RESULT_NAMES = {"pass": "pass", "fail": "fail", "temperror": "temperror",
@@ -96,7 +93,7 @@ class DKIMPlugin(Plugin):
         self.timeout = positive("timeout", arguments.get("timeout", "5"))
         self.max_signatures = positive("max_signatures",
                                        arguments.get("max_signatures", "10"), int)
-        self._keys = {}
+        self._keys = dkim_sign.KeyCache()
 
     def hook_data_headers_end(self, transaction):
         # The header as received: the core later adds its own fields (and removes spoofed
@@ -114,7 +111,7 @@ class DKIMPlugin(Plugin):
         block = transaction.notes.pop(_SNAPSHOT, None)
         if block is None:
             block = transaction.header.as_bytes() if transaction.header is not None else b""
-        return self._verify(transaction, block, transaction.body.open())
+        return now_if_ready(self._verify(transaction, block, transaction.body.open()))
 
     # -- checking ---------------------------------------------------------------------------
 
@@ -134,16 +131,9 @@ class DKIMPlugin(Plugin):
             self.store_auth_results(transaction, "dkim=none")
             return self._decide(transaction, "none", None)
         wanted = {s.body_key for s in signatures if s.result is None}
-
-        def closed(result):
-            body.close()
-            return result
-
-        d = defer.gatherResults([self._hash_body(transaction, body, wanted),
-                                 self._fetch_keys(transaction, signatures)], consumeErrors=True)
-        d.addBoth(closed)
-        d.addCallback(self._check, transaction, signatures, fields)
-        return d
+        d = dkim_body.hashes_and(self.server, transaction.body.size, body, wanted,
+                                 self._fetch_keys(transaction, signatures))
+        return d.addCallback(self._check, transaction, signatures, fields)
 
     def _check(self, hashes_and_keys, transaction, signatures, fields):
         hashes, keys = hashes_and_keys
@@ -167,22 +157,9 @@ class DKIMPlugin(Plugin):
 
     def _fetch_keys(self, transaction, signatures):
         """``{key name: [records] | None (no such key) | DNSError}`` for the signatures."""
-        names = sorted({s.key_name for s in signatures if s.result is None})
-        dns = transaction.connection.dns
-
-        def answered(answer):
-            return list(answer.records)
-
-        def failed(failure):
-            e = failure.trap(DNSError) and failure.value
-            if isinstance(e, BadName):
-                return None     # a name no key can have: as good as none
-            return None if e.definite else e
-
-        lookups = [dns.txt(name, timeout=self.timeout).addCallbacks(answered, failed)
-                   for name in names]
-        return defer.gatherResults(lookups, consumeErrors=True).addCallback(
-            lambda found: dict(zip(names, found)))
+        return dkim_verify.fetch_keys(
+            transaction.connection.dns, [s.key_name for s in signatures if s.result is None],
+            self.timeout)
 
     def _decide(self, transaction, result, signature):
         transaction.notes["dkim_result"] = result
@@ -217,7 +194,7 @@ class DKIMPlugin(Plugin):
             self.log(LOGINFO, "skip, DKIM not configured for %s" % (domain or "<>"), transaction)
             return DECLINED
         try:
-            key = self._key(*found)
+            key = self._keys.get(*found)
         except dkim_sign.SigningError as e:
             self.log(LOGERROR, "error, not signed: %s" % e, transaction)
             return DECLINED
@@ -239,24 +216,8 @@ class DKIMPlugin(Plugin):
             body.close()
             return result
 
-        return self._hash_body(transaction, body, [wanted]).addBoth(closed).addCallback(signed)
+        return now_if_ready(self._hash_body(transaction, body, [wanted]).addBoth(closed)
+                            .addCallback(signed))
 
     def _hash_body(self, transaction, body, wanted):
-        """A Deferred of :func:`~qpsmtpd_tx.dkim_body.body_hashes`: at once for a body of
-        one piece (a thread costs more than hashing it), else in the I/O thread pool."""
-        if transaction.body.size <= dkim_body.HASH_CHUNK:
-            return defer.maybeDeferred(dkim_body.body_hashes, body, wanted)
-        return self.server.run_blocking(dkim_body.body_hashes, body, wanted)
-
-    def _key(self, domain, directory):
-        """The SigningKey of ``directory``, read again when its private key changed."""
-        try:
-            stamp = (os.stat(os.path.join(directory, "private")).st_mtime_ns,
-                     os.stat(os.path.join(directory, "selector")).st_mtime_ns)
-        except OSError as e:
-            raise dkim_sign.SigningError("%s: %s" % (directory, e))
-        cached = self._keys.get(directory)
-        if cached is None or cached[0] != stamp:
-            cached = (stamp, dkim_sign.SigningKey(domain, directory))
-            self._keys[directory] = cached
-        return cached[1]
+        return dkim_body.hash_body(self.server, transaction.body.size, body, wanted)

@@ -48,8 +48,6 @@ Authentication-Results entry is complete (0.94 overwrote ``dmarc=…`` with the 
 and is written also without a policy (``dmarc=none``); a DNS failure is ``temperror``.
 """
 
-from email.utils import getaddresses
-
 from twisted.internet import defer
 
 from qpsmtpd_tx import dmarc_policy
@@ -57,6 +55,7 @@ from qpsmtpd_tx.codes import DECLINED, LOGINFO
 from qpsmtpd_tx.dns import BadName, DNSError
 from qpsmtpd_tx.plugin import Plugin
 from qpsmtpd_tx.plugin_args import positive, reject_settings
+from qpsmtpd_tx.hook_result import now_if_ready
 
 
 class DMARCPlugin(Plugin):
@@ -87,13 +86,11 @@ class DMARCPlugin(Plugin):
         if not froms:
             self.log(LOGINFO, "skip, null sender", transaction)
             return self._refuse(transaction, "empty from address, null sender?")
-        addresses = getaddresses(froms)
-        domains = {a.rpartition("@")[2].strip().lower().strip(".") for _, a in addresses}
-        if len(froms) > 1 or len(addresses) != 1 or "" in domains or "@" not in addresses[0][1]:
+        domain = dmarc_policy.from_domain(tuple(froms))
+        if domain is None:
             self.log(LOGINFO, "unparseable from header: %s" % " / ".join(froms), transaction)
             return self._refuse(transaction, "unparseable from header")
-        [domain] = domains
-        return defer.Deferred.fromCoroutine(self._check(transaction, domain))
+        return now_if_ready(defer.Deferred.fromCoroutine(self._check(transaction, domain)))
 
     async def _check(self, transaction, domain):
         psl = self.suffixes(transaction)

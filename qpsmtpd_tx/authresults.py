@@ -49,9 +49,12 @@ def _results(stored):
     return list(stored) if isinstance(stored, (list, tuple)) else [stored]
 
 
+_FIELD_LOWER = FIELD.lower()
+
+
 def _is_ours(field, ours):
     name, raw = field
-    return (name.lower() == FIELD.lower()
+    return (len(name) == len(FIELD) and name.lower() == _FIELD_LOWER
             and authserv_id(raw.decode("utf-8", "surrogateescape").partition(":")[2]) == ours)
 
 

@@ -8,6 +8,8 @@ The stored body has LF line endings; the canonical form has CRLF.
 
 import hashlib
 
+from twisted.internet import defer
+
 
 
 def compress_spaces(data):
@@ -139,6 +141,39 @@ def body_hashes(body, wanted, chunk_size=HASH_CHUNK):
         _update(streams, hashes, chunk, Canonicalizer.feed)
     _update(streams, hashes, None, lambda stream, _: stream.finish())
     return hashes
+
+
+def hash_body(server, size, body, wanted):
+    """A Deferred of :func:`body_hashes` of the open body ``body`` of ``size`` bytes: at once
+    for a body of one piece (a thread costs more than hashing it), else in the server's I/O
+    thread pool (``server.run_blocking``)."""
+    if size <= HASH_CHUNK:
+        return defer.maybeDeferred(body_hashes, body, wanted)
+    return server.run_blocking(body_hashes, body, wanted)
+
+
+def hashes_and(server, size, body, wanted, other):
+    """A Deferred of ``(body hashes, result of the Deferred other)`` (the signatures' keys):
+    the body ``body`` (closed when done) is hashed while ``other`` waits. A body of one
+    piece is hashed at once, and no more Deferreds are made than ``other`` (this runs for
+    every message)."""
+    if size > HASH_CHUNK:
+        d = defer.gatherResults([server.run_blocking(body_hashes, body, wanted), other],
+                                consumeErrors=True)
+        return d.addBoth(_closing, body).addCallback(tuple)
+    try:
+        hashes = body_hashes(body, wanted)
+    except Exception:
+        other.addErrback(lambda failure: None)      # reported through the first error
+        return defer.fail()
+    finally:
+        body.close()
+    return other.addCallback(lambda result: (hashes, result))
+
+
+def _closing(result, body):
+    body.close()
+    return result
 
 
 def _update(streams, hashes, chunk, step):

@@ -57,6 +57,7 @@ class SigningKey:
             raise SigningError("%s: %s" % (directory, e))
         if not self.selector:
             raise SigningError("%s/selector: no selector" % directory)
+        self.private = key          # cryptography's key (ARC seals with it)
         if isinstance(key, Ed25519PrivateKey):
             self.algorithm = b"ed25519-sha256"
             self.key = _Ed25519Signer(key)
@@ -67,6 +68,26 @@ class SigningKey:
                 serialization.NoEncryption()))
         else:
             raise SigningError("%s/private: neither an RSA nor an Ed25519 key" % directory)
+
+
+class KeyCache:
+    """SigningKeys by key directory, each read again when its files changed."""
+
+    def __init__(self):
+        self._keys = {}
+
+    def get(self, domain, directory):
+        """The SigningKey of ``directory``; raises SigningError."""
+        try:
+            stamp = (os.stat(os.path.join(directory, "private")).st_mtime_ns,
+                     os.stat(os.path.join(directory, "selector")).st_mtime_ns)
+        except OSError as e:
+            raise SigningError("%s: %s" % (directory, e))
+        cached = self._keys.get(directory)
+        if cached is None or cached[0] != stamp:
+            cached = (stamp, SigningKey(domain, directory))
+            self._keys[directory] = cached
+        return cached[1]
 
 
 class _Ed25519Signer:

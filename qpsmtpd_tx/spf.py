@@ -101,7 +101,14 @@ class SPFResult:
     runs = attr.ib(default=0)
 
     def local_explanation(self):
-        """Mail::SPF's local explanation, the text of qpsmtpd's replies (``domain: why``)."""
+        """Mail::SPF's local explanation, the text of qpsmtpd's replies (``domain: why``).
+        Kept once made: a connection reuses its result for many messages."""
+        text = self.__dict__.get("_explanation")
+        if text is None:
+            text = self._explanation = self._local_explanation()
+        return text
+
+    def _local_explanation(self):
         domain = self.domain
         if self.authority and self.authority != domain:
             domain = "%s ... %s" % (domain, self.authority)
@@ -125,7 +132,14 @@ class SPFResult:
         return "%s (mechanism '%s' matched)" % (text, self.mechanism.lstrip("+"))
 
     def received_spf(self, receiver):
-        """The ``Received-SPF`` field's value (RFC 7208 9.1), as Mail::SPF writes it."""
+        """The ``Received-SPF`` field's value (RFC 7208 9.1), as Mail::SPF writes it (kept
+        once made, as the explanation)."""
+        made = self.__dict__.setdefault("_received_spf_texts", {})
+        if receiver not in made:
+            made[receiver] = self._received_spf(receiver)
+        return made[receiver]
+
+    def _received_spf(self, receiver):
         pairs = [("receiver", receiver or "unknown"),
                  ("identity", "mailfrom" if self.scope == "mfrom" else "helo")]
         if self.scope == "mfrom":

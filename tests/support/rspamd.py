@@ -57,14 +57,14 @@ GTUBE = "XJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL*C.34X"
 CONFIG = """\
 options {{
   pidfile = "{dir}/rspamd.pid";
-  filters = "";
+  filters = "{filters}";
   enable_test_patterns = true;
   disable_hyperscan = true;
-  explicit_modules = ["settings"];
+  explicit_modules = ["settings"{explicit}];
   url_tld = "{dir}/tld.dat";
   local_addrs = [];
   dns {{
-    nameserver = ["127.0.0.1:{dns_port}"];
+    nameserver = ["{nameserver}"];
     timeout = 0.2s;
     retransmits = 1;
   }}
@@ -105,7 +105,7 @@ worker "rspamd_proxy" {{
 }}
 modules {{
   path = "${{PLUGINSDIR}}/settings.lua";
-  path = "${{PLUGINSDIR}}/milter_headers.lua";
+  path = "${{PLUGINSDIR}}/milter_headers.lua";{module_paths}
 }}
 lua = "{dir}/test.lua";
 settings {{
@@ -215,9 +215,16 @@ def _binary():
     return None
 
 
-def start_rspamd(timeout=60.0):
+def _lua_module(name):
+    return os.path.exists("/usr/share/rspamd/plugins/%s.lua" % name)
+
+
+def start_rspamd(timeout=60.0, nameserver=None, modules=(), extra_config=""):
     """Start a private rspamd; returns a :class:`Rspamd`. SkipTest if it is not installed.
 
+    ``nameserver`` (``address:port``) replaces the closed port as rspamd's DNS server;
+    ``modules`` are more modules to load (C ones such as ``dkim``, Lua ones such as ``arc``), configured
+    by ``extra_config`` (appended to the config; ``{dir}`` in it is rspamd's directory).
     The caller stops it (``stop()``).
     """
     binary = _binary()
@@ -234,8 +241,13 @@ def start_rspamd(timeout=60.0):
     directory = tempfile.mkdtemp(prefix="qptx-rspamd-")
     port = free_port()
     milter_port = free_port()
-    files = {"rspamd.conf": CONFIG.format(dir=directory, port=port, dns_port=free_port(),
-                                          milter_port=milter_port),
+    config = CONFIG.format(
+        dir=directory, port=port, nameserver=nameserver or "127.0.0.1:%d" % free_port(),
+        milter_port=milter_port, explicit="".join(', "%s"' % m for m in modules),
+        filters=",".join(m for m in modules if not _lua_module(m)),
+        module_paths="".join('\n  path = "${PLUGINSDIR}/%s.lua";' % m for m in modules
+                             if _lua_module(m)))
+    files = {"rspamd.conf": config + extra_config.replace("{dir}", directory),
              "test.lua": TEST_LUA, "tld.dat": TLD}
     for name, text in files.items():
         with open(os.path.join(directory, name), "w") as f:

@@ -1,0 +1,146 @@
+#!/usr/bin/env python3
+"""CPU of the email-authentication plugins per message, in one process, without sockets or
+a load generator: a server on a temporary config (qpsmtpd_tx.testing's real server, config
+reader and plugins) is fed auth_bench's signed 10 KiB message through an in-memory client,
+many messages per connection, with a warm DNS cache (keys, SPF and DMARC records on the
+suite's private NSD). The queue is the tests' ``scripted queue OK`` (no disk), so what is
+measured is the SMTP core and the chain.
+
+Reported: CPU microseconds per message (``time.process_time``) of the chain without the
+checks (plain), and what ``sender_permitted_from`` (spf), ``dkim`` and ``dmarc`` add to it, per
+round and the least of the rounds (the least is the least disturbed by other processes). Less noisy than auth_bench.py on a shared machine (no client, no threads, no wall
+clock), so it suits A/B comparisons: ``--tree`` runs another checkout's qpsmtpd_tx (e.g. a
+``git worktree`` of an older commit) with this script; alternate the trees.
+
+    python3 bench/auth_cpu.py [--messages 3000] [--rounds 3] [--tree DIR]
+"""
+
+import argparse
+import os
+import shutil
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+
+
+class _Case:
+    """What make_server needs of a test case."""
+
+    def __init__(self):
+        self.cleanups = []
+        self.root = tempfile.mkdtemp(prefix="qpauthcpu-")
+
+    def mktemp(self):
+        return tempfile.mkdtemp(dir=self.root)
+
+    def addCleanup(self, function, *args):
+        self.cleanups.append((function, args))
+
+    def patch(self, obj, name, value):
+        setattr(obj, name, value)
+
+    def close(self):
+        for function, args in reversed(self.cleanups):
+            function(*args)
+        shutil.rmtree(self.root, True)
+
+
+def _message(size):
+    import auth_bench
+    import smtpload
+    work = tempfile.mkdtemp(prefix="qpauthcpu-key-")
+    try:
+        prepend, record = auth_bench.signed_prepend(work, size)
+        with open(prepend, "rb") as f:
+            field = f.read()
+    finally:
+        shutil.rmtree(work, True)
+    head, tail = smtpload.build_message_parts(size, auth_bench.SENDER, "user@example.com")
+    return field, head, tail, record
+
+
+def run(plugins, dns, parts, messages):
+    """CPU µs per message of ``messages`` messages through ``plugins``."""
+    from twisted.internet import reactor
+    from qpsmtpd_tx.testing import MemoryClient, make_server
+    import auth_bench
+    import smtpload
+    field, head, tail, _ = parts
+    case = _Case()
+    try:
+        server = make_server(case, ["rcpt_ok"] + plugins + ["scripted queue OK"],
+                             {"dns_servers": dns.address, "rcpthosts": "example.com"},
+                             plugin_dirs=[os.path.join(ROOT, "tests", "fixture_plugins")])
+        client = MemoryClient(server, remote_ip="127.0.0.1")
+        client.command("EHLO smtpload.example")
+
+        def one(seq):
+            reply = client.command("MAIL FROM:<%s>" % auth_bench.SENDER)
+            while not reply:                     # a cold cache: the DNS answers later
+                reactor.iterate(0.005)
+                reply = client.take()
+            client.command("RCPT TO:<user@example.com>")
+            client.command("DATA")
+            reply = client.send(smtpload.dot_stuff(field + head + b"%010d" % seq + tail)
+                                + b".\r\n")
+            while not reply:
+                reactor.iterate(0.005)
+                reply = client.take()
+            if not reply.startswith("250"):
+                raise RuntimeError("message refused: %r" % reply)
+
+        for seq in range(5):                     # warm the DNS cache
+            one(seq)
+        start = time.process_time()
+        for seq in range(messages):
+            one(seq + 5)
+        return (time.process_time() - start) / messages * 1e6
+    finally:
+        case.close()
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--messages", type=int, default=3000)
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--size", type=int, default=10240)
+    p.add_argument("--tree", default=ROOT, help="the checkout whose qpsmtpd_tx runs")
+    p.add_argument("--chains", default="plain,spf,dkim,dkim+dmarc,spf+dkim+dmarc",
+                   help="which chains to run (names as reported)")
+    a = p.parse_args()
+    sys.path[:0] = [os.path.abspath(a.tree), HERE, ROOT]
+    import qpsmtpd_tx                   # first: auth_bench puts this checkout on the path
+    import auth_bench
+    from tests.support.dns import private_dns
+    dns = private_dns()
+    parts = _message(a.size)
+    dns.set_zone(auth_bench.DOMAIN, [
+        ("%s._domainkey" % auth_bench.SELECTOR, "TXT", parts[3]),
+        ("_dmarc", "TXT", "v=DMARC1; p=reject"), ("@", "TXT", "v=spf1 ip4:127.0.0.0/8 -all")])
+    dns.set_zone("smtpload.example", [("@", "A", "127.0.0.1"),
+                                      ("@", "TXT", "v=spf1 ip4:127.0.0.0/8 -all")])
+    names = {"spf": "sender_permitted_from", "dkim": "dkim", "dmarc": "dmarc"}
+    chains = [(chain, [] if chain == "plain" else [names[n] for n in chain.split("+")])
+              for chain in a.chains.split(",")]
+    print("qpsmtpd_tx from %s" % os.path.dirname(os.path.dirname(qpsmtpd_tx.__file__)))
+    best = {}
+    for round_ in range(a.rounds):
+        costs = {name: run(plugins, dns, parts, a.messages) for name, plugins in chains}
+        for name, cost in costs.items():
+            best[name] = min(best.get(name, cost), cost)
+        print("round %d: %s" % (round_ + 1, _line(costs)))
+    print("least of %d rounds: %s" % (a.rounds, _line(best)))
+
+
+def _line(costs):
+    """``plain N µs, chain +M, …`` (CPU µs per message; the chains less plain)."""
+    plain = costs.get("plain", 0)
+    return ", ".join("%s %.0f µs" % (name, cost) if name == "plain" else
+                     "%s +%.0f" % (name, cost - plain) for name, cost in costs.items())
+
+
+if __name__ == "__main__":
+    main()
