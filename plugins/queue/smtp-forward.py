@@ -118,15 +118,13 @@ import re
 
 from twisted.internet import defer, reactor
 from twisted.internet.endpoints import connectProtocol
-from twisted.internet.interfaces import IHandshakeListener
-from twisted.protocols.basic import LineReceiver
-from zope.interface import implementer
 
 from qpsmtpd_tx import client_tls, outcomes, refused as refused_copies
-from qpsmtpd_tx.client import MessageProducer, TimedClient
 from qpsmtpd_tx.codes import DECLINED, DENY, DENYSOFT, LOGERROR, LOGINFO, LOGWARN, OK
 from qpsmtpd_tx.endpoints import ServerAddress, describe_failure as _describe
 from qpsmtpd_tx.plugin import Plugin, PluginError
+from qpsmtpd_tx.smtp_client import (  # noqa: F401 (encode_message, Reply: for the tests)
+    NextHopError, NextHopProtocol, Refused as _Refused, Reply, TlsFailed, encode_message)
 
 DEFAULT_TIMEOUT = 60.0
 #: the reply to the end of the message may take this many times ``timeout``
@@ -137,10 +135,6 @@ _HOST = re.compile(r"[\w.-]+\Z")
 TLS_MODES = ("none", "may", "require", "verify")
 #: LMTP, some recipients refused after the message: 250 for the others, or 451 for all
 PARTIAL_MODES = ("accept", "defer")
-
-
-class NextHopError(Exception):
-    """The conversation with the next hop failed without a reply that says why."""
 
 
 class ConnectFailed(NextHopError):
@@ -161,24 +155,6 @@ class ProxyState:
         self.recipients = []
 
 
-class Reply:
-    """One reply of the next hop: its code and text lines."""
-
-    def __init__(self, code, lines):
-        self.code = code
-        self.lines = lines
-
-    @property
-    def text(self):
-        return " ".join(line for line in self.lines if line)
-
-    def __str__(self):
-        return ("%d %s" % (self.code, self.text)).strip()
-
-    def __repr__(self):
-        return "Reply(%d, %r)" % (self.code, self.lines)
-
-
 def xtext(value):
     """RFC 3461 xtext: ``+``, ``=``, controls, space and non-ASCII as ``+HH``."""
     out = []
@@ -190,131 +166,6 @@ def xtext(value):
     return "".join(out)
 
 
-def encode_message(data, at_line_start):
-    """LF → CRLF and dot-stuffing for one chunk; returns (bytes, ends at a line start)."""
-    out = data.replace(b"\n.", b"\n..")
-    if at_line_start and data[:1] == b".":
-        out = b"." + out
-    return out.replace(b"\n", b"\r\n"), data.endswith(b"\n")
-
-
-class _MessageProducer(MessageProducer):
-    """Writes header, body and the final dot to the next hop, a chunk per request."""
-
-    def __init__(self, hop, header, body):
-        MessageProducer.__init__(self, hop, header, body)
-        self.at_line_start = True
-
-    def produce(self):
-        data = self.read()
-        if data:
-            encoded, self.at_line_start = encode_message(data, self.at_line_start)
-            self.client.transport.write(encoded)
-            return
-        self.client.transport.write((b"" if self.at_line_start else b"\r\n") + b".\r\n")
-        self.finish()
-
-    def stopped_error(self):
-        return NextHopError("connection lost while sending the message")
-
-
-class TlsFailed(NextHopError):
-    """The TLS handshake with the next hop failed (or its certificate did not verify)."""
-
-
-@implementer(IHandshakeListener)
-class NextHopProtocol(TimedClient, LineReceiver):
-    """A small SMTP/LMTP client: send a line, wait for the reply; every wait has a timeout."""
-
-    delimiter = b"\n"
-    MAX_LENGTH = 65536
-
-    def __init__(self, timeout, clock=reactor):
-        TimedClient.__init__(self, timeout, clock)
-        self._partial = []
-        self._tls_options = None
-        #: "plain", "handshake" (STARTTLS accepted, handshake running) or "tls"
-        self.tls_state = "plain"
-
-    # -- receiving -----------------------------------------------------------------------------
-
-    def dataReceived(self, data):
-        self.touch()
-        LineReceiver.dataReceived(self, data)
-
-    def lineReceived(self, line):
-        if self.error is not None:
-            return
-        text = line.rstrip(b"\r").decode("utf-8", "replace")
-        if len(text) < 3 or not text[:3].isdigit() or text[3:4] not in ("", " ", "-"):
-            self.fail(NextHopError("garbled reply from the next hop: %r" % text[:80]))
-            return
-        self._partial.append(text[4:])
-        if text[3:4] == "-":
-            return
-        reply, self._partial = Reply(int(text[:3]), self._partial), []
-        if self._tls_options is not None:
-            options, self._tls_options = self._tls_options, None
-            if reply.code == 220:
-                # Whatever came with the 220 was sent in plaintext and must not be read as
-                # an answer inside TLS (CVE-2011-0411, seen from the client's side).
-                if self._buffer:
-                    self.fail(NextHopError("the next hop sent more after its 220 to STARTTLS"))
-                    return
-                self.tls_state = "handshake"
-                self.transport.startTLS(options)
-        self.item_arrived(reply)
-
-    def handshakeCompleted(self):
-        """IHandshakeListener: the TLS handshake is done (and the certificate verified)."""
-        self.tls_state = "tls"
-
-    def lineLengthExceeded(self, line):
-        self.fail(NextHopError("reply line longer than %d bytes from the next hop" % self.MAX_LENGTH))
-
-    def lost_error(self, reason):
-        if self.tls_state == "handshake":
-            return TlsFailed("TLS handshake with the next hop failed (%s)" % reason.getErrorMessage())
-        return NextHopError("connection to the next hop lost (%s)" % reason.getErrorMessage())
-
-    def timeout_error(self, seconds, doing):
-        if self.tls_state == "handshake":
-            return TlsFailed("TLS handshake with the next hop failed (no answer within %g seconds)"
-                             % seconds)
-        return NextHopError("the next hop did not answer within %g seconds" % seconds)
-
-    # -- waiting -------------------------------------------------------------------------------
-
-    def reply(self, timeout=None):
-        """A Deferred firing with the next Reply (fails on timeout or a lost connection)."""
-        return self.next_item(timeout)
-
-    def command(self, line, timeout=None):
-        """Send one command line; a Deferred firing with its Reply."""
-        self.transport.write(line.encode("utf-8", "surrogateescape") + b"\r\n")
-        return self.reply(timeout)
-
-    def starttls(self, options):
-        """Send STARTTLS; TLS starts (with ``options``) as its 220 arrives. Its Reply."""
-        if self._items:
-            return defer.fail(NextHopError("the next hop sent a reply nobody asked for"))
-        self._tls_options = options
-        return self.command("STARTTLS")
-
-    def send_message(self, header, body):
-        """Send the message and the final dot; a Deferred firing when all is written."""
-        return self.send_with(_MessageProducer(self, header, body))
-
-    def quit(self):
-        """Say QUIT, close once it is answered (or after the timeout); nobody waits for it."""
-        if self.closed or self.error is not None:
-            if not self.closed:
-                self.transport.abortConnection()
-            return
-        d = self.command("QUIT")
-        d.addBoth(lambda _: None if self.closed else self.transport.loseConnection())
-
-
 def _describe_tls(details):
     """The log's words for the hop's TLS: ``TLSv1.3 TLS_AES_256_GCM_SHA384 (256 bits), certificate
     verified for NAME`` / ``not verified``, or ``no TLS``."""
@@ -323,15 +174,6 @@ def _describe_tls(details):
     return "%s %s (%d bits), certificate %s" % (
         details["protocol"], details["cipher"], details["bits"],
         "verified for %s" % details["name"] if details["verified"] else "not verified")
-
-
-class _Refused(Exception):
-    """The next hop refused with ``reply`` at ``stage``; ``temporary`` when not its decision."""
-
-    def __init__(self, stage, reply):
-        Exception.__init__(self, stage, reply)
-        self.stage = stage
-        self.reply = reply
 
 
 class SmtpForward(Plugin):
