@@ -58,11 +58,17 @@ class MessageWriter(MessageProducer):
             encoded, self.at_line_start = encode_message(data, self.at_line_start)
             self.client.transport.write(encoded)
             return
+        # From here on the server may have the message: no retry elsewhere (safe_to_retry).
+        self.client.message_ended = True
         self.client.transport.write((b"" if self.at_line_start else b"\r\n") + b".\r\n")
         self.finish()
 
     def stopped_error(self):
         return NextHopError("connection lost while sending the message")
+
+
+class NextHopTimeout(NextHopError):
+    """The next hop did not answer in time."""
 
 
 class TlsFailed(NextHopError):
@@ -82,6 +88,14 @@ class NextHopProtocol(TimedClient, LineReceiver):
         self._tls_options = None
         #: "plain", "handshake" (STARTTLS accepted, handshake running) or "tls"
         self.tls_state = "plain"
+        #: the EHLO/LHLO capabilities ({KEYWORD: [parameters]}), set by whoever greeted
+        self.capabilities = {}
+        #: what TLS gave this connection (see client_tls.session_details), None: plaintext
+        self.tls_details = None
+        #: the final dot of the current message was written (reset by send_transaction)
+        self.message_ended = False
+        #: messages this connection has carried (counted by qpsmtpd_tx.pool)
+        self.uses = 0
 
     # -- receiving -----------------------------------------------------------------------------
 
@@ -128,7 +142,7 @@ class NextHopProtocol(TimedClient, LineReceiver):
         if self.tls_state == "handshake":
             return TlsFailed("TLS handshake with the next hop failed (no answer within %g seconds)"
                              % seconds)
-        return NextHopError("the next hop did not answer within %g seconds" % seconds)
+        return NextHopTimeout("the next hop did not answer within %g seconds" % seconds)
 
     # -- waiting -------------------------------------------------------------------------------
 
@@ -152,6 +166,16 @@ class NextHopProtocol(TimedClient, LineReceiver):
         """Send the message and the final dot; a Deferred firing when all is written."""
         return self.send_with(MessageWriter(self, header, body))
 
+    def usable(self):
+        """True if an idle connection can carry another transaction: open, not failed, and
+        nothing unasked for arrived meanwhile (e.g. a ``421`` before the server closes)."""
+        return (not self.closed and self.error is None and not self._items
+                and self._waiter is None and self.tls_state != "handshake")
+
+    def close(self):
+        """The pool's way to end an idle connection: :meth:`quit`."""
+        self.quit()
+
     def quit(self):
         """Say QUIT, close once it is answered (or after the timeout); nobody waits for it."""
         if self.closed or self.error is not None:
@@ -172,3 +196,51 @@ class Refused(Exception):
         self.reply = reply
 
 
+
+
+async def send_transaction(hop, sender, recipients, header, body, reset=False):
+    """Start a transaction on ``hop`` and send the message (not waiting for the reply to its
+    end): RSET first if ``reset`` (a reused connection), MAIL FROM:``sender``, RCPT
+    TO:``path`` for each of ``recipients`` (SMTP paths, str), then DATA. When the server
+    offers PIPELINING (RFC 2920) the commands before DATA go in one write and their replies
+    are read after; else one by one. DATA waits for them: once it is accepted the message
+    must follow, so a refused recipient would cost the connection. The first refusal
+    raises :class:`Refused` (a ``421`` also ends the connection); lost connections and
+    timeouts raise :class:`NextHopError`.
+    """
+    hop.message_ended = False
+    commands = (["RSET"] if reset else []) + ["MAIL FROM:%s" % sender]
+    commands += ["RCPT TO:%s" % path for path in recipients]
+    pipelined = "PIPELINING" in hop.capabilities
+    if pipelined:
+        hop.transport.write("".join(c + "\r\n" for c in commands).encode("utf-8", "surrogateescape"))
+    refusal = None
+    for command in commands:
+        reply = await (hop.reply() if pipelined else hop.command(command))
+        if reply.code // 100 == 2 or refusal is not None:
+            continue
+        refusal = Refused(command, reply)
+        if reply.code == 421:
+            # the server is closing the connection: it carries nothing more
+            hop.fail(NextHopError("the next hop closes the connection: %s" % reply))
+            break
+        if not pipelined:
+            break
+    if refusal is not None:
+        raise refusal
+    reply = await hop.command("DATA")
+    if reply.code != 354:
+        raise Refused("DATA", reply)
+    await hop.send_message(header, body)
+
+
+def safe_to_retry(hop, error):
+    """True if ``error`` on the reused connection ``hop`` shows a broken connection (lost,
+    garbled, or the server's ``421`` closing it) before the end of the message was written:
+    the server cannot have taken the message, so it may go again on a fresh connection.
+    A timeout is not retried (a slow server stays slow); nothing after the final dot is."""
+    if hop.message_ended or hop.uses == 0:
+        return False
+    if isinstance(error, Refused):
+        return error.reply is not None and error.reply.code == 421
+    return isinstance(error, NextHopError) and not isinstance(error, NextHopTimeout)

@@ -2,12 +2,14 @@
 
 For every message the plugin opens a connection to the next hop, says EHLO (LHLO in LMTP
 mode) with this server's ``me``, optionally XCLIENT, then MAIL, one RCPT per recipient, DATA,
-the message (CRLF line endings, dot-stuffed) and QUIT. The client is answered only after the
+the message (CRLF line endings, dot-stuffed) and QUIT; with ``pool`` it keeps the connection
+for the next messages instead (see below). MAIL and the RCPTs go in one write when the next
+hop offers PIPELINING; DATA waits for their replies. The client is answered only after the
 next hop has answered the end of the message. Addresses travel as SMTP paths
 (``<user@host>``, quoted local parts kept quoted), never through a shell.
 
 Arguments: ``HOST [PORT] [xclient] [lmtp] [proxy] [partial accept|defer] [timeout SECONDS]
-[tls MODE] [tls_ca FILE] [tls_name NAME]``
+[tls MODE] [tls_ca FILE] [tls_name NAME] [pool N] [pool_idle SECONDS] [pool_messages N]``
   ``HOST``     the next hop: a host name or IPv4 address (``[\\w.-]+``, as qpsmtpd), an IPv6
                address in brackets (``[2001:db8::25]``), or the absolute path of a unix socket
                (``/run/dovecot/lmtp``; no PORT then). Connected to directly, no MX lookup.
@@ -56,6 +58,23 @@ Arguments: ``HOST [PORT] [xclient] [lmtp] [proxy] [partial accept|defer] [timeou
                config directory. Unreadable or without a certificate: start-up error.
   ``tls_name`` (``tls verify``) the name the certificate must carry (default: HOST; needed
                for a unix socket).
+
+  ``pool``     keep up to N idle connections to the next hop (default 0: one connection per
+               message) and send the next messages on them: ``RSET`` (pipelined with MAIL and
+               the RCPTs when offered), MAIL, … as above, no new greeting, EHLO or STARTTLS
+               (a TLS connection stays TLS; the ``smtp_forward_tls`` note is the
+               connection's). Not with ``xclient`` (a connection carries one client's
+               identity) nor ``proxy`` (each transaction has its own connection, opened at
+               MAIL): start-up error. Connections in use are not bounded (as without pool).
+               A reused connection found broken before the final dot was written (lost,
+               garbled reply, a ``421``) is not an answer: the message goes once more on a
+               new connection, and that attempt's outcome is the reply. Nothing is retried
+               after the final dot (the next hop may have the message: ``451``, the client
+               retries) nor after a timeout; a new connection is never retried.
+  ``pool_idle`` seconds an idle pooled connection is kept, then QUIT (default 10; Postfix's
+               smtpd drops a silent client after 300 s, ``smtpd_timeout``; one the next hop
+               closes meanwhile is noticed and not used).
+  ``pool_messages`` messages per pooled connection, then QUIT (default 100).
 
 Config files: ``me`` (the EHLO name).
 
@@ -106,6 +125,8 @@ Differences from qpsmtpd 0.94 (which used Net::SMTP):
   - LMTP, IPv6 literals, unix sockets and ``timeout`` are new; ``xclient`` and ``lmtp`` are
     also accepted right after HOST (0.94 reads flags from the third argument on), and an
     unknown flag stops start-up (0.94 warns and goes on). XCLIENT values are xtext-encoded.
+  - ``pool`` is new (0.94 opened a connection per message), as are PIPELINING to the next
+    hop and ``pool_idle``/``pool_messages``.
   - STARTTLS is new (0.94's Net::SMTP spoke plaintext only); opportunistic by default, so a
     next hop that offers STARTTLS now gets the message encrypted.
   - Addresses are sent as valid paths: a local part that needs quoting stays quoted (0.94
@@ -119,12 +140,13 @@ import re
 from twisted.internet import defer, reactor
 from twisted.internet.endpoints import connectProtocol
 
-from qpsmtpd_tx import client_tls, outcomes, refused as refused_copies
+from qpsmtpd_tx import client_tls, outcomes, pool as pools, refused as refused_copies
 from qpsmtpd_tx.codes import DECLINED, DENY, DENYSOFT, LOGERROR, LOGINFO, LOGWARN, OK
 from qpsmtpd_tx.endpoints import ServerAddress, describe_failure as _describe
 from qpsmtpd_tx.plugin import Plugin, PluginError
 from qpsmtpd_tx.smtp_client import (  # noqa: F401 (encode_message, Reply: for the tests)
-    NextHopError, NextHopProtocol, Refused as _Refused, Reply, TlsFailed, encode_message)
+    NextHopError, NextHopProtocol, Refused as _Refused, Reply, TlsFailed, encode_message,
+    safe_to_retry, send_transaction)
 
 DEFAULT_TIMEOUT = 60.0
 #: the reply to the end of the message may take this many times ``timeout``
@@ -135,6 +157,9 @@ _HOST = re.compile(r"[\w.-]+\Z")
 TLS_MODES = ("none", "may", "require", "verify")
 #: LMTP, some recipients refused after the message: 250 for the others, or 451 for all
 PARTIAL_MODES = ("accept", "defer")
+#: ``pool``: seconds an idle connection is kept, and messages per connection (defaults)
+POOL_IDLE = 10.0
+POOL_MESSAGES = 100
 
 
 class ConnectFailed(NextHopError):
@@ -182,7 +207,8 @@ class SmtpForward(Plugin):
     def init(self, args):
         usage = ("usage: queue/smtp-forward HOST [PORT] [xclient] [lmtp] [proxy] "
                  "[partial accept|defer] [timeout SECONDS] [tls none|may|require|verify] "
-                 "[tls_ca FILE] [tls_name NAME]")
+                 "[tls_ca FILE] [tls_name NAME] [pool N] [pool_idle SECONDS] "
+                 "[pool_messages N]")
         if not args:
             raise PluginError("No SMTP server specified in smtp-forward config (%s)" % usage)
         args = list(args)
@@ -197,6 +223,7 @@ class SmtpForward(Plugin):
         self.timeout = DEFAULT_TIMEOUT
         self.tls = "may"
         tls_ca = tls_name = None
+        pool = {"pool": 0, "pool_idle": POOL_IDLE, "pool_messages": POOL_MESSAGES}
         while args:
             flag = args.pop(0)
             if flag.lower() == "xclient":
@@ -224,10 +251,16 @@ class SmtpForward(Plugin):
                 tls_ca = args.pop(0)
             elif flag.lower() == "tls_name" and args:
                 tls_name = args.pop(0)
+            elif flag.lower() in pool and args:
+                try:
+                    pool[flag.lower()] = pools.parse_setting(flag.lower(), args.pop(0))
+                except ValueError as e:
+                    raise PluginError(str(e))
             else:
                 raise PluginError("unknown argument %r (%s)" % (flag, usage))
         if self.partial is None:
             self.partial = "defer" if self.proxy else "accept"
+        self._pool_setup(pool)
         if (tls_ca or tls_name) and self.tls != "verify":
             raise PluginError("tls_ca and tls_name need 'tls verify'")
         if host.startswith("/"):
@@ -249,6 +282,24 @@ class SmtpForward(Plugin):
             self.port = 24 if self.lmtp else 25
         self.address = ServerAddress(host=host, port=self.port)
         self._tls_setup(tls_name or host, tls_ca)
+
+    def _pool_setup(self, settings):
+        """``pool N``: keep up to N idle connections to the next hop (see the docstring)."""
+        self.pool = None
+        if not settings["pool"]:
+            return
+        for flag in ("xclient", "proxy"):
+            if getattr(self, flag):
+                raise PluginError("pool cannot be combined with %s (%s)" % (flag, {
+                    "xclient": "a connection carries one client's identity",
+                    "proxy": "each transaction has its own connection, opened at MAIL"}[flag]))
+        self.pool = pools.Pool(self._open, settings["pool"], settings["pool_idle"],
+                               settings["pool_messages"])
+
+    def stop(self):
+        """Close the idle pooled connections (QUIT)."""
+        if self.pool is not None:
+            self.pool.stop()
 
     def _tls_setup(self, name, ca):
         """Build the STARTTLS options once; ``name``/``ca`` only count for ``tls verify``."""
@@ -365,6 +416,13 @@ class SmtpForward(Plugin):
             self.log(LOGINFO, "forwarding to %s%s%s" % (
                 self.address, " (LMTP)" if self.lmtp else "",
                 ", on the connection opened at MAIL" if hop is not None else ""), transaction)
+            if hop is None and self.pool is not None:
+                return await self.pool.run(
+                    lambda pooled: self._deliver_pooled(pooled, transaction, header, body),
+                    safe_to_retry, lambda e: self.log(LOGWARN, "%s: %s on a reused connection; "
+                                                      "once more on a new one" % (self.address, e),
+                                                      transaction),
+                    context=transaction)
             if hop is None:
                 hop = await self._open(transaction)
                 proxied = None
@@ -381,6 +439,14 @@ class SmtpForward(Plugin):
             body.close()
             if proxied is None and hop is not None:
                 hop.quit()
+
+    async def _deliver_pooled(self, hop, transaction, header, body):
+        """One message on a pooled connection (RSET first if it carried one before)."""
+        transaction.notes["smtp_forward_tls"] = hop.tls_details
+        if hop.uses:
+            self.log(LOGINFO, "%s: reusing a connection (message %d on it)" % (
+                self.address, hop.uses + 1), transaction)
+        return await self._deliver(hop, None, transaction, header, body, reset=hop.uses > 0)
 
     async def _open(self, transaction):
         """A connection ready for MAIL (greeted, EHLO/LHLO, STARTTLS as ``tls`` says,
@@ -416,6 +482,7 @@ class SmtpForward(Plugin):
             if capabilities is None:
                 raise NextHopError("%s refused" % ("LHLO" if self.lmtp else "EHLO"))
             capabilities = await self._starttls(hop, transaction, capabilities, tls)
+            hop.capabilities = capabilities
             if self.xclient:
                 await self._send_xclient(hop, transaction, capabilities)
         except BaseException:
@@ -448,7 +515,7 @@ class SmtpForward(Plugin):
         details = client_tls.session_details(hop.transport)
         details["verified"] = self.tls_name is not None
         details["name"] = self.tls_name
-        transaction.notes["smtp_forward_tls"] = details
+        transaction.notes["smtp_forward_tls"] = hop.tls_details = details
         self.log(LOGINFO, "%s: %s" % (self.address, _describe_tls(details)), transaction)
         return capabilities
 
@@ -468,29 +535,22 @@ class SmtpForward(Plugin):
                 capabilities[words[0].upper()] = words[1:]
         return capabilities
 
-    async def _deliver(self, hop, proxied, transaction, header, body):
+    async def _deliver(self, hop, proxied, transaction, header, body, reset=False):
         """The envelope (unless the proxy's open transaction at the hop has exactly these
-        recipients: then only DATA), the message, and the hop's verdict."""
+        recipients: then only DATA), the message, and the hop's verdict. ``reset``: RSET
+        first (a pooled connection that carried a message before)."""
         wanted = [r.format() for r in transaction.recipients]
-        if proxied is None or not proxied.open or proxied.recipients != wanted:
-            if proxied is not None and proxied.open:
-                reply = await hop.command("RSET")
-                if reply.code // 100 != 2:
-                    raise _Refused("RSET", reply)
-            sender = transaction.sender.format() if transaction.sender else "<>"
-            reply = await hop.command("MAIL FROM:%s" % sender)
-            if reply.code // 100 != 2:
-                raise _Refused("MAIL FROM:%s" % sender, reply)
-            for rcpt in wanted:
-                reply = await hop.command("RCPT TO:%s" % rcpt)
-                if reply.code // 100 != 2:
-                    raise _Refused("RCPT TO:%s" % rcpt, reply)
-        if proxied is not None:
+        if proxied is not None and proxied.open and proxied.recipients == wanted:
             proxied.open = False      # the next copy starts its own transaction at the hop
-        reply = await hop.command("DATA")
-        if reply.code != 354:
-            raise _Refused("DATA", reply)
-        await hop.send_message(header, body)
+            reply = await hop.command("DATA")
+            if reply.code != 354:
+                raise _Refused("DATA", reply)
+            await hop.send_message(header, body)
+        else:
+            if proxied is not None:
+                reset, proxied.open = reset or proxied.open, False
+            sender = transaction.sender.format() if transaction.sender else "<>"
+            await send_transaction(hop, sender, wanted, header, body, reset)
         if self.lmtp:
             return await self._lmtp_replies(hop, transaction)
         reply = await hop.reply(self.timeout * DATA_END_FACTOR)
