@@ -141,8 +141,9 @@ class Pool:
 
     def _drop(self, connection):
         self.open_count -= 1
-        connection.close()
+        closed = connection.close()
         self._wake()
+        return closed
 
     def _wake(self):
         """A slot is free: the first waiter opens a connection of its own."""
@@ -154,11 +155,14 @@ class Pool:
         return len(self._idle)
 
     def stop(self):
-        """Close the idle connections; the ones in use are closed when they come back."""
+        """Close the idle connections (the ones in use are closed when they come back); a
+        Deferred firing once the idle ones have ended."""
         self.stopped = True
         idle, self._idle = self._idle, []
+        closing = []
         for connection, timer in idle:
             timer.cancel()
-            self._drop(connection)
+            closing.append(defer.maybeDeferred(self._drop, connection))
         while self._waiters:
             self._waiters.popleft().errback(PoolStopped("the server is shutting down"))
+        return defer.DeferredList(closing)

@@ -96,6 +96,7 @@ class NextHopProtocol(TimedClient, LineReceiver):
         self.message_ended = False
         #: messages this connection has carried (counted by qpsmtpd_tx.pool)
         self.uses = 0
+        self._closed_waiters = []
 
     # -- receiving -----------------------------------------------------------------------------
 
@@ -172,9 +173,26 @@ class NextHopProtocol(TimedClient, LineReceiver):
         return (not self.closed and self.error is None and not self._items
                 and self._waiter is None and self.tls_state != "handshake")
 
+    def connectionLost(self, reason):
+        """The connection ended: fail the waits (TimedClient), fire :meth:`when_closed`."""
+        TimedClient.connectionLost(self, reason)
+        waiting, self._closed_waiters = self._closed_waiters, []
+        for waiter in waiting:
+            waiter.callback(None)
+
+    def when_closed(self):
+        """A Deferred firing once the connection has ended."""
+        if self.closed:
+            return defer.succeed(None)
+        waiter = defer.Deferred()
+        self._closed_waiters.append(waiter)
+        return waiter
+
     def close(self):
-        """The pool's way to end an idle connection: :meth:`quit`."""
+        """The pool's way to end an idle connection: :meth:`quit`; a Deferred firing once
+        it has ended."""
         self.quit()
+        return self.when_closed()
 
     def quit(self):
         """Say QUIT, close once it is answered (or after the timeout); nobody waits for it."""
@@ -196,6 +214,16 @@ class Refused(Exception):
         self.reply = reply
 
 
+
+
+def parse_capabilities(reply):
+    """The EHLO/LHLO extensions of ``reply`` (its lines after the first): {KEYWORD: [params]}."""
+    capabilities = {}
+    for line in reply.lines[1:]:
+        words = line.split()
+        if words:
+            capabilities[words[0].upper()] = words[1:]
+    return capabilities
 
 
 async def send_transaction(hop, sender, recipients, header, body, reset=False):

@@ -146,7 +146,7 @@ from qpsmtpd_tx.endpoints import ServerAddress, describe_failure as _describe
 from qpsmtpd_tx.plugin import Plugin, PluginError
 from qpsmtpd_tx.smtp_client import (  # noqa: F401 (encode_message, Reply: for the tests)
     NextHopError, NextHopProtocol, Refused as _Refused, Reply, TlsFailed, encode_message,
-    safe_to_retry, send_transaction)
+    parse_capabilities, safe_to_retry, send_transaction)
 
 DEFAULT_TIMEOUT = 60.0
 #: the reply to the end of the message may take this many times ``timeout``
@@ -299,7 +299,7 @@ class SmtpForward(Plugin):
     def stop(self):
         """Close the idle pooled connections (QUIT)."""
         if self.pool is not None:
-            self.pool.stop()
+            return self.pool.stop()
 
     def _tls_setup(self, name, ca):
         """Build the STARTTLS options once; ``name``/``ca`` only count for ``tls verify``."""
@@ -528,12 +528,7 @@ class SmtpForward(Plugin):
                 return {}
         if reply.code // 100 != 2:
             return None
-        capabilities = {}
-        for line in reply.lines[1:]:
-            words = line.split()
-            if words:
-                capabilities[words[0].upper()] = words[1:]
-        return capabilities
+        return parse_capabilities(reply)
 
     async def _deliver(self, hop, proxied, transaction, header, body, reset=False):
         """The envelope (unless the proxy's open transaction at the hop has exactly these
