@@ -12,7 +12,7 @@ from twisted.internet.interfaces import IHandshakeListener
 from twisted.protocols.basic import LineReceiver
 from zope.interface import implementer
 
-from qpsmtpd_tx.client import MessageProducer, TimedClient
+from qpsmtpd_tx.client import CHUNK, MessageProducer, TimedClient
 
 
 class NextHopError(Exception):
@@ -46,21 +46,30 @@ def encode_message(data, at_line_start):
 
 
 class MessageWriter(MessageProducer):
-    """Writes header, body and the final dot to the next hop, a chunk per request."""
+    """Writes header, body and the final dot to the next hop, a chunk per request. Pieces
+    smaller than a chunk (the header, a short body) and the final dot share one write: on a
+    long-lived connection a small write after an unacknowledged one waits for the peer's
+    delayed ACK (Nagle), and every write is a system call."""
 
     def __init__(self, hop, header, body):
         MessageProducer.__init__(self, hop, header, body)
         self.at_line_start = True
+        self._ahead = None
 
     def produce(self):
-        data = self.read()
+        data = self.read() if self._ahead is None else self._ahead
+        self._ahead = self.read()
+        while self._ahead and len(data) + len(self._ahead) <= CHUNK:
+            data, self._ahead = data + self._ahead, self.read()
+        encoded = b""
         if data:
             encoded, self.at_line_start = encode_message(data, self.at_line_start)
+        if self._ahead:
             self.client.transport.write(encoded)
             return
         # From here on the server may have the message: no retry elsewhere (safe_to_retry).
         self.client.message_ended = True
-        self.client.transport.write((b"" if self.at_line_start else b"\r\n") + b".\r\n")
+        self.client.transport.write(encoded + (b"" if self.at_line_start else b"\r\n") + b".\r\n")
         self.finish()
 
     def stopped_error(self):
