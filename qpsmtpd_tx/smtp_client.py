@@ -198,9 +198,13 @@ class NextHopProtocol(TimedClient, LineReceiver):
         return waiter
 
     def close(self):
-        """The pool's way to end an idle connection: :meth:`quit`; a Deferred firing once
-        it has ended."""
-        self.quit()
+        """The pool's way to end a connection: :meth:`quit` if it is :meth:`usable`, else
+        abort it (it may be in the middle of a transaction, e.g. its hook was cancelled:
+        a QUIT there would be read as message text); a Deferred firing once it has ended."""
+        if self.usable():
+            self.quit()
+        else:
+            self.fail(self.error or NextHopError("connection given up"))
         return self.when_closed()
 
     def quit(self):

@@ -264,6 +264,26 @@ class PoolRetryTests(TransactionMixin, unittest.TestCase):
         self.assertEqual(connection.transport.getHandle().getsockopt(
             socket.IPPROTO_TCP, socket.TCP_NODELAY), 1)
 
+    async def test_connection_of_a_cancelled_hook_is_aborted_not_reused(self):
+        # The hook's own limit (timeout=1) cancels the delivery while the hop sits on the
+        # message: that connection is in the middle of a transaction, so it is aborted (no
+        # QUIT, which inside a message would be text) and the next message gets a new one.
+        hop, hop_port = start_fake_hop(self)
+        hop.after_data = "stall"
+        server, port = start_server(self, ["rcpt_ok", "timeout=1 queue/smtp-forward 127.0.0.1 %d "
+                                           "pool 2" % hop_port])
+        self.addCleanup(server.stop_plugins)
+        client = await self.session(port)
+        sending = defer.Deferred.fromCoroutine(self.send(client, data=message(1)))
+        self.assertTrue(await wait_for(lambda: hop.messages))
+        server.hooks.clock.advance(1)           # the hook limits' clock (see make_server)
+        self.assertEqual(await sending, (451, ["Timeout in processing, try again later"]))
+        hop.after_data = None
+        self.assertEqual((await self.send(client, data=message(2)))[0], 250)
+        self.assertEqual(len(hop.connections), 2)
+        self.assertEqual([c.split(" ")[0] for c in hop.commands],
+                         ["EHLO", "MAIL", "RCPT", "DATA", "EHLO", "MAIL", "RCPT", "DATA"])
+
     async def test_a_new_connection_is_not_retried(self):
         hop, hop_port = start_fake_hop(self)
         hop.replies["MAIL"] = "close"
