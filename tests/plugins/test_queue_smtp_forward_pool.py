@@ -18,6 +18,7 @@ from twisted.trial import unittest
 from qpsmtpd_tx.server import StartupError
 from qpsmtpd_tx.testing import capture_log, capture_queue_notes
 from tests.support.certs import make_certs
+from tests.support.dovecot import start_dovecot
 from tests.support.harness import make_server
 from tests.support.postfix import start_postfix, tls_settings
 from tests.support.processes import poll_until
@@ -199,6 +200,29 @@ class PoolToPostfixTests(PostfixTestCase):
         self.assertEqual(postfix.maillog().count("TLS connection established from"), 1)
         self.assertEqual(len(notes), 3)
         self.assertTrue(all(note and note["protocol"].startswith("TLSv1.") for note in notes), notes)
+
+
+class PoolToDovecotLmtpTests(TransactionMixin, unittest.TestCase):
+    """``lmtp pool``: a real Dovecot LMTP server (``tests/support/dovecot.py``)."""
+
+    async def test_lmtp_messages_and_a_refusal_over_one_connection(self):
+        dovecot = start_dovecot(self)
+        server, port = start_server(self, ["rcpt_ok", "queue/smtp-forward 127.0.0.1 %d lmtp pool 2"
+                                           % dovecot.port])
+        self.addCleanup(server.stop_plugins)
+        client = await self.session(port)
+        for n in range(3):
+            code, lines = await self.send(client, recipients=["<alice@example.com>"],
+                                          data=message(n))
+            self.assertEqual(code, 250, lines)
+            self.assertRegex(lines[0], r"^2\.0\.0 <alice@example\.com> \S+ Saved$")
+            if n == 1:
+                self.assertEqual(await self.send(client, recipients=["<nobody@example.com>"]), (
+                    552, ["5.1.1 <nobody@example.com> User doesn't exist: nobody@example.com"]))
+        self.assertEqual(server.plugins[-1].pool.opened, 1)
+        delivered = dovecot.delivered("alice")
+        self.assertEqual(sorted(re.search(rb"Subject: pooled (\d)", m).group(1) for m in delivered),
+                         [b"0", b"1", b"2"])
 
 
 class PoolRetryTests(TransactionMixin, unittest.TestCase):
