@@ -1,9 +1,9 @@
 """A small SMTP/LMTP client for the queue back ends (queue/smtp-forward, queue/exim-bsmtp's
 pool): send a command, wait for its reply, every wait timed (:mod:`qpsmtpd_tx.client`).
 
-:func:`send_transaction` says RSET (for a reused connection), MAIL, RCPT and DATA —
-pipelined (RFC 2920) when the server offers it — and writes the message; the caller reads
-the reply to its end. :func:`safe_to_retry` tells whether a failed transaction on a reused
+:func:`send_transaction` says RSET (for a reused connection), MAIL and RCPT — in one write
+(RFC 2920 pipelining) when the server offers it — then DATA, and writes the message; the
+caller reads the reply to its end. :func:`safe_to_retry` tells whether a failed transaction on a reused
 connection may be sent again on a fresh one without risking a duplicate.
 """
 

@@ -58,7 +58,6 @@ Arguments: ``HOST [PORT] [xclient] [lmtp] [proxy] [partial accept|defer] [timeou
                config directory. Unreadable or without a certificate: start-up error.
   ``tls_name`` (``tls verify``) the name the certificate must carry (default: HOST; needed
                for a unix socket).
-
   ``pool``     keep up to N idle connections to the next hop (default 0: one connection per
                message) and send the next messages on them: ``RSET`` (pipelined with MAIL and
                the RCPTs when offered), MAIL, … as above, no new greeting, EHLO or STARTTLS
