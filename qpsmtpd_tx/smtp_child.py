@@ -61,6 +61,12 @@ class SmtpSession(NextHopProtocol):
         self.program = program
         self.pid = None
         self.stderr = b""
+        #: how the process ended ("exit status 0", "killed by signal 9"), once it has
+        self.ended = None
+
+    def connectionLost(self, reason):
+        self.ended = _describe_exit(reason.value)
+        NextHopProtocol.connectionLost(self, reason)
 
     def lost_error(self, reason):
         return NextHopError("%s ended (%s)" % (self.program, _describe_exit(reason.value)))

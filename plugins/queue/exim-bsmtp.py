@@ -56,7 +56,8 @@ Arguments: ``[exim_path PATH] [timeout SECONDS] [loglevel L] [pool N] [pool_idle
                  answering ``421`` (e.g. Exim's ``smtp_accept_max_per_connection``) before
                  the final dot was written: the message goes once more to a new process;
                  nothing is sent again after the final dot. At shutdown idle processes get
-                 QUIT.
+                 QUIT. Each process's end is logged at LOGINFO: ``exim -bs (pid N) ended:
+                 exit status 0, after M messages``.
   ``pool_idle``  seconds an idle process is kept, then QUIT (default 60; Exim itself gives
                  up after ``smtp_receive_timeout``, 5 minutes).
   ``pool_messages`` messages per process, then QUIT (default 100; Exim's own limit,
@@ -372,6 +373,9 @@ class EximBsmtp(Plugin):
             raise CannotRun("cannot run %s: not an executable file" % self.exim_path)
         session = await start_session(self.argv, self.timeout, self.server.me or "localhost")
         self.log(LOGDEBUG, "started %s (pid %s)" % (" ".join(self.argv), session.pid), transaction)
+        session.when_closed().addCallback(lambda _: self.log(
+            LOGINFO, "exim -bs (pid %s) ended: %s, after %d messages" % (
+                session.pid, session.ended, session.uses)))
         return session
 
     async def _run_pooled(self, transaction, header, body):

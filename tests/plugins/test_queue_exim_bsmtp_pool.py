@@ -9,6 +9,7 @@ process that hangs (a script that sleeps before it would run the real Exim; the 
 
 import os
 import signal
+import smtplib
 
 from twisted.internet import defer
 from twisted.trial import unittest
@@ -16,8 +17,8 @@ from twisted.trial import unittest
 from qpsmtpd_tx.server import StartupError
 from tests.plugins.test_queue_exim_bsmtp import (
     BODY, HEADER, INTERNAL, STORED, EximTestCase, split_delivered, write_script)
-from tests.support.harness import eventually, make_server
-from tests.support.processes import processes_running
+from tests.support.harness import eventually, make_server, write_config
+from tests.support.processes import poll_until, processes_running, start_twistd, stop_process
 
 
 def message(n):
@@ -35,17 +36,17 @@ class PoolTestCase(EximTestCase):
         self.pool = server.plugins[1].pool
         return server, port
 
-    def exim_processes(self):
+    def exim_processes(self, parent=None):
         """PIDs of the ``exim -bs`` processes the plugin runs on this test's configuration
-        (children of this process; not the delivery processes they fork)."""
+        (children of ``parent``, default this process; not the delivery processes they fork)."""
         pids = []
         for pid in processes_running(self.mta.config):
             try:
                 with open("/proc/%s/stat" % pid) as f:
-                    parent = int(f.read().rsplit(")", 1)[1].split()[1])
+                    parent_pid = int(f.read().rsplit(")", 1)[1].split()[1])
             except (OSError, IndexError, ValueError):
                 continue
-            if parent == os.getpid():
+            if parent_pid == (parent or os.getpid()):
                 pids.append(pid)
         return pids
 
@@ -160,6 +161,32 @@ class PoolDeliveryTests(PoolTestCase):
         await eventually(lambda: not processes_running(script))
         await self.idle()
         self.assertEqual(len(self.mta.delivered()), 1)
+
+
+class PoolTwistdTests(PoolTestCase):
+    """A real ``twistd qpsmtpd-tx`` process with the pool, and smtplib."""
+
+    def test_messages_through_twistd_and_its_processes_end_with_it(self):
+        self.exim()
+        log = os.path.abspath(self.mktemp() + ".qpsmtpd.log")
+        config = write_config(os.path.abspath(self.mktemp()), [
+            "rcpt_ok", self.mta.plugin_line("pool 2")], {"logging": "logging/file loglevel LOGINFO %s" % log})
+        process, port, _ = start_twistd(self, config)
+        with smtplib.SMTP("127.0.0.1", port, timeout=10) as client:
+            client.ehlo("client.example")
+            for n in range(4):
+                self.assertEqual(client.sendmail("a@b.example", ["u%d@example.com" % n],
+                                                 message(n)), {})
+        self.assertEqual(len(self.exim_processes(process.pid)), 1)
+        # SIGTERM: the server's shutdown says QUIT to its idle exim processes
+        self.assertEqual(stop_process(process), 0)
+        self.assertTrue(poll_until(lambda: not self.exim_processes(process.pid), 10))
+        self.assertTrue(self.mta.wait_idle_blocking())
+        self.assertEqual(len(self.mta.delivered()), 4)
+        self.assertEqual(len(self.received_lines()), 4)
+        # it answered the QUIT and exited 0 (its input closing would make it exit 1)
+        with open(log) as f:
+            self.assertRegex(f.read(), r"exim -bs \(pid \d+\) ended: exit status 0, after 4 messages")
 
 
 class PoolArgumentTests(unittest.TestCase):
