@@ -4,12 +4,19 @@
 Uses the private Exim of the test suite (Debian's ``exim4-daemon-light``, fetched and
 unpacked by ``tests/support/exim.py`` into ``/tmp/qpsmtpd-tx-exim-<uid>/``; nothing is
 installed) with a throw-away configuration that delivers every message into a Maildir.
-Two scenarios, each with a fresh Exim spool and Maildir:
+Three scenarios, each with a fresh Exim spool and Maildir:
 
-  tx     ``twistd qpsmtpd-tx`` (plugins ``rcpt_ok`` and ``queue/exim-bsmtp``, which runs
-         ``exim -bS`` once per message) on a loopback port;
-  exim   ``exim -bdf`` (Exim's own SMTP daemon, the same configuration) on a loopback port:
-         the same load sent straight to the MTA, for comparison.
+  tx       ``twistd qpsmtpd-tx`` (plugins ``rcpt_ok`` and ``queue/exim-bsmtp``, which runs
+           ``exim -bS`` once per message) on a loopback port;
+  tx-pool  the same with ``queue/exim-bsmtp … pool N`` (``--pool``, default 8): N long-lived
+           ``exim -bs`` processes, each taking many messages;
+  exim     ``exim -bdf`` (Exim's own SMTP daemon, the same configuration) on a loopback port:
+           the same load sent straight to the MTA, for comparison.
+
+``--rounds R`` runs the scenarios R times, interleaved (tx, tx-pool, exim, tx, …). Besides
+msgs/s each row gives the server's CPU per message (``ms/msg``: CPU seconds of the server
+process and all its children, Exim's included, from /proc, over the messages accepted),
+and each round its ratios against that round's ``exim`` row.
 
 Each gets ``bench/smtpload.py`` (default: 20 clients, 10 KiB messages, 40 per connection);
 then the script waits until Exim has delivered everything and checks that the Maildir holds
@@ -21,6 +28,7 @@ Run from the checkout with the project's Python (Twisted is needed for twistd):
 
     /work/venv/bin/python bench/backend_exim.py                 # 20 s per scenario
     /work/venv/bin/python bench/backend_exim.py --duration 30 --queue-only --json-out r.json
+    .venv/bin/python bench/backend_exim.py --rounds 2 --duration 10
 
 Exit status 1 if a message failed, was lost or duplicated, or a server did not start.
 """
@@ -45,7 +53,7 @@ from tests.support.exim import exim_install, make_private_exim  # noqa: E402
 TWISTD = os.path.join(os.path.dirname(sys.executable), "twistd")
 
 
-def tx_config(directory, exim):
+def tx_config(directory, exim, pool=0):
     conf = os.path.join(directory, "config")
     os.mkdir(conf)
     files = {
@@ -54,7 +62,7 @@ def tx_config(directory, exim):
         "loglevel": "4",
         "logging": "",
         "spool_dir": os.path.join(directory, "spool"),
-        "plugins": "rcpt_ok\n%s\n" % exim.plugin_line(),
+        "plugins": "rcpt_ok\n%s\n" % exim.plugin_line("pool %d" % pool if pool else ""),
     }
     for name, text in files.items():
         with open(os.path.join(conf, name), "w") as f:
@@ -62,11 +70,12 @@ def tx_config(directory, exim):
     return conf
 
 
-def server(kind, directory, exim, port):
+def server(kind, directory, exim, port, pool):
     """(argv, env, cwd) for ``kind`` on ``port``."""
-    if kind == "tx":
+    if kind in ("tx", "tx-pool"):
         env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
-        return ([TWISTD, "-n", "--pidfile=", "qpsmtpd-tx", "--config", tx_config(directory, exim),
+        return ([TWISTD, "-n", "--pidfile=", "qpsmtpd-tx", "--config",
+                 tx_config(directory, exim, pool if kind == "tx-pool" else 0),
                  "--listen", "tcp:%d:interface=127.0.0.1" % port, "--no-rdns",
                  "--max-from-ip", "0"], env, ROOT)      # all clients come from 127.0.0.1
     return ([exim.command, "-C", exim.config, "-bdf", "-oX", "127.0.0.1.%d" % port,
@@ -86,7 +95,7 @@ def run(kind, install, a):
     os.mkdir(exim_dir)
     exim = make_private_exim(install, exim_dir, queue_only=a.queue_only)
     port = bench_run.free_port()
-    argv, env, cwd = server(kind, directory, exim, port)
+    argv, env, cwd = server(kind, directory, exim, port, a.pool)
     print("== %s: %s" % (kind, " ".join(argv)), flush=True)
     log = open(os.path.join(directory, "server.log"), "wb")
     proc = subprocess.Popen(argv, env=env, cwd=cwd, stdout=log, stderr=subprocess.STDOUT)
@@ -116,6 +125,9 @@ def run(kind, install, a):
         time.sleep(0.2)
     done = count_done(exim, a.queue_only)
     accepted = row.get("accepted", 0)
+    cpu_pct = (row.get("server") or {}).get("cpu_pct")
+    if cpu_pct is not None and accepted:
+        row["cpu_ms_per_msg"] = round(cpu_pct / 100.0 * row["elapsed_s"] / accepted * 1000, 3)
     row["check"] = "ok" if done == accepted else (
         "LOST %d" % (accepted - done) if done < accepted else "EXTRA %d" % (done - accepted))
     ok = row["check"] == "ok" and not row.get("failed") and accepted > 0
@@ -130,35 +142,51 @@ def main():
     p.add_argument("--per-connection", type=int, default=40, help="messages per connection (40)")
     p.add_argument("--size", type=int, default=10240, help="message size (10240)")
     p.add_argument("--queue-only", action="store_true", help="Exim queues instead of delivering")
-    p.add_argument("--only", choices=("tx", "exim"), help="run one scenario")
+    p.add_argument("--only", action="append", choices=("tx", "tx-pool", "exim"),
+                   help="run only these scenarios (repeatable)")
+    p.add_argument("--pool", type=int, default=8, help="exim-bsmtp's pool N in tx-pool (8)")
+    p.add_argument("--rounds", type=int, default=1,
+                   help="run the scenarios this many times, interleaved (1)")
     p.add_argument("--keep", action="store_true", help="keep the temp dirs")
     p.add_argument("--json-out", help="write the rows as JSON to this file")
     a = p.parse_args()
     install = exim_install()
     rows, all_ok = [], True
-    for kind in ("tx", "exim"):
-        if a.only and kind != a.only:
-            continue
-        row, directory, ok = run(kind, install, a)
-        rows.append(row)
-        all_ok = all_ok and ok
-        if a.keep or not ok:
-            print("   kept %s" % directory)
-        else:
-            shutil.rmtree(directory, True)
+    for round_ in range(1, a.rounds + 1):
+        for kind in ("tx", "tx-pool", "exim"):
+            if a.only and kind not in a.only:
+                continue
+            row, directory, ok = run(kind, install, a)
+            row["round"] = round_
+            rows.append(row)
+            all_ok = all_ok and ok
+            if a.keep or not ok:
+                print("   kept %s" % directory)
+            else:
+                shutil.rmtree(directory, True)
     print()
-    print("%-6s %9s %8s %8s %9s %9s %8s %7s  %s" % (
-        "server", "msgs/s", "p50 ms", "p99 ms", "srv CPU%", "gen CPU%", "other%", "errors",
-        "check (%s)" % ("spool" if a.queue_only else "maildir")))
+    print("%-5s %-7s %9s %8s %8s %9s %7s %9s %8s %7s  %s" % (
+        "round", "server", "msgs/s", "p50 ms", "p99 ms", "srv CPU%", "ms/msg", "gen CPU%",
+        "other%", "errors", "check (%s)" % ("spool" if a.queue_only else "maildir")))
     for r in rows:
         if "error" in r:
-            print("%-6s %s" % (r["name"], r["error"]))
+            print("%-5d %-7s %s" % (r["round"], r["name"], r["error"]))
             continue
         lat = r.get("latency_ms", {})
-        print("%-6s %9.1f %8.1f %8.1f %9.0f %9.0f %8.0f %7d  %s" % (
-            r["name"], r["msgs_per_s"], lat.get("p50") or 0, lat.get("p99") or 0,
-            (r.get("server") or {}).get("cpu_pct") or 0, r.get("client_cpu_pct") or 0,
-            r.get("other_cpu_pct") or 0, sum(r.get("errors", {}).values()), r["check"]))
+        print("%-5d %-7s %9.1f %8.1f %8.1f %9.0f %7.3f %9.0f %8.0f %7d  %s" % (
+            r["round"], r["name"], r["msgs_per_s"], lat.get("p50") or 0, lat.get("p99") or 0,
+            (r.get("server") or {}).get("cpu_pct") or 0, r.get("cpu_ms_per_msg") or 0,
+            r.get("client_cpu_pct") or 0, r.get("other_cpu_pct") or 0,
+            sum(r.get("errors", {}).values()), r["check"]))
+    print("(ms/msg: CPU milliseconds of the server and its children per accepted message)")
+    for round_ in range(1, a.rounds + 1):
+        by = {r["name"]: r for r in rows if r["round"] == round_ and "error" not in r}
+        base = by.get("exim")
+        for kind in ("tx", "tx-pool"):
+            if base and kind in by and base["msgs_per_s"] and base.get("cpu_ms_per_msg"):
+                print("round %d: %s / exim: msgs/s x%.2f, CPU per message x%.2f" % (
+                    round_, kind, by[kind]["msgs_per_s"] / base["msgs_per_s"],
+                    (by[kind].get("cpu_ms_per_msg") or 0) / base["cpu_ms_per_msg"]))
     if a.json_out:
         with open(a.json_out, "w") as f:
             json.dump(rows, f, indent=2)

@@ -8,7 +8,16 @@ messages, 40 per connection by default) against, in turn:
   ``postfix direct``    Postfix's smtpd itself: the MTA alone, the reference figure;
   ``tx+postfix-queue``  ``twistd qpsmtpd-tx`` with ``queue/postfix-queue`` (the message goes
                         into Postfix's cleanup over its unix socket);
-  ``tx+smtp-forward``   ``twistd qpsmtpd-tx`` with ``queue/smtp-forward`` to that smtpd.
+  ``tx+smtp-forward``   ``twistd qpsmtpd-tx`` with ``queue/smtp-forward`` to that smtpd
+                        (a connection per message);
+  ``tx+smtp-forward pool`` the same with ``pool N`` (``--pool``, default 20): connections to
+                        the smtpd kept and reused.
+
+``--rounds R`` runs the rows R times, interleaved (direct, postfix-queue, smtp-forward,
+pool, direct, …), so that a noisy machine hurts every row alike; each round prints its
+ratios against that round's direct row: msgs/s, and CPU per message (the front's CPU plus
+Postfix's, against Postfix's alone; from /proc, so the load of other processes does not
+blur it as much as msgs/s).
 
 qpsmtpd-tx runs run.py's short plugin chain (count_unrecognized_commands, relay,
 badmailfrom, badrcptto, rcpt_ok) before the queue plugin. Postfix hands every message to
@@ -23,6 +32,8 @@ Run as root (Postfix's master needs it), from the checkout, with the venv's Pyth
 
     /work/venv/bin/python bench/backends.py                    # 15 s per row
     /work/venv/bin/python bench/backends.py --duration 20 --json-out /tmp/backends.json
+    .venv/bin/python bench/backends.py --rounds 2 --only direct --only smtp-forward \
+        --only smtp-forward-pool
 
 Exit status 0 if every row ran without errors and without lost or extra mail, else 1.
 """
@@ -121,6 +132,11 @@ def bench_row(name, postfix, a, front_queue_line=None):
                          a.duration + 180, a.nice)
         mta_cpu = smtpload.tree_cpu(postfix.master_pid) - mta_cpu
         r["server_kind"], r["scenario"] = name, "%d clients" % a.concurrency
+        if r.get("accepted"):
+            r["mta_cpu_ms_per_msg"] = round(1000 * mta_cpu / r["accepted"], 3)
+            tx_ms = run.cpu_ms_per_message(r) if front_queue_line else None
+            if tx_ms is not None:
+                r["tx_cpu_ms_per_msg"] = round(tx_ms, 3)
         if r.get("elapsed_s"):
             # Postfix's CPU (master, its daemons, reaped ones); in the tx rows it is not
             # "other" work, so it is taken out of that figure
@@ -157,29 +173,39 @@ def bench_row(name, postfix, a, front_queue_line=None):
 
 
 def print_table(rows):
-    hdr = ("back end", "msgs/s", "p50 ms", "p99 ms", "tx CPU%", "MTA CPU%", "gen CPU%",
-           "other%", "errors", "accepted", "delivered")
+    hdr = ("round", "back end", "msgs/s", "p50 ms", "p99 ms", "tx CPU%", "MTA CPU%", "gen CPU%",
+           "other%", "tx ms/msg", "MTA ms/msg", "errors", "accepted", "delivered")
     lines = [hdr]
     for r in rows:
         if "error" in r:
-            lines.append((r["server_kind"], r["error"]) + ("",) * (len(hdr) - 2))
+            lines.append((str(r.get("round", "")), r["server_kind"], r["error"]) + ("",) * (len(hdr) - 3))
             continue
         s, lat = r.get("server", {}), r["latency_ms"]
         tx_cpu = None if r["server_kind"] == "postfix direct" else s.get("cpu_pct")
-        lines.append((r["server_kind"], run.fmt(r["msgs_per_s"]), run.fmt(lat["p50"]),
-                      run.fmt(lat["p99"]), run.fmt(tx_cpu, "%.0f"),
+        lines.append((str(r.get("round", "")), r["server_kind"], run.fmt(r["msgs_per_s"]),
+                      run.fmt(lat["p50"]), run.fmt(lat["p99"]), run.fmt(tx_cpu, "%.0f"),
                       run.fmt(r.get("mta_cpu_pct"), "%.0f"),
                       run.fmt(r.get("client_cpu_pct"), "%.0f"),
-                      run.fmt(r.get("other_cpu_pct"), "%.0f"), str(sum(r["errors"].values())),
+                      run.fmt(r.get("other_cpu_pct"), "%.0f"),
+                      run.fmt(r.get("tx_cpu_ms_per_msg"), "%.3f"),
+                      run.fmt(r.get("mta_cpu_ms_per_msg"), "%.3f"), str(sum(r["errors"].values())),
                       str(r["accepted"]), str(r["delivered"])))
     run.print_columns(lines)
     print("(CPU%: 100 = one core. tx: the twistd process; MTA: Postfix's master and all its\n"
-          " daemons; gen: the load generator; other: the rest of the machine)")
-    by = {r["server_kind"]: r for r in rows if "error" not in r}
-    direct = by.get("postfix direct")
-    for name in ("tx+postfix-queue", "tx+smtp-forward"):
-        if direct and name in by and direct["msgs_per_s"]:
-            print("%s / postfix direct: x%.2f" % (name, by[name]["msgs_per_s"] / direct["msgs_per_s"]))
+          " daemons; gen: the load generator; other: the rest of the machine; ms/msg: CPU\n"
+          " milliseconds per accepted message)")
+    for round_ in sorted({r.get("round", 1) for r in rows}):
+        by = {r["server_kind"]: r for r in rows if "error" not in r and r.get("round", 1) == round_}
+        direct = by.get("postfix direct")
+        for name in ("tx+postfix-queue", "tx+smtp-forward", "tx+smtp-forward pool"):
+            if not (direct and name in by and direct["msgs_per_s"]):
+                continue
+            row, cpu = by[name], None
+            if row.get("tx_cpu_ms_per_msg") is not None and direct.get("mta_cpu_ms_per_msg"):
+                cpu = ((row["tx_cpu_ms_per_msg"] + row["mta_cpu_ms_per_msg"])
+                       / direct["mta_cpu_ms_per_msg"])
+            print("round %d: %s / postfix direct: msgs/s x%.2f, CPU per message (tx + MTA) x%s"
+                  % (round_, name, row["msgs_per_s"] / direct["msgs_per_s"], run.fmt(cpu, "%.2f")))
 
 
 def main():
@@ -191,8 +217,13 @@ def main():
     p.add_argument("--size", type=int, default=10240, help="message size (10240)")
     p.add_argument("--delivery", choices=("discard", "pipe"), default="discard",
                    help="Postfix's delivery: discard agent (default) or the test pipe into files")
-    p.add_argument("--only", action="append", choices=("direct", "postfix-queue", "smtp-forward"),
+    p.add_argument("--only", action="append",
+                   choices=("direct", "postfix-queue", "smtp-forward", "smtp-forward-pool"),
                    help="run only these rows (repeatable)")
+    p.add_argument("--pool", type=int, default=20,
+                   help="smtp-forward's pool N in the pool row (20)")
+    p.add_argument("--rounds", type=int, default=1,
+                   help="run the rows this many times, interleaved (1)")
     p.add_argument("--quiet", type=float, default=10,
                    help="wait for the machine to be under this %% busy before each row (10)")
     p.add_argument("--quiet-wait", type=float, default=120)
@@ -219,17 +250,21 @@ def main():
               % (postfix.dir, postfix.port, postfix.cleanup_socket), flush=True)
         plan = [("direct", "postfix direct", None),
                 ("postfix-queue", "tx+postfix-queue", "queue/postfix-queue %s" % postfix.cleanup_socket),
-                ("smtp-forward", "tx+smtp-forward", "queue/smtp-forward 127.0.0.1 %d" % postfix.port)]
-        for key, name, line in plan:
-            if a.only and key not in a.only:
-                continue
-            if line and not avail:
-                print("-- skipping %s: %s" % (name, why))
-                continue
-            r, k = bench_row(name, postfix, a, line)
-            rows.append(r)
-            ok = ok and k
-            time.sleep(1)
+                ("smtp-forward", "tx+smtp-forward", "queue/smtp-forward 127.0.0.1 %d" % postfix.port),
+                ("smtp-forward-pool", "tx+smtp-forward pool",
+                 "queue/smtp-forward 127.0.0.1 %d pool %d" % (postfix.port, a.pool))]
+        for round_ in range(1, a.rounds + 1):
+            for key, name, line in plan:
+                if a.only and key not in a.only:
+                    continue
+                if line and not avail:
+                    print("-- skipping %s: %s" % (name, why))
+                    continue
+                r, k = bench_row(name, postfix, a, line)
+                r["round"] = round_
+                rows.append(r)
+                ok = ok and k
+                time.sleep(1)
     finally:
         postfix.stop()
         if ok and not a.keep:

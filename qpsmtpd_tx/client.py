@@ -72,8 +72,9 @@ class TimedClient(TimeoutMixin):
     def send_with(self, producer, doing=None):
         """Let pull ``producer`` (a :class:`MessageProducer`) write; its ``done``, timed."""
         self._start_timer(self.timeout, doing)
+        done = producer.done            # registering may write it all and fire it at once
         self.transport.registerProducer(producer, False)
-        return producer.done.addBoth(self._sent)
+        return done.addBoth(self._sent)
 
     def _sent(self, result):
         self.setTimeout(None)

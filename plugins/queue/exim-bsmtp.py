@@ -25,13 +25,43 @@ appears to come from that user. Exim's non-SMTP ACL (``acl_not_smtp``),
 ``message_size_limit``, ``recipients_max`` and its rewriting apply to these messages; its
 SMTP ACLs (``acl_smtp_rcpt`` …) do not.
 
-Arguments: ``[exim_path PATH] [timeout SECONDS] [loglevel L] [EXIM-ARGUMENT …]``
+With ``pool N`` the plugin instead keeps up to N ``exim -bs`` processes (Exim's SMTP on its
+standard input and output) and sends each message to an idle one as an SMTP transaction:
+``RSET`` (from the second message on), MAIL, the RCPTs (pipelined; Exim offers PIPELINING),
+DATA, the message (CRLF, dot-stuffed), and the client gets ``250 Queued!`` only after Exim's
+``250 OK id=…`` for that message (Exim has it in its spool then). That saves starting Exim
+for every message (see bench/README.md). In this mode Exim applies its SMTP ACLs
+(``acl_smtp_rcpt``, ``acl_smtp_data`` …; the message arrives as ``local-esmtp`` from the
+calling user) and not ``acl_not_smtp``; the ``trusted_users`` rule is the same.
+
+Arguments: ``[exim_path PATH] [timeout SECONDS] [loglevel L] [pool N] [pool_idle SECONDS]
+[pool_messages N] [EXIM-ARGUMENT …]``
   ``exim_path``  the program (default ``/usr/sbin/rsmtp``, Debian's name for ``exim4 -bS``);
                  an absolute path. ``-bS`` is always passed (redundant for rsmtp, harmless).
                  If it is not executable at start-up a warning is logged and each message
                  gets a 451 until it is.
   ``timeout``    seconds Exim may take to read the message and exit (default 300); when they
                  run out Exim is killed (SIGKILL) and the client gets a 451.
+  ``pool``       run up to N long-lived ``exim -bs`` (default 0: one ``exim -bS`` per
+                 message, as qpsmtpd). The bound holds: when all N are busy a message waits
+                 for one (at most ``timeout`` seconds, then ``451 Internal error enqueuing
+                 mail (no exim process free within N seconds)``). ``exim_path`` must then
+                 be Exim itself (default ``/usr/sbin/exim4``; called as ``rsmtp`` Exim
+                 reads batched SMTP: start-up error). ``timeout`` is then the limit for
+                 each of Exim's replies: a process that does not answer in time is killed
+                 (``451 … (exim timed out after N seconds)``) and a new one started for the
+                 next message; one that exits (``451 … (exim crashed)``) likewise. Exim's
+                 4xx/5xx to MAIL, a RCPT, DATA or the message: as in the table below, and the
+                 process goes on with the next message. A reused process found gone or
+                 answering ``421`` (e.g. Exim's ``smtp_accept_max_per_connection``) before
+                 the final dot was written: the message goes once more to a new process;
+                 nothing is sent again after the final dot. At shutdown idle processes get
+                 QUIT. Each process's end is logged at LOGINFO: ``exim -bs (pid N) ended:
+                 exit status 0, after M messages``.
+  ``pool_idle``  seconds an idle process is kept, then QUIT (default 60; Exim itself gives
+                 up after ``smtp_receive_timeout``, 5 minutes).
+  ``pool_messages`` messages per process, then QUIT (default 100; Exim's own limit,
+                 ``smtp_accept_max_per_connection``, is 1000).
   ``EXIM-ARGUMENT …``  the first word that starts with ``-`` and every word after it are passed
                  to Exim as they are, after ``-bS``: e.g. ``-C /etc/exim4/frontend.conf`` (an
                  alternative configuration), ``-odq`` (queue only), ``-oMr qpsmtpd``
@@ -84,6 +114,7 @@ Differences from qpsmtpd 0.94:
     standard input without a shell, asynchronously, with a timeout.
   - 0.94 does not double a leading dot in header lines and writes addresses unquoted (a local
     part with a space breaks Exim's parsing of the command); here both are correct.
+  - ``pool`` (long-lived ``exim -bs`` processes) is new.
   - Extra Exim arguments and ``timeout`` are new; HELO names ``me`` (0.94: the host name).
     An exit status of 1 with a reply (message accepted, a later error) is a 250 here, a 451
     in 0.94 (a duplicate at the client's retry). 0.94 refuses a transaction without a parsed
@@ -99,14 +130,24 @@ from twisted.internet import defer, protocol, reactor
 from twisted.internet.interfaces import IPullProducer
 from zope.interface import implementer
 
+from qpsmtpd_tx import pool as pools
 from qpsmtpd_tx.childpipe import ChildInput
 from qpsmtpd_tx.childprocess import spawn_with_timeout
 from qpsmtpd_tx.codes import DECLINED, DENY, LOGDEBUG, LOGERROR, LOGINFO, LOGWARN, OK
 from qpsmtpd_tx.plugin import Plugin, PluginError
+from qpsmtpd_tx.smtp_child import CannotRun, start_session
+from qpsmtpd_tx.smtp_client import (NextHopError, NextHopTimeout, Refused, safe_to_retry,
+                                    send_transaction)
 from qpsmtpd_tx.streaming import message_chunks
 
 DEFAULT_PATH = "/usr/sbin/rsmtp"
+#: with ``pool``: Exim itself (called as rsmtp, Exim reads batched SMTP whatever it is told)
+POOL_DEFAULT_PATH = "/usr/sbin/exim4"
 DEFAULT_TIMEOUT = 300.0
+#: ``pool``: seconds an idle ``exim -bs`` is kept (below Exim's smtp_receive_timeout, 5
+#: minutes) and messages per process (below smtp_accept_max_per_connection, 1000)
+POOL_IDLE = 60.0
+POOL_MESSAGES = 100
 #: at most this much of Exim's standard output and standard error is kept
 _MAX_OUTPUT = 8192
 #: seconds to wait for Exim's standard output to close after it exited
@@ -275,10 +316,21 @@ class EximBsmtp(Plugin):
                 break
             options += args[:2]
             args = args[2:]
-        settings = self.parse_kv_args(options, ("exim_path", "timeout"))
-        self.exim_path = settings.get("exim_path", DEFAULT_PATH)
+        settings = self.parse_kv_args(options, ("exim_path", "timeout") + tuple(pools.SETTINGS))
+        pool = {"pool": 0, "pool_idle": POOL_IDLE, "pool_messages": POOL_MESSAGES}
+        for name in pools.SETTINGS:
+            if name in settings:
+                try:
+                    pool[name] = pools.parse_setting(name, settings[name])
+                except ValueError as e:
+                    raise PluginError(str(e))
+        self.exim_path = settings.get("exim_path", POOL_DEFAULT_PATH if pool["pool"]
+                                      else DEFAULT_PATH)
         if not os.path.isabs(self.exim_path):
             raise PluginError("exim_path must be an absolute path, got %r" % (self.exim_path,))
+        if pool["pool"] and os.path.basename(self.exim_path) == "rsmtp":
+            raise PluginError("pool needs Exim itself as exim_path (e.g. /usr/sbin/exim4): "
+                              "called as rsmtp, Exim reads batched SMTP (-bS), not -bs")
         if "timeout" in settings:
             try:
                 self.timeout = float(settings["timeout"])
@@ -288,18 +340,95 @@ class EximBsmtp(Plugin):
             if not self.timeout > 0:
                 raise PluginError("timeout must be positive, got %r" % (settings["timeout"],))
         self.argv = [self.exim_path, "-bS"] + self.exim_args
+        self.pool = None
+        if pool["pool"]:
+            self.argv = [self.exim_path, "-bs"] + self.exim_args
+            self.pool = pools.Pool(self._start_exim, pool["pool"], pool["pool_idle"],
+                                   pool["pool_messages"], max_open=pool["pool"])
         if not os.access(self.exim_path, os.X_OK):
             self.log(LOGWARN, "could not find exim at %s (not an executable file): messages get "
                      "451 until it is; set exim_path in the plugins file" % self.exim_path)
 
+    def stop(self):
+        """Say QUIT to the idle ``exim -bs`` processes of the pool."""
+        if self.pool is not None:
+            return self.pool.stop()
+
     def hook_queue(self, transaction):
         # Everything Exim needs is taken now, in the reactor thread: the body stays readable
         # through our own file object even if the client leaves and the spool is deleted.
+        if self.pool is not None:
+            return defer.Deferred.fromCoroutine(self._run_pooled(
+                transaction, transaction.header_bytes(), transaction.body.open()))
         envelope = batch_envelope(self.server.me or "localhost", transaction.sender,
                                   transaction.recipients)
         header = transaction.header_bytes()
         body = transaction.body.open()
         return self._run(transaction, envelope, header, body)
+
+    # -- pool: long-lived ``exim -bs`` processes ----------------------------------------------
+
+    async def _start_exim(self, transaction):
+        if not os.access(self.exim_path, os.X_OK):
+            raise CannotRun("cannot run %s: not an executable file" % self.exim_path)
+        session = await start_session(self.argv, self.timeout, self.server.me or "localhost")
+        self.log(LOGDEBUG, "started %s (pid %s)" % (" ".join(self.argv), session.pid), transaction)
+        session.when_closed().addCallback(lambda _: self.log(
+            LOGINFO, "exim -bs (pid %s) ended: %s, after %d messages" % (
+                session.pid, session.ended, session.uses)))
+        return session
+
+    async def _run_pooled(self, transaction, header, body):
+        """The message through a pooled ``exim -bs``; a 250 only after Exim's 250 for it."""
+        def retrying(e):
+            self.log(LOGWARN, "%s on a reused exim process; once more on a new one" % e,
+                     transaction)
+        try:
+            return await self.pool.run(
+                lambda session: self._send_pooled(session, transaction, header, body),
+                safe_to_retry, retrying, wait_timeout=self.timeout, context=transaction)
+        except Refused as refused:
+            reply = refused.reply
+            self._log_output(LOGERROR, "stderr", getattr(refused, "stderr", b""), transaction)
+            self.log(LOGERROR, "exim refused %s: %s" % (refused.stage, reply), transaction)
+            if reply.code // 100 == 5:
+                return DENY, "\n".join(reply.lines) or INTERNAL_ERROR
+            if reply.code // 100 == 4:
+                return DECLINED, "\n".join(reply.lines) or INTERNAL_ERROR
+            return DECLINED, INTERNAL_ERROR
+        except NextHopTimeout as e:
+            self.log(LOGERROR, "%s: killed" % e, transaction)
+            return DECLINED, "%s (exim timed out after %g seconds)" % (INTERNAL_ERROR, self.timeout)
+        except CannotRun as e:
+            self.log(LOGERROR, str(e), transaction)
+            return DECLINED, INTERNAL_ERROR + " (cannot run exim)"
+        except (NextHopError, pools.PoolStopped) as e:
+            self.log(LOGERROR, str(e), transaction)
+            return DECLINED, INTERNAL_ERROR + " (exim crashed)"
+        except defer.TimeoutError:
+            self.log(LOGERROR, "all %d exim processes busy for %g seconds" % (
+                self.pool.max_open, self.timeout), transaction)
+            return DECLINED, "%s (no exim process free within %g seconds)" % (
+                INTERNAL_ERROR, self.timeout)
+        finally:
+            body.close()
+
+    async def _send_pooled(self, session, transaction, header, body):
+        sender = transaction.sender.format() if transaction.sender is not None else "<>"
+        try:
+            await send_transaction(session, sender, [r.format() for r in transaction.recipients],
+                                   header, body, reset=session.uses > 0)
+            reply = await session.reply()
+            if reply.code // 100 != 2:
+                raise Refused("end of data", reply)
+        except Refused as refused:
+            refused.stderr, session.stderr = session.stderr, b""
+            raise
+        self.log(LOGINFO, "Enqueued to exim via SMTP (pid %s): %s" % (session.pid, reply),
+                 transaction)
+        return OK, "Queued!"
+
+    # -- one ``exim -bS`` per message ----------------------------------------------------------
 
     def _run(self, transaction, envelope, header, body):
         if not os.access(self.exim_path, os.X_OK):

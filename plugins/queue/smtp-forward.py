@@ -2,12 +2,14 @@
 
 For every message the plugin opens a connection to the next hop, says EHLO (LHLO in LMTP
 mode) with this server's ``me``, optionally XCLIENT, then MAIL, one RCPT per recipient, DATA,
-the message (CRLF line endings, dot-stuffed) and QUIT. The client is answered only after the
+the message (CRLF line endings, dot-stuffed) and QUIT; with ``pool`` it keeps the connection
+for the next messages instead (see below). MAIL and the RCPTs go in one write when the next
+hop offers PIPELINING; DATA waits for their replies. The client is answered only after the
 next hop has answered the end of the message. Addresses travel as SMTP paths
 (``<user@host>``, quoted local parts kept quoted), never through a shell.
 
 Arguments: ``HOST [PORT] [xclient] [lmtp] [proxy] [partial accept|defer] [timeout SECONDS]
-[tls MODE] [tls_ca FILE] [tls_name NAME]``
+[tls MODE] [tls_ca FILE] [tls_name NAME] [pool N] [pool_idle SECONDS] [pool_messages N]``
   ``HOST``     the next hop: a host name or IPv4 address (``[\\w.-]+``, as qpsmtpd), an IPv6
                address in brackets (``[2001:db8::25]``), or the absolute path of a unix socket
                (``/run/dovecot/lmtp``; no PORT then). Connected to directly, no MX lookup.
@@ -56,6 +58,22 @@ Arguments: ``HOST [PORT] [xclient] [lmtp] [proxy] [partial accept|defer] [timeou
                config directory. Unreadable or without a certificate: start-up error.
   ``tls_name`` (``tls verify``) the name the certificate must carry (default: HOST; needed
                for a unix socket).
+  ``pool``     keep up to N idle connections to the next hop (default 0: one connection per
+               message) and send the next messages on them: ``RSET`` (pipelined with MAIL and
+               the RCPTs when offered), MAIL, … as above, no new greeting, EHLO or STARTTLS
+               (a TLS connection stays TLS; the ``smtp_forward_tls`` note is the
+               connection's). Not with ``xclient`` (a connection carries one client's
+               identity) nor ``proxy`` (each transaction has its own connection, opened at
+               MAIL): start-up error. Connections in use are not bounded (as without pool).
+               A reused connection found broken before the final dot was written (lost,
+               garbled reply, a ``421``) is not an answer: the message goes once more on a
+               new connection, and that attempt's outcome is the reply. Nothing is retried
+               after the final dot (the next hop may have the message: ``451``, the client
+               retries) nor after a timeout; a new connection is never retried.
+  ``pool_idle`` seconds an idle pooled connection is kept, then QUIT (default 10; Postfix's
+               smtpd drops a silent client after 300 s, ``smtpd_timeout``; one the next hop
+               closes meanwhile is noticed and not used).
+  ``pool_messages`` messages per pooled connection, then QUIT (default 100).
 
 Config files: ``me`` (the EHLO name).
 
@@ -106,6 +124,8 @@ Differences from qpsmtpd 0.94 (which used Net::SMTP):
   - LMTP, IPv6 literals, unix sockets and ``timeout`` are new; ``xclient`` and ``lmtp`` are
     also accepted right after HOST (0.94 reads flags from the third argument on), and an
     unknown flag stops start-up (0.94 warns and goes on). XCLIENT values are xtext-encoded.
+  - ``pool`` is new (0.94 opened a connection per message), as are PIPELINING to the next
+    hop and ``pool_idle``/``pool_messages``.
   - STARTTLS is new (0.94's Net::SMTP spoke plaintext only); opportunistic by default, so a
     next hop that offers STARTTLS now gets the message encrypted.
   - Addresses are sent as valid paths: a local part that needs quoting stays quoted (0.94
@@ -118,15 +138,14 @@ import re
 
 from twisted.internet import defer, reactor
 from twisted.internet.endpoints import connectProtocol
-from twisted.internet.interfaces import IHandshakeListener
-from twisted.protocols.basic import LineReceiver
-from zope.interface import implementer
 
-from qpsmtpd_tx import client_tls, outcomes, refused as refused_copies
-from qpsmtpd_tx.client import MessageProducer, TimedClient
+from qpsmtpd_tx import client_tls, outcomes, pool as pools, refused as refused_copies
 from qpsmtpd_tx.codes import DECLINED, DENY, DENYSOFT, LOGERROR, LOGINFO, LOGWARN, OK
 from qpsmtpd_tx.endpoints import ServerAddress, describe_failure as _describe
 from qpsmtpd_tx.plugin import Plugin, PluginError
+from qpsmtpd_tx.smtp_client import (  # noqa: F401 (encode_message, Reply: for the tests)
+    NextHopError, NextHopProtocol, Refused as _Refused, Reply, TlsFailed, encode_message,
+    parse_capabilities, safe_to_retry, send_transaction)
 
 DEFAULT_TIMEOUT = 60.0
 #: the reply to the end of the message may take this many times ``timeout``
@@ -137,10 +156,9 @@ _HOST = re.compile(r"[\w.-]+\Z")
 TLS_MODES = ("none", "may", "require", "verify")
 #: LMTP, some recipients refused after the message: 250 for the others, or 451 for all
 PARTIAL_MODES = ("accept", "defer")
-
-
-class NextHopError(Exception):
-    """The conversation with the next hop failed without a reply that says why."""
+#: ``pool``: seconds an idle connection is kept, and messages per connection (defaults)
+POOL_IDLE = 10.0
+POOL_MESSAGES = 100
 
 
 class ConnectFailed(NextHopError):
@@ -161,24 +179,6 @@ class ProxyState:
         self.recipients = []
 
 
-class Reply:
-    """One reply of the next hop: its code and text lines."""
-
-    def __init__(self, code, lines):
-        self.code = code
-        self.lines = lines
-
-    @property
-    def text(self):
-        return " ".join(line for line in self.lines if line)
-
-    def __str__(self):
-        return ("%d %s" % (self.code, self.text)).strip()
-
-    def __repr__(self):
-        return "Reply(%d, %r)" % (self.code, self.lines)
-
-
 def xtext(value):
     """RFC 3461 xtext: ``+``, ``=``, controls, space and non-ASCII as ``+HH``."""
     out = []
@@ -188,131 +188,6 @@ def xtext(value):
         else:
             out.append(chr(byte))
     return "".join(out)
-
-
-def encode_message(data, at_line_start):
-    """LF → CRLF and dot-stuffing for one chunk; returns (bytes, ends at a line start)."""
-    out = data.replace(b"\n.", b"\n..")
-    if at_line_start and data[:1] == b".":
-        out = b"." + out
-    return out.replace(b"\n", b"\r\n"), data.endswith(b"\n")
-
-
-class _MessageProducer(MessageProducer):
-    """Writes header, body and the final dot to the next hop, a chunk per request."""
-
-    def __init__(self, hop, header, body):
-        MessageProducer.__init__(self, hop, header, body)
-        self.at_line_start = True
-
-    def produce(self):
-        data = self.read()
-        if data:
-            encoded, self.at_line_start = encode_message(data, self.at_line_start)
-            self.client.transport.write(encoded)
-            return
-        self.client.transport.write((b"" if self.at_line_start else b"\r\n") + b".\r\n")
-        self.finish()
-
-    def stopped_error(self):
-        return NextHopError("connection lost while sending the message")
-
-
-class TlsFailed(NextHopError):
-    """The TLS handshake with the next hop failed (or its certificate did not verify)."""
-
-
-@implementer(IHandshakeListener)
-class NextHopProtocol(TimedClient, LineReceiver):
-    """A small SMTP/LMTP client: send a line, wait for the reply; every wait has a timeout."""
-
-    delimiter = b"\n"
-    MAX_LENGTH = 65536
-
-    def __init__(self, timeout, clock=reactor):
-        TimedClient.__init__(self, timeout, clock)
-        self._partial = []
-        self._tls_options = None
-        #: "plain", "handshake" (STARTTLS accepted, handshake running) or "tls"
-        self.tls_state = "plain"
-
-    # -- receiving -----------------------------------------------------------------------------
-
-    def dataReceived(self, data):
-        self.touch()
-        LineReceiver.dataReceived(self, data)
-
-    def lineReceived(self, line):
-        if self.error is not None:
-            return
-        text = line.rstrip(b"\r").decode("utf-8", "replace")
-        if len(text) < 3 or not text[:3].isdigit() or text[3:4] not in ("", " ", "-"):
-            self.fail(NextHopError("garbled reply from the next hop: %r" % text[:80]))
-            return
-        self._partial.append(text[4:])
-        if text[3:4] == "-":
-            return
-        reply, self._partial = Reply(int(text[:3]), self._partial), []
-        if self._tls_options is not None:
-            options, self._tls_options = self._tls_options, None
-            if reply.code == 220:
-                # Whatever came with the 220 was sent in plaintext and must not be read as
-                # an answer inside TLS (CVE-2011-0411, seen from the client's side).
-                if self._buffer:
-                    self.fail(NextHopError("the next hop sent more after its 220 to STARTTLS"))
-                    return
-                self.tls_state = "handshake"
-                self.transport.startTLS(options)
-        self.item_arrived(reply)
-
-    def handshakeCompleted(self):
-        """IHandshakeListener: the TLS handshake is done (and the certificate verified)."""
-        self.tls_state = "tls"
-
-    def lineLengthExceeded(self, line):
-        self.fail(NextHopError("reply line longer than %d bytes from the next hop" % self.MAX_LENGTH))
-
-    def lost_error(self, reason):
-        if self.tls_state == "handshake":
-            return TlsFailed("TLS handshake with the next hop failed (%s)" % reason.getErrorMessage())
-        return NextHopError("connection to the next hop lost (%s)" % reason.getErrorMessage())
-
-    def timeout_error(self, seconds, doing):
-        if self.tls_state == "handshake":
-            return TlsFailed("TLS handshake with the next hop failed (no answer within %g seconds)"
-                             % seconds)
-        return NextHopError("the next hop did not answer within %g seconds" % seconds)
-
-    # -- waiting -------------------------------------------------------------------------------
-
-    def reply(self, timeout=None):
-        """A Deferred firing with the next Reply (fails on timeout or a lost connection)."""
-        return self.next_item(timeout)
-
-    def command(self, line, timeout=None):
-        """Send one command line; a Deferred firing with its Reply."""
-        self.transport.write(line.encode("utf-8", "surrogateescape") + b"\r\n")
-        return self.reply(timeout)
-
-    def starttls(self, options):
-        """Send STARTTLS; TLS starts (with ``options``) as its 220 arrives. Its Reply."""
-        if self._items:
-            return defer.fail(NextHopError("the next hop sent a reply nobody asked for"))
-        self._tls_options = options
-        return self.command("STARTTLS")
-
-    def send_message(self, header, body):
-        """Send the message and the final dot; a Deferred firing when all is written."""
-        return self.send_with(_MessageProducer(self, header, body))
-
-    def quit(self):
-        """Say QUIT, close once it is answered (or after the timeout); nobody waits for it."""
-        if self.closed or self.error is not None:
-            if not self.closed:
-                self.transport.abortConnection()
-            return
-        d = self.command("QUIT")
-        d.addBoth(lambda _: None if self.closed else self.transport.loseConnection())
 
 
 def _describe_tls(details):
@@ -325,22 +200,14 @@ def _describe_tls(details):
         "verified for %s" % details["name"] if details["verified"] else "not verified")
 
 
-class _Refused(Exception):
-    """The next hop refused with ``reply`` at ``stage``; ``temporary`` when not its decision."""
-
-    def __init__(self, stage, reply):
-        Exception.__init__(self, stage, reply)
-        self.stage = stage
-        self.reply = reply
-
-
 class SmtpForward(Plugin):
     """Forward to another SMTP or LMTP server, passing its refusals on."""
 
     def init(self, args):
         usage = ("usage: queue/smtp-forward HOST [PORT] [xclient] [lmtp] [proxy] "
                  "[partial accept|defer] [timeout SECONDS] [tls none|may|require|verify] "
-                 "[tls_ca FILE] [tls_name NAME]")
+                 "[tls_ca FILE] [tls_name NAME] [pool N] [pool_idle SECONDS] "
+                 "[pool_messages N]")
         if not args:
             raise PluginError("No SMTP server specified in smtp-forward config (%s)" % usage)
         args = list(args)
@@ -355,6 +222,7 @@ class SmtpForward(Plugin):
         self.timeout = DEFAULT_TIMEOUT
         self.tls = "may"
         tls_ca = tls_name = None
+        pool = {"pool": 0, "pool_idle": POOL_IDLE, "pool_messages": POOL_MESSAGES}
         while args:
             flag = args.pop(0)
             if flag.lower() == "xclient":
@@ -382,10 +250,16 @@ class SmtpForward(Plugin):
                 tls_ca = args.pop(0)
             elif flag.lower() == "tls_name" and args:
                 tls_name = args.pop(0)
+            elif flag.lower() in pool and args:
+                try:
+                    pool[flag.lower()] = pools.parse_setting(flag.lower(), args.pop(0))
+                except ValueError as e:
+                    raise PluginError(str(e))
             else:
                 raise PluginError("unknown argument %r (%s)" % (flag, usage))
         if self.partial is None:
             self.partial = "defer" if self.proxy else "accept"
+        self._pool_setup(pool)
         if (tls_ca or tls_name) and self.tls != "verify":
             raise PluginError("tls_ca and tls_name need 'tls verify'")
         if host.startswith("/"):
@@ -407,6 +281,24 @@ class SmtpForward(Plugin):
             self.port = 24 if self.lmtp else 25
         self.address = ServerAddress(host=host, port=self.port)
         self._tls_setup(tls_name or host, tls_ca)
+
+    def _pool_setup(self, settings):
+        """``pool N``: keep up to N idle connections to the next hop (see the docstring)."""
+        self.pool = None
+        if not settings["pool"]:
+            return
+        for flag in ("xclient", "proxy"):
+            if getattr(self, flag):
+                raise PluginError("pool cannot be combined with %s (%s)" % (flag, {
+                    "xclient": "a connection carries one client's identity",
+                    "proxy": "each transaction has its own connection, opened at MAIL"}[flag]))
+        self.pool = pools.Pool(self._open, settings["pool"], settings["pool_idle"],
+                               settings["pool_messages"])
+
+    def stop(self):
+        """Close the idle pooled connections (QUIT)."""
+        if self.pool is not None:
+            return self.pool.stop()
 
     def _tls_setup(self, name, ca):
         """Build the STARTTLS options once; ``name``/``ca`` only count for ``tls verify``."""
@@ -523,6 +415,13 @@ class SmtpForward(Plugin):
             self.log(LOGINFO, "forwarding to %s%s%s" % (
                 self.address, " (LMTP)" if self.lmtp else "",
                 ", on the connection opened at MAIL" if hop is not None else ""), transaction)
+            if hop is None and self.pool is not None:
+                return await self.pool.run(
+                    lambda pooled: self._deliver_pooled(pooled, transaction, header, body),
+                    safe_to_retry, lambda e: self.log(LOGWARN, "%s: %s on a reused connection; "
+                                                      "once more on a new one" % (self.address, e),
+                                                      transaction),
+                    context=transaction)
             if hop is None:
                 hop = await self._open(transaction)
                 proxied = None
@@ -539,6 +438,14 @@ class SmtpForward(Plugin):
             body.close()
             if proxied is None and hop is not None:
                 hop.quit()
+
+    async def _deliver_pooled(self, hop, transaction, header, body):
+        """One message on a pooled connection (RSET first if it carried one before)."""
+        transaction.notes["smtp_forward_tls"] = hop.tls_details
+        if hop.uses:
+            self.log(LOGINFO, "%s: reusing a connection (message %d on it)" % (
+                self.address, hop.uses + 1), transaction)
+        return await self._deliver(hop, None, transaction, header, body, reset=hop.uses > 0)
 
     async def _open(self, transaction):
         """A connection ready for MAIL (greeted, EHLO/LHLO, STARTTLS as ``tls`` says,
@@ -566,6 +473,10 @@ class SmtpForward(Plugin):
             await connecting
         except Exception as e:
             raise ConnectFailed("cannot connect to %s: %s" % (self.address, _describe(e)))
+        if self.address.path is None:
+            # commands and the message's last piece are small writes: without this, on a
+            # reused connection each may wait for the hop's delayed ACK (40 ms on Linux)
+            hop.transport.setTcpNoDelay(True)
         try:
             greeting = await hop.reply()
             if greeting.code // 100 != 2:
@@ -574,6 +485,7 @@ class SmtpForward(Plugin):
             if capabilities is None:
                 raise NextHopError("%s refused" % ("LHLO" if self.lmtp else "EHLO"))
             capabilities = await self._starttls(hop, transaction, capabilities, tls)
+            hop.capabilities = capabilities
             if self.xclient:
                 await self._send_xclient(hop, transaction, capabilities)
         except BaseException:
@@ -606,7 +518,7 @@ class SmtpForward(Plugin):
         details = client_tls.session_details(hop.transport)
         details["verified"] = self.tls_name is not None
         details["name"] = self.tls_name
-        transaction.notes["smtp_forward_tls"] = details
+        transaction.notes["smtp_forward_tls"] = hop.tls_details = details
         self.log(LOGINFO, "%s: %s" % (self.address, _describe_tls(details)), transaction)
         return capabilities
 
@@ -619,36 +531,24 @@ class SmtpForward(Plugin):
                 return {}
         if reply.code // 100 != 2:
             return None
-        capabilities = {}
-        for line in reply.lines[1:]:
-            words = line.split()
-            if words:
-                capabilities[words[0].upper()] = words[1:]
-        return capabilities
+        return parse_capabilities(reply)
 
-    async def _deliver(self, hop, proxied, transaction, header, body):
+    async def _deliver(self, hop, proxied, transaction, header, body, reset=False):
         """The envelope (unless the proxy's open transaction at the hop has exactly these
-        recipients: then only DATA), the message, and the hop's verdict."""
+        recipients: then only DATA), the message, and the hop's verdict. ``reset``: RSET
+        first (a pooled connection that carried a message before)."""
         wanted = [r.format() for r in transaction.recipients]
-        if proxied is None or not proxied.open or proxied.recipients != wanted:
-            if proxied is not None and proxied.open:
-                reply = await hop.command("RSET")
-                if reply.code // 100 != 2:
-                    raise _Refused("RSET", reply)
-            sender = transaction.sender.format() if transaction.sender else "<>"
-            reply = await hop.command("MAIL FROM:%s" % sender)
-            if reply.code // 100 != 2:
-                raise _Refused("MAIL FROM:%s" % sender, reply)
-            for rcpt in wanted:
-                reply = await hop.command("RCPT TO:%s" % rcpt)
-                if reply.code // 100 != 2:
-                    raise _Refused("RCPT TO:%s" % rcpt, reply)
-        if proxied is not None:
+        if proxied is not None and proxied.open and proxied.recipients == wanted:
             proxied.open = False      # the next copy starts its own transaction at the hop
-        reply = await hop.command("DATA")
-        if reply.code != 354:
-            raise _Refused("DATA", reply)
-        await hop.send_message(header, body)
+            reply = await hop.command("DATA")
+            if reply.code != 354:
+                raise _Refused("DATA", reply)
+            await hop.send_message(header, body)
+        else:
+            if proxied is not None:
+                reset, proxied.open = reset or proxied.open, False
+            sender = transaction.sender.format() if transaction.sender else "<>"
+            await send_transaction(hop, sender, wanted, header, body, reset)
         if self.lmtp:
             return await self._lmtp_replies(hop, transaction)
         reply = await hop.reply(self.timeout * DATA_END_FACTOR)

@@ -91,6 +91,23 @@ class EximTestCase(TransactionMixin, unittest.TestCase):
         """Wait until Exim has delivered everything it accepted."""
         self.assertTrue(await wait_for(self.mta.idle), "Exim still has %s" % self.mta.queued())
 
+    async def send_in_parallel(self, port, clients=4, rounds=3):
+        """``rounds`` messages from each of ``clients`` clients at once (pipelined); every
+        one must get ``250 Queued!``. Client i's message n goes from s<i>.<n>@b.example to
+        r<i>.<n>@example.com."""
+        clients = [await self.session(port) for _ in range(clients)]
+        for n in range(rounds):
+            for i, client in enumerate(clients):
+                client.send("MAIL FROM:<s%d.%d@b.example>" % (i, n))
+                client.send("RCPT TO:<r%d.%d@example.com>" % (i, n))
+                client.send("DATA")
+            for client in clients:
+                self.assertEqual([(await client.reply())[0] for _ in range(3)], [250, 250, 354])
+            for client in clients:
+                client.transport.write(HEADER + b"\r\n" + BODY + b".\r\n")
+            for client in clients:
+                self.assertEqual(await client.reply(), (250, ["Queued!"]))
+
     def received_lines(self):
         """Exim's log lines for received messages (``<=``)."""
         return [line for line in self.mta.mainlog().splitlines() if " <= " in line]
@@ -136,18 +153,7 @@ class DeliveryTests(EximTestCase):
     async def test_several_messages_on_one_connection_and_in_parallel(self):
         self.exim()
         server, port = self.start()
-        clients = [await self.session(port) for _ in range(4)]
-        for n in range(3):
-            for i, client in enumerate(clients):
-                client.send("MAIL FROM:<s%d.%d@b.example>" % (i, n))
-                client.send("RCPT TO:<r%d.%d@example.com>" % (i, n))
-                client.send("DATA")
-            for client in clients:
-                self.assertEqual([(await client.reply())[0] for _ in range(3)], [250, 250, 354])
-            for client in clients:
-                client.transport.write(HEADER + b"\r\n" + BODY + b".\r\n")
-            for client in clients:
-                self.assertEqual(await client.reply(), (250, ["Queued!"]))
+        await self.send_in_parallel(port)
         await self.idle()
         delivered = [split_delivered(d) for d in self.mta.delivered()]
         self.assertEqual(sorted((d[0], d[1]) for d in delivered),

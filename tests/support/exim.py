@@ -367,13 +367,15 @@ def private_exim(testcase, **options):
 
 def make_private_exim(install, directory, message_size_limit=None, recipients_max=None,
                       refuse_sender=None, refuse_recipient=None, slow_delivery=None,
-                      queue_only=False, dkim_sign=None):
+                      queue_only=False, dkim_sign=None, settings=()):
     """Write a private Exim configuration into the (existing, empty) ``directory``.
 
     ``queue_only``: Exim keeps each message in its spool instead of delivering it (for
     benchmarks of reception alone). ``dkim_sign``: ``(domain, selector, key file, port)``:
     every message goes by SMTP to 127.0.0.1 at ``port``, signed by Exim's smtp transport
-    (``dkim_*`` options, relaxed/relaxed). The other options: see the module docstring.
+    (``dkim_*`` options, relaxed/relaxed). ``settings``: more main configuration lines
+    (e.g. ``"smtp_accept_max_per_connection = 1"``). The other options: see the module
+    docstring.
     """
     os.chmod(directory, 0o755)
     exim = PrivateExim(install, directory)
@@ -394,6 +396,7 @@ def make_private_exim(install, directory, message_size_limit=None, recipients_ma
         limits.append("recipients_max = %d" % recipients_max)
     if queue_only:
         limits.append("queue_only")
+    limits.extend(settings)
     acl = ""
     if refuse_sender:
         acl += "  deny senders = %s\n       message = sender refused by exim-test\n" % refuse_sender
