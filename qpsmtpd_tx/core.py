@@ -174,6 +174,12 @@ class SMTPCore:
         """True while a command line has begun but its LF has not arrived (command mode)."""
         return self._discarding or (bool(self._buf) and self._buf[-1] != 10)
 
+    @property
+    def command_waiting(self):
+        """True while a complete command line waits in the buffer (a pipelined command that
+        will be handled without further input from the client)."""
+        return self.state in COMMAND_STATES and not self._discarding and b"\n" in self._buf
+
     def first_line(self):
         """The first buffered line (without its line end) once its LF has arrived, else None;
         it stays buffered (a PROXY header is looked at before the greeting)."""
