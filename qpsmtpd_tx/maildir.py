@@ -1,6 +1,7 @@
 """Writing one message into a Maildir durably (queue/maildir, the split policy's quarantine).
 
-tmp/ file → write → fsync → link into new/ → unlink tmp → fsync new/, from a thread.
+tmp/ file → write → fsync → link into new/ → unlink tmp → fsync new/, from a thread; the
+fsync of new/ is shared by the deliveries into it that run at the same time (see dirsync).
 """
 
 import itertools
@@ -9,6 +10,7 @@ import socket
 import time
 
 from qpsmtpd_tx.dirs import make_dirs
+from qpsmtpd_tx.dirsync import DIRECTORIES
 from qpsmtpd_tx.streaming import write_to_fd
 
 _counter = itertools.count(1)
@@ -44,7 +46,8 @@ def write_maildir(maildir, mode, head, body):
     now = time.time()
     name = "%d.P%dM%dQ%d.%s" % (now, os.getpid(), int(now * 1e6) % 1000000, next(_counter), _HOST)
     tmp = os.path.join(maildir, "tmp", name)
-    new = os.path.join(maildir, "new", name)
+    new_dir = os.path.join(maildir, "new")
+    new = os.path.join(new_dir, name)
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode & 0o666)
     except FileNotFoundError:
@@ -69,9 +72,6 @@ def write_maildir(maildir, mode, head, body):
             os.unlink(tmp)
         except OSError:
             pass
-    dirfd = os.open(os.path.join(maildir, "new"), os.O_RDONLY)
-    try:
-        os.fsync(dirfd)
-    finally:
-        os.close(dirfd)
+    # shared with the deliveries into the same new/ that run at the same time
+    DIRECTORIES.sync(new_dir)
     return name
