@@ -80,11 +80,16 @@ class DirSyncTests(unittest.TestCase):
             self.addCleanup(c.join, BOUND)
         return callers
 
+    def leader(self, dirsync, fsync):
+        """Start one caller and wait until its fsync (call 1, gated) has begun."""
+        (first,) = self.start(dirsync)
+        self.assertTrue(fsync.entered[1].wait(BOUND))
+        return first
+
     def test_callers_during_a_sync_share_the_next_one(self):
         fsync = GatedFsync(gated=[1])
         dirsync = DirSync(fsync)
-        (first,) = self.start(dirsync)
-        self.assertTrue(fsync.entered[1].wait(BOUND))
+        first = self.leader(dirsync, fsync)
         later = self.start(dirsync, 5)
         self.assertTrue(wait_until(lambda: dirsync.waiting == 5))
         fsync.open(1)
@@ -97,8 +102,7 @@ class DirSyncTests(unittest.TestCase):
         # a caller that arrives while a sync runs may have linked after that sync began
         fsync = GatedFsync(gated=[1, 2])
         dirsync = DirSync(fsync)
-        (first,) = self.start(dirsync)
-        self.assertTrue(fsync.entered[1].wait(BOUND))
+        first = self.leader(dirsync, fsync)
         (second,) = self.start(dirsync)
         self.assertTrue(wait_until(lambda: dirsync.waiting == 1))
         fsync.open(1)
@@ -111,8 +115,7 @@ class DirSyncTests(unittest.TestCase):
     def test_a_failed_sync_fails_its_callers_only(self):
         fsync = GatedFsync(gated=[1], fail=[2])
         dirsync = DirSync(fsync)
-        (first,) = self.start(dirsync)
-        self.assertTrue(fsync.entered[1].wait(BOUND))
+        first = self.leader(dirsync, fsync)
         later = self.start(dirsync, 3)
         self.assertTrue(wait_until(lambda: dirsync.waiting == 3))
         fsync.open(1)
@@ -128,8 +131,7 @@ class DirSyncTests(unittest.TestCase):
         os.makedirs(other)
         fsync = GatedFsync(gated=[1])
         dirsync = DirSync(fsync)
-        (first,) = self.start(dirsync)
-        self.assertTrue(fsync.entered[1].wait(BOUND))
+        first = self.leader(dirsync, fsync)
         c = Caller(dirsync, other)
         c.start()
         self.assertTrue(c.done.wait(BOUND))          # not held by the other directory's sync
