@@ -8,7 +8,6 @@ ids start with ``w1.``).
 import os
 import re
 import smtplib
-import subprocess
 import time
 
 from twisted.python import usage
@@ -16,8 +15,7 @@ from twisted.trial import unittest
 
 from qpsmtpd_tx.tap import Options
 from qpsmtpd_tx.workers import HAVE_REUSEPORT, worker_count
-from tests.support.harness import write_config
-from tests.support.processes import start_twistd
+from tests.support.processes import child_pids, start_maildir_twistd
 
 MESSAGE = b"From: a@b.example\r\nSubject: spread\r\n\r\nbody\r\n"
 BOUND = 30
@@ -57,19 +55,10 @@ class ReusePortTests(unittest.TestCase):
         if not HAVE_REUSEPORT:
             raise unittest.SkipTest("no SO_REUSEPORT on this system")
 
-    def children(self, pid):
-        out = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout
-        return out.split()
-
     def test_a_socket_per_process_and_both_serve(self):
-        root = os.path.abspath(self.mktemp())
-        maildir = os.path.join(root, "maildir")
-        write_config(os.path.join(root, "config"), ["rcpt_ok", "queue/maildir %s" % maildir],
-                     {"loglevel": "5"})
-        process, port, log = start_twistd(self, os.path.join(root, "config"),
-                                          extra=["--workers", "2", "--reuseport"])
+        process, port, log, _ = start_maildir_twistd(self, ["--workers", "2", "--reuseport"])
         deadline = time.monotonic() + BOUND
-        while not self.children(process.pid) and time.monotonic() < deadline:
+        while not child_pids(process.pid) and time.monotonic() < deadline:
             time.sleep(0.1)
         self.assertEqual(listening_sockets(port), 2)     # one shared socket without --reuseport
         for _ in range(20):
