@@ -47,6 +47,10 @@ from qpsmtpd_tx.data import DataReader
 class State(enum.Enum):
     """Where the dialogue is."""
 
+    # Members are singletons: hash by identity, in C (Enum's own __hash__ is a Python call,
+    # and states are looked up in dicts several times per command).
+    __hash__ = object.__hash__
+
     CONNECTED = "connected"  #: before the greeting (connect hooks running)
     GREETED = "greeted"  #: greeting sent; no HELO/EHLO accepted yet
     READY = "ready"  #: HELO/EHLO accepted; no transaction

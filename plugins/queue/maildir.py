@@ -115,8 +115,11 @@ class Maildir(Plugin):
         except Exception:
             d = defer.fail()
         else:
-            d = defer.gatherResults(committing, consumeErrors=True)
-            d.addErrback(lambda failure: failure.value.subFailure)
+            if len(committing) == 1:
+                d = committing[0].addCallback(lambda name: [name])
+            else:
+                d = defer.gatherResults(committing, consumeErrors=True)
+                d.addErrback(lambda failure: failure.value.subFailure)
         finally:
             body.close()
         return d
