@@ -1,4 +1,4 @@
-"""The Maildir syncer (qpsmtpd_tx.syncer): fsyncs and links in one thread, in batches, and a
+"""The Maildir syncer (qpsmtpd_tx.syncer): fsyncs and links in threads, in batches, and a
 delivery is reported only after its file and its directory were fsynced.
 
 Real files and the real thread; the directory fsync is the real one behind a gate the test
@@ -58,7 +58,7 @@ class SyncerTests(unittest.TestCase):
 
     async def test_files_waiting_during_a_batch_make_the_next_batch(self):
         fsync = GatedDirFsync()
-        syncer = Syncer(fsync_dir=fsync)
+        syncer = Syncer(fsync_dir=fsync, threads=1)
         first = self.written("first")
         d1 = syncer.commit(first)
         self.assertTrue(fsync.entered.wait(BOUND))       # batch 1 is at its directory fsync
@@ -77,7 +77,7 @@ class SyncerTests(unittest.TestCase):
     async def test_failed_directory_fsync_fails_the_whole_batch(self):
         fsync = GatedDirFsync(fail=True)
         fsync.release()
-        syncer = Syncer(fsync_dir=fsync)
+        syncer = Syncer(fsync_dir=fsync, threads=1)
         d = syncer.commit(self.written("x"))
         await eventually(lambda: d.called)
         with self.assertRaises(OSError) as caught:
@@ -86,7 +86,7 @@ class SyncerTests(unittest.TestCase):
 
     async def test_failed_link_fails_that_file_only(self):
         fsync = GatedDirFsync()
-        syncer = Syncer(fsync_dir=fsync)
+        syncer = Syncer(fsync_dir=fsync, threads=1)
         blocker = self.written("blocker")
         d0 = syncer.commit(blocker)
         self.assertTrue(fsync.entered.wait(BOUND))
@@ -101,3 +101,13 @@ class SyncerTests(unittest.TestCase):
         self.assertTrue(str(caught.exception).startswith("link:"))
         self.assertEqual(await d2, fine.name)
         self.assertEqual(self.listing("tmp"), [])
+
+    async def test_several_threads_bounded_batches(self):
+        syncer = Syncer(threads=3, batch=2)
+        files = [self.written("m%d" % n) for n in range(12)]
+        ds = [syncer.commit(f) for f in files]
+        await eventually(lambda: all(d.called for d in ds))
+        self.assertEqual([await d for d in ds], [f.name for f in files])
+        self.assertEqual(self.listing("new"), sorted(f.name for f in files))
+        self.assertEqual(self.listing("tmp"), [])
+        self.assertGreaterEqual(syncer.batches, 6)      # never more than 2 files a batch

@@ -3,8 +3,8 @@
 The message is written to ``tmp/``, fsynced, linked into ``new/`` and the directory fsynced
 before the client gets ``250``; any failure answers ``451`` and leaves nothing half-delivered
 in ``new/``. A body held in memory (below ``size_threshold``) is written by the reactor
-thread into the page cache, and one thread (:mod:`qpsmtpd_tx.syncer`) does the fsyncs and
-links, for every file waiting at once, with one fsync of ``new/`` per batch. A larger body is
+thread into the page cache, and the syncer's threads (:mod:`qpsmtpd_tx.syncer`) do the fsyncs
+and links, several files at a time, with one fsync of ``new/`` per batch. A larger body is
 copied from the spool a megabyte at a time, so it does not become memory, in the server's I/O
 thread pool (``blocking_threads``); so many deliveries overlap and the server keeps serving
 other clients.
@@ -104,7 +104,7 @@ class Maildir(Plugin):
 
     def _deliver_now(self, jobs, header, body):
         # A body kept in memory (below size_threshold) is written here, in the reactor
-        # thread, into the page cache; only the fsyncs and links wait, in the syncer's thread.
+        # thread, into the page cache; only the fsyncs and links wait, in the syncer's threads.
         try:
             committing = []
             for maildir, prefix in jobs:
