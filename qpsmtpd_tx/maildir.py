@@ -11,7 +11,7 @@ import time
 
 from qpsmtpd_tx.dirs import make_dirs
 from qpsmtpd_tx.dirsync import DIRECTORIES
-from qpsmtpd_tx.streaming import write_to_fd
+from qpsmtpd_tx.streaming import write_all, write_to_fd
 
 _counter = itertools.count(1)
 
@@ -68,11 +68,14 @@ def _abandon(f):
         pass
 
 
-def write_file(f, head, body):
-    """Write the byte strings ``head``, then the file ``body`` (from its current position),
-    into ``f``; on failure ``f`` is closed and removed, and MaildirError raised."""
+def write_file(f, head, body=None):
+    """Write the byte strings ``head``, then the file ``body`` (from its current position), if
+    any, into ``f``; on failure ``f`` is closed and removed, and MaildirError raised."""
     try:
-        write_to_fd(f.fd, head, body)
+        if body is None:
+            write_all(f.fd, head)
+        else:
+            write_to_fd(f.fd, head, body)
     except OSError as e:
         _abandon(f)
         raise MaildirError("write: %s" % e.strerror)

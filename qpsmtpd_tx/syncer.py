@@ -4,11 +4,10 @@ Why not the I/O thread pool: every Python step of a pool thread competes with th
 thread for the GIL, and each system call the reactor makes (send, recv, epoll) must take the
 GIL back afterwards; under load the pool's own hand-off (queues, conditions, a context per
 call) and a delivery's nine system calls cost the reactor more than the delivery itself. Here
-the reactor thread creates and writes a small message's file (page-cache writes, no waiting on
-the disk), and the syncer's threads only do what waits on the disk: a thread takes the files
-waiting (up to :data:`BATCH`), fsyncs each, links it into ``new/``, then fsyncs each ``new/``
-once for the batch (shared with the other threads' batches, :mod:`~qpsmtpd_tx.dirsync`), and
-hands the batch back to the reactor in one call. Several threads (:data:`THREADS`), because on
+a syncer thread takes the messages waiting (up to :data:`BATCH`, each a few byte strings held
+in memory), writes, fsyncs and links each into ``new/``, then fsyncs each ``new/`` once for the
+batch (shared with the other threads' batches, :mod:`~qpsmtpd_tx.dirsync`), and hands the batch
+back to the reactor in one call. The reactor thread never waits on the disk. Several threads (:data:`THREADS`), because on
 a busy disk an fsync waits for a journal commit (measured 5-7 ms here under load): files
 fsynced one after another by a single thread cut throughput to a third. The guarantee is the
 one of
@@ -23,7 +22,7 @@ from twisted.internet.defer import Deferred
 from twisted.python.failure import Failure
 
 from qpsmtpd_tx.dirsync import DirSync, fsync_directory
-from qpsmtpd_tx.maildir import commit_file
+from qpsmtpd_tx.maildir import commit_file, create_file, write_file
 
 
 #: threads, and the most files one thread commits at a time (see the module's docstring)
@@ -32,8 +31,7 @@ BATCH = 8
 
 
 class Syncer:
-    """``threads`` threads committing :class:`~qpsmtpd_tx.maildir.MaildirFile` objects in
-    batches of at most ``batch``.
+    """``threads`` threads delivering messages into Maildirs in batches of at most ``batch``.
 
     ``reactor`` defaults to the global one; ``fsync_dir`` is the directory fsync (tests
     pass their own to control its timing).
@@ -51,13 +49,15 @@ class Syncer:
         self.batches = 0
         self.files = 0
 
-    def commit(self, f):
-        """A Deferred firing with ``f.name`` once ``f`` is in ``new/`` durably (or failing with
-        the MaildirError or OSError of the step that failed). Call it in the reactor thread."""
+    def deliver(self, maildir, mode, pieces):
+        """Write the byte strings ``pieces`` into a new file in ``maildir`` durably; a Deferred
+        firing with the file's name once it is in ``new/`` and ``new/`` was fsynced (or failing
+        with the MaildirError or OSError of the step that failed). Call it in the reactor
+        thread."""
         d = Deferred()
         if not self._started:
             self._start()
-        self._queue.put((f, d))
+        self._queue.put((maildir, mode, pieces, d))
         return d
 
     def _start(self):
@@ -88,8 +88,10 @@ class Syncer:
     def _commit_batch(self, batch):
         """[(Deferred, name or exception)] for ``batch``, after the fsyncs."""
         results, dirs = [], {}
-        for f, d in batch:
+        for maildir, mode, pieces, d in batch:
             try:
+                f = create_file(maildir, mode)
+                write_file(f, pieces)
                 commit_file(f)
             except Exception as e:        # handed to the delivery's Deferred
                 results.append((d, e, None))

@@ -2,9 +2,9 @@
 
 The message is written to ``tmp/``, fsynced, linked into ``new/`` and the directory fsynced
 before the client gets ``250``; any failure answers ``451`` and leaves nothing half-delivered
-in ``new/``. A body held in memory (below ``size_threshold``) is written by the reactor
-thread into the page cache, and the syncer's threads (:mod:`qpsmtpd_tx.syncer`) do the fsyncs
-and links, several files at a time, with one fsync of ``new/`` per batch. A larger body is
+in ``new/``. A body held in memory (below ``size_threshold``) is written, fsynced and linked
+by the syncer's threads (:mod:`qpsmtpd_tx.syncer`), several messages at a time, with one fsync
+of ``new/`` per batch. A larger body is
 copied from the spool a megabyte at a time, so it does not become memory, in the server's I/O
 thread pool (``blocking_threads``); so many deliveries overlap and the server keeps serving
 other clients.
@@ -35,7 +35,7 @@ import re
 from twisted.internet import defer
 
 from qpsmtpd_tx.codes import DECLINED, LOGERROR, LOGINFO, OK
-from qpsmtpd_tx.maildir import MaildirError, create_file, make_maildir, write_file, write_maildir
+from qpsmtpd_tx.maildir import MaildirError, make_maildir, write_maildir
 from qpsmtpd_tx.syncer import SYNCER
 from qpsmtpd_tx.plugin import Plugin, PluginError
 
@@ -103,26 +103,17 @@ class Maildir(Plugin):
             body.close()
 
     def _deliver_now(self, jobs, header, body):
-        # A body kept in memory (below size_threshold) is written here, in the reactor
-        # thread, into the page cache; only the fsyncs and links wait, in the syncer's threads.
+        # A body kept in memory (below size_threshold) goes to the syncer's threads as bytes.
         try:
-            committing = []
-            for maildir, prefix in jobs:
-                body.seek(0)
-                f = create_file(maildir, self.mode)
-                write_file(f, [prefix, header], body)
-                committing.append(SYNCER.commit(f))
-        except Exception:
-            d = defer.fail()
-        else:
-            if len(committing) == 1:
-                d = committing[0].addCallback(lambda name: [name])
-            else:
-                d = defer.gatherResults(committing, consumeErrors=True)
-                d.addErrback(lambda failure: failure.value.subFailure)
+            text = body.read()
         finally:
             body.close()
-        return d
+        committing = [SYNCER.deliver(maildir, self.mode, [prefix, header, text])
+                      for maildir, prefix in jobs]
+        if len(committing) == 1:
+            return committing[0].addCallback(lambda name: [name])
+        d = defer.gatherResults(committing, consumeErrors=True)
+        return d.addErrback(lambda failure: failure.value.subFailure)
 
     def _delivered(self, names, transaction, msgid):
         self.log(LOGINFO, "delivered to %s" % ", ".join(names), transaction)
