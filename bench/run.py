@@ -390,6 +390,8 @@ def bench_server(kind, a):
     tx_root = a.tx_baseline if kind == "tx-base" else ROOT
     argv, env, cwd = server_command("tx" if kind == "tx-base" else kind, conf, port, user,
                                     a.tx_workers, tx_root, a.peer_fsync)
+    if kind == "tx" and a.tx_reuseport:
+        argv.append("--reuseport")
     log = open(os.path.join(root, "server.log"), "wb")
     print("== %s: %s" % (kind, " ".join(argv)), flush=True)
     proc = subprocess.Popen(argv, env=env, cwd=cwd, stdout=log, stderr=subprocess.STDOUT,
@@ -566,6 +568,9 @@ def main():
                         "qpsmtpd-tx) instead of 0.94's queue/maildir, which never fsyncs")
     p.add_argument("--tx-workers", type=int, default=1,
                    help="qpsmtpd-tx --workers N: processes serving the port (1)")
+    p.add_argument("--tx-reuseport", action="store_true",
+                   help="qpsmtpd-tx --reuseport (with --tx-workers 2 or more): a listening "
+                        "socket per process; not passed to the --tx-baseline checkout")
     p.add_argument("--tx-baseline", metavar="CHECKOUT",
                    help="also run qpsmtpd-tx from this other checkout (e.g. a `git worktree` of "
                         "the previous commit) in the same run, and print tx/tx-base ratios")

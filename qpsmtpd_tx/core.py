@@ -47,6 +47,10 @@ from qpsmtpd_tx.data import DataReader
 class State(enum.Enum):
     """Where the dialogue is."""
 
+    # Members are singletons: hash by identity, in C (Enum's own __hash__ is a Python call,
+    # and states are looked up in dicts several times per command).
+    __hash__ = object.__hash__
+
     CONNECTED = "connected"  #: before the greeting (connect hooks running)
     GREETED = "greeted"  #: greeting sent; no HELO/EHLO accepted yet
     READY = "ready"  #: HELO/EHLO accepted; no transaction
@@ -173,6 +177,12 @@ class SMTPCore:
     def partial_line(self):
         """True while a command line has begun but its LF has not arrived (command mode)."""
         return self._discarding or (bool(self._buf) and self._buf[-1] != 10)
+
+    @property
+    def command_waiting(self):
+        """True while a complete command line waits in the buffer (a pipelined command that
+        will be handled without further input from the client)."""
+        return self.state in COMMAND_STATES and not self._discarding and b"\n" in self._buf
 
     def first_line(self):
         """The first buffered line (without its line end) once its LF has arrived, else None;

@@ -261,7 +261,14 @@ class SessionFlow:
             self._pump()
 
     def _pump(self):
-        """Handle buffered input one event at a time until input runs out or a hook waits."""
+        """Handle buffered input one event at a time until input runs out or a hook waits.
+
+        While a hook waits and the client has already sent its next command (pipelining), the
+        replies so far are held back and go out with the next ones: written in separate
+        passes, the second would wait for the client's delayed ACK of the first (Nagle), and
+        the client reads none of them before the whole group is answered anyway (RFC 2920).
+        """
+        waiting = False
         while not self._closing and not self._lost and not self.output_blocked:
             if self._shutting_down and self.core.state not in (State.MAIL, State.RCPT, State.DATA):
                 self.respond(421, self.server.shutdown_reply())
@@ -288,7 +295,8 @@ class SessionFlow:
             if self.core.output_size > FLUSH_ABOVE:
                 self._write_replies()     # may block output: the loop then stops
         self._update_reading()
-        self._flush()
+        if not (waiting and self.core.command_waiting and not self._closing):
+            self._flush()
         self._update_deadline()
 
     def _after(self, d):

@@ -17,7 +17,7 @@ from qpsmtpd_tx.server import SMTPServer, StartupError, config_problems
 from qpsmtpd_tx.signals import chain_signal, stop_on_sigterm
 from qpsmtpd_tx.startup import (StartupReporter, config_dir_problem, privilege_problem,
                                 switches_user)
-from qpsmtpd_tx.workers import ListeningService, WorkerPool
+from qpsmtpd_tx.workers import HAVE_REUSEPORT, ListeningService, WorkerPool, worker_count
 
 DEFAULT_LISTEN = "tcp:2525:interface=127.0.0.1"
 
@@ -32,7 +32,8 @@ class Options(usage.Options):
     optParameters = [
         ["config", None, None, "qpsmtpd config directory (default: $QPSMTPD_CONFIG)"],
         ["max-from-ip", "m", "5", "concurrent connections per client IP; more get 451 (0: no limit)"],
-        ["workers", "w", "1", "processes serving the listening sockets (use the cores; see README)"],
+        ["workers", "w", "1", "processes serving the listening sockets, or auto: one per core "
+         "(see README)"],
         ["limit-connections", None, "500",
          "concurrent clients per process; more get 421 and are closed (0: no limit)"],
         ["metrics", None, None, "serve Prometheus metrics at /metrics on this Twisted endpoint, "
@@ -40,6 +41,8 @@ class Options(usage.Options):
     ]
     optFlags = [
         ["no-rdns", "H", "do not look up the client's host name (remote_host is then Unknown)"],
+        ["reuseport", None, "with --workers: a listening socket per process on each TCP "
+         "endpoint (SO_REUSEPORT), so the kernel spreads connections evenly"],
     ]
 
     def __init__(self):
@@ -72,13 +75,18 @@ class Options(usage.Options):
     def postOptions(self):
         if not self["listen"] and not self["listen-tls"] and not self["listen-proxy"]:
             self["listen"] = [DEFAULT_LISTEN]
-        for name in ("max-from-ip", "workers", "limit-connections"):
+        for name in ("max-from-ip", "limit-connections"):
             try:
                 self[name] = int(self[name])
             except ValueError:
                 raise usage.UsageError("--%s takes a number" % name)
-        if self["workers"] < 1:
-            raise usage.UsageError("--workers must be at least 1")
+        try:
+            self["workers"] = worker_count(str(self["workers"]))
+        except ValueError as e:
+            raise usage.UsageError("--workers takes a number of at least 1 or auto"
+                                   if "invalid literal" in str(e) else str(e))
+        if self["reuseport"] and not HAVE_REUSEPORT:
+            raise usage.UsageError("--reuseport: this system has no SO_REUSEPORT")
         problem = config_dir_problem(self["config"])
         if problem:
             raise usage.UsageError("--config: " + problem)
@@ -204,12 +212,13 @@ def makeService(options):
     reporter = StartupReporter(options.parent)
     server = build_server(options, reporter)
     top = SMTPService(server, reporter)
-    listening = ListeningService(options["listen"], SMTPFactory(server))
+    own_sockets = options["workers"] - 1 if options["reuseport"] else 0
+    listening = ListeningService(options["listen"], SMTPFactory(server), own_sockets)
     listening.setServiceParent(top)
     tls_listening = None
     if options["listen-tls"]:
         top.needs_tls = True
-        tls_listening = ListeningService(options["listen-tls"], smtps_factory(server))
+        tls_listening = ListeningService(options["listen-tls"], smtps_factory(server), own_sockets)
         tls_listening.setServiceParent(top)
     proxy_listening = None
     if options["listen-proxy"]:

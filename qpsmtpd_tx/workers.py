@@ -8,6 +8,13 @@ first. A worker that dies is started again after a second; SIGHUP is passed on t
 workers (each reloads its plugins); when the service stops, the workers get SIGTERM and drain
 their sessions as the main process does, which waits for them.
 
+With ``--reuseport`` (Linux, BSD: where the platform has ``SO_REUSEPORT``) each TCP endpoint
+gets one listening socket per process instead, all bound to the same address, still by the
+twistd process before the privilege drop: the kernel then spreads new connections evenly over
+the processes (by a hash of the client's address and port), where with one shared socket
+whichever process is waiting in ``accept`` first takes the connection, so a busy process gets
+fewer and an idle one more. Other endpoints (UNIX sockets, ``systemd:``...) stay shared.
+
 Each process has its own plugins and state: per-IP connection counts (``hosts_allow``,
 ``-m``) and anything a plugin keeps in memory are per process.
 """
@@ -18,7 +25,8 @@ import sys
 
 from twisted.application import service
 from twisted.internet import defer, protocol, reactor
-from twisted.internet.endpoints import serverFromString
+from twisted.internet import tcp
+from twisted.internet.endpoints import TCP4ServerEndpoint, TCP6ServerEndpoint, serverFromString
 from twisted.logger import Logger
 
 from qpsmtpd_tx import paths
@@ -47,21 +55,108 @@ def with_default_backlog(description):
     return "%s:backlog=%d" % (description, DEFAULT_BACKLOG)
 
 
-class ListeningService(service.Service):
-    """Listens on endpoint strings in privilegedStartService (so port 25 works before --uid)."""
+def worker_count(value):
+    """``--workers``: a number of at least 1, or ``auto`` (one per core this process may use);
+    raises ValueError."""
+    if value.strip().lower() == "auto":
+        try:
+            return max(1, len(os.sched_getaffinity(0)))
+        except AttributeError:      # not on Linux
+            return max(1, os.cpu_count() or 1)
+    count = int(value)
+    if count < 1:
+        raise ValueError("--workers must be at least 1")
+    return count
 
-    def __init__(self, endpoints, factory):
+
+#: whether this platform can give each process its own listening socket on one address
+HAVE_REUSEPORT = hasattr(socket, "SO_REUSEPORT")
+
+
+class _ReusePort(tcp.Port):
+    """A Twisted TCP port whose socket has SO_REUSEPORT set before it is bound."""
+
+    def createInternetSocket(self):
+        s = tcp.Port.createInternetSocket(self)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        return s
+
+
+def _reuseport_socket(address, family, backlog):
+    """A new listening socket with SO_REUSEPORT on ``address`` (a port's getHost())."""
+    s = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        s.bind((address.host, address.port))
+        s.listen(backlog)
+        s.setblocking(False)      # as Twisted's own listening sockets (it accepts in a loop)
+    except OSError:
+        s.close()
+        raise
+    return s
+
+
+class ListeningService(service.Service):
+    """Listens on endpoint strings in privilegedStartService (so port 25 works before --uid).
+
+    ``own_sockets``: with SO_REUSEPORT, also bind that many more listening sockets for each TCP
+    endpoint, one per worker (:meth:`worker_fds`); other endpoints are shared.
+    """
+
+    def __init__(self, endpoints, factory, own_sockets=0):
         self.endpoints = endpoints
         self.factory = factory
         self.ports = []
+        self.own_sockets = own_sockets
+        #: per port (in ``ports`` order): the workers' own sockets, or None (shared)
+        self._extra = []
+
+    def worker_fds(self, number):
+        """[(fd, address family)] for worker ``number`` (1-based): its own socket of each
+        endpoint that has them, else the shared one."""
+        fds = []
+        for port, extra in zip(self.ports, self._extra):
+            if extra is None:
+                fds.append((port.fileno(), _family(port)))
+            else:
+                sock = extra[number - 1]
+                fds.append((sock.fileno(), sock.family))
+        return fds
+
+    def _listen(self, description):
+        endpoint = serverFromString(reactor, with_default_backlog(description))
+        if not (self.own_sockets and isinstance(endpoint, (TCP4ServerEndpoint, TCP6ServerEndpoint))):
+            return endpoint.listen(self.factory).addCallback(lambda port: (port, None))
+        # the endpoint's parsed settings (Twisted keeps them as these attributes)
+        port = _ReusePort(endpoint._port, self.factory, endpoint._backlog, endpoint._interface,
+                          reactor)
+        extra = []
+        try:
+            port.startListening()
+            for _ in range(self.own_sockets):
+                extra.append(_reuseport_socket(port.getHost(), _family(port), endpoint._backlog))
+        except Exception:
+            failure = defer.fail()
+            for sock in extra:
+                sock.close()
+            if port.connected:
+                port.stopListening()
+            return failure
+        return defer.succeed((port, extra))
+
+    def _listening(self, port_and_extra):
+        port, extra = port_and_extra
+        self.ports.append(port)
+        self._extra.append(extra)
 
     def privilegedStartService(self):
         """Listen on every endpoint; raise StartupError naming each one that cannot listen."""
         service.Service.privilegedStartService(self)
         problems = []
         for description in self.endpoints:
-            d = serverFromString(reactor, with_default_backlog(description)).listen(self.factory)
-            d.addCallback(self.ports.append)
+            d = self._listen(description)
+            d.addCallback(self._listening)
             if d.called:
                 failures = []
                 d.addErrback(failures.append)
@@ -82,6 +177,9 @@ class ListeningService(service.Service):
 
     def stopService(self):
         service.Service.stopService(self)
+        for extra in self._extra:
+            for sock in extra or ():
+                sock.close()      # the workers close their copies as they stop
         return defer.gatherResults([defer.maybeDeferred(p.stopListening) for p in self.ports])
 
 
@@ -143,14 +241,16 @@ class WorkerPool(service.Service):
     def _spawn(self, number):
         fds = {0: "w", 1: "r", 2: "r"}
         argv = [sys.executable, "-m", "qpsmtpd_tx.worker", "--worker", str(number)]
-        tls_ports = self.tls_listening.ports if self.tls_listening is not None else []
-        proxy_ports = self.proxy_listening.ports if self.proxy_listening is not None else []
-        ports = [("--fd", p) for p in self.listening.ports] + [("--tls-fd", p) for p in tls_ports]
-        ports += [("--proxy-fd", p) for p in proxy_ports]
-        for n, (option, port) in enumerate(ports):
+        tls_fds = self.tls_listening.worker_fds(number) if self.tls_listening is not None else []
+        proxy_fds = (self.proxy_listening.worker_fds(number)
+                     if self.proxy_listening is not None else [])
+        listening = ([("--fd", fd) for fd in self.listening.worker_fds(number)]
+                     + [("--tls-fd", fd) for fd in tls_fds]
+                     + [("--proxy-fd", fd) for fd in proxy_fds])
+        for n, (option, (fd, family)) in enumerate(listening):
             child_fd = 3 + n
-            fds[child_fd] = port.fileno()
-            argv += [option, "%d:%d" % (child_fd, int(_family(port)))]
+            fds[child_fd] = fd
+            argv += [option, "%d:%d" % (child_fd, int(family))]
         argv += self.worker_args
         env = dict(os.environ)
         # the worker must import the same qpsmtpd_tx as we do (a checkout is not installed)

@@ -10,7 +10,8 @@ import sys
 from twisted.trial import unittest
 
 from tests.support.harness import write_config
-from tests.support.processes import child_pids, free_port, server_env, start_twistd, stop_process, twistd_argv
+from tests.support.processes import (child_pids, free_port, server_env, start_maildir_twistd,
+                                     start_twistd, stop_process, twistd_argv)
 
 HEADERS = (b"From: Alice <a@b.example>\r\nTo: u@example.com\r\nSubject: test\r\n"
            b"Message-Id: <e2e-1@b.example>\r\n")
@@ -149,17 +150,11 @@ class StartupErrorTests(unittest.TestCase):
 class WorkersTests(unittest.TestCase):
     """--workers N: extra processes serve the same listening socket; a dead one is replaced."""
 
-    def children(self, pid):
-        return child_pids(pid)
+    children = staticmethod(child_pids)
 
     def test_workers_serve_and_restart(self):
         import time
-        root = os.path.abspath(self.mktemp())
-        maildir = os.path.join(root, "maildir")
-        write_config(os.path.join(root, "config"), ["rcpt_ok", "queue/maildir %s" % maildir],
-                     {"loglevel": "5"})
-        process, port, log = start_twistd(self, os.path.join(root, "config"),
-                                          extra=["--workers", "3"])
+        process, port, log, maildir = start_maildir_twistd(self, ["--workers", "3"])
         deadline = time.monotonic() + 15
         while len(self.children(process.pid)) < 2 and time.monotonic() < deadline:
             time.sleep(0.1)

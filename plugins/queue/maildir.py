@@ -2,9 +2,12 @@
 
 The message is written to ``tmp/``, fsynced, linked into ``new/`` and the directory fsynced
 before the client gets ``250``; any failure answers ``451`` and leaves nothing half-delivered
-in ``new/``. The body is copied from the spool a megabyte at a time (one ``writev`` for a
-message below that), so a large message does not become memory. The writing runs in the server's I/O thread pool (``blocking_threads``), so
-many deliveries overlap and the server keeps serving other clients.
+in ``new/``. A body held in memory (below ``size_threshold``) is written, fsynced and linked
+by the syncer's threads (:mod:`qpsmtpd_tx.syncer`), several messages at a time, with one fsync
+of ``new/`` per batch. A larger body is
+copied from the spool a megabyte at a time, so it does not become memory, in the server's I/O
+thread pool (``blocking_threads``); so many deliveries overlap and the server keeps serving
+other clients.
 
 Arguments: ``[DIR [PATTERN [MODE]]]``
   ``DIR``      the Maildir (default ``./var/maildir``); ``cur``, ``new``, ``tmp`` are created.
@@ -29,8 +32,11 @@ Replies: ``250 Queued! <Message-Id>``; on any error ``451 queue error (<what>)``
 import os
 import re
 
+from twisted.internet import defer
+
 from qpsmtpd_tx.codes import DECLINED, LOGERROR, LOGINFO, OK
 from qpsmtpd_tx.maildir import MaildirError, make_maildir, write_maildir
+from qpsmtpd_tx.syncer import SYNCER
 from qpsmtpd_tx.plugin import Plugin, PluginError
 
 _UNSAFE = re.compile(r"[^-A-Za-z0-9+_.,@=]")
@@ -64,7 +70,10 @@ class Maildir(Plugin):
         recipients = [r.address for r in transaction.recipients]
         msgid = (transaction.header.get_first("Message-Id") or "") if transaction.header else ""
         jobs = self._jobs(sender, recipients)
-        d = self.server.run_blocking(self._deliver, jobs, header, body)
+        if transaction.body.filename is None:
+            d = self._deliver_now(jobs, header, body)
+        else:
+            d = self.server.run_blocking(self._deliver, jobs, header, body)
         d.addCallbacks(self._delivered, self._failed, callbackArgs=(transaction, msgid),
                        errbackArgs=(transaction,))
         return d
@@ -92,6 +101,19 @@ class Maildir(Plugin):
             return names
         finally:
             body.close()
+
+    def _deliver_now(self, jobs, header, body):
+        # A body kept in memory (below size_threshold) goes to the syncer's threads as bytes.
+        try:
+            text = body.read()
+        finally:
+            body.close()
+        committing = [SYNCER.deliver(maildir, self.mode, [prefix, header, text])
+                      for maildir, prefix in jobs]
+        if len(committing) == 1:
+            return committing[0].addCallback(lambda name: [name])
+        d = defer.gatherResults(committing, consumeErrors=True)
+        return d.addErrback(lambda failure: failure.value.subFailure)
 
     def _delivered(self, names, transaction, msgid):
         self.log(LOGINFO, "delivered to %s" % ", ".join(names), transaction)

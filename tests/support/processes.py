@@ -142,3 +142,15 @@ def start_twistd(testcase, config_dir, cwd=None, extra=(), nameservers=None):
         with open(log_path, "rb") as f:
             raise RuntimeError(f.read().decode(errors="replace"))
     return process, port, log_path
+
+
+def start_maildir_twistd(testcase, extra=(), loglevel="5"):
+    """``twistd qpsmtpd-tx`` with ``rcpt_ok`` and ``queue/maildir`` on a temporary config that
+    logs at ``loglevel``; returns (process, port, log path, Maildir path)."""
+    from tests.support.harness import write_config
+    root = os.path.abspath(testcase.mktemp())
+    maildir = os.path.join(root, "maildir")
+    write_config(os.path.join(root, "config"), ["rcpt_ok", "queue/maildir %s" % maildir],
+                 {"loglevel": loglevel})
+    process, port, log = start_twistd(testcase, os.path.join(root, "config"), extra=extra)
+    return process, port, log, maildir
