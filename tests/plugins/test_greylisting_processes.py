@@ -67,11 +67,13 @@ class RedisSharedTests(unittest.TestCase):
 class WorkersShareTheFileTests(unittest.TestCase):
     def test_both_workers_see_the_same_entries(self):
         """Once both processes serve (warm-up senders), one sender's deferral count goes up
-        by one per try whichever process takes it; once white, every process passes it."""
+        by one per try whichever process takes it; once white, every process passes it.
+        (--reuseport: the kernel spreads connections by their addresses; on one shared
+        socket the process that wakes first may take every connection.)"""
         db_dir = os.path.abspath(self.mktemp())
         os.makedirs(db_dir)
         _, port, log = start_twistd(self, config(self, "sender 1 black_timeout 2 db_dir " + db_dir),
-                                    extra=["--workers", "2"])
+                                    extra=["--workers", "2", "--reuseport"])
         line = re.compile(r"\] (w1\.)?[0-9a-f]+ \(mail\) greylisting: (.*)")
 
         def lines():

@@ -56,6 +56,9 @@ def deliveries(postfix):
     out = []
     for delivery in postfix.deliveries():
         m = re.search(rb"Message-Id: <pool-(\d+)@b\.example>", delivery.message)
+        if m is None:
+            raise AssertionError("a delivery that is none of the test's messages (queue id "
+                                 "%s): %r" % (delivery.queue_id, delivery.message[:600]))
         out.append((int(m.group(1)), delivery.queue_id))
     return out
 
