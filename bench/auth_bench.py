@@ -69,13 +69,8 @@ def run_one(name, plugins, dns, prepend, a):
         bench.write_config_files(conf, {
             "plugins": "\n".join(["rcpt_ok"] + plugins + ["queue/maildir " + maildir]),
             "dns_servers": dns.address})
-        port = bench.free_port()
-        argv, env, cwd = bench.server_command("tx", conf, port, None)
-        argv[argv.index("--max-from-ip") + 1] = str(a.concurrency + 20)
-        log = open(os.path.join(root, "server.log"), "wb")
-        proc = subprocess.Popen(argv, env=env, cwd=cwd, stdout=log, stderr=subprocess.STDOUT)
+        proc, port, log = bench.start_tx(conf, a.concurrency + 20)
         try:
-            bench.wait_ready(proc, port)
             result = bench.run_load(port, proc.pid, [
                 "--concurrency", str(a.concurrency), "--per-connection", str(a.per_connection),
                 "--duration", str(a.duration), "--size", str(a.size), "--from", SENDER,

@@ -25,7 +25,6 @@ Two measurements per run:
 import argparse
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 
@@ -46,13 +45,8 @@ def run_one(name, scanner, a):
         maildir = os.path.join(root, "maildir")
         bench.write_config_files(conf, {"plugins": "\n".join(
             ["rcpt_ok"] + ([scanner] if scanner else []) + ["queue/maildir " + maildir])})
-        port = bench.free_port()
-        argv, env, cwd = bench.server_command("tx", conf, port, None)
-        argv[argv.index("--max-from-ip") + 1] = str(a.concurrency + 20)
-        log = open(os.path.join(root, "server.log"), "wb")
-        proc = subprocess.Popen(argv, env=env, cwd=cwd, stdout=log, stderr=subprocess.STDOUT)
+        proc, port, log = bench.start_tx(conf, a.concurrency + 20)
         try:
-            bench.wait_ready(proc, port)
             latency = bench.run_load(port, proc.pid, [
                 "--latency", "--no-pipelining", "--messages", str(a.messages), "--size",
                 str(a.size)],

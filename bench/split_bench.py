@@ -21,7 +21,6 @@ import argparse
 import asyncio
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -145,12 +144,7 @@ def start_server(root, policy, spamd_port, a):
                               "spamassassin spamd_socket 127.0.0.1:%d" % spamd_port,
                               "queue/maildir %s" % maildir]),
         "aliases": ALIASES, "recipient_policy": policy})
-    port = bench.free_port()
-    argv, env, cwd = bench.server_command("tx", conf, port, None)
-    argv[argv.index("--max-from-ip") + 1] = str(a.concurrency + 20)
-    log = open(os.path.join(root, "server.log"), "wb")
-    proc = subprocess.Popen(argv, env=env, cwd=cwd, stdout=log, stderr=subprocess.STDOUT)
-    bench.wait_ready(proc, port)
+    proc, port, log = bench.start_tx(conf, a.concurrency + 20)
     return proc, port, log, maildir
 
 
