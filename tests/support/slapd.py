@@ -158,11 +158,11 @@ def _start(ldif=""):
     process, _ = spawn([slapd, "-d", "0", "-f", config, "-h", "ldap://127.0.0.1:%d/" % port],
                        directory, "slapd.out")
     server = Slapd(directory, port, process)
+    server.ldif = ldif
     return wait_started(server, "slapd", listening(server, START_TIMEOUT), started)
 
 
 _shared = SharedDaemon("slapd", _start, skip_on_failure=True)
-_loaded = [None]
 
 
 def slapd_server(ldif=""):
@@ -170,11 +170,9 @@ def slapd_server(ldif=""):
     (entries under :data:`SUFFIX`, loaded after the base entries); later calls with the same
     ``ldif`` return the same server, a call with another one restarts it with that one (two
     modules' tests may run interleaved, e.g. with ``trial -j``). Stopped at exit."""
-    if _shared.daemon is not None and _loaded[0] != ldif:
+    if _shared.daemon is not None and _shared.daemon.ldif != ldif:
         _shared.stop()
-    server = _shared.get(ldif)
-    _loaded[0] = ldif
-    return server
+    return _shared.get(ldif)
 
 
 #: stop the private slapd if it was started (by its PID); the next use starts anew
