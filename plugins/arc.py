@@ -40,7 +40,6 @@ from qpsmtpd_tx import arc, authresults, dkim_body, dkim_sign, dkim_verify
 from qpsmtpd_tx.codes import DECLINED, LOGERROR, LOGINFO
 from qpsmtpd_tx.plugin import Plugin, PluginError
 from qpsmtpd_tx.plugin_args import positive
-from qpsmtpd_tx.hook_result import now_if_ready
 
 _SNAPSHOT = "arc_received_header"
 _SEAL = ("none", "relay", "all")
@@ -101,7 +100,7 @@ class ARCPlugin(Plugin):
         d = dkim_body.hashes_and(
             self.server, transaction.body.size, transaction.body.open(), wanted,
             dkim_verify.fetch_keys(transaction.connection.dns, names, self.timeout))
-        return now_if_ready(d.addCallback(checked))
+        return d.addCallback(checked)
 
     def _done(self, transaction, verdict, seal_hash):
         transaction.notes["arc_result"] = verdict.result

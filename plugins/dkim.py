@@ -73,7 +73,6 @@ from qpsmtpd_tx.codes import DECLINED, DENYSOFT, LOGDEBUG, LOGERROR, LOGINFO
 from qpsmtpd_tx.dns import DNSError
 from qpsmtpd_tx.plugin import Plugin
 from qpsmtpd_tx.plugin_args import positive, reject_settings
-from qpsmtpd_tx.hook_result import now_if_ready
 
 #: our results as 0.94 (Mail::DKIM) names them
 _RESULT_NAMES = {"pass": "pass", "fail": "fail", "temperror": "temperror",
@@ -111,7 +110,7 @@ class DKIMPlugin(Plugin):
         block = transaction.notes.pop(_SNAPSHOT, None)
         if block is None:
             block = transaction.header.as_bytes() if transaction.header is not None else b""
-        return now_if_ready(self._verify(transaction, block, transaction.body.open()))
+        return self._verify(transaction, block, transaction.body.open())
 
     # -- checking ---------------------------------------------------------------------------
 
@@ -216,8 +215,7 @@ class DKIMPlugin(Plugin):
             body.close()
             return result
 
-        return now_if_ready(self._hash_body(transaction, body, [wanted]).addBoth(closed)
-                            .addCallback(signed))
+        return self._hash_body(transaction, body, [wanted]).addBoth(closed).addCallback(signed)
 
     def _hash_body(self, transaction, body, wanted):
         return dkim_body.hash_body(self.server, transaction.body.size, body, wanted)

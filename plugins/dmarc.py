@@ -55,7 +55,6 @@ from qpsmtpd_tx.codes import DECLINED, LOGINFO
 from qpsmtpd_tx.dns import BadName, DNSError
 from qpsmtpd_tx.plugin import Plugin
 from qpsmtpd_tx.plugin_args import positive, reject_settings
-from qpsmtpd_tx.hook_result import now_if_ready
 
 
 class DMARCPlugin(Plugin):
@@ -90,7 +89,7 @@ class DMARCPlugin(Plugin):
         if domain is None:
             self.log(LOGINFO, "unparseable from header: %s" % " / ".join(froms), transaction)
             return self._refuse(transaction, "unparseable from header")
-        return now_if_ready(defer.Deferred.fromCoroutine(self._check(transaction, domain)))
+        return defer.Deferred.fromCoroutine(self._check(transaction, domain))
 
     async def _check(self, transaction, domain):
         psl = self.suffixes(transaction)

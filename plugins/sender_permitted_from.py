@@ -77,7 +77,6 @@ from qpsmtpd_tx.plugin import Plugin, PluginError
 from qpsmtpd_tx.plugin_args import positive
 from qpsmtpd_tx.policy import Setting
 from qpsmtpd_tx.printable import printable
-from qpsmtpd_tx.hook_result import now_if_ready
 from qpsmtpd_tx.spf import DEFAULT_TIMEOUT, check_host, is_domain
 
 def verdict(result, reject):
@@ -178,13 +177,13 @@ class SenderPermittedFrom(Plugin):
                 return DECLINED, "SPF - null sender"
             d = self._check(transaction, "", helo)
             d.addCallback(self._decide, transaction, "helo", helo)
-            return now_if_ready(d)
+            return d
         mailfrom = "%s@%s" % (sender.user, sender.host.lower())
         transaction.notes["dmarc_spf"] = {"domain": sender.host, "scope": "mfrom",
                                           "result": "none"}
         d = self._helo_result(transaction, helo)
         d.addCallback(self._after_helo, transaction, mailfrom, helo, sender.host)
-        return now_if_ready(d)
+        return d
 
     def _check(self, transaction, mailfrom, helo):
         """check_host for ``mailfrom`` (empty: the HELO identity) and ``helo``; a result

@@ -19,6 +19,7 @@ from twisted.internet.defer import Deferred, succeed
 from twisted.python.failure import Failure
 
 from qpsmtpd_tx import codes
+from qpsmtpd_tx.hook_result import now_if_ready
 from qpsmtpd_tx.interfaces import HOOK_NAMES
 from qpsmtpd_tx.printable import printable
 
@@ -168,6 +169,8 @@ class HookRegistry:
                 continue
             if inspect.iscoroutine(result):
                 result = Deferred.fromCoroutine(result)
+            # an answer already there (a warm cache) needs no time limit and no callbacks
+            result = now_if_ready(result)
             if isinstance(result, Deferred):
                 return self._wait(result, hook, handlers, index, plugin, transaction, args, last,
                                   started)
