@@ -314,6 +314,25 @@ class PrivatePostfix:
         for pid in self.own_processes():
             _kill(pid)
         self.master_pid = None
+        self._remove_unfinished_queue_files()
+
+    def _remove_unfinished_queue_files(self):
+        """Remove what a cleanup killed mid-message left in ``incoming/`` under its temporary
+        name (``INODE.PID``): no client got a 250 for it, and the next ``postfix start`` would
+        fail on it — postsuper warns of a "bogus file name", and having dropped root it
+        cannot open the root-owned maillog to say so, which is fatal."""
+        incoming = os.path.join(self.queue_dir, "incoming")
+        try:
+            names = os.listdir(incoming)
+        except OSError:
+            return
+        for name in names:
+            inode, dot, pid = name.partition(".")
+            if dot and inode.isdigit() and pid.isdigit():
+                try:
+                    os.unlink(os.path.join(incoming, name))
+                except OSError:
+                    pass
 
     def cleanup(self):
         """Stop, and remove the directory if this object created it."""
