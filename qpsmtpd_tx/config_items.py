@@ -16,6 +16,7 @@ import attr
 from qpsmtpd_tx import codes, outcomes, policy
 from qpsmtpd_tx.config import DEFAULT_ORIGIN, HOOK_ORIGIN, ConfigError
 from qpsmtpd_tx.hooks import DEFAULT_HOOK_TIMEOUT
+from qpsmtpd_tx.kvstore.redis import parse_url
 from qpsmtpd_tx.proxy_reader import parse_networks
 
 INTEGER = "integer"
@@ -26,6 +27,7 @@ CHOICE = "one of"
 LOG_LEVEL = "log level"
 LINES = "lines"
 NETWORKS = "networks"
+REDIS_URL = "redis URL"
 
 
 @attr.s(frozen=True)
@@ -34,7 +36,8 @@ class ConfigItem:
 
     ``kind``: how its text is read (:data:`INTEGER`, :data:`TEXT`, :data:`FLAG` — anything
     but ``0`` is true —, :data:`OCTAL`, :data:`CHOICE` of ``choices``, :data:`LOG_LEVEL`, or
-    :data:`LINES`, or :data:`NETWORKS`: addresses and CIDR networks, several a line);
+    :data:`LINES`, or :data:`NETWORKS`: addresses and CIDR networks, several a line, or
+    :data:`REDIS_URL`: ``redis://[:PASSWORD@]HOST[:PORT][/DB]``, kept as text);
     ``default``: the value when the file is missing or empty;
     ``default_text``: how the default is shown when it is not a plain value; ``minimum``: the
     lowest integer allowed; ``doc``: one line for operators; ``live``: read each time it is
@@ -122,6 +125,15 @@ ITEMS = dict([
           default_text="127.0.0.1 ::1"),
     _item("proxy_timeout", INTEGER, 5, "seconds a --listen-proxy endpoint waits for the "
           "PROXY header before it closes the connection", minimum=1),
+    _item("max_from_ip_redis", REDIS_URL, None, "redis://HOST[:PORT][/DB]: count "
+          "--max-from-ip across every server and worker using this Redis", default_text="none: "
+          "each process counts its own connections"),
+    _item("max_from_ip_redis_timeout", INTEGER, 1, "seconds a new connection waits for "
+          "max_from_ip_redis; then it is let through (the process's own count applies)",
+          minimum=1),
+    _item("max_from_ip_redis_ttl", INTEGER, 60, "seconds after which the connections of a "
+          "server that stopped confirming them (every third of this) no longer count in "
+          "max_from_ip_redis", minimum=3),
     _item("loglevel", LOG_LEVEL, codes.LOGWARN, "lines up to this level are logged when no "
           "logging plugin is loaded (0-7 or LOGWARN...)", default_text="4 (LOGWARN)"),
     _item("plugin_dirs", LINES, [], "directories searched for plugins after the bundled ones, "
@@ -145,6 +157,12 @@ def _convert(item, text):
             raise ValueError("%s must be one of %s, not %r"
                              % (item.name, ", ".join(item.choices), text.lower()))
         return text.lower()
+    if item.kind == REDIS_URL:
+        try:
+            parse_url(text)
+        except ValueError as e:
+            raise ValueError("%s: %s" % (item.name, e))
+        return text
     if item.kind == LOG_LEVEL:
         try:
             return codes.parse_log_level(text)

@@ -298,6 +298,7 @@ class SMTPServer(ServerLog, Draining):
 
     def detach_session(self, session):
         """A session has ended (its post-connection hooks ran)."""
+        self.release_ip(session)
         session.chain.detach(session)
         if self._drained is not None and not self._live_sessions():
             self._drain_done()
@@ -335,9 +336,42 @@ class SMTPServer(ServerLog, Draining):
         count = self.peer_ips(exclude=session).count(ip)
         if count < self.max_conn_ip:
             return None
-        self.log(codes.LOGINFO, "too many connections from %s (%d > %d)"
-                 % (ip, count + 1, self.max_conn_ip), transaction=session.transaction)
+        return self._too_many(session, ip, count + 1, "")
+
+    def _too_many(self, session, ip, count, where):
+        """Log a refusal for the per-IP limit; the reply text (hosts_allow's)."""
+        self.log(codes.LOGINFO, "too many connections from %s%s (%d > %d)"
+                 % (ip, where, count, self.max_conn_ip), transaction=session.transaction)
         return "too many connections from %s, try again later" % ip
+
+    #: the count across servers (:mod:`qpsmtpd_tx.shared_ip_count`), made at first use
+    _shared_ip_count = None
+
+    def too_many_across_servers(self, session):
+        """With ``max_from_ip_redis``: a Deferred firing the refusal text if ``session``'s IP
+        holds ``max_conn_ip`` connections on all servers together, else None (and it counts
+        from now on, until :meth:`release_ip`). None without it: nothing to wait for.
+
+        Made at first use, so that each ``--workers`` process has its own Redis connections.
+        Applies whether or not ``hosts_allow`` is loaded (its own check comes after).
+        """
+        if not self.max_from_ip_redis or not self.max_conn_ip or self.check_only:
+            return None
+        if self._shared_ip_count is None:
+            from qpsmtpd_tx.shared_ip_count import SharedIPCount
+            self._shared_ip_count = SharedIPCount(
+                self.max_from_ip_redis, self.max_conn_ip, self.max_from_ip_redis_ttl,
+                self.max_from_ip_redis_timeout, self.log)
+        ip = session.connection.remote_ip
+        d = self._shared_ip_count.acquire(session.connection.id, ip)
+        return d.addCallback(lambda answer: None if answer[0] else self._too_many(
+            session, ip, answer[1] + 1, " across servers"))
+
+    def release_ip(self, session):
+        """``session`` no longer counts for its IP across servers (its final reply is out,
+        or it is gone)."""
+        if self._shared_ip_count is not None:
+            self._shared_ip_count.release(session.connection.id)
 
     @property
     def resolver(self):

@@ -118,6 +118,7 @@ class SMTPSession(SessionFlow, EnvelopeCommands, MessageDelivery, StartTLS):
         if self._closing:
             return
         self._closing = True
+        self.server.release_ip(self)
         self.log(codes.LOGINFO, "click, disconnecting")
         self.connection.notes["disconnected"] = True
         self.core.close()
@@ -174,6 +175,13 @@ class SMTPSession(SessionFlow, EnvelopeCommands, MessageDelivery, StartTLS):
 
     def _open(self):
         refusal = self.server.too_many_from_ip(self)
+        if refusal is None:
+            shared = self.server.too_many_across_servers(self)
+            if shared is not None:
+                return shared.addCallback(self._opened)
+        return self._opened(refusal)
+
+    def _opened(self, refusal):
         if refusal is not None:
             self.server.metrics.connection_refused("max_from_ip")
             self.respond(451, refusal)     # hosts_allow's answer, when it is not loaded

@@ -160,22 +160,35 @@ class RedisStore(Store):
         raise StoreError("%s: %s: %s" % (self.describe(), method.upper(),
                                          failure.getErrorMessage() or failure.type.__name__))
 
+    def command(self, method, *args):
+        """Any other command (a txredisapi method name, e.g. ``zrem``), with the store's time
+        limit; StoreError as for every command."""
+        return self._call(method, *args)
+
     def get(self, key):
         """See :meth:`qpsmtpd_tx.kvstore.Store.get`."""
         return self._call("get", key)
+
+    @defer.inlineCallbacks
+    def run_script(self, script, sha, keys, args):
+        """The answer of Lua ``script`` (bytes; ``sha`` its SHA-1 in hex) run on ``keys`` and
+        ``args``: ``EVALSHA``, and ``EVAL`` when Redis does not know the script (yet, or
+        again). StoreError as for every command."""
+        try:
+            answer = yield self._call("evalsha", sha, keys, args)
+        except StoreError as e:
+            if "NOSCRIPT" not in str(e) and "No script matching" not in str(e):
+                raise
+            # Redis restarted or SCRIPT FLUSH: send the script itself, which loads it again
+            answer = yield self._call("eval", script, keys, args)
+        return answer
 
     @defer.inlineCallbacks
     def check_and_set(self, key, expected, value, ttl):
         """See :meth:`qpsmtpd_tx.kvstore.Store.check_and_set`."""
         args = ["0" if expected is None else "1", expected or "", value,
                 str(max(1, int(ttl * 1000)))]
-        try:
-            written = yield self._call("evalsha", CHECK_AND_SET_SHA, [key], args)
-        except StoreError as e:
-            if "NOSCRIPT" not in str(e) and "No script matching" not in str(e):
-                raise
-            # Redis restarted or SCRIPT FLUSH: send the script itself, which loads it again
-            written = yield self._call("eval", CHECK_AND_SET, [key], args)
+        written = yield self.run_script(CHECK_AND_SET, CHECK_AND_SET_SHA, [key], args)
         return int(written) == 1
 
     def delete(self, key):

@@ -61,3 +61,13 @@ def data_reply(port, message):
         client.send(message.encode() + b".\r\n")
         code, text = client.getreply()
         return code, text.decode()
+
+
+def held_connection(testcase, port, source, host="127.0.0.1", timeout=TIMEOUT):
+    """A connection to ``host``:``port`` from ``source`` that stays open until the test's end
+    (or the caller closes it): ``(socket, first line read)``, the line ``b""`` if the server
+    closed first. For limits on concurrent connections."""
+    sock = socket.create_connection((host, port), timeout=timeout, source_address=(source, 0))
+    testcase.addCleanup(sock.close)
+    with sock.makefile("rb") as reader:   # the greeting is all the server sends unasked
+        return sock, reader.readline()
