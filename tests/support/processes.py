@@ -81,18 +81,20 @@ def poll_until(condition, timeout, step=0.05):
     return True
 
 
-def wait_for_port(port, process, timeout=20.0):
-    """Wait until ``port`` accepts connections; raise if ``process`` exits or time runs out."""
+def wait_for_port(port, process, timeout=20.0, address="127.0.0.1"):
+    """Wait until ``address``:``port`` accepts connections; raise if ``process`` exits or
+    time runs out."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise RuntimeError("server exited with status %s before listening" % process.returncode)
         try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            with socket.create_connection((address, port), timeout=0.5):
                 return
         except OSError:
             time.sleep(0.05)
-    raise RuntimeError("server did not listen on port %d within %.0f s" % (port, timeout))
+    raise RuntimeError("server did not listen on %s port %d within %.0f s"
+                       % (address, port, timeout))
 
 
 def stop_process(process, timeout=10.0, sig=signal.SIGTERM):

@@ -3,7 +3,8 @@
 ``shared_redis()`` starts one ``redis-server`` per test run, the first time a test asks for
 it, and stops exactly that process (by its PID) when the test process exits;
 ``start_redis()`` starts one of a test's own (to kill it in the middle of a test). Private:
-a fresh temp directory as its working directory, 127.0.0.1 on a free port (redis-server
+a fresh temp directory as its working directory, 127.0.0.1 (and the addresses a test asks
+for, e.g. the host ends of tests/support/netns.py's namespaces) on a free port (redis-server
 cannot be given port 0), no persistence (``--save ''``, no AOF), no unix socket.
 Without the package, the tests that need it are skipped with the reason.
 """
@@ -48,18 +49,20 @@ class Redis(PrivateDaemon):
         self.command("FLUSHALL")
 
 
-def start_redis(port=None):
-    """Start a private redis-server (on ``port``, else a free one); SkipTest if it is not
-    installed. The caller stops it."""
+def start_redis(port=None, also_bind=()):
+    """Start a private redis-server (on ``port``, else a free one; on 127.0.0.1 and the
+    addresses ``also_bind``); SkipTest if it is not installed. The caller stops it."""
     if not os.path.exists(REDIS_SERVER):
         raise SkipTest("redis-server is not installed (apt-get install redis-server; "
                        ".ci/run does)")
     directory = tempfile.mkdtemp(prefix="qptx-redis-")
     port = port or free_port()
     process, started = spawn(
-        [REDIS_SERVER, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+        [REDIS_SERVER, "--port", str(port), "--bind", "127.0.0.1", *also_bind, "--save", "",
          "--appendonly", "no", "--dir", directory, "--daemonize", "no",
-         "--logfile", os.path.join(directory, "redis.log")],
+         "--logfile", os.path.join(directory, "redis.log"),
+         # else clients of the other addresses (no password) get DENIED
+         "--protected-mode", "no" if also_bind else "yes"],
         directory, "redis.out", preexec_fn=die_with_parent)
     redis = Redis(directory, port, process)
     return wait_started(redis, "redis-server", listening(redis, 30), started)
