@@ -46,6 +46,45 @@ def start(argv, directory, name, port):
     return process
 
 
+def maildir_count(maildir):
+    """Messages in ``maildir``/new."""
+    new = os.path.join(maildir, "new")
+    return len(os.listdir(new)) if os.path.isdir(new) else 0
+
+
+def load_run(port, a, server, helper, maildir):
+    """One smtpload.py run on ``port`` with ``a``'s concurrency, per-connection and messages:
+    ``(its JSON result, server CPU seconds, helper CPU seconds, messages delivered into
+    maildir meanwhile)``; ``helper`` is another process whose CPU counts (or None)."""
+    before = maildir_count(maildir)
+    cpu0 = cpu_seconds(server.pid)
+    hcpu0 = cpu_seconds(helper.pid) if helper else 0.0
+    run = subprocess.run(
+        [sys.executable, os.path.join(HERE, "smtpload.py"), "--port", str(port),
+         "--concurrency", str(a.concurrency), "--per-connection",
+         str(a.per_connection), "--messages", str(a.messages), "--json"],
+        capture_output=True, text=True, check=True)
+    r = json.loads(run.stdout)
+    cpu = cpu_seconds(server.pid) - cpu0
+    hcpu = (cpu_seconds(helper.pid) - hcpu0) if helper else 0.0
+    time.sleep(0.5)   # the last deliveries' fsyncs
+    return r, cpu, hcpu, maildir_count(maildir) - before
+
+
+def print_table(a, results, heading):
+    """Print ``a``'s load, then the averages of ``results`` (``{name: [(msgs/s, server ms,
+    helper ms), …]}``, rows in its order; the first row is the base of the ratios) under the
+    four column names of ``heading``."""
+    print("%d clients x %d msgs/conn, %d messages a run, %d rounds (interleaved)"
+          % (a.concurrency, a.per_connection, a.messages, a.rounds))
+    print("%-12s %10s %22s %22s" % heading)
+    base = None
+    for name, rows in results.items():
+        rate, cpu, hcpu = (sum(col) / len(rows) for col in zip(*rows))
+        base = base or cpu
+        print("%-12s %10.0f %14.3f (%.2fx) %22.3f" % (name, rate, cpu, cpu / base, hcpu))
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--rounds", type=int, default=2)
@@ -81,20 +120,7 @@ def main():
     try:
         for _ in range(a.rounds):
             for name, port, haproxy in paths:
-                before = len(os.listdir(os.path.join(maildir, "new"))) \
-                    if os.path.isdir(os.path.join(maildir, "new")) else 0
-                cpu0 = cpu_seconds(server.pid)
-                hcpu0 = cpu_seconds(haproxy.pid) if haproxy else 0.0
-                run = subprocess.run(
-                    [sys.executable, os.path.join(HERE, "smtpload.py"), "--port", str(port),
-                     "--concurrency", str(a.concurrency), "--per-connection",
-                     str(a.per_connection), "--messages", str(a.messages), "--json"],
-                    capture_output=True, text=True, check=True)
-                r = json.loads(run.stdout)
-                cpu = cpu_seconds(server.pid) - cpu0
-                hcpu = (cpu_seconds(haproxy.pid) - hcpu0) if haproxy else 0.0
-                time.sleep(0.5)   # the last deliveries' fsyncs
-                delivered = len(os.listdir(os.path.join(maildir, "new"))) - before
+                r, cpu, hcpu, delivered = load_run(port, a, server, haproxy, maildir)
                 if delivered != r["accepted"] or r["failed"]:
                     ok = False
                     print("!! %s: %d accepted, %d failed, %d delivered"
@@ -104,15 +130,7 @@ def main():
     finally:
         for process in haproxies + [server]:
             stop_process(process)
-    print("%d clients x %d msgs/conn, %d messages a run, %d rounds (interleaved)"
-          % (a.concurrency, a.per_connection, a.messages, a.rounds))
-    print("%-12s %10s %18s %18s" % ("path", "msgs/s", "server ms CPU/msg", "haproxy ms CPU/msg"))
-    base = None
-    for name, _, _ in paths:
-        rows = results[name]
-        rate, cpu, hcpu = (sum(col) / len(rows) for col in zip(*rows))
-        base = base or cpu
-        print("%-12s %10.0f %12.3f (%.2fx) %18.3f" % (name, rate, cpu, cpu / base, hcpu))
+    print_table(a, results, ("path", "msgs/s", "server ms CPU/msg", "haproxy ms CPU/msg"))
     shutil.rmtree(root, ignore_errors=True)
     return 0 if ok else 1
 
