@@ -19,12 +19,15 @@ DOWN = "max_from_ip_redis failed, counting this server's connections per IP only
 
 
 class MaxFromIPAcrossServersTests(unittest.TestCase):
+    #: the plugins of both servers
+    plugins = ["rcpt_ok"]
+
     def setUp(self):
         self.redis = start_redis()
         self.addCleanup(self.redis.stop)
         self.servers = []
         for name in ("a", "b"):
-            config = write_config(os.path.abspath(self.mktemp()), ["rcpt_ok"], {
+            config = write_config(os.path.abspath(self.mktemp()), self.plugins, {
                 "loglevel": "LOGINFO", "max_from_ip_redis": self.redis.url,
                 "max_from_ip_redis_timeout": "1"})
             _, port, log = start_twistd(self, config, extra=["--no-rdns", "--max-from-ip", "2"])
@@ -60,3 +63,10 @@ class MaxFromIPAcrossServersTests(unittest.TestCase):
             self.assertEqual(text.count(DOWN), 1, text[-3000:])
             self.assertIn("too many connections from 127.0.0.5 (3 > 2)", text)
             self.assertNotIn("Traceback", text)
+
+
+class WithHostsAllowTests(MaxFromIPAcrossServersTests):
+    """hosts_allow loaded: it counts this process's connections itself, and the count across
+    servers still applies, before it."""
+
+    plugins = ["hosts_allow", "rcpt_ok"]
