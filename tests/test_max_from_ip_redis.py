@@ -9,9 +9,10 @@ import os
 from twisted.trial import unittest
 
 from qpsmtpd_tx.testing import write_config
-from tests.support.processes import poll_until, read_text, start_twistd
+from tests.support.processes import free_port, poll_until, read_text, start_twistd
 from tests.support.redis import start_redis
 from tests.support.smtp_session import held_connection
+from tests.test_metrics import scrape, value
 
 CLIENT = "127.0.0.5"
 REFUSAL = b"451 too many connections from 127.0.0.5, try again later\r\n"
@@ -30,7 +31,10 @@ class MaxFromIPAcrossServersTests(unittest.TestCase):
             config = write_config(os.path.abspath(self.mktemp()), self.plugins, {
                 "loglevel": "LOGINFO", "max_from_ip_redis": self.redis.url,
                 "max_from_ip_redis_timeout": "1"})
-            _, port, log = start_twistd(self, config, extra=["--no-rdns", "--max-from-ip", "2"])
+            self.metrics_port = free_port()     # B's is the one asked
+            _, port, log = start_twistd(self, config, extra=[
+                "--no-rdns", "--max-from-ip", "2",
+                "--metrics", "tcp:%d:interface=127.0.0.1" % self.metrics_port])
             self.servers.append((port, log))
 
     def connect(self, server):
@@ -47,6 +51,9 @@ class MaxFromIPAcrossServersTests(unittest.TestCase):
         self.assertEqual(self.connect(1)[1], REFUSAL)
         self.assertIn("too many connections from 127.0.0.5 across servers (3 > 2)",
                       read_text(self.servers[1][1]))
+        refused = lambda: value(scrape(self.metrics_port),  # noqa: E731
+                                "connections_refused_total", reason="max_from_ip")
+        self.assertEqual(refused(), 1)
         # one on A ends: B takes one (A's release reaches Redis a moment after the close)
         held_a[0].sendall(b"QUIT\r\n")
         self.assertTrue(held_a[0].recv(4096).startswith(b"221 "))
@@ -63,6 +70,10 @@ class MaxFromIPAcrossServersTests(unittest.TestCase):
             self.assertEqual(text.count(DOWN), 1, text[-3000:])
             self.assertIn("too many connections from 127.0.0.5 (3 > 2)", text)
             self.assertNotIn("Traceback", text)
+        # across servers, while A's release was on its way, and B's own count (hosts_allow's
+        # refusal is counted as its plugin's)
+        self.assertEqual(refused(), 1 + [a[1] for a in answers].count(REFUSAL)
+                         + (0 if "hosts_allow" in self.plugins else 1))
 
 
 class WithHostsAllowTests(MaxFromIPAcrossServersTests):
