@@ -16,7 +16,8 @@ from twisted.trial import unittest
 
 from qpsmtpd_tx.testing import maildir_messages, write_config
 from tests.support.haproxy import start_haproxy
-from tests.support.processes import free_port, poll_until, read_text, start_twistd, wait_for_port
+from tests.support.processes import (poll_until, read_text, reserve_port, start_twistd,
+                                     wait_for_port)
 from tests.support.redis import start_redis
 
 #: a little more than greylisting's black_timeout 1
@@ -40,7 +41,7 @@ class ClusterTests(unittest.TestCase):
             maildir = os.path.join(root, "maildir")
             config = write_config(root, list(plugins) + ["rcpt_ok", "queue/maildir " + maildir],
                                   {"loglevel": "LOGINFO"})
-            proxy_port = free_port()
+            proxy_port = reserve_port(self)
             process, _, log = start_twistd(self, config, extra=[
                 "--no-rdns", "--listen-proxy", "tcp:%d:interface=127.0.0.1" % proxy_port] + extra)
             wait_for_port(proxy_port, process)

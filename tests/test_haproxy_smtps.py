@@ -23,8 +23,8 @@ from qpsmtpd_tx.testing import maildir_messages, write_config
 from qpsmtpd_tx.tls import write_self_signed
 from tests.plugins.test_tls import client_context
 from tests.support.haproxy import start_haproxy
-from tests.support.processes import (CHECKOUT, free_port, poll_until, read_text, server_env,
-                                     start_twistd, twistd_argv, wait_for_port)
+from tests.support.processes import (CHECKOUT, free_port, poll_until, read_text, reserve_port,
+                                     server_env, start_twistd, twistd_argv, wait_for_port)
 
 #: seconds a client waits for the server before the test fails (a bound, not a measurement)
 WAIT = 20
@@ -59,7 +59,7 @@ class SMTPSBehindHAProxyTests(unittest.TestCase):
             "loglevel": "LOGINFO", "proxy_timeout": "1", "command_deadline": "2"})
         write_self_signed(os.path.join(config, "ssl", "qpsmtpd-server.crt"),
                           os.path.join(config, "ssl", "qpsmtpd-server.key"), "mx.example.org")
-        self.smtps = free_port()
+        self.smtps = reserve_port(self)
         process, _, self.log_path = start_twistd(
             self, config, extra=["--no-rdns", "--listen-proxy-tls",
                                  "tcp:%d:interface=127.0.0.1" % self.smtps])
@@ -205,7 +205,7 @@ class OptionTests(unittest.TestCase):
 
     def test_workers_serve_it(self):
         """With --workers 3 the workers adopt the endpoint too: PROXY header, then TLS."""
-        smtps = free_port()
+        smtps = reserve_port(self)
         process, _, log_path = start_twistd(self, self.config(["tls", "rcpt_ok"]), extra=[
             "--workers", "3", "--no-rdns", "--listen-proxy-tls",
             "tcp:%d:interface=127.0.0.1" % smtps])
