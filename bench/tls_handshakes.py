@@ -8,11 +8,16 @@ self-signed P-256 pair from ``qpsmtpd-tx tls-cert``), then:
    handshake → EHLO → QUIT for ``--duration`` seconds, never offering a session to resume;
 2. **resumed handshakes**: the same, each client offering the session (TLS 1.3 ticket) of
    its previous connection; the share actually resumed is printed;
-3. **memory per idle connection**: ``--idle`` connections left open after EHLO in plain text,
-   then as many after STARTTLS and EHLO; the server's RSS growth divided by their number.
+3. **memory per idle connection** (measured first, on the fresh server): ``--idle``
+   connections left open after EHLO in plain text, then as many after STARTTLS and EHLO; the
+   server's RSS growth divided by their number.
 
 For 1 and 2: connections/s, and the server's CPU (user + system, from /proc) per connection.
 Python's ssl module is the client (blocking sockets, one process per client).
+
+Then the same against Haraka (tls_bench.py's set-up: run.py's instance, one process, its ``tls``
+plugin in front, an ``openssl``-made P-256 pair), unless ``--no-haraka``, and the tx/haraka
+ratios of the same run. Haraka is skipped with a message when it cannot be set up or started.
 
     python3 bench/tls_handshakes.py --duration 15
 """
@@ -141,38 +146,68 @@ def idle_memory(port, pid, n, tls):
     return (after - before) / n
 
 
+def bench_server(name, setup, a):
+    """Start server ``name`` (tls_bench's ``setup``), measure it, stop it; a dict of figures,
+    or None when it could not be set up or started (said why)."""
+    root = tempfile.mkdtemp(prefix="qpbench-tlshs-%s-" % name)
+    conf = run.make_config(root, False, None)
+    port = run.free_port()
+    try:
+        argv, env, cwd = setup(root, conf, port)
+    except RuntimeError as e:
+        print("-- skipping %s: %s" % (name, e))
+        return None
+    if "--max-from-ip" in argv:
+        argv[argv.index("--max-from-ip") + 1] = "0"    # --idle connections from one address
+    log = open(os.path.join(root, "server.log"), "wb")
+    proc = subprocess.Popen(argv, env=env, cwd=cwd, stdout=log, stderr=subprocess.STDOUT)
+    figures = {}
+    try:
+        if not run.wait_ready(proc, port, 60):
+            print("!! %s did not start; see %s/server.log" % (name, root))
+            return None
+        # memory first, on a fresh server: after thousands of connections a server's heap
+        # has room for the idle ones without growing (Haraka's RSS then grows by nothing)
+        for tls in (False, True):
+            kind = "idle TLS" if tls else "idle plain"
+            figures[kind] = idle_memory(port, proc.pid, a.idle, tls)
+            print("%-7s %-11s %.1f KiB per connection (%d connections)"
+                  % (name, kind + ":", figures[kind], a.idle), flush=True)
+        for resume in (False, True):
+            kind = "resumed" if resume else "full"
+            figures[kind] = rate, cpu, reused = handshakes(port, proc.pid, a, resume)
+            print("%-7s %-8s handshakes: %.1f connections/s, server CPU %.2f ms/connection, "
+                  "%.0f %% resumed" % (name, kind, rate, cpu, reused * 100), flush=True)
+    finally:
+        run.stop_server(proc)
+        log.close()
+    shutil.rmtree(root, ignore_errors=True)
+    return figures
+
+
 def main():
     """Entry point."""
     p = argparse.ArgumentParser(description="STARTTLS handshakes/s and idle TLS memory")
     p.add_argument("--duration", type=float, default=15, help="seconds per handshake run (15)")
     p.add_argument("--clients", type=int, default=4, help="client processes (4)")
     p.add_argument("--idle", type=int, default=400, help="idle connections for memory (400)")
+    p.add_argument("--no-haraka", action="store_true", help="qpsmtpd-tx only")
     a = p.parse_args()
-    root = tempfile.mkdtemp(prefix="qpbench-tlshs-")
-    conf = run.make_config(root, False, None)
-    port = run.free_port()
-    argv, env, cwd = tls_bench.setup_tx(root, conf, port)
-    argv[argv.index("--max-from-ip") + 1] = "0"    # --idle connections from one address
-    log = open(os.path.join(root, "server.log"), "wb")
-    proc = subprocess.Popen(argv, env=env, cwd=cwd, stdout=log, stderr=subprocess.STDOUT)
-    try:
-        if not run.wait_ready(proc, port, 60):
-            print("!! qpsmtpd-tx did not start; see %s/server.log" % root)
-            return 1
-        for resume in (False, True):
-            rate, cpu, reused = handshakes(port, proc.pid, a, resume)
-            print("%-8s handshakes: %.1f connections/s, server CPU %.2f ms/connection, "
-                  "%.0f %% resumed" % ("resumed" if resume else "full", rate, cpu, reused * 100),
-                  flush=True)
-        for tls in (False, True):
-            print("idle %-9s %.1f KiB per connection (%d connections)"
-                  % ("TLS:" if tls else "plain:", idle_memory(port, proc.pid, a.idle, tls), a.idle),
-                  flush=True)
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(60)
-        log.close()
-    shutil.rmtree(root, ignore_errors=True)
+    results = {}
+    for name, setup, _ in tls_bench.SERVERS:
+        if name == "haraka" and a.no_haraka:
+            continue
+        results[name] = bench_server(name, setup, a)
+    tx, haraka = results.get("tx"), results.get("haraka")
+    if tx is None:
+        return 1
+    if haraka is not None:
+        for kind in ("full", "resumed"):
+            print("tx/haraka %-8s handshakes: x%.2f connections/s, x%.2f server CPU per "
+                  "connection" % (kind, tx[kind][0] / haraka[kind][0], tx[kind][1] / haraka[kind][1]))
+        for kind in ("idle plain", "idle TLS"):
+            print("tx/haraka %-11s %s KiB per connection" % (
+                kind + ":", "x%.2f" % (tx[kind] / haraka[kind]) if haraka[kind] > 0 else "n/a"))
     return 0
 
 

@@ -11,7 +11,6 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from qpsmtpd_tx.codes import LOGWARN
-from qpsmtpd_tx.core import State
 from qpsmtpd_tx.dns.names import parse_ip
 from qpsmtpd_tx.objects import Connection
 from qpsmtpd_tx.proxy_reader import EndpointProxy
@@ -112,8 +111,8 @@ class SMTPProtocol(Protocol, TimeoutMixin):
         """The TLS handshake (STARTTLS or SMTPS) is done."""
         if self.session is not None:
             self.session.tls_handshake_done(self.session.transport.getHandle())
-            if self.session.core.state is State.CONNECTED:
-                self.session.start()
+            if not self.session.started:
+                self.session.start()     # SMTPS: the session starts once TLS is up
 
     def readConnectionLost(self):
         """The client half-closed: its commands are answered before we close."""
@@ -170,6 +169,12 @@ def proxy_factory(server):
     """The factory for a ``--listen-proxy`` endpoint: a PROXY header (v1 or v2) from a
     ``proxy_trusted`` peer first, then the SMTP session as usual."""
     return SMTPFactory(server, proxy=EndpointProxy(server))
+
+
+def proxy_tls_factory(server):
+    """The factory for a ``--listen-proxy-tls`` endpoint: a PROXY header from a
+    ``proxy_trusted`` peer, then the client's TLS handshake (SMTPS), then the SMTP session."""
+    return SMTPFactory(server, proxy=EndpointProxy(server, tls=True))
 
 
 def smtps_factory(server):

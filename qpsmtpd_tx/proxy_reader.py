@@ -88,13 +88,16 @@ class EndpointProxy:
     Peers in ``proxy_trusted`` must start with a valid header (version 1 or 2) within
     ``proxy_timeout`` seconds, else the connection is closed with a log line and without a
     word to the peer (it is a proxy, not an SMTP client); peers not in ``proxy_trusted`` are
-    refused the same way at connect (the protocol asks :meth:`trusts` first).
+    refused the same way at connect (the protocol asks :meth:`trusts` first). With ``tls``
+    (``--listen-proxy-tls``) the client's TLS handshake follows the header (SMTPS behind a
+    proxy that passes TLS through).
     """
 
     clock = reactor
 
-    def __init__(self, server):
+    def __init__(self, server, tls=False):
         self.server = server
+        self.tls = tls
 
     def trusts(self, connection):
         """True if ``connection`` comes from an address in ``proxy_trusted``."""

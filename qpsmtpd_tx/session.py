@@ -153,6 +153,12 @@ class SMTPSession(SessionFlow, EnvelopeCommands, MessageDelivery, StartTLS):
     #: the PROXY policy of the endpoint the client came in on (``--listen-proxy``), else None
     listener_proxy = None
 
+    @property
+    def started(self):
+        """True once :meth:`start` was called (for SMTPS: once its handshake is done; behind a
+        PROXY header: at connect, before the header and the handshake)."""
+        return self._started
+
     def start(self):
         """The client connected: read the PROXY header of a trusted proxy (on a
         ``--listen-proxy`` endpoint, or when a plugin such as ``stunnel`` expects one), run
@@ -165,13 +171,21 @@ class SMTPSession(SessionFlow, EnvelopeCommands, MessageDelivery, StartTLS):
         proxy = self.listener_proxy or self.chain.proxy
         if proxy is not None and proxy.trusts(self.connection):
             # the header gives the client's address, which every hook below must see
-            pending = proxy.read_header(self).addCallback(
-                lambda go_on: self._open() if go_on else None)
+            pending = proxy.read_header(self).addCallback(self._after_proxy_header)
         else:
             pending = self._open()
         if not (isinstance(pending, Deferred) and self._after(pending)):
             self._busy = False
             self._pump()
+
+    def _after_proxy_header(self, go_on):
+        if not go_on:
+            return None
+        if self.listener_proxy is not None and self.listener_proxy.tls:
+            # --listen-proxy-tls: the client's TLS handshake follows the header (SMTPS)
+            return self.tls_after_proxy_header().addCallback(
+                lambda done: self._open() if done else None)
+        return self._open()
 
     def _open(self):
         refusal = self.server.too_many_from_ip(self)

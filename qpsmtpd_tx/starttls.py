@@ -1,4 +1,5 @@
-"""STARTTLS (RFC 3207) and the start of an SMTPS connection, for the session.
+"""STARTTLS (RFC 3207) and the start of an SMTPS connection (also behind a PROXY header), for
+the session.
 
 The ``tls`` plugin loads the certificate (:mod:`qpsmtpd_tx.tls`); this part of the session
 answers STARTTLS, hands the transport to TLS, and starts the dialogue over once the handshake
@@ -6,6 +7,8 @@ is done. The rule against command injection: anything the client sent after ``ST
 before our 220 came in plain text, so STARTTLS is then refused with 421 and the connection
 closed; those bytes are never executed.
 """
+
+from twisted.internet.defer import Deferred, succeed
 
 from qpsmtpd_tx import auth, codes
 from qpsmtpd_tx.core import State
@@ -21,6 +24,8 @@ class StartTLS:
     """The :class:`~qpsmtpd_tx.session.SMTPSession` part for STARTTLS and SMTPS handshakes."""
 
     _handshake_call = None
+    #: fires True once the handshake after a PROXY header is done, False if it is not
+    _handshake_waiter = None
 
     def cmd_starttls(self, rest):
         """STARTTLS: 220, then the handshake (the transport switches to TLS at once)."""
@@ -40,6 +45,29 @@ class StartTLS:
         self.wait_for_handshake()
         self.transport.startTLS(self.chain.tls)
         return None
+
+    def tls_after_proxy_header(self):
+        """SMTPS behind a proxy (``--listen-proxy-tls``): the PROXY header has been read and
+        what follows it is the client's TLS handshake. A Deferred firing True once the
+        handshake is done, False if it failed, timed out or the connection was lost."""
+        if self.chain.tls is None:     # a SIGHUP dropped the tls plugin
+            self.log(codes.LOGERROR, "SMTPS behind a proxy needs the tls plugin; closing")
+            self.disconnect()
+            return succeed(False)
+        early = self.core.peek(self.core.buffered)     # the ClientHello, or part of it
+        self.core.discard(len(early))
+        self._handshake_waiter = Deferred()
+        waiter = self._handshake_waiter
+        self.wait_for_handshake()
+        self.transport.startTLS(self.chain.tls)
+        if early:
+            self.transport.received(early)
+        return waiter
+
+    def _handshake_over(self, done):
+        waiter, self._handshake_waiter = self._handshake_waiter, None
+        if waiter is not None:
+            waiter.callback(done)
 
     @property
     def handshake_pending(self):
@@ -62,6 +90,7 @@ class StartTLS:
             return
         self.log(codes.LOGNOTICE, "TLS handshake not complete within %d s, closing" % seconds)
         self.transport.abortConnection()
+        self._handshake_over(False)
 
     def tls_handshake_done(self, tls_connection):
         """The handshake completed (``tls_connection``: the OpenSSL Connection)."""
@@ -78,6 +107,7 @@ class StartTLS:
                 "verified" if conn.notes["tls_client_verified"] else "not verified"))
         if self.core.state is not State.TLS:
             self.core.tls = True     # SMTPS: the handshake came before the greeting
+            self._handshake_over(True)
             return None
         # RFC 3207 4.2: forget what the client said before (AUTH too), keep the connection notes.
         self.core.tls_done()
@@ -93,3 +123,4 @@ class StartTLS:
         self._cancel_handshake_deadline()
         self.server.metrics.tls_handshake("failed")
         self.log(codes.LOGINFO, "TLS handshake failed: %s" % (reason.getErrorMessage(),))
+        self._handshake_over(False)

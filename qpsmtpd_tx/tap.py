@@ -12,7 +12,7 @@ from twisted.python import usage
 from qpsmtpd_tx.codes import LOGINFO
 from qpsmtpd_tx.config import Config
 from qpsmtpd_tx.paths import program_dir
-from qpsmtpd_tx.protocol import SMTPFactory, proxy_factory, smtps_factory
+from qpsmtpd_tx.protocol import SMTPFactory, proxy_factory, proxy_tls_factory, smtps_factory
 from qpsmtpd_tx.server import SMTPServer, StartupError, config_problems
 from qpsmtpd_tx.signals import chain_signal, stop_on_sigterm
 from qpsmtpd_tx.startup import (StartupReporter, config_dir_problem, privilege_problem,
@@ -50,10 +50,15 @@ class Options(usage.Options):
         self["listen"] = []
         self["listen-tls"] = []
         self["listen-proxy"] = []
+        self["listen-proxy-tls"] = []
 
     def opt_listen_proxy(self, endpoint):
         """Listen on a Twisted endpoint (repeatable) where proxies (HAProxy send-proxy or send-proxy-v2) connect: a PROXY header first, only from proxy_trusted"""
         self["listen-proxy"].append(endpoint)
+
+    def opt_listen_proxy_tls(self, endpoint):
+        """As --listen-proxy, but SMTPS: the client's TLS handshake follows the PROXY header (HAProxy in TCP mode passing port 465 through); needs the tls plugin"""
+        self["listen-proxy-tls"].append(endpoint)
 
     def opt_listen_tls(self, endpoint):
         """SMTPS (implicit TLS, RFC 8314) on a Twisted endpoint (repeatable), e.g. tcp:465; needs the tls plugin"""
@@ -73,7 +78,8 @@ class Options(usage.Options):
             "(`qpsmtpd-tx forkserver` takes qpsmtpd-forkserver's options)")
 
     def postOptions(self):
-        if not self["listen"] and not self["listen-tls"] and not self["listen-proxy"]:
+        if not any(self[name] for name in ("listen", "listen-tls", "listen-proxy",
+                                           "listen-proxy-tls")):
             self["listen"] = [DEFAULT_LISTEN]
         for name in ("max-from-ip", "limit-connections"):
             try:
@@ -103,8 +109,8 @@ class SMTPService(service.MultiService):
     exit status 1).
     """
 
-    #: an SMTPS endpoint is configured: the tls plugin must be loaded
-    needs_tls = False
+    #: the option of an SMTPS endpoint, if one is configured: the tls plugin must be loaded
+    needs_tls = None
 
     def __init__(self, server, reporter=None):
         service.MultiService.__init__(self)
@@ -126,7 +132,8 @@ class SMTPService(service.MultiService):
         except StartupError as e:
             self.reporter.fail(e.problems)
         if self.needs_tls and self.server.chain.tls is None:
-            self.reporter.fail(["--listen-tls needs the tls plugin (its certificate) in plugins"])
+            self.reporter.fail(["%s needs the tls plugin (its certificate) in plugins"
+                                % self.needs_tls])
         self._plugins_loaded = True
 
     def startService(self):
@@ -217,13 +224,19 @@ def makeService(options):
     listening.setServiceParent(top)
     tls_listening = None
     if options["listen-tls"]:
-        top.needs_tls = True
+        top.needs_tls = "--listen-tls"
         tls_listening = ListeningService(options["listen-tls"], smtps_factory(server), own_sockets)
         tls_listening.setServiceParent(top)
     proxy_listening = None
     if options["listen-proxy"]:
         proxy_listening = ListeningService(options["listen-proxy"], proxy_factory(server))
         proxy_listening.setServiceParent(top)
+    proxy_tls_listening = None
+    if options["listen-proxy-tls"]:
+        top.needs_tls = top.needs_tls or "--listen-proxy-tls"
+        proxy_tls_listening = ListeningService(options["listen-proxy-tls"],
+                                               proxy_tls_factory(server))
+        proxy_tls_listening.setServiceParent(top)
     if options["metrics"]:
         from qpsmtpd_tx.metrics_http import MetricsService
         MetricsService(options["metrics"], server, options["workers"] > 1).setServiceParent(top)
@@ -237,5 +250,5 @@ def makeService(options):
         if options["metrics"]:
             args.append("--metrics")
         WorkerPool(options["workers"] - 1, listening, args, tls_listening,
-                   proxy_listening).setServiceParent(top)
+                   proxy_listening, proxy_tls_listening).setServiceParent(top)
     return top

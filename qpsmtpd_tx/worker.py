@@ -20,7 +20,7 @@ from twisted.logger import FileLogObserver, Logger, formatEvent, globalLogBeginn
 from qpsmtpd_tx import objects
 from qpsmtpd_tx.config import Config
 from qpsmtpd_tx.paths import program_dir
-from qpsmtpd_tx.protocol import SMTPFactory, proxy_factory, smtps_factory
+from qpsmtpd_tx.protocol import SMTPFactory, proxy_factory, proxy_tls_factory, smtps_factory
 from qpsmtpd_tx.server import SMTPServer, StartupError
 from qpsmtpd_tx.signals import chain_signal, stop_reactor
 
@@ -66,6 +66,8 @@ def parse_args(argv):
                         help="an inherited SMTPS listening socket (TLS at connect)")
     parser.add_argument("--proxy-fd", action="append", default=[], metavar="FD:FAMILY",
                         help="an inherited listening socket of a --listen-proxy endpoint")
+    parser.add_argument("--proxy-tls-fd", action="append", default=[], metavar="FD:FAMILY",
+                        help="an inherited listening socket of a --listen-proxy-tls endpoint")
     parser.add_argument("--worker", type=int, required=True, help="this worker's number")
     parser.add_argument("--max-from-ip", type=int, default=5)
     parser.add_argument("--limit-connections", type=int, default=500)
@@ -93,7 +95,7 @@ def main(argv=None):
     except StartupError as e:
         sys.stderr.write("qpsmtpd-tx worker %d: cannot start: %s\n" % (args.worker, e))
         return 1
-    if args.tls_fd and server.chain.tls is None:
+    if (args.tls_fd or args.proxy_tls_fd) and server.chain.tls is None:
         sys.stderr.write("qpsmtpd-tx worker %d: cannot start: SMTPS needs the tls plugin\n"
                          % args.worker)
         return 1
@@ -102,7 +104,8 @@ def main(argv=None):
         server.use_metrics(prometheus.in_multiprocess_dir(os.environ[prometheus.MULTIPROC_ENV]))
     ports = []
     for specs, factory in ((args.fd, SMTPFactory(server)), (args.tls_fd, smtps_factory(server)),
-                           (args.proxy_fd, proxy_factory(server))):
+                           (args.proxy_fd, proxy_factory(server)),
+                           (args.proxy_tls_fd, proxy_tls_factory(server))):
         for spec in specs:
             fd, family = (int(x) for x in spec.split(":"))
             ports.append(reactor.adoptStreamPort(fd, socket.AddressFamily(family), factory))

@@ -213,7 +213,8 @@ class _WorkerProtocol(protocol.ProcessProtocol):
 
 class WorkerPool(service.Service):
     """Runs ``count`` worker processes on the listening sockets of ``listening`` (and the
-    SMTPS ones of ``tls_listening``, the PROXY ones of ``proxy_listening``, if given)."""
+    SMTPS ones of ``tls_listening``, the PROXY ones of ``proxy_listening`` and the PROXY-then-SMTPS
+    ones of ``proxy_tls_listening``, if given)."""
 
     #: seconds before a worker that ended is started again; doubled, up to
     #: ``max_restart_delay``, each time a worker ends within ``quick_failure`` seconds of its
@@ -223,11 +224,13 @@ class WorkerPool(service.Service):
     quick_failure = 10.0
     clock = reactor
 
-    def __init__(self, count, listening, worker_args, tls_listening=None, proxy_listening=None):
+    def __init__(self, count, listening, worker_args, tls_listening=None, proxy_listening=None,
+                 proxy_tls_listening=None):
         self.count = count
         self.listening = listening
         self.tls_listening = tls_listening
         self.proxy_listening = proxy_listening
+        self.proxy_tls_listening = proxy_tls_listening
         self.worker_args = list(worker_args)
         self.workers = {}
         self._started_at = {}
@@ -241,12 +244,12 @@ class WorkerPool(service.Service):
     def _spawn(self, number):
         fds = {0: "w", 1: "r", 2: "r"}
         argv = [sys.executable, "-m", "qpsmtpd_tx.worker", "--worker", str(number)]
-        tls_fds = self.tls_listening.worker_fds(number) if self.tls_listening is not None else []
-        proxy_fds = (self.proxy_listening.worker_fds(number)
-                     if self.proxy_listening is not None else [])
-        listening = ([("--fd", fd) for fd in self.listening.worker_fds(number)]
-                     + [("--tls-fd", fd) for fd in tls_fds]
-                     + [("--proxy-fd", fd) for fd in proxy_fds])
+        listening = [("--fd", fd) for fd in self.listening.worker_fds(number)]
+        for option, sockets in (("--tls-fd", self.tls_listening),
+                                ("--proxy-fd", self.proxy_listening),
+                                ("--proxy-tls-fd", self.proxy_tls_listening)):
+            if sockets is not None:
+                listening += [(option, fd) for fd in sockets.worker_fds(number)]
         for n, (option, (fd, family)) in enumerate(listening):
             child_fd = 3 + n
             fds[child_fd] = fd

@@ -16,7 +16,7 @@ from twisted.trial import unittest
 from qpsmtpd_tx.testing import maildir_messages, write_config
 from tests.support.dns import private_dns
 from tests.support.haproxy import start_haproxy
-from tests.support.processes import free_port, read_text, start_twistd, wait_for_port
+from tests.support.processes import read_text, reserve_port, start_twistd, wait_for_port
 
 RELAY_CLIENT, PLAIN_CLIENT, LISTED_CLIENT = "127.0.0.5", "127.0.0.6", "127.0.0.7"
 MESSAGE = "Subject: proxied\r\n\r\nhello\r\n"
@@ -39,7 +39,7 @@ class BehindHAProxyTests(unittest.TestCase):
             "dnsbl", "relay", "rcpt_ok", "queue/maildir " + self.maildir], {
             "relayclients": RELAY_CLIENT, "dnsbl_zones": zone, "dns_servers": dns.address,
             "loglevel": "LOGINFO"})
-        proxy_port = free_port()
+        proxy_port = reserve_port(self)
         process, _, self.log_path = start_twistd(
             self, config, extra=["--no-rdns", "--listen-proxy", "tcp:%d:interface=127.0.0.1" % proxy_port])
         wait_for_port(proxy_port, process)

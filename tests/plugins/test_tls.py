@@ -28,8 +28,8 @@ from qpsmtpd_tx.plugin import PluginError
 from qpsmtpd_tx.testing import MemoryClient, assertStartupError, loaded_plugin, make_server
 from qpsmtpd_tx.tls import parse_protocols, write_self_signed
 from tests.support.harness import TEST_PLUGINS, write_config
-from tests.support.processes import (CHECKOUT, free_port, poll_until, read_text, server_env,
-                                     start_twistd, stop_process, twistd_argv)
+from tests.support.processes import (CHECKOUT, free_port, poll_until, read_text, reserve_port,
+                                     server_env, start_twistd, stop_process, twistd_argv)
 
 INJECTION = b"STARTTLS\r\nHELO injected\r\n"
 #: a pattern that never matches: read until the server closes
@@ -412,7 +412,7 @@ class SMTPSTests(unittest.TestCase):
                                    "queue/maildir %s" % self.maildir],
                      {"flat_auth_pw": "u@example.com:secret", "loglevel": "LOGINFO"})
         write_pair(os.path.join(self.config, "ssl"))
-        self.smtps = free_port()
+        self.smtps = reserve_port(self)
         _, self.port, self.log = start_twistd(
             self, self.config, extra=["--listen-tls", "tcp:%d:interface=127.0.0.1" % self.smtps])
 
@@ -450,7 +450,7 @@ class SMTPSTests(unittest.TestCase):
         write_config(self.config, ["connection_hooks", "tls", "rcpt_ok"],
                      {"plugin_dirs": TEST_PLUGINS, "loglevel": "LOGINFO"})
         write_pair(os.path.join(self.config, "ssl"))
-        smtps = free_port()
+        smtps = reserve_port(self)
         _, _, log = start_twistd(
             self, self.config, extra=["--listen-tls", "tcp:%d:interface=127.0.0.1" % smtps])
         sock = socket.create_connection(("127.0.0.1", smtps), timeout=WAIT)
@@ -469,7 +469,7 @@ class SMTPSTests(unittest.TestCase):
 
     def test_workers_serve_smtps(self):
         """With --workers, the workers adopt the SMTPS sockets too, with TLS at connect."""
-        port, smtps = free_port(), free_port()
+        port, smtps = reserve_port(self), reserve_port(self)
         log_path = os.path.abspath(self.mktemp() + ".log")
         with open(log_path, "wb") as log:
             process = subprocess.Popen(

@@ -1,10 +1,12 @@
 """Starting and stopping real server processes for end-to-end tests.
 
-Each helper starts exactly one process on 127.0.0.1, waits until it accepts connections, and
-stops exactly that process (by its PID) when the test ends.
+Each helper starts exactly one process on 127.0.0.1, waits until that process itself listens
+and accepts connections, and stops exactly that process (by its PID) when the test ends. The
+ports of the servers a test starts are held for them until they listen (:func:`reserve_port`).
 """
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -17,10 +19,90 @@ CHECKOUT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__fil
 
 
 def free_port():
-    """A TCP port on 127.0.0.1 that was free a moment ago."""
+    """A TCP port on 127.0.0.1 that was free a moment ago (see :func:`reserve_port`)."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+#: port → the socket that holds it for a server not listening yet (:func:`reserve_port`)
+_reserved = {}
+
+
+def reserve_port(testcase):
+    """A TCP port on 127.0.0.1 for a server that ``testcase`` starts, held until it listens.
+
+    A :func:`free_port` is free only when it is chosen: a twistd takes a second or more to
+    bind it (more on a loaded machine), and any process on the machine may take it meanwhile
+    (another suite's server, or an outgoing connection's local port). This one stays bound
+    here, with SO_REUSEADDR and not listening: the kernel gives it to no other bind to port 0
+    and to no outgoing connection, while a server binding it with SO_REUSEADDR (Twisted does)
+    can listen on it. :func:`wait_for_port` lets it go once the server listens, the test's
+    cleanup in any case.
+    """
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    _reserved[port] = s
+    testcase.addCleanup(release_port, port)
+    return port
+
+
+def release_port(port):
+    """Stop holding ``port`` (:func:`reserve_port`); nothing if it is not held."""
+    s = _reserved.pop(port, None)
+    if s is not None:
+        s.close()
+
+
+def _descendants(pid):
+    """``pid`` and the PIDs of all its descendants."""
+    children = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open("/proc/%s/stat" % entry) as f:
+                    parent = int(f.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(parent, []).append(int(entry))
+    found, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        found.append(current)
+        todo.extend(children.get(current, ()))
+    return found
+
+
+def listens_on(pid, port):
+    """True if process ``pid`` or one of its descendants has a TCP socket listening on
+    ``port`` (in its network namespace, any address)."""
+    inodes = set()
+    for name in ("tcp", "tcp6"):
+        try:
+            with open("/proc/%d/net/%s" % (pid, name)) as f:
+                rows = f.read().splitlines()[1:]
+        except OSError:
+            continue
+        for row in rows:
+            fields = row.split()
+            if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:
+                inodes.add("socket:[%s]" % fields[9])
+    if not inodes:
+        return False
+    for member in _descendants(pid):
+        try:
+            fds = os.listdir("/proc/%d/fd" % member)
+        except OSError:
+            continue
+        for fd in fds:
+            try:
+                if os.readlink("/proc/%d/fd/%s" % (member, fd)) in inodes:
+                    return True
+            except OSError:
+                pass
+    return False
 
 
 def read_text(path):
@@ -81,18 +163,29 @@ def poll_until(condition, timeout, step=0.05):
     return True
 
 
-def wait_for_port(port, process, timeout=20.0, address="127.0.0.1"):
-    """Wait until ``address``:``port`` accepts connections; raise if ``process`` exits or
-    time runs out."""
+def wait_for_port(port, process, timeout=20.0, connect=True, address="127.0.0.1"):
+    """Wait until ``process`` itself (or a child of it) listens on ``port`` and, with
+    ``connect``, accepts a connection there at ``address``; then stop holding the port
+    (:func:`reserve_port`). Raise if the process exits or time runs out.
+
+    Only a listener of ``process`` counts (in its own network namespace): another process
+    that took the port before the server could bind it also accepts connections, and the test
+    would then talk to it, or be refused once it is gone, while the server failed to start.
+    """
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise RuntimeError("server exited with status %s before listening" % process.returncode)
-        try:
-            with socket.create_connection((address, port), timeout=0.5):
+        if listens_on(process.pid, port):
+            release_port(port)
+            if not connect:
                 return
-        except OSError:
-            time.sleep(0.05)
+            try:
+                with socket.create_connection((address, port), timeout=0.5):
+                    return
+            except OSError:
+                pass
+        time.sleep(0.05)
     raise RuntimeError("server did not listen on %s port %d within %.0f s"
                        % (address, port, timeout))
 
@@ -124,10 +217,17 @@ def server_env():
     return env
 
 
+def _endpoint_ports(args):
+    """The ports of the ``tcp:PORT…`` endpoints that options ``--listen…`` in ``args`` name."""
+    return [int(m.group(1)) for option, value in zip(args, args[1:])
+            if option.startswith("--listen")
+            for m in [re.match(r"tcp6?:(\d+)", value)] if m and int(m.group(1))]
+
+
 def start_twistd(testcase, config_dir, cwd=None, extra=(), nameservers=None):
     """Start ``twistd -n qpsmtpd-tx`` for a test; stopped at the test's end. Returns (process, port, log).
     With ``nameservers`` (IPs), it runs where /etc/resolv.conf names them (tests.support.resolv_conf)."""
-    port = free_port()
+    port = reserve_port(testcase)
     argv = twistd_argv(config_dir, port, extra)
     if nameservers is not None:
         argv = resolv_conf.for_test(testcase, nameservers, argv)
@@ -139,6 +239,9 @@ def start_twistd(testcase, config_dir, cwd=None, extra=(), nameservers=None):
     testcase.addCleanup(stop_process, process)
     try:
         wait_for_port(port, process)
+        # the other TCP endpoints (--listen-tls …): bound at once after the first one
+        for other in _endpoint_ports(extra):
+            wait_for_port(other, process, connect=False)
     except RuntimeError:
         stop_process(process)
         with open(log_path, "rb") as f:
