@@ -16,6 +16,8 @@ A connection whose handshake has not completed is aborted instead (nothing to sh
 
 from OpenSSL import SSL
 
+from qpsmtpd_tx.socket_write import write_now
+
 #: the most plain text OpenSSL returns from one record
 _RECORD = 16384
 
@@ -46,7 +48,7 @@ class StartTLSTransport:
         if self._lost:
             return
         if self.tls is None:
-            self.tcp.write(data)
+            write_now(self.tcp, data)
         elif not self._closing and self.failure is None:
             self._send(data)
             self._flush()
@@ -174,7 +176,7 @@ class StartTLSTransport:
                 out = self.tls.bio_read(65536)
             except SSL.WantReadError:
                 return
-            self.tcp.write(out)
+            write_now(self.tcp, out)
 
     def _shutdown(self):
         try:
