@@ -25,6 +25,10 @@ import attr
 _FIELD_START = re.compile(rb"[!-9;-~]+[ \t]*:")
 #: a header block larger than this ends, and the rest is body (bounds memory per connection)
 MAX_HEADER_BYTES = 256 * 1024
+#: a CR that does not start a CRLF. Text without one (nearly all mail) takes the quick paths:
+#: no "CR ." dot line can be in it, and deleting every CR is the CRLF → LF conversion (a C
+#: loop, ten times faster on a 10 KiB body than replacing CRLF by LF).
+_BARE_CR = re.compile(rb"\r(?!\n)")
 
 
 @attr.s(frozen=True, slots=True)
@@ -61,11 +65,12 @@ class BadDataEnd:
     context = attr.ib()
 
 
-def _find_dot_line(region, start):
+def _find_dot_line(region, start, bare_cr=True):
     """Position of the first "." after ``start`` that follows a CR or LF and is followed by
-    one (a dot line, whatever its terminators), or None. bytes.find keeps this at C speed."""
+    one (a dot line, whatever its terminators), or None. bytes.find keeps this at C speed.
+    ``bare_cr``: False when ``region`` has no CR outside a CRLF (so no "CR ." to look for)."""
     found = None
-    for pattern in (b"\n.", b"\r."):
+    for pattern in ((b"\n.", b"\r.") if bare_cr else (b"\n.",)):
         i = region.find(pattern, start)
         while i >= 0 and (found is None or i + 1 < found):
             if region[i + 2:i + 3] in (b"\r", b"\n"):
@@ -168,17 +173,18 @@ class DataReader:
 
     def _consume_body(self, region, start, events):
         """Bulk-process body text ``region[start:]``; return the bytes used."""
+        bare_cr = _BARE_CR.search(region, start) is not None
         if self._line_start and region[start:start + 1] == b"." and region[start + 1:start + 2] in b"\r\n":
             candidate = start
         else:
-            candidate = _find_dot_line(region, start)
+            candidate = _find_dot_line(region, start, bare_cr)
         if candidate is None:
-            self._store_bulk(region[start:], events)
+            self._store_bulk(region[start:], events, bare_cr)
             return len(region) - start
         crlf_before = (region[candidate - 2:candidate] == b"\r\n" if candidate >= 2
                        else candidate == 0 and self._prev_crlf)
         crlf_after = region[candidate + 1:candidate + 3] == b"\r\n"
-        self._store_bulk(region[start:candidate], events)
+        self._store_bulk(region[start:candidate], events, bare_cr)
         if crlf_before and crlf_after:
             self._finish(events)
             return candidate + 3 - start
@@ -191,14 +197,15 @@ class DataReader:
         events.extend(self._bad(reason))
         return candidate + 2 - start
 
-    def _store_bulk(self, chunk, events):
-        """Store complete lines (``chunk`` ends with LF or is empty): unstuff, CRLF → LF."""
+    def _store_bulk(self, chunk, events, bare_cr):
+        """Store complete lines (``chunk`` ends with LF or is empty): unstuff, CRLF → LF.
+        ``bare_cr``: False if ``chunk`` has no CR outside a CRLF."""
         if not chunk:
             return
         starts_with_dot = self._line_start and chunk[:1] == b"."
         self._prev_crlf = chunk.endswith(b"\r\n")
         self._line_start = True
-        text = chunk.replace(b"\r\n", b"\n")
+        text = chunk.replace(b"\r\n", b"\n") if bare_cr else chunk.replace(b"\r", b"")
         if b"\n." in text:
             text = text.replace(b"\n.", b"\n")
         if starts_with_dot:

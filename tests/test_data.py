@@ -59,6 +59,18 @@ class EndOfDataTests(unittest.TestCase):
         self.assertEqual(body, b"body\nmore\n")
         self.assertIsInstance(ends[0], DataEnd)
 
+    def test_bare_cr_inside_a_line_is_kept(self):
+        # Only CRLF becomes LF: a CR inside a line is text (qpsmtpd keeps it too), whether the
+        # body also has bare LF lines or not, in one read or byte by byte.
+        for data in (b"X: y\r\n\r\na\rb\r\nc\r\n.\r\n",
+                     b"X: y\r\n\r\na\rb\r\nc\nd\r\n.\r\n",
+                     b"X: y\r\n\r\nend\r\r\nx\r\n.\r\n"):
+            for chunks in ([data], [data[i:i + 1] for i in range(len(data))]):
+                _, body, ends = message_of(read_all(chunks)[0])
+                expected = data.split(b"\r\n\r\n", 1)[1][:-3].replace(b"\r\n", b"\n")
+                self.assertEqual(body, expected, data)
+                self.assertIsInstance(ends[0], DataEnd)
+
     def test_dot_in_middle_of_line_is_text(self):
         events, _ = read_all([b"X: y\r\n\r\na.b\r\n. \r\n.\r\n"])
         _, body, _ = message_of(events)
