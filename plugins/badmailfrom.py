@@ -102,12 +102,18 @@ class ListFile:
     CONFIG = None
     ALL_PATTERNS = False
     _entries = None
+    #: the config's generation the list was last checked against
+    _generation = None
 
     def _load(self):
         """The list, parsed again if the file changed; PluginError for a bad line."""
+        generation = self.server.config.generation
+        if self._entries is not None and self._generation == generation:
+            return self._entries         # nothing was re-read since (SIGHUP, a config hook)
         lines = self.server.config.get_lines(self.CONFIG)
         if self._entries is None or self._entries.source != tuple(line.text for line in lines):
             self._entries = Entries(lines, self.ALL_PATTERNS, lambda m: self.log(LOGWARN, m))
+        self._generation = generation
         return self._entries
 
     def current_entries(self, transaction):

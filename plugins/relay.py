@@ -50,10 +50,12 @@ Notes: sets ``connection.relay_client`` (True/False). Reads no notes.
 Replies: with ``only``: ``550 relaying denied`` for a recipient from a non-relay client.
 """
 
+import functools
 import ipaddress
 import os
 
 from qpsmtpd_tx.codes import DECLINED, DENY, LOGERROR, LOGINFO, OK
+from qpsmtpd_tx.dns.names import parse_ip
 from qpsmtpd_tx.plugin import Plugin, PluginError
 
 RELAYING_DENIED = "relaying denied"
@@ -98,8 +100,9 @@ def normalize_key(entry):
     return ":".join(padded)
 
 
+@functools.lru_cache(maxsize=4096)
 def ip_candidates(ip):
-    """Every key that would match client address ``ip`` (a string), as a set.
+    """Every key that would match client address ``ip`` (a string), as a frozenset.
 
     IPv4: the address and its prefixes of whole octets ending in ``.`` (``192.0.2.7``,
     ``192.0.2.``, ``192.0.``, ``192.``). IPv6: the canonical short form and every prefix of
@@ -111,11 +114,11 @@ def ip_candidates(ip):
         octets = str(addr).split(".")
         found = {str(addr)}
         found.update(".".join(octets[:n]) + "." for n in range(1, 4))
-        return found
+        return frozenset(found)
     exploded = addr.exploded
     found = {str(addr)}
     found.update(exploded[:n] for n in range(1, len(exploded) + 1) if exploded[n - 1] != ":")
-    return found
+    return frozenset(found)
 
 
 class RelayList:
@@ -216,7 +219,9 @@ class Relay(Plugin):
     def hook_connect(self, transaction):
         conn = transaction.connection
         try:
-            addr = ipaddress.ip_address(conn.remote_ip)
+            addr = parse_ip(conn.remote_ip)
+            if addr is None:
+                raise ValueError(conn.remote_ip)
             candidates = ip_candidates(conn.remote_ip)
         except ValueError:
             self.log(LOGERROR, "skip, remote address %r is not an IP address" % (conn.remote_ip,),

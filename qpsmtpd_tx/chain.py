@@ -15,14 +15,15 @@ from qpsmtpd_tx.hooks import HookRegistry
 class PluginChain:
     """Hooks, plugins, policy plugins and the authenticator used together by sessions.
 
-    ``log`` is the server's ``log(level, message, plugin=None, transaction=None, hook=None)``.
+    ``log`` is the server's ``log(level, message, plugin=None, transaction=None, hook=None)``,
+    ``log_enabled(level)`` tells whether a line at ``level`` would be logged at all.
     The plugin lists fill in place while the loader works, so a chain that failed half-way
     still knows which plugins to stop.
     """
 
-    def __init__(self, log):
+    def __init__(self, log, log_enabled=None):
         self.log = log
-        self.hooks = HookRegistry(log)
+        self.hooks = HookRegistry(log, log_enabled)
         self.logging_plugins = []
         self.plugins = []
         #: the plugins that read per-recipient settings (see qpsmtpd_tx.policy)

@@ -117,20 +117,23 @@ def parse_rcpt_to(rest):
     return path, params
 
 
+_BAD_SENDER = "could not parse your mail from command"
+_BAD_RECIPIENT = "could not parse recipient"
+
+
 def sender_address(path):
     """The sender Address for a path that went through ``mail_pre``.
 
     The path must be in angle brackets. ``<>``, ``<#@[]>`` and anything containing
     ``[undefined]`` are the null sender.
     """
-    error = CommandSyntaxError("could not parse your mail from command")
     if path is None or not _BRACKETED.fullmatch(path):
-        raise error
+        raise CommandSyntaxError(_BAD_SENDER)
     if path in ("<>", "<#@[]>") or "[undefined]" in path:
         return Address.null()
     address = Address.parse(path)
     if address is None:
-        raise error
+        raise CommandSyntaxError(_BAD_SENDER)
     return address
 
 
@@ -139,10 +142,9 @@ def recipient_address(path):
 
     The path must be in angle brackets and must not be ``<>``.
     """
-    error = CommandSyntaxError("could not parse recipient")
     if path is None or not _BRACKETED.fullmatch(path):
-        raise error
+        raise CommandSyntaxError(_BAD_RECIPIENT)
     address = Address.parse(path)
     if address is None or address.is_null:
-        raise error
+        raise CommandSyntaxError(_BAD_RECIPIENT)
     return address

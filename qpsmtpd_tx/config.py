@@ -11,6 +11,7 @@ directory in sorted order. Files are decoded as UTF-8, undecodable bytes kept th
 import os
 import re
 import socket
+import time
 
 import attr
 
@@ -22,6 +23,9 @@ _WHITESPACE_RUN = re.compile("[%s]+" % re.escape(WHITESPACE))
 _INTEGER = re.compile(r"[+-]?[0-9]+")
 
 #: origin given to lines supplied by ``config_hook`` and by the built-in defaults
+#: seconds before a map whose ``.cdb`` file was missing is looked for again (a connection
+#: looking for it in every config directory cost more than the rest of the relay check)
+NO_CDB_RECHECK = 1.0
 HOOK_ORIGIN = "<config hook>"
 DEFAULT_ORIGIN = "<built-in default>"
 
@@ -78,6 +82,8 @@ class Config:
         self.qmail_dir = qmail_dir or environ.get("QMAIL") or "/var/qmail"
         self._cache = {}
         self._cdb_cache = {}
+        #: map name → when to look again for its .cdb file, which was not there
+        self._no_cdb = {}
         #: goes up whenever cached items are dropped, so parsed copies know to re-parse
         self.generation = 0
 
@@ -103,6 +109,7 @@ class Config:
         """Forget every item read so far (qpsmtpd does this on HUP)."""
         self._cache.clear()
         self._cdb_cache.clear()
+        self._no_cdb.clear()
         self.generation += 1
 
     def forget(self, name):
@@ -149,12 +156,17 @@ class Config:
     def get_map(self, name):
         """Config item ``name`` as a mapping: ``<name>.cdb`` if found, else the file's lines.
 
-        The cdb file is read again whenever it changes (qpsmtpd never caches maps); the
+        The cdb file is read again whenever it changes (qpsmtpd never caches maps); a cdb file
+        created where there was none is used within :data:`NO_CDB_RECHECK` seconds. The
         fallback maps each line of the plain item to "".
         """
-        path = self.path_of(name + ".cdb")
-        if path is not None and os.path.isfile(path):
-            return self._open_cdb(path)
+        missing_until = self._no_cdb.get(name)
+        if missing_until is None or time.monotonic() >= missing_until:
+            path = self.path_of(name + ".cdb")
+            if path is not None and os.path.isfile(path):
+                self._no_cdb.pop(name, None)
+                return self._open_cdb(path)
+            self._no_cdb[name] = time.monotonic() + NO_CDB_RECHECK
         return dict.fromkeys(self.get(name), "")
 
     def _open_cdb(self, path):

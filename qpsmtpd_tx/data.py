@@ -25,6 +25,12 @@ import attr
 _FIELD_START = re.compile(rb"[!-9;-~]+[ \t]*:")
 #: a header block larger than this ends, and the rest is body (bounds memory per connection)
 MAX_HEADER_BYTES = 256 * 1024
+#: a CR that does not start a CRLF. Text without one (nearly all mail) takes the quick paths:
+#: no "CR ." dot line can be in it, and deleting every CR is the CRLF → LF conversion (a C
+#: loop, ten times faster on a 10 KiB body than replacing CRLF by LF).
+_BARE_CR = re.compile(rb"\r(?!\n)")
+#: a header block (LF endings) of field lines and their continuation lines, a field first
+_FIELD_LINES = re.compile(rb"[!-9;-~]+[ \t]*:[^\n]*\n(?:[!-9;-~]+[ \t]*:[^\n]*\n|[ \t][^\n]*\n)*")
 
 
 @attr.s(frozen=True, slots=True)
@@ -61,11 +67,12 @@ class BadDataEnd:
     context = attr.ib()
 
 
-def _find_dot_line(region, start):
+def _find_dot_line(region, start, bare_cr=True):
     """Position of the first "." after ``start`` that follows a CR or LF and is followed by
-    one (a dot line, whatever its terminators), or None. bytes.find keeps this at C speed."""
+    one (a dot line, whatever its terminators), or None. bytes.find keeps this at C speed.
+    ``bare_cr``: False when ``region`` has no CR outside a CRLF (so no "CR ." to look for)."""
     found = None
-    for pattern in (b"\n.", b"\r."):
+    for pattern in ((b"\n.", b"\r.") if bare_cr else (b"\n.",)):
         i = region.find(pattern, start)
         while i >= 0 and (found is None or i + 1 < found):
             if region[i + 2:i + 3] in (b"\r", b"\n"):
@@ -130,7 +137,7 @@ class DataReader:
     def _consume_lines(self, region):
         """Process ``region`` (ends with LF); return (events, bytes used)."""
         events = []
-        used = 0
+        used = self._whole_header(region, events) if self._in_header else 0
         while self._in_header and used < len(region):
             # The header is read line by line (it is short); the body in bulk below.
             nl = region.index(b"\n", used) + 1
@@ -154,6 +161,29 @@ class DataReader:
             used += self._consume_body(region, used, events)
         return events, used
 
+    def _whole_header(self, region, events):
+        """The quick path for a header that arrived whole and plain: CRLF field lines (no dot
+        line, no bare CR or LF, a field first) up to an empty line, taken in one step; the
+        bytes used, or 0 when anything is unusual (the line-by-line path then decides)."""
+        if not (self._line_start and self._prev_crlf):
+            return 0
+        end = region.find(b"\r\n\r\n")
+        if end < 0:
+            return 0
+        block = region[:end + 2]
+        if (block[:1] == b"." or b"\n." in block or _BARE_CR.search(block) is not None
+                or block.count(b"\n") != block.count(b"\r\n")
+                or len(self._header) + len(block) > MAX_HEADER_BYTES):
+            return 0
+        text = block.replace(b"\r", b"")
+        if _FIELD_LINES.fullmatch(text) is None:
+            return 0
+        self.size += len(text)
+        self._header += text
+        self._check_size()
+        self._end_header(events, separator=True)
+        return end + 4
+
     def _check_line_start(self, line):
         """For one line (without its LF): "end", a reason to refuse, or None."""
         if self._line_start and line[:1] == b".":
@@ -168,17 +198,18 @@ class DataReader:
 
     def _consume_body(self, region, start, events):
         """Bulk-process body text ``region[start:]``; return the bytes used."""
+        bare_cr = _BARE_CR.search(region, start) is not None
         if self._line_start and region[start:start + 1] == b"." and region[start + 1:start + 2] in b"\r\n":
             candidate = start
         else:
-            candidate = _find_dot_line(region, start)
+            candidate = _find_dot_line(region, start, bare_cr)
         if candidate is None:
-            self._store_bulk(region[start:], events)
+            self._store_bulk(region[start:], events, bare_cr)
             return len(region) - start
         crlf_before = (region[candidate - 2:candidate] == b"\r\n" if candidate >= 2
                        else candidate == 0 and self._prev_crlf)
         crlf_after = region[candidate + 1:candidate + 3] == b"\r\n"
-        self._store_bulk(region[start:candidate], events)
+        self._store_bulk(region[start:candidate], events, bare_cr)
         if crlf_before and crlf_after:
             self._finish(events)
             return candidate + 3 - start
@@ -191,14 +222,15 @@ class DataReader:
         events.extend(self._bad(reason))
         return candidate + 2 - start
 
-    def _store_bulk(self, chunk, events):
-        """Store complete lines (``chunk`` ends with LF or is empty): unstuff, CRLF → LF."""
+    def _store_bulk(self, chunk, events, bare_cr):
+        """Store complete lines (``chunk`` ends with LF or is empty): unstuff, CRLF → LF.
+        ``bare_cr``: False if ``chunk`` has no CR outside a CRLF."""
         if not chunk:
             return
         starts_with_dot = self._line_start and chunk[:1] == b"."
         self._prev_crlf = chunk.endswith(b"\r\n")
         self._line_start = True
-        text = chunk.replace(b"\r\n", b"\n")
+        text = chunk.replace(b"\r\n", b"\n") if bare_cr else chunk.replace(b"\r", b"")
         if b"\n." in text:
             text = text.replace(b"\n.", b"\n")
         if starts_with_dot:

@@ -13,6 +13,7 @@ Deferred is cancelled, the plugin and hook are logged, and the hook's result is 
 import contextvars
 import inspect
 from time import perf_counter
+from types import CoroutineType
 
 import attr
 from twisted.internet.defer import Deferred, succeed
@@ -39,7 +40,7 @@ def _call(hook, method, transaction, args):
     token = current_hook.set(hook)
     try:
         result = method(transaction, *args)
-        if inspect.iscoroutine(result):
+        if type(result) is CoroutineType:
             # started here, so it runs on in this context: after an await its log lines and
             # stored results still know their hook
             result = Deferred.fromCoroutine(result)
@@ -94,9 +95,12 @@ def _lines(message):
 class HookRegistry:
     """Which plugin methods run for which hook, in order."""
 
-    def __init__(self, log):
+    def __init__(self, log, log_enabled=None):
         #: ``log(level, message, plugin=None, transaction=None, hook=None)``
         self.log = log
+        #: ``log_enabled(level)``: False when a line at ``level`` would go nowhere (the debug
+        #: line of every plugin answer is then not even formatted)
+        self.log_enabled = log_enabled or (lambda level: True)
         self._handlers = {name: [] for name in HOOK_NAMES}
         #: seconds a waiting hook may take unless its plugin has ``hook_timeout``; 0: no limit
         self.default_timeout = DEFAULT_HOOK_TIMEOUT
@@ -167,13 +171,13 @@ class HookRegistry:
             except Exception:
                 self._log_failure(Failure(), hook, plugin, transaction)
                 continue
-            if inspect.iscoroutine(result):
-                result = Deferred.fromCoroutine(result)
-            # an answer already there (a warm cache) needs no time limit and no callbacks
-            result = now_if_ready(result)
-            if isinstance(result, Deferred):
-                return self._wait(result, hook, handlers, index, plugin, transaction, args, last,
-                                  started)
+            kind = type(result)
+            if kind is not tuple and kind is not int:
+                # an answer already there (a warm cache) needs no time limit and no callbacks
+                result = now_if_ready(result)
+                if isinstance(result, Deferred):
+                    return self._wait(result, hook, handlers, index, plugin, transaction, args,
+                                      last, started)
             if started is not None:
                 observe(plugin, hook, perf_counter() - started)
             decided = self._decide(result, hook, plugin, transaction)
@@ -245,9 +249,10 @@ class HookRegistry:
             return None
         lines = _lines(message) if isinstance(message, (str, list)) or message is None else []
         self._record(transaction, plugin, hook, code)
-        self.log(codes.LOGDEBUG, "Plugin %s, hook %s returned %s, %s"
-                 % (plugin.name, hook, codes.code_name(code), printable("\n".join(lines))),
-                 transaction=transaction, hook=hook)
+        if self.log_enabled(codes.LOGDEBUG):
+            self.log(codes.LOGDEBUG, "Plugin %s, hook %s returned %s, %s"
+                     % (plugin.name, hook, codes.code_name(code), printable("\n".join(lines))),
+                     transaction=transaction, hook=hook)
         if code != codes.DECLINED and hook not in ("deny", "ok"):
             follow = "deny" if code in codes.DENY_CODES else "ok"
             if self._handlers[follow]:

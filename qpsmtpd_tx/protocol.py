@@ -116,6 +116,8 @@ class SMTPProtocol(Protocol, TimeoutMixin):
 
     def readConnectionLost(self):
         """The client half-closed: its commands are answered before we close."""
+        if self._tls_layer is not None:
+            self._tls_layer.input_ended()
         if self.session is None:
             self.transport.loseConnection()
         else:

@@ -7,6 +7,25 @@ from qpsmtpd_tx.authresults import header_value
 from qpsmtpd_tx.printable import printable
 
 
+class _DateCache:
+    """The RFC 5322 date of a second, formatted once per second (formatdate costs more than
+    the rest of the Received field)."""
+
+    def __init__(self):
+        self.second = None
+        self.text = ""
+
+    def __call__(self, when):
+        second = int(when)
+        if second != self.second:
+            self.text = formatdate(second, localtime=True)
+            self.second = second
+        return self.text
+
+
+_date = _DateCache()
+
+
 def received_header(me, connection, proto, when):
     """The value of the Received field (two lines), as qpsmtpd 0.94 writes it.
 
@@ -19,7 +38,7 @@ def received_header(me, connection, proto, when):
     cipher_text = "(%s encrypted) " % cipher if cipher else ""
     return "from %s (HELO %s) (%s)\n by %s (%s) with %s%s; %s" % (
         printable(remote), printable(connection.hello_host), connection.remote_ip, me, SOFTWARE_NAME,
-        cipher_text, proto, formatdate(when, localtime=True),
+        cipher_text, proto, _date(when),
     )
 
 

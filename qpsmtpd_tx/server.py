@@ -80,7 +80,7 @@ class SMTPServer(ServerLog, Draining):
         """
         self.config = config
         #: the plugin chain new sessions start on (replaced by :meth:`reload`)
-        self.chain = PluginChain(self.log)
+        self.chain = PluginChain(self.log, self.log_enabled)
         self._loading = None
         #: replaced chains that sessions still use
         self._retired_chains = []
@@ -260,7 +260,7 @@ class SMTPServer(ServerLog, Draining):
         Plugin files already loaded are not compiled again (as qpsmtpd). True if swapped.
         """
         self.reload_config()
-        chain = PluginChain(self.log)
+        chain = PluginChain(self.log, self.log_enabled)
         logging_lines, problems = plugin_lines_and_problems(self.config, "logging")
         plugin_lines, more = plugin_lines_and_problems(self.config, "plugins")
         problems += more

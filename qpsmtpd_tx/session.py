@@ -28,6 +28,7 @@ from qpsmtpd_tx.data import BadDataEnd, Body, DataEnd, Headers
 from qpsmtpd_tx.delivery import MessageDelivery
 from qpsmtpd_tx.envelope import EnvelopeCommands
 from qpsmtpd_tx.flow import FLUSH_ABOVE, PAUSE_ABOVE, ReplyProducer, SessionFlow
+from qpsmtpd_tx.hooks import NO_HOOK
 from qpsmtpd_tx.interfaces import ISession
 from qpsmtpd_tx.message import BodySpool
 from qpsmtpd_tx.objects import Transaction
@@ -201,6 +202,8 @@ class SMTPSession(SessionFlow, EnvelopeCommands, MessageDelivery, StartTLS):
             self.respond(451, refusal)     # hosts_allow's answer, when it is not loaded
             self.disconnect()
             return None
+        if not self.hooks.has("pre-connection"):
+            return self._pre_connection_respond(NO_HOOK)   # (no list of every peer to build)
         conn = self.connection
         return self._run("pre-connection", (
             conn.remote_ip, conn.remote_port, conn.local_ip, conn.local_port,

@@ -16,6 +16,8 @@ A connection whose handshake has not completed is aborted instead (nothing to sh
 
 from OpenSSL import SSL
 
+from qpsmtpd_tx.socket_write import write_now
+
 #: the most plain text OpenSSL returns from one record
 _RECORD = 16384
 
@@ -37,6 +39,8 @@ class StartTLSTransport:
         self.failure = None
         self._closing = False
         self._lost = False
+        #: the client has closed its sending side (TCP): no close_notify can come any more
+        self._input_ended = False
         self._unsent = []
 
     # -- the transport the session uses ---------------------------------------------------
@@ -46,7 +50,7 @@ class StartTLSTransport:
         if self._lost:
             return
         if self.tls is None:
-            self.tcp.write(data)
+            write_now(self.tcp, data)
         elif not self._closing and self.failure is None:
             self._send(data)
             self._flush()
@@ -87,6 +91,13 @@ class StartTLSTransport:
     def __getattr__(self, name):
         # getPeer, getHost, pauseProducing, resumeProducing, registerProducer, ...
         return getattr(self.tcp, name)
+
+    def input_ended(self):
+        """The client closed its sending side: a TLS close waiting for its close_notify
+        closes the TCP connection now (most clients close TCP after QUIT's 221 without one)."""
+        self._input_ended = True
+        if self._closing and self.tls is not None and not self._lost:
+            self.tcp.loseConnection()
 
     def connection_lost(self):
         """The TCP connection is gone: let the OpenSSL connection go at once (its buffers
@@ -174,7 +185,7 @@ class StartTLSTransport:
                 out = self.tls.bio_read(65536)
             except SSL.WantReadError:
                 return
-            self.tcp.write(out)
+            write_now(self.tcp, out)
 
     def _shutdown(self):
         try:
@@ -182,7 +193,7 @@ class StartTLSTransport:
         except SSL.Error:
             done = True
         self._flush()
-        if done:
+        if done or self._input_ended:
             self.tcp.loseConnection()
 
     def _fail(self, error):

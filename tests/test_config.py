@@ -3,6 +3,7 @@
 import base64
 import mmap
 import os
+import time
 import shutil
 import socket
 import zlib
@@ -435,6 +436,18 @@ class MapTests(ConfigTestCase):
         hosts = self.config.get_map("morercpthosts")
         self.assertIn("new.example", hosts)
         self.assertNotIn("old.example", hosts)
+
+    def test_cdb_map_created_later_is_seen_after_the_recheck_time(self):
+        """A missing cdb is not looked for on every lookup (a stat per config directory per
+        connection), but a cdb created later is used after NO_CDB_RECHECK seconds."""
+        from qpsmtpd_tx import config as config_module
+        self.patch(config_module, "NO_CDB_RECHECK", 0.3)
+        self.etc("morercpthosts", "plain.example\n")
+        self.assertEqual(dict(self.config.get_map("morercpthosts")), {"plain.example": ""})
+        write_cdb(os.path.join(self.config_dir, "morercpthosts.cdb"), [("cdb.example", "")])
+        self.assertEqual(dict(self.config.get_map("morercpthosts")), {"plain.example": ""})
+        time.sleep(0.35)
+        self.assertIn("cdb.example", self.config.get_map("morercpthosts"))
 
     def test_plain_map(self):
         """Without a cdb the plain file's lines are the keys, with value ''."""

@@ -59,6 +59,18 @@ class EndOfDataTests(unittest.TestCase):
         self.assertEqual(body, b"body\nmore\n")
         self.assertIsInstance(ends[0], DataEnd)
 
+    def test_bare_cr_inside_a_line_is_kept(self):
+        # Only CRLF becomes LF: a CR inside a line is text (qpsmtpd keeps it too), whether the
+        # body also has bare LF lines or not, in one read or byte by byte.
+        for data in (b"X: y\r\n\r\na\rb\r\nc\r\n.\r\n",
+                     b"X: y\r\n\r\na\rb\r\nc\nd\r\n.\r\n",
+                     b"X: y\r\n\r\nend\r\r\nx\r\n.\r\n"):
+            for chunks in ([data], [data[i:i + 1] for i in range(len(data))]):
+                _, body, ends = message_of(read_all(chunks)[0])
+                expected = data.split(b"\r\n\r\n", 1)[1][:-3].replace(b"\r\n", b"\n")
+                self.assertEqual(body, expected, data)
+                self.assertIsInstance(ends[0], DataEnd)
+
     def test_dot_in_middle_of_line_is_text(self):
         events, _ = read_all([b"X: y\r\n\r\na.b\r\n. \r\n.\r\n"])
         _, body, _ = message_of(events)
@@ -271,3 +283,51 @@ class RandomizedFramingTests(unittest.TestCase):
             got = headers[0].block + (b"\n" if headers[0].separator else b"") + body
             self.assertEqual(got, text, (case, data))
             self.assertEqual(ends[0].size, len(text), (case, data))
+
+
+class _LineByLineReader(DataReader):
+    """The reader without its quick path for a whole header: every line on its own."""
+
+    def _whole_header(self, region, events):
+        return 0
+
+
+class WholeHeaderTests(unittest.TestCase):
+    """The quick path for a header that arrives whole gives exactly the events of the
+    line-by-line path (the same header block, separator, body, size and end), on random
+    header-like input, in one read and split."""
+
+    def events(self, reader, chunks):
+        buf, events = bytearray(), []
+        for chunk in chunks:
+            buf += chunk
+            events.extend(reader.consume(buf))
+        return events, bytes(buf)
+
+    def test_same_events_as_line_by_line(self):
+        import random
+        rng = random.Random(3207)
+        pieces = [b"Subject: x\r\n", b"X-A:1\r\n", b"\tfolded\r\n", b" more\r\n", b"From a\r\n",
+                  b"no colon\r\n", b"\r\n", b"\n", b"\r", b".", b"..x\r\n", b"a\rb\r\n",
+                  b"Bad Name: v\r\n", b"\r\n.\r\n", b"body\r\n"]
+        for case in range(4000):
+            data = b"".join(rng.choice(pieces) for _ in range(rng.randint(1, 12))) + b"\r\n.\r\n"
+            cut = rng.randint(1, len(data) - 1)
+            for chunks in ([data], [data[:cut], data[cut:]]):
+                max_size = rng.choice([0, 0, 20])
+                quick = self.events(DataReader(max_size=max_size), chunks)
+                plain = self.events(_LineByLineReader(max_size=max_size), chunks)
+                self.assertEqual(quick, plain, (case, data, chunks))
+
+    def test_quick_path_is_taken_for_plain_headers(self):
+        # (else the test above would compare the slow path with itself)
+        used = []
+
+        class Watching(DataReader):
+            def _whole_header(self, region, events):
+                n = DataReader._whole_header(self, region, events)
+                used.append(n)
+                return n
+
+        self.events(Watching(), [b"Subject: x\r\nX-A: 1\r\n folded\r\n\r\nbody\r\n.\r\n"])
+        self.assertEqual(used, [len(b"Subject: x\r\nX-A: 1\r\n folded\r\n\r\n")])

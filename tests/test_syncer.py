@@ -1,5 +1,6 @@
 """The Maildir syncer (qpsmtpd_tx.syncer): writes, fsyncs and links in threads, in batches, and
-a delivery is reported only after its file and its directory were fsynced.
+a delivery is reported only after its file and its directory were fsynced. Deliveries of one
+reactor turn reach the threads together, at the end of the turn.
 
 Real files and the real thread; the directory fsync is the real one behind a gate the test
 opens, because the timing of a disk's fsync cannot be controlled here.
@@ -8,6 +9,7 @@ opens, because the timing of a disk's fsync cannot be controlled here.
 import errno
 import os
 import threading
+import time
 
 from twisted.trial import unittest
 
@@ -58,7 +60,7 @@ class SyncerTests(unittest.TestCase):
         fsync = GatedDirFsync()
         syncer = Syncer(fsync_dir=fsync, threads=1)
         d1 = self.deliver(syncer, "first")
-        self.assertTrue(fsync.entered.wait(BOUND))       # batch 1 is at its directory fsync
+        await eventually(fsync.entered.is_set)           # batch 1 is at its directory fsync
         [first] = self.listing("new")
         self.assertFalse(d1.called)                      # linked, but new/ not yet synced
         ds = [self.deliver(syncer, "m%d" % n) for n in range(4)]
@@ -86,7 +88,7 @@ class SyncerTests(unittest.TestCase):
         fsync = GatedDirFsync()
         syncer = Syncer(fsync_dir=fsync, threads=1)
         d0 = self.deliver(syncer, "blocker")
-        self.assertTrue(fsync.entered.wait(BOUND))
+        await eventually(fsync.entered.is_set)
         not_a_dir = os.path.join(self.maildir, "cur", "file")
         open(not_a_dir, "w").close()
         d1 = self.deliver(syncer, "bad", maildir=os.path.join(not_a_dir, "maildir"))
@@ -97,6 +99,18 @@ class SyncerTests(unittest.TestCase):
             await d1
         self.assertIn(await d2, self.listing("new"))
         self.assertEqual(self.listing("tmp"), [])
+
+    async def test_deliveries_of_one_turn_travel_as_one_batch(self):
+        # Handing each message to a thread on its own woke a thread per message; the
+        # deliveries made before the reactor turn ends go together (up to ``batch``).
+        syncer = Syncer(threads=4, batch=8)
+        await self.deliver(syncer, "started")            # the threads are up and idle
+        ds = [self.deliver(syncer, "m%d" % n) for n in range(5)]
+        time.sleep(0.2)      # the threads could write now, but nothing was handed over yet
+        self.assertEqual(len(self.listing("new")), 1)
+        await eventually(lambda: all(d.called for d in ds))
+        self.assertEqual((syncer.batches, syncer.files), (2, 6))
+        self.assertEqual(len(self.listing("new")), 6)
 
     async def test_several_threads_bounded_batches(self):
         syncer = Syncer(threads=3, batch=2)

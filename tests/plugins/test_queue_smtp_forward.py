@@ -353,6 +353,8 @@ class WireTests(ForwardTestCase):
         client = await self.session(port)
         self.assertEqual(await self.send(client, recipients=["<u@example.com>", '<"p q"@example.com>']),
                          (250, ["queued as ABC123"]))
+        # (the client's 250 may arrive before our QUIT reaches the hop)
+        self.assertTrue(await wait_for(lambda: "QUIT" in hop.commands))
         self.assertEqual(hop.commands, ["EHLO mx.example.org", "MAIL FROM:<a@b.example>",
                                         "RCPT TO:<u@example.com>", 'RCPT TO:<"p q"@example.com>',
                                         "DATA", "QUIT"])

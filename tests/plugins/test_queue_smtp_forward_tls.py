@@ -222,6 +222,8 @@ class ScriptedHopTests(TlsForwardCase):
         self.assertEqual((code, lines), (250, ["queued as HOP1"]))
         self.assertEqual(notes, [None])
         self.assertEqual([c[1] for c in hop.connections], ["STARTTLS", "MAIL FROM:<a@b.example>"])
+        # (our QUIT to the hop may come after the client's 250)
+        self.assertTrue(await wait_for(lambda: "QUIT" in hop.connections[-1]))
         del hop.connections[:]
         (code, lines), notes = await self.forward("127.0.0.1 %d tls require" % port)
         self.assertEqual(code, 451)

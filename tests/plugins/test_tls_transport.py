@@ -5,6 +5,7 @@ A real ``twistd qpsmtpd-tx`` with the ``tls`` plugin; the client is Python's ssl
 """
 
 import os
+import socket
 import ssl
 
 from twisted.trial import unittest
@@ -39,6 +40,18 @@ class StartTLSTransportTests(unittest.TestCase):
         plain = tls.unwrap()        # reads the server's close_notify, sends ours
         plain.settimeout(WAIT)
         self.assertEqual(plain.recv(100), b"")
+
+    def test_client_closing_tcp_after_quit_without_close_notify(self):
+        """Most clients (smtplib, swaks) read the 221 and close TCP without a close_notify of
+        their own: once the client has closed its side, the server closes at once, instead of
+        waiting for a close_notify that can no longer come."""
+        tls = client_context().wrap_socket(self.starttls())
+        tls.sendall(b"EHLO client.example\r\nQUIT\r\n")
+        self.assertIn(b"221 ", recv_until_closed_or(tls, rb"221 [^\r\n]*\r\n"))
+        tls.settimeout(WAIT)
+        self.assertEqual(tls.recv(100), b"")      # the server's close_notify
+        tls.shutdown(socket.SHUT_WR)              # a TCP FIN, no close_notify of ours
+        self.assertEqual(tls.recv(100), b"")      # the server's close (not a timeout)
 
     def test_close_notify_from_the_client(self):
         """A client that ends TLS first gets the server's close_notify, then the close."""

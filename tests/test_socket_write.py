@@ -1,0 +1,76 @@
+"""qpsmtpd_tx.socket_write.write_now on real TCP connections (127.0.0.1): bytes go into the
+socket at once when nothing is queued, what the socket does not take is queued by Twisted, and
+the order of bytes is kept whatever is pending."""
+
+import socket
+
+from twisted.internet import defer, protocol, reactor, threads
+from twisted.trial import unittest
+
+from qpsmtpd_tx.socket_write import write_now
+from qpsmtpd_tx.testing import eventually
+
+
+class _Keep(protocol.Protocol):
+    def connectionMade(self):
+        self.factory.connected.callback(self)
+
+
+class WriteNowTests(unittest.TestCase):
+    async def connect(self):
+        """(server-side transport, client socket) of a fresh connection."""
+        factory = protocol.Factory.forProtocol(_Keep)
+        factory.connected = defer.Deferred()
+        port = reactor.listenTCP(0, factory, interface="127.0.0.1")
+        self.addCleanup(port.stopListening)
+        client = socket.create_connection(("127.0.0.1", port.getHost().port))
+        self.addCleanup(client.close)
+        server = await factory.connected
+        self.addCleanup(server.transport.abortConnection)
+        return server.transport, client
+
+    def read(self, client, n):
+        """Read ``n`` bytes (fewer at EOF) in a thread, while the reactor writes; a Deferred."""
+        return threads.deferToThread(self._read, client, n)
+
+    @staticmethod
+    def _read(client, n):
+        client.settimeout(10)
+        data = bytearray()
+        while len(data) < n:
+            chunk = client.recv(min(65536, n - len(data)))
+            if not chunk:
+                break
+            data += chunk
+        return bytes(data)
+
+    async def test_a_reply_goes_out_without_waiting_for_the_reactor(self):
+        transport, client = await self.connect()
+        write_now(transport, b"250 OK\r\n")
+        # already in the socket: nothing queued, the socket not in the reactor's write set
+        self.assertEqual((transport.dataBuffer, transport._tempDataLen), (b"", 0))
+        self.assertNotIn(transport, reactor.getWriters())
+        self.assertEqual(await self.read(client, 8), b"250 OK\r\n")
+
+    async def test_what_the_socket_does_not_take_is_queued_in_order(self):
+        transport, client = await self.connect()
+        big = bytes(range(256)) * 131072          # 32 MiB: far more than the socket buffers
+        write_now(transport, big)
+        self.assertGreater(transport._tempDataLen + len(transport.dataBuffer), 0)
+        write_now(transport, b"tail")                      # queued behind, never before
+        self.assertEqual(await self.read(client, len(big) + 4), big + b"tail")
+
+    async def test_a_wrapper_or_closing_transport_gets_a_plain_write(self):
+        transport, client = await self.connect()
+        written = []
+
+        class Wrapper:
+            def write(self, data):
+                written.append(data)
+
+        write_now(Wrapper(), b"x")
+        self.assertEqual(written, [b"x"])
+        transport.loseConnection()
+        write_now(transport, b"after close")     # Twisted's to handle: it still sends, then closes
+        self.assertEqual(await self.read(client, 100), b"after close")
+        await eventually(lambda: not transport.connected)
