@@ -232,7 +232,8 @@ class EndToEndTests(unittest.TestCase):
     def setUp(self):
         config = write_config(os.path.abspath(self.mktemp()), ["timeout=1 never_answer rcpt", "rcpt_ok"],
                               {"plugin_dirs": TEST_PLUGINS, "command_deadline": "2"})
-        _, self.port, _ = start_twistd(self, config, extra=["--max-from-ip", "2", "--no-rdns"])
+        _, self.port, _ = start_twistd(self, config, extra=["--max-from-ip", "2", "--no-rdns"],
+                                       probe=False)
 
     def open(self):
         sock = socket.create_connection(("127.0.0.1", self.port), timeout=REPLY_TIMEOUT)

@@ -224,9 +224,11 @@ def _endpoint_ports(args):
             for m in [re.match(r"tcp6?:(\d+)", value)] if m and int(m.group(1))]
 
 
-def start_twistd(testcase, config_dir, cwd=None, extra=(), nameservers=None):
+def start_twistd(testcase, config_dir, cwd=None, extra=(), nameservers=None, probe=True):
     """Start ``twistd -n qpsmtpd-tx`` for a test; stopped at the test's end. Returns (process, port, log).
-    With ``nameservers`` (IPs), it runs where /etc/resolv.conf names them (tests.support.resolv_conf)."""
+    With ``nameservers`` (IPs), it runs where /etc/resolv.conf names them (tests.support.resolv_conf).
+    ``probe=False``: ready once it listens, without a connection of ours (which the server
+    counts until it has seen it close: a test of per-IP limits would find it there)."""
     port = reserve_port(testcase)
     argv = twistd_argv(config_dir, port, extra)
     if nameservers is not None:
@@ -238,7 +240,7 @@ def start_twistd(testcase, config_dir, cwd=None, extra=(), nameservers=None):
     testcase.addCleanup(log.close)
     testcase.addCleanup(stop_process, process)
     try:
-        wait_for_port(port, process)
+        wait_for_port(port, process, connect=probe)
         # the other TCP endpoints (--listen-tls …): bound at once after the first one
         for other in _endpoint_ports(extra):
             wait_for_port(other, process, connect=False)
