@@ -32,6 +32,7 @@ from twisted.internet import reactor
 from twisted.internet.task import deferLater
 
 from qpsmtpd_tx import codes
+from qpsmtpd_tx.crypt_hash import crypt_matches
 from qpsmtpd_tx.printable import is_printable, printable
 
 MECHANISM_HOOKS = {"PLAIN": "auth-plain", "LOGIN": "auth-login", "CRAM-MD5": "auth-cram-md5"}
@@ -280,7 +281,7 @@ def validate_password(source, method, clear=None, digest=None, ticket=None, src_
     if clear is not None:
         if src_clear and hmac.compare_digest(src_clear.encode(), clear.encode()):
             return codes.OK, source
-        if src_crypt and _crypt_matches(clear, src_crypt):
+        if src_crypt and crypt_matches(clear, src_crypt):
             return codes.OK, source
     if digest is not None and src_clear:
         if not ticket:
@@ -289,11 +290,3 @@ def validate_password(source, method, clear=None, digest=None, ticket=None, src_
         if hmac.compare_digest(expected, digest.lower()):
             return codes.OK, source
     return deny, "%s - wrong password" % source
-
-
-def _crypt_matches(clear, hashed):
-    try:
-        import crypt  # deprecated in 3.11, gone in 3.13: then crypt hashes cannot be checked
-    except ImportError:
-        return False
-    return crypt.crypt(clear, hashed) == hashed

@@ -3,10 +3,9 @@ from the suite's private PostgreSQL (tests/support/postgres.py, a real server st
 this module), over TCP with a password, as qpsmtpd's DBI data source would name it.
 """
 
-import crypt
-
 from twisted.trial import unittest
 
+from qpsmtpd_tx.crypt_hash import crypt
 from tests.support.auth_client import NO_DELAY, auth
 from tests.support.harness import assertStartupError, capture_log
 from tests.support.postgres import PASSWORD, postgres_server, stop_postgres
@@ -18,8 +17,8 @@ SCHEMA = """CREATE TABLE vpopmail (
     pw_name varchar(32) NOT NULL, pw_domain varchar(96) NOT NULL, pw_passwd varchar(40),
     pw_uid int, pw_gid int, pw_gecos varchar(48), pw_dir varchar(160), pw_shell varchar(20),
     pw_clear_passwd varchar(16), PRIMARY KEY (pw_name, pw_domain))"""
-ROWS = [("alice", "example.com", crypt.crypt("s3cret pw", "$1$abcdefgh$"), "s3cret pw"),
-        ("bob", "example.com", crypt.crypt("bobpw", "$1$saltsalt$"), ""),
+ROWS = [("alice", "example.com", crypt("s3cret pw", "$1$abcdefgh$"), "s3cret pw"),
+        ("bob", "example.com", crypt("bobpw", "$1$saltsalt$"), ""),
         ("nopass", "example.com", "", None)]
 PLUGIN = "auth/auth_vpopmail_sql"
 FAILED = (535, "5.7.8 Authentication credentials invalid")
