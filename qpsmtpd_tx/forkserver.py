@@ -17,7 +17,8 @@ file only changes the program path, and runs ``twistd qpsmtpd-tx`` with them:
   ``-H, --no-rdns``                  → ``--no-rdns``
 
 Our additions (long options only): ``--config DIR`` (else ``$QPSMTPD_CONFIG``, as qpsmtpd),
-``--logfile FILE``, ``--workers N``. The config directory is read as by ``twistd qpsmtpd-tx``.
+``--logfile FILE``, ``--workers N``, ``--metrics ENDPOINT``. The config directory is read as
+by ``twistd qpsmtpd-tx``.
 """
 
 import argparse
@@ -60,6 +61,9 @@ def build_parser(prog="qpsmtpd-tx-forkserver"):
     parser.add_argument("--logfile", metavar="FILE",
                         help="Twisted's log (default: standard output, syslog with --detach)")
     parser.add_argument("--workers", type=int, metavar="N", help="processes (see README)")
+    parser.add_argument("--metrics", metavar="ENDPOINT",
+                        help="Prometheus metrics at /metrics on this Twisted endpoint, e.g. "
+                             "tcp:9125:interface=127.0.0.1 (see README, Metrics)")
     return parser
 
 
@@ -132,6 +136,8 @@ def twistd_argv(args):
              "--max-from-ip", str(args.max_from_ip)]
     if args.workers is not None:
         argv += ["--workers", str(args.workers)]
+    if args.metrics:
+        argv += ["--metrics", args.metrics]
     if args.no_rdns:
         argv.append("--no-rdns")
     return argv

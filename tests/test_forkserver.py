@@ -9,6 +9,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 
 from twisted.trial import unittest
 
@@ -46,6 +47,11 @@ class MappingTests(unittest.TestCase):
         self.assertEqual(argv[argv.index("qpsmtpd-tx"):], [
             "qpsmtpd-tx", "--config", "/etc", "--listen", "tcp:2525:interface=0.0.0.0",
             "--limit-connections", "500", "--max-from-ip", "5"])
+
+    def test_our_additions(self):
+        argv = forkserver.twistd_argv(parse(["-l", "127.0.0.1", "-u", RUN_AS, "--workers", "2",
+                                             "--metrics", "tcp:9125:interface=127.0.0.1"]))
+        self.assertEqual(argv[-4:], ["--workers", "2", "--metrics", "tcp:9125:interface=127.0.0.1"])
 
     def test_addresses_and_ports(self):
         self.assertEqual(
@@ -149,6 +155,23 @@ class ForkserverProcessTests(unittest.TestCase):
             with self.assertRaises(smtplib.SMTPConnectError) as caught:
                 smtplib.SMTP("127.0.0.1", self.port, timeout=10)
             self.assertEqual(caught.exception.smtp_code, 451)
+
+    def test_metrics_endpoint(self):
+        metrics_port = free_port()
+        log = open(os.path.join(self.dir, "log"), "wb")
+        self.addCleanup(log.close)
+        process = subprocess.Popen(
+            self.command("--metrics", "tcp:%d:interface=127.0.0.1" % metrics_port), cwd=CHECKOUT,
+            env=server_env(), stdout=log, stderr=subprocess.STDOUT)
+        self.addCleanup(stop_process, process)
+        wait_for_port(self.port, process)
+        with self.first_connection() as client:
+            self.assertEqual(client.sendmail("a@b.example", ["u@example.com"],
+                                             b"Subject: x\r\n\r\nhi\r\n"), {})
+        wait_for_port(metrics_port, process)
+        with urllib.request.urlopen("http://127.0.0.1:%d/metrics" % metrics_port, timeout=10) as r:
+            text = r.read().decode()
+        self.assertRegex(text, r'qpsmtpd_tx_messages_total\{[^}]*outcome="accepted"[^}]*\} 1\.0')
 
     def test_c_with_a_directory_fails_loudly(self):
         # someone used to `twistd qpsmtpd-tx -c DIR`: here -c is the connection limit
