@@ -21,19 +21,28 @@ from twisted.trial import unittest
 from tests.support.postfix import DELIVER_SCRIPT, Delivery
 from tests.support.processes import poll_until
 
-#: stands in for pipe(8): runs the delivery command, writes argv[2] (all of the message or
-#: part of it) to its standard input; "whole": closes it, reads the command's output to its
-#: end and prints the command's exit status; "dies": prints the command's PID and exits
-#: without closing anything (the kernel closes its ends of the pipes, as for a killed pipe(8))
+#: stands in for pipe(8): runs the delivery command (args: mode, data, script, tmp directory),
+#: writes ``data`` (all of the message or part of it) to its standard input. "whole": closes it,
+#: reads the command's output to its end and prints the command's exit status. "dies": once the
+#: command runs (its file in tmp/ is there), prints the command's PID and exits without closing
+#: anything (the kernel closes its ends of the pipes, as for a killed pipe(8)). "dies-first":
+#: the same, but the command starts only once we are gone.
 FAKE_PIPE = r"""
-import os, subprocess, sys
-mode, data, script = sys.argv[1], sys.argv[2].encode(), sys.argv[3]
-command = subprocess.Popen(["/bin/sh", script, "QID1", "Sa@b.example", "Ru@example.com"],
-                           stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+import os, subprocess, sys, time
+mode, data, script, tmp = sys.argv[1], sys.argv[2].encode(), sys.argv[3], sys.argv[4]
+argv = ["/bin/sh", script, "QID1", "Sa@b.example", "Ru@example.com"]
+if mode == "dies-first":
+    argv = ["/bin/sh", "-c", 'while [ -e /proc/%d ]; do sleep 0.01; done; exec "$@"' % os.getpid(),
+            "wait"] + argv
+command = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                            stderr=subprocess.STDOUT)
 command.stdin.write(data)
 command.stdin.flush()
 if mode == "dies":
+    deadline = time.monotonic() + 20
+    while not os.listdir(tmp) and time.monotonic() < deadline:
+        time.sleep(0.01)
+if mode != "whole":
     print(command.pid, flush=True)
     os._exit(0)
 command.stdin.close()
@@ -58,7 +67,8 @@ class DeliverScriptTests(unittest.TestCase):
             f.write(DELIVER_SCRIPT.format(out=self.out))
 
     def run_fake_pipe(self, mode, data):
-        return subprocess.run([sys.executable, "-c", FAKE_PIPE, mode, data, self.script],
+        return subprocess.run([sys.executable, "-c", FAKE_PIPE, mode, data, self.script,
+                               os.path.join(self.out, "tmp")],
                               capture_output=True, text=True, timeout=30, check=True).stdout
 
     def stored(self, sub="new"):
@@ -74,8 +84,8 @@ class DeliverScriptTests(unittest.TestCase):
         self.assertEqual(delivery.message, MESSAGE.encode())
         self.assertEqual(self.stored("tmp"), [])
 
-    def test_part_of_a_message_from_a_dying_pipe_is_no_delivery(self):
-        pid = int(self.run_fake_pipe("dies", MESSAGE[:20]))
+    def assert_no_delivery_after(self, mode):
+        pid = int(self.run_fake_pipe(mode, MESSAGE[:20]))
 
         def command_ended():
             try:
@@ -86,3 +96,10 @@ class DeliverScriptTests(unittest.TestCase):
         self.assertTrue(poll_until(command_ended, 20), "the delivery command did not end")
         self.assertEqual(self.stored(), [])
         self.assertEqual(self.stored("tmp"), [])
+
+    def test_part_of_a_message_from_a_pipe_dying_mid_message_is_no_delivery(self):
+        self.assert_no_delivery_after("dies")
+
+    def test_part_of_a_message_from_a_pipe_gone_before_the_command_starts_is_no_delivery(self):
+        # the command's $PPID is then already the process that adopted it
+        self.assert_no_delivery_after("dies-first")
