@@ -43,7 +43,8 @@ class ClamavMilterTests(FilterTestCase):
     async def test_clean_message_passes_with_its_header(self):
         self.serve([self.plugin(), "rcpt_ok"])
         outcome = await self.send(message("clean and simple", extra="X-Virus-Status: Infected\r\n"))
-        self.assertEqual(outcome.data[0], 250)
+        # failed once under trial -j2 with a 452 (not reproduced): say whose it was
+        self.assertEqual(outcome.data[0], 250, (outcome.data, self.logs, self.milter.log()[-3000:]))
         self.assertEqual(outcome.header.get("X-Virus-Status"), ["Clean"])
         self.assertRegex(outcome.header.get_first("X-Virus-Scanned"),
                          r"^clamav-milter \d+\.\d+\.\d+ at milter\.test$")
