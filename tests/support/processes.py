@@ -5,6 +5,7 @@ stops exactly that process (by its PID) when the test ends.
 """
 
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -16,11 +17,37 @@ from tests.support import resolv_conf
 CHECKOUT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
+#: free_port() picks from here up to the kernel's ephemeral range
+LOWEST_PORT = 10000
+
+
 def free_port():
-    """A TCP port on 127.0.0.1 that was free a moment ago."""
+    """A TCP port on 127.0.0.1 that was free a moment ago, below the kernel's ephemeral range
+    (/proc/sys/net/ipv4/ip_local_port_range) when there is room: a port from that range (a
+    bind to port 0, the source port of an outgoing connection) may be handed to anyone in the
+    moment before the server that is to use it binds it, and under load that moment is long."""
+    low = _ephemeral_low()
+    if low is not None and low > LOWEST_PORT + 1024:
+        for _ in range(100):
+            port = random.randrange(LOWEST_PORT, low)
+            with socket.socket() as s:
+                try:
+                    s.bind(("127.0.0.1", port))
+                except OSError:
+                    continue
+                return port
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def _ephemeral_low():
+    """The first port of the kernel's ephemeral range, or None if it cannot be read."""
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            return int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 def read_text(path):
