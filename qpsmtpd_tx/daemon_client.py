@@ -4,8 +4,10 @@ The request is sent chunk by chunk as the socket takes it (a pull producer, so a
 is never all in memory), and the answer is read until the daemon closes the connection.
 """
 
+import socket
+
 from twisted.internet import defer
-from twisted.internet.interfaces import IPullProducer
+from twisted.internet.interfaces import IPullProducer, ISSLTransport
 from twisted.internet.protocol import Protocol
 from zope.interface import implementer
 
@@ -60,15 +62,39 @@ class RequestExchange(Protocol):
         self.transport.write(chunk)
 
     def stopProducing(self):
-        self._sending = False
+        if self._sending:
+            self._sending = False
+            self._read_what_arrived()
 
-    def dataReceived(self, data):
+    def _read_what_arrived(self):
+        """The connection is lost while we send. A daemon that stops reading, answers and
+        closes (clamd past its StreamMaxLength) resets it; when a write of ours meets the reset
+        before the reactor has read the answer, Twisted closes the socket with the answer
+        unread. Twisted stops its producer before closing the socket: read the answer here."""
+        handle = self.transport.getHandle()
+        if ISSLTransport.providedBy(self.transport) or not isinstance(handle, socket.socket):
+            return
+        while self.error is None:
+            try:
+                data = handle.recv(65536, socket.MSG_DONTWAIT)
+            except OSError:     # nothing more has arrived, or only the reset
+                return
+            if not data:
+                return
+            self._keep(data)
+
+    def _keep(self, data):
+        """Add ``data`` to the answer; False (and ``error`` set) if it is too long now."""
         self._size += len(data)
         if self._size > self._max_answer:
             self.error = ExchangeError("answer longer than %d bytes" % self._max_answer)
-            self.transport.abortConnection()
-            return
+            return False
         self._received.append(data)
+        return True
+
+    def dataReceived(self, data):
+        if not self._keep(data):
+            self.transport.abortConnection()
 
     def connectionLost(self, reason):
         if self.done.called:

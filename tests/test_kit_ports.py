@@ -46,7 +46,7 @@ class PortTests(unittest.TestCase):
         idle = self.spawn([sys.executable, "-c", "import time; time.sleep(60)"])
         with self.assertRaises(RuntimeError) as caught:
             wait_for_port(port, idle, timeout=1)
-        self.assertIn("did not listen on port %d" % port, str(caught.exception))
+        self.assertIn("did not listen on 127.0.0.1 port %d" % port, str(caught.exception))
 
     def test_reserved_port_is_held_until_the_server_listens(self):
         port = reserve_port(self)

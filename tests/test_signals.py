@@ -230,9 +230,12 @@ class DrainTests(SignalTestCase):
         self.process.send_signal(signal.SIGTERM)
         for client in clients:
             self.assertEqual(client.getreply(), (421, SHUTDOWN_TEXT.encode()))
-        self.assertIn("worker 1: [qpsmtpd_tx] w1.", read(self.log))
         self.assertEqual(self.process.wait(WAIT), 0)
         self.assertFalse([p for p in workers if os.path.exists("/proc/%d" % p)])
+        # The worker's lines reach the log when the main process has read them from the
+        # worker's pipe, which it may not have done yet when the worker's 421s arrive; by
+        # its exit it has read them all (a worker has ended once its pipes are closed).
+        self.assertIn("worker 1: [qpsmtpd_tx] w1.", read(self.log))
 
     def test_drain_gives_up_after_shutdown_timeout(self):
         """A transaction that does not end within shutdown_timeout is cut; the process exits 0."""

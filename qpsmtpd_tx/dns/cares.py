@@ -96,6 +96,7 @@ class ReactorChannel:
     def __init__(self, reactor, servers=None, timeout=None, tries=None, resolvconf_path=None):
         self.reactor = reactor
         self._sockets = {}
+        self._closed = False
         self._timer = None
         self._pending = 0
         options = dict(flags=pycares.ARES_FLAG_EDNS | pycares.ARES_FLAG_NOSEARCH,
@@ -131,21 +132,33 @@ class ReactorChannel:
         self._schedule()
 
     def process(self, read_fd, write_fd):
-        """Let c-ares handle a ready socket (or, with neither, its timeouts)."""
+        """Let c-ares handle a ready socket (or, with neither, its timeouts). Once closed:
+        nothing (the reactor may still call a socket in the turn that closed us: doWrite
+        after the doRead whose answer ended in the close)."""
+        if self._closed:
+            return
         self._channel.process_fd(read_fd, write_fd)
         self._schedule()
 
     def close(self):
-        """Cancel every query (their callbacks see an error) and close the sockets."""
+        """Cancel every query (their callbacks see an error) and close the sockets. Once is
+        enough: later calls do nothing."""
+        if self._closed:
+            return
         if self._timer is not None and self._timer.active():
             self._timer.cancel()
         self._timer = None
         self._channel.cancel()
         for fd in list(self._sockets):
             self._socket_state(fd, False, False)
+        # c-ares may still report sockets (going on after the callback that closed us, or
+        # destroying the channel in pycares' thread): from now on they are none of ours
+        self._closed = True
         self._channel.close()
 
     def _socket_state(self, fd, readable, writable):
+        if self._closed:
+            return
         watched = self._sockets.get(fd)
         if watched is None:
             if not (readable or writable):
@@ -165,7 +178,7 @@ class ReactorChannel:
     def _schedule(self):
         """Run c-ares' timeouts when the next one is due (while queries are pending)."""
         active = self._timer is not None and self._timer.active()
-        if self._pending <= 0:
+        if self._pending <= 0 or self._closed:
             if active:
                 self._timer.cancel()
             self._timer = None

@@ -54,6 +54,18 @@ umask 022
 out='{out}'
 name="$1.$$"
 {{ for arg in "$@"; do printf '%s\\n' "$arg"; done; printf '\\n'; cat; }} > "$out/tmp/$name" || exit 75
+# Our input ended: the whole message, unless pipe(8), our parent, died before it had handed all
+# of it over (Postfix stopped). Then this is part of a message and no delivery: Postfix
+# delivers it again once started. pipe(8) reads our output until we have exited: if it is
+# gone, writing to it fails (SIGPIPE ignored for that). If it is dying right now, it may have closed
+# our input but not yet our output; it is flagged PF_EXITING (0x4, field 9 of
+# /proc/PID/stat) before it closes any file.
+parent_alive() {{
+    read -r stat < /proc/$$/stat && set -- ${{stat##*") "}} && [ "$2" = "$PPID" ] &&
+        read -r stat < /proc/$PPID/stat && set -- ${{stat##*") "}} && [ $(($7 & 4)) -eq 0 ]
+}}
+trap '' PIPE
+printf 'stored %s\\n' "$name" && parent_alive || {{ rm -f "$out/tmp/$name"; exit 75; }}
 mv "$out/tmp/$name" "$out/new/$name" || exit 75
 exit 0
 """

@@ -6,6 +6,7 @@ ports of the servers a test starts are held for them until they listen (:func:`r
 """
 
 import os
+import random
 import re
 import signal
 import socket
@@ -18,11 +19,34 @@ from tests.support import resolv_conf
 CHECKOUT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
+#: free_port() picks from here up to the kernel's ephemeral range
+LOWEST_PORT = 10000
+
+
 def free_port():
-    """A TCP port on 127.0.0.1 that was free a moment ago (see :func:`reserve_port`)."""
+    """A TCP port on 127.0.0.1 that was free a moment ago, below the kernel's ephemeral range
+    (/proc/sys/net/ipv4/ip_local_port_range) when there is room: a port from that range (a
+    bind to port 0, the source port of an outgoing connection) may be handed to anyone in the
+    moment before the server that is to use it binds it, and under load that moment is long
+    (:func:`reserve_port` holds one until the server listens)."""
     with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+        return _bind_low(s)
+
+
+def _bind_low(s):
+    """Bind ``s`` on 127.0.0.1 to a port below the ephemeral range if there is room (else any
+    free port); the port."""
+    low = _ephemeral_low()
+    if low is not None and low > LOWEST_PORT + 1024:
+        for _ in range(100):
+            port = random.randrange(LOWEST_PORT, low)
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    s.bind(("127.0.0.1", 0))
+    return s.getsockname()[1]
 
 
 #: port → the socket that holds it for a server not listening yet (:func:`reserve_port`)
@@ -42,8 +66,7 @@ def reserve_port(testcase):
     """
     s = socket.socket()
     s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
+    port = _bind_low(s)
     _reserved[port] = s
     testcase.addCleanup(release_port, port)
     return port
@@ -103,6 +126,15 @@ def listens_on(pid, port):
             except OSError:
                 pass
     return False
+
+
+def _ephemeral_low():
+    """The first port of the kernel's ephemeral range, or None if it cannot be read."""
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            return int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 def read_text(path):
