@@ -22,10 +22,11 @@ WHITESPACE = " \t\n\r\f\v"
 _WHITESPACE_RUN = re.compile("[%s]+" % re.escape(WHITESPACE))
 _INTEGER = re.compile(r"[+-]?[0-9]+")
 
-#: origin given to lines supplied by ``config_hook`` and by the built-in defaults
 #: seconds before a map whose ``.cdb`` file was missing is looked for again (a connection
 #: looking for it in every config directory cost more than the rest of the relay check)
 NO_CDB_RECHECK = 1.0
+
+#: origin given to lines supplied by ``config_hook`` and by the built-in defaults
 HOOK_ORIGIN = "<config hook>"
 DEFAULT_ORIGIN = "<built-in default>"
 

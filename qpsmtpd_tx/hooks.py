@@ -11,7 +11,6 @@ Deferred is cancelled, the plugin and hook are logged, and the hook's result is 
 """
 
 import contextvars
-import inspect
 from time import perf_counter
 from types import CoroutineType
 
@@ -150,8 +149,6 @@ class HookRegistry:
         for plugin, method in self._handlers[hook]:
             try:
                 result = _call(hook, method, transaction, args)
-                if inspect.iscoroutine(result):
-                    result = Deferred.fromCoroutine(result)
                 if isinstance(result, Deferred):
                     self._limit(result, hook, plugin, transaction)
                     result.addErrback(self._log_failure, hook, plugin, transaction)
