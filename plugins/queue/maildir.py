@@ -3,8 +3,9 @@
 The message is written to ``tmp/``, fsynced, linked into ``new/`` and the directory fsynced
 before the client gets ``250``; any failure answers ``451`` and leaves nothing half-delivered
 in ``new/``. A body held in memory (below ``size_threshold``) is written, fsynced and linked
-by the syncer's threads (:mod:`qpsmtpd_tx.syncer`), several messages at a time, with one fsync
-of ``new/`` per batch. A larger body is
+by the server's delivery child process (:mod:`qpsmtpd_tx.syncer`), several messages at a time,
+with one fsync of ``new/`` per batch; if that process ends or cannot start, the deliveries it
+had not answered get ``451`` and the next one starts a new process. A larger body is
 copied from the spool a megabyte at a time, so it does not become memory, in the server's I/O
 thread pool (``blocking_threads``); so many deliveries overlap and the server keeps serving
 other clients.
@@ -43,7 +44,7 @@ _UNSAFE = re.compile(r"[^-A-Za-z0-9+_.,@=]")
 
 
 class Maildir(Plugin):
-    """Deliver to a Maildir with fsync, from a thread."""
+    """Deliver to a Maildir with fsync, from the delivery child or a thread."""
 
     def init(self, args):
         if len(args) > 3:
@@ -60,6 +61,7 @@ class Maildir(Plugin):
             make_maildir(self.maildir, self.mode)
         except OSError as e:
             raise PluginError("cannot create %s: %s" % (self.maildir, e.strerror))
+        SYNCER.log = self.log     # the delivery child's troubles go to the server's log
 
     def hook_queue(self, transaction):
         # Take the message now, in the reactor thread: the body file stays readable even if
@@ -103,7 +105,7 @@ class Maildir(Plugin):
             body.close()
 
     def _deliver_now(self, jobs, header, body):
-        # A body kept in memory (below size_threshold) goes to the syncer's threads as bytes.
+        # A body kept in memory (below size_threshold) goes to the delivery child as bytes.
         try:
             text = body.read()
         finally:
