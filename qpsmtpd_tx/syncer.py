@@ -141,13 +141,15 @@ class Syncer:
         self.started = 0
 
     def deliver(self, maildir, mode, pieces):
-        """Write the byte strings ``pieces`` into a new file in ``maildir`` durably; a Deferred
+        """Write the byte strings ``pieces`` into a new file in ``maildir`` (relative to the
+        current directory, not the child's) durably; a Deferred
         firing with the file's name once it is in ``new/`` and ``new/`` was fsynced (or failing
         with the MaildirError or OSError of the step that failed). Call it in the reactor
         thread."""
         d = Deferred()
         request_id = next(self._ids) & 0xFFFFFFFF
-        self._waiting.append((request_id, d, encode_request(request_id, mode, maildir, pieces)))
+        self._waiting.append((request_id, d, encode_request(request_id, mode,
+                                                            os.path.abspath(maildir), pieces)))
         if len(self._waiting) == 1:
             if self._reactor is None:
                 from twisted.internet import reactor
@@ -173,8 +175,10 @@ class Syncer:
 
     def _start(self):
         child = _Child(self)
+        # run in the package's directory: ``-m`` looks in the current directory first, where
+        # another checkout of qpsmtpd_tx may be
         self._reactor.spawnProcess(child, self._argv[0], self._argv, env=_child_env(),
-                                   childFDs={0: "w", 1: "r", 2: "r"})
+                                   path=_PACKAGE_ROOT, childFDs={0: "w", 1: "r", 2: "r"})
         self._child = child
         self.started += 1
         if not self._shutdown_hook:

@@ -146,6 +146,19 @@ class SyncerTests(unittest.TestCase):
         self.assertIn("maildir delivery child: no way", [m for _, m in self.logged])
         self.assertEqual(self.listing("new"), [])
 
+    async def test_child_runs_the_servers_package_whatever_the_current_directory(self):
+        # ``python -m`` looks in the current directory first: another checkout there must
+        # not be what the child runs.
+        other = os.path.abspath(self.mktemp())
+        os.makedirs(os.path.join(other, "qpsmtpd_tx"))
+        for name, text in (("__init__.py", ""), ("maildir_child.py", "raise SystemExit(3)")):
+            with open(os.path.join(other, "qpsmtpd_tx", name), "w") as f:
+                f.write(text)
+        self.addCleanup(os.chdir, os.getcwd())
+        os.chdir(other)
+        name = await self.deliver("x", maildir=os.path.relpath(self.maildir))
+        self.assertEqual(self.content(name), b"Subject: x\n\nbody\n")
+
     def test_child_finishes_what_it_read_and_exits_at_end_of_input(self):
         # The server's end of the pipe closes (shutdown, or the server killed): requests already
         # written are delivered, then the child exits by itself.
