@@ -509,7 +509,7 @@ def print_table(rows, wanted=()):
     """Print the comparison table and the ratios of tx to each other server; say so for a
     peer in ``wanted`` (the kinds asked for) that has no rows."""
     hdr = ("server", "scenario", "msgs/s", "p50 ms", "p99 ms", "mean ms", "conn ms",
-           "RSS MiB", "PSS MiB", "procs", "srv CPU%", "CPU ms/msg", "gen CPU%", "other%", "errors",
+           "RSS MiB", "PSS MiB", "procs", "srv CPU%", "CPU ms/msg", "vcsw/msg", "gen CPU%", "other%", "errors",
            "maildir")
     lines = [hdr]
     for r in rows:
@@ -526,6 +526,7 @@ def print_table(rows, wanted=()):
                       fmt(lat["p99"]), fmt(lat["mean"]), fmt(r["setup_ms"]["p50"]), fmt(s.get("peak_rss_kib", 0) / 1024),
                       fmt(s.get("peak_pss_kib", 0) / 1024), str(s.get("peak_procs", "-")),
                       fmt(s.get("cpu_pct"), "%.0f"), fmt(cpu_ms_per_message(r), "%.2f"),
+                      fmt(s.get("voluntary_switches_per_msg")),
                       fmt(r.get("client_cpu_pct"), "%.0f"),
                       fmt(r.get("other_cpu_pct"), "%.0f"), str(errs), mail))
     print_columns(lines)

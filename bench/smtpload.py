@@ -149,7 +149,7 @@ def _children_map():
 
 
 def _kib(path, key):
-    """Value in KiB of ``key`` in a /proc 'Key:   N kB' file, or 0."""
+    """The number after ``key`` in a /proc file ('Key:   N kB': KiB), or 0."""
     try:
         with open(path, "rb") as f:
             for line in f:
@@ -184,6 +184,20 @@ def tree_cpu(pid):
         if p == pid:
             ticks += int(v[13]) + int(v[14])  # cutime cstime (reaped children)
     return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def tree_switches(pid):
+    """Voluntary context switches so far of every thread of ``pid`` and its live descendants
+    (a thread or process that ended meanwhile is not counted)."""
+    total = 0
+    for p in _descendants(pid):
+        try:
+            tasks = os.listdir("/proc/%d/task" % p)
+        except OSError:
+            continue
+        for task in tasks:
+            total += _kib("/proc/%d/task/%s/status" % (p, task), b"voluntary_ctxt_switches:")
+    return total
 
 
 def machine_cpu():
@@ -574,6 +588,8 @@ def summarize(load, elapsed, sampler):
             "peak_rss_kib": sampler.peak_rss, "peak_pss_kib": sampler.peak_pss,
             "peak_procs": sampler.peak_procs,
             "cpu_pct": pct(load.server_cpu),  # 100 = one core
+            "voluntary_switches_per_msg": (round(load.server_switches / st.accepted, 2)
+                                           if st.accepted else None),
         }
         other = load.machine_busy - load.client_cpu - load.server_cpu
         res["other_cpu_pct"] = pct(max(0.0, other))
@@ -606,8 +622,9 @@ def format_report(r):
         out.append("server mem  peak RSS %.1f MiB, peak PSS %.1f MiB (%d procs max); idle RSS %.1f MiB"
                    % (s["peak_rss_kib"] / 1024, s["peak_pss_kib"] / 1024,
                       s["peak_procs"], s["idle_rss_kib"] / 1024))
-        out.append("server cpu  %s%% (100%% = one core); other processes %s%%"
-                   % (s["cpu_pct"], r["other_cpu_pct"]))
+        out.append("server cpu  %s%% (100%% = one core); other processes %s%%; %s voluntary "
+                   "context switches per message" % (s["cpu_pct"], r["other_cpu_pct"],
+                                                     s["voluntary_switches_per_msg"]))
     if r["failed"] or r["errors"]:
         out.append("WARNING: %d messages failed; see errors above" % r["failed"])
     return "\n".join(out)
@@ -665,10 +682,12 @@ def main(argv=None):
     load = Load(a)
     cpu0, m0 = time.process_time(), machine_cpu()
     s0 = tree_cpu(a.server_pid) if a.server_pid else 0
+    w0 = tree_switches(a.server_pid) if a.server_pid else 0
     elapsed = asyncio.run(load.run())
     load.client_cpu = time.process_time() - cpu0
     load.machine_busy = machine_cpu()[0] - m0[0]
     load.server_cpu = tree_cpu(a.server_pid) - s0 if a.server_pid else None
+    load.server_switches = tree_switches(a.server_pid) - w0 if a.server_pid else None
     if sampler:
         sampler.stop()
     res = summarize(load, elapsed, sampler)
