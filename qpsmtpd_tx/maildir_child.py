@@ -8,11 +8,12 @@ links each into ``new/``, then fsyncs each distinct ``new/`` once, and only then
 batch's replies, in one write. While it waits on the disk the next requests pile up in the
 pipe and make the next, bigger, batch.
 
-The file fsyncs of a batch run in :data:`THREADS` threads at once: one after another, each
-waited for its own journal commit (ext4 allocates a file's blocks only when it is written
-back), and on a busy disk one thread delivered 220 messages a second where eight threads
-delivered 900-1,340 (50 deliveries in flight, 10 KiB, bench/README.md). Those threads share
-only the child's GIL, never the server's.
+The file fsyncs of a batch run in :data:`THREADS` threads at once, each thread taking a
+part of the batch: one after another, each fsync waited for its own journal commit (ext4
+allocates a file's blocks only when it is written back), and on a busy disk one thread
+delivered 220 messages a second where eight threads delivered 900-1,340 (50 deliveries in
+flight, 10 KiB, bench/README.md). Those threads share only the child's GIL, never the
+server's.
 
 It ignores SIGINT and SIGTERM (a ^C in the server's terminal, or a stop signal sent to the
 whole process group, must not end it while the server still drains its sessions) and exits
@@ -53,7 +54,12 @@ def commit_batch(requests, batch, pool):
             opened.append((request_id, e))
         else:
             opened.append((request_id, f))
-    results = list(pool.map(_commit, opened) if len(opened) > 1 else map(_commit, opened))
+    # at most THREADS parts, one per thread: a task per file cost a third more CPU
+    size = -(-len(opened) // THREADS)
+    parts = [opened[start:start + size] for start in range(0, len(opened), size)]
+    results = [result for part in (pool.map(_commit_part, parts) if len(parts) > 1
+                                   else map(_commit_part, parts))
+               for result in part]
     dirs = dict.fromkeys(new_dir for _, _, new_dir in results if new_dir is not None)
     for path in dirs:
         try:
@@ -67,16 +73,20 @@ def commit_batch(requests, batch, pool):
         for request_id, outcome, new_dir in results)
 
 
-def _commit(opened):
-    """``(request id, file name or exception, new/ or None)`` for one file of a batch."""
-    request_id, f = opened
-    if isinstance(f, Exception):
-        return request_id, f, None
-    try:
-        commit_file(f)
-    except Exception as e:
-        return request_id, e, None
-    return request_id, f.name, f.new_dir
+def _commit_part(opened):
+    """``[(request id, file name or exception, new/ or None)]`` for files of a batch."""
+    results = []
+    for request_id, f in opened:
+        if isinstance(f, Exception):
+            results.append((request_id, f, None))
+            continue
+        try:
+            commit_file(f)
+        except Exception as e:
+            results.append((request_id, e, None))
+        else:
+            results.append((request_id, f.name, f.new_dir))
+    return results
 
 
 class Input:
