@@ -19,9 +19,9 @@ REPLY = struct.Struct("!IBiII")
 OK, MAILDIR_ERROR, OS_ERROR = 0, 1, 2
 
 
-def encode_request(request_id, mode, maildir, pieces):
-    """The frame of one delivery as a list of byte strings (``pieces`` are the message)."""
-    path = os.fsencode(maildir)
+def encode_request(request_id, mode, path, pieces):
+    """The frame of one delivery as a list of byte strings: ``path`` is the Maildir's (bytes,
+    :func:`os.fsencode`), ``pieces`` are the message."""
     return [REQUEST.pack(request_id, mode, len(path), sum(map(len, pieces))), path] + pieces
 
 

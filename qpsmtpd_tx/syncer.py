@@ -125,12 +125,17 @@ class Syncer:
     reports the child's troubles (default: the Twisted log; the plugin sets its own).
     """
 
+    #: Maildir paths remembered (one per recipient with a PATTERN: bounded)
+    PATHS = 4096
+
     def __init__(self, reactor=None, argv=None):
         self._reactor = reactor
         self._argv = argv or [sys.executable, "-m", "qpsmtpd_tx.maildir_child"]
         self._ids = itertools.count(1)
         #: deliveries of this reactor turn, not yet sent
         self._waiting = []
+        #: Maildir → its absolute path as bytes (at most PATHS of them)
+        self._paths = {}
         self._child = None
         self._shutdown_hook = False
         self.log = _twisted_log
@@ -148,8 +153,12 @@ class Syncer:
         thread."""
         d = Deferred()
         request_id = next(self._ids) & 0xFFFFFFFF
-        self._waiting.append((request_id, d, encode_request(request_id, mode,
-                                                            os.path.abspath(maildir), pieces)))
+        path = self._paths.get(maildir)
+        if path is None:
+            if len(self._paths) >= self.PATHS:
+                self._paths.clear()
+            path = self._paths[maildir] = os.fsencode(os.path.abspath(maildir))
+        self._waiting.append((request_id, d, encode_request(request_id, mode, path, pieces)))
         if len(self._waiting) == 1:
             if self._reactor is None:
                 from twisted.internet import reactor

@@ -162,7 +162,8 @@ class SyncerTests(unittest.TestCase):
     def test_child_finishes_what_it_read_and_exits_at_end_of_input(self):
         # The server's end of the pipe closes (shutdown, or the server killed): requests already
         # written are delivered, then the child exits by itself.
-        requests = b"".join(b"".join(encode_request(n, 0o700, self.maildir, [b"m%d\n" % n]))
+        requests = b"".join(b"".join(encode_request(n, 0o700, os.fsencode(self.maildir),
+                                                    [b"m%d\n" % n]))
                             for n in range(1, 6))
         env = dict(os.environ, PYTHONPATH=ROOT)
         done = subprocess.run([sys.executable, "-m", "qpsmtpd_tx.maildir_child"], input=requests,
