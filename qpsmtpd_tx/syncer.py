@@ -42,6 +42,20 @@ _logger = Logger(namespace="qpsmtpd_tx.syncer")
 _PACKAGE_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(qpsmtpd_tx.__file__)))
 
 
+def child_problem(executable=None):
+    """Why this process cannot run the delivery child as the user it runs as now (its
+    interpreter ``executable``, default ours, or the standard library or our package not
+    usable), or None."""
+    effective = os.access in os.supports_effective_ids
+    for path, mode, what in (
+            (executable or sys.executable, os.X_OK, "executable"),
+            (os.path.dirname(os.__file__), os.R_OK | os.X_OK, "readable"),
+            (os.path.join(_PACKAGE_ROOT, "qpsmtpd_tx"), os.R_OK | os.X_OK, "readable")):
+        if not os.access(path, mode, effective_ids=effective):
+            return "%s is not %s by uid %d" % (path, what, os.geteuid())
+    return None
+
+
 def _twisted_log(level, message):
     _logger.error("{message}", message=message)
 

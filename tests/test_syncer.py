@@ -17,7 +17,7 @@ from twisted.trial import unittest
 from qpsmtpd_tx.codes import LOGERROR
 from qpsmtpd_tx.maildir import MaildirError, make_maildir
 from qpsmtpd_tx.maildir_frames import OK, decode_replies, encode_request
-from qpsmtpd_tx.syncer import Syncer
+from qpsmtpd_tx.syncer import Syncer, child_problem
 from tests.support.harness import eventually
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -173,3 +173,18 @@ class SyncerTests(unittest.TestCase):
         self.assertEqual(used, len(done.stdout))
         self.assertEqual([(r[0], r[1]) for r in replies], [(n, OK) for n in range(1, 6)])
         self.assertEqual(self.listing("new"), sorted(r[4] for r in replies))
+
+
+class ChildProblemTests(unittest.TestCase):
+    """Whether the delivery child can run as this user (else queue/maildir uses threads)."""
+
+    def test_our_interpreter_runs_it(self):
+        self.assertIsNone(child_problem())
+
+    def test_an_interpreter_we_may_not_run(self):
+        path = self.mktemp()
+        with open(path, "w") as f:
+            f.write("#!/bin/sh\n")
+        os.chmod(path, 0o644)
+        self.assertEqual(child_problem(path),
+                         "%s is not executable by uid %d" % (path, os.geteuid()))
