@@ -160,11 +160,10 @@ class Syncer:
         self.started = 0
 
     def deliver(self, maildir, mode, pieces):
-        """Write the byte strings ``pieces`` into a new file in ``maildir`` (relative to the
-        current directory, not the child's) durably; a Deferred
-        firing with the file's name once it is in ``new/`` and ``new/`` was fsynced (or failing
-        with the MaildirError or OSError of the step that failed). Call it in the reactor
-        thread."""
+        """Write the byte strings ``pieces`` into a new file in ``maildir`` (relative to our
+        current directory, not the child's) durably; a Deferred firing with the file's name
+        once it is in ``new/`` and ``new/`` was fsynced (or failing with the MaildirError or
+        OSError of the step that failed). Call it in the reactor thread."""
         d = Deferred()
         request_id = next(self._ids) & 0xFFFFFFFF
         path = self._paths.get(maildir)
