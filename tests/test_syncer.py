@@ -129,6 +129,31 @@ class SyncerTests(unittest.TestCase):
         await self.deliver("two")
         self.assertEqual(self.syncer.started, 2)
 
+    async def test_reactor_shutdown_closes_the_child(self):
+        # The real reactor, except that its shutdown triggers are recorded, not fired (they
+        # would stop the test run): the one the syncer registers is then called by hand.
+        triggers = []
+
+        class Recording:
+            def __getattr__(self, name):
+                return getattr(reactor, name)
+
+            def addSystemEventTrigger(self, phase, event, f, *args):
+                triggers.append((phase, event, f))
+
+        self.syncer = Syncer(reactor=Recording())
+        self.syncer.log = lambda level, message: self.logged.append((level, message))
+        self.addCleanup(self.syncer.close)
+        await self.deliver("one")
+        pid = self.child_pid()
+        [(phase, event, close)] = triggers
+        self.assertEqual((phase, event), ("during", "shutdown"))
+        close()
+        await eventually(lambda: not alive(pid))
+        self.assertEqual(self.logged, [])
+        await self.deliver("two")
+        self.assertEqual(len(triggers), 1)     # registered once, not per child
+
     async def test_child_ignores_sigint(self):
         await self.deliver("one")
         pid = self.child_pid()
