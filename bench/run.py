@@ -469,9 +469,10 @@ def fmt(v, f="%.1f"):
     return "-" if v is None else f % v
 
 
-def cpu_ms_per_message(row):
-    """Server CPU milliseconds per accepted message in ``row`` (None when unknown)."""
-    cpu_pct = row.get("server", {}).get("cpu_pct")
+def cpu_ms_per_message(row, key="cpu_pct"):
+    """Server CPU milliseconds per accepted message in ``row`` (None when unknown); with
+    ``key="own_cpu_pct"``, of the server process alone (without its children)."""
+    cpu_pct = row.get("server", {}).get(key)
     if cpu_pct is None or not row.get("accepted"):
         return None
     return cpu_pct / 100.0 * row["elapsed_s"] / row["accepted"] * 1000
@@ -509,7 +510,7 @@ def print_table(rows, wanted=()):
     """Print the comparison table and the ratios of tx to each other server; say so for a
     peer in ``wanted`` (the kinds asked for) that has no rows."""
     hdr = ("server", "scenario", "msgs/s", "p50 ms", "p99 ms", "mean ms", "conn ms",
-           "RSS MiB", "PSS MiB", "procs", "srv CPU%", "CPU ms/msg", "gen CPU%", "other%", "errors",
+           "RSS MiB", "PSS MiB", "procs", "srv CPU%", "CPU ms/msg", "own ms/msg", "vcsw/msg", "gen CPU%", "other%", "errors",
            "maildir")
     lines = [hdr]
     for r in rows:
@@ -526,6 +527,8 @@ def print_table(rows, wanted=()):
                       fmt(lat["p99"]), fmt(lat["mean"]), fmt(r["setup_ms"]["p50"]), fmt(s.get("peak_rss_kib", 0) / 1024),
                       fmt(s.get("peak_pss_kib", 0) / 1024), str(s.get("peak_procs", "-")),
                       fmt(s.get("cpu_pct"), "%.0f"), fmt(cpu_ms_per_message(r), "%.2f"),
+                      fmt(cpu_ms_per_message(r, "own_cpu_pct"), "%.2f"),
+                      fmt(s.get("voluntary_switches_per_msg")),
                       fmt(r.get("client_cpu_pct"), "%.0f"),
                       fmt(r.get("other_cpu_pct"), "%.0f"), str(errs), mail))
     print_columns(lines)

@@ -23,7 +23,10 @@ pipelined group on Linux).
 
 ``--server-pid`` samples the memory of that process and all its descendants
 from /proc (so a forking server is charged for its children): peak summed
-RSS and peak summed PSS (PSS splits shared copy-on-write pages fairly).
+RSS and peak summed PSS (PSS splits shared copy-on-write pages fairly), and
+counts their CPU (also of the server process alone, without its children, such
+as qpsmtpd-tx's Maildir delivery child) and the voluntary context switches of
+all their threads.
 """
 
 import argparse
@@ -149,7 +152,7 @@ def _children_map():
 
 
 def _kib(path, key):
-    """Value in KiB of ``key`` in a /proc 'Key:   N kB' file, or 0."""
+    """The number after ``key`` in a /proc file ('Key:   N kB': KiB), or 0."""
     try:
         with open(path, "rb") as f:
             for line in f:
@@ -171,19 +174,34 @@ def _descendants(pid):
     return seen
 
 
-def tree_cpu(pid):
-    """CPU seconds used so far by ``pid``, its live descendants and its reaped children."""
+def tree_cpu(pid, descendants=True):
+    """CPU seconds used so far by ``pid``, its live descendants and its reaped children (only
+    by ``pid`` itself if not ``descendants``)."""
     ticks = 0
-    for p in _descendants(pid):
+    for p in _descendants(pid) if descendants else [pid]:
         try:
             with open("/proc/%d/stat" % p, "rb") as f:
                 v = f.read().rsplit(b")", 1)[1].split()
         except OSError:
             continue
         ticks += int(v[11]) + int(v[12])  # utime stime
-        if p == pid:
+        if p == pid and descendants:
             ticks += int(v[13]) + int(v[14])  # cutime cstime (reaped children)
     return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def tree_switches(pid):
+    """Voluntary context switches so far of every thread of ``pid`` and its live descendants
+    (a thread or process that ended meanwhile is not counted)."""
+    total = 0
+    for p in _descendants(pid):
+        try:
+            tasks = os.listdir("/proc/%d/task" % p)
+        except OSError:
+            continue
+        for task in tasks:
+            total += _kib("/proc/%d/task/%s/status" % (p, task), b"voluntary_ctxt_switches:")
+    return total
 
 
 def machine_cpu():
@@ -574,6 +592,9 @@ def summarize(load, elapsed, sampler):
             "peak_rss_kib": sampler.peak_rss, "peak_pss_kib": sampler.peak_pss,
             "peak_procs": sampler.peak_procs,
             "cpu_pct": pct(load.server_cpu),  # 100 = one core
+            "own_cpu_pct": pct(load.server_own_cpu),  # the server process alone
+            "voluntary_switches_per_msg": (round(load.server_switches / st.accepted, 2)
+                                           if st.accepted else None),
         }
         other = load.machine_busy - load.client_cpu - load.server_cpu
         res["other_cpu_pct"] = pct(max(0.0, other))
@@ -606,8 +627,10 @@ def format_report(r):
         out.append("server mem  peak RSS %.1f MiB, peak PSS %.1f MiB (%d procs max); idle RSS %.1f MiB"
                    % (s["peak_rss_kib"] / 1024, s["peak_pss_kib"] / 1024,
                       s["peak_procs"], s["idle_rss_kib"] / 1024))
-        out.append("server cpu  %s%% (100%% = one core); other processes %s%%"
-                   % (s["cpu_pct"], r["other_cpu_pct"]))
+        out.append("server cpu  %s%% (100%% = one core; %s%% the server process alone); other "
+                   "processes %s%%; %s voluntary context switches per message"
+                   % (s["cpu_pct"], s["own_cpu_pct"], r["other_cpu_pct"],
+                      s["voluntary_switches_per_msg"]))
     if r["failed"] or r["errors"]:
         out.append("WARNING: %d messages failed; see errors above" % r["failed"])
     return "\n".join(out)
@@ -665,10 +688,14 @@ def main(argv=None):
     load = Load(a)
     cpu0, m0 = time.process_time(), machine_cpu()
     s0 = tree_cpu(a.server_pid) if a.server_pid else 0
+    w0 = tree_switches(a.server_pid) if a.server_pid else 0
+    o0 = tree_cpu(a.server_pid, descendants=False) if a.server_pid else 0
     elapsed = asyncio.run(load.run())
     load.client_cpu = time.process_time() - cpu0
     load.machine_busy = machine_cpu()[0] - m0[0]
     load.server_cpu = tree_cpu(a.server_pid) - s0 if a.server_pid else None
+    load.server_switches = tree_switches(a.server_pid) - w0 if a.server_pid else None
+    load.server_own_cpu = tree_cpu(a.server_pid, descendants=False) - o0 if a.server_pid else None
     if sampler:
         sampler.stop()
     res = summarize(load, elapsed, sampler)

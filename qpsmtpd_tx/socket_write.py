@@ -15,13 +15,22 @@ from twisted.internet import tcp
 def write_now(transport, data):
     """Write ``data`` to ``transport``: into the socket now if it is a plain TCP connection with
     nothing queued, else (and for what the socket does not take) through ``transport.write``."""
-    if (type(transport) is not tcp.Server or not transport.connected
-            or transport.disconnecting or transport._writeDisconnected
-            or transport._tempDataLen or transport.offset != len(transport.dataBuffer)):
+    if type(transport) is not tcp.Server:
+        transport.write(data)
+        return
+    write_through(transport, data, transport, transport.socket.send)
+
+
+def write_through(transport, data, writer, send):
+    """Write ``data`` with ``send(data)`` (a non-blocking write returning the bytes taken) if
+    ``writer``, the Twisted file descriptor under ``transport``, is open with nothing queued;
+    else, and for what ``send`` did not take, through ``transport.write``."""
+    if (not writer.connected or writer.disconnecting or writer._writeDisconnected
+            or writer._tempDataLen or writer.offset != len(writer.dataBuffer)):
         transport.write(data)
         return
     try:
-        sent = transport.socket.send(data)
+        sent = send(data)
     except BlockingIOError:
         sent = 0
     except OSError:

@@ -1,128 +1,256 @@
-"""Making written Maildir files durable from a few threads, in batches.
+"""Making Maildir deliveries durable in one long-lived child process, in batches.
 
-Why not the I/O thread pool: every Python step of a pool thread competes with the reactor
-thread for the GIL, and each system call the reactor makes (send, recv, epoll) must take the
-GIL back afterwards; under load the pool's own hand-off (queues, conditions, a context per
-call) and a delivery's nine system calls cost the reactor more than the delivery itself. Here
-a syncer thread takes the messages waiting (up to :data:`BATCH`, each a few byte strings held
-in memory), writes, fsyncs and links each into ``new/``, then fsyncs each ``new/`` once for the
-batch (shared with the other threads' batches, :mod:`~qpsmtpd_tx.dirsync`), and hands the batch
-back to the reactor in one call. The reactor thread never waits on the disk. Several threads
-(:data:`THREADS`), because on a busy disk an fsync waits for a journal commit (measured 5-7 ms
-here under load): files fsynced one after another by a single thread cut throughput to a
-third. The guarantee is the one of :func:`~qpsmtpd_tx.maildir.write_maildir`: a delivery
-succeeds only after its file and then its directory were fsynced.
+Why a process and not threads: every Python step of a thread competes with the reactor thread
+for the GIL, and each system call the reactor makes (send, recv, epoll) must take the GIL back
+afterwards. With the fsyncs in eight threads this hand-off cost about 9 context switches and a
+third of the server's CPU per message (bench/README.md, issue 15). The child
+(:mod:`~qpsmtpd_tx.maildir_child`) has its own interpreter: the reactor only writes the
+requests into a pipe and reads the replies back.
 
-The deliveries of one reactor turn are handed over together, at the end of the turn: a thread
-woken for each message (the threads then take the GIL from each other and from the reactor
-at every system call) cost more CPU than the deliveries themselves — 58 futex calls per
-message under bench/ load with eight threads woken one message at a time.
+The deliveries of one reactor turn go to the child in one write, at the end of the turn; the
+replies are parsed in bulk as they arrive. The child commits what it has read as a batch (one
+fsync of each ``new/`` for all of it) and replies to the whole batch at once.
+
+The child is started on the first delivery, in the reactor (after twistd dropped privileges;
+each ``--workers`` worker gets its own), with the interpreter running the server and the same
+``qpsmtpd_tx`` package. The guarantee is the one of :func:`~qpsmtpd_tx.maildir.write_maildir`:
+a delivery succeeds only after its file and then its directory were fsynced. If the child
+cannot be started or ends, every delivery it had not answered fails with a MaildirError
+saying so (the plugin answers 451: nothing is acknowledged that is not durable), the event is
+logged, and the next delivery starts a new child. At reactor shutdown (after the sessions
+drained) its stdin is closed: it finishes what it has read and exits.
 """
 
-import queue
-import threading
+import functools
+import itertools
+import os
+import sys
 
+from twisted.internet import process, protocol
 from twisted.internet.defer import Deferred
+from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from qpsmtpd_tx.dirsync import DirSync, fsync_directory
-from qpsmtpd_tx.maildir import commit_file, create_file, write_file
+import qpsmtpd_tx
+from qpsmtpd_tx.codes import LOGERROR
+from qpsmtpd_tx.maildir import MaildirError
+from qpsmtpd_tx.maildir_frames import MAILDIR_ERROR, OK, decode_replies, encode_request
+from qpsmtpd_tx.socket_write import write_through
+
+_logger = Logger(namespace="qpsmtpd_tx.syncer")
+#: the directory holding the ``qpsmtpd_tx`` package the server runs
+_PACKAGE_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(qpsmtpd_tx.__file__)))
 
 
-#: threads, and the most files one thread commits at a time (see the module's docstring)
-THREADS = 8
-BATCH = 8
+def child_problem(executable=None):
+    """Why this process cannot run the delivery child as the user it runs as now (its
+    interpreter ``executable``, default ours, or the standard library or our package not
+    usable), or None."""
+    effective = os.access in os.supports_effective_ids
+    for path, mode, what in (
+            (executable or sys.executable, os.X_OK, "executable"),
+            (os.path.dirname(os.__file__), os.R_OK | os.X_OK, "readable"),
+            (os.path.join(_PACKAGE_ROOT, "qpsmtpd_tx"), os.R_OK | os.X_OK, "readable")):
+        if not os.access(path, mode, effective_ids=effective):
+            return "%s is not %s by uid %d" % (path, what, os.geteuid())
+    return None
+
+
+def _twisted_log(level, message):
+    _logger.error("{message}", message=message)
+
+
+def _child_env():
+    env = dict(os.environ)
+    path = env.get("PYTHONPATH")
+    env["PYTHONPATH"] = _PACKAGE_ROOT + (os.pathsep + path if path else "")
+    return env
+
+
+def _write_now(transport, data):
+    """Write ``data`` into the child's stdin pipe now if Twisted has nothing queued for it (its
+    writer would write only on the next reactor turn, after two epoll_ctl calls)."""
+    writer = transport.pipes.get(0)
+    if type(writer) is not process.ProcessWriter:
+        transport.write(data)
+        return
+    write_through(transport, data, writer, functools.partial(os.write, writer.fd))
+
+
+def _outcome(kind, number, text):
+    if kind == OK:
+        return text
+    if kind == MAILDIR_ERROR:
+        return MaildirError(text)
+    strerror, _, filename = text.partition("\0")
+    return OSError(number, strerror, filename) if filename else OSError(number, strerror)
+
+
+class _Child(protocol.ProcessProtocol):
+    """One delivery child: the deliveries it was sent and has not answered yet."""
+
+    def __init__(self, syncer):
+        self.syncer = syncer
+        self.pending = {}
+        self.ended = False
+        #: fires once the child has exited after :meth:`Syncer.close` closed its stdin
+        self.closed = None
+        self.last_batch = None
+        self._replies = bytearray()
+        self._errors = b""
+
+    def send(self, waiting):
+        """Send the deliveries ``waiting`` (``(request id, Deferred, frame pieces)``) in one
+        write."""
+        pieces = []
+        for request_id, d, frame in waiting:
+            self.pending[request_id] = d
+            pieces += frame
+        _write_now(self.transport, b"".join(pieces))
+
+    def close(self):
+        """Close the child's stdin: it finishes what it has and exits."""
+        self.transport.closeStdin()
+
+    def outReceived(self, data):
+        buf = self._replies
+        buf += data
+        replies, used = decode_replies(buf)
+        del buf[:used]
+        self.syncer.replied(self, replies)
+
+    def errReceived(self, data):
+        *lines, self._errors = (self._errors + data).split(b"\n")
+        for line in lines:
+            self.syncer.log(LOGERROR, "maildir delivery child: %s"
+                            % line.decode("utf-8", "replace"))
+
+    def processEnded(self, reason):
+        if self._errors:
+            self.errReceived(b"\n")
+        self.syncer.ended(self, reason.value)
 
 
 class Syncer:
-    """``threads`` threads delivering messages into Maildirs in batches of at most ``batch``.
+    """Deliveries into Maildirs, committed by a delivery child process (see the module).
 
-    ``reactor`` defaults to the global one; ``fsync_dir`` is the directory fsync (tests
-    pass their own to control its timing).
+    ``reactor`` defaults to the global one; ``argv`` is the child's command line (default:
+    this interpreter running :mod:`qpsmtpd_tx.maildir_child`); ``log(level, message)``
+    reports the child's troubles (default: the Twisted log; the plugin sets its own).
     """
 
-    def __init__(self, reactor=None, fsync_dir=None, threads=THREADS, batch=BATCH):
+    #: Maildir paths remembered (one per recipient with a PATTERN: bounded)
+    PATHS = 4096
+
+    def __init__(self, reactor=None, argv=None):
         self._reactor = reactor
-        self._dirs = DirSync(fsync_dir or fsync_directory)
-        self._queue = queue.SimpleQueue()
-        #: deliveries of this reactor turn, not yet handed to a thread
+        self._argv = argv or [sys.executable, "-m", "qpsmtpd_tx.maildir_child"]
+        self._ids = itertools.count(1)
+        #: deliveries of this reactor turn, not yet sent
         self._waiting = []
-        self._threads = threads
-        self._batch = batch
-        self._started = False
-        self._start_lock = threading.Lock()
-        #: batches committed and files in them (for tests and measurements)
+        #: Maildir → its absolute path as bytes (at most PATHS of them)
+        self._paths = {}
+        self._child = None
+        self._shutdown_hook = False
+        self.log = _twisted_log
+        #: distinct child batches that answered, files delivered, children started (for
+        #: tests and measurements)
         self.batches = 0
         self.files = 0
+        self.started = 0
 
     def deliver(self, maildir, mode, pieces):
-        """Write the byte strings ``pieces`` into a new file in ``maildir`` durably; a Deferred
-        firing with the file's name once it is in ``new/`` and ``new/`` was fsynced (or failing
-        with the MaildirError or OSError of the step that failed). Call it in the reactor
-        thread."""
+        """Write the byte strings ``pieces`` into a new file in ``maildir`` (relative to our
+        current directory, not the child's) durably; a Deferred firing with the file's name
+        once it is in ``new/`` and ``new/`` was fsynced (or failing with the MaildirError or
+        OSError of the step that failed). Call it in the reactor thread."""
         d = Deferred()
-        if not self._started:
-            self._start()
-        self._waiting.append((maildir, mode, pieces, d))
+        request_id = next(self._ids) & 0xFFFFFFFF
+        path = self._paths.get(maildir)
+        if path is None:
+            if len(self._paths) >= self.PATHS:
+                self._paths.clear()
+            path = self._paths[maildir] = os.fsencode(os.path.abspath(maildir))
+        self._waiting.append((request_id, d, encode_request(request_id, mode, path, pieces)))
         if len(self._waiting) == 1:
+            if self._reactor is None:
+                from twisted.internet import reactor
+                self._reactor = reactor
             self._reactor.callLater(0, self._hand_over)
         return d
 
     def _hand_over(self):
-        """Give the deliveries of this reactor turn to the threads, at most ``batch`` each."""
         waiting, self._waiting = self._waiting, []
-        most = self._batch
-        for start in range(0, len(waiting), most):
-            self._queue.put(waiting[start:start + most])
+        child = self._child
+        # (reaped but not ended: its last replies may still be in the pipe, and its
+        # processEnded settles what it had)
+        if child is None or child.ended or child.transport.pid is None:
+            try:
+                child = self._start()
+            except Exception as e:
+                self.log(LOGERROR, "cannot start the maildir delivery child: %s" % (e,))
+                error = MaildirError("delivery child: cannot start: %s" % (e,))
+                for _, d, _ in waiting:
+                    d.errback(Failure(error))
+                return
+        child.send(waiting)
 
     def _start(self):
-        with self._start_lock:
-            if not self._started:
-                if self._reactor is None:
-                    from twisted.internet import reactor
-                    self._reactor = reactor
-                # daemons: at exit no delivery is pending (the sessions drain first)
-                for n in range(self._threads):
-                    thread = threading.Thread(target=self._run, name="qpsmtpd-tx-syncer-%d" % n,
-                                              daemon=True)
-                    thread.start()
-                self._started = True
+        child = _Child(self)
+        # run in the package's directory: ``-m`` looks in the current directory first, where
+        # another checkout of qpsmtpd_tx may be
+        self._reactor.spawnProcess(child, self._argv[0], self._argv, env=_child_env(),
+                                   path=_PACKAGE_ROOT, childFDs={0: "w", 1: "r", 2: "r"})
+        self._child = child
+        self.started += 1
+        if not self._shutdown_hook:
+            self._shutdown_hook = True
+            self._reactor.addSystemEventTrigger("during", "shutdown", self.close)
+        return child
 
-    def _run(self):
-        get = self._queue.get
-        while True:
-            batch = get()
-            self._reactor.callFromThread(self._settle, self._commit_batch(batch))
+    def close(self):
+        """Let the child finish what it was sent and exit (reactor shutdown, or tests); a
+        Deferred firing once it has exited. The next delivery starts a new one."""
+        child, self._child = self._child, None
+        done = Deferred()
+        if child is None or child.ended:
+            done.callback(None)
+            return done
+        child.closed = done
+        child.close()
+        return done
 
-    def _commit_batch(self, batch):
-        """[(Deferred, name or exception)] for ``batch``, after the fsyncs."""
-        results, dirs = [], {}
-        for maildir, mode, pieces, d in batch:
-            try:
-                f = create_file(maildir, mode)
-                write_file(f, pieces)
-                commit_file(f)
-            except Exception as e:        # handed to the delivery's Deferred
-                results.append((d, e, None))
-            else:
-                dirs[f.new_dir] = None
-                results.append((d, f.name, f.new_dir))
-        for path in dirs:
-            try:
-                self._dirs.sync(path)
-            except OSError as e:
-                dirs[path] = e
-        return [(d, dirs[path] if path is not None and dirs[path] is not None else outcome)
-                for d, outcome, path in results]
-
-    def _settle(self, results):
-        self.batches += 1
-        self.files += len(results)
-        for d, outcome in results:
-            if isinstance(outcome, BaseException):
-                d.errback(Failure(outcome))
-            else:
+    def replied(self, child, replies):
+        """Fire the Deferreds of the ``replies`` ``child`` sent."""
+        pending = child.pending
+        for request_id, kind, number, batch, text in replies:
+            d = pending.pop(request_id, None)
+            if batch != child.last_batch:
+                child.last_batch = batch
+                self.batches += 1
+            if d is None:
+                continue
+            self.files += 1
+            outcome = _outcome(kind, number, text)
+            if kind == OK:
                 d.callback(outcome)
+            else:
+                d.errback(Failure(outcome))
+
+    def ended(self, child, why):
+        """``child`` has exited (``why``): fail what it had not answered."""
+        if self._child is child:
+            self._child = None
+        child.ended = True
+        pending, child.pending = child.pending, {}
+        if pending or child.closed is None:
+            self.log(LOGERROR, "maildir delivery child ended: %s (%d deliveries failed)"
+                     % (why, len(pending)))
+        if child.closed is not None:
+            child.closed.callback(None)
+        error = MaildirError("delivery child ended: %s" % (why,))
+        for d in pending.values():
+            d.errback(Failure(error))
 
 
 #: the process's syncer

@@ -50,6 +50,7 @@ from qpsmtpd_tx.plugin import Plugin
 from qpsmtpd_tx.paths import default_plugin_dirs
 from qpsmtpd_tx.protocol import SMTPFactory
 from qpsmtpd_tx.server import SMTPServer, StartupError
+from qpsmtpd_tx.syncer import SYNCER
 
 __all__ = ["write_config", "make_server", "loaded_plugin", "plugin_module", "fake_transaction",
            "startup_error", "assertStartupError",
@@ -88,7 +89,8 @@ def make_server(testcase, plugins, files=None, plugin_dirs=(), **kwargs):
     The hook time limits (``plugin_timeout``) run on a Clock of their own,
     ``server.hooks.clock``, which only a test that means to expire them advances: a test that
     leaves a hook waiting leaves no timer on the reactor. Set it to the reactor to have real
-    time limits. The server's DNS resolver, if a plugin made one, is closed when the test ends.
+    time limits. The server's DNS resolver, if a plugin made one, is closed when the test ends,
+    and so is the Maildir delivery child process, if queue/maildir started one.
     """
     directory = write_config(os.path.abspath(testcase.mktemp()), plugins, files)
     config = Config(config_dir=directory, qmail_dir=directory, environ={})
@@ -99,6 +101,7 @@ def make_server(testcase, plugins, files=None, plugin_dirs=(), **kwargs):
     # that a server it dropped is released
     server_ref = weakref.ref(server)
     testcase.addCleanup(lambda: server_ref() is not None and server_ref().close_dns())
+    testcase.addCleanup(SYNCER.close)     # (runs after the cleanups registered later)
     return server
 
 

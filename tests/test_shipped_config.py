@@ -10,6 +10,7 @@ from twisted.trial import unittest
 from qpsmtpd_tx.config import Config
 from qpsmtpd_tx.paths import SOURCE_ROOT, default_plugin_dirs
 from qpsmtpd_tx.server import SMTPServer
+from qpsmtpd_tx.syncer import SYNCER
 from tests.support.harness import MemoryClient, codes_of, eventually
 
 ETC = os.path.join(SOURCE_ROOT, "etc")
@@ -39,6 +40,7 @@ class ShippedPluginsTests(unittest.TestCase):
         server = SMTPServer(config)
         server._spool_dir = os.path.join(work, "spool")
         server.load_plugins()
+        self.addCleanup(SYNCER.close)        # the Maildir delivery child
         server.hooks.clock = Clock()         # no hook time limit left on the reactor
         self.assertTrue(server.core_limits_ip)            # --max-from-ip works without hosts_allow
         client = MemoryClient(server, remote_ip="127.0.0.1")
@@ -46,7 +48,7 @@ class ShippedPluginsTests(unittest.TestCase):
         replies = client.send(b"HELO x\r\nMAIL FROM:<a@b.example>\r\nRCPT TO:<u@example.com>\r\n"
                               b"DATA\r\n")
         self.assertEqual(codes_of(replies), [250, 250, 250, 354])
-        client.send(b"Subject: hi\r\n\r\nbody\r\n.\r\nQUIT\r\n")      # queue/maildir works in a thread
+        client.send(b"Subject: hi\r\n\r\nbody\r\n.\r\nQUIT\r\n")      # queue/maildir's child writes it
         await eventually(lambda: b"221 " in client.transport.value())
         self.assertEqual(codes_of(client.take()), [250, 221])
         self.assertEqual(len(os.listdir(os.path.join(work, "var", "maildir", "new"))), 1)

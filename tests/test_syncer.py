@@ -1,123 +1,215 @@
-"""The Maildir syncer (qpsmtpd_tx.syncer): writes, fsyncs and links in threads, in batches, and
-a delivery is reported only after its file and its directory were fsynced. Deliveries of one
-reactor turn reach the threads together, at the end of the turn.
-
-Real files and the real thread; the directory fsync is the real one behind a gate the test
-opens, because the timing of a disk's fsync cannot be controlled here.
+"""The Maildir syncer (qpsmtpd_tx.syncer) and its delivery child (qpsmtpd_tx.maildir_child):
+real child processes, real files. A delivery is reported only after its file and its
+directory were fsynced; the deliveries of one reactor turn travel together, and what piles up
+while the child is busy becomes its next batch; a child that dies fails what it had not
+answered, and the next delivery starts a new one.
 """
 
-import errno
 import os
-import threading
-import time
+import signal
+import subprocess
+import sys
 
+from twisted.internet import defer, reactor
+from twisted.internet.task import deferLater
 from twisted.trial import unittest
 
-from qpsmtpd_tx.dirsync import fsync_directory
-from qpsmtpd_tx.maildir import make_maildir
-from qpsmtpd_tx.syncer import Syncer
+from qpsmtpd_tx.codes import LOGERROR
+from qpsmtpd_tx.maildir import MaildirError, make_maildir
+from qpsmtpd_tx.maildir_frames import OK, decode_replies, encode_request
+from qpsmtpd_tx.syncer import Syncer, child_problem
 from tests.support.harness import eventually
 
-BOUND = 30
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-class GatedDirFsync:
-    """fsync_directory whose first call waits for ``release()``; ``fail`` makes every call
-    raise EIO after its gate."""
+def next_turn():
+    return deferLater(reactor, 0, lambda: None)
 
-    def __init__(self, fail=False):
-        self.calls = 0
-        self.entered = threading.Event()
-        self.gate = threading.Event()
-        self.fail = fail
 
-    def __call__(self, path):
-        self.calls += 1
-        if self.calls == 1:
-            self.entered.set()
-            assert self.gate.wait(BOUND)
-        if self.fail:
-            raise OSError(errno.EIO, "Input/output error")
-        fsync_directory(path)
-
-    def release(self):
-        self.gate.set()
+def alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
 
 
 class SyncerTests(unittest.TestCase):
     def setUp(self):
         self.maildir = self.mktemp()
         make_maildir(self.maildir, 0o700)
+        self.syncer = Syncer()
+        self.logged = []
+        self.syncer.log = lambda level, message: self.logged.append((level, message))
+        self.addCleanup(self.syncer.close)
 
-    def deliver(self, syncer, text, maildir=None):
-        return syncer.deliver(maildir or self.maildir, 0o700,
-                              [b"Subject: %s\n\n" % text.encode(), b"body\n"])
+    def deliver(self, text, maildir=None):
+        return self.syncer.deliver(maildir or self.maildir, 0o700,
+                                   [b"Subject: %s\n\n" % text.encode(), b"body\n"])
 
     def listing(self, sub):
         return sorted(os.listdir(os.path.join(self.maildir, sub)))
 
-    async def test_files_waiting_during_a_batch_make_the_next_batch(self):
-        fsync = GatedDirFsync()
-        syncer = Syncer(fsync_dir=fsync, threads=1)
-        d1 = self.deliver(syncer, "first")
-        await eventually(fsync.entered.is_set)           # batch 1 is at its directory fsync
-        [first] = self.listing("new")
-        self.assertFalse(d1.called)                      # linked, but new/ not yet synced
-        ds = [self.deliver(syncer, "m%d" % n) for n in range(4)]
-        fsync.release()
-        await eventually(lambda: all(d.called for d in [d1] + ds))
-        names = [await d for d in [d1] + ds]
-        self.assertEqual(names[0], first)
+    def content(self, name):
+        with open(os.path.join(self.maildir, "new", name), "rb") as f:
+            return f.read()
+
+    def child_pid(self):
+        return self.syncer._child.transport.pid
+
+    async def test_deliveries_of_one_turn_make_one_batch(self):
+        ds = [self.deliver("m%d" % n) for n in range(20)]
+        names = await defer.gatherResults(ds)
         self.assertEqual(self.listing("new"), sorted(names))
+        self.assertEqual(len(set(names)), 20)
         self.assertEqual(self.listing("tmp"), [])
-        with open(os.path.join(self.maildir, "new", names[1]), "rb") as f:
-            self.assertEqual(f.read(), b"Subject: m0\n\nbody\n")
-        self.assertEqual((syncer.batches, syncer.files, fsync.calls), (2, 5, 2))
+        self.assertEqual(self.content(names[7]), b"Subject: m7\n\nbody\n")
+        self.assertEqual((self.syncer.started, self.syncer.batches, self.syncer.files),
+                         (1, 1, 20))
+        self.assertNotEqual(self.child_pid(), os.getpid())
 
-    async def test_failed_directory_fsync_fails_the_whole_batch(self):
-        fsync = GatedDirFsync(fail=True)
-        fsync.release()
-        syncer = Syncer(fsync_dir=fsync, threads=1)
-        d = self.deliver(syncer, "x")
-        await eventually(lambda: d.called)
-        with self.assertRaises(OSError) as caught:
-            await d
-        self.assertEqual(caught.exception.errno, errno.EIO)
+    async def test_deliveries_waiting_for_a_busy_child_make_its_next_batch(self):
+        await self.deliver("started")
+        pid = self.child_pid()
+        os.kill(pid, signal.SIGSTOP)      # stands for a child waiting on a slow disk
+        self.addCleanup(lambda: alive(pid) and os.kill(pid, signal.SIGCONT))
+        ds = []
+        for turn in range(5):
+            ds += [self.deliver("t%d-%d" % (turn, n)) for n in range(2)]
+            await next_turn()
+        self.assertFalse(any(d.called for d in ds))
+        os.kill(pid, signal.SIGCONT)
+        names = await defer.gatherResults(ds)
+        self.assertEqual(len(self.listing("new")), 11)
+        self.assertEqual(self.content(names[9]), b"Subject: t4-1\n\nbody\n")
+        self.assertEqual((self.syncer.batches, self.syncer.files), (2, 11))
 
-    async def test_failed_file_fails_that_delivery_only(self):
-        fsync = GatedDirFsync()
-        syncer = Syncer(fsync_dir=fsync, threads=1)
-        d0 = self.deliver(syncer, "blocker")
-        await eventually(fsync.entered.is_set)
+    async def test_a_failed_delivery_fails_alone(self):
         not_a_dir = os.path.join(self.maildir, "cur", "file")
         open(not_a_dir, "w").close()
-        d1 = self.deliver(syncer, "bad", maildir=os.path.join(not_a_dir, "maildir"))
-        d2 = self.deliver(syncer, "fine")
-        fsync.release()
-        await eventually(lambda: d0.called and d1.called and d2.called)
-        with self.assertRaises(OSError):
-            await d1
-        self.assertIn(await d2, self.listing("new"))
+        good1 = self.deliver("good1")
+        bad = self.deliver("bad", maildir=os.path.join(not_a_dir, "maildir"))
+        good2 = self.deliver("good2")
+        with self.assertRaises(OSError) as caught:
+            await bad
+        self.assertIn(caught.exception.strerror, ("Not a directory", "File exists"))
+        self.assertIn(not_a_dir, str(caught.exception))
+        self.assertEqual(self.listing("new"), sorted([await good1, await good2]))
         self.assertEqual(self.listing("tmp"), [])
+        self.assertEqual(self.syncer.batches, 1)
 
-    async def test_deliveries_of_one_turn_travel_as_one_batch(self):
-        # Handing each message to a thread on its own woke a thread per message; the
-        # deliveries made before the reactor turn ends go together (up to ``batch``).
-        syncer = Syncer(threads=4, batch=8)
-        await self.deliver(syncer, "started")            # the threads are up and idle
-        ds = [self.deliver(syncer, "m%d" % n) for n in range(5)]
-        time.sleep(0.2)      # the threads could write now, but nothing was handed over yet
-        self.assertEqual(len(self.listing("new")), 1)
-        await eventually(lambda: all(d.called for d in ds))
-        self.assertEqual((syncer.batches, syncer.files), (2, 6))
-        self.assertEqual(len(self.listing("new")), 6)
+    async def test_killed_child_fails_what_it_had_and_a_new_one_starts(self):
+        await self.deliver("started")
+        pid = self.child_pid()
+        os.kill(pid, signal.SIGSTOP)
+        ds = [self.deliver("m%d" % n) for n in range(3)]
+        await next_turn()                 # sent to the stopped child
+        os.kill(pid, signal.SIGKILL)
+        for d in ds:
+            with self.assertRaises(MaildirError) as caught:
+                await d
+            self.assertIn("delivery child ended", str(caught.exception))
+            self.assertIn("signal 9", str(caught.exception))
+        [(level, message)] = self.logged
+        self.assertEqual(level, LOGERROR)
+        self.assertIn("3 deliveries failed", message)
+        name = await self.deliver("after")
+        self.assertEqual(self.syncer.started, 2)
+        self.assertNotEqual(self.child_pid(), pid)
+        self.assertEqual(self.content(name), b"Subject: after\n\nbody\n")
+        self.assertEqual(len(self.listing("new")), 2)
 
-    async def test_several_threads_bounded_batches(self):
-        syncer = Syncer(threads=3, batch=2)
-        ds = [self.deliver(syncer, "m%d" % n) for n in range(12)]
-        await eventually(lambda: all(d.called for d in ds))
-        names = [await d for d in ds]
-        self.assertEqual(self.listing("new"), sorted(names))
-        self.assertEqual(len(set(names)), 12)
-        self.assertEqual(self.listing("tmp"), [])
-        self.assertGreaterEqual(syncer.batches, 6)      # never more than 2 files a batch
+    async def test_close_ends_the_child_and_the_next_delivery_starts_one(self):
+        await self.deliver("one")
+        pid = self.child_pid()
+        await self.syncer.close()
+        self.assertFalse(alive(pid))      # exited, and reaped
+        self.assertEqual(self.logged, [])
+        await self.deliver("two")
+        self.assertEqual(self.syncer.started, 2)
+
+    async def test_reactor_shutdown_closes_the_child(self):
+        # The real reactor, except that its shutdown triggers are recorded, not fired (they
+        # would stop the test run): the one the syncer registers is then called by hand.
+        triggers = []
+
+        class Recording:
+            def __getattr__(self, name):
+                return getattr(reactor, name)
+
+            def addSystemEventTrigger(self, phase, event, f, *args):
+                triggers.append((phase, event, f))
+
+        self.syncer = Syncer(reactor=Recording())
+        self.syncer.log = lambda level, message: self.logged.append((level, message))
+        self.addCleanup(self.syncer.close)
+        await self.deliver("one")
+        pid = self.child_pid()
+        [(phase, event, close)] = triggers
+        self.assertEqual((phase, event), ("during", "shutdown"))
+        close()
+        await eventually(lambda: not alive(pid))
+        self.assertEqual(self.logged, [])
+        await self.deliver("two")
+        self.assertEqual(len(triggers), 1)     # registered once, not per child
+
+    async def test_child_ignores_sigint(self):
+        await self.deliver("one")
+        pid = self.child_pid()
+        os.kill(pid, signal.SIGINT)       # what a ^C in the server's terminal sends
+        await self.deliver("two")
+        self.assertEqual((self.syncer.started, self.child_pid()), (1, pid))
+
+    async def test_child_that_cannot_start_fails_the_deliveries(self):
+        self.syncer._argv = [sys.executable, "-c", "import sys; sys.exit('no way')"]
+        with self.assertRaises(MaildirError) as caught:
+            await self.deliver("x")
+        self.assertIn("exit code 1", str(caught.exception))
+        await eventually(lambda: len(self.logged) == 2)
+        self.assertEqual([level for level, _ in self.logged], [LOGERROR, LOGERROR])
+        self.assertIn("maildir delivery child: no way", [m for _, m in self.logged])
+        self.assertEqual(self.listing("new"), [])
+
+    async def test_child_runs_the_servers_package_whatever_the_current_directory(self):
+        # ``python -m`` looks in the current directory first: another checkout there must
+        # not be what the child runs.
+        other = os.path.abspath(self.mktemp())
+        os.makedirs(os.path.join(other, "qpsmtpd_tx"))
+        for name, text in (("__init__.py", ""), ("maildir_child.py", "raise SystemExit(3)")):
+            with open(os.path.join(other, "qpsmtpd_tx", name), "w") as f:
+                f.write(text)
+        self.addCleanup(os.chdir, os.getcwd())
+        os.chdir(other)
+        name = await self.deliver("x", maildir=os.path.relpath(self.maildir))
+        self.assertEqual(self.content(name), b"Subject: x\n\nbody\n")
+
+    def test_child_finishes_what_it_read_and_exits_at_end_of_input(self):
+        # The server's end of the pipe closes (shutdown, or the server killed): requests already
+        # written are delivered, then the child exits by itself.
+        requests = b"".join(b"".join(encode_request(n, 0o700, os.fsencode(self.maildir),
+                                                    [b"m%d\n" % n]))
+                            for n in range(1, 6))
+        env = dict(os.environ, PYTHONPATH=ROOT)
+        done = subprocess.run([sys.executable, "-m", "qpsmtpd_tx.maildir_child"], input=requests,
+                              capture_output=True, env=env, timeout=60)
+        self.assertEqual((done.returncode, done.stderr), (0, b""))
+        replies, used = decode_replies(done.stdout)
+        self.assertEqual(used, len(done.stdout))
+        self.assertEqual([(r[0], r[1]) for r in replies], [(n, OK) for n in range(1, 6)])
+        self.assertEqual(self.listing("new"), sorted(r[4] for r in replies))
+
+
+class ChildProblemTests(unittest.TestCase):
+    """Whether the delivery child can run as this user (else queue/maildir uses threads)."""
+
+    def test_our_interpreter_runs_it(self):
+        self.assertIsNone(child_problem())
+
+    def test_an_interpreter_we_may_not_run(self):
+        path = self.mktemp()
+        with open(path, "w") as f:
+            f.write("#!/bin/sh\n")
+        os.chmod(path, 0o644)
+        self.assertEqual(child_problem(path),
+                         "%s is not executable by uid %d" % (path, os.geteuid()))

@@ -3,8 +3,12 @@
 The message is written to ``tmp/``, fsynced, linked into ``new/`` and the directory fsynced
 before the client gets ``250``; any failure answers ``451`` and leaves nothing half-delivered
 in ``new/``. A body held in memory (below ``size_threshold``) is written, fsynced and linked
-by the syncer's threads (:mod:`qpsmtpd_tx.syncer`), several messages at a time, with one fsync
-of ``new/`` per batch. A larger body is
+by the server's delivery child process (:mod:`qpsmtpd_tx.syncer`), several messages at a time,
+with one fsync of ``new/`` per batch; if that process ends or cannot start, the deliveries it
+had not answered get ``451`` and the next one starts a new process. Where that process
+cannot run (the server's Python or its library not usable by the user it runs as, e.g.
+under ``/root`` with ``--uid``), a warning says so at start-up and the server's own threads
+do the same (:mod:`qpsmtpd_tx.thread_syncer`), at some CPU cost. A larger body is
 copied from the spool a megabyte at a time, so it does not become memory, in the server's I/O
 thread pool (``blocking_threads``); so many deliveries overlap and the server keeps serving
 other clients.
@@ -34,16 +38,17 @@ import re
 
 from twisted.internet import defer
 
-from qpsmtpd_tx.codes import DECLINED, LOGERROR, LOGINFO, OK
+from qpsmtpd_tx.codes import DECLINED, LOGERROR, LOGINFO, LOGWARN, OK
 from qpsmtpd_tx.maildir import MaildirError, make_maildir, write_maildir
-from qpsmtpd_tx.syncer import SYNCER
+from qpsmtpd_tx.syncer import SYNCER, child_problem
+from qpsmtpd_tx.thread_syncer import THREAD_SYNCER
 from qpsmtpd_tx.plugin import Plugin, PluginError
 
 _UNSAFE = re.compile(r"[^-A-Za-z0-9+_.,@=]")
 
 
 class Maildir(Plugin):
-    """Deliver to a Maildir with fsync, from a thread."""
+    """Deliver to a Maildir with fsync, from the delivery child or a thread."""
 
     def init(self, args):
         if len(args) > 3:
@@ -60,6 +65,14 @@ class Maildir(Plugin):
             make_maildir(self.maildir, self.mode)
         except OSError as e:
             raise PluginError("cannot create %s: %s" % (self.maildir, e.strerror))
+        problem = child_problem()
+        if problem is None:
+            self.syncer = SYNCER
+            SYNCER.log = self.log     # the delivery child's troubles go to the server's log
+        else:
+            self.syncer = THREAD_SYNCER
+            self.log(LOGWARN, "cannot run the delivery child (%s): delivering from threads, "
+                     "which costs more CPU" % problem)
 
     def hook_queue(self, transaction):
         # Take the message now, in the reactor thread: the body file stays readable even if
@@ -103,12 +116,12 @@ class Maildir(Plugin):
             body.close()
 
     def _deliver_now(self, jobs, header, body):
-        # A body kept in memory (below size_threshold) goes to the syncer's threads as bytes.
+        # A body kept in memory (below size_threshold) goes to the delivery child as bytes.
         try:
             text = body.read()
         finally:
             body.close()
-        committing = [SYNCER.deliver(maildir, self.mode, [prefix, header, text])
+        committing = [self.syncer.deliver(maildir, self.mode, [prefix, header, text])
                       for maildir, prefix in jobs]
         if len(committing) == 1:
             return committing[0].addCallback(lambda name: [name])

@@ -1,5 +1,5 @@
 """queue/maildir's two delivery paths, end to end over a real socket: a body held in memory
-(written by the reactor thread, committed by the syncer thread) and a body spooled to a file
+(written and committed by the delivery child process) and a body spooled to a file
 (the I/O thread pool), each with one and with several per-recipient copies."""
 
 import os
