@@ -7,17 +7,32 @@ always fits into the socket's buffer at once. :func:`write_now` sends at once wh
 transport has nothing queued (so the order of bytes is kept) and hands Twisted only what the
 socket did not take, or the whole write when anything is unusual (a wrapper transport, a
 closing connection, an error to report), so Twisted's own handling stays in charge there.
+
+Closing is the same story: ``loseConnection`` puts the socket in the write set, and only the
+next reactor pass, finding nothing to send, closes it (two more ``epoll_ctl``, an empty
+``send`` and a pass for every connection). :func:`lose_now` closes on the next turn without
+them when nothing is queued.
 """
 
 from twisted.internet import tcp
+from twisted.internet.error import ConnectionDone
+from twisted.python.failure import Failure
+
+#: what the protocol is told once the close completes (one Failure for all, as Twisted does)
+_DONE = Failure(ConnectionDone())
+
+
+def _idle_tcp(transport):
+    """True for a plain TCP connection, open, with nothing queued to send."""
+    return (type(transport) is tcp.Server and transport.connected
+            and not transport.disconnecting and not transport._writeDisconnected
+            and not transport._tempDataLen and transport.offset == len(transport.dataBuffer))
 
 
 def write_now(transport, data):
     """Write ``data`` to ``transport``: into the socket now if it is a plain TCP connection with
     nothing queued, else (and for what the socket does not take) through ``transport.write``."""
-    if (type(transport) is not tcp.Server or not transport.connected
-            or transport.disconnecting or transport._writeDisconnected
-            or transport._tempDataLen or transport.offset != len(transport.dataBuffer)):
+    if not _idle_tcp(transport):
         transport.write(data)
         return
     try:
@@ -29,3 +44,22 @@ def write_now(transport, data):
         return
     if sent < len(data):
         transport.write(data[sent:])
+
+
+def lose_now(transport):
+    """Close ``transport`` as ``transport.loseConnection()`` does; when it is a plain TCP
+    connection with nothing queued and no producer, without the write pass: reading stops
+    now, and the socket is shut down and closed on the next reactor turn (the protocol's
+    ``connectionLost`` gets ConnectionDone, as after ``loseConnection``)."""
+    if not _idle_tcp(transport) or transport.producer is not None:
+        transport.loseConnection()
+        return
+    transport.stopReading()
+    transport.stopWriting()
+    transport.disconnecting = True
+    transport.reactor.callLater(0, _close, transport)
+
+
+def _close(transport):
+    if transport.connected:         # else aborted (or lost) meanwhile
+        transport.connectionLost(_DONE)

@@ -16,7 +16,7 @@ A connection whose handshake has not completed is aborted instead (nothing to sh
 
 from OpenSSL import SSL
 
-from qpsmtpd_tx.socket_write import write_now
+from qpsmtpd_tx.socket_write import lose_now, write_now
 
 #: the most plain text OpenSSL returns from one record
 _RECORD = 16384
@@ -64,7 +64,7 @@ class StartTLSTransport:
         if self._lost:
             return
         if self.tls is None:
-            self.tcp.loseConnection()
+            lose_now(self.tcp)
             return
         if self._closing:
             return
