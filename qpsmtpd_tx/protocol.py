@@ -83,6 +83,7 @@ class SMTPProtocol(Protocol, TimeoutMixin):
         self.session.call_later = self.callLater
         self.session.listener_proxy = proxy
         server.sessions.add(self.session)
+        server.sessions_by_ip.add(self.session)
         server.metrics.session_opened()
         self.setTimeout(server.timeout)
         if self.factory.implicit_tls:
@@ -134,6 +135,7 @@ class SMTPProtocol(Protocol, TimeoutMixin):
                                               else reason)
         if self.session is not None:
             self.factory.server.sessions.discard(self.session)
+            self.factory.server.sessions_by_ip.discard(self.session)
             self.factory.server.metrics.session_closed()
             self.session.connection_lost()
         if self._tls_layer is not None:

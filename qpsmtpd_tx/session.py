@@ -182,6 +182,7 @@ class SMTPSession(SessionFlow, EnvelopeCommands, MessageDelivery, StartTLS):
     def _after_proxy_header(self, go_on):
         if not go_on:
             return None
+        self.server.sessions_by_ip.add(self)     # under the address the header gave
         if self.listener_proxy is not None and self.listener_proxy.tls:
             # --listen-proxy-tls: the client's TLS handshake follows the header (SMTPS)
             return self.tls_after_proxy_header().addCallback(
