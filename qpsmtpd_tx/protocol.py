@@ -1,5 +1,7 @@
 """The thin Twisted layer: a Protocol that feeds bytes to an SMTPSession, and its factory."""
 
+import functools
+
 from twisted.internet.error import ConnectionLost
 from twisted.internet.interfaces import (IHalfCloseableProtocol, IHandshakeListener,
                                          IOpenSSLServerConnectionCreator)
@@ -18,8 +20,10 @@ from qpsmtpd_tx.session import SMTPSession
 from qpsmtpd_tx.tls_transport import StartTLSTransport
 
 
+@functools.lru_cache(maxsize=4096)
 def _plain_ip(host):
-    """``::ffff:192.0.2.1`` → ``192.0.2.1``; other addresses unchanged."""
+    """``::ffff:192.0.2.1`` → ``192.0.2.1``; other addresses unchanged (remembered for the last
+    few thousand: ``str`` of an address costs more than the rest of this)."""
     ip = parse_ip(host)
     return host if ip is None else str(ip)
 
