@@ -50,14 +50,19 @@ def lose_now(transport):
     """Close ``transport`` as ``transport.loseConnection()`` does; when it is a plain TCP
     connection with nothing queued and no producer, without the write pass: reading stops
     now, and the socket is shut down and closed on the next reactor turn (the protocol's
-    ``connectionLost`` gets ConnectionDone, as after ``loseConnection``)."""
+    ``connectionLost`` gets ConnectionDone, as after ``loseConnection``).
+
+    True in that case: the close then completes whatever the client does, so it needs no
+    time limit; False when it waits for Twisted to send what is queued.
+    """
     if not _idle_tcp(transport) or transport.producer is not None:
         transport.loseConnection()
-        return
+        return False
     transport.stopReading()
     transport.stopWriting()
     transport.disconnecting = True
     transport.reactor.callLater(0, _close, transport)
+    return True
 
 
 def _close(transport):

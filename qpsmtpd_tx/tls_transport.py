@@ -60,12 +60,13 @@ class StartTLSTransport:
         self.write(b"".join(chunks))
 
     def loseConnection(self):
-        """Close after what was written; on TLS, after a close_notify exchange."""
+        """Close after what was written; on TLS, after a close_notify exchange. True when the
+        close completes on the next reactor turn whatever the client does (see
+        :func:`~qpsmtpd_tx.socket_write.lose_now`)."""
         if self._lost:
             return
         if self.tls is None:
-            lose_now(self.tcp)
-            return
+            return lose_now(self.tcp)
         if self._closing:
             return
         self._closing = True

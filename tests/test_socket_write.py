@@ -100,7 +100,7 @@ class LoseNowTests(_TCPPair, unittest.TestCase):
     async def test_nothing_queued_closes_without_a_write_pass(self):
         transport, client = await self.connect()
         write_now(transport, b"221 bye\r\n")
-        lose_now(transport)
+        self.assertIs(lose_now(transport), True)
         self.assertEqual(await self.read(client, 100), b"221 bye\r\n")    # then EOF
         await eventually(lambda: self.protocol.lost is not None)
         self.protocol.lost.trap(ConnectionDone)
@@ -111,7 +111,7 @@ class LoseNowTests(_TCPPair, unittest.TestCase):
         transport, client = await self.connect()
         big = bytes(range(256)) * 131072          # 32 MiB: far more than the socket buffers
         write_now(transport, big)
-        lose_now(transport)
+        self.assertIs(lose_now(transport), False)      # Twisted's close, after the bytes
         self.assertEqual(await self.read(client, len(big) + 1), big)
         await eventually(lambda: self.protocol.lost is not None)
         self.protocol.lost.trap(ConnectionDone)
@@ -126,7 +126,10 @@ class LoseNowTests(_TCPPair, unittest.TestCase):
     async def test_the_session_closes_after_quit_without_a_write_pass(self):
         server, port = start_server(self, ["rcpt_ok"])
         client = await connect(self, port)
+        [session] = server.sessions
         self.assertEqual((await client.command("QUIT"))[0], 221)
         await client.wait_closed()
         await eventually(lambda: not server.sessions)
         self.assertEqual([w for w in self.writers if type(w).__name__ == "Server"], [])
+        # nor a time limit for a close that cannot wait on the client
+        self.assertIsNone(session._close_call)
