@@ -66,5 +66,6 @@ def lose_now(transport):
 
 
 def _close(transport):
-    if transport.connected:         # else aborted (or lost) meanwhile
+    # an abortConnection meanwhile closes it its own way (ConnectionAborted, a reset)
+    if transport.connected and not transport._aborting:
         transport.connectionLost(_DONE)

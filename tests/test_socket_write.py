@@ -8,7 +8,7 @@ import socket
 from twisted.internet import defer, protocol, reactor, threads
 from twisted.trial import unittest
 
-from twisted.internet.error import ConnectionDone
+from twisted.internet.error import ConnectionAborted, ConnectionDone
 
 from qpsmtpd_tx.socket_write import lose_now, write_now
 from qpsmtpd_tx.testing import eventually
@@ -121,6 +121,7 @@ class LoseNowTests(_TCPPair, unittest.TestCase):
         lose_now(transport)
         transport.abortConnection()
         await eventually(lambda: self.protocol.lost is not None)
+        self.protocol.lost.trap(ConnectionAborted)       # as after loseConnection
         self.assertFalse(transport.connected)
 
     async def test_the_session_closes_after_quit_without_a_write_pass(self):
