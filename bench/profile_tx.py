@@ -11,7 +11,8 @@ profile, and prints:
 - the top functions by own time and by calls, each with calls per message.
 
 cProfile slows the server several times over, so the times are only shares; the call counts
-are exact. ``--tree DIR`` profiles another checkout (for a before/after).
+are exact. ``--tree DIR`` profiles another checkout (for a before/after); ``--save FILE``
+keeps the raw profile for pstats (callers, callees).
 
     .venv/bin/python bench/profile_tx.py [--messages 4000] [--top 30] [--tree DIR]
 """
@@ -31,9 +32,9 @@ sys.path.insert(0, HERE)
 import run  # noqa: E402  (bench/run.py: config, server command, load)
 
 
-def profile(kind, tree, chain, messages, per_connection, concurrency, size):
+def profile(kind, tree, chain, messages, per_connection, concurrency, size, save=None):
     """Run server ``kind`` ('tx' or 'twisted') under cProfile for ``messages`` messages;
-    (pstats.Stats, load result)."""
+    (pstats.Stats, load result). ``save``: also copy the raw profile to this file."""
     root = tempfile.mkdtemp(prefix="qpprof-")
     try:
         conf = run.make_config(root, False, None, (), chain)
@@ -56,6 +57,8 @@ def profile(kind, tree, chain, messages, per_connection, concurrency, size):
             proc.wait(60)
         if "error" in result:
             raise SystemExit(result["error"])
+        if save:
+            shutil.copy(prof, save)
         return pstats.Stats(prof), result
     finally:
         shutil.rmtree(root, True)
@@ -96,9 +99,10 @@ def main():
     p.add_argument("--tree", default=run.ROOT, help="the checkout to profile (this one)")
     p.add_argument("--server", choices=("tx", "twisted"), default="tx",
                    help="qpsmtpd-tx, or bench/bare_twisted.py for the floor (tx)")
+    p.add_argument("--save", metavar="FILE", help="keep the raw profile (for pstats) in FILE")
     a = p.parse_args()
     stats, result = profile(a.server, os.path.abspath(a.tree), a.chain, a.messages, a.per_connection,
-                            a.concurrency, a.size)
+                            a.concurrency, a.size, a.save)
     report(stats, result, a.top)
 
 

@@ -127,6 +127,8 @@ class RelayList:
     def __init__(self, lines, allow_cidr=True):
         """``lines`` are ConfigLine objects; raise PluginError naming the bad line."""
         self.source = tuple(line.text for line in lines)
+        #: the config's generation when ``source`` was last compared with it
+        self.generation = None
         self.keys = set()
         self.networks = []
         for line in lines:
@@ -182,10 +184,14 @@ class Relay(Plugin):
     # -- the lists, parsed once and again whenever the config item changes -----------------
 
     def _list(self, name, allow_cidr):
-        lines = self.server.config.get_lines(name)
+        config = self.server.config
         cached = self._lists.get(name)
+        if cached is not None and cached.generation == config.generation:
+            return cached       # nothing was read again since (SIGHUP, a config hook)
+        lines = config.get_lines(name)
         if cached is None or cached.source != tuple(line.text for line in lines):
             cached = self._lists[name] = RelayList(lines, allow_cidr)
+        cached.generation = config.generation
         return cached
 
     def _relayclients(self):

@@ -339,10 +339,11 @@ class SessionFlow:
             # A registered producer would hold the close back until it is unregistered.
             self._producer_registered = False
             self.transport.unregisterProducer()
-        self.transport.loseConnection()
-        if self._close_call is None:
+        at_once = self.transport.loseConnection()
+        if self._close_call is None and at_once is not True:
             # A TLS close waits for the client's close_notify, a plain one for the client
-            # to read the last reply: neither may hold the connection for long.
+            # to read the last reply: neither may hold the connection for long. (True: a
+            # plain close with nothing left to send, done on the next turn.)
             seconds = self.server.command_deadline or CLOSE_SECONDS
             self._close_call = self.call_later(seconds, lambda: self._close_expired(seconds))
 

@@ -1,5 +1,7 @@
 """The thin Twisted layer: a Protocol that feeds bytes to an SMTPSession, and its factory."""
 
+import functools
+
 from twisted.internet.error import ConnectionLost
 from twisted.internet.interfaces import (IHalfCloseableProtocol, IHandshakeListener,
                                          IOpenSSLServerConnectionCreator)
@@ -18,8 +20,10 @@ from qpsmtpd_tx.session import SMTPSession
 from qpsmtpd_tx.tls_transport import StartTLSTransport
 
 
+@functools.lru_cache(maxsize=4096)
 def _plain_ip(host):
-    """``::ffff:192.0.2.1`` → ``192.0.2.1``; other addresses unchanged."""
+    """``::ffff:192.0.2.1`` → ``192.0.2.1``; other addresses unchanged (remembered for the last
+    few thousand: ``str`` of an address costs more than the rest of this)."""
     ip = parse_ip(host)
     return host if ip is None else str(ip)
 
@@ -83,6 +87,7 @@ class SMTPProtocol(Protocol, TimeoutMixin):
         self.session.call_later = self.callLater
         self.session.listener_proxy = proxy
         server.sessions.add(self.session)
+        server.sessions_by_ip.add(self.session)
         server.metrics.session_opened()
         self.setTimeout(server.timeout)
         if self.factory.implicit_tls:
@@ -134,6 +139,7 @@ class SMTPProtocol(Protocol, TimeoutMixin):
                                               else reason)
         if self.session is not None:
             self.factory.server.sessions.discard(self.session)
+            self.factory.server.sessions_by_ip.discard(self.session)
             self.factory.server.metrics.session_closed()
             self.session.connection_lost()
         if self._tls_layer is not None:

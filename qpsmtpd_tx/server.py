@@ -20,6 +20,7 @@ from twisted.python.threadpool import ThreadPool
 from qpsmtpd_tx import codes, config_items
 from qpsmtpd_tx.chain import PluginChain
 from qpsmtpd_tx.drain import Draining
+from qpsmtpd_tx.ip_index import SessionsByIP
 from qpsmtpd_tx.loader import load_plugin_lines
 from qpsmtpd_tx.message import remove_stale_spool_files
 from qpsmtpd_tx.metrics import NO_METRICS
@@ -86,6 +87,8 @@ class SMTPServer(ServerLog, Draining):
         self._retired_chains = []
         self.check_only = check_only
         self.sessions = set()
+        #: the same sessions by client address (the protocol adds and discards them in both)
+        self.sessions_by_ip = SessionsByIP()
         self.max_conn_ip = max_conn_ip
         #: refuse new clients with 421 beyond this many live sessions (0: no limit)
         self.max_connections = max_connections
@@ -333,7 +336,7 @@ class SMTPServer(ServerLog, Draining):
         if not self.max_conn_ip or not self.core_limits_ip:
             return None
         ip = session.connection.remote_ip
-        count = self.peer_ips(exclude=session).count(ip)
+        count = self.sessions_by_ip.count(ip, exclude=session)
         if count < self.max_conn_ip:
             return None
         return self._too_many(session, ip, count + 1, "")

@@ -33,7 +33,7 @@ from qpsmtpd_tx.interfaces import ISession
 from qpsmtpd_tx.message import BodySpool
 from qpsmtpd_tx.objects import Transaction
 from qpsmtpd_tx.printable import printable
-from qpsmtpd_tx.rdns import lookup_ptr
+from qpsmtpd_tx.rdns import ptr_name
 from qpsmtpd_tx.starttls import StartTLS
 
 #: the flow limits stay importable from here (test_flow does)
@@ -182,6 +182,7 @@ class SMTPSession(SessionFlow, EnvelopeCommands, MessageDelivery, StartTLS):
     def _after_proxy_header(self, go_on):
         if not go_on:
             return None
+        self.server.sessions_by_ip.add(self)     # under the address the header gave
         if self.listener_proxy is not None and self.listener_proxy.tls:
             # --listen-proxy-tls: the client's TLS handshake follows the header (SMTPS)
             return self.tls_after_proxy_header().addCallback(
@@ -213,9 +214,10 @@ class SMTPSession(SessionFlow, EnvelopeCommands, MessageDelivery, StartTLS):
         if not replies.answer(self, "pre-connection", result):
             return None
         if self.server.reverse_dns:
-            d = lookup_ptr(self.connection.dns, self.connection.remote_ip)
-            d.addCallback(self._got_remote_host)
-            return d
+            name = ptr_name(self.connection.dns, self.connection.remote_ip)
+            if isinstance(name, Deferred):
+                return name.addCallback(self._got_remote_host)
+            return self._got_remote_host(name)
         return self._connect()
 
     def _got_remote_host(self, name):

@@ -7,9 +7,30 @@ always fits into the socket's buffer at once. :func:`write_now` sends at once wh
 transport has nothing queued (so the order of bytes is kept) and hands Twisted only what the
 socket did not take, or the whole write when anything is unusual (a wrapper transport, a
 closing connection, an error to report), so Twisted's own handling stays in charge there.
+
+Closing is the same story: ``loseConnection`` puts the socket in the write set, and only the
+next reactor pass, finding nothing to send, closes it (two more ``epoll_ctl``, an empty
+``send`` and a pass for every connection). :func:`lose_now` closes on the next turn without
+them when nothing is queued.
 """
 
 from twisted.internet import tcp
+from twisted.internet.error import ConnectionDone
+from twisted.python.failure import Failure
+
+#: what the protocol is told once the close completes (one Failure for all, as Twisted does)
+_DONE = Failure(ConnectionDone())
+
+
+def _idle(writer):
+    """True when the Twisted file descriptor ``writer`` is open with nothing queued to send."""
+    return (writer.connected and not writer.disconnecting and not writer._writeDisconnected
+            and not writer._tempDataLen and writer.offset == len(writer.dataBuffer))
+
+
+def _idle_tcp(transport):
+    """True for a plain TCP connection, open, with nothing queued to send."""
+    return type(transport) is tcp.Server and _idle(transport)
 
 
 def write_now(transport, data):
@@ -25,8 +46,7 @@ def write_through(transport, data, writer, send):
     """Write ``data`` with ``send(data)`` (a non-blocking write returning the bytes taken) if
     ``writer``, the Twisted file descriptor under ``transport``, is open with nothing queued;
     else, and for what ``send`` did not take, through ``transport.write``."""
-    if (not writer.connected or writer.disconnecting or writer._writeDisconnected
-            or writer._tempDataLen or writer.offset != len(writer.dataBuffer)):
+    if not _idle(writer):
         transport.write(data)
         return
     try:
@@ -38,3 +58,28 @@ def write_through(transport, data, writer, send):
         return
     if sent < len(data):
         transport.write(data[sent:])
+
+
+def lose_now(transport):
+    """Close ``transport`` as ``transport.loseConnection()`` does; when it is a plain TCP
+    connection with nothing queued and no producer, without the write pass: reading stops
+    now, and the socket is shut down and closed on the next reactor turn (the protocol's
+    ``connectionLost`` gets ConnectionDone, as after ``loseConnection``).
+
+    True in that case: the close then completes whatever the client does, so it needs no
+    time limit; False when it waits for Twisted to send what is queued.
+    """
+    if not _idle_tcp(transport) or transport.producer is not None:
+        transport.loseConnection()
+        return False
+    transport.stopReading()
+    transport.stopWriting()
+    transport.disconnecting = True
+    transport.reactor.callLater(0, _close, transport)
+    return True
+
+
+def _close(transport):
+    # an abortConnection meanwhile closes it its own way (ConnectionAborted, a reset)
+    if transport.connected and not transport._aborting:
+        transport.connectionLost(_DONE)

@@ -16,7 +16,7 @@ A connection whose handshake has not completed is aborted instead (nothing to sh
 
 from OpenSSL import SSL
 
-from qpsmtpd_tx.socket_write import write_now
+from qpsmtpd_tx.socket_write import lose_now, write_now
 
 #: the most plain text OpenSSL returns from one record
 _RECORD = 16384
@@ -60,12 +60,13 @@ class StartTLSTransport:
         self.write(b"".join(chunks))
 
     def loseConnection(self):
-        """Close after what was written; on TLS, after a close_notify exchange."""
+        """Close after what was written; on TLS, after a close_notify exchange. True when the
+        close completes on the next reactor turn whatever the client does (see
+        :func:`~qpsmtpd_tx.socket_write.lose_now`)."""
         if self._lost:
             return
         if self.tls is None:
-            self.tcp.loseConnection()
-            return
+            return lose_now(self.tcp)
         if self._closing:
             return
         self._closing = True

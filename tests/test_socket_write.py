@@ -1,22 +1,33 @@
 """qpsmtpd_tx.socket_write.write_now on real TCP connections (127.0.0.1): bytes go into the
 socket at once when nothing is queued, what the socket does not take is queued by Twisted, and
-the order of bytes is kept whatever is pending."""
+the order of bytes is kept whatever is pending. lose_now: a connection with nothing queued
+closes without a write pass, one with bytes queued after them."""
 
 import socket
 
 from twisted.internet import defer, protocol, reactor, threads
 from twisted.trial import unittest
 
-from qpsmtpd_tx.socket_write import write_now
+from twisted.internet.error import ConnectionAborted, ConnectionDone
+
+from qpsmtpd_tx.socket_write import lose_now, write_now
 from qpsmtpd_tx.testing import eventually
+from tests.support.server import connect, start_server
 
 
 class _Keep(protocol.Protocol):
+    lost = None
+
     def connectionMade(self):
         self.factory.connected.callback(self)
 
+    def connectionLost(self, reason):
+        self.lost = reason
 
-class WriteNowTests(unittest.TestCase):
+
+class _TCPPair:
+    """A server-side transport and a client socket on 127.0.0.1, for the tests below."""
+
     async def connect(self):
         """(server-side transport, client socket) of a fresh connection."""
         factory = protocol.Factory.forProtocol(_Keep)
@@ -27,6 +38,7 @@ class WriteNowTests(unittest.TestCase):
         self.addCleanup(client.close)
         server = await factory.connected
         self.addCleanup(server.transport.abortConnection)
+        self.protocol = server
         return server.transport, client
 
     def read(self, client, n):
@@ -44,6 +56,8 @@ class WriteNowTests(unittest.TestCase):
             data += chunk
         return bytes(data)
 
+
+class WriteNowTests(_TCPPair, unittest.TestCase):
     async def test_a_reply_goes_out_without_waiting_for_the_reactor(self):
         transport, client = await self.connect()
         write_now(transport, b"250 OK\r\n")
@@ -74,3 +88,49 @@ class WriteNowTests(unittest.TestCase):
         write_now(transport, b"after close")     # Twisted's to handle: it still sends, then closes
         self.assertEqual(await self.read(client, 100), b"after close")
         await eventually(lambda: not transport.connected)
+
+
+class LoseNowTests(_TCPPair, unittest.TestCase):
+    def setUp(self):
+        #: the transports the reactor was asked to watch for writability
+        self.writers = []
+        add = reactor.addWriter
+        self.patch(reactor, "addWriter", lambda w: (self.writers.append(w), add(w))[1])
+
+    async def test_nothing_queued_closes_without_a_write_pass(self):
+        transport, client = await self.connect()
+        write_now(transport, b"221 bye\r\n")
+        self.assertIs(lose_now(transport), True)
+        self.assertEqual(await self.read(client, 100), b"221 bye\r\n")    # then EOF
+        await eventually(lambda: self.protocol.lost is not None)
+        self.protocol.lost.trap(ConnectionDone)
+        self.assertNotIn(transport, self.writers)
+        self.assertFalse(transport.connected)
+
+    async def test_bytes_queued_go_out_first(self):
+        transport, client = await self.connect()
+        big = bytes(range(256)) * 131072          # 32 MiB: far more than the socket buffers
+        write_now(transport, big)
+        self.assertIs(lose_now(transport), False)      # Twisted's close, after the bytes
+        self.assertEqual(await self.read(client, len(big) + 1), big)
+        await eventually(lambda: self.protocol.lost is not None)
+        self.protocol.lost.trap(ConnectionDone)
+
+    async def test_an_abort_before_the_close_turn_wins(self):
+        transport, client = await self.connect()
+        lose_now(transport)
+        transport.abortConnection()
+        await eventually(lambda: self.protocol.lost is not None)
+        self.protocol.lost.trap(ConnectionAborted)       # as after loseConnection
+        self.assertFalse(transport.connected)
+
+    async def test_the_session_closes_after_quit_without_a_write_pass(self):
+        server, port = start_server(self, ["rcpt_ok"])
+        client = await connect(self, port)
+        [session] = server.sessions
+        self.assertEqual((await client.command("QUIT"))[0], 221)
+        await client.wait_closed()
+        await eventually(lambda: not server.sessions)
+        self.assertEqual([w for w in self.writers if type(w).__name__ == "Server"], [])
+        # nor a time limit for a close that cannot wait on the client
+        self.assertIsNone(session._close_call)

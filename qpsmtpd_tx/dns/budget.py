@@ -58,6 +58,14 @@ class DNSBudget(Lookups):
         d.addBoth(self._finished)
         return d
 
+    def cached(self, name, rrtype):
+        """As :meth:`Resolver.cached`; None once the budget is spent (a lookup would then
+        fail as a timeout, which the caller learns from :meth:`lookup`)."""
+        left = self.left()
+        if left is not None and left <= 0:
+            return None
+        return self.resolver.cached(name, rrtype)
+
     def _started(self):
         if self._outstanding == 0:
             self._busy_since = self.clock.seconds()

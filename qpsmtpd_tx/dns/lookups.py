@@ -1,4 +1,5 @@
-"""The lookups plugins make, by record type, for anything with a ``lookup(name, rrtype, timeout)``."""
+"""The lookups plugins make, by record type, for anything with a ``lookup(name, rrtype, timeout)``
+(and ``cached(name, rrtype)``)."""
 
 from qpsmtpd_tx.dns.names import reverse_name
 
@@ -8,6 +9,10 @@ class Lookups:
 
     def lookup(self, name, rrtype, timeout=None):
         """A Deferred :class:`~qpsmtpd_tx.dns.resolver.Answer` (defined by subclasses)."""
+        raise NotImplementedError
+
+    def cached(self, name, rrtype):
+        """The cached outcome of a lookup, or None (defined by subclasses)."""
         raise NotImplementedError
 
     def a(self, name, timeout=None):
@@ -29,3 +34,7 @@ class Lookups:
     def ptr(self, ip, timeout=None):
         """Host names of the address ``ip`` (IPv4 or IPv6)."""
         return self.lookup(reverse_name(ip), "PTR", timeout)
+
+    def ptr_cached(self, ip):
+        """What :meth:`ptr` would give at once from the cache (see ``cached``), or None."""
+        return self.cached(reverse_name(ip), "PTR")

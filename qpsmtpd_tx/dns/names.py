@@ -36,8 +36,10 @@ def reversed_labels(ip):
     return ".".join(reversed(address.exploded.replace(":", "")))
 
 
+@functools.lru_cache(maxsize=4096)
 def reverse_name(ip):
-    """The PTR name of ``ip``: ``1.2.0.192.in-addr.arpa`` or ``….ip6.arpa``."""
+    """The PTR name of ``ip``: ``1.2.0.192.in-addr.arpa`` or ``….ip6.arpa``; remembered for the
+    last few thousand addresses (asked at each connection of a client)."""
     address = parse_ip(ip) if isinstance(ip, str) else ip
     if address is None:
         raise ValueError("not an IP address: %r" % (ip,))

@@ -158,7 +158,7 @@ class PolicyTests(DMARCCase):
     async def test_relay_client_is_skipped(self):
         self.policy("v=DMARC1; p=reject")
         self.serve_dmarc(before=["relay"])
-        self.server.config._cache.pop("relayclients", None)
+        self.server.config.forget("relayclients")
         with open(self.server.config.config_dir + "/relayclients", "w") as f:
             f.write("127.0.0.1\n")
         self.assertEqual((await self.send(text_message(self.zone))).data[0], 250)
