@@ -10,6 +10,7 @@ import socket
 import struct
 
 from qpsmtpd_tx.milter import codec, state
+from tests.support.processes import recv_exactly
 
 #: the milter's answers that end a message
 FINAL = (codec.R_ACCEPT, codec.R_CONTINUE, codec.R_TEMPFAIL, codec.R_REJECT,
@@ -17,19 +18,9 @@ FINAL = (codec.R_ACCEPT, codec.R_CONTINUE, codec.R_TEMPFAIL, codec.R_REJECT,
 
 
 def _read_packet(sock):
-    size = struct.unpack("!I", _read(sock, 4))[0]
-    data = _read(sock, size)
+    size = struct.unpack("!I", recv_exactly(sock, 4))[0]
+    data = recv_exactly(sock, size)
     return data[:1], data[1:]
-
-
-def _read(sock, size):
-    data = b""
-    while len(data) < size:
-        chunk = sock.recv(size - len(data))
-        if not chunk:
-            raise ConnectionError("the milter closed the connection")
-        data += chunk
-    return data
 
 
 def clean_message_verdict(path, timeout=10.0):

@@ -184,6 +184,18 @@ def _restore_env(name, old):
         os.environ[name] = old
 
 
+def recv_exactly(sock, count):
+    """``count`` bytes from the blocking socket ``sock``; ConnectionError if the peer closes
+    it first."""
+    data = b""
+    while len(data) < count:
+        chunk = sock.recv(count - len(data))
+        if not chunk:
+            raise ConnectionError("the peer closed the connection")
+        data += chunk
+    return data
+
+
 def poll_until(condition, timeout, step=0.05):
     """Call ``condition()`` every ``step`` seconds (blocking) until it is true or ``timeout``
     seconds have passed; returns whether it became true."""
