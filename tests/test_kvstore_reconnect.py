@@ -9,9 +9,12 @@ that accepts and never answers (a Redis that is not answering yet, as under load
 that certain; then a real redis-server comes back on the port.
 """
 
+import gc
+
 from twisted.internet import defer, protocol, reactor
 from twisted.trial import unittest
 
+from qpsmtpd_tx.kvstore import StoreError
 from qpsmtpd_tx.kvstore.redis import POOL_SIZE, RedisStore
 from qpsmtpd_tx.testing import eventually
 from tests.support.redis import start_redis
@@ -27,6 +30,16 @@ class Silent(protocol.Protocol):
         self.factory.lost += 1
 
 
+def silent_listener(testcase, port=0):
+    """A :class:`Silent` listener on 127.0.0.1 (``port``, else any); its factory has
+    ``made``, ``lost`` and ``port`` (the listening port object)."""
+    factory = protocol.Factory.forProtocol(Silent)
+    factory.made = factory.lost = 0
+    factory.port = reactor.listenTCP(port, factory, interface="127.0.0.1")
+    testcase.addCleanup(factory.port.stopListening)
+    return factory
+
+
 class ReconnectTests(unittest.TestCase):
     @defer.inlineCallbacks
     def test_reconnects_after_attempts_that_got_no_answer(self):
@@ -36,15 +49,26 @@ class ReconnectTests(unittest.TestCase):
         self.addCleanup(store.close)
         yield store.check_and_set("k", None, "a", 30)
         redis.stop()
-        silent = protocol.Factory.forProtocol(Silent)
-        silent.made = silent.lost = 0
-        port = reactor.listenTCP(redis.port, silent, interface="127.0.0.1")
+        silent = silent_listener(self, redis.port)
         # every pooled connection comes back, gets no answer to SELECT and is dropped
         yield eventually(lambda: silent.made >= POOL_SIZE and silent.lost >= POOL_SIZE,
                          timeout=60)
-        yield port.stopListening()
+        yield silent.port.stopListening()
         again = start_redis(port=redis.port)
         self.addCleanup(again.stop)
         pool = store._pool
         yield eventually(pool.connected, timeout=60, step=0.05)
         self.assertIsNone((yield store.get("k")))      # the new redis-server is empty
+
+    @defer.inlineCallbacks
+    def test_a_pool_never_complete_leaves_no_unhandled_error(self):
+        """txredisapi fails a Deferred of its own when a connection's set-up fails before
+        the pool was full: the store consumes it (else a traceback in the log)."""
+        silent = silent_listener(self)
+        store = RedisStore("redis://127.0.0.1:%d/0" % silent.port.getHost().port, timeout=0.5)
+        with self.assertRaises(StoreError):
+            yield store.get("k")
+        yield eventually(lambda: silent.lost >= POOL_SIZE, timeout=60)
+        yield store.close()
+        gc.collect()
+        self.assertEqual(self.flushLoggedErrors(ValueError), [])

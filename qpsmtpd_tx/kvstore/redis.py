@@ -101,6 +101,9 @@ def _connect_pool(address, timeout):
     host, port, db, password = address
     factory = KeepTrying("%s:%d" % (host, port), db, POOL_SIZE, isLazy=True,
                          password=password, replyTimeout=timeout, convertNumbers=False)
+    # fails when a connection's set-up fails before the pool was full: txredisapi has logged
+    # it and commands report it; unconsumed, it would be an "Unhandled error in Deferred"
+    factory.deferred.addErrback(lambda failure: None)
     factory.startConnecting(endpoints.HostnameEndpoint(reactor, host, port, timeout=timeout))
     return factory.handler
 
