@@ -13,7 +13,9 @@ smtp.remote-ip=<client> header.oldest-pass=<N>`` (the oldest instance whose
 ARC-Message-Signature still verifies, 0 when all do), ``arc=fail reason="…"
 smtp.remote-ip=<client>``, or ``arc=temperror reason="…"`` when a key could not be fetched.
 Transaction notes: ``arc_result`` (that result), ``arc_oldest_pass``. A chain's result never
-refuses a message (RFC 8617 leaves that to local policy; the dmarc plugin does not use it).
+refuses a message (RFC 8617 leaves that to local policy; the dmarc plugin's
+``arc_trusted_sealers`` is such a policy). The chain is checked once per message
+(:mod:`qpsmtpd_tx.arc_check`): when ``dmarc`` checked it first, its result is used.
 
 Sealing: with ``seal relay`` the messages of relay clients and authenticated users, with
 ``seal all`` every message, get our ARC set on top of the header: ARC-Authentication-Results
@@ -36,12 +38,11 @@ Arguments (``key value`` pairs, all optional):
   ``loglevel LEVEL``
 """
 
-from qpsmtpd_tx import arc, authresults, dkim_body, dkim_sign, dkim_verify
+from qpsmtpd_tx import arc, arc_check, authresults, dkim_sign
 from qpsmtpd_tx.codes import DECLINED, LOGERROR, LOGINFO
 from qpsmtpd_tx.plugin import Plugin, PluginError
 from qpsmtpd_tx.plugin_args import positive
 
-_SNAPSHOT = "arc_received_header"
 _SEAL = ("none", "relay", "all")
 
 
@@ -71,36 +72,20 @@ class ARCPlugin(Plugin):
                 raise PluginError(str(e))
 
     def hook_data_headers_end(self, transaction):
-        # the header as received: the core adds its own fields before data_post
-        if transaction.header is not None:
-            transaction.notes[_SNAPSHOT] = transaction.header.as_bytes()
+        arc_check.keep_received_header(transaction)
         return DECLINED
 
     def hook_data_post(self, transaction):
-        block = transaction.notes.pop(_SNAPSHOT, None)
-        if block is None:
-            block = transaction.header.as_bytes() if transaction.header is not None else b""
-        try:
-            fields = dkim_verify.parse_fields(block)
-        except ValueError as e:
-            fields = []
-            self.log(LOGINFO, "header not parsed: %s" % e, transaction)
-        chain = arc.Chain(fields)
         sealing = self.seal == "all" or (
             self.seal == "relay" and transaction.connection.relay_client)
-        wanted = chain.body_keys() | ({arc.SEAL_BODY} if sealing else set())
-        names = chain.key_names()
-        if not wanted and not names:
-            return self._done(transaction, arc.check_chain(chain, fields, {}, {}), None)
-        def checked(hashes_and_keys):
-            hashes, keys = hashes_and_keys
-            verdict = arc.check_chain(chain, fields, hashes, keys)
-            return self._done(transaction, verdict, hashes.get(arc.SEAL_BODY))
+        d = arc_check.check(self.server, transaction, self.timeout,
+                            (arc.SEAL_BODY,) if sealing else ())
+        return d.addCallback(self._checked, transaction)
 
-        d = dkim_body.hashes_and(
-            self.server, transaction.body.size, transaction.body.open(), wanted,
-            dkim_verify.fetch_keys(transaction.connection.dns, names, self.timeout))
-        return d.addCallback(checked)
+    def _checked(self, checked, transaction):
+        if checked.problem:
+            self.log(LOGINFO, checked.problem, transaction)
+        return self._done(transaction, checked.verdict, checked.hashes.get(arc.SEAL_BODY))
 
     def _done(self, transaction, verdict, seal_hash):
         transaction.notes["arc_result"] = verdict.result

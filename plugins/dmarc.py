@@ -42,19 +42,40 @@ Config: ``public_suffix_list`` (optional): rules in the Public Suffix List's for
 replace the list of the ``publicsuffixlist`` package (for private top-level domains, or a
 newer copy of the list).
 
-Differences from qpsmtpd 0.94, intended: no aggregate or failure reports (``rua``/``ruf``
-are not acted on); several From addresses or fields are refused (0.94's TODO); the
-Authentication-Results entry is complete (0.94 overwrote ``dmarc=…`` with the policy text)
-and is written also without a policy (``dmarc=none``); a DNS failure is ``temperror``.
+Config ``arc_trusted_sealers`` (optional; default none, so no override): forwarders' ARC
+sealing domains (the ``d=`` of their ARC-Seal), one a line, that the operator trusts
+(RFC 7489 section 6.7 local policy, RFC 8617 section 7.2). A failing message whose
+disposition is ``reject`` or ``quarantine`` is accepted instead when its ARC chain validates
+(``arc=pass``) and a listed sealer's ARC-Authentication-Results says ``dmarc=pass`` for the
+same From domain, or, if it has no dmarc result, an aligned ``dkim=pass`` (``header.d``) or
+``spf=pass`` (``smtp.mailfrom``) (:mod:`qpsmtpd_tx.arc_override`). The entry then reads
+``dmarc=fail (p=reject sp=reject dis=none, overridden by trusted ARC sealer lists.example
+i=1: dmarc=pass) header.from=<domain>`` (the result stays ``fail``: the override is local
+policy, RFC 7489's ``trusted_forwarder``), the log line ``fail, reject, policy reject,
+overridden by …``, and the transaction note ``dmarc_arc_override`` the sealer. When no
+sealer vouches, the log says why (``no override: ARC chain fail (…)``, ``… no trusted ARC
+sealer``, ``… did not find it passing``) and the policy applies as usual (also per
+recipient). The chain is checked here, once per message (the ``arc`` plugin, if loaded,
+reuses it); a chain whose keys cannot be fetched now (``temperror``) gives no override.
+A line that is not a domain name stops start-up, naming the file and line.
+
+Differences from qpsmtpd 0.94, intended: the ARC override above (0.94 has no ARC); no
+aggregate or failure reports (``rua``/``ruf`` are not acted on); several From addresses or
+fields are refused (0.94's TODO); the Authentication-Results entry is complete (0.94
+overwrote ``dmarc=…`` with the policy text) and is written also without a policy
+(``dmarc=none``); a DNS failure is ``temperror``.
 """
 
 from twisted.internet import defer
 
-from qpsmtpd_tx import dmarc_policy
+from qpsmtpd_tx import arc_check, arc_override, dmarc_policy
 from qpsmtpd_tx.codes import DECLINED, LOGINFO
 from qpsmtpd_tx.dns import BadName, DNSError
 from qpsmtpd_tx.plugin import Plugin
 from qpsmtpd_tx.plugin_args import positive, reject_settings
+
+#: the config file naming the trusted ARC sealers
+TRUSTED_SEALERS = "arc_trusted_sealers"
 
 
 class DMARCPlugin(Plugin):
@@ -68,6 +89,11 @@ class DMARCPlugin(Plugin):
         self.read_reject_per_recipient("dmarc")
         self.timeout = positive("timeout", arguments.get("timeout", "5"))
         self.suffixes(None)
+        self.trusted_sealers(None)
+
+    def trusted_sealers(self, transaction):
+        """The ARC sealer domains whose results may override a DMARC failure."""
+        return self.parsed_config(TRUSTED_SEALERS, arc_override.trusted_parser, transaction)
 
     def suffixes(self, transaction):
         """The Public Suffix List in use."""
@@ -75,6 +101,11 @@ class DMARCPlugin(Plugin):
             "public_suffix_list",
             lambda lines: dmarc_policy.suffix_list([l.text for l in lines] if lines else None),
             transaction)
+
+    def hook_data_headers_end(self, transaction):
+        if self.trusted_sealers(transaction):
+            arc_check.keep_received_header(transaction)
+        return DECLINED
 
     def hook_data_post(self, transaction):
         if transaction.connection.relay_client:
@@ -116,12 +147,25 @@ class DMARCPlugin(Plugin):
             record, domain, from_org, transaction.notes.get("dkim_pass_domains", ()),
             (spf.get("domain"), spf.get("result")) if spf.get("domain") else None, psl)
         transaction.notes["dmarc_result"] = verdict.result
-        self.store_auth_results(transaction, "dmarc=%s (p=%s sp=%s dis=%s) header.from=%s" % (
-            verdict.result, record.p, record.sp, verdict.disposition, domain))
+        vouch = None
+        if verdict.disposition != "none" and self.trusted_sealers(transaction):
+            checked = await arc_check.check(self.server, transaction, self.timeout)
+            vouch, why_not = arc_override.vouching_sealer(
+                checked, self.trusted_sealers(transaction), domain, record, psl)
+            if why_not:
+                self.log(LOGINFO, "no override: %s" % why_not, transaction)
+        self.store_auth_results(transaction, "dmarc=%s (p=%s sp=%s dis=%s%s) header.from=%s" % (
+            verdict.result, record.p, record.sp, "none" if vouch else verdict.disposition,
+            ", %s" % vouch.comment() if vouch else "", domain))
         if verdict.result == "pass":
             self.log(LOGINFO, "pass, aligned: %s" % ", ".join(
                 ["dkim %s" % d for d in verdict.dkim_domains]
                 + (["spf %s" % verdict.spf_domain] if verdict.spf_domain else [])), transaction)
+            return DECLINED
+        if vouch is not None:
+            transaction.notes["dmarc_arc_override"] = vouch.domain
+            self.log(LOGINFO, "fail, %s, policy %s, %s" % (
+                verdict.disposition, verdict.policy, vouch.comment()), transaction)
             return DECLINED
         self.log(LOGINFO, "fail, %s, policy %s" % (
             "tolerated" if verdict.disposition == "none" else verdict.disposition,

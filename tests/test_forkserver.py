@@ -15,7 +15,8 @@ from twisted.trial import unittest
 
 from qpsmtpd_tx import forkserver
 from tests.support.harness import write_config
-from tests.support.processes import CHECKOUT, free_port, server_env, stop_process, wait_for_port
+from tests.support.processes import (CHECKOUT, reserve_port, server_env, stop_process,
+                                      wait_for_port)
 from tests.test_startup import assert_nothing_left
 
 #: as root the server must switch to an unprivileged user, as qpsmtpd-forkserver does
@@ -96,7 +97,7 @@ class ForkserverProcessTests(unittest.TestCase):
         for path in (spool, self.maildir):
             os.makedirs(path)
             os.chown(path, entry.pw_uid, entry.pw_gid)
-        self.port = free_port()
+        self.port = reserve_port(self)
 
     def command(self, *options):
         return [sys.executable, "-m", "qpsmtpd_tx", "forkserver", "-l", "127.0.0.1",
@@ -157,7 +158,7 @@ class ForkserverProcessTests(unittest.TestCase):
             self.assertEqual(caught.exception.smtp_code, 451)
 
     def test_metrics_endpoint(self):
-        metrics_port = free_port()
+        metrics_port = reserve_port(self)
         log = open(os.path.join(self.dir, "log"), "wb")
         self.addCleanup(log.close)
         process = subprocess.Popen(

@@ -9,7 +9,7 @@ from twisted.trial import unittest
 
 from qpsmtpd_tx.workers import DEFAULT_BACKLOG, with_default_backlog
 from tests.support.harness import write_config
-from tests.support.processes import free_port, start_twistd
+from tests.support.processes import reserve_port, start_twistd
 
 
 def listen_backlog(port):
@@ -31,7 +31,7 @@ class BacklogTests(unittest.TestCase):
         config = write_config(os.path.abspath(self.mktemp()), ["rcpt_ok"], {})
         _, port, _ = start_twistd(self, config)
         self.assertEqual(listen_backlog(port), DEFAULT_BACKLOG)
-        other = free_port()
+        other = reserve_port(self)
         start_twistd(self, config, extra=["--listen", "tcp:%d:interface=127.0.0.1:backlog=7"
                                           % other])
         self.assertEqual(listen_backlog(other), 7)

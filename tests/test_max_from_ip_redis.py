@@ -9,7 +9,7 @@ import os
 from twisted.trial import unittest
 
 from qpsmtpd_tx.testing import write_config
-from tests.support.processes import free_port, poll_until, read_text, start_twistd
+from tests.support.processes import poll_until, read_text, reserve_port, start_twistd
 from tests.support.redis import start_redis
 from tests.support.smtp_session import held_connection
 from tests.test_metrics import scrape, value
@@ -31,7 +31,7 @@ class MaxFromIPAcrossServersTests(unittest.TestCase):
             config = write_config(os.path.abspath(self.mktemp()), self.plugins, {
                 "loglevel": "LOGINFO", "max_from_ip_redis": self.redis.url,
                 "max_from_ip_redis_timeout": "1"})
-            self.metrics_port = free_port()     # B's is the one asked
+            self.metrics_port = reserve_port(self)     # B's is the one asked
             _, port, log = start_twistd(self, config, extra=[
                 "--no-rdns", "--max-from-ip", "2",
                 "--metrics", "tcp:%d:interface=127.0.0.1" % self.metrics_port])

@@ -19,8 +19,9 @@ from twisted.trial import unittest
 
 from tests.support.certs import make_certs
 from tests.support.harness import write_config
-from tests.support.processes import (child_pids, free_port, poll_until, read_text, server_env,
-                                     start_twistd, stop_process, twistd_argv)
+from tests.support.processes import (child_pids, free_port, poll_until, read_text,
+                                     reserve_port, server_env, start_twistd, stop_process,
+                                     twistd_argv)
 
 FIXTURES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixture_plugins")
 MESSAGE = b"From: a@b.example\r\nSubject: counted\r\n\r\nbody\r\n"
@@ -47,7 +48,7 @@ def start_server(testcase, plugins, extra=(), files=None):
     settings = {"loglevel": "6", "plugin_dirs": FIXTURES, "rcpthosts": "example.com"}
     settings.update(files or {})
     write_config(config, plugins, settings)
-    metrics_port = free_port()
+    metrics_port = reserve_port(testcase)
     process, port, log = start_twistd(
         testcase, config, extra=["--metrics", "tcp:%d:interface=127.0.0.1" % metrics_port]
         + list(extra))

@@ -16,7 +16,7 @@ from twisted.trial import unittest
 
 from qpsmtpd_tx.startup import privilege_problem, switches_user
 from tests.support.harness import write_config
-from tests.support.processes import CHECKOUT, free_port, server_env, twistd_argv
+from tests.support.processes import CHECKOUT, free_port, reserve_port, server_env, twistd_argv
 
 TWISTD = os.path.join(os.path.dirname(sys.executable), "twistd")
 
@@ -170,7 +170,7 @@ class DaemonTests(StartupTestCase):
     def test_successful_start_returns_and_serves(self):
         maildir = os.path.join(self.dir, "maildir")
         self.write_config(["rcpt_ok", "queue/maildir %s" % maildir])
-        port = free_port()
+        port = reserve_port(self)      # held until the test's end; the daemon listens on it
         # capture_output: the command must return although the daemon keeps running (it must
         # not hold on to our standard error)
         result = self.run_twistd(self.daemon_argv(port))

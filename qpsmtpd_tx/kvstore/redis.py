@@ -19,7 +19,7 @@ The URL: ``redis://[:PASSWORD@]HOST[:PORT][/DB]`` (port 6379, database 0 by defa
 import hashlib
 from urllib.parse import unquote, urlsplit
 
-from twisted.internet import defer, error, reactor
+from twisted.internet import defer, endpoints, error, reactor
 
 from qpsmtpd_tx.kvstore import Store, StoreError
 
@@ -67,11 +67,7 @@ class _Pool:
     """One txredisapi pool and how many stores use it."""
 
     def __init__(self, address, timeout):
-        import txredisapi
-        host, port, db, password = address
-        self.connection = txredisapi.lazyConnectionPool(
-            host, port, dbid=db, poolsize=POOL_SIZE, reconnect=True, password=password,
-            connectTimeout=timeout, replyTimeout=timeout, convertNumbers=False)
+        self.connection = _connect_pool(address, timeout)
         self.users = 0
         #: a command failed for want of a connection, and none has come back since
         self.down = False
@@ -82,6 +78,34 @@ class _Pool:
         if factory is None:
             return True
         return any(getattr(conn, "connected", 0) for conn in getattr(factory, "pool", ()))
+
+
+def _connect_pool(address, timeout):
+    """A txredisapi pool handler for ``address``, whose connections never stop reconnecting.
+
+    txredisapi sends AUTH and SELECT on each new connection and, when one of them fails or
+    is not answered within the reply timeout (a Redis that has just restarted, on a loaded
+    host), stops reconnecting every connection of the pool for good: the store would stay
+    "not connected" until the server restarts. Here such a connection is only dropped, and
+    its slot tries again with its back-off (at most about 11 s apart), also after a refused
+    password (logged at each attempt), so mending Redis's side is enough."""
+    import txredisapi
+
+    class KeepTrying(txredisapi.RedisFactory):
+        """txredisapi's pool factory without its own stopTrying."""
+
+        def stopTrying(self):
+            # called by txredisapi's connection set-up (and by quit/shutdown, not used here)
+            return defer.succeed(None)
+
+    host, port, db, password = address
+    factory = KeepTrying("%s:%d" % (host, port), db, POOL_SIZE, isLazy=True,
+                         password=password, replyTimeout=timeout, convertNumbers=False)
+    # fails when a connection's set-up fails before the pool was full: txredisapi has logged
+    # it and commands report it; unconsumed, it would be an "Unhandled error in Deferred"
+    factory.deferred.addErrback(lambda failure: None)
+    factory.startConnecting(endpoints.HostnameEndpoint(reactor, host, port, timeout=timeout))
+    return factory.handler
 
 
 def shared_pool(address, timeout):

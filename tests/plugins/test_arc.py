@@ -5,13 +5,11 @@ Our seals are checked by rspamd and dkimpy; sets rspamd seals are checked by the
 (and sealed on top again, which rspamd then checks); a changed message fails.
 """
 
-import io
-import os
-
 import dkim
 
-from qpsmtpd_tx import arc, codes, dkim_body, dkim_sign
+from qpsmtpd_tx import codes
 from tests.support import mail_dkim
+from tests.support.arc_forwarder import forwarder_sealed
 from tests.support.dkim_cases import SELECTOR, DKIMCase, text_message
 from tests.support.rspamd_arc import shared_arc_rspamd
 
@@ -123,16 +121,8 @@ class CheckTests(ARCCase):
         changed = sealed.replace(b"Subject: hello", b"Subject: [list] hello")
         # a forwarder that checked the chain, then changed the subject, seals it as passing:
         # rspamd's ARC-Message-Signature (i=1) no longer verifies, every seal does
-        with open(os.path.join(os.path.dirname(self.keyfile), "selector"), "w") as f:
-            f.write(SELECTOR + "\n")
-        key = dkim_sign.SigningKey(self.zone, os.path.dirname(self.keyfile))
-        header, body = changed.split(b"\r\n\r\n", 1)
-        body_hash = dkim_body.body_hashes(io.BytesIO(body.replace(b"\r\n", b"\n")),
-                                          [arc.SEAL_BODY])[arc.SEAL_BODY]
-        fields = arc.seal(key, header.replace(b"\r\n", b"\n") + b"\n", body_hash,
-                          arc.Verdict("pass"), "forwarder.example; arc=pass")
-        message = "".join("%s: %s\r\n" % (name, value.replace("\n", "\r\n"))
-                          for name, value in reversed(fields)).encode() + changed
+        message = forwarder_sealed(changed, self.keyfile, self.zone,
+                                   "forwarder.example; arc=pass")
         self.assertIn("ARC_ALLOW", rspamd.check(message))
         self.serve_arc()
         outcome = await self.send_from("me@example.net", message.decode())

@@ -21,7 +21,7 @@ import tempfile
 from twisted.trial.unittest import SkipTest
 
 from tests.support.daemon import PrivateDaemon, die_with_parent, listening, spawn, wait_started
-from tests.support.processes import free_port
+from tests.support.processes import reserve_port
 from tests.support.shared import SharedDaemon
 
 CLAMD = "/usr/sbin/clamd"
@@ -77,7 +77,7 @@ def start_clamd(stream_max=STREAM_MAX_LENGTH):
         os.mkdir(os.path.join(directory, sub))
     with open(os.path.join(directory, "db", "qptx-test.ndb"), "w") as f:
         f.write("QPTX.Test.Pattern-1:0:*:%s\n" % VIRUS_PATTERN.encode("ascii").hex())
-    port = free_port()
+    port = reserve_port()
     config = os.path.join(directory, "clamd.conf")
     with open(config, "w") as f:
         f.write(CONFIG.format(dir=directory, port=port, stream_max=stream_max))

@@ -10,7 +10,8 @@ import signal
 import subprocess
 import time
 
-from tests.support.processes import poll_until, read_text, stop_process, wait_for_port
+from tests.support.processes import (poll_until, read_text, release_port, stop_process,
+                                      wait_for_port)
 
 
 class PrivateDaemon:
@@ -37,6 +38,8 @@ class PrivateDaemon:
         """Stop it by its PID (SIGKILL if it does not exit in time), remove its directory."""
         stop_process(self.process, timeout=self.stop_timeout, sig=self.stop_signal)
         shutil.rmtree(self.dir, True)
+        if self.port is not None:
+            release_port(self.port)     # if it never listened on its reserve_port
 
 
 def spawn(argv, directory, output, **popen_kwargs):

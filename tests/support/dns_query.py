@@ -12,6 +12,8 @@ import time
 from twisted.internet import defer, protocol, reactor
 from twisted.names import dns
 
+from tests.support.processes import recv_exactly
+
 #: seconds a blocking query waits for its answer
 QUERY_TIMEOUT = 5.0
 
@@ -70,13 +72,10 @@ def query(address, name, rtype="A", tcp=False, port=53, timeout=QUERY_TIMEOUT):
 
 
 def _read_exactly(sock, count):
-    data = b""
-    while len(data) < count:
-        chunk = sock.recv(count - len(data))
-        if not chunk:
-            raise NoAnswer("the server closed the TCP connection")
-        data += chunk
-    return data
+    try:
+        return recv_exactly(sock, count)
+    except ConnectionError:
+        raise NoAnswer("the server closed the TCP connection") from None
 
 
 def ask(address, name, rtype="A", tcp=False, port=53):

@@ -25,7 +25,7 @@ from twisted.trial.unittest import SkipTest
 
 from tests.support.daemon import PrivateDaemon, listening, spawn, wait_started
 from tests.support.harness import maildir_messages
-from tests.support.processes import free_port
+from tests.support.processes import reserve_port
 
 CONFIG = """\
 base_dir = {dir}/run
@@ -118,7 +118,7 @@ def start_dovecot(testcase, ssl_cert=None, ssl_key=None):
     os.mkdir(mail)
     nobody = pwd.getpwnam("nobody")
     os.chown(mail, nobody.pw_uid, grp.getgrnam(group).gr_gid)
-    port = free_port()
+    port = reserve_port()
     config = os.path.join(directory, "dovecot.conf")
     with open(config, "w") as f:
         ssl = "ssl = yes\nssl_cert = <%s\nssl_key = <%s" % (ssl_cert, ssl_key) if ssl_cert else "ssl = no"

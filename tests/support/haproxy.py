@@ -17,7 +17,7 @@ import tempfile
 from twisted.trial.unittest import SkipTest
 
 from tests.support.daemon import PrivateDaemon, die_with_parent, spawn, wait_started
-from tests.support.processes import free_port, poll_until
+from tests.support.processes import poll_until, release_port, reserve_port
 
 HAPROXY = "/usr/sbin/haproxy"
 
@@ -79,7 +79,7 @@ def start_haproxy(testcase, backends, send_proxy="send-proxy-v2", check=False, c
     if not os.path.exists(HAPROXY):
         raise SkipTest("haproxy is not installed (apt-get install haproxy)")
     directory = tempfile.mkdtemp(prefix="qptx-haproxy-")
-    port = free_port()
+    port = reserve_port(testcase)
     path = os.path.join(directory, "haproxy.cfg")
     with open(path, "w") as f:
         f.write(config_text(port, backends, send_proxy, check, check_ms, bind))
@@ -87,5 +87,6 @@ def start_haproxy(testcase, backends, send_proxy="send-proxy-v2", check=False, c
                              preexec_fn=die_with_parent)
     haproxy = HAProxy(directory, port, process)
     wait_started(haproxy, "haproxy", lambda: accepting(bind, port, process), started)
+    release_port(port)
     testcase.addCleanup(haproxy.stop)
     return haproxy

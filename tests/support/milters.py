@@ -2,7 +2,8 @@
 and ``opendkim``).
 
 Each ``start_*`` writes its own config into a fresh temp directory, starts the milter in the
-foreground listening on a unix socket there (``socket``), and returns a
+foreground listening on a unix socket there (``socket``), waits until it passes a small clean
+message (:mod:`tests.support.milter_probe`), and returns a
 :class:`~tests.support.daemon.PrivateDaemon` the caller stops (by PID). Nothing of /etc is
 used. Without the package the tests that need it are skipped with the reason.
 
@@ -23,6 +24,8 @@ import tempfile
 
 from twisted.trial.unittest import SkipTest
 
+from qpsmtpd_tx.milter import codec
+from tests.support import milter_probe
 from tests.support.daemon import PrivateDaemon, die_with_parent, spawn, wait_started
 from tests.support.processes import poll_until
 
@@ -81,11 +84,25 @@ class Milter(PrivateDaemon):
         self.log_files = log_files
 
 
-def _socket_ready(milter, timeout=60):
+def _answering(milter, timeout=60):
+    """A ``ready`` for :func:`wait_started`: the milter answers a small clean message with
+    accept or continue. Not only its socket: libmilter listens before clamav-milter has found
+    clamd (a background thread pings it), and a message in between gets TEMPFAIL (452)."""
+    answers = []
+
+    def answered():
+        if milter.process.poll() is not None:
+            return True
+        try:
+            answers.append(milter_probe.clean_message_verdict(milter.socket))
+        except OSError as e:           # no socket yet, not accepting yet, closed
+            answers.append(e)
+        return answers[-1] in (codec.R_ACCEPT, codec.R_CONTINUE)
+
     def ready():
-        if not poll_until(lambda: os.path.exists(milter.socket)
-                          or milter.process.poll() is not None, timeout, 0.05):
-            raise RuntimeError("no socket %s after %d s" % (milter.socket, timeout))
+        if not poll_until(answered, timeout, 0.05):
+            raise RuntimeError("%s gives no clean message a pass after %d s (last: %r)"
+                               % (milter.socket, timeout, answers[-1] if answers else None))
         if milter.process.poll() is not None:
             raise RuntimeError("exited with status %s" % milter.process.returncode)
     return ready
@@ -111,7 +128,7 @@ def start_clamav_milter(clamd, reject_msg=CLAMAV_REJECT_MSG):
     process, started = spawn([CLAMAV_MILTER, "--config-file=" + config], directory,
                              "clamav-milter.out", preexec_fn=die_with_parent)
     milter = Milter(directory, process, ("clamav-milter.log", "clamav-milter.out"))
-    return wait_started(milter, "clamav-milter", _socket_ready(milter), started)
+    return wait_started(milter, "clamav-milter", _answering(milter), started)
 
 
 def start_opendkim(domain="example.org", selector="qptx"):
@@ -136,7 +153,7 @@ def start_opendkim(domain="example.org", selector="qptx"):
     with open(os.path.join(directory, selector + ".txt")) as f:
         milter.public_key = _txt_value(f.read())
     milter.domain, milter.selector = domain, selector
-    return wait_started(milter, "opendkim", _socket_ready(milter), started)
+    return wait_started(milter, "opendkim", _answering(milter), started)
 
 
 def _has_user(name):

@@ -8,7 +8,7 @@ import tempfile
 from unittest import SkipTest
 
 from tests.support import resolv_conf
-from tests.support.processes import free_port, stop_process, wait_for_port
+from tests.support.processes import reserve_port, stop_process, wait_for_port
 
 FORKSERVER = "/usr/bin/qpsmtpd-forkserver"
 PERL_PLUGIN_DIR = "/usr/share/qpsmtpd/plugins"
@@ -59,7 +59,7 @@ def start_forkserver(testcase, config_dir, nameservers=None, with_log=False):
     """Start qpsmtpd-forkserver on 127.0.0.1; stopped at the test's end. Returns the port
     (with ``with_log``: the port and the path of its output). With ``nameservers`` (IPs),
     it runs where /etc/resolv.conf names them (tests.support.resolv_conf)."""
-    port = free_port()
+    port = reserve_port(testcase)
     argv = [FORKSERVER, "-l", "127.0.0.1", "-p", str(port), "-c", "20", "-m", "20"]
     if os.geteuid() == 0:
         argv += ["-u", PERL_USER]

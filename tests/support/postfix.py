@@ -41,7 +41,7 @@ import subprocess
 import tempfile
 import time
 
-from tests.support.processes import free_port, poll_until, read_text
+from tests.support.processes import poll_until, read_text, release_port, reserve_port
 
 POSTFIX = "/usr/sbin/postfix"
 POSTCONF = "/usr/sbin/postconf"
@@ -200,10 +200,10 @@ class PrivatePostfix:
         self.own_directory = directory is None
         self.dir = directory or tempfile.mkdtemp(prefix="qptx-postfix-")
         self.domain = domain
-        self.port = port or free_port()
+        self.port = port or reserve_port()     # held until its smtpd listens (start)
         self.settings = dict(settings or {})
         self.files = dict(files or {})
-        self.cleanup_port = free_port() if cleanup_port is True else cleanup_port
+        self.cleanup_port = reserve_port() if cleanup_port is True else cleanup_port
         self.config_dir = os.path.join(self.dir, "etc")
         self.queue_dir = os.path.join(self.dir, "queue")
         self.cleanup_socket = os.path.join(self.queue_dir, "public", "cleanup")
@@ -274,20 +274,24 @@ class PrivatePostfix:
         if self.master_pid is None:
             raise RuntimeError("postfix started but wrote no master.pid\n" + self.maillog())
         deadline = time.monotonic() + timeout
-        while True:
-            try:
-                for port in (self.port, self.cleanup_port):
-                    if port:
-                        with socket.create_connection(("127.0.0.1", port), timeout=1):
-                            pass
-                if os.path.exists(self.cleanup_socket):
-                    break
-            except OSError:
-                pass
-            if time.monotonic() > deadline or not self.running():
-                self.stop()
-                raise RuntimeError("the private Postfix did not come up\n" + self.maillog())
-            time.sleep(0.05)
+        try:
+            while True:
+                try:
+                    for port in (self.port, self.cleanup_port):
+                        if port:
+                            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                                pass
+                    if os.path.exists(self.cleanup_socket):
+                        break
+                except OSError:
+                    pass
+                if time.monotonic() > deadline or not self.running():
+                    self.stop()
+                    raise RuntimeError("the private Postfix did not come up\n" + self.maillog())
+                time.sleep(0.05)
+        finally:
+            for port in (self.port, self.cleanup_port):
+                release_port(port)
         return self
 
     def own_processes(self):

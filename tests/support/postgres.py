@@ -31,7 +31,7 @@ import time
 from twisted.trial.unittest import SkipTest
 
 from tests.support.daemon import PrivateDaemon, spawn
-from tests.support.processes import free_port
+from tests.support.processes import release_port, reserve_port
 from tests.support.shared import SharedDaemon
 
 #: seconds the whole start (initdb + start-up) may take before the tests are skipped
@@ -138,7 +138,7 @@ def _start():
         raise RuntimeError("initdb failed (status %d): %s"
                            % (init.returncode, init.stdout.decode("utf-8", "replace")[-2000:]))
 
-    port = free_port()
+    port = reserve_port()
     process, _ = spawn(
         [os.path.join(bindir, "postgres"), "-D", data, "-p", str(port), "-k", run,
          "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off", "-c", "synchronous_commit=off",
@@ -153,6 +153,7 @@ def _start():
                                % (process.returncode, server.log()[-2000:]))
         try:
             server.connect().close()
+            release_port(port)
             break
         except psycopg2.OperationalError as e:
             if time.monotonic() > deadline:

@@ -53,7 +53,7 @@ def _bind_low(s):
 _reserved = {}
 
 
-def reserve_port(testcase):
+def reserve_port(testcase=None):
     """A TCP port on 127.0.0.1 for a server that ``testcase`` starts, held until it listens.
 
     A :func:`free_port` is free only when it is chosen: a twistd takes a second or more to
@@ -62,13 +62,17 @@ def reserve_port(testcase):
     here, with SO_REUSEADDR and not listening: the kernel gives it to no other bind to port 0
     and to no outgoing connection, while a server binding it with SO_REUSEADDR (Twisted does)
     can listen on it. :func:`wait_for_port` lets it go once the server listens, the test's
-    cleanup in any case.
+    cleanup in any case (without ``testcase``, as for a daemon shared by the test run:
+    :meth:`tests.support.daemon.PrivateDaemon.stop`, or :func:`release_port`). Only for
+    servers that bind with SO_REUSEADDR (Twisted, redis-server, clamd …): another one fails
+    to bind.
     """
     s = socket.socket()
     s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     port = _bind_low(s)
     _reserved[port] = s
-    testcase.addCleanup(release_port, port)
+    if testcase is not None:
+        testcase.addCleanup(release_port, port)
     return port
 
 
@@ -182,6 +186,18 @@ def _restore_env(name, old):
         os.environ.pop(name, None)
     else:
         os.environ[name] = old
+
+
+def recv_exactly(sock, count):
+    """``count`` bytes from the blocking socket ``sock``; ConnectionError if the peer closes
+    it first."""
+    data = b""
+    while len(data) < count:
+        chunk = sock.recv(count - len(data))
+        if not chunk:
+            raise ConnectionError("the peer closed the connection")
+        data += chunk
+    return data
 
 
 def poll_until(condition, timeout, step=0.05):

@@ -16,7 +16,7 @@ import tempfile
 from twisted.trial.unittest import SkipTest
 
 from tests.support.daemon import PrivateDaemon, die_with_parent, listening, spawn, wait_started
-from tests.support.processes import free_port
+from tests.support.processes import reserve_port
 from tests.support.shared import SharedDaemon
 
 REDIS_SERVER = "/usr/bin/redis-server"
@@ -56,7 +56,7 @@ def start_redis(port=None, also_bind=()):
         raise SkipTest("redis-server is not installed (apt-get install redis-server; "
                        ".ci/run does)")
     directory = tempfile.mkdtemp(prefix="qptx-redis-")
-    port = port or free_port()
+    port = port or reserve_port()
     process, started = spawn(
         [REDIS_SERVER, "--port", str(port), "--bind", "127.0.0.1", *also_bind, "--save", "",
          "--appendonly", "no", "--dir", directory, "--daemonize", "no",

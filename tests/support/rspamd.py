@@ -49,7 +49,7 @@ import urllib.request
 from twisted.trial.unittest import SkipTest
 
 from tests.support.daemon import PrivateDaemon, spawn, wait_started
-from tests.support.processes import free_port
+from tests.support.processes import free_port, release_port, reserve_port
 from tests.support.shared import SharedDaemon
 
 GTUBE = "XJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL*C.34X"
@@ -239,8 +239,8 @@ def start_rspamd(timeout=60.0, nameserver=None, modules=(), extra_config=""):
             user_args = ["-i"]     # no _rspamd user: run the workers as root (rspamd's -i)
 
     directory = tempfile.mkdtemp(prefix="qptx-rspamd-")
-    port = free_port()
-    milter_port = free_port()
+    port = reserve_port()
+    milter_port = reserve_port()
     config = CONFIG.format(
         dir=directory, port=port, nameserver=nameserver or "127.0.0.1:%d" % free_port(),
         milter_port=milter_port, explicit="".join(', "%s"' % m for m in modules),
@@ -280,6 +280,8 @@ def _wait_ready(rspamd, timeout):
         try:
             with _OPENER.open(rspamd.url + "/ping", timeout=2) as response:
                 if response.read().strip() == b"pong":
+                    release_port(rspamd.port)           # all its sockets are bound now
+                    release_port(rspamd.milter_port)
                     return
         except OSError:
             pass

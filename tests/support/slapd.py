@@ -25,7 +25,7 @@ import time
 from twisted.trial.unittest import SkipTest
 
 from tests.support.daemon import PrivateDaemon, listening, spawn, wait_started
-from tests.support.processes import free_port
+from tests.support.processes import reserve_port
 from tests.support.shared import SharedDaemon
 
 SUFFIX = "dc=example,dc=com"
@@ -154,7 +154,7 @@ def _start(ldif=""):
         raise RuntimeError("slapadd failed (status %d): %s"
                            % (added.returncode, added.stdout.decode("utf-8", "replace")[-2000:]))
 
-    port = free_port()
+    port = reserve_port()
     process, _ = spawn([slapd, "-d", "0", "-f", config, "-h", "ldap://127.0.0.1:%d/" % port],
                        directory, "slapd.out")
     server = Slapd(directory, port, process)

@@ -25,7 +25,7 @@ import tempfile
 from twisted.trial.unittest import SkipTest
 
 from tests.support.daemon import PrivateDaemon, listening, spawn, wait_started
-from tests.support.processes import free_port
+from tests.support.processes import reserve_port
 from tests.support.shared import SharedDaemon
 
 SPAMD = "/usr/sbin/spamd"
@@ -81,7 +81,7 @@ def start_spamd():
         f.write(RULES)
     with open(os.path.join(site, "init.pre"), "w") as f:
         f.write("loadplugin Mail::SpamAssassin::Plugin::Check\n")
-    port = free_port()
+    port = reserve_port()
     argv = [SPAMD, "--nouser-config", "--local", "-C", rules, "--siteconfigpath", site,
             "--helper-home-dir", home, "--listen", "127.0.0.1:%d" % port,
             "--listen", os.path.join(directory, "spamd.sock"), "--socketmode", "0666",
