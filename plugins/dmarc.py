@@ -56,7 +56,11 @@ overridden by …``, and the transaction note ``dmarc_arc_override`` the sealer.
 sealer vouches, the log says why (``no override: ARC chain fail (…)``, ``… no trusted ARC
 sealer``, ``… did not find it passing``) and the policy applies as usual (also per
 recipient). The chain is checked here, once per message (the ``arc`` plugin, if loaded,
-reuses it); a chain whose keys cannot be fetched now (``temperror``) gives no override.
+reuses it). A chain whose keys cannot be fetched now (``temperror``) gives no override; if
+a listed sealer is in it, the refusal is made temporary instead (``perm`` → ``temp``,
+``disconnect`` → ``temp_disconnect``; reply ``failed DMARC policy, trusted ARC sealer not
+verifiable now``, log ``deferred: trusted ARC sealer … not verifiable now``), so that the
+forwarder retries rather than gets a bounce its sealer might have prevented.
 A line that is not a domain name stops start-up, naming the file and line.
 
 Differences from qpsmtpd 0.94, intended: the ARC override above (0.94 has no ARC); no
@@ -76,6 +80,8 @@ from qpsmtpd_tx.plugin_args import positive, reject_settings
 
 #: the config file naming the trusted ARC sealers
 TRUSTED_SEALERS = "arc_trusted_sealers"
+#: the reply when a trusted sealer's chain could not be checked now
+UNCHECKED_SEALER = "failed DMARC policy, trusted ARC sealer not verifiable now"
 
 
 class DMARCPlugin(Plugin):
@@ -147,13 +153,15 @@ class DMARCPlugin(Plugin):
             record, domain, from_org, transaction.notes.get("dkim_pass_domains", ()),
             (spf.get("domain"), spf.get("result")) if spf.get("domain") else None, psl)
         transaction.notes["dmarc_result"] = verdict.result
-        vouch = None
+        vouch = unchecked = None
         if verdict.disposition != "none" and self.trusted_sealers(transaction):
             checked = await arc_check.check(self.server, transaction, self.timeout)
             vouch, why_not = arc_override.vouching_sealer(
                 checked, self.trusted_sealers(transaction), domain, record, psl)
             if why_not:
                 self.log(LOGINFO, "no override: %s" % why_not, transaction)
+            unchecked = arc_override.unchecked_trusted_sealer(
+                checked, self.trusted_sealers(transaction))
         self.store_auth_results(transaction, "dmarc=%s (p=%s sp=%s dis=%s%s) header.from=%s" % (
             verdict.result, record.p, record.sp, "none" if vouch else verdict.disposition,
             ", %s" % vouch.comment() if vouch else "", domain))
@@ -172,6 +180,12 @@ class DMARCPlugin(Plugin):
             verdict.policy), transaction)
         if verdict.disposition == "none" or self.is_immune(transaction):
             return DECLINED
+        if unchecked is not None:
+            # the trusted sealer in the chain might vouch once its key can be fetched
+            self.log(LOGINFO, "deferred: trusted ARC sealer %s not verifiable now" % unchecked,
+                     transaction)
+            return self.get_reject(transaction, UNCHECKED_SEALER, UNCHECKED_SEALER,
+                                   temporary=True)
         self.adjust_karma(transaction, -3)
         return self._refuse(transaction, "failed DMARC policy")
 

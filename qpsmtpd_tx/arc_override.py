@@ -108,6 +108,19 @@ def vouching_sealer(checked, trusted, from_domain, record, psl):
     return None, "no trusted ARC sealer"
 
 
+def unchecked_trusted_sealer(checked, trusted):
+    """The newest trusted sealer of ``checked`` when its chain could not be checked now
+    (``temperror``: a key lookup failed), else None: that sealer might still vouch, so a
+    refusal must not be final."""
+    if checked.verdict.result != "temperror":
+        return None
+    for instance in range(checked.chain.count, 0, -1):
+        seal = checked.chain.seals.get(instance)
+        if seal is not None and seal.domain in trusted:
+            return seal.domain
+    return None
+
+
 def _evidence(results, from_domain, record, psl):
     from_domain = from_domain.lower()
     dmarc = [(r, p.get("header.from", from_domain).lower().rstrip("."))

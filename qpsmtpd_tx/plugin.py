@@ -20,6 +20,10 @@ from qpsmtpd_tx.printable import printable
 
 #: qpsmtpd's ``Qpsmtpd::DSN->relaying_denied`` text
 RELAYING_DENIED = "Relaying denied (#5.7.1)"
+#: a permanent refusal and the temporary one of the same kind (``get_reject(temporary=True)``)
+_SOFTER = {codes.DENY: codes.DENYSOFT, codes.DENY_DISCONNECT: codes.DENYSOFT_DISCONNECT}
+#: the ``reject_type`` value of each temporary refusal
+_TYPE_OF = {codes.DENYSOFT: "temp", codes.DENYSOFT_DISCONNECT: "temp_disconnect"}
 
 
 class PluginError(Exception):
@@ -210,36 +214,45 @@ class Plugin:
         self.reject_notes = tuple(s.note for s in settings)
 
     def get_reject(self, transaction, smtp_message="unspecified error", log_message="",
-                   default_type=codes.DENY):
+                   default_type=codes.DENY, temporary=False):
         """What a failed check returns, honouring ``reject`` and ``reject_type`` as qpsmtpd does.
 
         ``reject 0``: log "fail, tolerated" and DECLINE. ``reject naughty``: store the message
         for the ``naughty`` plugin (connection note ``naughty``) and DECLINE. Otherwise
         ``(reject type, smtp_message)``. After :meth:`read_reject_per_recipient`, once per
         group of recipients (:meth:`per_recipient_result`).
+
+        ``temporary``: the failure may not be final (a check that could have cleared the
+        message could not run now), so a permanent refusal becomes the temporary one of the
+        same kind (``perm`` → ``temp``, ``disconnect`` → ``temp_disconnect``).
         """
         if self.reject_notes is None or transaction is None:
             return self._reject_as(transaction, self.reject, self.reject_type, smtp_message,
-                                   log_message, default_type)
+                                   log_message, default_type, temporary=temporary)
         level, kind = self.reject_notes
         return self.per_recipient_result(transaction, [
             (recipients, self._reject_as(transaction, values[level], values[kind],
-                                         smtp_message, log_message, default_type, recipients))
+                                         smtp_message, log_message, default_type, recipients,
+                                         temporary))
             for values, recipients in self.recipient_groups(transaction)])
 
     def _reject_as(self, transaction, reject, reject_type, smtp_message, log_message,
-                   default_type, recipients=None):
+                   default_type, recipients=None, temporary=False):
         suffix = ", " + log_message if log_message else ""
         reject = None if reject is None else str(reject)
         if reject is not None and reject in ("0", ""):
             self.log(codes.LOGINFO, "fail, tolerated" + suffix, transaction)
             return codes.DECLINED
+        softer = (_SOFTER.get(self.get_reject_type(default_type, reject_type)) if temporary
+                  else None)
         if reject == "naughty":
             self.log(codes.LOGINFO, "fail, NAUGHTY" + suffix, transaction)
+            if softer is not None:
+                reject_type = _TYPE_OF[softer]
             return self.store_deferred_reject(transaction, smtp_message, reject_type,
                                               recipients)
         self.log(codes.LOGINFO, "fail" + suffix, transaction)
-        return self.get_reject_type(default_type, reject_type), smtp_message
+        return softer or self.get_reject_type(default_type, reject_type), smtp_message
 
     def store_deferred_reject(self, transaction, smtp_message, reject_type=None,
                               recipients=None):

@@ -33,6 +33,23 @@ class RejectTests(unittest.TestCase):
             plugin, txn = plugin_and_transaction(self, reject, reject_type)
             self.assertEqual(plugin.get_reject(txn, "no"), expected, (reject, reject_type))
 
+    def test_temporary_makes_each_refusal_the_temporary_one_of_its_kind(self):
+        table = [
+            (None, None, (codes.DENYSOFT, "no")),
+            ("1", "perm", (codes.DENYSOFT, "no")),
+            ("1", "temp", (codes.DENYSOFT, "no")),
+            ("1", "disconnect", (codes.DENYSOFT_DISCONNECT, "no")),
+            ("1", "temp_disconnect", (codes.DENYSOFT_DISCONNECT, "no")),
+            ("0", None, codes.DECLINED),
+        ]
+        for reject, reject_type, expected in table:
+            plugin, txn = plugin_and_transaction(self, reject, reject_type)
+            self.assertEqual(plugin.get_reject(txn, "no", temporary=True), expected,
+                             (reject, reject_type))
+        plugin, txn = plugin_and_transaction(self, "naughty", "disconnect")
+        self.assertEqual(plugin.get_reject(txn, "later", temporary=True), codes.DECLINED)
+        self.assertEqual(txn.connection.notes["naughty_reject_type"], "temp_disconnect")
+
     def test_naughty_defers_and_accumulates(self):
         plugin, txn = plugin_and_transaction(self, "naughty", "disconnect")
         self.assertEqual(plugin.get_reject(txn, "first"), codes.DECLINED)

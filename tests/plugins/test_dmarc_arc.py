@@ -111,6 +111,39 @@ class OverrideTests(OverrideCase):
         self.assertRefused(await self.send_forwarded(self.forwarded(other)))
 
 
+class UncheckableChainTests(OverrideCase):
+    """The forwarder's key cannot be fetched now (its zone answers SERVFAIL): the chain is
+    ``temperror``, so a trusted sealer might still vouch once it can be checked."""
+
+    def forwarded_unverifiable(self):
+        message = self.forwarded()
+        self.dns.servfail_zone(self.forwarder)
+        return message
+
+    async def test_trusted_sealer_defers_instead_of_refusing(self):
+        self.serve_override(self.forwarder)
+        outcome = await self.send_forwarded(self.forwarded_unverifiable())
+        self.assertEqual(outcome.data,
+                         (452, "failed DMARC policy, trusted ARC sealer not verifiable now"))
+        self.assertLogged(codes.LOGINFO, r"^no override: ARC chain temperror")
+        self.assertLogged(codes.LOGINFO, r"^deferred: trusted ARC sealer %s not verifiable now$"
+                          % self.forwarder.replace(".", r"\."))
+
+    async def test_disconnect_becomes_temporary_disconnect(self):
+        self.serve_dkim("reject 0", after=["dmarc reject_type disconnect", "arc"],
+                        files={"public_suffix_list": SUFFIXES,
+                               "arc_trusted_sealers": self.forwarder})
+        outcome = await self.send_forwarded(self.forwarded_unverifiable())
+        # data_post's DENYSOFT_DISCONNECT: 452, then the connection is closed (qpsmtpd's)
+        self.assertEqual(outcome.data[0], 452)
+        await self.last_client.wait_closed()
+        self.assertTrue(self.last_client.closed)
+
+    async def test_untrusted_sealer_is_refused_as_before(self):
+        self.serve_override("elsewhere.example")
+        self.assertRefused(await self.send_forwarded(self.forwarded_unverifiable()))
+        self.assertEqual(self.logged(codes.LOGINFO, r"^deferred"), [])
+
 class ConfigTests(OverrideCase):
     def test_a_bad_line_stops_start_up(self):
         self.assertStartupError(

@@ -48,6 +48,7 @@ class DKIMCase(FilterTestCase):
         session = next(s for s in self.server.sessions if s.connection.remote_port == port)
         client.send(text + ".")
         code, lines = await client.reply()
+        self.last_client = client     # for a test that looks at the connection afterwards
         return Outcome([], (code, lines[-1]), session.connection.notes.get("scripted_message"))
 
     def auth_results(self, outcome):
