@@ -2,7 +2,7 @@
 or the body in hand: the caller fetches the keys (through the server's resolver) and hashes
 the body while streaming it (:mod:`qpsmtpd_tx.dkim_body`), then calls :func:`check`.
 
-dkimpy's parts do the tag parsing and the field checks (``x=``, ``t=``, ``i=``); the header
+dkimpy's parts do the field checks (``x=``, ``t=``, ``i=``); the header
 fields are parsed, selected, canonicalized and hashed here, only those a signature covers
 (dkimpy canonicalizes every field with regular expressions: this halves the cost of a check,
 measured; tests/test_dkim_verify.py compares the hash input with dkimpy's); ``cryptography``
@@ -34,11 +34,11 @@ from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicNumbers
 from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
 from dkim.canonicalization import CanonicalizationPolicy, InvalidCanonicalizationPolicyError
 from dkim.crypto import UnparsableKeyError, parse_public_key
-from dkim.util import InvalidTagValueList, parse_tag_value
+from dkim.util import InvalidTagValueList
 
 from twisted.internet import defer
 
-from qpsmtpd_tx import dkim_body
+from qpsmtpd_tx import dkim_body, tag_value
 from qpsmtpd_tx.dns import BadName, DNSError
 
 MIN_RSA_BITS = 1024
@@ -73,7 +73,7 @@ class Signature:
 
     def _parse(self):
         try:
-            self.tags = parse_tag_value(self.field[1])
+            self.tags = tag_value.parse(self.field[1])
         except InvalidTagValueList as e:
             return self._set("neutral", "malformed signature: %s" % e)
         self.domain = _text(self.tags.get(b"d", b"")).lower()
@@ -193,7 +193,7 @@ def _load_key(record):
     """``(tags, kind, key or KeyProblem)`` of a key record; tags None if it does not parse.
     Cached: the same few keys sign most mail, and parsing one costs more than checking."""
     try:
-        tags = parse_tag_value(record.encode("ascii", "replace"))
+        tags = tag_value.parse(record.encode("ascii", "replace"))
     except InvalidTagValueList:
         return None, None, None
     kind = tags.get(b"k", b"rsa").decode("ascii", "replace")
