@@ -333,24 +333,42 @@ def signature_verifies(kind, key, b_value, hasher):
         return False
 
 
+def _answered(answer):
+    return list(answer.records)
+
+
+def _key_error(e):
+    """What a failed key lookup ``e`` (a DNSError) means: None (no key) or ``e``."""
+    if isinstance(e, BadName):
+        return None     # a name no key can have: as good as none
+    return None if e.definite else e
+
+
+def _failed(failure):
+    return _key_error(failure.trap(DNSError) and failure.value)
+
+
+def cached_keys(dns, names):
+    """What :func:`fetch_keys` would give, at once from the DNS cache (``dns.cached``), or
+    None if a name is not in it: for the usual message (the few signers' keys are cached)
+    no Deferred is made."""
+    found = {}
+    for name in names:
+        outcome = dns.cached(name, "TXT")
+        if outcome is None:
+            return None
+        found[name] = _key_error(outcome) if isinstance(outcome, DNSError) else _answered(outcome)
+    return found
+
+
 def fetch_keys(dns, names, timeout):
     """A Deferred of ``{key name: [records] | None (no such key) | DNSError}``: the TXT
     records of ``names``, asked all at once through the server's resolver ``dns``."""
     names = sorted(set(names))
-
-    def answered(answer):
-        return list(answer.records)
-
-    def failed(failure):
-        e = failure.trap(DNSError) and failure.value
-        if isinstance(e, BadName):
-            return None     # a name no key can have: as good as none
-        return None if e.definite else e
-
     if len(names) == 1:     # the common case: no DeferredList
-        return dns.txt(names[0], timeout=timeout).addCallbacks(answered, failed).addCallback(
+        return dns.txt(names[0], timeout=timeout).addCallbacks(_answered, _failed).addCallback(
             lambda found: {names[0]: found})
-    lookups = [dns.txt(name, timeout=timeout).addCallbacks(answered, failed)
+    lookups = [dns.txt(name, timeout=timeout).addCallbacks(_answered, _failed)
                for name in names]
     return defer.gatherResults(lookups, consumeErrors=True).addCallback(
         lambda found: dict(zip(names, found)))
