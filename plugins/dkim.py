@@ -115,8 +115,8 @@ class DKIMPlugin(Plugin):
     # -- checking ---------------------------------------------------------------------------
 
     def _verify(self, transaction, block, body):
-        # Plain Deferreds, no coroutine: with the key in the DNS cache and a body of one
-        # piece everything below runs at once (this hook runs for every message).
+        # No coroutine: with the keys in the DNS cache and a body of one piece no Deferred
+        # is made at all (this hook runs for every message); else plain Deferreds.
         try:
             fields = dkim_verify.parse_fields(block)
         except Exception as e:    # a header line that is no field
@@ -130,6 +130,13 @@ class DKIMPlugin(Plugin):
             self.store_auth_results(transaction, "dkim=none")
             return self._decide(transaction, "none", None)
         wanted = {s.body_key for s in signatures if s.result is None}
+        keys = dkim_verify.cached_keys(transaction.connection.dns, self._key_names(signatures))
+        if keys is not None and transaction.body.size <= dkim_body.HASH_CHUNK:
+            try:            # the usual message: no Deferred at all
+                hashes = dkim_body.body_hashes(body, wanted)
+            finally:
+                body.close()
+            return self._check((hashes, keys), transaction, signatures, fields)
         d = dkim_body.hashes_and(self.server, transaction.body.size, body, wanted,
                                  self._fetch_keys(transaction, signatures))
         return d.addCallback(self._check, transaction, signatures, fields)
@@ -157,8 +164,10 @@ class DKIMPlugin(Plugin):
     def _fetch_keys(self, transaction, signatures):
         """``{key name: [records] | None (no such key) | DNSError}`` for the signatures."""
         return dkim_verify.fetch_keys(
-            transaction.connection.dns, [s.key_name for s in signatures if s.result is None],
-            self.timeout)
+            transaction.connection.dns, self._key_names(signatures), self.timeout)
+
+    def _key_names(self, signatures):
+        return [s.key_name for s in signatures if s.result is None]
 
     def _decide(self, transaction, result, signature):
         transaction.notes["dkim_result"] = result

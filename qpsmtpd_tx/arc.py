@@ -27,9 +27,9 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric.padding import PKCS1v15
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
 from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
-from dkim.util import InvalidTagValueList, parse_tag_value
+from dkim.util import InvalidTagValueList
 
-from qpsmtpd_tx import dkim_body, dkim_sign, dkim_verify
+from qpsmtpd_tx import dkim_body, dkim_sign, dkim_verify, tag_value
 
 AAR, AMS, SEAL = b"arc-authentication-results", b"arc-message-signature", b"arc-seal"
 #: the most ARC sets a chain may have (RFC 8617 section 4.2.1)
@@ -59,7 +59,7 @@ class Seal:
         self.problem = None
         self.tags = {}
         try:
-            self.tags = parse_tag_value(field[1])
+            self.tags = tag_value.parse(field[1])
             dkim.validate_signature_fields(
                 self.tags, [b"i", b"a", b"b", b"cv", b"d", b"s"], True)
             if b"h" in self.tags:
@@ -145,7 +145,7 @@ def _instance(name, value):
         match = _AAR_INSTANCE.match(value)
         return int(match.group(1)) if match else None
     try:
-        tags = parse_tag_value(value)
+        tags = tag_value.parse(value)
         return int(tags[b"i"]) if tags.get(b"i", b"").isdigit() else None
     except InvalidTagValueList:
         return None

@@ -2,7 +2,7 @@
 or the body in hand: the caller fetches the keys (through the server's resolver) and hashes
 the body while streaming it (:mod:`qpsmtpd_tx.dkim_body`), then calls :func:`check`.
 
-dkimpy's parts do the tag parsing and the field checks (``x=``, ``t=``, ``i=``); the header
+dkimpy's parts do the field checks (``x=``, ``t=``, ``i=``); the header
 fields are parsed, selected, canonicalized and hashed here, only those a signature covers
 (dkimpy canonicalizes every field with regular expressions: this halves the cost of a check,
 measured; tests/test_dkim_verify.py compares the hash input with dkimpy's); ``cryptography``
@@ -34,17 +34,19 @@ from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicNumbers
 from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
 from dkim.canonicalization import CanonicalizationPolicy, InvalidCanonicalizationPolicyError
 from dkim.crypto import UnparsableKeyError, parse_public_key
-from dkim.util import InvalidTagValueList, parse_tag_value
+from dkim.util import InvalidTagValueList
 
 from twisted.internet import defer
 
-from qpsmtpd_tx import dkim_body
+from qpsmtpd_tx import dkim_body, tag_value
 from qpsmtpd_tx.dns import BadName, DNSError
 
 MIN_RSA_BITS = 1024
 _ALGORITHMS = {b"rsa-sha256": ("rsa", "sha256"), b"rsa-sha1": ("rsa", "sha1"),
                b"ed25519-sha256": ("ed25519", "sha256")}
-_SPACE = re.compile(rb"\s+")
+#: the white space a base64 value may hold (what ``\s`` matches in a bytes pattern;
+#: bytes.translate drops it ten times faster than a regular expression, measured)
+_WHITE_SPACE = b" \t\n\r\f\v"
 _HASHES = {"sha256": hashes.SHA256, "sha1": hashes.SHA1}
 #: what may not reach the Authentication-Results field from a signature's tags
 _NOT_PRINTABLE = re.compile(r"[^ -~]")
@@ -73,7 +75,7 @@ class Signature:
 
     def _parse(self):
         try:
-            self.tags = parse_tag_value(self.field[1])
+            self.tags = tag_value.parse(self.field[1])
         except InvalidTagValueList as e:
             return self._set("neutral", "malformed signature: %s" % e)
         self.domain = _text(self.tags.get(b"d", b"")).lower()
@@ -119,7 +121,7 @@ class Signature:
             parts.append("header.i=%s" % self.identity)
             parts.append("header.s=%s" % self.selector)
             parts.append("header.a=%s" % self.algorithm)
-            b_tag = _SPACE.sub(b"", self.tags.get(b"b", b""))[:8]
+            b_tag = self.tags.get(b"b", b"").translate(None, _WHITE_SPACE)[:8]
             if b_tag:
                 parts.append("header.b=%s" % _text(b_tag))
         return _NOT_PRINTABLE.sub("?", " ".join(parts))
@@ -193,11 +195,11 @@ def _load_key(record):
     """``(tags, kind, key or KeyProblem)`` of a key record; tags None if it does not parse.
     Cached: the same few keys sign most mail, and parsing one costs more than checking."""
     try:
-        tags = parse_tag_value(record.encode("ascii", "replace"))
+        tags = tag_value.parse(record.encode("ascii", "replace"))
     except InvalidTagValueList:
         return None, None, None
     kind = tags.get(b"k", b"rsa").decode("ascii", "replace")
-    data = _SPACE.sub(b"", tags.get(b"p", b""))
+    data = tags.get(b"p", b"").translate(None, _WHITE_SPACE)
     if not data:
         return tags, kind, KeyProblem("permerror", "key revoked")
     try:
@@ -301,7 +303,7 @@ def hash_header_fields(hasher, relaxed, fields, names, signature_field):
 
 def _b64(value):
     try:
-        return base64.b64decode(_SPACE.sub(b"", value), validate=True)
+        return base64.b64decode(value.translate(None, _WHITE_SPACE), validate=True)
     except (binascii.Error, ValueError):
         return None
 
@@ -331,24 +333,42 @@ def signature_verifies(kind, key, b_value, hasher):
         return False
 
 
+def _answered(answer):
+    return list(answer.records)
+
+
+def _key_error(e):
+    """What a failed key lookup ``e`` (a DNSError) means: None (no key) or ``e``."""
+    if isinstance(e, BadName):
+        return None     # a name no key can have: as good as none
+    return None if e.definite else e
+
+
+def _failed(failure):
+    return _key_error(failure.trap(DNSError) and failure.value)
+
+
+def cached_keys(dns, names):
+    """What :func:`fetch_keys` would give, at once from the DNS cache (``dns.cached``), or
+    None if a name is not in it: for the usual message (the few signers' keys are cached)
+    no Deferred is made."""
+    found = {}
+    for name in names:
+        outcome = dns.cached(name, "TXT")
+        if outcome is None:
+            return None
+        found[name] = _key_error(outcome) if isinstance(outcome, DNSError) else _answered(outcome)
+    return found
+
+
 def fetch_keys(dns, names, timeout):
     """A Deferred of ``{key name: [records] | None (no such key) | DNSError}``: the TXT
     records of ``names``, asked all at once through the server's resolver ``dns``."""
     names = sorted(set(names))
-
-    def answered(answer):
-        return list(answer.records)
-
-    def failed(failure):
-        e = failure.trap(DNSError) and failure.value
-        if isinstance(e, BadName):
-            return None     # a name no key can have: as good as none
-        return None if e.definite else e
-
     if len(names) == 1:     # the common case: no DeferredList
-        return dns.txt(names[0], timeout=timeout).addCallbacks(answered, failed).addCallback(
+        return dns.txt(names[0], timeout=timeout).addCallbacks(_answered, _failed).addCallback(
             lambda found: {names[0]: found})
-    lookups = [dns.txt(name, timeout=timeout).addCallbacks(answered, failed)
+    lookups = [dns.txt(name, timeout=timeout).addCallbacks(_answered, _failed)
                for name in names]
     return defer.gatherResults(lookups, consumeErrors=True).addCallback(
         lambda found: dict(zip(names, found)))
