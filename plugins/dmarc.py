@@ -154,14 +154,13 @@ class DMARCPlugin(Plugin):
             (spf.get("domain"), spf.get("result")) if spf.get("domain") else None, psl)
         transaction.notes["dmarc_result"] = verdict.result
         vouch = unchecked = None
-        if verdict.disposition != "none" and self.trusted_sealers(transaction):
+        trusted = self.trusted_sealers(transaction)
+        if verdict.disposition != "none" and trusted:
             checked = await arc_check.check(self.server, transaction, self.timeout)
-            vouch, why_not = arc_override.vouching_sealer(
-                checked, self.trusted_sealers(transaction), domain, record, psl)
+            vouch, why_not = arc_override.vouching_sealer(checked, trusted, domain, record, psl)
             if why_not:
                 self.log(LOGINFO, "no override: %s" % why_not, transaction)
-            unchecked = arc_override.unchecked_trusted_sealer(
-                checked, self.trusted_sealers(transaction))
+            unchecked = arc_override.unchecked_trusted_sealer(checked, trusted)
         self.store_auth_results(transaction, "dmarc=%s (p=%s sp=%s dis=%s%s) header.from=%s" % (
             verdict.result, record.p, record.sp, "none" if vouch else verdict.disposition,
             ", %s" % vouch.comment() if vouch else "", domain))

@@ -93,10 +93,7 @@ def vouching_sealer(checked, trusted, from_domain, record, psl):
             " (%s)" % verdict.reason) if verdict.reason else "")
     chain = checked.chain
     sealers = []
-    for instance in range(chain.count, 0, -1):
-        domain = chain.seals[instance].domain
-        if domain not in trusted:
-            continue
+    for instance, domain in _trusted_seals(chain, trusted):
         sealers.append(domain)
         aar = chain.sets[instance][b"arc-authentication-results"][1]
         evidence = _evidence(parse_results(aar.decode("utf-8", "replace")), from_domain,
@@ -114,11 +111,16 @@ def unchecked_trusted_sealer(checked, trusted):
     refusal must not be final."""
     if checked.verdict.result != "temperror":
         return None
-    for instance in range(checked.chain.count, 0, -1):
-        seal = checked.chain.seals.get(instance)
+    return next((domain for _, domain in _trusted_seals(checked.chain, trusted)), None)
+
+
+def _trusted_seals(chain, trusted):
+    """``(instance, sealer domain)`` of ``chain``'s seals by a ``trusted`` domain, newest
+    first."""
+    for instance in range(chain.count, 0, -1):
+        seal = chain.seals.get(instance)
         if seal is not None and seal.domain in trusted:
-            return seal.domain
-    return None
+            yield instance, seal.domain
 
 
 def _evidence(results, from_domain, record, psl):
