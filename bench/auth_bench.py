@@ -15,12 +15,18 @@ Reported: msgs/s of each (plain, dkim alone, dkim + dmarc, spf + dkim + dmarc), 
 server CPU per message. Target: the checks cost at most 30 % of plaintext throughput
 (ratio >= 0.70). Needs nsd (tests/support/dns.py) and the venv.
 
+``--rounds K`` runs the four chains K times in turn (the disk and the machine drift over
+minutes) and adds each chain's median ratio; ``--workers N`` runs every chain with
+qpsmtpd-tx ``--workers N``.
+
     python3 bench/auth_bench.py [--duration 15] [--concurrency 50] [--per-connection 40]
+                                [--rounds 1] [--workers 1]
 """
 
 import argparse
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -69,7 +75,7 @@ def run_one(name, plugins, dns, prepend, a):
         bench.write_config_files(conf, {
             "plugins": "\n".join(["rcpt_ok"] + plugins + ["queue/maildir " + maildir]),
             "dns_servers": dns.address})
-        proc, port, log = bench.start_tx(conf, a.concurrency + 20)
+        proc, port, log = bench.start_tx(conf, a.concurrency + 20, a.workers)
         try:
             result = bench.run_load(port, proc.pid, [
                 "--concurrency", str(a.concurrency), "--per-connection", str(a.per_connection),
@@ -96,6 +102,11 @@ def main():
     p.add_argument("--concurrency", type=int, default=50)
     p.add_argument("--per-connection", type=int, default=40)
     p.add_argument("--size", type=int, default=10240)
+    p.add_argument("--workers", type=int, default=1,
+                   help="qpsmtpd-tx --workers N for every chain (1)")
+    p.add_argument("--rounds", type=int, default=1,
+                   help="run the four chains this many times in turn; the ratios of each "
+                        "round and their median are reported (1)")
     a = p.parse_args()
     dns = private_dns()
     work = tempfile.mkdtemp(prefix="qpauthbench-")
@@ -108,13 +119,30 @@ def main():
         # (without it the HELO identity is REFUSED by the private NSD: a temperror each time)
         dns.set_zone("smtpload.example", [("@", "A", "127.0.0.1"),
                                           ("@", "TXT", "v=spf1 ip4:127.0.0.0/8 -all")])
-        rows = [("plain", run_one("plain", [], dns, prepend, a)),
-                ("dkim", run_one("dkim", ["dkim"], dns, prepend, a)),
-                ("dkim+dmarc", run_one("dkim-dmarc", ["dkim", "dmarc"], dns, prepend, a)),
-                ("spf+dkim+dmarc", run_one("auth", ["sender_permitted_from", "dkim", "dmarc"],
-                                           dns, prepend, a))]
+        rounds = [[(name, run_one(name.replace("+", "-"), plugins, dns, prepend, a))
+                   for name, plugins in CHAINS] for _ in range(a.rounds)]
     finally:
         shutil.rmtree(work, True)
+    ratios = {}
+    for number, rows in enumerate(rounds, 1):
+        if a.rounds > 1:
+            print("-- round %d of %d" % (number, a.rounds))
+        for name, ratio in report(rows):
+            ratios.setdefault(name, []).append(ratio)
+    if a.rounds > 1:
+        for name, values in ratios.items():
+            print("%s / plain, median of %d rounds: %.2f (each: %s)"
+                  % (name, len(values), statistics.median(values),
+                     ", ".join("%.2f" % v for v in values)))
+
+
+CHAINS = [("plain", []), ("dkim", ["dkim"]), ("dkim+dmarc", ["dkim", "dmarc"]),
+          ("spf+dkim+dmarc", ["sender_permitted_from", "dkim", "dmarc"])]
+
+
+def report(rows):
+    """Print one round's rows and ratios; returns [(chain name, ratio to plain)]."""
+    ratios = []
     for name, r in rows:
         if "error" in r:
             print("%-15s error: %s" % (name, r["error"]))
@@ -125,8 +153,10 @@ def main():
     plain = rows[0][1]
     for name, r in rows[2:]:
         if "error" not in plain and "error" not in r and plain.get("msgs_per_s"):
-            print("%s / plain: %.2f (target >= 0.70)"
-                  % (name, r.get("msgs_per_s", 0) / plain["msgs_per_s"]))
+            ratio = r.get("msgs_per_s", 0) / plain["msgs_per_s"]
+            ratios.append((name, ratio))
+            print("%s / plain: %.2f (target >= 0.70)" % (name, ratio))
+    return ratios
 
 
 if __name__ == "__main__":

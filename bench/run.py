@@ -279,12 +279,13 @@ def wait_ready(proc, port, timeout=30):
     return False
 
 
-def start_tx(conf, max_from_ip):
-    """Start qpsmtpd-tx on ``conf`` (a free port, ``--max-from-ip`` set, output in
-    server.log beside ``conf``) and wait for its greeting; returns (process, port, log file).
-    The caller stops it with :func:`stop_server` and closes the log."""
+def start_tx(conf, max_from_ip, workers=1):
+    """Start qpsmtpd-tx on ``conf`` (a free port, ``--max-from-ip`` set, ``--workers``
+    ``workers``, output in server.log beside ``conf``) and wait for its greeting; returns
+    (process, port, log file). The caller stops it with :func:`stop_server` and closes the
+    log."""
     port = free_port()
-    argv, env, cwd = server_command("tx", conf, port, None)
+    argv, env, cwd = server_command("tx", conf, port, None, workers)
     argv[argv.index("--max-from-ip") + 1] = str(max_from_ip)
     log = open(os.path.join(os.path.dirname(conf), "server.log"), "wb")
     proc = subprocess.Popen(argv, env=env, cwd=cwd, stdout=log, stderr=subprocess.STDOUT)
