@@ -8,18 +8,21 @@ links each into ``new/``, then fsyncs each distinct ``new/`` once, and only then
 batch's replies, in one write. While it waits on the disk the next requests pile up in the
 pipe and make the next, bigger, batch.
 
-Before any fsync, the writeback of every file of the batch is started
-(:func:`~qpsmtpd_tx.writeback.start_writeback`): ext4 allocates a file's blocks only when it
-is written back, so without it each fsync, one after another, waited for a journal commit
-of its own (on a busy disk one thread delivered 220 messages a second where eight threads
-delivered 900-1,340, 50 deliveries in flight, 10 KiB); with it the first fsync's commit
-takes the others' allocations along and the next fsyncs find little left to wait for. A
-batch of at most :data:`SERIAL` files is then fsynced in the child's own thread, one file
-after another: no thread hand-off, about a third less CPU and a third of the context
-switches per delivery at such batches. A larger batch's fsyncs run in :data:`THREADS`
-threads at once, each thread taking a part of the batch, which a busy disk completes sooner
-(bench/README.md, "Measured: the delivery child"). Those threads share only the child's GIL,
-never the server's.
+The file fsyncs of a batch run in :data:`THREADS` threads at once, each thread taking a
+part of the batch: fsyncs issued together share one journal commit and one cache flush,
+where one after another each waited for its own (ext4 allocates a file's blocks only when it
+is written back), and on a busy disk one thread delivered 220 messages a second where eight
+threads delivered 900-1,340 (50 deliveries in flight, 10 KiB). A batch of one file stays in
+the child's own thread. Fsyncing batches of up to four there too cost a third less CPU on a
+quiet journaled disk, but on a busy one or without a journal it delivered 0.6-0.9x as many
+messages a second, so it is not done. Those threads share only the child's GIL, never the
+server's.
+
+Before the fsyncs the writeback of every file of the batch is started
+(:func:`~qpsmtpd_tx.writeback.start_writeback`), so that the disk gets the whole batch's
+data at once rather than as each thread reaches its fsync: on a journaled ext4 with 50
+deliveries in flight 0.4-0.5x the context switches and 1.4-1.5x the deliveries per second
+(bench/README.md, "Measured: the delivery child").
 
 It ignores SIGINT and SIGTERM (a ^C in the server's terminal, or a stop signal sent to the
 whole process group, must not end it while the server still drains its sessions) and exits
@@ -47,13 +50,11 @@ PIPE_SIZE = 1 << 20
 MOST_OPEN = 256
 #: threads fsyncing a batch's files at the same time (see the module's docstring)
 THREADS = 8
-#: the largest batch whose files are fsynced in the child's own thread, one after another
-SERIAL = 4
 
 
 def commit_batch(requests, batch, pool):
-    """Deliver ``requests`` (from :func:`decode_requests`), the fsyncs of a batch larger than
-    :data:`SERIAL` in the threads of ``pool``; the replies, as one byte string."""
+    """Deliver ``requests`` (from :func:`decode_requests`), the fsyncs in the threads of
+    ``pool``; the replies, as one byte string."""
     opened = []
     for request_id, mode, maildir, message in requests:
         try:
@@ -66,7 +67,7 @@ def commit_batch(requests, batch, pool):
     if len(opened) > 1:
         start_writeback(f.fd for _, f in opened if not isinstance(f, Exception))
     # at most THREADS parts, one per thread: a task per file cost a third more CPU
-    size = -(-len(opened) // THREADS) if len(opened) > SERIAL else len(opened)
+    size = -(-len(opened) // THREADS)
     parts = [opened[start:start + size] for start in range(0, len(opened), size)]
     results = [result for part in (pool.map(_commit_part, parts) if len(parts) > 1
                                    else map(_commit_part, parts))

@@ -1,10 +1,10 @@
 """Starting the writeback of written files without waiting for it (Linux's
 ``sync_file_range(fd, 0, 0, SYNC_FILE_RANGE_WRITE)``; nothing elsewhere).
 
-Before a batch of files is fsynced one after another, starting every file's writeback first
-lets the filesystem allocate and write them all at once: the first fsync's journal commit
-then covers the others' metadata too, and their own fsyncs find little left to wait for. It
-is only a hint: durability still comes from the fsyncs.
+Called on every file of a batch before their fsyncs, it hands the disk the whole batch's
+data at once (and has ext4 allocate their blocks together) instead of file by file as each
+fsync comes. It is only a hint: durability still comes from the fsyncs, which report any
+error.
 """
 
 import ctypes

@@ -1,7 +1,7 @@
 """How the Maildir delivery child (qpsmtpd_tx.maildir_child) commits a batch, seen from the
-outside with strace on a real child and real files: the writeback of every file is started
-before the first fsync; a small batch is fsynced in the child's own thread, a large one from
-its fsync threads; and still each file, then new/, is fsynced before any reply.
+outside with strace on a real child and real files: the writeback of every file of a batch
+is started before the first fsync, the files are fsynced from the fsync threads (a single
+file in the child's own thread), and still each file, then new/, is fsynced before any reply.
 """
 
 import os
@@ -70,17 +70,22 @@ class BatchTests(unittest.TestCase):
         self.assertEqual(fsyncs[-1], main)         # new/, once all files are done
         return fsyncs[:-1], main
 
-    def test_a_small_batch_is_fsynced_in_the_childs_own_thread(self):
-        count = maildir_child.SERIAL
-        file_fsyncs, main = self.check_order(self.run_batch(count), count)
-        self.assertEqual(set(file_fsyncs), {main})
+    def test_one_file_is_fsynced_in_the_childs_own_thread(self):
+        calls = self.run_batch(1)
+        self.assertEqual([name for _, name, fd in calls if not name.startswith("write")],
+                         ["fsync", "fsync"])           # no writeback hint for one file
+        self.assertEqual({tid for tid, name, _ in calls if name == "fsync"}, {calls[0][0]})
 
-    def test_a_large_batch_is_fsynced_from_the_threads(self):
-        count = 3 * maildir_child.THREADS
-        file_fsyncs, main = self.check_order(self.run_batch(count), count)
-        # (the pool starts a thread only when none is idle: up to THREADS of them)
-        self.assertNotIn(main, file_fsyncs)
-        self.assertGreater(len(set(file_fsyncs)), 1)
+    def test_a_batch_starts_every_writeback_then_fsyncs_from_the_threads(self):
+        for count in (2, 3 * maildir_child.THREADS):
+            file_fsyncs, main = self.check_order(self.run_batch(count), count)
+            # (the pool starts a thread only when none is idle: up to THREADS of them)
+            self.assertNotIn(main, file_fsyncs)
+            if count > 2:
+                self.assertGreater(len(set(file_fsyncs)), 1)
+            for sub in ("new", "tmp"):
+                shutil.rmtree(os.path.join(self.maildir, sub))
+            make_maildir(self.maildir, 0o700)
 
 
 class WritebackTests(unittest.TestCase):
@@ -96,3 +101,4 @@ class WritebackTests(unittest.TestCase):
 
     def test_available_on_linux(self):
         self.assertEqual(writeback.AVAILABLE, sys.platform.startswith("linux"))
+
