@@ -11,13 +11,15 @@ The deliveries of one reactor turn go to the child in one write, at the end of t
 replies are parsed in bulk as they arrive. The child commits what it has read as a batch (one
 fsync of each ``new/`` for all of it) and replies to the whole batch at once.
 
-The child is started on the first delivery, in the reactor (after twistd dropped privileges;
-each ``--workers`` worker gets its own), with the interpreter running the server and the same
-``qpsmtpd_tx`` package. The guarantee is the one of :func:`~qpsmtpd_tx.maildir.write_maildir`:
+The child is started when the server's reactor starts running (:meth:`Syncer.start_with_reactor`,
+which queue/maildir calls at start-up: after twistd dropped privileges, and in each
+``--workers`` worker, which gets its own), so that the first message does not wait for it
+(about 40 ms), with the interpreter running the server and the same ``qpsmtpd_tx`` package. The guarantee is the one of :func:`~qpsmtpd_tx.maildir.write_maildir`:
 a delivery succeeds only after its file and then its directory were fsynced. If the child
 cannot be started or ends, every delivery it had not answered fails with a MaildirError
 saying so (the plugin answers 451: nothing is acknowledged that is not durable), the event is
-logged, and the next delivery starts a new child. At reactor shutdown (after the sessions
+logged, and the next delivery starts a new child (a child that could not be started at
+start-up, too). At reactor shutdown (after the sessions
 drained) its stdin is closed: it finishes what it has read and exits.
 """
 
@@ -43,9 +45,9 @@ _PACKAGE_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(qpsmtpd_tx.__fil
 
 
 def child_problem(executable=None):
-    """Why this process cannot run the delivery child as the user it runs as now (its
-    interpreter ``executable``, default ours, or the standard library or our package not
-    usable), or None."""
+    """Why this process cannot run the delivery child (or a ``--workers`` worker: the same
+    interpreter and package) as the user it runs as now (its interpreter ``executable``,
+    default ours, or the standard library or our package not usable), or None."""
     effective = os.access in os.supports_effective_ids
     for path, mode, what in (
             (executable or sys.executable, os.X_OK, "executable"),
@@ -151,6 +153,7 @@ class Syncer:
         #: Maildir → its absolute path as bytes (at most PATHS of them)
         self._paths = {}
         self._child = None
+        self._start_error = None
         self._shutdown_hook = False
         self.log = _twisted_log
         #: distinct child batches that answered, files delivered, children started (for
@@ -173,39 +176,60 @@ class Syncer:
             path = self._paths[maildir] = os.fsencode(os.path.abspath(maildir))
         self._waiting.append((request_id, d, encode_request(request_id, mode, path, pieces)))
         if len(self._waiting) == 1:
-            if self._reactor is None:
-                from twisted.internet import reactor
-                self._reactor = reactor
-            self._reactor.callLater(0, self._hand_over)
+            self._the_reactor().callLater(0, self._hand_over)
         return d
 
-    def _hand_over(self):
-        waiting, self._waiting = self._waiting, []
+    def _the_reactor(self):
+        if self._reactor is None:
+            from twisted.internet import reactor
+            self._reactor = reactor
+        return self._reactor
+
+    def start_with_reactor(self):
+        """Have a child ready before the first delivery: started once the reactor runs, if it
+        does not run yet (a server starting up). A running reactor (a reload, tests) starts
+        none: there a child runs already, or the next delivery starts it."""
+        reactor = self._the_reactor()
+        if not reactor.running:
+            reactor.callWhenRunning(self.start)
+
+    def start(self):
+        """Start a child now unless one is running; the running child (None if it could not
+        be started: logged, the next delivery tries again)."""
         child = self._child
         # (reaped but not ended: its last replies may still be in the pipe, and its
         # processEnded settles what it had)
-        if child is None or child.ended or child.transport.pid is None:
-            try:
-                child = self._start()
-            except Exception as e:
-                self.log(LOGERROR, "cannot start the maildir delivery child: %s" % (e,))
-                error = MaildirError("delivery child: cannot start: %s" % (e,))
-                for _, d, _ in waiting:
-                    d.errback(Failure(error))
-                return
+        if child is not None and not child.ended and child.transport.pid is not None:
+            return child
+        try:
+            return self._start()
+        except Exception as e:
+            self.log(LOGERROR, "cannot start the maildir delivery child: %s" % (e,))
+            self._start_error = e
+            return None
+
+    def _hand_over(self):
+        waiting, self._waiting = self._waiting, []
+        child = self.start()
+        if child is None:
+            error = MaildirError("delivery child: cannot start: %s" % (self._start_error,))
+            for _, d, _ in waiting:
+                d.errback(Failure(error))
+            return
         child.send(waiting)
 
     def _start(self):
         child = _Child(self)
         # run in the package's directory: ``-m`` looks in the current directory first, where
         # another checkout of qpsmtpd_tx may be
-        self._reactor.spawnProcess(child, self._argv[0], self._argv, env=_child_env(),
-                                   path=_PACKAGE_ROOT, childFDs={0: "w", 1: "r", 2: "r"})
+        reactor = self._the_reactor()
+        reactor.spawnProcess(child, self._argv[0], self._argv, env=_child_env(),
+                             path=_PACKAGE_ROOT, childFDs={0: "w", 1: "r", 2: "r"})
         self._child = child
         self.started += 1
         if not self._shutdown_hook:
             self._shutdown_hook = True
-            self._reactor.addSystemEventTrigger("during", "shutdown", self.close)
+            reactor.addSystemEventTrigger("during", "shutdown", self.close)
         return child
 
     def close(self):

@@ -4,7 +4,9 @@ One Python process uses one core. With ``--workers N`` the twistd process binds 
 ``--listen`` endpoint as usual (as root, before ``--uid`` takes effect), serves on it, and
 after the privilege drop starts N-1 worker processes (:mod:`qpsmtpd_tx.worker`) that inherit
 the listening sockets: the kernel hands each new connection to whichever process accepts it
-first. A worker that dies is started again after a second; SIGHUP is passed on to the
+first (if the user it runs as after ``--uid`` may not run this interpreter, a warning says so
+and it serves alone, as :func:`~qpsmtpd_tx.syncer.child_problem` tells). A worker that dies is
+started again after a second; SIGHUP is passed on to the
 workers (each reloads its plugins); when the service stops, the workers get SIGTERM and drain
 their sessions as the main process does, which waits for them.
 
@@ -31,6 +33,7 @@ from twisted.logger import Logger
 
 from qpsmtpd_tx import paths
 from qpsmtpd_tx.server import StartupError
+from qpsmtpd_tx.syncer import child_problem
 
 log = Logger(namespace="qpsmtpd_tx.workers")
 
@@ -124,6 +127,12 @@ class ListeningService(service.Service):
                 fds.append((sock.fileno(), sock.family))
         return fds
 
+    def close_worker_sockets(self):
+        """Close the workers' own sockets (no worker will accept on them)."""
+        for extra in self._extra:
+            for sock in extra or ():
+                sock.close()
+
     def _listen(self, description):
         endpoint = serverFromString(reactor, with_default_backlog(description))
         if not (self.own_sockets and isinstance(endpoint, (TCP4ServerEndpoint, TCP6ServerEndpoint))):
@@ -177,9 +186,7 @@ class ListeningService(service.Service):
 
     def stopService(self):
         service.Service.stopService(self)
-        for extra in self._extra:
-            for sock in extra or ():
-                sock.close()      # the workers close their copies as they stop
+        self.close_worker_sockets()      # the workers close their copies as they stop
         return defer.gatherResults([defer.maybeDeferred(p.stopListening) for p in self.ports])
 
 
@@ -238,8 +245,22 @@ class WorkerPool(service.Service):
 
     def startService(self):
         service.Service.startService(self)
+        # the workers start as the user we now run as (after --uid): one that may not run our
+        # interpreter would fail at every start, so this process serves alone
+        problem = child_problem()
+        if problem is not None:
+            log.warn("--workers: cannot start the {count} extra processes ({problem}): "
+                     "serving from this process only", count=self.count, problem=problem)
+            for listening in self._all_listening():
+                listening.close_worker_sockets()
+            return
         for number in range(1, self.count + 1):
             self._spawn(number)
+
+    def _all_listening(self):
+        return [sockets for sockets in (self.listening, self.tls_listening,
+                                        self.proxy_listening, self.proxy_tls_listening)
+                if sockets is not None]
 
     def _spawn(self, number):
         fds = {0: "w", 1: "r", 2: "r"}

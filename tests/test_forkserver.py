@@ -2,12 +2,10 @@
 
 import os
 import pwd
-import shutil
 import signal
 import smtplib
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.request
 
@@ -15,8 +13,8 @@ from twisted.trial import unittest
 
 from qpsmtpd_tx import forkserver
 from tests.support.harness import write_config
-from tests.support.processes import (CHECKOUT, reserve_port, server_env, stop_process,
-                                      wait_for_port)
+from tests.support.processes import (CHECKOUT, readable_temp_dir, reserve_port, server_env,
+                                      stop_process, wait_for_port)
 from tests.test_startup import assert_nothing_left
 
 #: as root the server must switch to an unprivileged user, as qpsmtpd-forkserver does
@@ -84,10 +82,8 @@ class ForkserverProcessTests(unittest.TestCase):
     """A real ``qpsmtpd-tx forkserver`` process on a free port."""
 
     def setUp(self):
-        # not under trial's temp dir (mode 0700): the server reads its config as RUN_AS
-        self.dir = tempfile.mkdtemp(prefix="qpsmtpd-tx-forkserver-")
-        self.addCleanup(shutil.rmtree, self.dir, True)
-        os.chmod(self.dir, 0o755)
+        # the server reads its config as RUN_AS
+        self.dir = readable_temp_dir(self, "qpsmtpd-tx-forkserver-")
         self.config = os.path.join(self.dir, "config")
         self.maildir = os.path.join(self.dir, "maildir")
         spool = os.path.join(self.dir, "spool")

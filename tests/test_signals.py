@@ -5,13 +5,13 @@ import os
 import signal
 import smtplib
 import socket
-import subprocess
 
 from twisted.internet.task import Clock
 from twisted.trial import unittest
 
 from tests.support.harness import TEST_PLUGINS, maildir_messages, write_config
-from tests.support.processes import poll_until, read_text as read, start_twistd, stop_process
+from tests.support.processes import (child_pids as children, poll_until, read_text as read,
+                                      start_twistd, stop_process)
 from tests.support.server import connect, start_server
 
 #: how long a test waits for something the server does on its own
@@ -25,11 +25,6 @@ def wait_until(condition, what, timeout=WAIT):
     """Poll ``condition()`` until it is true; fail naming ``what`` after ``timeout`` seconds."""
     if not poll_until(condition, timeout, 0.02):
         raise AssertionError("timed out waiting for %s" % what)
-
-
-def children(pid):
-    out = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout
-    return sorted(int(p) for p in out.split())
 
 
 class SignalTestCase(unittest.TestCase):

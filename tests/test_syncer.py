@@ -213,3 +213,18 @@ class ChildProblemTests(unittest.TestCase):
         os.chmod(path, 0o644)
         self.assertEqual(child_problem(path),
                          "%s is not executable by uid %d" % (path, os.geteuid()))
+
+
+class StartTests(unittest.TestCase):
+    """Syncer.start: a child ready before the first delivery, which then uses it."""
+
+    async def test_started_child_takes_the_deliveries(self):
+        maildir = self.mktemp()
+        make_maildir(maildir, 0o700)
+        syncer = Syncer()
+        self.addCleanup(syncer.close)
+        child = syncer.start()
+        self.assertIs(syncer.start(), child)          # one at a time
+        name = await syncer.deliver(maildir, 0o700, [b"Subject: x\n\nbody\n"])
+        self.assertIn(".P%dM" % child.transport.pid, name)
+        self.assertEqual(syncer.started, 1)

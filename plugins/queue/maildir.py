@@ -4,8 +4,9 @@ The message is written to ``tmp/``, fsynced, linked into ``new/`` and the direct
 before the client gets ``250``; any failure answers ``451`` and leaves nothing half-delivered
 in ``new/``. A body held in memory (below ``size_threshold``) is written, fsynced and linked
 by the server's delivery child process (:mod:`qpsmtpd_tx.syncer`), several messages at a time,
-with one fsync of ``new/`` per batch; if that process ends or cannot start, the deliveries it
-had not answered get ``451`` and the next one starts a new process. Where that process
+with one fsync of ``new/`` per batch; that process starts with the server (in each
+``--workers`` worker too), and if it ends or cannot start, the deliveries it had not answered
+get ``451`` and the next one starts a new process. Where that process
 cannot run (the server's Python or its library not usable by the user it runs as, e.g.
 under ``/root`` with ``--uid``), a warning says so at start-up and the server's own threads
 do the same (:mod:`qpsmtpd_tx.thread_syncer`), at some CPU cost. A larger body is
@@ -69,6 +70,7 @@ class Maildir(Plugin):
         if problem is None:
             self.syncer = SYNCER
             SYNCER.log = self.log     # the delivery child's troubles go to the server's log
+            SYNCER.start_with_reactor()
         else:
             self.syncer = THREAD_SYNCER
             self.log(LOGWARN, "cannot run the delivery child (%s): delivering from threads, "

@@ -8,10 +8,12 @@ ports of the servers a test starts are held for them until they listen (:func:`r
 import os
 import random
 import re
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 
 from tests.support import resolv_conf
@@ -165,9 +167,39 @@ def processes_running(text):
 
 
 def child_pids(pid):
-    """The PIDs of process ``pid``'s children (``--workers``), sorted."""
+    """The PIDs of process ``pid``'s children (``--workers``), sorted; its Maildir delivery
+    child (:func:`delivery_child_pids`) is not one of them."""
+    return [p for p in _children(pid) if _MAILDIR_CHILD not in _cmdline(p)]
+
+
+def readable_temp_dir(testcase, prefix):
+    """A new directory (mode 755, removed when ``testcase`` ends) for a server that runs as
+    another user (``--uid``): trial's temp dir is not readable by it."""
+    path = tempfile.mkdtemp(prefix=prefix)
+    testcase.addCleanup(shutil.rmtree, path, True)
+    os.chmod(path, 0o755)
+    return path
+
+
+def delivery_child_pids(pid):
+    """The PIDs of process ``pid``'s children that run the Maildir delivery child, sorted."""
+    return [p for p in _children(pid) if _MAILDIR_CHILD in _cmdline(p)]
+
+
+_MAILDIR_CHILD = b"qpsmtpd_tx.maildir_child"
+
+
+def _children(pid):
     out = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout
     return sorted(int(p) for p in out.split())
+
+
+def _cmdline(pid):
+    try:
+        with open("/proc/%d/cmdline" % pid, "rb") as f:
+            return f.read()
+    except OSError:
+        return b""      # gone
 
 
 def setenv(testcase, name, value):
