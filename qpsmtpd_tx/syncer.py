@@ -19,8 +19,10 @@ a delivery succeeds only after its file and then its directory were fsynced. If 
 cannot be started or ends, every delivery it had not answered fails with a MaildirError
 saying so (the plugin answers 451: nothing is acknowledged that is not durable), the event is
 logged, and the next delivery starts a new child (a child that could not be started at
-start-up, too). At reactor shutdown (after the sessions
-drained) its stdin is closed: it finishes what it has read and exits.
+start-up, too). When the server stops, queue/maildir's ``stop`` (after the sessions drained)
+closes the child's stdin and waits, at most 30 s, until it has finished what it read and
+exited, so that the server reaps it (:meth:`Syncer.close_within`); a reactor stopping
+otherwise closes its stdin during shutdown.
 """
 
 import functools
@@ -243,6 +245,24 @@ class Syncer:
         child.closed = done
         child.close()
         return done
+
+    def close_within(self, seconds):
+        """:meth:`close`, for a server shutting down: a Deferred firing once the child has
+        exited (and was reaped by this process, so no orphan is left to an init that may not
+        reap it), or after ``seconds`` if it has not (a stuck disk must not stop the
+        shutdown; the child still exits once it is done)."""
+        reactor = self._the_reactor()
+        waiter = Deferred()
+
+        def done(_=None):
+            if timer.active():
+                timer.cancel()
+            if not waiter.called:
+                waiter.callback(None)
+
+        timer = reactor.callLater(seconds, done)
+        self.close().addBoth(done)
+        return waiter
 
     def replied(self, child, replies):
         """Fire the Deferreds of the ``replies`` ``child`` sent."""

@@ -70,6 +70,14 @@ class DeliveryChildTwistdTests(unittest.TestCase):
         with open(self.log, "rb") as f:
             self.assertNotIn(b"delivery child", f.read())     # no error logged
 
+    async def test_server_reaps_its_child_at_shutdown(self):
+        """The stopping server waits for its child's exit and reaps it: once the server has
+        exited, not even a zombie of the child is left (this container's init does not reap
+        orphans, so without the wait the child stayed a zombie here)."""
+        child = await self.delivered_by_child()
+        self.assertEqual(stop_process(self.process), 0)
+        self.assertFalse(os.path.exists("/proc/%d" % child))
+
     async def test_killed_server_leaves_no_child(self):
         child = await self.delivered_by_child()
         self.assertEqual(stop_process(self.process, sig=signal.SIGKILL), -signal.SIGKILL)

@@ -228,3 +228,26 @@ class StartTests(unittest.TestCase):
         name = await syncer.deliver(maildir, 0o700, [b"Subject: x\n\nbody\n"])
         self.assertIn(".P%dM" % child.transport.pid, name)
         self.assertEqual(syncer.started, 1)
+
+
+class CloseWithinTests(unittest.TestCase):
+    """Syncer.close_within: a stopping server waits for its child's exit, but not forever."""
+
+    async def test_fires_when_the_child_has_exited(self):
+        syncer = Syncer()
+        child = syncer.start()
+        pid = child.transport.pid
+        await syncer.close_within(60)
+        self.assertTrue(child.ended)
+        self.assertFalse(alive(pid))                 # reaped by this process: not even a zombie
+
+    async def test_gives_up_on_a_stuck_child(self):
+        syncer = Syncer()
+        child = syncer.start()
+        pid = child.transport.pid
+        os.kill(pid, signal.SIGSTOP)                 # stands for a child stuck on a dead disk
+        self.addCleanup(lambda: alive(pid) and os.kill(pid, signal.SIGCONT))
+        await syncer.close_within(0.2)
+        self.assertFalse(child.ended)
+        os.kill(pid, signal.SIGCONT)                 # it still finishes and exits by itself
+        await eventually(lambda: child.ended)
