@@ -247,7 +247,8 @@ class SessionFlow:
             self.hooks.run_no_respond("post-connection", self.transaction)
         self.transaction.discard()
         # qpsmtpd's parent logs this when it reaps the child: a line outside the connection
-        self.server.log(codes.LOGINFO, "cleaning up after %s" % self.connection.id)
+        if self.server.log_enabled(codes.LOGINFO):
+            self.server.log(codes.LOGINFO, "cleaning up after %s" % self.connection.id)
         self.server.detach_session(self)
 
     def shut_down(self):

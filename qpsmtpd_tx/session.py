@@ -120,7 +120,8 @@ class SMTPSession(SessionFlow, EnvelopeCommands, MessageDelivery, StartTLS):
             return
         self._closing = True
         self.server.release_ip(self)
-        self.log(codes.LOGINFO, "click, disconnecting")
+        if self.server.log_enabled(codes.LOGINFO):
+            self.log(codes.LOGINFO, "click, disconnecting")
         self.connection.notes["disconnected"] = True
         self.core.close()
         self.hooks.run_no_respond("disconnect", self.transaction)
@@ -235,7 +236,8 @@ class SMTPSession(SessionFlow, EnvelopeCommands, MessageDelivery, StartTLS):
             self.log(codes.LOGINFO, "Accepted connection %d/%s from %s / %s" % (
                 len(server.peer_ips(exclude=self)), server.max_connections or "unlimited",
                 conn.remote_ip, conn.remote_host or "Unknown"))
-        self.log(codes.LOGNOTICE, "Connection from %s [%s]" % (self._remote_info(), conn.remote_ip))
+        if server.log_enabled(codes.LOGNOTICE):
+            self.log(codes.LOGNOTICE, "Connection from %s [%s]" % (self._remote_info(), conn.remote_ip))
 
     def _connect_respond(self, result):
         if not replies.answer(self, "connect", result) or self._closing:

@@ -54,7 +54,7 @@ from qpsmtpd_tx.syncer import SYNCER
 
 __all__ = ["write_config", "make_server", "loaded_plugin", "plugin_module", "fake_transaction",
            "startup_error", "assertStartupError",
-           "StartupErrorAssertions", "capture_log", "CountingTransport", "MemoryClient",
+           "StartupErrorAssertions", "log_every_level", "capture_log", "CountingTransport", "MemoryClient",
            "codes_of", "wait_for", "eventually", "maildir_messages", "maildir_by_recipient",
            "capture_queue_notes"]
 
@@ -161,14 +161,28 @@ class StartupErrorAssertions:
         return assertStartupError(self, plugins, expected, files, plugin_dirs=self.plugin_search_dirs)
 
 
+def log_every_level(testcase, server):
+    """Until the test ends, ``server.log`` gets lines at every level, whatever ``loglevel``
+    says (the server itself still drops those above it).
+
+    The server and its plugins do not even format a line that nobody would see (they ask
+    ``server.log_enabled`` first): a test that patches ``server.log`` to see such lines
+    calls this, as :func:`capture_log` does.
+    """
+    testcase.patch(server, "log_enabled", lambda level: True)
+
+
 def capture_log(testcase, server, plugin_names=False):
     """A list that receives every line ``server`` logs from now on (until the test ends).
 
     Each line is ``(level, message)``, or with ``plugin_names`` ``(level, name, message)``
     where ``name`` is the escaped name of the plugin that logged it (None for the core).
-    The lines go only to the list, not to the server's usual log.
+    The lines go only to the list, not to the server's usual log. Lines at every level are
+    captured, whatever the server's ``loglevel``: while capturing, ``server.log_enabled`` is
+    true for all levels (see :func:`log_every_level`).
     """
     lines = []
+    log_every_level(testcase, server)
 
     def log(level, message, plugin=None, transaction=None, hook=None):
         if plugin_names:
