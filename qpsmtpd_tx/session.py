@@ -81,18 +81,10 @@ class SMTPSession(SessionFlow, EnvelopeCommands, MessageDelivery, StartTLS):
         #: schedules the deadlines and the TLS handshake's (the protocol sets its own callLater)
         self.call_later = reactor.callLater
         self._shutting_down = False
-        self.commands = {
-            "helo": self.cmd_helo,
-            "ehlo": self.cmd_ehlo,
-            "mail": self.cmd_mail,
-            "rcpt": self.cmd_rcpt,
-            "data": self.cmd_data,
-            "rset": self.cmd_rset,
-            "noop": self.cmd_noop,
-            "vrfy": self.cmd_vrfy,
-            "help": self.cmd_help,
-            "quit": self.cmd_quit,
-        }
+
+    #: command verb → the name of the method that handles it
+    commands = {verb: "cmd_" + verb for verb in (
+        "helo", "ehlo", "mail", "rcpt", "data", "rset", "noop", "vrfy", "help", "quit")}
 
     # -- plumbing ---------------------------------------------------------------------------
 
@@ -299,7 +291,7 @@ class SMTPSession(SessionFlow, EnvelopeCommands, MessageDelivery, StartTLS):
                 if self.core.auth_offered:
                     return self.chain.auth.start(self, rest)
             return self._unrecognized(verb, rest)
-        return handler(rest)
+        return getattr(self, handler)(rest)
 
     def _run(self, hook, args, callback, *extra):
         """Run ``hook`` with ``args``; pass its HookResult (and ``extra``) to ``callback``.
