@@ -286,13 +286,14 @@ class SessionFlow:
                 result = self._handle(event)
             except Exception:
                 result = Failure()
-            if isinstance(result, Failure):
-                self._internal_error(result)
-                continue
-            if isinstance(result, Deferred):
-                waiting = self._after(result)
-                if waiting:
-                    break
+            if result is not None:     # (the usual answer: no isinstance on the Deferred ABC)
+                if isinstance(result, Failure):
+                    self._internal_error(result)
+                    continue
+                if isinstance(result, Deferred):
+                    waiting = self._after(result)
+                    if waiting:
+                        break
             if self.core.output_size > FLUSH_ABOVE:
                 self._write_replies()     # may block output: the loop then stops
         self._update_reading()

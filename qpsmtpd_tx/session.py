@@ -28,7 +28,7 @@ from qpsmtpd_tx.data import BadDataEnd, Body, DataEnd, Headers
 from qpsmtpd_tx.delivery import MessageDelivery
 from qpsmtpd_tx.envelope import EnvelopeCommands
 from qpsmtpd_tx.flow import FLUSH_ABOVE, PAUSE_ABOVE, ReplyProducer, SessionFlow
-from qpsmtpd_tx.hooks import NO_HOOK
+from qpsmtpd_tx.hooks import NO_HOOK, HookResult
 from qpsmtpd_tx.interfaces import ISession
 from qpsmtpd_tx.message import BodySpool
 from qpsmtpd_tx.objects import Transaction
@@ -168,7 +168,7 @@ class SMTPSession(SessionFlow, EnvelopeCommands, MessageDelivery, StartTLS):
             pending = proxy.read_header(self).addCallback(self._after_proxy_header)
         else:
             pending = self._open()
-        if not (isinstance(pending, Deferred) and self._after(pending)):
+        if not (pending is not None and isinstance(pending, Deferred) and self._after(pending)):
             self._busy = False
             self._pump()
 
@@ -208,7 +208,7 @@ class SMTPSession(SessionFlow, EnvelopeCommands, MessageDelivery, StartTLS):
             return None
         if self.server.reverse_dns:
             name = ptr_name(self.connection.dns, self.connection.remote_ip)
-            if isinstance(name, Deferred):
+            if name is not None and type(name) is not str:    # a Deferred: not in the cache
                 return name.addCallback(self._got_remote_host)
             return self._got_remote_host(name)
         return self._connect()
@@ -299,7 +299,9 @@ class SMTPSession(SessionFlow, EnvelopeCommands, MessageDelivery, StartTLS):
         Synchronous when every plugin answers at once; a Deferred otherwise.
         """
         result = self.hooks.call(hook, self.transaction, *args)
-        if isinstance(result, Deferred):
+        # (Deferred's metaclass is ABCMeta: isinstance on it is a Python call, so the usual
+        # answer, a HookResult, is told by its type first)
+        if type(result) is not HookResult and isinstance(result, Deferred):
             return result.addCallback(self._hook_answered, hook, callback, extra)
         return callback(result, *extra)
 
