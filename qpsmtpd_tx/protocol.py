@@ -2,6 +2,7 @@
 
 import functools
 
+from twisted.internet import tcp
 from twisted.internet.error import ConnectionLost
 from twisted.internet.interfaces import (IHalfCloseableProtocol, IHandshakeListener,
                                          IOpenSSLServerConnectionCreator)
@@ -26,6 +27,21 @@ def _plain_ip(host):
     few thousand: ``str`` of an address costs more than the rest of this)."""
     ip = parse_ip(host)
     return host if ip is None else str(ip)
+
+
+def _addresses(transport):
+    """``(remote ip, remote port, local ip, local port)`` of a new connection.
+
+    A plain IPv4 TCP connection's come from the socket's tuples: ``getPeer`` and ``getHost``
+    would build two address objects (an attrs class with a validator) to be read once. Other
+    transports (IPv6, whose scope Twisted adds to the address; UNIX; wrappers) ask them.
+    """
+    if type(transport) is tcp.Server and len(transport.client) == 2:
+        local_ip, local_port = transport.socket.getsockname()
+        return transport.client[0], transport.client[1], local_ip, local_port
+    peer, host = transport.getPeer(), transport.getHost()
+    return (getattr(peer, "host", ""), getattr(peer, "port", 0),
+            getattr(host, "host", ""), getattr(host, "port", 0))
 
 
 def _no_delay(transport):
@@ -68,11 +84,9 @@ class SMTPProtocol(Protocol, TimeoutMixin):
             self.transport.loseConnection()
             return
         _no_delay(self.transport)
-        peer, host = self.transport.getPeer(), self.transport.getHost()
-        connection = Connection(
-            remote_ip=_plain_ip(getattr(peer, "host", "")), remote_port=getattr(peer, "port", 0),
-            local_ip=_plain_ip(getattr(host, "host", "")), local_port=getattr(host, "port", 0),
-        )
+        remote_ip, remote_port, local_ip, local_port = _addresses(self.transport)
+        connection = Connection(remote_ip=_plain_ip(remote_ip), remote_port=remote_port,
+                                local_ip=_plain_ip(local_ip), local_port=local_port)
         proxy = self.factory.proxy
         if proxy is not None and not proxy.trusts(connection):
             # a --listen-proxy endpoint: only the proxies may connect, and they expect no reply
