@@ -44,6 +44,7 @@ from twisted.internet.testing import StringTransport
 
 from qpsmtpd_tx.codes import DECLINED
 from qpsmtpd_tx.config import Config
+from qpsmtpd_tx.idle import IdleSweeper
 from qpsmtpd_tx.loader import find_plugin_file, load_plugin_module
 from qpsmtpd_tx.objects import Connection, Transaction
 from qpsmtpd_tx.plugin import Plugin
@@ -209,8 +210,8 @@ class MemoryClient:
     """A client connected to a real SMTP protocol of ``server`` through an in-memory transport.
 
     The connection comes from ``remote_ip`` to 127.0.0.1:25; ``greeting`` is what the server
-    said first. The protocol's own timers (the idle timeout) run on ``clock``, a Clock the test
-    advances.
+    said first. The protocol's own timers (the idle timeout, the session's deadlines) run on
+    ``clock``, a Clock the test advances.
     """
 
     def __init__(self, server, remote_ip="192.0.2.1"):
@@ -218,7 +219,9 @@ class MemoryClient:
         self.transport = CountingTransport(
             hostAddress=IPv4Address("TCP", "127.0.0.1", 25),
             peerAddress=IPv4Address("TCP", remote_ip, 40000))
-        self.protocol = SMTPFactory(server).buildProtocol(None)
+        factory = SMTPFactory(server)
+        factory.idle_sweeper = IdleSweeper(self.clock)
+        self.protocol = factory.buildProtocol(None)
         self.protocol.callLater = self.clock.callLater
         self.protocol.makeConnection(self.transport)
         self.greeting = self.take()
