@@ -242,7 +242,7 @@ class SessionFlow:
             self.core.close()
             if started:
                 self.hooks.run_no_respond("disconnect", self.transaction)
-            self._reset_transaction()
+            self._reset_transaction(renew=started and self.hooks.has("post-connection"))
         if started:
             self.hooks.run_no_respond("post-connection", self.transaction)
         self.transaction.discard()

@@ -117,7 +117,7 @@ class SMTPSession(SessionFlow, EnvelopeCommands, MessageDelivery, StartTLS):
         self.connection.notes["disconnected"] = True
         self.core.close()
         self.hooks.run_no_respond("disconnect", self.transaction)
-        self._reset_transaction()
+        self._reset_transaction(renew=self.hooks.has("post-connection"))
 
     def _new_transaction(self):
         self._transaction_count += 1
@@ -128,13 +128,18 @@ class SMTPSession(SessionFlow, EnvelopeCommands, MessageDelivery, StartTLS):
         )
         self.transaction.session = self
 
-    def _reset_transaction(self):
-        """Replace the transaction (MAIL, RSET, end of DATA, HELO, disconnect)."""
+    def _reset_transaction(self, renew=True):
+        """Replace the transaction (MAIL, RSET, end of DATA, HELO, disconnect).
+
+        At disconnect a new one is made only for the post-connection hooks (``renew``): else
+        nothing would see it (the session keeps the old one, discarded).
+        """
         old = self.transaction
         if self.hooks.has("reset_transaction"):
             self.hooks.run_no_respond("reset_transaction", old)
         old.discard()
-        self._new_transaction()
+        if renew:
+            self._new_transaction()
 
     def _reset_after_refusal(self):
         """Drop the transaction (RSET, a refused DATA or VRFY): back to READY."""
