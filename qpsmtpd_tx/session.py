@@ -213,7 +213,7 @@ class SMTPSession(SessionFlow, EnvelopeCommands, MessageDelivery, StartTLS):
             return None
         if self.server.reverse_dns:
             name = ptr_name(self.connection.dns, self.connection.remote_ip)
-            if name is not None and type(name) is not str:    # a Deferred: not in the cache
+            if name is not None and not isinstance(name, str):    # a Deferred: not cached
                 return name.addCallback(self._got_remote_host)
             return self._got_remote_host(name)
         return self._connect()
