@@ -24,7 +24,8 @@ The README's "Writing a plugin" has a complete example.
   plugin loader); ``plugin_dirs`` are searched before the bundled plugins.
 - :class:`MemoryClient` connects a real SMTP protocol to Twisted's in-memory
   ``StringTransport`` and returns the server's replies as text.
-- :func:`capture_log` records what the server logs; :func:`startup_error` and
+- :func:`capture_log` records what the server logs, at every level (:func:`log_every_level`
+  for a test that patches ``server.log`` itself); :func:`startup_error` and
   :func:`assertStartupError` check that a bad ``plugins`` line or config file stops start-up
   with a clear message; :func:`wait_for` and :func:`eventually` wait for an asynchronous hook
   without timing assumptions; :func:`codes_of` and the Maildir readers help read results.
