@@ -43,7 +43,9 @@ Differences from qpsmtpd 0.94, on purpose:
     ``/32`` or ``/128`` entry never matched);
   - CIDR blocks are also honoured in ``norelayclients``;
   - a ``relayclients`` or ``norelayclients`` line that is not an address, a prefix or a
-    CIDR block is a start-up error naming the file and line (qpsmtpd ignored it).
+    CIDR block is a start-up error naming the file and line (qpsmtpd ignored it);
+  - ``RELAYCLIENT`` is read when the plugin starts (and again at SIGHUP), not at each
+    connection: qpsmtpd's environment is per connection, ours stays the same.
 
 Notes: sets ``connection.relay_client`` (True/False). Reads no notes.
 
@@ -173,6 +175,8 @@ class Relay(Plugin):
         self.only = options["only"] not in ("", "0")
         self._lists = {}
         self._more_keys = None
+        # the process's environment is read once (per start and reload), not per connection
+        self._env_relayclient = env_relayclient()
         # Parse now so that a bad line stops start-up.
         self._relayclients()
         self._norelayclients()
@@ -203,16 +207,16 @@ class Relay(Plugin):
     def _morerelayclients_match(self, candidates):
         table = self.server.config.get_map("morerelayclients")
         if isinstance(table, dict):
-            # a plain file: normalise its keys as for relayclients (bad lines never match)
-            source = tuple(table)
-            if self._more_keys is None or self._more_keys[0] != source:
+            # a plain file: normalise its keys as for relayclients (bad lines never match);
+            # the config gives the same mapping until it reads the file again
+            if self._more_keys is None or self._more_keys[0] is not table:
                 keys = set()
-                for key in source:
+                for key in table:
                     try:
                         keys.add(normalize_key(key.split()[0]))
                     except (BadEntry, IndexError):
                         continue
-                self._more_keys = (source, keys)
+                self._more_keys = (table, keys)
             found = self._more_keys[1] & candidates
             return sorted(found, key=len)[-1] if found else None
         for key in sorted(candidates, key=len, reverse=True):
@@ -245,7 +249,8 @@ class Relay(Plugin):
             conn.relay_client = False
             self.log(LOGINFO, "fail, disabled by norelayclients (%s)" % hit, transaction)
             return DECLINED
-        if env_relayclient(self.environ):
+        from_env = self._env_relayclient if self.environ is None else env_relayclient(self.environ)
+        if from_env:
             conn.relay_client = True
             self.log(LOGINFO, "pass, enabled by env", transaction)
             return DECLINED

@@ -23,6 +23,9 @@ _WHITESPACE = " \t\n\r\f\v"
 _PARAM = re.compile(r"([A-Za-z0-9][A-Za-z0-9-]*)(?:=([\x21-\x3c\x3e-\x7e]+))?")
 _ANY_WHITESPACE = re.compile(r"\s", re.ASCII)
 _BRACKETED = re.compile(r"<.*>")
+#: valid verbs known without a regex match (the usual ones)
+_COMMON_VERBS = frozenset(["helo", "ehlo", "mail", "rcpt", "data", "rset", "noop", "quit",
+                           "vrfy", "help", "auth", "starttls"])
 
 
 class CommandSyntaxError(ValueError):
@@ -41,10 +44,10 @@ def split_command(line):
     ``valid`` is False unless the verb is 1 to 12 ASCII word characters. A line starting
     with a space has an empty, invalid verb.
     """
-    parts = _SPACES.split(line, maxsplit=1)
-    verb = parts[0].lower()
-    rest = parts[1] if len(parts) > 1 else None
-    return verb, rest, bool(_VERB.fullmatch(verb))
+    verb, space, rest = line.partition(" ")
+    verb = verb.lower()
+    rest = rest.lstrip(" ") if space else None
+    return verb, rest, verb in _COMMON_VERBS or bool(_VERB.fullmatch(verb))
 
 
 def parse_helo(rest):

@@ -85,6 +85,8 @@ class Config:
         self._cdb_cache = {}
         #: map name → when to look again for its .cdb file, which was not there
         self._no_cdb = {}
+        #: map name → (generation, its plain item as a mapping), see get_map
+        self._plain_maps = {}
         #: goes up whenever cached items are dropped, so parsed copies know to re-parse
         self.generation = 0
 
@@ -159,7 +161,8 @@ class Config:
 
         The cdb file is read again whenever it changes (qpsmtpd never caches maps); a cdb file
         created where there was none is used within :data:`NO_CDB_RECHECK` seconds. The
-        fallback maps each line of the plain item to "".
+        fallback maps each line of the plain item to "": the same mapping until the item is
+        read again (SIGHUP, :meth:`forget`), so read it, do not change it.
         """
         missing_until = self._no_cdb.get(name)
         if missing_until is None or time.monotonic() >= missing_until:
@@ -168,7 +171,11 @@ class Config:
                 self._no_cdb.pop(name, None)
                 return self._open_cdb(path)
             self._no_cdb[name] = time.monotonic() + NO_CDB_RECHECK
-        return dict.fromkeys(self.get(name), "")
+        cached = self._plain_maps.get(name)
+        if cached is None or cached[0] != self.generation:
+            # (built per lookup, it cost relay a microsecond per connection, rcpt_ok per RCPT)
+            cached = self._plain_maps[name] = (self.generation, dict.fromkeys(self.get(name), ""))
+        return cached[1]
 
     def _open_cdb(self, path):
         try:

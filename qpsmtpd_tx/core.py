@@ -141,6 +141,7 @@ class SMTPCore:
         self.state = State.CONNECTED
         self.max_line = max_line
         self.max_auth_line = max_auth_line
+        self._within_both = min(max_line, max_auth_line)
         #: the last EHLO advertised AUTH (only then is AUTH a command)
         self.auth_offered = False
         #: an AUTH exchange succeeded on this connection (since its last TLS handshake)
@@ -215,7 +216,7 @@ class SMTPCore:
         return self._next_command()
 
     def _line_limit(self):
-        if self.expect_auth_line or self._buf[:5].upper() == b"AUTH ":
+        if self.state is State.AUTH or self._buf[:5].upper() == b"AUTH ":
             return self.max_auth_line
         return self.max_line
 
@@ -230,7 +231,8 @@ class SMTPCore:
                 del buf[:i + 1]
                 self._discarding = False
                 continue
-            limit = self._line_limit()
+            # (a line within both limits, the usual one, needs no look at which applies)
+            limit = self.max_line if 0 <= i < self._within_both else self._line_limit()
             if i < 0:
                 if len(buf) > limit:
                     del buf[:]
@@ -364,12 +366,13 @@ class SMTPCore:
         if type(code) is not int or not 200 <= code <= 599:
             raise ValueError("not an SMTP reply code: %r" % (code,))
         lines = [line for line in lines if line] or [""]
-        last = len(lines) - 1
-        for n, line in enumerate(lines):
-            sep = " " if n == last else "-"
-            out = ("%d%s%s\r\n" % (code, sep, line)).encode("utf-8", "surrogateescape")
-            self._out.append(out)
-            self._out_size += len(out)
+        text = "%d %s\r\n" % (code, lines[-1])
+        if len(lines) > 1:
+            dash = "%d-" % code
+            text = "".join([dash + line + "\r\n" for line in lines[:-1]]) + text
+        out = text.encode("utf-8", "surrogateescape")     # one bytes object per reply
+        self._out.append(out)
+        self._out_size += len(out)
 
     @property
     def output_size(self):

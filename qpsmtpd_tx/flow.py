@@ -242,12 +242,13 @@ class SessionFlow:
             self.core.close()
             if started:
                 self.hooks.run_no_respond("disconnect", self.transaction)
-            self._reset_transaction()
+            self._reset_transaction(renew=started and self.hooks.has("post-connection"))
         if started:
             self.hooks.run_no_respond("post-connection", self.transaction)
         self.transaction.discard()
         # qpsmtpd's parent logs this when it reaps the child: a line outside the connection
-        self.server.log(codes.LOGINFO, "cleaning up after %s" % self.connection.id)
+        if self.server.log_enabled(codes.LOGINFO):
+            self.server.log(codes.LOGINFO, "cleaning up after %s" % self.connection.id)
         self.server.detach_session(self)
 
     def shut_down(self):
@@ -285,13 +286,14 @@ class SessionFlow:
                 result = self._handle(event)
             except Exception:
                 result = Failure()
-            if isinstance(result, Failure):
-                self._internal_error(result)
-                continue
-            if isinstance(result, Deferred):
-                waiting = self._after(result)
-                if waiting:
-                    break
+            if result is not None:     # (the usual answer: no isinstance on the Deferred ABC)
+                if isinstance(result, Failure):
+                    self._internal_error(result)
+                    continue
+                if isinstance(result, Deferred):
+                    waiting = self._after(result)
+                    if waiting:
+                        break
             if self.core.output_size > FLUSH_ABOVE:
                 self._write_replies()     # may block output: the loop then stops
         self._update_reading()

@@ -162,7 +162,8 @@ class BodySpool:
     def __init__(self, spool_dir=None, threshold=0):
         self.spool_dir = spool_dir
         self.threshold = threshold
-        self._memory = io.BytesIO()
+        #: the body in memory, made at the first write (most transactions get no body)
+        self._memory = None
         self._file = None
         self.filename = None
         self.size = 0
@@ -174,7 +175,12 @@ class BodySpool:
         self.size += len(data)
         if self._file is None and self.size > self.threshold and self.spool_dir is not None:
             self._spill()
-        (self._file or self._memory).write(data)
+        if self._file is not None:
+            self._file.write(data)
+        else:
+            if self._memory is None:
+                self._memory = io.BytesIO()
+            self._memory.write(data)
 
     def _spill(self):
         os.makedirs(self.spool_dir, mode=0o700, exist_ok=True)
@@ -182,7 +188,8 @@ class BodySpool:
             prefix=spool_file_prefix(), dir=self.spool_dir
         )
         self._file = os.fdopen(fd, "w+b")
-        self._file.write(self._memory.getvalue())
+        if self._memory is not None:
+            self._file.write(self._memory.getvalue())
         self._memory = None
 
     def finish(self):
@@ -195,7 +202,7 @@ class BodySpool:
         if self._file is not None:
             self._file.flush()
             return open(self.filename, "rb")
-        return io.BytesIO(self._memory.getvalue())
+        return io.BytesIO(self._memory.getvalue() if self._memory is not None else b"")
 
     def getvalue(self):
         """The whole body as bytes (reads the spool file if the body spilled)."""
@@ -211,5 +218,5 @@ class BodySpool:
                 os.unlink(self.filename)
             except OSError:
                 pass
-        self._memory = io.BytesIO()
+        self._memory = None
         self.size = 0

@@ -108,6 +108,8 @@ class Plugin:
         if self.loglevel is not None:
             kind, value = self.loglevel
             level = value if kind == "abs" else max(0, min(7, level + value))
+        if not self.server.log_enabled(level):
+            return      # (most lines at the usual loglevel: not worth escaping)
         # Plugins often log client text: escaped, it cannot split the line or reach a terminal.
         self.server.log(level, printable(message), plugin=self, transaction=transaction)
 

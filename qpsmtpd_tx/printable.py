@@ -31,6 +31,8 @@ def printable(text, limit=None):
     """
     if text is None:
         return ""
+    if text.isascii() and text.isprintable() and (limit is None or len(text) <= limit):
+        return text      # the usual text: printable ASCII is safe (and no regex run is needed)
     cut = limit is not None and len(text) > limit
     if cut:
         text = text[:limit]
@@ -40,4 +42,4 @@ def printable(text, limit=None):
 
 def is_printable(text):
     """True if :func:`printable` would leave ``text`` unchanged (no limit applied)."""
-    return _UNSAFE.search(text) is None
+    return (text.isascii() and text.isprintable()) or _UNSAFE.search(text) is None

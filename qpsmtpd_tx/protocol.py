@@ -2,18 +2,19 @@
 
 import functools
 
+from twisted.internet import reactor, tcp
 from twisted.internet.error import ConnectionLost
 from twisted.internet.interfaces import (IHalfCloseableProtocol, IHandshakeListener,
                                          IOpenSSLServerConnectionCreator)
 from twisted.internet.protocol import Factory, Protocol
 from twisted.protocols.tls import TLSMemoryBIOFactory
-from twisted.protocols.policies import TimeoutMixin
 from twisted.python.failure import Failure
 
 from zope.interface import implementer
 
 from qpsmtpd_tx.codes import LOGWARN
 from qpsmtpd_tx.dns.names import parse_ip
+from qpsmtpd_tx.idle import IdleSweeper
 from qpsmtpd_tx.objects import Connection
 from qpsmtpd_tx.proxy_reader import EndpointProxy
 from qpsmtpd_tx.session import SMTPSession
@@ -26,6 +27,21 @@ def _plain_ip(host):
     few thousand: ``str`` of an address costs more than the rest of this)."""
     ip = parse_ip(host)
     return host if ip is None else str(ip)
+
+
+def _addresses(transport):
+    """``(remote ip, remote port, local ip, local port)`` of a new connection.
+
+    A plain IPv4 TCP connection's come from the socket's tuples: ``getPeer`` and ``getHost``
+    would build two address objects (an attrs class with a validator) to be read once. Other
+    transports (IPv6, whose scope Twisted adds to the address; UNIX; wrappers) ask them.
+    """
+    if type(transport) is tcp.Server and len(transport.client) == 2:
+        local_ip, local_port = transport.socket.getsockname()
+        return transport.client[0], transport.client[1], local_ip, local_port
+    peer, host = transport.getPeer(), transport.getHost()
+    return (getattr(peer, "host", ""), getattr(peer, "port", 0),
+            getattr(host, "host", ""), getattr(host, "port", 0))
 
 
 def _no_delay(transport):
@@ -42,12 +58,20 @@ def _no_delay(transport):
 
 
 @implementer(IHandshakeListener, IHalfCloseableProtocol)
-class SMTPProtocol(Protocol, TimeoutMixin):
-    """One client connection: transport events in, session out; idle timeout."""
+class SMTPProtocol(Protocol):
+    """One client connection: transport events in, session out; idle timeout (the factory's
+    :class:`~qpsmtpd_tx.idle.IdleSweeper` watches it)."""
 
     session = None
     #: the session's transport, which does STARTTLS (None on SMTPS: Twisted's TLS from the start)
     _tls_layer = None
+    #: the clock's time of the client's last bytes (see IdleSweeper)
+    idle_since = 0.0
+
+    def callLater(self, seconds, func, *args):
+        """The session's timers (deadlines, TLS): the reactor's, unless a test gives its
+        Clock's ``callLater``."""
+        return reactor.callLater(seconds, func, *args)
 
     def connectionMade(self):
         server = self.factory.server
@@ -68,11 +92,9 @@ class SMTPProtocol(Protocol, TimeoutMixin):
             self.transport.loseConnection()
             return
         _no_delay(self.transport)
-        peer, host = self.transport.getPeer(), self.transport.getHost()
-        connection = Connection(
-            remote_ip=_plain_ip(getattr(peer, "host", "")), remote_port=getattr(peer, "port", 0),
-            local_ip=_plain_ip(getattr(host, "host", "")), local_port=getattr(host, "port", 0),
-        )
+        remote_ip, remote_port, local_ip, local_port = _addresses(self.transport)
+        connection = Connection(remote_ip=_plain_ip(remote_ip), remote_port=remote_port,
+                                local_ip=_plain_ip(local_ip), local_port=local_port)
         proxy = self.factory.proxy
         if proxy is not None and not proxy.trusts(connection):
             # a --listen-proxy endpoint: only the proxies may connect, and they expect no reply
@@ -89,7 +111,7 @@ class SMTPProtocol(Protocol, TimeoutMixin):
         server.sessions.add(self.session)
         server.sessions_by_ip.add(self.session)
         server.metrics.session_opened()
-        self.setTimeout(server.timeout)
+        self.factory.idle_sweeper.add(self)
         if self.factory.implicit_tls:
             self.session.wait_for_handshake()    # SMTPS: the session starts once TLS is up
         else:
@@ -98,7 +120,7 @@ class SMTPProtocol(Protocol, TimeoutMixin):
     def dataReceived(self, data):
         if self.session is None:
             return   # refused at connect: ignore what the client still sends
-        self.resetTimeout()
+        self.idle_since = self.factory.idle_sweeper.clock.seconds()
         if self._tls_layer is not None:
             self._tls_layer.received(data)
         else:
@@ -108,9 +130,14 @@ class SMTPProtocol(Protocol, TimeoutMixin):
         """Plain text from the STARTTLS layer (all of one read, decrypted once TLS is on)."""
         self.session.data_received(data)
 
-    def timeoutConnection(self):
-        if not self.session.timeout():
-            self.setTimeout(self.factory.server.timeout)   # busy on a hook: look again later
+    def idle_limit(self):
+        """Seconds of silence before the session times out: ``timeout`` (or ``timeoutsmtpd``)."""
+        return self.factory.server.timeout
+
+    def idle_expired(self):
+        """The client has been silent for ``idle_limit()``: True once the session has timed
+        out, False while a hook of ours is busy (looked at again a whole limit later)."""
+        return self.session.timeout()
 
     def handshakeCompleted(self):
         """The TLS handshake (STARTTLS or SMTPS) is done."""
@@ -132,7 +159,7 @@ class SMTPProtocol(Protocol, TimeoutMixin):
         """Never asked for (we close both ways at once)."""
 
     def connectionLost(self, reason):
-        self.setTimeout(None)
+        self.factory.idle_sweeper.discard(self)
         if self.session is not None and self.session.handshake_pending:
             failure = self._tls_layer is not None and self._tls_layer.failure
             self.session.tls_handshake_failed(Failure(ConnectionLost(failure)) if failure
@@ -154,6 +181,8 @@ class SMTPFactory(Factory):
 
     def __init__(self, server, implicit_tls=False, proxy=None):
         self.server = server
+        #: the idle timeouts of this listener's connections (a test may give one on its Clock)
+        self.idle_sweeper = IdleSweeper(reactor)
         #: SMTPS (RFC 8314): the connection is TLS from its first byte
         self.implicit_tls = implicit_tls
         #: a ``--listen-proxy`` endpoint's :class:`~qpsmtpd_tx.proxy_reader.EndpointProxy`

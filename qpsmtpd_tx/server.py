@@ -19,6 +19,7 @@ from twisted.python.threadpool import ThreadPool
 
 from qpsmtpd_tx import codes, config_items
 from qpsmtpd_tx.chain import PluginChain
+from qpsmtpd_tx.dns.budget import DNSBudget
 from qpsmtpd_tx.drain import Draining
 from qpsmtpd_tx.ip_index import SessionsByIP
 from qpsmtpd_tx.loader import load_plugin_lines
@@ -412,8 +413,10 @@ class SMTPServer(ServerLog, Draining):
 
     def connection_dns(self):
         """A new connection's view of the resolver, within its ``dns_budget``."""
-        from qpsmtpd_tx.dns import DNSBudget
-        return DNSBudget(lambda: self.resolver, self.dns_budget, reactor)
+        return DNSBudget(self._current_resolver, self.dns_budget, reactor)
+
+    def _current_resolver(self):
+        return self.resolver
 
     def peer_ips(self, exclude=None):
         """Remote IPs of the live sessions but ``exclude`` (qpsmtpd's ``child_addrs``).

@@ -28,7 +28,7 @@ from qpsmtpd_tx.data import BadDataEnd, Body, DataEnd, Headers
 from qpsmtpd_tx.delivery import MessageDelivery
 from qpsmtpd_tx.envelope import EnvelopeCommands
 from qpsmtpd_tx.flow import FLUSH_ABOVE, PAUSE_ABOVE, ReplyProducer, SessionFlow
-from qpsmtpd_tx.hooks import NO_HOOK
+from qpsmtpd_tx.hooks import NO_HOOK, HookResult
 from qpsmtpd_tx.interfaces import ISession
 from qpsmtpd_tx.message import BodySpool
 from qpsmtpd_tx.objects import Transaction
@@ -81,18 +81,10 @@ class SMTPSession(SessionFlow, EnvelopeCommands, MessageDelivery, StartTLS):
         #: schedules the deadlines and the TLS handshake's (the protocol sets its own callLater)
         self.call_later = reactor.callLater
         self._shutting_down = False
-        self.commands = {
-            "helo": self.cmd_helo,
-            "ehlo": self.cmd_ehlo,
-            "mail": self.cmd_mail,
-            "rcpt": self.cmd_rcpt,
-            "data": self.cmd_data,
-            "rset": self.cmd_rset,
-            "noop": self.cmd_noop,
-            "vrfy": self.cmd_vrfy,
-            "help": self.cmd_help,
-            "quit": self.cmd_quit,
-        }
+
+    #: command verb → the name of the method that handles it
+    commands = {verb: "cmd_" + verb for verb in (
+        "helo", "ehlo", "mail", "rcpt", "data", "rset", "noop", "vrfy", "help", "quit")}
 
     # -- plumbing ---------------------------------------------------------------------------
 
@@ -120,11 +112,12 @@ class SMTPSession(SessionFlow, EnvelopeCommands, MessageDelivery, StartTLS):
             return
         self._closing = True
         self.server.release_ip(self)
-        self.log(codes.LOGINFO, "click, disconnecting")
+        if self.server.log_enabled(codes.LOGINFO):
+            self.log(codes.LOGINFO, "click, disconnecting")
         self.connection.notes["disconnected"] = True
         self.core.close()
         self.hooks.run_no_respond("disconnect", self.transaction)
-        self._reset_transaction()
+        self._reset_transaction(renew=self.hooks.has("post-connection"))
 
     def _new_transaction(self):
         self._transaction_count += 1
@@ -135,13 +128,18 @@ class SMTPSession(SessionFlow, EnvelopeCommands, MessageDelivery, StartTLS):
         )
         self.transaction.session = self
 
-    def _reset_transaction(self):
-        """Replace the transaction (MAIL, RSET, end of DATA, HELO, disconnect)."""
+    def _reset_transaction(self, renew=True):
+        """Replace the transaction (MAIL, RSET, end of DATA, HELO, disconnect).
+
+        At disconnect a new one is made only for the post-connection hooks (``renew``): else
+        nothing would see it (the session keeps the old one, discarded).
+        """
         old = self.transaction
         if self.hooks.has("reset_transaction"):
             self.hooks.run_no_respond("reset_transaction", old)
         old.discard()
-        self._new_transaction()
+        if renew:
+            self._new_transaction()
 
     def _reset_after_refusal(self):
         """Drop the transaction (RSET, a refused DATA or VRFY): back to READY."""
@@ -175,7 +173,7 @@ class SMTPSession(SessionFlow, EnvelopeCommands, MessageDelivery, StartTLS):
             pending = proxy.read_header(self).addCallback(self._after_proxy_header)
         else:
             pending = self._open()
-        if not (isinstance(pending, Deferred) and self._after(pending)):
+        if not (pending is not None and isinstance(pending, Deferred) and self._after(pending)):
             self._busy = False
             self._pump()
 
@@ -215,7 +213,7 @@ class SMTPSession(SessionFlow, EnvelopeCommands, MessageDelivery, StartTLS):
             return None
         if self.server.reverse_dns:
             name = ptr_name(self.connection.dns, self.connection.remote_ip)
-            if isinstance(name, Deferred):
+            if name is not None and not isinstance(name, str):    # a Deferred: not cached
                 return name.addCallback(self._got_remote_host)
             return self._got_remote_host(name)
         return self._connect()
@@ -235,7 +233,8 @@ class SMTPSession(SessionFlow, EnvelopeCommands, MessageDelivery, StartTLS):
             self.log(codes.LOGINFO, "Accepted connection %d/%s from %s / %s" % (
                 len(server.peer_ips(exclude=self)), server.max_connections or "unlimited",
                 conn.remote_ip, conn.remote_host or "Unknown"))
-        self.log(codes.LOGNOTICE, "Connection from %s [%s]" % (self._remote_info(), conn.remote_ip))
+        if server.log_enabled(codes.LOGNOTICE):
+            self.log(codes.LOGNOTICE, "Connection from %s [%s]" % (self._remote_info(), conn.remote_ip))
 
     def _connect_respond(self, result):
         if not replies.answer(self, "connect", result) or self._closing:
@@ -297,7 +296,7 @@ class SMTPSession(SessionFlow, EnvelopeCommands, MessageDelivery, StartTLS):
                 if self.core.auth_offered:
                     return self.chain.auth.start(self, rest)
             return self._unrecognized(verb, rest)
-        return handler(rest)
+        return getattr(self, handler)(rest)
 
     def _run(self, hook, args, callback, *extra):
         """Run ``hook`` with ``args``; pass its HookResult (and ``extra``) to ``callback``.
@@ -305,7 +304,9 @@ class SMTPSession(SessionFlow, EnvelopeCommands, MessageDelivery, StartTLS):
         Synchronous when every plugin answers at once; a Deferred otherwise.
         """
         result = self.hooks.call(hook, self.transaction, *args)
-        if isinstance(result, Deferred):
+        # (Deferred's metaclass is ABCMeta: isinstance on it is a Python call, so the usual
+        # answer, a HookResult, is told by its type first)
+        if type(result) is not HookResult and isinstance(result, Deferred):
             return result.addCallback(self._hook_answered, hook, callback, extra)
         return callback(result, *extra)
 

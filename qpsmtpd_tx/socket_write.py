@@ -16,10 +16,15 @@ them when nothing is queued.
 
 from twisted.internet import tcp
 from twisted.internet.error import ConnectionDone
+from twisted.python import log
 from twisted.python.failure import Failure
 
 #: what the protocol is told once the close completes (one Failure for all, as Twisted does)
 _DONE = Failure(ConnectionDone())
+
+#: the transports lose_now closes on the next reactor turn: one timer for all those of a turn
+#: (a timer each went through the reactor's heap of timers twice)
+_to_close = []
 
 
 def _idle(writer):
@@ -75,8 +80,20 @@ def lose_now(transport):
     transport.stopReading()
     transport.stopWriting()
     transport.disconnecting = True
-    transport.reactor.callLater(0, _close, transport)
+    if not _to_close:
+        transport.reactor.callLater(0, _close_all)
+    _to_close.append(transport)
     return True
+
+
+def _close_all():
+    batch = _to_close[:]
+    del _to_close[:]
+    for transport in batch:
+        try:
+            _close(transport)
+        except Exception:
+            log.err(None, "closing %r" % (transport,))    # the others are closed all the same
 
 
 def _close(transport):

@@ -24,7 +24,8 @@ The README's "Writing a plugin" has a complete example.
   plugin loader); ``plugin_dirs`` are searched before the bundled plugins.
 - :class:`MemoryClient` connects a real SMTP protocol to Twisted's in-memory
   ``StringTransport`` and returns the server's replies as text.
-- :func:`capture_log` records what the server logs; :func:`startup_error` and
+- :func:`capture_log` records what the server logs, at every level (:func:`log_every_level`
+  for a test that patches ``server.log`` itself); :func:`startup_error` and
   :func:`assertStartupError` check that a bad ``plugins`` line or config file stops start-up
   with a clear message; :func:`wait_for` and :func:`eventually` wait for an asynchronous hook
   without timing assumptions; :func:`codes_of` and the Maildir readers help read results.
@@ -44,6 +45,7 @@ from twisted.internet.testing import StringTransport
 
 from qpsmtpd_tx.codes import DECLINED
 from qpsmtpd_tx.config import Config
+from qpsmtpd_tx.idle import IdleSweeper
 from qpsmtpd_tx.loader import find_plugin_file, load_plugin_module
 from qpsmtpd_tx.objects import Connection, Transaction
 from qpsmtpd_tx.plugin import Plugin
@@ -54,7 +56,7 @@ from qpsmtpd_tx.syncer import SYNCER
 
 __all__ = ["write_config", "make_server", "loaded_plugin", "plugin_module", "fake_transaction",
            "startup_error", "assertStartupError",
-           "StartupErrorAssertions", "capture_log", "CountingTransport", "MemoryClient",
+           "StartupErrorAssertions", "log_every_level", "capture_log", "CountingTransport", "MemoryClient",
            "codes_of", "wait_for", "eventually", "maildir_messages", "maildir_by_recipient",
            "capture_queue_notes"]
 
@@ -161,14 +163,28 @@ class StartupErrorAssertions:
         return assertStartupError(self, plugins, expected, files, plugin_dirs=self.plugin_search_dirs)
 
 
+def log_every_level(testcase, server):
+    """Until the test ends, ``server.log`` gets lines at every level, whatever ``loglevel``
+    says (the server itself still drops those above it).
+
+    The server and its plugins do not even format a line that nobody would see (they ask
+    ``server.log_enabled`` first): a test that patches ``server.log`` to see such lines
+    calls this, as :func:`capture_log` does.
+    """
+    testcase.patch(server, "log_enabled", lambda level: True)
+
+
 def capture_log(testcase, server, plugin_names=False):
     """A list that receives every line ``server`` logs from now on (until the test ends).
 
     Each line is ``(level, message)``, or with ``plugin_names`` ``(level, name, message)``
     where ``name`` is the escaped name of the plugin that logged it (None for the core).
-    The lines go only to the list, not to the server's usual log.
+    The lines go only to the list, not to the server's usual log. Lines at every level are
+    captured, whatever the server's ``loglevel``: while capturing, ``server.log_enabled`` is
+    true for all levels (see :func:`log_every_level`).
     """
     lines = []
+    log_every_level(testcase, server)
 
     def log(level, message, plugin=None, transaction=None, hook=None):
         if plugin_names:
@@ -195,8 +211,8 @@ class MemoryClient:
     """A client connected to a real SMTP protocol of ``server`` through an in-memory transport.
 
     The connection comes from ``remote_ip`` to 127.0.0.1:25; ``greeting`` is what the server
-    said first. The protocol's own timers (the idle timeout) run on ``clock``, a Clock the test
-    advances.
+    said first. The protocol's own timers (the idle timeout, the session's deadlines) run on
+    ``clock``, a Clock the test advances.
     """
 
     def __init__(self, server, remote_ip="192.0.2.1"):
@@ -204,7 +220,9 @@ class MemoryClient:
         self.transport = CountingTransport(
             hostAddress=IPv4Address("TCP", "127.0.0.1", 25),
             peerAddress=IPv4Address("TCP", remote_ip, 40000))
-        self.protocol = SMTPFactory(server).buildProtocol(None)
+        factory = SMTPFactory(server)
+        factory.idle_sweeper = IdleSweeper(self.clock)
+        self.protocol = factory.buildProtocol(None)
         self.protocol.callLater = self.clock.callLater
         self.protocol.makeConnection(self.transport)
         self.greeting = self.take()

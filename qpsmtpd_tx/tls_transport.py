@@ -89,8 +89,19 @@ class StartTLSTransport:
         """The OpenSSL connection once TLS has started, else the socket."""
         return self.tls if self.tls is not None else self.tcp.getHandle()
 
+    # The two calls of every connection are passed on without __getattr__ (a Python-level
+    # fallback after a failed lookup: hasattr pays it too).
+
+    def registerProducer(self, producer, streaming):
+        """The TCP transport's ``registerProducer``."""
+        return self.tcp.registerProducer(producer, streaming)
+
+    def unregisterProducer(self):
+        """The TCP transport's ``unregisterProducer``."""
+        return self.tcp.unregisterProducer()
+
     def __getattr__(self, name):
-        # getPeer, getHost, pauseProducing, resumeProducing, registerProducer, ...
+        # getPeer, getHost, pauseProducing, resumeProducing, ...
         return getattr(self.tcp, name)
 
     def input_ended(self):

@@ -5,7 +5,7 @@ from twisted.trial import unittest
 from qpsmtpd_tx import codes
 from qpsmtpd_tx.objects import Connection, Transaction
 from qpsmtpd_tx.plugin import Plugin
-from tests.support.harness import make_server
+from tests.support.harness import log_every_level, make_server
 
 
 def plugin_and_transaction(testcase, reject=None, reject_type=None):
@@ -75,6 +75,7 @@ class LogLevelTests(unittest.TestCase):
         plugin, txn = plugin_and_transaction(self)
         plugin.set_loglevel(loglevel)
         seen = []
+        log_every_level(self, plugin.server)
         plugin.server.log = lambda lvl, message, **kw: seen.append(lvl)
         plugin.log(level, "x", txn)
         return seen

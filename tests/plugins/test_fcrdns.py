@@ -9,7 +9,7 @@ from twisted.trial import unittest
 from qpsmtpd_tx import codes
 from qpsmtpd_tx.dns.names import reverse_name
 from tests.support.dns import private_dns
-from tests.support.harness import StartupErrorMixin
+from tests.support.harness import StartupErrorMixin, log_every_level
 from tests.support.host_dns import client_address, start_dns_server
 from tests.support.server import connect
 
@@ -55,6 +55,7 @@ class FcrdnsTests(StartupErrorMixin, unittest.TestCase):
             self.log.append((level, name, message))
             if name == "fcrdns" and transaction is not None:
                 self.connections.append(transaction.connection)
+        log_every_level(self, server)
         self.patch(server, "log", log)
         source = None if interface == "::1" else self.ip
         client = await connect(self, port, host=interface, source=source)

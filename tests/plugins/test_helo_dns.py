@@ -10,6 +10,7 @@ from twisted.trial import unittest
 from qpsmtpd_tx import codes
 from qpsmtpd_tx.dns.names import reverse_name
 from tests.support.dns import private_dns
+from tests.support.harness import log_every_level
 from tests.support.host_dns import client_address, start_dns_server
 from tests.support.server import connect
 
@@ -46,6 +47,7 @@ class HeloDNSTests(unittest.TestCase):
             self.log.append((level, name, message))
             if name == "helo" and transaction is not None:
                 self.notes = transaction.connection.notes
+        log_every_level(self, server)
         self.patch(server, "log", log)
         client = await connect(self, port, source=self.ip if source else None)
         self.client = client

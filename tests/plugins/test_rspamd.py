@@ -26,7 +26,7 @@ from qpsmtpd_tx.message import Header
 from qpsmtpd_tx.objects import Connection, Transaction
 from qpsmtpd_tx.paths import default_plugin_dirs
 from qpsmtpd_tx.server import StartupError
-from tests.support.harness import capture_log, loaded_plugin, maildir_by_recipient, make_server
+from tests.support.harness import capture_log, loaded_plugin, log_every_level, maildir_by_recipient, make_server
 from tests.support.processes import free_port
 from tests.support.rspamd import GTUBE, shared_rspamd
 from tests.support.server import Transcript, connect, start_server
@@ -449,6 +449,7 @@ class RealRspamd:
         self.addCleanup(self.server.stop_plugins)
         self.logs = []
         original = self.server.log
+        log_every_level(self, self.server)
         self.patch(self.server, "log", lambda level, message, **kw: (
             self.logs.append((level, message)), original(level, message, **kw)))
         return port

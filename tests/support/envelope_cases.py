@@ -8,7 +8,7 @@ the recipients whose local part routes the mail elsewhere.
 
 from twisted.trial import unittest
 
-from tests.support.harness import MemoryClient, StartupErrorMixin, make_server
+from tests.support.harness import MemoryClient, StartupErrorMixin, log_every_level, make_server
 from tests.support.server import connect, start_server
 
 MESSAGE = "Subject: x\r\n\r\nbody\r\n.\r\n"
@@ -43,6 +43,7 @@ class PluginTestCase(StartupErrorMixin, unittest.TestCase):
             original(level, message, plugin=plugin, transaction=transaction, hook=hook)
 
         server.log = log
+        log_every_level(self, server)
         server.load_plugins()
         return server, records
 

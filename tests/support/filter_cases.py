@@ -13,7 +13,7 @@ from twisted.internet.protocol import Factory, Protocol
 from twisted.trial import unittest
 
 from qpsmtpd_tx.message import Header
-from tests.support.harness import assertStartupError
+from tests.support.harness import assertStartupError, log_every_level
 from tests.support.server import connect, start_server
 
 SENDER = "<sender@client.example>"
@@ -55,6 +55,7 @@ class FilterTestCase(unittest.TestCase):
             self.logs.append((level, text))
             return original(level, text, **kw)
 
+        log_every_level(self, self.server)
         self.patch(self.server, "log", log)
         return self.server
 

@@ -11,7 +11,7 @@ import os
 from qpsmtpd_tx import testing
 from qpsmtpd_tx.testing import (  # noqa: F401 (re-exported for the tests)
     CountingTransport, MemoryClient, capture_log, codes_of, eventually, fake_transaction,
-    loaded_plugin, maildir_by_recipient, maildir_messages, plugin_module, wait_for, write_config)
+    loaded_plugin, log_every_level, maildir_by_recipient, maildir_messages, plugin_module, wait_for, write_config)
 
 TEST_PLUGINS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "fixture_plugins")
 

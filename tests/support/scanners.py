@@ -92,9 +92,12 @@ def startup_log(testcase, plugins, files=None):
         lines.append((level, message))
         return original(server, level, message, plugin=plugin, transaction=transaction, hook=hook)
 
+    every_level, original_enabled = (lambda server, level: True), SMTPServer.log_enabled
     testcase.patch(SMTPServer, "log", log)
+    testcase.patch(SMTPServer, "log_enabled", every_level)     # (see log_every_level)
     server = make_server(testcase, plugins, files)
     testcase.patch(SMTPServer, "log", original)
+    testcase.patch(SMTPServer, "log_enabled", original_enabled)
     return server, lines
 
 
