@@ -2,7 +2,7 @@
 or the body in hand: the caller fetches the keys (through the server's resolver) and hashes
 the body while streaming it (:mod:`qpsmtpd_tx.dkim_body`), then calls :func:`check`.
 
-dkimpy's parts do the field checks (``x=``, ``t=``, ``i=``); the header
+:mod:`qpsmtpd_tx.dkim_tags` does dkimpy's field checks (``x=``, ``t=``, ``i=``); the header
 fields are parsed, selected, canonicalized and hashed here, only those a signature covers
 (dkimpy canonicalizes every field with regular expressions: this halves the cost of a check,
 measured; tests/test_dkim_verify.py compares the hash input with dkimpy's); ``cryptography``
@@ -38,7 +38,7 @@ from dkim.util import InvalidTagValueList
 
 from twisted.internet import defer
 
-from qpsmtpd_tx import dkim_body, tag_value
+from qpsmtpd_tx import dkim_body, dkim_tags, tag_value
 from qpsmtpd_tx.dns import BadName, DNSError
 
 MIN_RSA_BITS = 1024
@@ -82,7 +82,7 @@ class Signature:
         self.selector = _text(self.tags.get(b"s", b""))
         self.algorithm = _text(self.tags.get(b"a", b""))
         try:
-            dkim.validate_signature_fields(self.tags, list(self.MANDATORY), self.ARC)
+            dkim_tags.validate(self.tags, self.MANDATORY, self.ARC)
             self.policy = CanonicalizationPolicy.from_c_value(self.tags.get(b"c"))
         except (dkim.ValidationError, InvalidCanonicalizationPolicyError) as e:
             return self._set("neutral", "bad signature: %s" % _text(str(e).encode()))
