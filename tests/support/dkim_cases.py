@@ -1,8 +1,6 @@
 """What the dkim and dmarc tests share: a private DNS zone with a DKIM key in it, messages
 signed by Perl's Mail::DKIM, a server asking that DNS server (:class:`DKIMCase`)."""
 
-from twisted.internet import defer
-
 from tests.support import mail_dkim
 from tests.support.dns import private_dns
 from tests.support.filter_cases import FilterTestCase, Outcome
@@ -52,21 +50,6 @@ class DKIMCase(FilterTestCase):
         code, lines = await client.reply()
         self.last_client = client     # for a test that looks at the connection afterwards
         return Outcome([], (code, lines[-1]), session.connection.notes.get("scripted_message"))
-
-    def record_answers(self, plugin_name, hook="data_post"):
-        """A list that gets, for each answer of ``plugin_name``'s ``hook``, whether it was a
-        Deferred (a check at once from the DNS cache makes none)."""
-        handlers = self.server.hooks._handlers[hook]
-        [index] = [i for i, (plugin, _) in enumerate(handlers) if plugin.name == plugin_name]
-        plugin, method = handlers[index]
-        answers = []
-
-        def recording(transaction, *args):
-            result = method(transaction, *args)
-            answers.append(isinstance(result, defer.Deferred))
-            return result
-        handlers[index] = (plugin, recording)
-        return answers
 
     async def twice(self, message):
         """Send ``message`` on two connections, one after the other; both outcomes."""
