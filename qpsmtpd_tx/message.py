@@ -22,6 +22,10 @@ class Header:
     fields with an empty name so they are written back unchanged.
     """
 
+    #: the ``raw`` of the Authentication-Results field :mod:`qpsmtpd_tx.authresults` last
+    #: wrote, so that it finds its field again without parsing the others (None: not known)
+    auth_results_raw = None
+
     def __init__(self, fields=None):
         self.fields = list(fields or [])
 
