@@ -98,7 +98,7 @@ class DKIMPlugin(Plugin):
         # The header as received: the core later adds its own fields (and removes spoofed
         # Authentication-Results ones), which the signatures must not see.
         if transaction.header is not None:
-            transaction.notes[_SNAPSHOT] = transaction.header.as_bytes()
+            transaction.notes[_SNAPSHOT] = list(transaction.header.fields)
         return DECLINED
 
     def hook_data_post(self, transaction):
@@ -107,18 +107,18 @@ class DKIMPlugin(Plugin):
         if self.is_immune(transaction):
             self.log(LOGINFO, "skip, whitelisted", transaction)
             return DECLINED
-        block = transaction.notes.pop(_SNAPSHOT, None)
-        if block is None:
-            block = transaction.header.as_bytes() if transaction.header is not None else b""
-        return self._verify(transaction, block, transaction.body.open())
+        received = transaction.notes.pop(_SNAPSHOT, None)
+        if received is None:
+            received = transaction.header.fields if transaction.header is not None else []
+        return self._verify(transaction, received, transaction.body.open())
 
     # -- checking ---------------------------------------------------------------------------
 
-    def _verify(self, transaction, block, body):
+    def _verify(self, transaction, received, body):
         # No coroutine: with the keys in the DNS cache and a body of one piece no Deferred
         # is made at all (this hook runs for every message); else plain Deferreds.
         try:
-            fields = dkim_verify.parse_fields(block)
+            fields = dkim_verify.header_fields(received)
         except Exception as e:    # a header line that is no field
             fields = []
             self.log(LOGINFO, "header not parsed: %s" % e, transaction)

@@ -98,8 +98,12 @@ class Signature:
         self.result, self.reason = result, reason
 
     def signed_fields(self):
-        """The ``h=`` field names, lower case."""
-        return [name.lower() for name in re.split(rb"\s*:\s*", self.tags.get(b"h", b"").strip())]
+        """The ``h=`` field names, lower case (read once; not to be changed)."""
+        names = self.__dict__.get("_signed_fields")
+        if names is None:
+            names = self._signed_fields = [
+                name.lower() for name in _H_SEPARATOR.split(self.tags.get(b"h", b"").strip())]
+        return names
 
     @property
     def key_name(self):
@@ -131,6 +135,10 @@ def _text(value):
     return value.decode("ascii", "backslashreplace")
 
 
+#: a field of several lines, each after the first a continuation
+_FOLDED = re.compile(rb"[^\n]*\n(?:[ \t][^\n]*\n)*\Z")
+#: what separates the names of an h= tag
+_H_SEPARATOR = re.compile(rb"\s*:\s*")
 #: bytes a field name may hold (RFC 5322 ftext, as dkimpy's parser reads names)
 _NAME_BYTES = re.compile(rb"[\x21-\x39\x3b-\x7e]+\Z")
 
@@ -155,6 +163,22 @@ def parse_fields(header_block):
         elif not line.startswith(b"From "):
             raise ValueError("not a header field: %r" % line[:40])
     return fields
+
+
+def header_fields(fields):
+    """What :func:`parse_fields` gives for the header whose :class:`~qpsmtpd_tx.message.Header`
+    fields are ``fields`` (``(name, raw)``), without parsing it again: each field's value is
+    its raw text after the colon with CRLF line ends. A header the two may read differently
+    (a line that is no field, space before a colon, a field added with a bad value) is
+    parsed again from its bytes, with parse_fields' errors."""
+    converted = []
+    for name, raw in fields:
+        end = len(name)
+        if (not end or raw[end:end + 1] != b":" or raw[-1:] != b"\n"
+                or (raw.count(b"\n") > 1 and not _FOLDED.match(raw))):
+            return parse_fields(b"".join(raw for _, raw in fields))
+        converted.append([raw[:end], raw[end + 1:].replace(b"\n", b"\r\n")])
+    return converted
 
 
 def signatures(fields, limit):
@@ -257,13 +281,14 @@ def check(signature, fields, body_hash, key_records):
 def select_fields(fields, names):
     """The fields ``names`` (lower case, in order) cover, RFC 6376 section 5.4.2: each name
     takes the last field of that name not taken yet; a name with none left takes nothing."""
+    lowered = [field[0].lower() for field in fields]
     selected = []
     taken = {}
     for name in names:
         i = taken.get(name, len(fields))
         while i > 0:
             i -= 1
-            if fields[i][0].lower() == name:
+            if lowered[i] == name:
                 selected.append(fields[i])
                 break
         taken[name] = i
