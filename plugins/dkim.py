@@ -77,7 +77,6 @@ from qpsmtpd_tx.plugin_args import positive, reject_settings
 #: our results as 0.94 (Mail::DKIM) names them
 _RESULT_NAMES = {"pass": "pass", "fail": "fail", "temperror": "temperror",
                  "neutral": "invalid", "permerror": "invalid", "policy": "invalid"}
-_SNAPSHOT = "dkim_received_header"
 
 
 class DKIMPlugin(Plugin):
@@ -94,20 +93,15 @@ class DKIMPlugin(Plugin):
                                        arguments.get("max_signatures", "10"), int)
         self._keys = dkim_sign.KeyCache()
 
-    def hook_data_headers_end(self, transaction):
-        # The header as received: the core later adds its own fields (and removes spoofed
-        # Authentication-Results ones), which the signatures must not see.
-        if transaction.header is not None:
-            transaction.notes[_SNAPSHOT] = list(transaction.header.fields)
-        return DECLINED
-
     def hook_data_post(self, transaction):
         if transaction.connection.relay_client:
             return self._sign(transaction)
         if self.is_immune(transaction):
             self.log(LOGINFO, "skip, whitelisted", transaction)
             return DECLINED
-        received = transaction.notes.pop(_SNAPSHOT, None)
+        # The header as received: the core adds its own fields (and removes spoofed
+        # Authentication-Results ones), which the signatures must not see.
+        received = transaction.received_fields
         if received is None:
             received = transaction.header.fields if transaction.header is not None else []
         return self._verify(transaction, received, transaction.body.open())

@@ -108,11 +108,6 @@ class DMARCPlugin(Plugin):
             lambda lines: dmarc_policy.suffix_list([l.text for l in lines] if lines else None),
             transaction)
 
-    def hook_data_headers_end(self, transaction):
-        if self.trusted_sealers(transaction):
-            arc_check.keep_received_header(transaction)
-        return DECLINED
-
     def hook_data_post(self, transaction):
         if transaction.connection.relay_client:
             self.log(LOGINFO, "skip, relay client", transaction)
