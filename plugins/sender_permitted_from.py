@@ -260,6 +260,8 @@ class SenderPermittedFrom(Plugin):
             return DECLINED
         transaction.header.add("Received-SPF", printable(result.received_spf(self.server.me)),
                                prepend=True)
+        if result.result == "pass":     # accepted at every level: no recipient's note matters
+            return DECLINED
         return self.per_recipient_result(transaction, [
             (recipients, self._data_verdict(transaction, result, values["spf_reject"]))
             for values, recipients in self.recipient_groups(transaction)])
