@@ -56,15 +56,19 @@ def validate(sig, mandatory, arc=False):
     hashes = ARC_HASH_ALGORITHMS if arc else HASH_ALGORITHMS
     if b"a" in sig and sig[b"a"] not in hashes:
         raise ValidationError("unknown signature algorithm: %s" % sig[b"a"])
+    b_form = None
     if b"b" in sig:
         b = sig[b"b"]
-        if not _base64_form(b) or len(b.translate(None, _WHITE_SPACE)) % 4:
+        b_form = _base64_form(b)
+        if not b_form or len(b.translate(None, _WHITE_SPACE)) % 4:
             raise ValidationError("b= value is not valid base64 (%s)" % b)
     if b"bh" in sig:
         # dkimpy tests the form of b= here again, not of bh= (b= may be absent from an ARC
         # field's mandatory tags: then its lookup raises KeyError, as dkimpy's does)
         bh = sig[b"bh"]
-        if not _base64_form(sig[b"b"]) or len(bh.translate(None, _WHITE_SPACE)) % 4:
+        if b_form is None:
+            b_form = _base64_form(sig[b"b"])
+        if not b_form or len(bh.translate(None, _WHITE_SPACE)) % 4:
             raise ValidationError("bh= value is not valid base64 (%s)" % bh)
     if b"cv" in sig and sig[b"cv"] not in _CV_VALUES:
         raise ValidationError("cv= value is not valid (%s)" % sig[b"cv"])
