@@ -75,7 +75,6 @@ from qpsmtpd_tx.hook_result import then
 from qpsmtpd_tx.plugin import Plugin, PluginError
 from qpsmtpd_tx.plugin_args import positive
 from qpsmtpd_tx.policy import Setting
-from qpsmtpd_tx.printable import printable
 from qpsmtpd_tx.spf import DEFAULT_TIMEOUT, check_host, is_domain
 
 
@@ -258,7 +257,7 @@ class SenderPermittedFrom(Plugin):
         if transaction.header is None:
             self.log(LOGERROR, "missing headers!", transaction)
             return DECLINED
-        transaction.header.add("Received-SPF", printable(result.received_spf(self.server.me)),
+        transaction.header.add("Received-SPF", result.received_spf(self.server.me),
                                prepend=True)
         if result.result == "pass":     # accepted at every level: no recipient's note matters
             return DECLINED

@@ -132,7 +132,10 @@ class Signature:
                 b_tag = b_value.translate(None, _WHITE_SPACE)[:8]
             if b_tag:
                 parts.append("header.b=%s" % _text(b_tag))
-        return _NOT_PRINTABLE.sub("?", " ".join(parts))
+        entry = " ".join(parts)
+        if entry.isascii() and entry.isprintable():    # the usual entry: nothing to replace
+            return entry
+        return _NOT_PRINTABLE.sub("?", entry)
 
 
 def _text(value):

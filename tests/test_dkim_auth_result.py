@@ -20,3 +20,9 @@ class HeaderBTests(unittest.TestCase):
             wanted = b_value.translate(None, b" \t\r\n")[:8].decode()
             self.assertIn(" header.b=%s" % wanted, signature.auth_result())
             self.assertTrue(signature.auth_result().endswith("header.b=" + wanted))
+
+    def test_unprintable_characters_become_question_marks(self):
+        signature = dkim_verify.Signature((b"DKIM-Signature", (
+            b" v=1; a=rsa-sha256; d=example.com; s=a\x0bb\x7f; h=from; bh=AAAA; b=AAAA\r\n")))
+        signature._set("permerror", "no key")
+        self.assertIn(" header.s=a?b? ", signature.auth_result())
