@@ -71,10 +71,6 @@ class ARCPlugin(Plugin):
             except (dkim_sign.SigningError, arc.SealError) as e:
                 raise PluginError(str(e))
 
-    def hook_data_headers_end(self, transaction):
-        arc_check.keep_received_header(transaction)
-        return DECLINED
-
     def hook_data_post(self, transaction):
         sealing = self.seal == "all" or (
             self.seal == "relay" and transaction.connection.relay_client)

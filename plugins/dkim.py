@@ -77,7 +77,6 @@ from qpsmtpd_tx.plugin_args import positive, reject_settings
 #: our results as 0.94 (Mail::DKIM) names them
 _RESULT_NAMES = {"pass": "pass", "fail": "fail", "temperror": "temperror",
                  "neutral": "invalid", "permerror": "invalid", "policy": "invalid"}
-_SNAPSHOT = "dkim_received_header"
 
 
 class DKIMPlugin(Plugin):
@@ -94,31 +93,26 @@ class DKIMPlugin(Plugin):
                                        arguments.get("max_signatures", "10"), int)
         self._keys = dkim_sign.KeyCache()
 
-    def hook_data_headers_end(self, transaction):
-        # The header as received: the core later adds its own fields (and removes spoofed
-        # Authentication-Results ones), which the signatures must not see.
-        if transaction.header is not None:
-            transaction.notes[_SNAPSHOT] = transaction.header.as_bytes()
-        return DECLINED
-
     def hook_data_post(self, transaction):
         if transaction.connection.relay_client:
             return self._sign(transaction)
         if self.is_immune(transaction):
             self.log(LOGINFO, "skip, whitelisted", transaction)
             return DECLINED
-        block = transaction.notes.pop(_SNAPSHOT, None)
-        if block is None:
-            block = transaction.header.as_bytes() if transaction.header is not None else b""
-        return self._verify(transaction, block, transaction.body.open())
+        # The header as received: the core adds its own fields (and removes spoofed
+        # Authentication-Results ones), which the signatures must not see.
+        received = transaction.received_fields
+        if received is None:
+            received = transaction.header.fields if transaction.header is not None else []
+        return self._verify(transaction, received, transaction.body.open())
 
     # -- checking ---------------------------------------------------------------------------
 
-    def _verify(self, transaction, block, body):
+    def _verify(self, transaction, received, body):
         # No coroutine: with the keys in the DNS cache and a body of one piece no Deferred
         # is made at all (this hook runs for every message); else plain Deferreds.
         try:
-            fields = dkim_verify.parse_fields(block)
+            fields = dkim_verify.header_fields(received)
         except Exception as e:    # a header line that is no field
             fields = []
             self.log(LOGINFO, "header not parsed: %s" % e, transaction)

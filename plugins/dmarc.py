@@ -108,11 +108,6 @@ class DMARCPlugin(Plugin):
             lambda lines: dmarc_policy.suffix_list([l.text for l in lines] if lines else None),
             transaction)
 
-    def hook_data_headers_end(self, transaction):
-        if self.trusted_sealers(transaction):
-            arc_check.keep_received_header(transaction)
-        return DECLINED
-
     def hook_data_post(self, transaction):
         if transaction.connection.relay_client:
             self.log(LOGINFO, "skip, relay client", transaction)
@@ -126,23 +121,40 @@ class DMARCPlugin(Plugin):
         if domain is None:
             self.log(LOGINFO, "unparseable from header: %s" % " / ".join(froms), transaction)
             return self._refuse(transaction, "unparseable from header")
-        return defer.Deferred.fromCoroutine(self._check(transaction, domain))
-
-    async def _check(self, transaction, domain):
         psl = self.suffixes(transaction)
-        dns = transaction.connection.dns
         org_domain = dmarc_policy.organizational_domain(domain, psl)
+        found = self._cached_policy(transaction.connection.dns, domain, org_domain)
+        if found is not None:   # the usual message: its records are cached, no Deferred
+            return self._apply(transaction, domain, psl, found)
+        return defer.Deferred.fromCoroutine(
+            self._fetch_and_apply(transaction, domain, org_domain, psl))
+
+    async def _fetch_and_apply(self, transaction, domain, org_domain, psl):
+        dns = transaction.connection.dns
         try:
             record = await self._record(dns, domain)
             from_org = False
             if record is None and org_domain != domain:
                 record = await self._record(dns, org_domain)
                 from_org = True
+            found = (record, from_org)
         except DNSError as e:
+            found = e
+        result = self._apply(transaction, domain, psl, found)
+        if isinstance(result, defer.Deferred):
+            result = await result
+        return result
+
+    def _apply(self, transaction, domain, psl, found):
+        """The answer for ``found``: ``(record or None, whether it is the organizational
+        domain's)`` or the DNSError that kept it from being known; a Deferred only when a
+        trusted ARC sealer's chain has to be checked."""
+        if isinstance(found, DNSError):
             transaction.notes["dmarc_result"] = "temperror"
             self.store_auth_results(transaction, "dmarc=temperror header.from=%s" % domain)
-            self.log(LOGINFO, "skip, DNS error: %s" % e, transaction)
+            self.log(LOGINFO, "skip, DNS error: %s" % found, transaction)
             return DECLINED
+        record, from_org = found
         if record is None:
             transaction.notes["dmarc_result"] = "none"
             self.store_auth_results(transaction, "dmarc=none header.from=%s" % domain)
@@ -153,14 +165,25 @@ class DMARCPlugin(Plugin):
             record, domain, from_org, transaction.notes.get("dkim_pass_domains", ()),
             (spf.get("domain"), spf.get("result")) if spf.get("domain") else None, psl)
         transaction.notes["dmarc_result"] = verdict.result
-        vouch = unchecked = None
         trusted = self.trusted_sealers(transaction)
         if verdict.disposition != "none" and trusted:
-            checked = await arc_check.check(self.server, transaction, self.timeout)
-            vouch, why_not = arc_override.vouching_sealer(checked, trusted, domain, record, psl)
-            if why_not:
-                self.log(LOGINFO, "no override: %s" % why_not, transaction)
-            unchecked = arc_override.unchecked_trusted_sealer(checked, trusted)
+            # a coroutine started here keeps the hook's context (log lines, stored results)
+            return defer.Deferred.fromCoroutine(
+                self._with_arc(transaction, domain, psl, record, verdict, trusted))
+        return self._decide(transaction, domain, record, verdict, None, None)
+
+    async def _with_arc(self, transaction, domain, psl, record, verdict, trusted):
+        """:meth:`_decide` once the ARC chain is checked: a trusted sealer may vouch."""
+        checked = await arc_check.check(self.server, transaction, self.timeout)
+        vouch, why_not = arc_override.vouching_sealer(checked, trusted, domain, record, psl)
+        if why_not:
+            self.log(LOGINFO, "no override: %s" % why_not, transaction)
+        unchecked = arc_override.unchecked_trusted_sealer(checked, trusted)
+        return self._decide(transaction, domain, record, verdict, vouch, unchecked)
+
+    def _decide(self, transaction, domain, record, verdict, vouch, unchecked):
+        """Store the entry, log, and answer for ``verdict``; ``vouch``: the trusted sealer
+        that overrides a failure, ``unchecked``: one whose chain could not be checked now."""
         self.store_auth_results(transaction, "dmarc=%s (p=%s sp=%s dis=%s%s) header.from=%s" % (
             verdict.result, record.p, record.sp, "none" if vouch else verdict.disposition,
             ", %s" % vouch.comment() if vouch else "", domain))
@@ -188,6 +211,19 @@ class DMARCPlugin(Plugin):
         self.adjust_karma(transaction, -3)
         return self._refuse(transaction, "failed DMARC policy")
 
+    @staticmethod
+    def _cached_policy(dns, domain, org_domain):
+        """What :meth:`_fetch_and_apply` would find, at once from the DNS cache; None if a
+        record it needs is not cached."""
+        record = _cached_record(dns, domain)
+        from_org = False
+        if record is None and org_domain != domain:
+            record = _cached_record(dns, org_domain)
+            from_org = True
+        if record is _NOT_CACHED:
+            return None
+        return record if isinstance(record, DNSError) else (record, from_org)
+
     async def _record(self, dns, domain):
         """The DMARC record at ``_dmarc.<domain>``, None if there is none."""
         try:
@@ -204,3 +240,18 @@ class DMARCPlugin(Plugin):
         if self.is_immune(transaction):
             return DECLINED
         return self.get_reject(transaction, message, message)
+
+
+_NOT_CACHED = object()
+
+
+def _cached_record(dns, domain):
+    """What :meth:`DMARCPlugin._record` would give for ``domain`` (the record, or None), or
+    the DNSError it would raise, from the DNS cache; ``_NOT_CACHED`` if the cache has no
+    answer."""
+    outcome = dns.cached("_dmarc." + domain, "TXT")
+    if outcome is None:
+        return _NOT_CACHED
+    if isinstance(outcome, DNSError):
+        return None if isinstance(outcome, BadName) or outcome.definite else outcome
+    return dmarc_policy.select_record(outcome.records)

@@ -70,14 +70,13 @@ Other differences from qpsmtpd 0.94, intended:
   - The check has a time limit (``timeout``) and never blocks the server.
 """
 
-from twisted.internet import defer
-
 from qpsmtpd_tx.codes import DECLINED, DENY, DENYSOFT, LOGDEBUG, LOGERROR, LOGINFO
+from qpsmtpd_tx.hook_result import then
 from qpsmtpd_tx.plugin import Plugin, PluginError
 from qpsmtpd_tx.plugin_args import positive
 from qpsmtpd_tx.policy import Setting
-from qpsmtpd_tx.printable import printable
 from qpsmtpd_tx.spf import DEFAULT_TIMEOUT, check_host, is_domain
+
 
 def verdict(result, reject):
     """``(code, message)`` for an SPF ``result`` at ``reject`` level; ``DECLINED`` when it
@@ -175,19 +174,18 @@ class SenderPermittedFrom(Plugin):
                 self.log(LOGINFO, "skip, null sender", transaction)
                 transaction.notes["dmarc_spf"] = {"scope": "helo", "result": "none"}
                 return DECLINED, "SPF - null sender"
-            d = self._check(transaction, "", helo)
-            d.addCallback(self._decide, transaction, "helo", helo)
-            return d
+            return then(self._check(transaction, "", helo), self._decide, transaction, "helo",
+                        helo)
         mailfrom = "%s@%s" % (sender.user, sender.host.lower())
         transaction.notes["dmarc_spf"] = {"domain": sender.host, "scope": "mfrom",
                                           "result": "none"}
-        d = self._helo_result(transaction, helo)
-        d.addCallback(self._after_helo, transaction, mailfrom, helo, sender.host)
-        return d
+        return then(self._helo_result(transaction, helo), self._after_helo, transaction,
+                    mailfrom, helo, sender.host)
 
     def _check(self, transaction, mailfrom, helo):
         """check_host for ``mailfrom`` (empty: the HELO identity) and ``helo``; a result
-        (not a temperror) is reused on the connection for :data:`REUSE_SECONDS`."""
+        (not a temperror) is reused on the connection for :data:`REUSE_SECONDS`: then it is
+        returned at once (the usual message), else a Deferred of it."""
         connection = transaction.connection
         cache = connection.notes.setdefault("spf_results", {})
         helo = helo or connection.hello_host or ""
@@ -195,7 +193,7 @@ class SenderPermittedFrom(Plugin):
         now = connection.dns.clock.seconds()
         cached = cache.get(key)
         if cached is not None and cached[0] > now:
-            return defer.succeed(cached[1])
+            return cached[1]
         d = check_host(connection.dns, connection.remote_ip, mailfrom, helo,
                        receiver=self.server.me, timeout=self.timeout)
 
@@ -212,9 +210,9 @@ class SenderPermittedFrom(Plugin):
         return d.addCallback(keep)
 
     def _helo_result(self, transaction, helo):
-        """The HELO identity's result (None without a HELO domain name)."""
+        """The HELO identity's result (None without a HELO domain name), or a Deferred of it."""
         if helo is None:
-            return defer.succeed(None)
+            return None
         return self._check(transaction, "", helo)
 
     def _after_helo(self, helo_result, transaction, mailfrom, helo, domain):
@@ -224,9 +222,8 @@ class SenderPermittedFrom(Plugin):
                 transaction.notes["dmarc_spf"] = {"domain": helo, "scope": "helo",
                                                   "result": "fail"}
                 return self._decide(helo_result, transaction, "helo", helo)
-        d = self._check(transaction, mailfrom, helo)
-        d.addCallback(self._decide, transaction, "mfrom", domain)
-        return d
+        return then(self._check(transaction, mailfrom, helo), self._decide, transaction,
+                    "mfrom", domain)
 
     def _decide(self, result, transaction, scope, domain):
         transaction.notes["spfquery"] = result
@@ -260,8 +257,10 @@ class SenderPermittedFrom(Plugin):
         if transaction.header is None:
             self.log(LOGERROR, "missing headers!", transaction)
             return DECLINED
-        transaction.header.add("Received-SPF", printable(result.received_spf(self.server.me)),
+        transaction.header.add("Received-SPF", result.received_spf(self.server.me),
                                prepend=True)
+        if result.result == "pass":     # accepted at every level: no recipient's note matters
+            return DECLINED
         return self.per_recipient_result(transaction, [
             (recipients, self._data_verdict(transaction, result, values["spf_reject"]))
             for values, recipients in self.recipient_groups(transaction)])

@@ -29,7 +29,7 @@ from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
 from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
 from dkim.util import InvalidTagValueList
 
-from qpsmtpd_tx import dkim_body, dkim_sign, dkim_verify, tag_value
+from qpsmtpd_tx import dkim_body, dkim_sign, dkim_tags, dkim_verify, tag_value
 
 AAR, AMS, SEAL = b"arc-authentication-results", b"arc-message-signature", b"arc-seal"
 #: the most ARC sets a chain may have (RFC 8617 section 4.2.1)
@@ -60,8 +60,7 @@ class Seal:
         self.tags = {}
         try:
             self.tags = tag_value.parse(field[1])
-            dkim.validate_signature_fields(
-                self.tags, [b"i", b"a", b"b", b"cv", b"d", b"s"], True)
+            dkim_tags.validate(self.tags, (b"i", b"a", b"b", b"cv", b"d", b"s"), True)
             if b"h" in self.tags:
                 raise dkim.ValidationError("h= is not allowed in an ARC-Seal")
         except (InvalidTagValueList, dkim.ValidationError) as e:

@@ -2,9 +2,8 @@
 that need it: the ``arc`` plugin (result and seal) and the ``dmarc`` plugin (its override by a
 trusted sealer), whichever asks first at data_post.
 
-The chain is checked on the header as received: :func:`keep_received_header` (at
-data_headers_end) keeps it, since the core prepends its own fields before data_post; the
-body is hashed streaming from the spool and the keys are asked through the server's
+The chain is checked on the header as received (``transaction.received_fields``: the core
+prepends its own fields before data_post); the body is hashed streaming from the spool and the keys are asked through the server's
 resolver, as the ``dkim`` plugin does.
 """
 
@@ -12,7 +11,6 @@ from twisted.internet import defer
 
 from qpsmtpd_tx import arc, dkim_body, dkim_verify
 
-_RECEIVED = "arc_received_header"
 _CHECKED = "arc_checked"
 
 
@@ -27,12 +25,6 @@ class Checked:
             fields, chain, verdict, hashes, problem)
 
 
-def keep_received_header(transaction):
-    """Keep the header as received (call at data_headers_end)."""
-    if transaction.header is not None:
-        transaction.notes[_RECEIVED] = transaction.header.as_bytes()
-
-
 def check(server, transaction, timeout, extra_body=()):
     """A Deferred of the message's :class:`Checked`, computed on the first call and kept in
     the transaction; ``extra_body`` names body hashes wanted beside the chain's (computed in
@@ -45,12 +37,12 @@ def check(server, transaction, timeout, extra_body=()):
         d = dkim_body.hashes_and(server, transaction.body.size, transaction.body.open(),
                                  missing, defer.succeed(None))
         return d.addCallback(lambda found: _more(done, found[0]))
-    block = transaction.notes.get(_RECEIVED)
-    if block is None:
-        block = transaction.header.as_bytes() if transaction.header is not None else b""
+    received = transaction.received_fields
+    if received is None:
+        received = transaction.header.fields if transaction.header is not None else ()
     problem = None
     try:
-        fields = dkim_verify.parse_fields(block)
+        fields = dkim_verify.header_fields(received)
     except ValueError as e:
         fields, problem = [], "header not parsed: %s" % e
     chain = arc.Chain(fields)

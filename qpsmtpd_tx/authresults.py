@@ -71,6 +71,7 @@ def add(header, me, connection, transaction):
     """Remove spoofed fields, then prepend ours (the core does this before ``data_post``)."""
     removed = remove_ours(header, me)
     header.add(FIELD, header_value(me, connection, transaction), prepend=True)
+    header.auth_results_raw = header.fields[0][1]
     return removed
 
 
@@ -94,7 +95,9 @@ def store(transaction, result, me=None, hook=None):
     ours = me.lower()
     value = header_value(me, transaction.connection, transaction)
     raw = ("%s: %s\n" % (FIELD, value)).encode("utf-8", "surrogateescape")
+    known = header.auth_results_raw     # ours as last written: no need to parse it again
     for i, field in enumerate(header.fields):
-        if _is_ours(field, ours):
+        if (known is not None and field[1] is known) or _is_ours(field, ours):
             header.fields[i] = (FIELD, raw)
+            header.auth_results_raw = raw
             return

@@ -35,7 +35,8 @@ class MessageDelivery:
         self.respond(354, "go ahead")
 
     def _data_headers(self, event):
-        self.transaction.header = Header.parse(event.block)
+        header = self.transaction.header = Header.parse(event.block)
+        self.transaction.received_fields = tuple(header.fields)
         if not self.hooks.has("data_headers_end"):
             return None
         return self._run("data_headers_end", (), self._data_headers_respond)

@@ -2,7 +2,7 @@
 or the body in hand: the caller fetches the keys (through the server's resolver) and hashes
 the body while streaming it (:mod:`qpsmtpd_tx.dkim_body`), then calls :func:`check`.
 
-dkimpy's parts do the field checks (``x=``, ``t=``, ``i=``); the header
+:mod:`qpsmtpd_tx.dkim_tags` does dkimpy's field checks (``x=``, ``t=``, ``i=``); the header
 fields are parsed, selected, canonicalized and hashed here, only those a signature covers
 (dkimpy canonicalizes every field with regular expressions: this halves the cost of a check,
 measured; tests/test_dkim_verify.py compares the hash input with dkimpy's); ``cryptography``
@@ -21,7 +21,6 @@ is not used, as RFC 6376 section 3.5 says.
 
 import base64
 import binascii
-import hashlib
 import functools
 import re
 
@@ -38,7 +37,7 @@ from dkim.util import InvalidTagValueList
 
 from twisted.internet import defer
 
-from qpsmtpd_tx import dkim_body, tag_value
+from qpsmtpd_tx import dkim_body, dkim_tags, tag_value
 from qpsmtpd_tx.dns import BadName, DNSError
 
 MIN_RSA_BITS = 1024
@@ -47,7 +46,9 @@ _ALGORITHMS = {b"rsa-sha256": ("rsa", "sha256"), b"rsa-sha1": ("rsa", "sha1"),
 #: the white space a base64 value may hold (what ``\s`` matches in a bytes pattern;
 #: bytes.translate drops it ten times faster than a regular expression, measured)
 _WHITE_SPACE = b" \t\n\r\f\v"
-_HASHES = {"sha256": hashes.SHA256, "sha1": hashes.SHA1}
+#: what verifies an RSA signature of each hash (stateless: made once, not per message)
+_RSA_PADDING = PKCS1v15()
+_PREHASHED = {"sha256": Prehashed(hashes.SHA256()), "sha1": Prehashed(hashes.SHA1())}
 #: what may not reach the Authentication-Results field from a signature's tags
 _NOT_PRINTABLE = re.compile(r"[^ -~]")
 
@@ -82,7 +83,7 @@ class Signature:
         self.selector = _text(self.tags.get(b"s", b""))
         self.algorithm = _text(self.tags.get(b"a", b""))
         try:
-            dkim.validate_signature_fields(self.tags, list(self.MANDATORY), self.ARC)
+            dkim_tags.validate(self.tags, self.MANDATORY, self.ARC)
             self.policy = CanonicalizationPolicy.from_c_value(self.tags.get(b"c"))
         except (dkim.ValidationError, InvalidCanonicalizationPolicyError) as e:
             return self._set("neutral", "bad signature: %s" % _text(str(e).encode()))
@@ -98,8 +99,12 @@ class Signature:
         self.result, self.reason = result, reason
 
     def signed_fields(self):
-        """The ``h=`` field names, lower case."""
-        return [name.lower() for name in re.split(rb"\s*:\s*", self.tags.get(b"h", b"").strip())]
+        """The ``h=`` field names, lower case (read once; not to be changed)."""
+        names = self.__dict__.get("_signed_fields")
+        if names is None:
+            names = self._signed_fields = [
+                name.lower() for name in _H_SEPARATOR.split(self.tags.get(b"h", b"").strip())]
+        return names
 
     @property
     def key_name(self):
@@ -121,16 +126,26 @@ class Signature:
             parts.append("header.i=%s" % self.identity)
             parts.append("header.s=%s" % self.selector)
             parts.append("header.a=%s" % self.algorithm)
-            b_tag = self.tags.get(b"b", b"").translate(None, _WHITE_SPACE)[:8]
+            b_value = self.tags.get(b"b", b"")
+            b_tag = b_value[:16].translate(None, _WHITE_SPACE)[:8]
+            if len(b_tag) < 8:      # white space in its first characters
+                b_tag = b_value.translate(None, _WHITE_SPACE)[:8]
             if b_tag:
                 parts.append("header.b=%s" % _text(b_tag))
-        return _NOT_PRINTABLE.sub("?", " ".join(parts))
+        entry = " ".join(parts)
+        if entry.isascii() and entry.isprintable():    # the usual entry: nothing to replace
+            return entry
+        return _NOT_PRINTABLE.sub("?", entry)
 
 
 def _text(value):
     return value.decode("ascii", "backslashreplace")
 
 
+#: a field of several lines, each after the first a continuation
+_FOLDED = re.compile(rb"[^\n]*\n(?:[ \t][^\n]*\n)*\Z")
+#: what separates the names of an h= tag
+_H_SEPARATOR = re.compile(rb"\s*:\s*")
 #: bytes a field name may hold (RFC 5322 ftext, as dkimpy's parser reads names)
 _NAME_BYTES = re.compile(rb"[\x21-\x39\x3b-\x7e]+\Z")
 
@@ -155,6 +170,22 @@ def parse_fields(header_block):
         elif not line.startswith(b"From "):
             raise ValueError("not a header field: %r" % line[:40])
     return fields
+
+
+def header_fields(fields):
+    """What :func:`parse_fields` gives for the header whose :class:`~qpsmtpd_tx.message.Header`
+    fields are ``fields`` (``(name, raw)``), without parsing it again: each field's value is
+    its raw text after the colon with CRLF line ends. A header the two may read differently
+    (a line that is no field, space before a colon, a field added with a bad value) is
+    parsed again from its bytes, with parse_fields' errors."""
+    converted = []
+    for name, raw in fields:
+        end = len(name)
+        if (not end or raw[end:end + 1] != b":" or raw[-1:] != b"\n"
+                or (raw.count(b"\n") > 1 and not _FOLDED.match(raw))):
+            return parse_fields(b"".join(raw for _, raw in fields))
+        converted.append([raw[:end], raw[end + 1:].replace(b"\n", b"\r\n")])
+    return converted
 
 
 def signatures(fields, limit):
@@ -257,13 +288,14 @@ def check(signature, fields, body_hash, key_records):
 def select_fields(fields, names):
     """The fields ``names`` (lower case, in order) cover, RFC 6376 section 5.4.2: each name
     takes the last field of that name not taken yet; a name with none left takes nothing."""
+    lowered = [field[0].lower() for field in fields]
     selected = []
     taken = {}
     for name in names:
         i = taken.get(name, len(fields))
         while i > 0:
             i -= 1
-            if fields[i][0].lower() == name:
+            if lowered[i] == name:
                 selected.append(fields[i])
                 break
         taken[name] = i
@@ -310,7 +342,7 @@ def _b64(value):
 
 def _header_hash_verifies(signature, fields, kind, key):
     policy = signature.policy
-    hasher = hashlib.new(_ALGORITHMS[signature.tags[b"a"]][1])
+    hasher = dkim_body.HASHES[_ALGORITHMS[signature.tags[b"a"]][1]]()
     # A From field more than the signature covers (a second From) makes it fail.
     wanted = signature.signed_fields() + [b"from"]
     hash_header_fields(hasher, policy.header_algorithm.name == b"relaxed", fields, wanted,
@@ -327,7 +359,7 @@ def signature_verifies(kind, key, b_value, hasher):
         if kind == "ed25519":
             key.verify(value, hasher.digest())
         else:
-            key.verify(value, hasher.digest(), PKCS1v15(), Prehashed(_HASHES[hasher.name]()))
+            key.verify(value, hasher.digest(), _RSA_PADDING, _PREHASHED[hasher.name])
         return True
     except InvalidSignature:
         return False

@@ -5,7 +5,8 @@ and a detour through callbacks, even when the Deferred has already fired, as it 
 most messages once the DNS cache is warm and the body is small (dkim, dmarc, arc,
 sender_permitted_from with a connection's cached result). The hook runner
 (:mod:`qpsmtpd_tx.hooks`) passes every answer through :func:`now_if_ready`, which hands
-such a result over directly, so no plugin has to.
+such a result over directly, so no plugin has to. A plugin that can know a result at once
+makes no Deferred at all: :func:`then` chains a step on a value or on a Deferred alike.
 """
 
 from twisted.internet.defer import Deferred
@@ -27,3 +28,11 @@ def now_if_ready(answer):
     if box and not isinstance(box[0], Failure):
         return box[0]
     return answer
+
+
+def then(value, step, *args):
+    """``step(value, *args)`` now if ``value`` is not a Deferred; else a Deferred of it, run
+    when ``value`` fires (as ``value.addCallback(step, *args)``)."""
+    if isinstance(value, Deferred):
+        return value.addCallback(step, *args)
+    return step(value, *args)

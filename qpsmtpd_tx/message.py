@@ -12,6 +12,8 @@ import re
 import tempfile
 
 _FIELD_START = re.compile(rb"^([!-9;-~]+)[ \t]*:")
+#: a line break and the white space that continues a folded field
+_UNFOLD = re.compile(r"\n[ \t]+")
 
 
 class Header:
@@ -21,6 +23,10 @@ class Header:
     lines and the final LF. Lines that are not fields (an mbox ``From `` line) are kept as
     fields with an empty name so they are written back unchanged.
     """
+
+    #: the ``raw`` of the Authentication-Results field :mod:`qpsmtpd_tx.authresults` last
+    #: wrote, so that it finds its field again without parsing the others (None: not known)
+    auth_results_raw = None
 
     def __init__(self, fields=None):
         self.fields = list(fields or [])
@@ -91,8 +97,10 @@ class Header:
     @staticmethod
     def _value(raw):
         text = raw.decode("utf-8", "surrogateescape")
-        _, _, value = text.partition(":")
-        return re.sub(r"\n[ \t]+", " ", value.strip("\n")).strip()
+        value = text.partition(":")[2].strip("\n")
+        if "\n" in value:      # folded: most fields are not
+            value = _UNFOLD.sub(" ", value)
+        return value.strip()
 
 
 _spool_counter = itertools.count(1)

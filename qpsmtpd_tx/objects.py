@@ -65,6 +65,10 @@ class Transaction:
     recipients = attr.ib(factory=list)
     notes = attr.ib(factory=dict)
     header = attr.ib(default=None)
+    #: the header's ``(name, raw)`` fields as the client sent them, kept when the header is
+    #: read, before plugins and the core add or remove fields (DKIM and ARC are checked on
+    #: these); None until then
+    received_fields = attr.ib(default=None)
     body = attr.ib(factory=BodySpool)
     data_size = attr.ib(default=0)
     started = attr.ib(factory=time.time)

@@ -36,6 +36,7 @@ import spf as pyspf
 from twisted.internet import defer
 
 from qpsmtpd_tx.dns import BadName, DNSError, DNSTimeout, ServFail, parse_ip
+from qpsmtpd_tx.printable import printable
 
 #: RFC 7208 4.6.4: a check may take at most this long (the RFC says "at least 20 seconds")
 DEFAULT_TIMEOUT = 20
@@ -132,8 +133,9 @@ class SPFResult:
         return "%s (mechanism '%s' matched)" % (text, self.mechanism.lstrip("+"))
 
     def received_spf(self, receiver):
-        """The ``Received-SPF`` field's value (RFC 7208 9.1), as Mail::SPF writes it (kept
-        once made, as the explanation)."""
+        """The ``Received-SPF`` field's value (RFC 7208 9.1), as Mail::SPF writes it, with
+        unsafe characters escaped (:func:`~qpsmtpd_tx.printable.printable`: the field must
+        not be split by client text); kept once made, as the explanation."""
         made = self.__dict__.setdefault("_received_spf_texts", {})
         if receiver not in made:
             made[receiver] = self._received_spf(receiver)
@@ -149,8 +151,8 @@ class SPFResult:
         else:
             pairs.append(("helo", self.identity))
         pairs.append(("client-ip", self.ip))
-        return "%s (%s) %s" % (self.result, self.local_explanation(),
-                               "; ".join("%s=%s" % (k, _quoted(v)) for k, v in pairs))
+        return printable("%s (%s) %s" % (self.result, self.local_explanation(),
+                                         "; ".join("%s=%s" % (k, _quoted(v)) for k, v in pairs)))
 
 
 def _quoted(value):

@@ -2,37 +2,12 @@
 message: the same few signers): the same results as a check that waits for DNS, and no
 Deferred made. Keys on the suite's private NSD, messages signed by Mail::DKIM."""
 
-from twisted.internet import defer
-
 from tests.support import mail_dkim
 from tests.support.dkim_cases import SELECTOR, DKIMCase, text_message, with_signature
 
 
 class CachedKeyTests(DKIMCase):
     """A second message whose keys are cached gets the first one's result."""
-
-    def record_answers(self):
-        """Whether each answer of the dkim plugin's data_post hook is a Deferred, in order."""
-        handlers = self.server.hooks._handlers["data_post"]
-        [index] = [i for i, (plugin, _) in enumerate(handlers) if plugin.name == "dkim"]
-        plugin, method = handlers[index]
-        answers = []
-
-        def recording(transaction, *args):
-            result = method(transaction, *args)
-            answers.append(isinstance(result, defer.Deferred))
-            return result
-        handlers[index] = (plugin, recording)
-        return answers
-
-    async def twice(self, message):
-        """Send ``message`` on two connections, one after the other; both outcomes."""
-        outcomes = []
-        for _ in range(2):
-            client = await self.open()
-            outcomes.append(await self.transaction(client, ["alice@example.com"], message))
-            await client.command("QUIT")
-        return outcomes
 
     async def test_pass_fail_and_no_key_as_without_the_cache(self):
         self.serve_dkim("reject 0")
@@ -52,7 +27,7 @@ class CachedKeyTests(DKIMCase):
 
     async def test_a_cached_key_makes_no_deferred(self):
         self.serve_dkim()
-        answers = self.record_answers()
+        answers = self.record_answers("dkim")
         text = text_message(self.zone)
         field = mail_dkim.sign(text.encode(), self.keyfile, self.zone, SELECTOR)
         first, second = await self.twice(with_signature(field, text))

@@ -51,6 +51,15 @@ class DKIMCase(FilterTestCase):
         self.last_client = client     # for a test that looks at the connection afterwards
         return Outcome([], (code, lines[-1]), session.connection.notes.get("scripted_message"))
 
+    async def twice(self, message):
+        """Send ``message`` on two connections, one after the other; both outcomes."""
+        outcomes = []
+        for _ in range(2):
+            client = await self.open()
+            outcomes.append(await self.transaction(client, ["alice@example.com"], message))
+            await client.command("QUIT")
+        return outcomes
+
     def auth_results(self, outcome):
         [value] = outcome.header.get("Authentication-Results")
         return value.split("; ")[2:]

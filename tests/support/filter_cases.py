@@ -8,7 +8,7 @@ import re
 import shutil
 import tempfile
 
-from twisted.internet import reactor
+from twisted.internet import defer, reactor
 from twisted.internet.protocol import Factory, Protocol
 from twisted.trial import unittest
 
@@ -84,6 +84,21 @@ class FilterTestCase(unittest.TestCase):
     async def send(self, text, rcpts=("alice@example.com",)):
         client = await self.open()
         return await self.transaction(client, rcpts, text)
+
+    def record_answers(self, plugin_name, hook="data_post"):
+        """A list that gets, for each answer of ``plugin_name``'s ``hook``, whether it was a
+        Deferred (a check at once from the DNS cache makes none)."""
+        handlers = self.server.hooks._handlers[hook]
+        [index] = [i for i, (plugin, _) in enumerate(handlers) if plugin.name == plugin_name]
+        plugin, method = handlers[index]
+        answers = []
+
+        def recording(transaction, *args):
+            result = method(transaction, *args)
+            answers.append(isinstance(result, defer.Deferred))
+            return result
+        handlers[index] = (plugin, recording)
+        return answers
 
     def logged(self, level, pattern):
         """The log lines at ``level`` that match ``pattern`` (a regular expression)."""

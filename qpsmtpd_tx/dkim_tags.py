@@ -1,0 +1,105 @@
+"""The checks of a DKIM or ARC signature's tags before any hashing: dkimpy's
+``validate_signature_fields``, decision for decision and with its error texts (they reach
+the Authentication-Results field), at a fraction of its cost: it matches regular
+expressions over the ``b=`` value (hundreds of characters, one at a time) for every
+signature; here ``bytes.translate`` finds the characters that do not belong, measured six
+times faster. tests/test_dkim_tags.py compares the two on many generated signatures.
+
+One intended difference: an ``i=`` exactly as long as ``d=`` with no ``@`` (``i=example.com``)
+makes dkimpy raise IndexError (a crash, not a result); here it is the "not a subdomain"
+error like any other ``i=`` outside ``d=``.
+"""
+
+import time
+
+from dkim import CV_Fail, CV_None, CV_Pass, ValidationError
+from dkim.crypto import ARC_HASH_ALGORITHMS, HASH_ALGORITHMS
+
+#: what ``\s`` matches in a bytes pattern
+_WHITE_SPACE = b" \t\n\r\f\v"
+#: a base64 value's characters and white space (``[\s0-9A-Za-z+/]``)
+_BASE64 = _WHITE_SPACE + b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz+/"
+#: what may close a base64 value (``[\s=]``)
+_PADDING = _WHITE_SPACE + b"="
+#: characters a d= value may not hold (dkimpy's "no specials, which is close enough")
+_SPECIALS = b"()<>[]:;@\\,"
+#: the clock slack dkimpy allows t= and x= (10 hours)
+_SLOP = 36000
+_CV_VALUES = (CV_Pass, CV_Fail, CV_None)
+
+
+def _base64_form(value):
+    """Whether ``value`` matches ``[\\s0-9A-Za-z+/]+[\\s=]*$`` (re.match, bytes)."""
+    text = value.rstrip(_PADDING)
+    if not text:    # all padding: the first character has to be white space
+        return value[:1] != b"" and value[:1] in _WHITE_SPACE
+    return not text.translate(None, _BASE64)
+
+
+def _digits(value, most=None):
+    """Whether ``value`` matches ``\\d+$`` (or ``\\d{,most}$``): ASCII digits, a final LF
+    allowed as ``$`` allows it."""
+    if value.endswith(b"\n"):
+        value = value[:-1]
+    if most is not None:
+        return len(value) <= most and (not value or value.isdigit())
+    return value.isdigit()
+
+
+def validate(sig, mandatory, arc=False):
+    """Raise dkim.ValidationError (dkimpy's text) if the tags ``sig`` (``{tag: value}``
+    bytes) fail dkimpy's checks for a DKIM (or, ``arc``, ARC) signature with the tags
+    ``mandatory``; else return None."""
+    for field in mandatory:
+        if field not in sig:
+            raise ValidationError("missing %s=" % field)
+    hashes = ARC_HASH_ALGORITHMS if arc else HASH_ALGORITHMS
+    if b"a" in sig and sig[b"a"] not in hashes:
+        raise ValidationError("unknown signature algorithm: %s" % sig[b"a"])
+    b_form = None
+    if b"b" in sig:
+        b = sig[b"b"]
+        b_form = _base64_form(b)
+        if not b_form or len(b.translate(None, _WHITE_SPACE)) % 4:
+            raise ValidationError("b= value is not valid base64 (%s)" % b)
+    if b"bh" in sig:
+        # dkimpy tests the form of b= here again, not of bh= (b= may be absent from an ARC
+        # field's mandatory tags: then its lookup raises KeyError, as dkimpy's does)
+        bh = sig[b"bh"]
+        if b_form is None:
+            b_form = _base64_form(sig[b"b"])
+        if not b_form or len(bh.translate(None, _WHITE_SPACE)) % 4:
+            raise ValidationError("bh= value is not valid base64 (%s)" % bh)
+    if b"cv" in sig and sig[b"cv"] not in _CV_VALUES:
+        raise ValidationError("cv= value is not valid (%s)" % sig[b"cv"])
+    d = sig[b"d"]
+    if d.isascii() and len(d.translate(None, _SPECIALS)) != len(d):
+        raise ValidationError("d= value is not valid (%s)" % d)
+    if not arc and b"i" in sig:
+        i = sig[b"i"]
+        if (not i.lower().endswith(d.lower()) or len(i) <= len(d)
+                or i[-len(d) - 1] not in (64, 46)):
+            raise ValidationError(
+                "i= domain is not a subdomain of d= (i=%s d=%s)" % (i, d))
+    if b"l" in sig and not _digits(sig[b"l"], 76):
+        raise ValidationError("l= value is not a decimal integer (%s)" % sig[b"l"])
+    if b"q" in sig and sig[b"q"] != b"dns/txt":
+        raise ValidationError("q= value is not dns/txt (%s)" % sig[b"q"])
+    t_sign = None
+    if b"t" in sig:
+        if not _digits(sig[b"t"]):
+            raise ValidationError("t= value is not a decimal integer (%s)" % sig[b"t"])
+        t_sign = int(sig[b"t"])
+        if t_sign > int(time.time()) + _SLOP:
+            raise ValidationError("t= value is in the future (%s)" % sig[b"t"])
+    if b"v" in sig and sig[b"v"] != b"1":
+        raise ValidationError("v= value is not 1 (%s)" % sig[b"v"])
+    if b"x" in sig:
+        if not _digits(sig[b"x"]):
+            raise ValidationError("x= value is not a decimal integer (%s)" % sig[b"x"])
+        x_sign = int(sig[b"x"])
+        if x_sign < int(time.time()) - _SLOP:
+            raise ValidationError("x= value is past (%s)" % sig[b"x"])
+        if t_sign and x_sign < t_sign:
+            raise ValidationError("x= value is less than t= value (x=%s t=%s)"
+                                  % (sig[b"x"], sig[b"t"]))
