@@ -21,8 +21,8 @@ server's.
 Before the fsyncs the writeback of every file of the batch is started
 (:func:`~qpsmtpd_tx.writeback.start_writeback`), so that the disk gets the whole batch's
 data at once rather than as each thread reaches its fsync: on a journaled ext4 with 50
-deliveries in flight 0.4-0.5x the context switches and 1.4-1.5x the deliveries per second
-(bench/README.md, "Measured: the delivery child").
+deliveries in flight 0.40x the context switches, 0.77x the child's CPU and 1.23x the
+deliveries per second (medians; bench/README.md, "Measured: the delivery child").
 
 It ignores SIGINT and SIGTERM (a ^C in the server's terminal, or a stop signal sent to the
 whole process group, must not end it while the server still drains its sessions) and exits
