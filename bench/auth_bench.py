@@ -93,7 +93,7 @@ def run_one(name, plugins, dns, prepend, a):
         result["refusals"] = text.count("signature invalid") + text.count("failed DMARC")
         return result
     finally:
-        shutil.rmtree(root, True)
+        bench.TO_REMOVE.append(root)     # at the end: see run.bench_server
 
 
 def main():
@@ -123,6 +123,7 @@ def main():
                    for name, plugins in CHAINS] for _ in range(a.rounds)]
     finally:
         shutil.rmtree(work, True)
+        bench.remove_finished()
     ratios = {}
     for number, rows in enumerate(rounds, 1):
         if a.rounds > 1:
