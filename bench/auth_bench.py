@@ -20,7 +20,7 @@ minutes) and adds each chain's median ratio; ``--workers N`` runs every chain wi
 qpsmtpd-tx ``--workers N``.
 
     python3 bench/auth_bench.py [--duration 15] [--concurrency 50] [--per-connection 40]
-                                [--rounds 1] [--workers 1]
+                                [--rounds 1] [--workers 1] [--tmpdir DIR]
 """
 
 import argparse
@@ -68,7 +68,7 @@ def signed_prepend(root, size):
 
 def run_one(name, plugins, dns, prepend, a):
     """Start qpsmtpd-tx with ``plugins`` before the queue, load it; smtpload's result."""
-    root = tempfile.mkdtemp(prefix="qpauthbench-%s-" % name)
+    root = tempfile.mkdtemp(prefix="qpauthbench-%s-" % name, dir=a.tmpdir)
     try:
         conf = bench.make_config(root, False, None, chain="short")
         maildir = os.path.join(root, "maildir")
@@ -107,6 +107,9 @@ def main():
     p.add_argument("--rounds", type=int, default=1,
                    help="run the four chains this many times in turn; the ratios of each "
                         "round and their median are reported (1)")
+    p.add_argument("--tmpdir", default=None,
+                   help="where the config and the Maildir go (default: the system temp dir); "
+                        "/dev/shm takes the disk's speed, which drifts, out of the comparison")
     a = p.parse_args()
     dns = private_dns()
     work = tempfile.mkdtemp(prefix="qpauthbench-")
