@@ -47,6 +47,7 @@ from twisted.internet.endpoints import UNIXClientEndpoint, connectProtocol
 from twisted.internet.protocol import Protocol
 
 from qpsmtpd_tx.codes import DECLINED, LOGDEBUG, LOGERROR, LOGINFO, LOGWARN
+from qpsmtpd_tx.endpoints import unix_socket
 from qpsmtpd_tx.plugin import Plugin, PluginError
 
 QUERY_MAGIC_V2 = 0x0DEFACED
@@ -150,7 +151,7 @@ class P0f(Plugin):
     def init(self, args):
         if not args:
             raise PluginError("usage: ident/p0f SOCKET [version 2|3] [local_ip IP] [smite_os REGEX]")
-        self.socket = args[0]
+        self.socket = unix_socket("SOCKET", args[0]).path    # too long: a start-up error
         options = self.parse_kv_args(args[1:], ("version", "local_ip", "smite_os"))
         self.version = options.get("version", "3")
         if self.version not in ("2", "3"):

@@ -50,7 +50,7 @@ class RealP0fTests(StartupErrorMixin, unittest.TestCase):
         self.assertEqual(notes["karma"], -1)
 
     async def test_p0f_down(self):
-        missing = os.path.join(os.path.abspath(self.mktemp()), "p0f.sock")
+        missing = p0f_socket_path(self)        # (a path under _trial_temp may be too long)
         server, port = start_server(self, ["ident/p0f " + missing, "rcpt_ok"])
         log = capture_log(self, server)
         client = await connect(self, port)
@@ -63,6 +63,9 @@ class RealP0fTests(StartupErrorMixin, unittest.TestCase):
         self.assertStartupError(["ident/p0f /tmp/s version 4"], ":1: plugin ident/p0f: version must be 2 or 3, got '4'")
         self.assertStartupError(["ident/p0f /tmp/s local_ip here"], ":1: plugin ident/p0f: local_ip must be an IPv4 address")
         self.assertStartupError(["ident/p0f /tmp/s smite_os ("], ":1: plugin ident/p0f: smite_os '(':")
+        # Twisted fails such a connect with a TypeError of its own, logged at every connection
+        self.assertStartupError(["ident/p0f /tmp/%s" % ("d" * 110)],
+                                ":1: plugin ident/p0f: SOCKET '/tmp/ddd")
 
 
 class P0f2StandIn(Protocol):
