@@ -3,7 +3,6 @@
 packaged anywhere — a STAND-IN speaking p0f 2's query/response layout as 0.94's plugin reads
 it. Sessions over real loopback sockets."""
 
-import os
 import socket
 import struct
 
