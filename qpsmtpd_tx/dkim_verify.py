@@ -315,9 +315,15 @@ _B_VALUE = re.compile(
     rb"([;\s]b\s*=)(?:\s*[a-zA-Z0-9+/=]+(?:\s+[a-zA-Z0-9+/=]+)*)?(?:\r?\n\Z)?")
 
 
+def _b_kept(match):
+    return match.group(1)
+
+
 def blank_b(value):
     """A signature field's value with its ``b=`` value removed."""
-    return _B_VALUE.sub(rb"\1", value)
+    # a function, not the template rb"\1": re expands a template in Python for every
+    # match, twice the cost of the whole substitution (measured)
+    return _B_VALUE.sub(_b_kept, value)
 
 
 def hash_header_fields(hasher, relaxed, fields, names, signature_field):
@@ -325,12 +331,16 @@ def hash_header_fields(hasher, relaxed, fields, names, signature_field):
     (``[name, value]`` as :func:`parse_fields` gives them), then ``signature_field`` with
     its ``b=`` value blanked and no line end; ``relaxed`` or simple canonicalization.
     Only the selected fields are canonicalized (a message has many more)."""
-    canonical = _relaxed_field if relaxed else (lambda name, value: (name, value))
-    for name, value in select_fields(fields, names):
-        name, value = canonical(name, value)
-        hasher.update(name + b":" + value)
-    name, value = canonical(signature_field[0], blank_b(signature_field[1]))
-    hasher.update(name + b":" + value.rstrip())
+    update = hasher.update
+    if relaxed:
+        for name, value in select_fields(fields, names):
+            update(b"%s:%s" % _relaxed_field(name, value))
+        name, value = _relaxed_field(signature_field[0], blank_b(signature_field[1]))
+    else:
+        for name, value in select_fields(fields, names):
+            update(name + b":" + value)
+        name, value = signature_field[0], blank_b(signature_field[1])
+    update(name + b":" + value.rstrip())
 
 
 def _b64(value):
