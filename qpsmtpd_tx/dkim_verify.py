@@ -84,7 +84,7 @@ class Signature:
         self.algorithm = _text(self.tags.get(b"a", b""))
         try:
             dkim_tags.validate(self.tags, self.MANDATORY, self.ARC)
-            self.policy = CanonicalizationPolicy.from_c_value(self.tags.get(b"c"))
+            self.policy, body_canonicalization = _policy(self.tags.get(b"c"))
         except (dkim.ValidationError, InvalidCanonicalizationPolicyError) as e:
             return self._set("neutral", "bad signature: %s" % _text(str(e).encode()))
         if b"from" not in self.signed_fields():
@@ -92,7 +92,7 @@ class Signature:
         if self.tags[b"a"] == b"rsa-sha1":
             return self._set("policy", "rsa-sha1 is not accepted (RFC 8301)")
         limit = self.tags.get(b"l")
-        self.body_key = (self.policy.body_algorithm.name.decode(),
+        self.body_key = (body_canonicalization,
                          _ALGORITHMS[self.tags[b"a"]][1], int(limit) if limit else None)
 
     def _set(self, result, reason=""):
@@ -102,8 +102,9 @@ class Signature:
         """The ``h=`` field names, lower case (read once; not to be changed)."""
         names = self.__dict__.get("_signed_fields")
         if names is None:
+            # (bytes.strip drops what \s matches: the same as splitting at \s*:\s*)
             names = self._signed_fields = [
-                name.lower() for name in _H_SEPARATOR.split(self.tags.get(b"h", b"").strip())]
+                name.strip().lower() for name in self.tags.get(b"h", b"").strip().split(b":")]
         return names
 
     @property
@@ -138,14 +139,27 @@ class Signature:
         return _NOT_PRINTABLE.sub("?", entry)
 
 
+#: c= value -> (CanonicalizationPolicy, body canonicalization name); only valid values are
+#: kept, so it holds at most seven
+_POLICIES = {}
+
+
+def _policy(c_value):
+    """The policy of a ``c=`` value (None: absent) and its body canonicalization's name;
+    raises InvalidCanonicalizationPolicyError. The policies are shared (never changed)."""
+    known = _POLICIES.get(c_value)
+    if known is None:
+        policy = CanonicalizationPolicy.from_c_value(c_value)
+        known = _POLICIES[c_value] = (policy, policy.body_algorithm.name.decode())
+    return known
+
+
 def _text(value):
     return value.decode("ascii", "backslashreplace")
 
 
 #: a field of several lines, each after the first a continuation
 _FOLDED = re.compile(rb"[^\n]*\n(?:[ \t][^\n]*\n)*\Z")
-#: what separates the names of an h= tag
-_H_SEPARATOR = re.compile(rb"\s*:\s*")
 #: bytes a field name may hold (RFC 5322 ftext, as dkimpy's parser reads names)
 _NAME_BYTES = re.compile(rb"[\x21-\x39\x3b-\x7e]+\Z")
 
@@ -344,8 +358,8 @@ def hash_header_fields(hasher, relaxed, fields, names, signature_field):
 
 
 def _b64(value):
-    try:
-        return base64.b64decode(value.translate(None, _WHITE_SPACE), validate=True)
+    try:    # what base64.b64decode(validate=True) does for bytes, without its Python layer
+        return binascii.a2b_base64(value.translate(None, _WHITE_SPACE), strict_mode=True)
     except (binascii.Error, ValueError):
         return None
 
