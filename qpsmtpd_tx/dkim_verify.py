@@ -119,21 +119,18 @@ class Signature:
 
     def auth_result(self):
         """This signature's Authentication-Results entry (RFC 8601, RFC 6008 ``header.b``)."""
-        parts = ["dkim=%s" % self.result]
+        entry = "dkim=%s" % (self.result,)
         if self.reason:
-            parts.append('reason="%s"' % self.reason.replace("\\", "").replace('"', "'"))
+            entry += ' reason="%s"' % self.reason.replace("\\", "").replace('"', "'")
         if self.domain:
-            parts.append("header.d=%s" % self.domain)
-            parts.append("header.i=%s" % self.identity)
-            parts.append("header.s=%s" % self.selector)
-            parts.append("header.a=%s" % self.algorithm)
+            entry += " header.d=%s header.i=%s header.s=%s header.a=%s" % (
+                self.domain, self.identity, self.selector, self.algorithm)
             b_value = self.tags.get(b"b", b"")
             b_tag = b_value[:16].translate(None, _WHITE_SPACE)[:8]
             if len(b_tag) < 8:      # white space in its first characters
                 b_tag = b_value.translate(None, _WHITE_SPACE)[:8]
             if b_tag:
-                parts.append("header.b=%s" % _text(b_tag))
-        entry = " ".join(parts)
+                entry += " header.b=" + _text(b_tag)
         if entry.isascii() and entry.isprintable():    # the usual entry: nothing to replace
             return entry
         return _NOT_PRINTABLE.sub("?", entry)
