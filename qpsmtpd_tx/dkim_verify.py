@@ -208,7 +208,7 @@ def signatures(fields, limit):
 def parse_key(record, signature):
     """The public key in TXT ``record`` (text) for ``signature``: ``("rsa"|"ed25519", key)``;
     raises KeyProblem(result, reason)."""
-    tags, kind, key = _load_key(record)
+    tags, kind, key, (allowed, for_email, strict) = _load_key(record)
     if tags is None:
         raise KeyProblem("permerror", "malformed key record")
     if tags.get(b"v", b"DKIM1") != b"DKIM1":
@@ -216,12 +216,11 @@ def parse_key(record, signature):
     wanted, hash_name = _ALGORITHMS[signature.tags[b"a"]]
     if kind != wanted:
         raise KeyProblem("permerror", "key type does not match a=")
-    if b"h" in tags and hash_name.encode() not in _colon_list(tags[b"h"]):
+    if allowed is not None and hash_name.encode() not in allowed:
         raise KeyProblem("permerror", "key does not allow %s" % hash_name)
-    services = _colon_list(tags.get(b"s", b"*"))
-    if b"*" not in services and b"email" not in services:
+    if not for_email:
         raise KeyProblem("permerror", "key is not for email")
-    if b"s" in _colon_list(tags.get(b"t", b"")):
+    if strict:
         # t=s: i= must be in d= itself, not a subdomain
         if signature.identity.rpartition("@")[2].lower() != signature.domain:
             raise KeyProblem("permerror", "i= is a subdomain of d= but the key has t=s")
@@ -234,28 +233,43 @@ def parse_key(record, signature):
 
 @functools.lru_cache(maxsize=256)
 def _load_key(record):
-    """``(tags, kind, key or KeyProblem)`` of a key record; tags None if it does not parse.
-    Cached: the same few keys sign most mail, and parsing one costs more than checking."""
+    """``(tags, kind, key or KeyProblem, facts)`` of a key record (facts: see
+    :func:`_key_facts`); tags None if it does not parse. Cached: the same few keys sign most
+    mail, and parsing one costs more than checking."""
     try:
         tags = tag_value.parse(record.encode("ascii", "replace"))
     except InvalidTagValueList:
-        return None, None, None
+        return None, None, None, (None, False, False)
+    return (tags,) + _load_key_data(tags) + (_key_facts(tags),)
+
+
+def _key_facts(tags):
+    """What :func:`parse_key` asks of a key record's tags, found once per record: the hashes
+    ``h=`` allows (None: any), whether ``s=`` allows email, whether ``t=`` has ``s``."""
+    services = _colon_list(tags.get(b"s", b"*"))
+    return (_colon_list(tags[b"h"]) if b"h" in tags else None,
+            b"*" in services or b"email" in services,
+            b"s" in _colon_list(tags.get(b"t", b"")))
+
+
+def _load_key_data(tags):
+    """``(kind, key or KeyProblem)`` of a key record's tags."""
     kind = tags.get(b"k", b"rsa").decode("ascii", "replace")
     data = tags.get(b"p", b"").translate(None, _WHITE_SPACE)
     if not data:
-        return tags, kind, KeyProblem("permerror", "key revoked")
+        return kind, KeyProblem("permerror", "key revoked")
     try:
         raw = base64.b64decode(data, validate=True)
         if kind == "ed25519":
-            return tags, kind, Ed25519PublicKey.from_public_bytes(raw)
+            return kind, Ed25519PublicKey.from_public_bytes(raw)
         if kind == "rsa":
             # DKIM publishes a SubjectPublicKeyInfo; some publish a bare RSAPublicKey
             numbers = parse_public_key(raw)
-            return tags, kind, RSAPublicNumbers(numbers["publicExponent"],
-                                                numbers["modulus"]).public_key()
+            return kind, RSAPublicNumbers(numbers["publicExponent"],
+                                          numbers["modulus"]).public_key()
     except (binascii.Error, ValueError, UnparsableKeyError):
-        return tags, kind, KeyProblem("permerror", "malformed %s key" % kind)
-    return tags, kind, KeyProblem("permerror", "unknown key type")
+        return kind, KeyProblem("permerror", "malformed %s key" % kind)
+    return kind, KeyProblem("permerror", "unknown key type")
 
 
 def _colon_list(value):
