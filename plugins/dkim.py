@@ -137,6 +137,7 @@ class DKIMPlugin(Plugin):
 
     def _check(self, hashes_and_keys, transaction, signatures, fields):
         hashes, keys = hashes_and_keys
+        passed = []
         for signature in signatures:
             if signature.result is None:
                 records = keys[signature.key_name]
@@ -147,11 +148,15 @@ class DKIMPlugin(Plugin):
                 else:
                     dkim_verify.check(signature, fields, hashes[signature.body_key], records)
             self.store_auth_results(transaction, signature.auth_result())
-            self.log(LOGINFO if signature.result == "pass" else LOGDEBUG,
-                     "%s: %s %s" % (signature.key_name, signature.result, signature.reason),
-                     transaction)
-        passed = [s for s in signatures if s.result == "pass"]
-        transaction.notes["dkim_pass_domains"] = sorted({s.domain for s in passed})
+            level = LOGDEBUG
+            if signature.result == "pass":
+                passed.append(signature)
+                level = LOGINFO
+            if self.log_enabled(level):
+                self.log(level, "%s: %s %s" % (signature.key_name, signature.result,
+                                               signature.reason), transaction)
+        transaction.notes["dkim_pass_domains"] = (
+            [passed[0].domain] if len(passed) == 1 else sorted({s.domain for s in passed}))
         decisive = passed[0] if passed else signatures[0]
         return self._decide(transaction, _RESULT_NAMES[decisive.result], decisive)
 
@@ -168,6 +173,11 @@ class DKIMPlugin(Plugin):
         transaction.connection.notes["dkim_result"] = result
         detail = result if signature is None or not signature.reason else (
             "%s (%s)" % (result, signature.reason))
+        if result == "pass" or result == "none":     # the usual: no log line to build
+            if result == "pass":
+                self.adjust_karma(transaction, 1)
+            if not self.log_enabled(LOGINFO):
+                return DECLINED
         where = "" if signature is None else ", domain: %s, selector: %s" % (
             signature.domain, signature.selector)
         if result == "fail":
@@ -180,8 +190,6 @@ class DKIMPlugin(Plugin):
                 return DECLINED
             self.log(LOGINFO, "error, " + detail + where, transaction)
             return DENYSOFT, "Please try again later - " + detail
-        if result == "pass":
-            self.adjust_karma(transaction, 1)
         self.log(LOGINFO, "%s%s" % (detail, where), transaction)
         return DECLINED
 

@@ -188,6 +188,8 @@ class DMARCPlugin(Plugin):
             verdict.result, record.p, record.sp, "none" if vouch else verdict.disposition,
             ", %s" % vouch.comment() if vouch else "", domain))
         if verdict.result == "pass":
+            if not self.log_enabled(LOGINFO):
+                return DECLINED
             self.log(LOGINFO, "pass, aligned: %s" % ", ".join(
                 ["dkim %s" % d for d in verdict.dkim_domains]
                 + (["spf %s" % verdict.spf_domain] if verdict.spf_domain else [])), transaction)

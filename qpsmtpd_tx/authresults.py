@@ -33,20 +33,22 @@ def authserv_id(value):
 def header_value(me, connection, transaction=None):
     """The value of our Authentication-Results field: SMTP AUTH, then the stored results."""
     if connection.auth_user:
-        parts = ["auth=pass (%s) smtp.auth=%s" % ((connection.auth_mechanism or "").lower(),
-                                                  printable(connection.auth_user))]
+        parts = [me, "auth=pass (%s) smtp.auth=%s" % ((connection.auth_mechanism or "").lower(),
+                                                      printable(connection.auth_user))]
     else:
-        parts = ["auth=none"]
-    parts += _results(connection.notes.get(NOTE))
+        parts = [me, "auth=none"]
+    _add_results(parts, connection.notes.get(NOTE))
     if transaction is not None:
-        parts += _results(transaction.notes.get(NOTE))
-    return "; ".join([me] + parts)
+        _add_results(parts, transaction.notes.get(NOTE))
+    return "; ".join(parts)
 
 
-def _results(stored):
-    if not stored:
-        return []
-    return list(stored) if isinstance(stored, (list, tuple)) else [stored]
+def _add_results(parts, stored):
+    if stored:
+        if isinstance(stored, (list, tuple)):
+            parts.extend(stored)
+        else:
+            parts.append(stored)
 
 
 _FIELD_LOWER = FIELD.lower()
@@ -92,11 +94,16 @@ def store(transaction, result, me=None, hook=None):
     header = transaction.header
     if me is None or header is None:
         return
-    ours = me.lower()
     value = header_value(me, transaction.connection, transaction)
     raw = ("%s: %s\n" % (FIELD, value)).encode("utf-8", "surrogateescape")
     known = header.auth_results_raw     # ours as last written: no need to parse it again
-    for i, field in enumerate(header.fields):
+    fields = header.fields
+    if known is not None and fields and fields[0][1] is known:     # where add() put it
+        fields[0] = (FIELD, raw)
+        header.auth_results_raw = raw
+        return
+    ours = me.lower()
+    for i, field in enumerate(fields):
         if (known is not None and field[1] is known) or _is_ours(field, ours):
             header.fields[i] = (FIELD, raw)
             header.auth_results_raw = raw

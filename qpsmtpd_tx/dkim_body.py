@@ -141,6 +141,16 @@ def body_hashes(body, wanted, chunk_size=HASH_CHUNK):
     """Hash ``body`` (a binary file) once for every ``(canonicalization, algorithm, limit)``
     in ``wanted`` (``("relaxed", "sha256", None)``); returns ``{key: BodyHash}``.
     Blocking: run it in a thread for a spooled body."""
+    if len(wanted) == 1:    # the usual message, one signature: no stream bookkeeping
+        (key,) = wanted
+        digest = BodyHash(key[1], key[2])
+        stream = Canonicalizer(key[0] == "relaxed")
+        chunk = body.read(chunk_size)
+        while chunk:
+            digest.update(stream.feed(chunk))
+            chunk = body.read(chunk_size)
+        digest.update(stream.finish())
+        return {key: digest}
     hashes = {key: BodyHash(key[1], key[2]) for key in wanted}
     streams = {c: Canonicalizer(c == "relaxed") for c in {key[0] for key in wanted}}
     for chunk in iter(lambda: body.read(chunk_size), b""):

@@ -231,6 +231,14 @@ class HookRegistry:
 
     def _decide(self, result, hook, plugin, transaction):
         """The HookResult for a plugin's answer, or None if the answer is unusable."""
+        if result == codes.DECLINED and type(result) is int:
+            # the most common answer (every check that passes): what the general path
+            # below makes of it, without its type tests
+            self._record(transaction, plugin, hook, result)
+            if self.log_enabled(codes.LOGDEBUG):
+                self.log(codes.LOGDEBUG, "Plugin %s, hook %s returned DECLINED, "
+                         % (plugin.name, hook), transaction=transaction, hook=hook)
+            return HookResult(result, [], plugin, None)
         if isinstance(result, tuple) and result:
             code, rest = result[0], result[1:]
             message = rest[0] if len(rest) == 1 else (list(rest) or None)

@@ -106,12 +106,22 @@ class Plugin:
         Control characters in ``message`` are escaped (:func:`~qpsmtpd_tx.printable.printable`).
         """
         if self.loglevel is not None:
-            kind, value = self.loglevel
-            level = value if kind == "abs" else max(0, min(7, level + value))
+            level = self._own_level(level)
         if not self.server.log_enabled(level):
             return      # (most lines at the usual loglevel: not worth escaping)
         # Plugins often log client text: escaped, it cannot split the line or reach a terminal.
         self.server.log(level, printable(message), plugin=self, transaction=transaction)
+
+    def log_enabled(self, level):
+        """True if :meth:`log` at ``level`` would log (this plugin's ``loglevel`` applied):
+        for a line whose text costs something to build."""
+        if self.loglevel is not None:
+            level = self._own_level(level)
+        return self.server.log_enabled(level)
+
+    def _own_level(self, level):
+        kind, value = self.loglevel
+        return value if kind == "abs" else max(0, min(7, level + value))
 
     def parse_kv_args(self, args, known, defaults=None):
         """Parse ``key value key value …`` arguments into a dict.
@@ -286,7 +296,8 @@ class Plugin:
         """Add ``value`` to the connection's karma (connection note ``karma``); returns it."""
         notes = transaction.connection.notes
         notes["karma"] = notes.get("karma", 0) + value
-        self.log(codes.LOGINFO, "karma %d (%d)" % (value, notes["karma"]), transaction)
+        if self.log_enabled(codes.LOGINFO):
+            self.log(codes.LOGINFO, "karma %d (%d)" % (value, notes["karma"]), transaction)
         return value
 
     def store_auth_results(self, transaction, result):

@@ -36,3 +36,15 @@ class RandomBodyTests(unittest.TestCase):
                 digest, length = reference(body, key[0])
                 self.assertEqual((got[key].digest(), got[key].length), (digest, length),
                                  (key, chunk, body[:200]))
+
+    def test_random_bodies_one_key(self):
+        """The one-signature path (one key wanted) gives the same as the general one."""
+        rng = random.Random(20261208)
+        for _ in range(150):
+            body = _body(rng)
+            chunk = rng.choice((64 * 1024, 1000, 7, 333))
+            key = (rng.choice(("simple", "relaxed")), "sha256", rng.choice((None, 0, 5, 80)))
+            got = body_hashes(io.BytesIO(body), {key}, chunk)[key]
+            digest, length = reference(body, key[0], key[2])
+            self.assertEqual((got.digest(), got.length), (digest, length),
+                             (key, chunk, body[:200]))
