@@ -74,7 +74,7 @@ from twisted.internet import defer
 
 from qpsmtpd_tx import arc_check, arc_override, dmarc_policy
 from qpsmtpd_tx.codes import DECLINED, LOGINFO
-from qpsmtpd_tx.dns import BadName, DNSError
+from qpsmtpd_tx.dns import DNSError
 from qpsmtpd_tx.plugin import Plugin
 from qpsmtpd_tx.plugin_args import positive, reject_settings
 
@@ -230,10 +230,8 @@ class DMARCPlugin(Plugin):
         """The DMARC record at ``_dmarc.<domain>``, None if there is none."""
         try:
             answer = await dns.txt("_dmarc." + domain, timeout=self.timeout)
-        except BadName:
-            return None                 # no record can be there
         except DNSError as e:
-            if e.definite:
+            if e.no_record:
                 return None
             raise
         return dmarc_policy.select_record(answer.records)
@@ -255,5 +253,5 @@ def _cached_record(dns, domain):
     if outcome is None:
         return _NOT_CACHED
     if isinstance(outcome, DNSError):
-        return None if isinstance(outcome, BadName) or outcome.definite else outcome
+        return None if outcome.no_record else outcome
     return dmarc_policy.select_record(outcome.records)

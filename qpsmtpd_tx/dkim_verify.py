@@ -38,7 +38,7 @@ from dkim.util import InvalidTagValueList
 from twisted.internet import defer
 
 from qpsmtpd_tx import dkim_body, dkim_tags, tag_value
-from qpsmtpd_tx.dns import BadName, DNSError
+from qpsmtpd_tx.dns import DNSError
 
 MIN_RSA_BITS = 1024
 _ALGORITHMS = {b"rsa-sha256": ("rsa", "sha256"), b"rsa-sha1": ("rsa", "sha1"),
@@ -181,6 +181,15 @@ def parse_fields(header_block):
         elif not line.startswith(b"From "):
             raise ValueError("not a header field: %r" % line[:40])
     return fields
+
+
+def received_fields(transaction):
+    """The header's ``(name, raw)`` fields as the client sent them (the core adds its own
+    and removes spoofed Authentication-Results before data_post: signatures must not see
+    that); a transaction made without the core's header reading gives its header's."""
+    if transaction.received_fields is not None:
+        return transaction.received_fields
+    return transaction.header.fields if transaction.header is not None else ()
 
 
 def header_fields(fields):
@@ -416,9 +425,7 @@ def _answered(answer):
 
 def _key_error(e):
     """What a failed key lookup ``e`` (a DNSError) means: None (no key) or ``e``."""
-    if isinstance(e, BadName):
-        return None     # a name no key can have: as good as none
-    return None if e.definite else e
+    return None if e.no_record else e
 
 
 def _failed(failure):

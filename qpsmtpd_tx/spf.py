@@ -35,7 +35,7 @@ import attr
 import spf as pyspf
 from twisted.internet import defer
 
-from qpsmtpd_tx.dns import BadName, DNSError, DNSTimeout, ServFail, parse_ip
+from qpsmtpd_tx.dns import DNSError, DNSTimeout, ServFail, parse_ip
 from qpsmtpd_tx.printable import printable
 
 #: RFC 7208 4.6.4: a check may take at most this long (the RFC says "at least 20 seconds")
@@ -232,7 +232,7 @@ class _Answers:
             raise _Missing("lookup of %s %s not made yet" % key)
         outcome = self.known[key]
         if isinstance(outcome, DNSError):
-            if outcome.definite or isinstance(outcome, BadName) or self.lenient:
+            if outcome.no_record or self.lenient:
                 return []
             self.failed = outcome
             raise pyspf.TempError(_dns_problem(outcome))

@@ -11,10 +11,13 @@ class DNSError(Exception):
     """A lookup of ``name`` (type ``rrtype``) gave no records; ``reason`` says why.
 
     ``definite`` is True when the DNS said so (NXDOMAIN, NODATA), False when the DNS could
-    not say (server failure, refusal, timeout, a bad name).
+    not say (server failure, refusal, timeout, a bad name). ``no_record`` is True when the
+    lookup means there is no record to be had: the DNS said so, or the name is one no record
+    can have (:class:`BadName`); a check reading a policy or key record treats that as none.
     """
 
     definite = False
+    no_record = False
     reason = "failed"
 
     def __init__(self, name, rrtype, detail=None):
@@ -32,6 +35,7 @@ class NXDomain(DNSError):
     """The name does not exist (RCODE NXDOMAIN)."""
 
     definite = True
+    no_record = True
     reason = "no such name (NXDOMAIN)"
 
 
@@ -39,6 +43,7 @@ class NoData(DNSError):
     """The name exists but has no record of this type (NODATA)."""
 
     definite = True
+    no_record = True
     reason = "no record of this type (NODATA)"
 
 
@@ -57,4 +62,5 @@ class DNSTimeout(DNSError):
 class BadName(DNSError):
     """The name cannot be asked for (empty label, over 253 bytes, not ASCII after IDNA)."""
 
+    no_record = True
     reason = "not a valid DNS name"
