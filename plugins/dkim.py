@@ -99,12 +99,8 @@ class DKIMPlugin(Plugin):
         if self.is_immune(transaction):
             self.log(LOGINFO, "skip, whitelisted", transaction)
             return DECLINED
-        # The header as received: the core adds its own fields (and removes spoofed
-        # Authentication-Results ones), which the signatures must not see.
-        received = transaction.received_fields
-        if received is None:
-            received = transaction.header.fields if transaction.header is not None else []
-        return self._verify(transaction, received, transaction.body.open())
+        return self._verify(transaction, dkim_verify.received_fields(transaction),
+                            transaction.body.open())
 
     # -- checking ---------------------------------------------------------------------------
 

@@ -37,12 +37,9 @@ def check(server, transaction, timeout, extra_body=()):
         d = dkim_body.hashes_and(server, transaction.body.size, transaction.body.open(),
                                  missing, defer.succeed(None))
         return d.addCallback(lambda found: _more(done, found[0]))
-    received = transaction.received_fields
-    if received is None:
-        received = transaction.header.fields if transaction.header is not None else ()
     problem = None
     try:
-        fields = dkim_verify.header_fields(received)
+        fields = dkim_verify.header_fields(dkim_verify.received_fields(transaction))
     except ValueError as e:
         fields, problem = [], "header not parsed: %s" % e
     chain = arc.Chain(fields)
