@@ -21,8 +21,10 @@ from tests.support.processes import CHECKOUT, free_port, reserve_port, server_en
 TWISTD = os.path.join(os.path.dirname(sys.executable), "twistd")
 
 
-def pids_with_argument(argument):
-    """PIDs of the processes whose command line has ``argument`` (a unique temp path)."""
+def pids_with_argument(argument, not_children_of=None):
+    """PIDs of the processes whose command line has ``argument`` (a unique temp path); with
+    ``not_children_of``, leaving out that process's children (a child forked by the daemon,
+    its delivery child, has the daemon's command line until it has exec'ed its own)."""
     found = []
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
@@ -31,8 +33,10 @@ def pids_with_argument(argument):
             with open("/proc/%s/cmdline" % entry, "rb") as f:
                 words = f.read().split(b"\0")
             with open("/proc/%s/stat" % entry, "rb") as f:
-                state = f.read().rsplit(b")", 1)[1].split()[0]
+                state, parent = f.read().rsplit(b")", 1)[1].split()[:2]
         except OSError:
+            continue
+        if not_children_of is not None and int(parent) == not_children_of:
             continue
         if argument.encode() in words and state != b"Z":
             found.append(int(entry))
@@ -177,7 +181,7 @@ class DaemonTests(StartupTestCase):
         self.assertEqual((result.returncode, result.stderr), (0, b""))
         with open(self.pidfile) as f:
             pid = int(f.read())
-        self.assertEqual(pids_with_argument(self.config), [pid])
+        self.assertEqual(pids_with_argument(self.config, not_children_of=pid), [pid])
         with smtplib.SMTP("127.0.0.1", port, timeout=10) as client:
             self.assertEqual(client.sendmail("a@b.example", ["u@example.com"], b"Subject: x\r\n\r\nhi\r\n"), {})
         self.assertEqual(len(os.listdir(os.path.join(maildir, "new"))), 1)
