@@ -12,7 +12,8 @@ and the log no refusal). The resolver's cache is warm after the first messages, 
 says. The sender domain's SPF record passes the clients (127.0.0.0/8).
 
 Reported: msgs/s of each (plain, dkim alone, dkim + dmarc, spf + dkim + dmarc), the ratios,
-server CPU per message. Target: the checks cost at most 30 % of plaintext throughput
+server CPU per message (its process tree, and the server process alone), and how busy the
+server process, its children and the load client were (100 = one core): which one limits. Target: the checks cost at most 30 % of plaintext throughput
 (ratio >= 0.70). Needs nsd (tests/support/dns.py) and the venv.
 
 ``--rounds K`` runs the four chains K times in turn (the disk and the machine drift over
@@ -144,6 +145,13 @@ CHAINS = [("plain", []), ("dkim", ["dkim"]), ("dkim+dmarc", ["dkim", "dmarc"]),
           ("spf+dkim+dmarc", ["sender_permitted_from", "dkim", "dmarc"])]
 
 
+def _children_pct(server):
+    """CPU % of the server's child processes (delivery child, …), or None."""
+    if server.get("cpu_pct") is None or server.get("own_cpu_pct") is None:
+        return None
+    return server["cpu_pct"] - server["own_cpu_pct"]
+
+
 def report(rows):
     """Print one round's rows and ratios; returns [(chain name, ratio to plain)]."""
     ratios = []
@@ -151,9 +159,15 @@ def report(rows):
         if "error" in r:
             print("%-15s error: %s" % (name, r["error"]))
             continue
-        print("%-15s %8.1f msgs/s  %5d accepted  %5d delivered  %d refused  CPU %s ms/msg"
+        server = r.get("server", {})
+        print("%-15s %8.1f msgs/s  %5d accepted  %5d delivered  %d refused  CPU %s ms/msg "
+              "(server process %s)  busy %%: server %s, its children %s, load client %s"
               % (name, r.get("msgs_per_s", 0), r.get("accepted", 0), r["delivered"], r["refusals"],
-                 bench.fmt(bench.cpu_ms_per_message(r), "%.2f")))
+                 bench.fmt(bench.cpu_ms_per_message(r), "%.2f"),
+                 bench.fmt(bench.cpu_ms_per_message(r, "own_cpu_pct"), "%.2f"),
+                 bench.fmt(server.get("own_cpu_pct"), "%.0f"),
+                 bench.fmt(_children_pct(server), "%.0f"),
+                 bench.fmt(r.get("client_cpu_pct"), "%.0f")))
     plain = rows[0][1]
     for name, r in rows[2:]:
         if "error" not in plain and "error" not in r and plain.get("msgs_per_s"):
