@@ -81,15 +81,17 @@ class SweeperTests(unittest.TestCase):
 
 
 class RealConnectionTests(unittest.TestCase):
-    """A server on a real socket with ``timeout`` 1."""
+    """A server on a real socket with ``timeout`` 2."""
 
     async def test_a_silent_client_times_out_a_talking_one_does_not(self):
-        server, port = start_server(self, ["rcpt_ok"], {"timeout": "1"})
+        # 2 s, not 1: the talking client's pauses may be stretched by a loaded machine (the
+        # server runs in this process), and a second's limit left half a second for that
+        server, port = start_server(self, ["rcpt_ok"], {"timeout": "2"})
         silent = await connect(self, port)
         talking = await connect(self, port)
-        for _ in range(6):                  # 3 s of NOOPs, one every half second
+        for _ in range(12):                 # 3 s of NOOPs, one every quarter second
             self.assertEqual((await talking.command("NOOP"))[0], 250)
-            await _sleep(0.5)
+            await _sleep(0.25)
         self.assertEqual(await silent.reply(), (421, ["Connection Timed Out"]))
         await silent.wait_closed()
         self.assertFalse(talking.closed)

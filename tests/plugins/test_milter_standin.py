@@ -146,11 +146,14 @@ class ConversationTests(StandinTestCase):
     async def test_progress_restarts_the_reply_timer(self):
         from twisted.internet import reactor
 
+        # a progress reply every 0.2 s, the verdict after 1.4 s: well past the limit of 1 s,
+        # and each pause far below it (milter and server share this process's reactor: a
+        # stall delays the milter's next write and the server's reading of it alike)
         def slow(transport, data):
-            for delay in (0.3, 0.6, 0.9):
-                reactor.callLater(delay, transport.write, reply("p"))
-            reactor.callLater(1.2, transport.write, reply("c"))
-        self.milter({"E": slow}, "content_timeout 0.5")
+            for n in range(1, 7):
+                reactor.callLater(0.2 * n, transport.write, reply("p"))
+            reactor.callLater(1.4, transport.write, reply("c"))
+        self.milter({"E": slow}, "content_timeout 1")
         outcome = await self.send(message("x"))
         self.assertEqual(outcome.data[0], 250)
         self.assertEqual(self.logged(codes.LOGERROR, "milter"), [])

@@ -167,9 +167,11 @@ def processes_running(text):
 
 
 def child_pids(pid):
-    """The PIDs of process ``pid``'s children (``--workers``), sorted; its Maildir delivery
-    child (:func:`delivery_child_pids`) is not one of them."""
-    return [p for p in _children(pid) if _MAILDIR_CHILD not in _cmdline(p)]
+    """The PIDs of process ``pid``'s ``--workers`` workers, sorted: its children that run
+    ``-m qpsmtpd_tx.worker``. Its Maildir delivery child (:func:`delivery_child_pids`) is not
+    one of them, nor is a child that has not exec'ed its program yet (between fork and exec
+    it has the server's command line, whichever child it is to become): poll for a count."""
+    return [p for p in _children(pid) if _runs_module(p, _WORKER)]
 
 
 def readable_temp_dir(testcase, prefix):
@@ -182,11 +184,18 @@ def readable_temp_dir(testcase, prefix):
 
 
 def delivery_child_pids(pid):
-    """The PIDs of process ``pid``'s children that run the Maildir delivery child, sorted."""
-    return [p for p in _children(pid) if _MAILDIR_CHILD in _cmdline(p)]
+    """The PIDs of process ``pid``'s children that run the Maildir delivery child
+    (``-m qpsmtpd_tx.maildir_child``, exec'ed), sorted."""
+    return [p for p in _children(pid) if _runs_module(p, _MAILDIR_CHILD)]
 
 
+_WORKER = b"qpsmtpd_tx.worker"
 _MAILDIR_CHILD = b"qpsmtpd_tx.maildir_child"
+
+
+def _runs_module(pid, module):
+    """Whether process ``pid``'s command line is ``PYTHON -m module ...``."""
+    return _cmdline(pid).split(b"\0")[1:3] == [b"-m", module]
 
 
 def _children(pid):
