@@ -139,7 +139,7 @@ def _base_header(rng):
                              "\"A, B\" <a.b@%s>" % DOMAIN])),
         ("To", rng.choice(["alice@example.com", "Alice <alice@example.com>,\r\n bob@example.com"])),
         ("Subject", rng.choice([_words(rng), "  " + _words(rng) + " \t", _words(rng, 3) +
-                                "\r\n\t" + _words(rng, 3)])),
+                                "\r\n\t" + _words(rng, 3), "\r\n\t" + _words(rng, 3)])),
         ("Date", "Sun, 06 Dec 2026 20:00:00 +0000"),
         ("Message-ID", "<%d@%s>" % (rng.randrange(10 ** 6), DOMAIN)),
     ]
@@ -150,6 +150,8 @@ def _base_header(rng):
         fields.append(("Content-Type", "text/plain; charset=us-ascii"))
     if rng.random() < 0.3:
         fields.insert(rng.randrange(1, len(fields)), ("X-Mailer", _words(rng, 3)))
+    if rng.random() < 0.1:
+        fields.insert(rng.randrange(1, len(fields)), ("X-Empty", rng.choice(["", " ", "\t"])))
     if rng.random() < 0.1:
         fields.insert(rng.randrange(1, len(fields)), ("X-Odd", rng.choice(_ODD) + " v "
                                                       + rng.choice(_ODD)))
@@ -183,6 +185,8 @@ def _base_body(rng):
             lines.append("w" * rng.randint(900, 1200))
         elif shape < 0.5:
             lines.append(_words(rng, 3) + rng.choice(_ODD) + _words(rng, 2))
+        elif shape < 0.55:
+            lines.append(rng.choice(["   ", "\t", " \t "]))     # blank once relaxed
         else:
             lines.append(_words(rng, 12))
     trailing = rng.choice([0, 0, 0, 1, 2])
@@ -815,6 +819,17 @@ def key_malformed(rng, message, specs):
                     "v=DKIM1; p=%s; p=%s" % (s.key.p, s.key.p)])])
 
 
+def key_pkcs1(rng, message, specs):
+    """An RSA key published as a bare RSAPublicKey (PKCS#1), not SubjectPublicKeyInfo."""
+    def make(spec):
+        if spec.key.kind != "rsa":
+            return [spec.key.record()]
+        raw = spec.key.private.public_key().public_bytes(serialization.Encoding.DER,
+                                                         serialization.PublicFormat.PKCS1)
+        return ["v=DKIM1; k=rsa; p=" + base64.b64encode(raw).decode()]
+    _record_edit(rng, message, specs, make)
+
+
 def key_other_key(rng, message, specs):
     def make(spec):
         other = [k for k in keys() if k is not spec.key and k.kind == spec.key.kind] or \
@@ -830,7 +845,8 @@ MUTATIONS = [body_append, body_last_line_changed, body_trailing_blank_lines,
              header_added_unsigned, sig_b_refolded, sig_b_bad_base64, sig_b_truncated,
              sig_tag_changed, sig_domain_changed, sig_name_case, sig_moved_down, sig_copied,
              key_revoked, key_wrong_k, key_h_sha1, key_service, key_flags, key_unknown_tags,
-             key_version, key_two_records, key_missing, key_malformed, key_other_key]
+             key_version, key_two_records, key_missing, key_malformed, key_pkcs1,
+             key_other_key]
 
 #: the changes made more often: those that forge what a reader sees (another From or
 #: Subject, changed text) more than those that only break a signature
