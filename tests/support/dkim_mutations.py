@@ -154,7 +154,7 @@ def _base_header(rng):
         fields.insert(rng.randrange(1, len(fields)), ("X-Empty", rng.choice(["", " ", "\t"])))
     if rng.random() < 0.1:
         fields.insert(rng.randrange(1, len(fields)), ("X-Odd", rng.choice(_ODD) + " v "
-                                                      + rng.choice(_ODD)))
+                                                      + rng.choice(_ODD + ["\r"])))
     sep = rng.choice([": ", ":", ":\t", ":  "])
     return [(name, ("%s%s%s\r\n" % (name, sep, value)).encode("latin-1"))
             for name, value in fields]
@@ -187,6 +187,8 @@ def _base_body(rng):
             lines.append(_words(rng, 3) + rng.choice(_ODD) + _words(rng, 2))
         elif shape < 0.55:
             lines.append(rng.choice(["   ", "\t", " \t "]))     # blank once relaxed
+        elif shape < 0.57:
+            lines.append(rng.choice(["\r", _words(rng, 2) + "\r", _words(rng, 2) + " \r "]))
         else:
             lines.append(_words(rng, 12))
     trailing = rng.choice([0, 0, 0, 1, 2])
