@@ -31,6 +31,8 @@ def send(server, message):
 
 
 class HeaderParseTests(unittest.TestCase):
+    """Header.parse on its own."""
+
     def test_a_bare_cr_does_not_end_the_field(self):
         block = SMUGGLED.replace(b"\r\n", b"\n")
         header = Header.parse(block)
@@ -40,6 +42,8 @@ class HeaderParseTests(unittest.TestCase):
 
 
 class QueuedTests(unittest.TestCase):
+    """Through a real server's session: what is queued, what the dkim plugin checks."""
+
     def test_the_queued_header_is_the_one_sent(self):
         server = make_server(self, ["rcpt_ok", "scripted queue OK"], plugin_dirs=[FIXTURES])
         client, reply = send(server, SMUGGLED + b"\r\nbody\r\n")

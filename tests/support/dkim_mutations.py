@@ -103,6 +103,7 @@ class _VerifyKey:
             raise _NaClValueError(str(e))
 
     def verify(self, message, signature):
+        """``message`` if ``signature`` signs it, else raise the bad-signature error."""
         try:
             self.key.verify(signature, message)
         except InvalidSignature:
@@ -450,37 +451,45 @@ def cases(count, seed=20261207):
 # -- tag changes made before signing ---------------------------------------------------------
 
 def v_2(rng, spec, message):
+    """v=2."""
     spec.set(b"v", b"2")
 
 
 def a_unknown(rng, spec, message):
+    """An a= no verifier knows (or in capitals)."""
     spec.set(b"a", rng.choice([b"rsa-sha512", b"ed448-sha256", b"RSA-SHA256"]))
 
 
 def x_expired(rng, spec, message):
+    """x= past, beyond the 10-hour slack."""
     spec.set(b"x", str(NOW - 36000 - rng.randint(100, 10 ** 6)).encode())
 
 
 def x_before_t(rng, spec, message):
+    """x= earlier than t=."""
     spec.set(b"t", str(NOW - 100).encode())
     spec.set(b"x", str(NOW - 200).encode())
 
 
 def t_future(rng, spec, message):
+    """t= in the future, beyond the 10-hour slack."""
     spec.set(b"t", str(NOW + 36000 + rng.randint(100, 10 ** 6)).encode())
 
 
 def i_outside_d(rng, spec, message):
+    """i= not in d= or a subdomain of it (or without @)."""
     spec.set(b"i", rng.choice([b"@example.net", b"@notexample.org", b"example.org",
                                b"user@example.org.evil", b"@xexample.org"]))
 
 
 def h_without_from(rng, spec, message):
+    """h= without From."""
     spec.h_names = [n for n in spec.h_names if n.lower() != b"from"] or [b"to"]
     spec.set(b"h", b":".join(spec.h_names))
 
 
 def l_larger_than_body(rng, spec, message):
+    """l= longer than the canonical body."""
     _, body = dkim.rfc822_parse(message.bytes())
     spec.limit = None
     spec.set(b"l", str(len(spec.policy().canonicalize_body(body)) + rng.randint(1, 50))
@@ -488,19 +497,23 @@ def l_larger_than_body(rng, spec, message):
 
 
 def l_not_a_number(rng, spec, message):
+    """l= that is no decimal count."""
     spec.limit = None
     spec.set(b"l", rng.choice([b"12a", b"-1", b"0x10", b"1 2", b"\xd9\xa3"]))
 
 
 def l_zero(rng, spec, message):
+    """l=0: no body signed."""
     spec.limit = 0
 
 
 def bh_bad_base64(rng, spec, message):
+    """bh= that is no base64."""
     spec.set(b"bh", rng.choice([b"!!!!", b"abc", b"a=bc", b"YWJj\x00"]))
 
 
 def repeated_tag(rng, spec, message):
+    """A tag twice."""
     name, value = rng.choice([[b"d", DOMAIN.encode()], [b"s", spec.selector.encode()],
                               [b"h", b"from"], [b"v", b"1"], [b"i", b"@example.org"],
                               [b"b", b"QUJD"], [b"bh", b"QUJD"], [b"a", b"rsa-sha256"]])
@@ -508,29 +521,35 @@ def repeated_tag(rng, spec, message):
 
 
 def unknown_tag(rng, spec, message):
+    """A tag DKIM does not define (tags are case sensitive: D=, B=, H= too)."""
     spec.tags.insert(rng.randrange(len(spec.tags) + 1),
                      [rng.choice([b"foo", b"n", b"X", b"r", b"D", b"B", b"H"]),
                       rng.choice([b"bar", b"", b"1", b"example.net", b"QUJD", b"to"])])
 
 
 def missing_tag(rng, spec, message):
+    """A required tag left out."""
     spec.omit.add(rng.choice([b"v", b"a", b"d", b"h", b"s", b"bh"]))
 
 
 def q_other(rng, spec, message):
+    """q= other than dns/txt."""
     spec.set(b"q", rng.choice([b"dns", b"dns/txt:other", b"DNS/TXT", b"http"]))
 
 
 def c_bad(rng, spec, message):
+    """c= no canonicalization."""
     spec.set(b"c", rng.choice([b"relaxed/strict", b"nowsp", b"simple/simple/simple"]))
 
 
 def key_h_sha1_only(rng, spec, message):
+    """The key allows sha1 only."""
     message.records[_key_name(spec.selector)] = [
         "v=DKIM1; k=%s; h=sha1; p=%s" % (spec.key.kind, spec.key.p)]
 
 
 def key_t_s_with_subdomain_i(rng, spec, message):
+    """i= in a subdomain of d=, the key has t=s."""
     spec.set(b"i", b"@mail.example.org")
     message.records[_key_name(spec.selector)] = [
         "v=DKIM1; k=%s; t=s; p=%s" % (spec.key.kind, spec.key.p)]
@@ -549,10 +568,12 @@ def _lines(body):
 
 
 def body_append(rng, message, specs):
+    """Text added after the body (or after what l= covers)."""
     message.body += rng.choice([b"unsubscribe here\r\n", b"\r\nP.S. pay me\r\n", b".\r\n"])
 
 
 def body_last_line_changed(rng, message, specs):
+    """The last non-empty body line changed."""
     lines = _lines(message.body)
     for i in range(len(lines) - 1, -1, -1):
         if lines[i].strip():
@@ -564,6 +585,7 @@ def body_last_line_changed(rng, message, specs):
 
 
 def body_trailing_blank_lines(rng, message, specs):
+    """Empty lines added at the end of the body, or removed."""
     if rng.random() < 0.5:
         message.body += b"\r\n" * rng.randint(1, 3)
         return "body_blank_lines_added"
@@ -572,6 +594,7 @@ def body_trailing_blank_lines(rng, message, specs):
 
 
 def body_inner_whitespace(rng, message, specs):
+    """White space changed in a body line."""
     lines = _lines(message.body)
     i = rng.randrange(len(lines))
     how = rng.choice(["double", "tab", "trailing", "leading", "drop"])
@@ -592,6 +615,7 @@ def body_inner_whitespace(rng, message, specs):
 
 
 def body_dot_line(rng, message, specs):
+    """A line that is a dot (stuffed on the wire)."""
     lines = _lines(message.body)
     lines.insert(rng.randrange(len(lines)), rng.choice([b".", b"..", b". "]))
     message.body = b"\r\n".join(lines)
@@ -600,10 +624,12 @@ def body_dot_line(rng, message, specs):
 
 
 def body_crlf_to_lf(rng, message, specs):
+    """The body's line ends made bare LF."""
     message.body = message.body.replace(b"\r\n", b"\n")
 
 
 def header_crlf_to_lf(rng, message, specs):
+    """The header's line ends made bare LF."""
     message.signatures = [s.replace(b"\r\n", b"\n") for s in message.signatures]
     message.fields = [(n, raw.replace(b"\r\n", b"\n")) for n, raw in message.fields]
 
@@ -614,6 +640,7 @@ def _index(message, name):
 
 
 def second_field(rng, message, specs):
+    """Another From, Subject, To or Reply-To above or below the first, or at either end."""
     name = rng.choice(["From", "From", "Subject", "To", "Reply-To"])
     at = _index(message, name.lower())
     where = rng.choice(["above", "below", "top", "bottom"])
@@ -628,6 +655,7 @@ def second_field(rng, message, specs):
 
 
 def header_name_case(rng, message, specs):
+    """A field name in other letter case."""
     i = rng.randrange(len(message.fields))
     name, raw = message.fields[i]
     changed = rng.choice([name.upper(), name.lower(), name.swapcase()])
@@ -635,6 +663,7 @@ def header_name_case(rng, message, specs):
 
 
 def header_refold(rng, message, specs):
+    """A field folded anew."""
     i = rng.randrange(len(message.fields))
     name, raw = message.fields[i]
     body = raw[len(name) + 1:]
@@ -648,6 +677,7 @@ def header_refold(rng, message, specs):
 
 
 def header_unfold(rng, message, specs):
+    """A folded field unfolded."""
     for i, (name, raw) in enumerate(message.fields):
         if raw.count(b"\r\n") > 1:
             message.fields[i] = (name, raw.replace(b"\r\n\t", b" ").replace(b"\r\n ", b"  ")
@@ -657,6 +687,7 @@ def header_unfold(rng, message, specs):
 
 
 def header_value_whitespace(rng, message, specs):
+    """White space added around a colon or inside a value."""
     i = rng.randrange(len(message.fields))
     name, raw = message.fields[i]
     how = rng.choice(["after_colon", "before_colon", "inner", "end"])
@@ -673,6 +704,7 @@ def header_value_whitespace(rng, message, specs):
 
 
 def header_value_changed(rng, message, specs):
+    """A field's value changed."""
     at = _index(message, rng.choice(["subject", "from", "to", "date"]))
     if at is not None:
         name, raw = message.fields[at]
@@ -680,17 +712,20 @@ def header_value_changed(rng, message, specs):
 
 
 def header_removed(rng, message, specs):
+    """A field removed."""
     at = _index(message, rng.choice(["subject", "from", "to", "date", "message-id", "cc"]))
     if at is not None:
         del message.fields[at]
 
 
 def header_reordered(rng, message, specs):
+    """Two fields swapped."""
     i, j = rng.sample(range(len(message.fields)), 2)
     message.fields[i], message.fields[j] = message.fields[j], message.fields[i]
 
 
 def header_added_unsigned(rng, message, specs):
+    """A field added."""
     message.fields.insert(rng.randrange(len(message.fields) + 1),
                           ("X-Spam", b"X-Spam: no\r\n"))
 
@@ -703,6 +738,7 @@ def _signature_edit(rng, message, edit):
 
 
 def sig_b_refolded(rng, message, specs):
+    """White space or folding added inside b=."""
     def edit(field):
         cut = _b_value_start(field) + rng.randint(4, 30)
         return field[:cut] + rng.choice([b"\r\n\t", b" ", b"\r\n ", b"\t \t"]) + field[cut:]
@@ -710,6 +746,7 @@ def sig_b_refolded(rng, message, specs):
 
 
 def sig_b_bad_base64(rng, message, specs):
+    """A character that is no base64 in b= (or padding inside it)."""
     def edit(field):
         value_start = _b_value_start(field)
         return field[:value_start + 5] + rng.choice([b"!", b"-", b"_", b"="]) + \
@@ -718,6 +755,7 @@ def sig_b_bad_base64(rng, message, specs):
 
 
 def sig_b_truncated(rng, message, specs):
+    """Four characters taken out of b=."""
     def edit(field):
         value_start = _b_value_start(field)
         return field[:value_start + 4] + field[value_start + 8:]
@@ -731,6 +769,7 @@ def _b_value_start(field):
 
 
 def sig_tag_changed(rng, message, specs):
+    """A signed tag changed after signing."""
     old, new = rng.choice([(b"c=relaxed", b"c=simple"), (b"c=simple", b"c=relaxed"),
                            (b"a=rsa-sha256", b"a=rsa-sha1"), (b"v=1", b"v=1 "),
                            (b"t=", b"t=1"), (b"l=", b"l=1"), (b"h=", b"h=to:"),
@@ -740,17 +779,20 @@ def sig_tag_changed(rng, message, specs):
 
 
 def sig_domain_changed(rng, message, specs):
+    """d= changed after signing (the new name has no key)."""
     _signature_edit(rng, message, lambda field: field.replace(b"d=example.org", b"d=example.net"))
     for name in list(message.records):
         message.records[name.replace(DOMAIN, "example.net")] = None
 
 
 def sig_name_case(rng, message, specs):
+    """The DKIM-Signature field name in other letter case."""
     _signature_edit(rng, message, lambda field: rng.choice([b"dkim-signature", b"DKIM-SIGNATURE"])
                     + field[len(b"DKIM-Signature"):])
 
 
 def sig_moved_down(rng, message, specs):
+    """A DKIM-Signature field moved among the other fields."""
     if not message.signatures:
         return "sig_moved_down_nothing"
     field = message.signatures.pop(rng.randrange(len(message.signatures)))
@@ -758,6 +800,7 @@ def sig_moved_down(rng, message, specs):
 
 
 def sig_copied(rng, message, specs):
+    """A DKIM-Signature field twice."""
     if not message.signatures:
         return "sig_copied_nothing"
     message.signatures.insert(0, message.signatures[rng.randrange(len(message.signatures))])
@@ -769,21 +812,25 @@ def _record_edit(rng, message, specs, make):
 
 
 def key_revoked(rng, message, specs):
+    """The key revoked (p= empty)."""
     _record_edit(rng, message, specs, lambda s: ["v=DKIM1; k=%s; p=" % s.key.kind])
 
 
 def key_wrong_k(rng, message, specs):
+    """k= another or an unknown key type."""
     _record_edit(rng, message, specs, lambda s: [
         "v=DKIM1; k=%s; p=%s" % (rng.choice(["ed25519", "rsa", "dsa", "RSA"]), s.key.p)])
 
 
 def key_h_sha1(rng, message, specs):
+    """The key's h= list."""
     _record_edit(rng, message, specs, lambda s: [
         "v=DKIM1; k=%s; h=%s; p=%s" % (s.key.kind, rng.choice(["sha1", "sha256", "sha1:sha256",
                                                                "SHA256", "sha512"]), s.key.p)])
 
 
 def key_service(rng, message, specs):
+    """The key's s= list (service types)."""
     _record_edit(rng, message, specs, lambda s: [
         "v=DKIM1; k=%s; s=%s; p=%s" % (s.key.kind, rng.choice(["email", "*", "tlsrpt",
                                                                "email:tlsrpt", "other", "EMAIL"]),
@@ -791,30 +838,36 @@ def key_service(rng, message, specs):
 
 
 def key_flags(rng, message, specs):
+    """The key's t= flags."""
     _record_edit(rng, message, specs, lambda s: [
         "v=DKIM1; k=%s; t=%s; p=%s" % (s.key.kind, rng.choice(["y", "s", "y:s", "x"]), s.key.p)])
 
 
 def key_unknown_tags(rng, message, specs):
+    """Tags key records do not define, and a final semicolon."""
     _record_edit(rng, message, specs, lambda s: [
         "v=DKIM1; n=notes here; k=%s; zz=1; p=%s;" % (s.key.kind, s.key.p)])
 
 
 def key_version(rng, message, specs):
+    """v= other than DKIM1, absent, or not first."""
     _record_edit(rng, message, specs, lambda s: [
         rng.choice(["v=DKIM2; p=%s", "p=%s", "k=%s; v=DKIM1; p=%%s" % s.key.kind,
                     "v=dkim1; p=%s"]) % s.key.p])
 
 
 def key_two_records(rng, message, specs):
+    """Two TXT records at the selector."""
     _record_edit(rng, message, specs, lambda s: [s.key.record(), s.key.record()])
 
 
 def key_missing(rng, message, specs):
+    """No such name (NXDOMAIN)."""
     _record_edit(rng, message, specs, lambda s: None)
 
 
 def key_malformed(rng, message, specs):
+    """p= cut, with a bad character or white space, or a record that is no tag list."""
     _record_edit(rng, message, specs, lambda s: [
         rng.choice(["v=DKIM1; p=%s!" % s.key.p[:-4], "v=DKIM1; p=%s" % s.key.p[:40],
                     "v=DKIM1; p=%s" % s.key.p.replace("A", " A ", 3), "garbage",
@@ -833,6 +886,7 @@ def key_pkcs1(rng, message, specs):
 
 
 def key_other_key(rng, message, specs):
+    """Another key published at the selector."""
     def make(spec):
         other = [k for k in keys() if k is not spec.key and k.kind == spec.key.kind] or \
             [k for k in keys() if k is not spec.key]
