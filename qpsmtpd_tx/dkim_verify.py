@@ -279,7 +279,9 @@ def _load_key_data(tags):
 
 
 def _colon_list(value):
-    return [v.strip().lower() for v in value.split(b":")]
+    # as written: RFC 6376 section 3.2 makes tag values case sensitive, and s=, h= and t=
+    # name no exception (s=EMAIL is no email key, h=SHA256 allows no known hash)
+    return [v.strip() for v in value.split(b":")]
 
 
 class KeyProblem(Exception):

@@ -35,9 +35,13 @@ class Header:
     def parse(cls, block):
         """Parse a LF-terminated header block (without the empty separator line)."""
         fields = []
-        for line in block.splitlines(keepends=True):
-            if not line.endswith(b"\n"):
-                line += b"\n"
+        # LF ends a line, nothing else: bytes.splitlines would also end one at a bare CR
+        # and so make a field of what follows it (RFC 5322 section 2.2: CR only in CRLF)
+        lines = block.split(b"\n")
+        if not lines[-1]:
+            lines.pop()
+        for line in lines:
+            line += b"\n"
             if line[:1] in (b" ", b"\t") and fields:
                 name, raw = fields[-1]
                 fields[-1] = (name, raw + line)

@@ -44,6 +44,18 @@ class KeyTests(unittest.TestCase):
         self.assertEqual(self.problem("t=s; p=" + P, subdomain),
                          ("permerror", "i= is a subdomain of d= but the key has t=s"))
 
+    def test_key_tag_values_are_case_sensitive(self):
+        """RFC 6376 section 3.2: tag values are case sensitive unless a tag says otherwise,
+        and s=, h= and t= do not: ``EMAIL`` is an unknown service, ``SHA256`` an unknown
+        hash, ``S`` an unknown flag (ignored). These passed while the values were lowered."""
+        self.assertEqual(self.problem("s=EMAIL; p=" + P), ("permerror", "key is not for email"))
+        self.assertEqual(self.problem("h=SHA256; p=" + P),
+                         ("permerror", "key does not allow sha256"))
+        subdomain = signature("v=1; a=rsa-sha256; d=example.org; i=@mail.example.org; "
+                              "s=sel; h=from; bh=AAAA; b=AAAA")
+        kind, _ = dkim_verify.parse_key("t=S; s=email : *; h=sha1 : sha256; p=" + P, subdomain)
+        self.assertEqual(kind, "rsa")
+
 
 class SignatureTests(unittest.TestCase):
     def test_malformed_signatures(self):
