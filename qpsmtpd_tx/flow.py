@@ -63,6 +63,9 @@ class SessionFlow:
 
     #: the timer that aborts a connection whose close does not complete (see _flush)
     _close_call = None
+    #: called when a hook the client waited for has answered (the protocol then counts the
+    #: client's idle time from there: it was waiting for us, not idle), or None
+    on_answered = None
 
     @property
     def finished(self):
@@ -312,6 +315,8 @@ class SessionFlow:
                 self._internal_error(result)
             if not state["sync"]:
                 self._busy = False
+                if self.on_answered is not None:
+                    self.on_answered()
                 if self._finish_when_idle:
                     self._finish_lost_session()
                 else:
