@@ -384,6 +384,12 @@ class SessionFlow:
             # The client does not read what we sent: no reply can reach it, so do not wait.
             self.transport.abortConnection()
             return True
+        if self.handshake_pending:
+            # In the middle of a TLS handshake no reply can be sent (nor a close completed)
+            self.log(codes.LOGNOTICE, "silent during the TLS handshake for %d s, closing"
+                     % self.server.timeout)
+            self.transport.abortConnection()
+            return True
         self.respond(421, "Connection Timed Out")
         self.disconnect()
         self._flush()
