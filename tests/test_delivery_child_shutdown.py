@@ -16,7 +16,7 @@ import termios
 from twisted.trial import unittest
 
 from tests.support.processes import (delivery_child_pids, poll_until, read_text,
-                                      start_maildir_twistd, stop_process)
+                                      start_maildir_twistd)
 
 #: seconds anything here may take (generous: the machine is shared)
 BOUND = 30.0
@@ -103,7 +103,7 @@ class ShutdownInFlightTests(unittest.TestCase):
         self.assertEqual(len(self.new()), 1)         # on disk before the 250 was sent
         self.assertEqual(self.client.reply(), b"421 mx.example.org Service shutting down, "
                          b"try again later\r\n")
-        self.assertEqual(stop_process(self.process, BOUND), 0)
+        self.assertEqual(self.process.wait(BOUND), 0)     # (SIGTERM was sent)
         self.assertNotIn("delivery child ended", read_text(self.log))
 
     def test_a_child_killed_while_draining_gets_the_message_a_451(self):
@@ -115,7 +115,7 @@ class ShutdownInFlightTests(unittest.TestCase):
         reply = self.client.reply()
         self.assertTrue(reply.startswith(b"451 "), reply)
         self.assertEqual(self.new(), [])
-        self.assertEqual(stop_process(self.process, BOUND), 0)
+        self.assertEqual(self.process.wait(BOUND), 0)     # (SIGTERM was sent)
         self.assertIn("1 deliveries failed", read_text(self.log))
 
     def test_sighup_while_the_child_holds_a_message(self):
