@@ -43,7 +43,8 @@ Differences from qpsmtpd 0.94, on purpose:
     ``/32`` or ``/128`` entry never matched);
   - CIDR blocks are also honoured in ``norelayclients``;
   - a ``relayclients`` or ``norelayclients`` line that is not an address, a prefix or a
-    CIDR block is a start-up error naming the file and line (qpsmtpd ignored it);
+    CIDR block is a start-up error naming the file and line (qpsmtpd ignored it); found
+    after a SIGHUP, it fails the reload, and the lists in use stay (logged at LOGERROR);
   - ``RELAYCLIENT`` is read when the plugin starts (and again at SIGHUP), not at each
     connection: qpsmtpd's environment is per connection, ours stays the same.
 
@@ -194,7 +195,13 @@ class Relay(Plugin):
             return cached       # nothing was read again since (SIGHUP, a config hook)
         lines = config.get_lines(name)
         if cached is None or cached.source != tuple(line.text for line in lines):
-            cached = self._lists[name] = RelayList(lines, allow_cidr)
+            try:
+                cached = self._lists[name] = RelayList(lines, allow_cidr)
+            except PluginError as e:
+                if cached is None:
+                    raise       # at start-up: the server does not start
+                # (a failed reload said it keeps the plugins in use: so do their lists)
+                self.log(LOGERROR, "keeping the previous %s: %s" % (name, e))
         cached.generation = config.generation
         return cached
 

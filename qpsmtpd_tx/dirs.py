@@ -8,7 +8,8 @@ def make_dirs(path, mode):
 
     Unlike :func:`os.makedirs`, which gives ``mode`` to the last directory only (parents get
     0777 less the umask), every directory created here gets ``mode``, whatever the umask.
-    Directories that exist already are left as they are.
+    Directories that exist already are left as they are. Returns the directories that did
+    not exist at the start (made here, or meanwhile by another thread or process).
     """
     missing = []
     current = os.path.abspath(path)
@@ -26,3 +27,4 @@ def make_dirs(path, mode):
                 continue  # made meanwhile by another thread or process: theirs to set
             raise
         os.chmod(directory, mode)
+    return missing[::-1]

@@ -63,6 +63,9 @@ class SessionFlow:
 
     #: the timer that aborts a connection whose close does not complete (see _flush)
     _close_call = None
+    #: called when a hook the client waited for has answered (the protocol then counts the
+    #: client's idle time from there: it was waiting for us, not idle), or None
+    on_answered = None
 
     @property
     def finished(self):
@@ -312,6 +315,8 @@ class SessionFlow:
                 self._internal_error(result)
             if not state["sync"]:
                 self._busy = False
+                if self.on_answered is not None:
+                    self.on_answered()
                 if self._finish_when_idle:
                     self._finish_lost_session()
                 else:
@@ -377,6 +382,12 @@ class SessionFlow:
             return False
         if self._closing or self.output_blocked:
             # The client does not read what we sent: no reply can reach it, so do not wait.
+            self.transport.abortConnection()
+            return True
+        if self.handshake_pending:
+            # In the middle of a TLS handshake no reply can be sent (nor a close completed)
+            self.log(codes.LOGNOTICE, "silent during the TLS handshake for %d s, closing"
+                     % self.server.timeout)
             self.transport.abortConnection()
             return True
         self.respond(421, "Connection Timed Out")

@@ -7,6 +7,10 @@ is rebuilt with them; that was a tenth of a short connection's CPU. The price of
 connection is closed within a second after its limit, not at it.
 """
 
+from twisted.logger import Logger
+
+log = Logger(namespace="qpsmtpd_tx.idle")
+
 
 class IdleSweeper:
     """The connections (``members``) of one clock whose idle time is watched.
@@ -15,7 +19,8 @@ class IdleSweeper:
     keeps it up to date), ``idle_limit()`` (seconds; 0 or None: no limit) and
     ``idle_expired()``, called once it has been silent that long: it returns True when it is
     done (it is then forgotten), False to be looked at again a full limit later (it was busy,
-    not idle). ``clock`` is the reactor, or a test's ``Clock``.
+    not idle); an exception is logged and counts as False. ``clock`` is the reactor, or a
+    test's ``Clock``.
     """
 
     #: seconds between two looks at the members
@@ -53,7 +58,13 @@ class IdleSweeper:
         for member in expired:
             if member not in self._members:
                 continue        # gone meanwhile (an earlier one's close took it along)
-            if member.idle_expired():
+            try:
+                done = member.idle_expired()
+            except Exception:
+                # one connection's failure must not end the idle timeouts of all the others
+                log.failure("idle timeout of {member!r}", member=member)
+                done = False
+            if done:
                 self._members.pop(member, None)
             else:
                 member.idle_since = now

@@ -10,7 +10,7 @@ import socket
 import time
 
 from qpsmtpd_tx.dirs import make_dirs
-from qpsmtpd_tx.dirsync import DIRECTORIES
+from qpsmtpd_tx.dirsync import DIRECTORIES, fsync_directory
 from qpsmtpd_tx.streaming import write_all, write_to_fd
 
 _counter = itertools.count(1)
@@ -27,9 +27,16 @@ _ready = set()
 
 
 def make_maildir(maildir, mode):
-    """Create ``maildir`` with ``cur``, ``new`` and ``tmp`` (directories get ``mode``)."""
+    """Create ``maildir`` with ``cur``, ``new`` and ``tmp`` (directories get ``mode``).
+
+    The parent of every directory created is fsynced (raises OSError): a message fsynced
+    into a ``new/`` made here must not vanish with its directory in a crash.
+    """
+    created = []
     for sub in ("tmp", "new", "cur"):
-        make_dirs(os.path.join(maildir, sub), mode)
+        created += make_dirs(os.path.join(maildir, sub), mode)
+    for parent in dict.fromkeys(os.path.dirname(directory) for directory in created):
+        fsync_directory(parent)
     _ready.add(maildir)
 
 

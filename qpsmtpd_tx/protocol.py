@@ -108,6 +108,7 @@ class SMTPProtocol(Protocol):
         self.session = SMTPSession(server, transport, connection)
         self.session.call_later = self.callLater
         self.session.listener_proxy = proxy
+        self.session.on_answered = self._answered
         server.sessions.add(self.session)
         server.sessions_by_ip.add(self.session)
         server.metrics.session_opened()
@@ -125,6 +126,11 @@ class SMTPProtocol(Protocol):
             self._tls_layer.received(data)
         else:
             self.session.data_received(data)
+
+    def _answered(self):
+        # a hook of ours answered: the client's silence counts from now (as qpsmtpd's
+        # timeout, which starts when it reads the next command)
+        self.idle_since = self.factory.idle_sweeper.clock.seconds()
 
     def tls_data_received(self, data):
         """Plain text from the STARTTLS layer (all of one read, decrypted once TLS is on)."""

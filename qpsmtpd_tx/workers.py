@@ -15,7 +15,9 @@ gets one listening socket per process instead, all bound to the same address, st
 twistd process before the privilege drop: the kernel then spreads new connections evenly over
 the processes (by a hash of the client's address and port), where with one shared socket
 whichever process is waiting in ``accept`` first takes the connection, so a busy process gets
-fewer and an idle one more. Other endpoints (UNIX sockets, ``systemd:``...) stay shared.
+fewer and an idle one more. While a worker is down, this process accepts on its sockets
+(:meth:`ListeningService.serve_worker_sockets`). Other endpoints (UNIX sockets,
+``systemd:``...) stay shared.
 
 Each process has its own plugins and state: per-IP connection counts (``hosts_allow``,
 ``-m``) and anything a plugin keeps in memory are per process.
@@ -114,6 +116,8 @@ class ListeningService(service.Service):
         self.own_sockets = own_sockets
         #: per port (in ``ports`` order): the workers' own sockets, or None (shared)
         self._extra = []
+        #: worker number → the ports accepting here on its own sockets while it is down
+        self._standins = {}
 
     def worker_fds(self, number):
         """[(fd, address family)] for worker ``number`` (1-based): its own socket of each
@@ -126,6 +130,22 @@ class ListeningService(service.Service):
                 sock = extra[number - 1]
                 fds.append((sock.fileno(), sock.family))
         return fds
+
+    def serve_worker_sockets(self, number):
+        """Accept here on worker ``number``'s own sockets while it is not running: the kernel
+        goes on handing each SO_REUSEPORT socket its share of the new connections, which
+        would wait unanswered until the worker is back (never, if it cannot start)."""
+        if number in self._standins:
+            return
+        self._standins[number] = [
+            reactor.adoptStreamPort(extra[number - 1].fileno(), extra[number - 1].family,
+                                    self.factory)
+            for extra in self._extra if extra is not None]
+
+    def release_worker_sockets(self, number):
+        """Stop accepting on worker ``number``'s own sockets (it starts again); a Deferred."""
+        return defer.gatherResults([defer.maybeDeferred(port.stopListening)
+                                    for port in self._standins.pop(number, ())])
 
     def close_worker_sockets(self):
         """Close the workers' own sockets (no worker will accept on them)."""
@@ -186,8 +206,10 @@ class ListeningService(service.Service):
 
     def stopService(self):
         service.Service.stopService(self)
+        standins = [self.release_worker_sockets(number) for number in list(self._standins)]
         self.close_worker_sockets()      # the workers close their copies as they stop
-        return defer.gatherResults([defer.maybeDeferred(p.stopListening) for p in self.ports])
+        return defer.gatherResults(standins + [defer.maybeDeferred(p.stopListening)
+                                               for p in self.ports])
 
 
 def _family(port):
@@ -290,6 +312,8 @@ class WorkerPool(service.Service):
         self.workers.pop(number, None)
         if not self.running:
             return
+        for listening in self._all_listening():
+            listening.serve_worker_sockets(number)
         delay = self.next_restart_delay(number)
         log.error("worker {n} ended ({why}); starting it again in {delay:g} s", n=number,
                   why=reason.getErrorMessage(), delay=delay)
@@ -308,6 +332,8 @@ class WorkerPool(service.Service):
 
     def _respawn(self, number):
         if self.running and number not in self.workers:
+            for listening in self._all_listening():
+                listening.release_worker_sockets(number)
             self._spawn(number)
 
     def signal_all(self, name):

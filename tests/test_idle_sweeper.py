@@ -80,6 +80,24 @@ class SweeperTests(unittest.TestCase):
         self.assertEqual(self.clock.getDelayedCalls(), [])
 
 
+    def test_a_member_that_raises_stops_no_other_nor_the_timer(self):
+        class Broken(Member):
+            def idle_expired(self):
+                super().idle_expired()
+                raise RuntimeError("broken close")
+
+        broken, silent, later = Broken(5), Member(5), Member(20)
+        for member in (broken, silent, later):
+            self.sweeper.add(member)
+        self.clock.pump([1] * 6)
+        self.assertEqual((len(broken.expired), len(silent.expired)), (1, 1))
+        self.clock.pump([1] * 5)
+        self.assertEqual(len(broken.expired), 2)        # looked at again a limit later
+        self.clock.pump([1] * 10)                       # the timer still runs
+        self.assertEqual(len(later.expired), 1)
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 4)
+
+
 class RealConnectionTests(unittest.TestCase):
     """A server on a real socket with ``timeout`` 2."""
 

@@ -1,7 +1,8 @@
 """queue/maildir — deliver each accepted message into a Maildir, durably.
 
 The message is written to ``tmp/``, fsynced, linked into ``new/`` and the directory fsynced
-before the client gets ``250``; any failure answers ``451`` and leaves nothing half-delivered
+before the client gets ``250`` (a Maildir created for it, e.g. by ``PATTERN``, has the
+parents of its new directories fsynced too); any failure answers ``451`` and leaves nothing half-delivered
 in ``new/``. A body held in memory (below ``size_threshold``) is written, fsynced and linked
 by the server's delivery child process (:mod:`qpsmtpd_tx.syncer`), several messages at a time,
 with one fsync of ``new/`` per batch; that process starts with the server (in each
