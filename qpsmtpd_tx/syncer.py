@@ -22,7 +22,7 @@ logged, and the next delivery starts a new child (a child that could not be star
 start-up, too). When the server stops, queue/maildir's ``stop`` (after the sessions drained)
 closes the child's stdin and waits, at most 30 s, until it has finished what it read and
 exited, so that the server reaps it (:meth:`Syncer.close_within`); a reactor stopping
-otherwise closes its stdin during shutdown.
+otherwise closes its stdin during shutdown and waits as long at most.
 """
 
 import functools
@@ -145,6 +145,8 @@ class Syncer:
 
     #: Maildir paths remembered (one per recipient with a PATTERN: bounded)
     PATHS = 4096
+    #: seconds the reactor's shutdown waits for the child's exit at most
+    SHUTDOWN_WAIT = 30
 
     def __init__(self, reactor=None, argv=None):
         self._reactor = reactor
@@ -231,7 +233,7 @@ class Syncer:
         self.started += 1
         if not self._shutdown_hook:
             self._shutdown_hook = True
-            reactor.addSystemEventTrigger("during", "shutdown", self.close)
+            reactor.addSystemEventTrigger("during", "shutdown", self.close_at_shutdown)
         return child
 
     def close(self):
@@ -263,6 +265,13 @@ class Syncer:
         timer = reactor.callLater(seconds, done)
         self.close().addBoth(done)
         return waiter
+
+    def close_at_shutdown(self):
+        """The reactor's shutdown: :meth:`close_within` ``SHUTDOWN_WAIT`` seconds. Bounded,
+        for a server whose chain no longer has queue/maildir (a reload took it out, so no
+        plugin's ``stop`` closed the child first) and whose child is stuck on a disk:
+        twistd must still exit."""
+        return self.close_within(self.SHUTDOWN_WAIT)
 
     def replied(self, child, replies):
         """Fire the Deferreds of the ``replies`` ``child`` sent."""
