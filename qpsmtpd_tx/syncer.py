@@ -267,10 +267,10 @@ class Syncer:
         return waiter
 
     def close_at_shutdown(self):
-        """The reactor's shutdown: :meth:`close_within` ``SHUTDOWN_WAIT`` seconds. Bounded,
-        for a server whose chain no longer has queue/maildir (a reload took it out, so no
-        plugin's ``stop`` closed the child first) and whose child is stuck on a disk:
-        twistd must still exit."""
+        """A stopping server: :meth:`close_within` ``SHUTDOWN_WAIT`` seconds. queue/maildir's
+        ``stop`` calls it after the drain, and the reactor's shutdown too: for a server whose
+        chain no longer has queue/maildir (a reload took it out) and whose child is stuck on
+        a disk, twistd must still exit."""
         return self.close_within(self.SHUTDOWN_WAIT)
 
     def replied(self, child, replies):

@@ -46,8 +46,6 @@ from qpsmtpd_tx.syncer import SYNCER, child_problem
 from qpsmtpd_tx.thread_syncer import THREAD_SYNCER
 from qpsmtpd_tx.plugin import Plugin, PluginError
 
-#: seconds a stopping server waits for the delivery child to finish and exit
-CHILD_EXIT_WAIT = 30
 
 _UNSAFE = re.compile(r"[^-A-Za-z0-9+_.,@=]")
 
@@ -84,7 +82,7 @@ class Maildir(Plugin):
         # At shutdown (the sessions have drained) wait for the delivery child to exit, so
         # that this process reaps it; after a reload the new chain's instance goes on using it.
         if self.server.draining and getattr(self, "syncer", None) is SYNCER:
-            return SYNCER.close_within(CHILD_EXIT_WAIT)
+            return SYNCER.close_at_shutdown()   # (at most Syncer.SHUTDOWN_WAIT)
         return None
 
     def hook_queue(self, transaction):
