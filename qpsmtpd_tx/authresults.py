@@ -97,14 +97,10 @@ def store(transaction, result, me=None, hook=None):
     value = header_value(me, transaction.connection, transaction)
     raw = ("%s: %s\n" % (FIELD, value)).encode("utf-8", "surrogateescape")
     known = header.auth_results_raw     # ours as last written: no need to parse it again
-    fields = header.fields
-    if known is not None and fields and fields[0][1] is known:     # where add() put it
-        fields[0] = (FIELD, raw)
-        header.auth_results_raw = raw
-        return
     ours = me.lower()
-    for i, field in enumerate(fields):
+    fields = header.fields
+    for i, field in enumerate(fields):     # (add() put ours first: usually found at once)
         if (known is not None and field[1] is known) or _is_ours(field, ours):
-            header.fields[i] = (FIELD, raw)
+            fields[i] = (FIELD, raw)
             header.auth_results_raw = raw
             return
