@@ -141,21 +141,22 @@ def body_hashes(body, wanted, chunk_size=HASH_CHUNK):
     """Hash ``body`` (a binary file) once for every ``(canonicalization, algorithm, limit)``
     in ``wanted`` (``("relaxed", "sha256", None)``); returns ``{key: BodyHash}``.
     Blocking: run it in a thread for a spooled body."""
-    if len(wanted) == 1:    # the usual message, one signature: no stream bookkeeping
-        (key,) = wanted
-        digest = BodyHash(key[1], key[2])
-        stream = Canonicalizer(key[0] == "relaxed")
-        chunk = body.read(chunk_size)
-        while chunk:
-            digest.update(stream.feed(chunk))
-            chunk = body.read(chunk_size)
-        digest.update(stream.finish())
-        return {key: digest}
     hashes = {key: BodyHash(key[1], key[2]) for key in wanted}
-    streams = {c: Canonicalizer(c == "relaxed") for c in {key[0] for key in wanted}}
-    for chunk in iter(lambda: body.read(chunk_size), b""):
-        _update(streams, hashes, chunk, Canonicalizer.feed)
-    _update(streams, hashes, None, lambda stream, _: stream.finish())
+    # one canonicalizer per c= body form, feeding the hashes that use it (usually one of each)
+    feeds = [(Canonicalizer(canon == "relaxed"),
+              [digest for key, digest in hashes.items() if key[0] == canon])
+             for canon in {key[0] for key in wanted}]
+    chunk = body.read(chunk_size)
+    while chunk:
+        for stream, digests in feeds:
+            out = stream.feed(chunk)
+            for digest in digests:
+                digest.update(out)
+        chunk = body.read(chunk_size)
+    for stream, digests in feeds:
+        out = stream.finish()
+        for digest in digests:
+            digest.update(out)
     return hashes
 
 
@@ -190,12 +191,3 @@ def hashes_and(server, size, body, wanted, other):
 def _closing(result, body):
     body.close()
     return result
-
-
-def _update(streams, hashes, chunk, step):
-    for canon, stream in streams.items():
-        out = step(stream, chunk)
-        if out:
-            for key, digest in hashes.items():
-                if key[0] == canon:
-                    digest.update(out)

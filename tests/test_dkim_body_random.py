@@ -38,7 +38,7 @@ class RandomBodyTests(unittest.TestCase):
                                  (key, chunk, body[:200]))
 
     def test_random_bodies_one_key(self):
-        """The one-signature path (one key wanted) gives the same as the general one."""
+        """One key wanted (the usual single signature), with l= limits: the reference's hash."""
         rng = random.Random(20261208)
         for _ in range(150):
             body = _body(rng)
