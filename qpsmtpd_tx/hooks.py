@@ -232,13 +232,27 @@ class HookRegistry:
     def _decide(self, result, hook, plugin, transaction):
         """The HookResult for a plugin's answer, or None if the answer is unusable."""
         if result == codes.DECLINED and type(result) is int:
-            # the most common answer (every check that passes): what the general path
-            # below makes of it, without its type tests
-            self._record(transaction, plugin, hook, result)
-            if self.log_enabled(codes.LOGDEBUG):
-                self.log(codes.LOGDEBUG, "Plugin %s, hook %s returned DECLINED, "
-                         % (plugin.name, hook), transaction=transaction, hook=hook)
-            return HookResult(result, [], plugin, None)
+            # the most common answer (every check that passes): nothing to take apart
+            code, lines, message = result, [], None
+        else:
+            parsed = self._parse(result, hook, plugin, transaction)
+            if parsed is None:
+                return None
+            code, lines, message = parsed
+        self._record(transaction, plugin, hook, code)
+        if self.log_enabled(codes.LOGDEBUG):
+            self.log(codes.LOGDEBUG, "Plugin %s, hook %s returned %s, %s"
+                     % (plugin.name, hook, codes.code_name(code), printable("\n".join(lines))),
+                     transaction=transaction, hook=hook)
+        if code != codes.DECLINED and hook not in ("deny", "ok"):
+            follow = "deny" if code in codes.DENY_CODES else "ok"
+            if self._handlers[follow]:
+                self.run_no_respond(follow, transaction, plugin.name, code, "\n".join(lines))
+        return HookResult(code, lines, plugin, message)
+
+    def _parse(self, result, hook, plugin, transaction):
+        """``(code, lines, message)`` of a plugin's answer other than a plain DECLINED, or
+        None (logged) if it is unusable."""
         if isinstance(result, tuple) and result:
             code, rest = result[0], result[1:]
             message = rest[0] if len(rest) == 1 else (list(rest) or None)
@@ -253,16 +267,7 @@ class HookRegistry:
                      transaction=transaction, hook=hook)
             return None
         lines = _lines(message) if isinstance(message, (str, list)) or message is None else []
-        self._record(transaction, plugin, hook, code)
-        if self.log_enabled(codes.LOGDEBUG):
-            self.log(codes.LOGDEBUG, "Plugin %s, hook %s returned %s, %s"
-                     % (plugin.name, hook, codes.code_name(code), printable("\n".join(lines))),
-                     transaction=transaction, hook=hook)
-        if code != codes.DECLINED and hook not in ("deny", "ok"):
-            follow = "deny" if code in codes.DENY_CODES else "ok"
-            if self._handlers[follow]:
-                self.run_no_respond(follow, transaction, plugin.name, code, "\n".join(lines))
-        return HookResult(code, lines, plugin, message)
+        return code, lines, message
 
     @staticmethod
     def _record(transaction, plugin, hook, code):
