@@ -5,7 +5,8 @@ One Python process uses one core. With ``--workers N`` the twistd process binds 
 after the privilege drop starts N-1 worker processes (:mod:`qpsmtpd_tx.worker`) that inherit
 the listening sockets: the kernel hands each new connection to whichever process accepts it
 first (if the user it runs as after ``--uid`` may not run this interpreter, a warning says so
-and it serves alone, as :func:`~qpsmtpd_tx.syncer.child_problem` tells). A worker that dies is
+and it serves alone, as :func:`~qpsmtpd_tx.syncer.child_problem` tells, on the workers' own
+sockets too with ``--reuseport``). A worker that dies is
 started again after a second; SIGHUP is passed on to the
 workers (each reloads its plugins); when the service stops, the workers get SIGTERM and drain
 their sessions as the main process does, which waits for them.
@@ -268,13 +269,15 @@ class WorkerPool(service.Service):
     def startService(self):
         service.Service.startService(self)
         # the workers start as the user we now run as (after --uid): one that may not run our
-        # interpreter would fail at every start, so this process serves alone
+        # interpreter would fail at every start, so this process serves alone, on the
+        # workers' own sockets too (closing them would reset the connections queued there)
         problem = child_problem()
         if problem is not None:
             log.warn("--workers: cannot start the {count} extra processes ({problem}): "
                      "serving from this process only", count=self.count, problem=problem)
             for listening in self._all_listening():
-                listening.close_worker_sockets()
+                for number in range(1, self.count + 1):
+                    listening.serve_worker_sockets(number)
             return
         for number in range(1, self.count + 1):
             self._spawn(number)
