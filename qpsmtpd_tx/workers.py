@@ -20,6 +20,10 @@ fewer and an idle one more. While a worker is down, this process accepts on its 
 (:meth:`ListeningService.serve_worker_sockets`). Other endpoints (UNIX sockets,
 ``systemd:``...) stay shared.
 
+With ``--worker-timeout S`` (default 10) a worker that stops answering the main process's
+questions for S seconds, with or without ``--reuseport``, is killed and started again
+(:mod:`qpsmtpd_tx.worker_liveness`).
+
 Each process has its own plugins and state: per-IP connection counts (``hosts_allow``,
 ``-m``) and anything a plugin keeps in memory are per process.
 """
@@ -37,6 +41,7 @@ from twisted.logger import Logger
 from qpsmtpd_tx import paths
 from qpsmtpd_tx.server import StartupError
 from qpsmtpd_tx.syncer import child_problem
+from qpsmtpd_tx.worker_liveness import ALIVE_FD, Liveness
 
 log = Logger(namespace="qpsmtpd_tx.workers")
 
@@ -220,13 +225,24 @@ def _family(port):
 
 
 class _WorkerProtocol(protocol.ProcessProtocol):
-    """Copies a worker's output into our log and reports its end."""
+    """Copies a worker's output into our log, passes on its answers to the liveness check
+    and reports its end."""
 
     def __init__(self, pool, number):
         self.pool = pool
         self.number = number
         self.ended = defer.Deferred()
         self._partial = b""
+        #: the liveness check's state (:class:`~qpsmtpd_tx.worker_liveness.Liveness`)
+        self.asked_at = None
+        self.answered = False
+        self.killing = False
+
+    def childDataReceived(self, childFD, data):
+        if childFD == ALIVE_FD:
+            self.pool.worker_answered(self)
+        else:
+            protocol.ProcessProtocol.childDataReceived(self, childFD, data)
 
     def outReceived(self, data):
         lines = (self._partial + data).split(b"\n")
@@ -244,7 +260,8 @@ class _WorkerProtocol(protocol.ProcessProtocol):
 class WorkerPool(service.Service):
     """Runs ``count`` worker processes on the listening sockets of ``listening`` (and the
     SMTPS ones of ``tls_listening``, the PROXY ones of ``proxy_listening`` and the PROXY-then-SMTPS
-    ones of ``proxy_tls_listening``, if given)."""
+    ones of ``proxy_tls_listening``, if given). With ``timeout`` (seconds, 0: none) a worker
+    that does not answer the liveness check that long is killed and started again."""
 
     #: seconds before a worker that ended is started again; doubled, up to
     #: ``max_restart_delay``, each time a worker ends within ``quick_failure`` seconds of its
@@ -255,7 +272,7 @@ class WorkerPool(service.Service):
     clock = reactor
 
     def __init__(self, count, listening, worker_args, tls_listening=None, proxy_listening=None,
-                 proxy_tls_listening=None):
+                 proxy_tls_listening=None, timeout=0):
         self.count = count
         self.listening = listening
         self.tls_listening = tls_listening
@@ -265,6 +282,7 @@ class WorkerPool(service.Service):
         self.workers = {}
         self._started_at = {}
         self._delays = {}
+        self.liveness = Liveness(self, timeout) if timeout else None
 
     def startService(self):
         service.Service.startService(self)
@@ -281,6 +299,8 @@ class WorkerPool(service.Service):
             return
         for number in range(1, self.count + 1):
             self._spawn(number)
+        if self.liveness is not None:
+            self.liveness.start()
 
     def _all_listening(self):
         return [sockets for sockets in (self.listening, self.tls_listening,
@@ -288,8 +308,9 @@ class WorkerPool(service.Service):
                 if sockets is not None]
 
     def _spawn(self, number):
-        fds = {0: "w", 1: "r", 2: "r"}
-        argv = [sys.executable, "-m", "qpsmtpd_tx.worker", "--worker", str(number)]
+        fds = {0: "w", 1: "r", 2: "r", ALIVE_FD: "r"}
+        argv = [sys.executable, "-m", "qpsmtpd_tx.worker", "--worker", str(number),
+                "--alive-fd", str(ALIVE_FD)]
         listening = [("--fd", fd) for fd in self.listening.worker_fds(number)]
         for option, sockets in (("--tls-fd", self.tls_listening),
                                 ("--proxy-fd", self.proxy_listening),
@@ -297,7 +318,7 @@ class WorkerPool(service.Service):
             if sockets is not None:
                 listening += [(option, fd) for fd in sockets.worker_fds(number)]
         for n, (option, (fd, family)) in enumerate(listening):
-            child_fd = 3 + n
+            child_fd = ALIVE_FD + 1 + n
             fds[child_fd] = fd
             argv += [option, "%d:%d" % (child_fd, int(family))]
         argv += self.worker_args
@@ -311,12 +332,22 @@ class WorkerPool(service.Service):
         self._started_at[number] = self.clock.seconds()
         log.info("started worker {n}", n=number)
 
+    def worker_answered(self, worker):
+        """``worker`` (its process protocol) answered the liveness check."""
+        if self.liveness is not None:
+            self.liveness.answered(worker)
+
+    def serve_for(self, number):
+        """Accept here on worker ``number``'s own sockets (if any) while it is down or being
+        killed for not answering."""
+        for listening in self._all_listening():
+            listening.serve_worker_sockets(number)
+
     def worker_ended(self, number, reason):
         self.workers.pop(number, None)
         if not self.running:
             return
-        for listening in self._all_listening():
-            listening.serve_worker_sockets(number)
+        self.serve_for(number)
         delay = self.next_restart_delay(number)
         log.error("worker {n} ended ({why}); starting it again in {delay:g} s", n=number,
                   why=reason.getErrorMessage(), delay=delay)
@@ -349,6 +380,8 @@ class WorkerPool(service.Service):
 
     def stopService(self):
         service.Service.stopService(self)
+        if self.liveness is not None:
+            self.liveness.stop()
         ended = []
         for worker, transport in list(self.workers.values()):
             ended.append(worker.ended)
