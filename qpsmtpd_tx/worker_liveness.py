@@ -13,7 +13,8 @@ A worker that leaves a question unanswered for ``timeout`` seconds (:data:`START
 at the least for its first answer, while it loads its plugins) is logged (``worker N not
 answering for S s; killing it``), the main process accepts on its own sockets at once as for a
 dead worker, and it gets SIGTERM, then SIGKILL :data:`KILL_GRACE` seconds later if it is still
-there: the pool then starts it again as any worker that ended.
+there: the pool then starts it again as any worker that ended. The check goes on while the
+pool stops, until every worker has ended: one that hangs instead of draining is killed too.
 """
 
 import os

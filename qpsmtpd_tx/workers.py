@@ -339,7 +339,9 @@ class WorkerPool(service.Service):
 
     def serve_for(self, number):
         """Accept here on worker ``number``'s own sockets (if any) while it is down or being
-        killed for not answering."""
+        killed for not answering; nothing once the service stops (they are closed)."""
+        if not self.running:
+            return
         for listening in self._all_listening():
             listening.serve_worker_sockets(number)
 
@@ -379,15 +381,20 @@ class WorkerPool(service.Service):
                 pass
 
     def stopService(self):
+        """SIGTERM to every worker; a Deferred firing when all have ended. Without a liveness
+        check their standard input is closed too; with one it stays open and the check goes
+        on, so that a worker that hangs instead of draining is killed, not waited for."""
         service.Service.stopService(self)
-        if self.liveness is not None:
-            self.liveness.stop()
         ended = []
         for worker, transport in list(self.workers.values()):
             ended.append(worker.ended)
             try:
-                transport.closeStdin()
+                if self.liveness is None:
+                    transport.closeStdin()
                 transport.signalProcess("TERM")
             except Exception:
                 pass
-        return defer.DeferredList(ended)
+        done = defer.DeferredList(ended)
+        if self.liveness is not None:
+            done.addBoth(lambda result: (self.liveness.stop(), result)[1])
+        return done

@@ -116,6 +116,14 @@ class HungWorkerTests(unittest.TestCase):
         self.assertIn(_reply(client), ("ConnectionError", "ConnectionResetError"))
         self.assert_replaced(process, log, worker)
 
+    def test_a_stopped_worker_does_not_hold_up_the_shutdown(self):
+        process, port, log, worker = self.start()
+        os.kill(worker, signal.SIGSTOP)
+        process.send_signal(signal.SIGTERM)
+        self.assertTrue(poll_until(lambda: process.poll() is not None, BOUND))
+        self.assertRegex(read_text(log), r"worker 1 not answering for \d+ s; killing it")
+        self.assertNotIn("starting it again", read_text(log))
+
     def test_a_worker_waiting_in_a_hook_is_not_killed(self):
         gate = os.path.abspath(self.mktemp())
         process, port, log, worker = self.start(["wait_for_file mail " + gate, "rcpt_ok"])
