@@ -63,7 +63,7 @@ class Liveness:
 
     def start(self):
         """Start asking (every ``timeout / 5`` seconds)."""
-        self._loop = task.LoopingCall(self._ask)
+        self._loop = task.LoopingCall.withCount(self._ask)
         self._loop.clock = self.pool.clock
         self._loop.start(self.timeout / 5.0, now=False)
 
@@ -79,10 +79,17 @@ class Liveness:
         worker.answered = True
         worker.asked_at = None
 
-    def _ask(self):
+    def _ask(self, intervals):
         now = self.pool.clock.seconds()
+        # A late turn (intervals > 1) means this process was busy itself: the answers may be
+        # waiting unread in the pipes (timers run before the reactor reads), so the waits
+        # start afresh instead of ending in a kill.
+        late = intervals > 1
         for number, (worker, transport) in list(self.pool.workers.items()):
             if worker.killing:
+                continue
+            if late and worker.asked_at is not None:
+                worker.asked_at = now
                 continue
             if worker.asked_at is None:
                 worker.asked_at = now

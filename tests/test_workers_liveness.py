@@ -214,6 +214,17 @@ class LivenessClockTests(unittest.TestCase):
         self.run_for(worker_liveness.KILL_GRACE, answer=False)
         self.assertEqual(self.transport.signals, ["TERM", "KILL"])
 
+    def test_no_kill_after_a_stall_of_the_main_process(self):
+        # its timers run before it reads the answers that came while it was busy
+        self.run_for(5, answer=True)
+        self.pool.clock.advance(0.1)        # a question goes out at the next tick …
+        while self.worker.asked_at is None:
+            self.pool.clock.advance(0.1)
+        self.pool.clock.advance(30)         # … and the main process is busy for 30 s
+        self.pool.worker_answered(self.worker)     # the answer, read only now
+        self.run_for(30, answer=True)
+        self.assertEqual(self.transport.signals, [])
+
     def test_no_kill_for_a_worker_that_ended_after_the_term(self):
         self.run_for(5, answer=True)
         self.run_for(14, answer=False)
