@@ -17,6 +17,7 @@ from qpsmtpd_tx.server import SMTPServer, StartupError, config_problems
 from qpsmtpd_tx.signals import chain_signal, stop_on_sigterm
 from qpsmtpd_tx.startup import (StartupReporter, config_dir_problem, privilege_problem,
                                 switches_user)
+from qpsmtpd_tx.worker_liveness import DEFAULT_TIMEOUT
 from qpsmtpd_tx.workers import HAVE_REUSEPORT, ListeningService, WorkerPool, worker_count
 
 DEFAULT_LISTEN = "tcp:2525:interface=127.0.0.1"
@@ -34,6 +35,9 @@ class Options(usage.Options):
         ["max-from-ip", "m", "5", "concurrent connections per client IP; more get 451 (0: no limit)"],
         ["workers", "w", "1", "processes serving the listening sockets, or auto: one per core "
          "(see README)"],
+        ["worker-timeout", None, str(DEFAULT_TIMEOUT), "with --workers: seconds a worker may "
+         "leave the main process's liveness check unanswered before it is killed and started "
+         "again (0: no check)"],
         ["limit-connections", None, "500",
          "concurrent clients per process; more get 421 and are closed (0: no limit)"],
         ["metrics", None, None, "serve Prometheus metrics at /metrics on this Twisted endpoint, "
@@ -81,11 +85,13 @@ class Options(usage.Options):
         if not any(self[name] for name in ("listen", "listen-tls", "listen-proxy",
                                            "listen-proxy-tls")):
             self["listen"] = [DEFAULT_LISTEN]
-        for name in ("max-from-ip", "limit-connections"):
+        for name in ("max-from-ip", "limit-connections", "worker-timeout"):
             try:
                 self[name] = int(self[name])
             except ValueError:
                 raise usage.UsageError("--%s takes a number" % name)
+        if self["worker-timeout"] < 0:
+            raise usage.UsageError("--worker-timeout takes a number of seconds, 0 for no check")
         try:
             self["workers"] = worker_count(str(self["workers"]))
         except ValueError as e:
@@ -250,5 +256,6 @@ def makeService(options):
         if options["metrics"]:
             args.append("--metrics")
         WorkerPool(options["workers"] - 1, listening, args, tls_listening,
-                   proxy_listening, proxy_tls_listening).setServiceParent(top)
+                   proxy_listening, proxy_tls_listening,
+                   timeout=options["worker-timeout"]).setServiceParent(top)
     return top

@@ -1,7 +1,8 @@
 """A worker process: serves SMTP on listening sockets inherited from the twistd parent.
 
-Started by :mod:`qpsmtpd_tx.workers` as ``python -m qpsmtpd_tx.worker --fd 3:2 …`` with the
-already bound (and, for port 25, privileged) sockets as file descriptors. It loads the same
+Started by :mod:`qpsmtpd_tx.workers` as ``python -m qpsmtpd_tx.worker --alive-fd 3 --fd 4:2 …``
+with the already bound (and, for port 25, privileged) sockets as file descriptors, and a pipe
+to answer the parent's liveness questions on (:mod:`qpsmtpd_tx.worker_liveness`). It loads the same
 configuration and plugins as the parent, logs to its standard output (the parent copies the
 lines into its own log), and exits when its standard input closes, i.e. when the parent is gone,
 or on SIGTERM, in both cases after draining its sessions (:meth:`SMTPServer.drain`). SIGHUP
@@ -17,7 +18,7 @@ import sys
 from twisted.internet import reactor
 from twisted.logger import FileLogObserver, Logger, formatEvent, globalLogBeginner
 
-from qpsmtpd_tx import objects
+from qpsmtpd_tx import objects, worker_liveness
 from qpsmtpd_tx.config import Config
 from qpsmtpd_tx.paths import program_dir
 from qpsmtpd_tx.protocol import SMTPFactory, proxy_factory, proxy_tls_factory, smtps_factory
@@ -26,10 +27,13 @@ from qpsmtpd_tx.signals import chain_signal, stop_reactor
 
 
 class _ParentWatch:
-    """Stops the reactor when standard input reaches EOF (the parent closed it or died)."""
+    """Stops the reactor when standard input reaches EOF (the parent closed it or died);
+    answers the parent's liveness questions (what it reads there) on ``alive_fd``, if given
+    (:mod:`qpsmtpd_tx.worker_liveness`)."""
 
-    def __init__(self, fd=0):
+    def __init__(self, fd=0, alive_fd=None):
         self.fd = fd
+        self.alive_fd = alive_fd
 
     def fileno(self):
         return self.fd
@@ -42,6 +46,8 @@ class _ParentWatch:
         if not data:
             reactor.removeReader(self)
             stop_reactor()   # unless the parent's SIGTERM came first
+        elif self.alive_fd is not None:
+            worker_liveness.answer(self.alive_fd)
 
     def connectionLost(self, reason):
         pass
@@ -69,6 +75,8 @@ def parse_args(argv):
     parser.add_argument("--proxy-tls-fd", action="append", default=[], metavar="FD:FAMILY",
                         help="an inherited listening socket of a --listen-proxy-tls endpoint")
     parser.add_argument("--worker", type=int, required=True, help="this worker's number")
+    parser.add_argument("--alive-fd", type=int, default=None, metavar="FD",
+                        help="a pipe to answer the parent's liveness questions on")
     parser.add_argument("--max-from-ip", type=int, default=5)
     parser.add_argument("--limit-connections", type=int, default=500)
     parser.add_argument("--no-rdns", action="store_true")
@@ -110,7 +118,9 @@ def main(argv=None):
             fd, family = (int(x) for x in spec.split(":"))
             ports.append(reactor.adoptStreamPort(fd, socket.AddressFamily(family), factory))
             os.close(fd)  # adoptStreamPort keeps its own duplicate
-    reactor.addReader(_ParentWatch())
+    if args.alive_fd is not None:
+        os.set_blocking(args.alive_fd, False)     # a full pipe must not stop the reactor
+    reactor.addReader(_ParentWatch(alive_fd=args.alive_fd))
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent's Ctrl-C reaches us via the pipe
     chain_signal(signal.SIGHUP, server.reload)
     reactor.addSystemEventTrigger("before", "shutdown", _shut_down, server, ports)

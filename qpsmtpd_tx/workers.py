@@ -5,7 +5,8 @@ One Python process uses one core. With ``--workers N`` the twistd process binds 
 after the privilege drop starts N-1 worker processes (:mod:`qpsmtpd_tx.worker`) that inherit
 the listening sockets: the kernel hands each new connection to whichever process accepts it
 first (if the user it runs as after ``--uid`` may not run this interpreter, a warning says so
-and it serves alone, as :func:`~qpsmtpd_tx.syncer.child_problem` tells). A worker that dies is
+and it serves alone, as :func:`~qpsmtpd_tx.syncer.child_problem` tells, on the workers' own
+sockets too with ``--reuseport``). A worker that dies is
 started again after a second; SIGHUP is passed on to the
 workers (each reloads its plugins); when the service stops, the workers get SIGTERM and drain
 their sessions as the main process does, which waits for them.
@@ -18,6 +19,10 @@ whichever process is waiting in ``accept`` first takes the connection, so a busy
 fewer and an idle one more. While a worker is down, this process accepts on its sockets
 (:meth:`ListeningService.serve_worker_sockets`). Other endpoints (UNIX sockets,
 ``systemd:``...) stay shared.
+
+With ``--worker-timeout S`` (default 10) a worker that stops answering the main process's
+questions for S seconds, with or without ``--reuseport``, is killed and started again
+(:mod:`qpsmtpd_tx.worker_liveness`).
 
 Each process has its own plugins and state: per-IP connection counts (``hosts_allow``,
 ``-m``) and anything a plugin keeps in memory are per process.
@@ -36,6 +41,7 @@ from twisted.logger import Logger
 from qpsmtpd_tx import paths
 from qpsmtpd_tx.server import StartupError
 from qpsmtpd_tx.syncer import child_problem
+from qpsmtpd_tx.worker_liveness import ALIVE_FD, Liveness
 
 log = Logger(namespace="qpsmtpd_tx.workers")
 
@@ -219,13 +225,24 @@ def _family(port):
 
 
 class _WorkerProtocol(protocol.ProcessProtocol):
-    """Copies a worker's output into our log and reports its end."""
+    """Copies a worker's output into our log, passes on its answers to the liveness check
+    and reports its end."""
 
     def __init__(self, pool, number):
         self.pool = pool
         self.number = number
         self.ended = defer.Deferred()
         self._partial = b""
+        #: the liveness check's state (:class:`~qpsmtpd_tx.worker_liveness.Liveness`)
+        self.asked_at = None
+        self.answered = False
+        self.killing = False
+
+    def childDataReceived(self, childFD, data):
+        if childFD == ALIVE_FD:
+            self.pool.worker_answered(self)
+        else:
+            protocol.ProcessProtocol.childDataReceived(self, childFD, data)
 
     def outReceived(self, data):
         lines = (self._partial + data).split(b"\n")
@@ -243,7 +260,8 @@ class _WorkerProtocol(protocol.ProcessProtocol):
 class WorkerPool(service.Service):
     """Runs ``count`` worker processes on the listening sockets of ``listening`` (and the
     SMTPS ones of ``tls_listening``, the PROXY ones of ``proxy_listening`` and the PROXY-then-SMTPS
-    ones of ``proxy_tls_listening``, if given)."""
+    ones of ``proxy_tls_listening``, if given). With ``timeout`` (seconds, 0: none) a worker
+    that does not answer the liveness check that long is killed and started again."""
 
     #: seconds before a worker that ended is started again; doubled, up to
     #: ``max_restart_delay``, each time a worker ends within ``quick_failure`` seconds of its
@@ -254,7 +272,7 @@ class WorkerPool(service.Service):
     clock = reactor
 
     def __init__(self, count, listening, worker_args, tls_listening=None, proxy_listening=None,
-                 proxy_tls_listening=None):
+                 proxy_tls_listening=None, timeout=0):
         self.count = count
         self.listening = listening
         self.tls_listening = tls_listening
@@ -264,20 +282,25 @@ class WorkerPool(service.Service):
         self.workers = {}
         self._started_at = {}
         self._delays = {}
+        self.liveness = Liveness(self, timeout) if timeout else None
 
     def startService(self):
         service.Service.startService(self)
         # the workers start as the user we now run as (after --uid): one that may not run our
-        # interpreter would fail at every start, so this process serves alone
+        # interpreter would fail at every start, so this process serves alone, on the
+        # workers' own sockets too (closing them would reset the connections queued there)
         problem = child_problem()
         if problem is not None:
             log.warn("--workers: cannot start the {count} extra processes ({problem}): "
                      "serving from this process only", count=self.count, problem=problem)
             for listening in self._all_listening():
-                listening.close_worker_sockets()
+                for number in range(1, self.count + 1):
+                    listening.serve_worker_sockets(number)
             return
         for number in range(1, self.count + 1):
             self._spawn(number)
+        if self.liveness is not None:
+            self.liveness.start()
 
     def _all_listening(self):
         return [sockets for sockets in (self.listening, self.tls_listening,
@@ -285,8 +308,9 @@ class WorkerPool(service.Service):
                 if sockets is not None]
 
     def _spawn(self, number):
-        fds = {0: "w", 1: "r", 2: "r"}
-        argv = [sys.executable, "-m", "qpsmtpd_tx.worker", "--worker", str(number)]
+        fds = {0: "w", 1: "r", 2: "r", ALIVE_FD: "r"}
+        argv = [sys.executable, "-m", "qpsmtpd_tx.worker", "--worker", str(number),
+                "--alive-fd", str(ALIVE_FD)]
         listening = [("--fd", fd) for fd in self.listening.worker_fds(number)]
         for option, sockets in (("--tls-fd", self.tls_listening),
                                 ("--proxy-fd", self.proxy_listening),
@@ -294,7 +318,7 @@ class WorkerPool(service.Service):
             if sockets is not None:
                 listening += [(option, fd) for fd in sockets.worker_fds(number)]
         for n, (option, (fd, family)) in enumerate(listening):
-            child_fd = 3 + n
+            child_fd = ALIVE_FD + 1 + n
             fds[child_fd] = fd
             argv += [option, "%d:%d" % (child_fd, int(family))]
         argv += self.worker_args
@@ -308,12 +332,24 @@ class WorkerPool(service.Service):
         self._started_at[number] = self.clock.seconds()
         log.info("started worker {n}", n=number)
 
-    def worker_ended(self, number, reason):
-        self.workers.pop(number, None)
+    def worker_answered(self, worker):
+        """``worker`` (its process protocol) answered the liveness check."""
+        if self.liveness is not None:
+            self.liveness.answered(worker)
+
+    def serve_for(self, number):
+        """Accept here on worker ``number``'s own sockets (if any) while it is down or being
+        killed for not answering; nothing once the service stops (they are closed)."""
         if not self.running:
             return
         for listening in self._all_listening():
             listening.serve_worker_sockets(number)
+
+    def worker_ended(self, number, reason):
+        self.workers.pop(number, None)
+        if not self.running:
+            return
+        self.serve_for(number)
         delay = self.next_restart_delay(number)
         log.error("worker {n} ended ({why}); starting it again in {delay:g} s", n=number,
                   why=reason.getErrorMessage(), delay=delay)
@@ -345,13 +381,20 @@ class WorkerPool(service.Service):
                 pass
 
     def stopService(self):
+        """SIGTERM to every worker; a Deferred firing when all have ended. Without a liveness
+        check their standard input is closed too; with one it stays open and the check goes
+        on, so that a worker that hangs instead of draining is killed, not waited for."""
         service.Service.stopService(self)
         ended = []
         for worker, transport in list(self.workers.values()):
             ended.append(worker.ended)
             try:
-                transport.closeStdin()
+                if self.liveness is None:
+                    transport.closeStdin()
                 transport.signalProcess("TERM")
             except Exception:
                 pass
-        return defer.DeferredList(ended)
+        done = defer.DeferredList(ended)
+        if self.liveness is not None:
+            done.addBoth(lambda result: (self.liveness.stop(), result)[1])
+        return done

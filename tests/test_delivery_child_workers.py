@@ -7,6 +7,7 @@ delivers from its threads, both said at start-up.
 import os
 import pwd
 import smtplib
+import socket
 import subprocess
 import sys
 
@@ -14,15 +15,19 @@ from twisted.internet import threads
 from twisted.trial import unittest
 
 from qpsmtpd_tx.testing import eventually
-from tests.support.harness import write_config
-from tests.support.processes import (CHECKOUT, child_pids, delivery_child_pids,
-                                      readable_temp_dir, reserve_port, server_env,
-                                      start_maildir_twistd, stop_process, wait_for_port)
+from tests.support.harness import TEST_PLUGINS, write_config
+from tests.support.processes import (CHECKOUT, child_pids, delivery_child_pids, poll_until,
+                                      readable_temp_dir, recv_exactly, reserve_port,
+                                      server_env, start_maildir_twistd, stop_process,
+                                      wait_for_port)
 from tests.test_workers_reuseport import listening_sockets
 
 MESSAGE = b"Subject: eager\r\n\r\nhello\r\n"
 #: seconds a process gets to start (generous: the machine is shared)
 BOUND = 30.0
+#: clients connecting at once: the chance that the kernel gives all of them the same one of
+#: two sockets is 2 in a million
+CONNECTIONS = 20
 
 
 def send(port, count=1):
@@ -127,10 +132,40 @@ class WorkersUnderUidTests(unittest.TestCase):
     async def test_one_process_serves_and_delivers_from_threads(self):
         await self.served_alone()
 
-    async def test_the_workers_reuseport_sockets_are_closed(self):
-        # else the kernel would hand connections to sockets nobody accepts on
+    async def test_the_workers_reuseport_sockets_are_served_here(self):
+        # the kernel goes on handing them their share of the connections
         port = await self.served_alone("--reuseport")
-        self.assertEqual(listening_sockets(port), 1)
+        self.assertEqual(listening_sockets(port), 2)
+
+    async def test_no_connection_made_during_the_start_is_lost(self):
+        # Connections that arrive while the server starts wait in the kernel's queue of the
+        # socket their hash picks, the worker's own one too: it must be accepted on, not
+        # closed (which resets them).
+        gate = os.path.join(self.dir, "gate")
+        os.makedirs(gate)
+        os.chown(gate, self.user.pw_uid, self.user.pw_gid)
+        gate = os.path.join(gate, "open")
+        write_config(self.config, ["wait_at_start " + gate, "rcpt_ok"],
+                     {"spool_dir": os.path.join(self.dir, "spool"), "loglevel": "5",
+                      "plugin_dirs": TEST_PLUGINS})
+        _, port, _ = self.start("--reuseport", "--max-from-ip", "0")
+        self.assertTrue(poll_until(lambda: os.path.exists(gate + ".waiting"), BOUND))
+        clients = [socket.create_connection(("127.0.0.1", port), timeout=BOUND)
+                   for _ in range(CONNECTIONS)]
+        for client in clients:
+            self.addCleanup(client.close)
+        open(gate, "w").close()
+        greetings = await threads.deferToThread(lambda: [_greeting(c) for c in clients])
+        self.assertEqual(greetings, [b"220 "] * CONNECTIONS)
+
+
+def _greeting(client):
+    """The first 4 bytes the server sends on socket ``client``, or the name of what went
+    wrong instead (the connection reset or closed, no answer within its timeout)."""
+    try:
+        return recv_exactly(client, 4)
+    except OSError as e:
+        return type(e).__name__
 
 
 def _may_run_python(user):
