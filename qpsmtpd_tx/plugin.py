@@ -11,9 +11,11 @@ A hook is called as ``hook_<name>(self, transaction, *args)`` and returns a code
 The session is ``transaction.session`` and the connection ``transaction.connection``.
 """
 
+import attr
 from zope.interface import implementer
 
 from qpsmtpd_tx import authresults, codes, outcomes, policy
+from qpsmtpd_tx.config import ConfigError
 from qpsmtpd_tx.hooks import current_hook
 from qpsmtpd_tx.interfaces import IPlugin
 from qpsmtpd_tx.printable import printable
@@ -24,6 +26,16 @@ RELAYING_DENIED = "Relaying denied (#5.7.1)"
 _SOFTER = {codes.DENY: codes.DENYSOFT, codes.DENY_DISCONNECT: codes.DENYSOFT_DISCONNECT}
 #: the ``reject_type`` value of each temporary refusal
 _TYPE_OF = {codes.DENYSOFT: "temp", codes.DENYSOFT_DISCONNECT: "temp_disconnect"}
+
+
+@attr.s(slots=True, frozen=True)
+class _Parsed:
+    """What :meth:`Plugin.parsed_config` keeps of an item: the config generation it was read
+    in, the lines read then (None if they could not be), and the value in use."""
+
+    generation = attr.ib()
+    lines = attr.ib()
+    value = attr.ib()
 
 
 class PluginError(Exception):
@@ -72,26 +84,35 @@ class Plugin:
         """The lines of config item ``name`` (list of str; empty if missing)."""
         return self.server.config.get(name)
 
-    def parsed_config(self, name, parser, transaction=None):
+    def parsed_config(self, name, parser, transaction=None, lines_only=False):
         """``parser(lines)`` of config item ``name`` (ConfigLines), parsed again only after the
         config changed (SIGHUP, a config hook).
 
-        At start-up a parser's PluginError stops the server; later, a broken file keeps the
-        previous value and is logged at LOGERROR, so a bad edit never takes the server down.
+        At start-up a parser's PluginError (or the config's ConfigError: a file that cannot be
+        read) stops the server; later, a broken file keeps the previous value and is logged at
+        LOGERROR once per change of the config, not at each call, so a bad edit never takes
+        the server down nor floods the log. With ``lines_only`` (a parser that reads nothing
+        but its lines), lines equal to the ones last read keep their value without being
+        parsed again, whether they were good or broken (then not logged again either).
         """
         cache = self.__dict__.setdefault("_parsed_config", {})
-        generation = self.server.config.generation
+        config = self.server.config
         previous = cache.get(name)
-        if previous is not None and previous[0] == generation:
-            return previous[1]
+        if previous is not None and previous.generation == config.generation:
+            return previous.value
+        lines = None
         try:
-            value = parser(self.server.config.get_lines(name))
-        except PluginError as e:
+            lines = config.get_lines(name)
+            if lines_only and previous is not None and lines == previous.lines:
+                value = previous.value
+            else:
+                value = parser(lines)
+        except (PluginError, ConfigError) as e:
             if previous is None:
                 raise
             self.log(codes.LOGERROR, "keeping the previous %s: %s" % (name, e), transaction)
-            value = previous[1]
-        cache[name] = (generation, value)
+            value = previous.value
+        cache[name] = _Parsed(config.generation, lines, value)
         return value
 
     def config_scalar(self, name, default=None):
