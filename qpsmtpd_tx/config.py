@@ -124,11 +124,19 @@ class Config:
         """The values of config item ``name`` as :class:`ConfigLine`, with their origin.
 
         Order of precedence: ``config_hook``, then the file, then a built-in default
-        (``me``, ``timeout``) when the file gives no line.
+        (``me``, ``timeout``) when the file gives no line. A file that cannot be read (or
+        includes itself) raises ConfigError, the same one until the item is read again.
         """
-        if name not in self._cache:
-            self._cache[name] = self._load(name)
-        return list(self._cache[name])
+        cached = self._cache.get(name)
+        if cached is None:
+            try:
+                cached = self._load(name)
+            except ConfigError as e:
+                cached = e      # (not read again at every lookup: a lookup may be per connection)
+            self._cache[name] = cached
+        if isinstance(cached, ConfigError):
+            raise cached.with_traceback(None)
+        return list(cached)
 
     def get(self, name):
         """The values (lines) of config item ``name``; see :meth:`get_lines`."""
