@@ -85,3 +85,59 @@ class RelayAndBadmailfromTests(BrokenListTestCase):
         self.write("badmailfrom", "other@bad.example\n")
         self.sighup("plugins reloaded")
         self.assertEqual(self.session(), (250, 550, 250))
+
+
+class OtherListsTests(BrokenListTestCase):
+    """The other plugins that read a list file while serving: hosts_allow, whitelist, helo's
+    badhelo, badmailfromto and rcpt_regexp."""
+
+    GOOD = {"hosts_allow": "127.0.0.4 DENY go away", "whitelisthosts": "127.0.0.2",
+            "badhelo": "bad.example", "badmailfromto": "a@b.example c@example.com",
+            "rcpt_regexp": "d@example.com DENY no d"}
+    #: a second line that breaks each file
+    BROKEN = {"hosts_allow": "not-a-rule", "whitelisthosts": "two words", "badhelo": "a+(",
+              "badmailfromto": "onlyone@b.example", "rcpt_regexp": "e@example.com"}
+
+    def helo(self, source, name):
+        client = smtplib.SMTP("127.0.0.1", self.port, timeout=WAIT, source_address=(source, 0))
+        self.addCleanup(client.close)
+        code = client.ehlo(name)[0]
+        client.close()
+        return code
+
+    def session(self):
+        """The replies that show each list in use."""
+        replies = [self.helo("127.0.0.1", "bad.example"), self.helo("127.0.0.2", "bad.example"),
+                   self.helo("127.0.0.2", "other.example")]
+        client = self.client()
+        client.mail("a@b.example")
+        replies += [client.rcpt(address)[0]
+                    for address in ("c@example.com", "d@example.com", "ok@example.com")]
+        client.quit()
+        try:
+            self.client("127.0.0.4").quit()
+            replies.append(220)
+        except smtplib.SMTPConnectError as e:
+            replies.append(e.smtp_code)
+        return tuple(replies)
+
+    def test_broken_lists_are_read_once_and_the_fix_is_picked_up(self):
+        self.start(["hosts_allow", "whitelist", "helo reject_type perm", "badmailfromto",
+                    "rcpt_regexp", "rcpt_ok"], self.GOOD)
+        self.assertEqual(self.session(), (550, 250, 250, 550, 550, 250, 550))
+
+        for name, line in self.BROKEN.items():
+            self.write(name, "%s\n%s\n" % (self.GOOD[name], line))
+        self.sighup("reload failed")
+        for _ in range(SESSIONS):
+            self.assertEqual(self.session(), (550, 250, 250, 550, 550, 250, 550))
+        self.assertEqual({name: len(self.plugin_lines("%s:2:" % name)) for name in self.BROKEN},
+                         dict.fromkeys(self.BROKEN, 1), read_text(self.log))
+
+        self.write("hosts_allow", "127.0.0.5 DENY go away\n")
+        self.write("whitelisthosts", "127.0.0.3\n")
+        self.write("badhelo", "other.example\n")
+        self.write("badmailfromto", "x@b.example c@example.com\n")
+        self.write("rcpt_regexp", "e@example.com DENY no e\n")
+        self.sighup("plugins reloaded")
+        self.assertEqual(self.session(), (250, 250, 550, 250, 250, 250, 220))
