@@ -34,7 +34,8 @@ Config files:
   ``morerelayclients``  addresses and prefixes as above, without CIDR blocks; may be a cdb
                         (``morerelayclients.cdb``, keys looked up exactly, as qpsmtpd: an
                         IPv6 key must then be in full zero-padded notation or the address's
-                        canonical short form).
+                        canonical short form). A ``.cdb`` file that is not a valid cdb
+                        lists no client; it is logged at LOGERROR once until it changes.
   ``norelayclients``    addresses, prefixes and CIDR blocks that never relay, even when listed
                         in the other files (e.g. a gateway inside an allowed block).
 
@@ -189,8 +190,10 @@ class Relay(Plugin):
     def _norelayclients(self, transaction=None):
         return self.parsed_config("norelayclients", RelayList, transaction, lines_only=True)
 
-    def _morerelayclients_match(self, candidates):
-        table = self.server.config.get_map("morerelayclients")
+    def _morerelayclients_match(self, candidates, transaction):
+        table = self.config_map("morerelayclients", transaction)
+        if table is None:
+            return None         # a broken morerelayclients.cdb (logged): no client listed
         if isinstance(table, dict):
             # a plain file: normalise its keys as for relayclients (bad lines never match);
             # the config gives the same mapping until it reads the file again
@@ -245,7 +248,7 @@ class Relay(Plugin):
             conn.relay_client = True
             self.log(LOGINFO, "pass, match in relayclients (%s)" % hit, transaction)
             return DECLINED
-        hit = self._morerelayclients_match(candidates)
+        hit = self._morerelayclients_match(candidates, transaction)
         if hit is not None:
             conn.relay_client = True
             self.log(LOGINFO, "pass, match in morerelayclients (%s)" % hit, transaction)

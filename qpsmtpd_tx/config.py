@@ -168,7 +168,8 @@ class Config:
         """Config item ``name`` as a mapping: ``<name>.cdb`` if found, else the file's lines.
 
         The cdb file is read again whenever it changes (qpsmtpd never caches maps); a cdb file
-        created where there was none is used within :data:`NO_CDB_RECHECK` seconds. The
+        created where there was none is used within :data:`NO_CDB_RECHECK` seconds; one that
+        is not a valid cdb raises ConfigError naming it (see :meth:`Plugin.config_map`). The
         fallback maps each line of the plain item to "": the same mapping until the item is
         read again (SIGHUP, :meth:`forget`), so read it, do not change it.
         """
@@ -186,16 +187,25 @@ class Config:
         return cached[1]
 
     def _open_cdb(self, path):
+        """The CDB at ``path``, opened again when the file changed. A file that is no cdb
+        raises ConfigError, the same one until the file changes (it is not opened again at
+        each lookup)."""
         try:
             st = os.stat(path)
-            version = (st.st_ino, st.st_size, st.st_mtime_ns)
-            cached = self._cdb_cache.get(path)
-            if cached is None or cached[0] != version:
-                cached = self._cdb_cache[path] = (version, CDB.open(path))
         except OSError as e:
             raise ConfigError("cannot read cdb file: %s" % e.strerror, path)
-        except CDBError as e:
-            raise ConfigError(e.reason, path)
+        version = (st.st_ino, st.st_size, st.st_mtime_ns)
+        cached = self._cdb_cache.get(path)
+        if cached is None or cached[0] != version:
+            try:
+                opened = CDB.open(path)
+            except OSError as e:
+                opened = ConfigError("cannot read cdb file: %s" % e.strerror, path)
+            except CDBError as e:
+                opened = ConfigError(e.reason, path)
+            cached = self._cdb_cache[path] = (version, opened)
+        if isinstance(cached[1], ConfigError):
+            raise cached[1].with_traceback(None)
         return cached[1]
 
     def _load(self, name):

@@ -115,6 +115,27 @@ class Plugin:
         cache[name] = _Parsed(config.generation, lines, value)
         return value
 
+    def config_map(self, name, transaction=None):
+        """Config item ``name`` as a mapping (``<name>.cdb``, else the file's lines; see
+        :meth:`~qpsmtpd_tx.config.Config.get_map`), or None while its cdb file is broken:
+        then logged at LOGERROR once, not at each lookup, until the file changes or is fixed.
+
+        No previous map is kept for a broken cdb file: it may have been rewritten in place
+        (cdbmake renames a new file over the old one, which never leaves a broken file), and
+        a mapping of a file truncated in place cannot be read safely.
+        """
+        errors = self.__dict__.setdefault("_config_map_errors", {})
+        try:
+            table = self.server.config.get_map(name)
+        except ConfigError as e:
+            if errors.get(name) != str(e):
+                errors[name] = str(e)
+                self.log(codes.LOGERROR, "%s not used: %s" % (name, e), transaction)
+            return None
+        if errors:
+            errors.pop(name, None)
+        return table
+
     def config_scalar(self, name, default=None):
         """The first line of config item ``name``, or ``default``."""
         return self.server.config.get_scalar(name, default)

@@ -1,12 +1,14 @@
 """A config item whose file cannot be read (here, one that includes itself) raises the same
 ConfigError at every lookup until the item is read again (SIGHUP's clear_cache, forget), as a
 good file's lines stay until then: the broken file is not read again at every lookup, which
-may be once per connection or per command."""
+may be once per connection or per command. A map's cdb file that is not a valid cdb likewise,
+until the file changes."""
 
 import os
 
 from twisted.trial import unittest
 
+from qpsmtpd_tx.cdb import write_cdb
 from qpsmtpd_tx.config import Config, ConfigError
 
 
@@ -37,3 +39,15 @@ class BrokenItemCachedTests(unittest.TestCase):
         self.write("fixed again\n")
         self.config.forget("a")
         self.assertEqual(self.config.get("a"), ["fixed again"])
+
+    def test_a_broken_cdb_file_is_opened_once_per_version(self):
+        path = os.path.join(self.dir, "m.cdb")
+        with open(path, "wb") as f:
+            f.write(b"not a cdb")
+        errors = [self.assertRaises(ConfigError, self.config.get_map, "m") for _ in range(3)]
+        self.assertEqual(str(errors[0]), "%s: too short for a cdb file" % path)
+        # the same error each time: the file was not opened again
+        self.assertTrue(errors[1] is errors[0] and errors[2] is errors[0])
+        write_cdb(path + ".new", [("key", "value")])
+        os.rename(path + ".new", path)           # a new version: opened at once
+        self.assertEqual(self.config.get_map("m")["key"], "value")
