@@ -124,16 +124,13 @@ class Plugin:
         (cdbmake renames a new file over the old one, which never leaves a broken file), and
         a mapping of a file truncated in place cannot be read safely.
         """
-        errors = self.__dict__.setdefault("_config_map_errors", {})
+        key = ("config_map", name)
         try:
             table = self.server.config.get_map(name)
         except ConfigError as e:
-            if errors.get(name) != str(e):
-                errors[name] = str(e)
-                self.log(codes.LOGERROR, "%s not used: %s" % (name, e), transaction)
+            self.log_once(key, codes.LOGERROR, "%s not used: %s" % (name, e), transaction)
             return None
-        if errors:
-            errors.pop(name, None)
+        self.problem_over(key)
         return table
 
     def config_scalar(self, name, default=None):
@@ -153,6 +150,24 @@ class Plugin:
             return      # (most lines at the usual loglevel: not worth escaping)
         # Plugins often log client text: escaped, it cannot split the line or reach a terminal.
         self.server.log(level, printable(message), plugin=self, transaction=transaction)
+
+    def log_once(self, key, level, message, transaction=None, again=None):
+        """Log a problem that each use meets again (a broken file at every connection) once:
+        ``message`` at ``level`` if it is not the message last logged under ``key``, else at
+        level ``again`` (None: not at all), so that it cannot flood the log.
+        :meth:`problem_over` (the file works again) lets the next one be logged in full."""
+        logged = self.__dict__.setdefault("_logged_once", {})
+        if logged.get(key) != message:
+            logged[key] = message
+            self.log(level, message, transaction)
+        elif again is not None:
+            self.log(again, message, transaction)
+
+    def problem_over(self, key):
+        """The problem logged under ``key`` by :meth:`log_once` is gone."""
+        logged = self.__dict__.get("_logged_once")
+        if logged:
+            logged.pop(key, None)
 
     def log_enabled(self, level):
         """True if :meth:`log` at ``level`` would log (this plugin's ``loglevel`` applied):
