@@ -28,6 +28,10 @@ _SOFTER = {codes.DENY: codes.DENYSOFT, codes.DENY_DISCONNECT: codes.DENYSOFT_DIS
 _TYPE_OF = {codes.DENYSOFT: "temp", codes.DENYSOFT_DISCONNECT: "temp_disconnect"}
 
 
+def _texts(lines):
+    return tuple(line.text for line in lines)
+
+
 @attr.s(slots=True, frozen=True)
 class _Parsed:
     """What :meth:`Plugin.parsed_config` keeps of an item: the config generation it was read
@@ -80,9 +84,14 @@ class Plugin:
 
     # -- helpers ---------------------------------------------------------------------------
 
-    def config(self, name):
-        """The lines of config item ``name`` (list of str; empty if missing)."""
-        return self.server.config.get(name)
+    def config(self, name, transaction=None):
+        """The lines of config item ``name`` (list of str; empty if missing).
+
+        A file that cannot be read (a ConfigError: unreadable, a circular ``$include``) stops
+        start-up; met later, the lines read before stay, logged once (see
+        :meth:`parsed_config`): read an item the hooks use in ``init`` too, so that there are.
+        """
+        return list(self._parsed(("lines", name), name, _texts, transaction, True))
 
     def parsed_config(self, name, parser, transaction=None, lines_only=False):
         """``parser(lines)`` of config item ``name`` (ConfigLines), parsed again only after the
@@ -95,9 +104,13 @@ class Plugin:
         but its lines), lines equal to the ones last read keep their value without being
         parsed again, whether they were good or broken (then not logged again either).
         """
+        return self._parsed(name, name, parser, transaction, lines_only)
+
+    def _parsed(self, key, name, parser, transaction, lines_only):
+        """:meth:`parsed_config`, kept under ``key`` (:meth:`config` keeps its own)."""
         cache = self.__dict__.setdefault("_parsed_config", {})
         config = self.server.config
-        previous = cache.get(name)
+        previous = cache.get(key)
         if previous is not None and previous.generation == config.generation:
             return previous.value
         lines = None
@@ -112,7 +125,7 @@ class Plugin:
                 raise
             self.log(codes.LOGERROR, "keeping the previous %s: %s" % (name, e), transaction)
             value = previous.value
-        cache[name] = _Parsed(config.generation, lines, value)
+        cache[key] = _Parsed(config.generation, lines, value)
         return value
 
     def config_map(self, name, transaction=None):
@@ -133,9 +146,10 @@ class Plugin:
         self.problem_over(key)
         return table
 
-    def config_scalar(self, name, default=None):
-        """The first line of config item ``name``, or ``default``."""
-        return self.server.config.get_scalar(name, default)
+    def config_scalar(self, name, default=None, transaction=None):
+        """The first line of config item ``name``, or ``default`` (see :meth:`config`)."""
+        lines = self._parsed(("lines", name), name, _texts, transaction, True)
+        return lines[0] if lines else default
 
     def log(self, level, message, transaction=None):
         """Log ``message`` at ``level``, tagged with this plugin (and the connection if given).
