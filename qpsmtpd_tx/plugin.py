@@ -108,11 +108,14 @@ class Plugin:
 
     def _parsed(self, key, name, parser, transaction, lines_only):
         """:meth:`parsed_config`, kept under ``key`` (:meth:`config` keeps its own)."""
-        cache = self.__dict__.setdefault("_parsed_config", {})
+        try:
+            cache = self._parsed_config
+        except AttributeError:
+            cache = self._parsed_config = {}
         config = self.server.config
         previous = cache.get(key)
         if previous is not None and previous.generation == config.generation:
-            return previous.value
+            return previous.value   # (the path of nearly every call: kept short)
         lines = None
         try:
             lines = config.get_lines(name)
