@@ -3,7 +3,8 @@ connection, ``spfbehavior``, ``subject_prefix``) and its file cannot be read (a 
 here a circular ``$include``; a file the server's user may not read is the same case): at
 start-up that stops the server with the file and line, not at the first use; after a SIGHUP
 (the config read again), the lines read before stay and it is logged once, not as a plugin
-crash with a traceback at every use. A real server, AUTH sessions over MemoryClient."""
+crash with a traceback at every use. A real server, AUTH sessions over MemoryClient; the
+rcpt_notes/sql query over a real SQLite database."""
 
 import base64
 import os
@@ -12,6 +13,9 @@ from twisted.logger import formatEvent, globalLogPublisher
 from twisted.trial import unittest
 
 from qpsmtpd_tx import codes
+from qpsmtpd_tx.address import Address
+from tests.plugins.test_rcpt_notes_sql import DEFAULT_WITH
+from tests.support.rcpt_notes_cases import FILTERS, create_sqlite
 from tests.support.harness import (MemoryClient, StartupErrorMixin, capture_log,
                                    make_server)
 
@@ -70,3 +74,26 @@ class UnreadableItemTests(StartupErrorMixin, unittest.TestCase):
             f.write("u@example.org:new\n")
         server.config.clear_cache()
         self.assertEqual((auth("new"), auth("secret")), ("235", "535"))
+
+
+class SqlQueryItemTests(unittest.TestCase):
+    """rcpt_notes/sql's ``query`` config item (read at start-up and again after SIGHUP)
+    broken after start-up: the query before stays, logged once."""
+
+    async def test_a_broken_query_item_keeps_the_query(self):
+        db = create_sqlite(os.path.abspath(self.mktemp()))
+        server = make_server(self, ["rcpt_notes/sql database %s query q" % db] + FILTERS,
+                             {"q": DEFAULT_WITH("settings")})
+        self.addCleanup(server.stop_plugins)
+        log = capture_log(self, server)
+        path = server.config.path_of("q")
+        with open(path, "w") as f:
+            f.write("$include q\n")
+        server.reload_config()
+        for _ in range(3):
+            recipient = Address.parse("<alice@example.com>")
+            await server.plugins[0].hook_rcpt(None, recipient, {})
+            self.assertEqual(recipient.notes["test_threshold"], "3")
+        errors = [m for level, m in log if level <= codes.LOGERROR]
+        self.assertEqual(len(errors), 1, log)
+        self.assertIn("keeping the previous q: %s:1: circular $include" % path, errors[0])
