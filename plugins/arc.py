@@ -28,7 +28,8 @@ The key has the dkim plugin's layout: ``<config>/dkim/<domain>/selector`` (first
 ``<config>/dkim/<domain>/private`` (an RSA key, ``openssl genrsa 2048``; ARC knows no
 Ed25519); publish the public key as TXT ``<selector>._domainkey.<domain>``. The key is
 checked at start-up (a missing or unusable one stops it, naming the file) and read again
-when its files change.
+when its files change; one that became unusable after start-up leaves messages unsealed and
+is logged at LOGERROR once until its files change again (each message meanwhile at LOGINFO).
 
 Arguments (``key value`` pairs, all optional):
   ``seal none|relay|all``  which messages get our ARC set (default ``none``: only check).
@@ -101,10 +102,14 @@ class ARCPlugin(Plugin):
             key = self._keys.get(*self._key_dir)
             arc.check_key(key)
             fields = arc.seal(key, transaction.header.as_bytes(), seal_hash, verdict, results)
-        except (dkim_sign.SigningError, arc.SealError) as e:
-            self.log(LOGINFO if isinstance(e, arc.SealError) else LOGERROR,
-                     "not sealed: %s" % e, transaction)
+        except arc.SealError as e:
+            self.log(LOGINFO, "not sealed: %s" % e, transaction)
             return
+        except dkim_sign.SigningError as e:
+            # LOGERROR once per broken key, then per message at LOGINFO
+            self.log_once("key", LOGERROR, "not sealed: %s" % e, transaction, again=LOGINFO)
+            return
+        self.problem_over("key")
         for name, value in fields:
             transaction.header.add(name, value, prepend=True)
         self.log(LOGINFO, "sealed (d=%s s=%s cv=%s)" % (key.domain, key.selector,

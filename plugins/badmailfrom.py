@@ -28,6 +28,8 @@ Config files:
                     compile stops start-up with the file and line. Patterns run without a time
                     limit: avoid nested repeats such as ``(a+)+``, which can backtrack for a
                     very long time (start-up warns about them).
+                    Found after a SIGHUP, it fails the reload: the list in use stays, and the
+                    file is logged once (LOGERROR), not at each use, until it changes.
   ``badmailfrom_patterns``   (``check_badmailfrom_patterns`` only) every line is a pattern,
                     optionally followed by whitespace and the reply text.
 
@@ -50,7 +52,7 @@ Differences from qpsmtpd 0.94, on purpose:
 
 import re
 
-from qpsmtpd_tx.codes import DECLINED, LOGDEBUG, LOGERROR, LOGINFO, LOGWARN
+from qpsmtpd_tx.codes import DECLINED, LOGDEBUG, LOGINFO, LOGWARN
 from qpsmtpd_tx.patterns import compile_config_pattern
 from qpsmtpd_tx.plugin import Plugin, PluginError
 
@@ -65,7 +67,6 @@ class Entries:
     """Parsed list lines: ``(entry, kind, value, reason)`` with kind address, host or pattern."""
 
     def __init__(self, lines, all_patterns, warn):
-        self.source = tuple(line.text for line in lines)
         self.entries = []
         for line in lines:
             parts = line.text.split(None, 1)
@@ -95,35 +96,20 @@ class Entries:
 
 
 class ListFile:
-    """Mixin for a plugin whose list is config file ``CONFIG`` (this plugin's format), re-read
-    when it changes (badmailfrom, badrcptto and their ``_patterns`` forms)."""
+    """Mixin for a plugin whose list is config file ``CONFIG`` (this plugin's format), parsed
+    again when it changes (badmailfrom, badrcptto and their ``_patterns`` forms)."""
 
     #: the config file read, and whether each of its lines is a pattern
     CONFIG = None
     ALL_PATTERNS = False
-    _entries = None
-    #: the config's generation the list was last checked against
-    _generation = None
-
-    def _load(self):
-        """The list, parsed again if the file changed; PluginError for a bad line."""
-        generation = self.server.config.generation
-        if self._entries is not None and self._generation == generation:
-            return self._entries         # nothing was re-read since (SIGHUP, a config hook)
-        lines = self.server.config.get_lines(self.CONFIG)
-        if self._entries is None or self._entries.source != tuple(line.text for line in lines):
-            self._entries = Entries(lines, self.ALL_PATTERNS, lambda m: self.log(LOGWARN, m))
-        self._generation = generation
-        return self._entries
 
     def current_entries(self, transaction):
-        """The list for a hook: after a bad edit of the file, the previous one (logged)."""
-        try:
-            return self._load()
-        except PluginError as e:
-            self.log(LOGERROR, "%s not reloaded, keeping the previous list: %s"
-                     % (self.CONFIG, e), transaction)
-            return self._entries
+        """The list (parsed again if the file changed; at start-up a bad line raises
+        PluginError); after a bad edit of the file, the previous one (logged once)."""
+        return self.parsed_config(self.CONFIG, self._parse, transaction, lines_only=True)
+
+    def _parse(self, lines):
+        return Entries(lines, self.ALL_PATTERNS, lambda m: self.log(LOGWARN, m))
 
     def find(self, entries, address, transaction):
         """The entry matching ``address`` (user and host, any case), or None (logged: pass)."""
@@ -152,7 +138,7 @@ class BadMailFrom(ListFile, Plugin):
                               % ("|".join(REJECT_TYPES), reject_type))
         self.reject = options["reject"]
         self.reject_type = reject_type
-        self._load()  # a bad line stops start-up
+        self.current_entries(None)  # a bad line stops start-up
 
     def hook_mail(self, transaction, sender, params):
         if self.is_immune(transaction):

@@ -30,11 +30,12 @@ Differences from qpsmtpd 0.94, on purpose:
   - the two sides may be separated by any whitespace (0.94 needed a TAB and silently ignored
     other lines);
   - the recipient side may be ``@domain`` as well;
-  - a malformed line stops start-up (0.94 logged it at every MAIL);
+  - a malformed line stops start-up (0.94 logged it at every MAIL); found after a SIGHUP, it
+    fails the reload: the pairs in use stay, the file logged once at LOGERROR until it changes;
   - the transaction note is ``badmailfromto_senders`` (see Notes).
 """
 
-from qpsmtpd_tx.codes import DECLINED, DENY, LOGDEBUG, LOGERROR, LOGINFO
+from qpsmtpd_tx.codes import DECLINED, DENY, LOGDEBUG, LOGINFO
 from qpsmtpd_tx.plugin import Plugin, PluginError
 
 
@@ -47,7 +48,6 @@ class Pairs:
     """The parsed ``badmailfromto`` lines: ``(sender entry, recipient entry)``, lower case."""
 
     def __init__(self, lines):
-        self.source = tuple(line.text for line in lines)
         self.pairs = []
         for line in lines:
             words = line.text.split()
@@ -66,20 +66,11 @@ class BadMailFromTo(Plugin):
 
     def init(self, args):
         self.parse_kv_args(args, set())
-        self._pairs = None
         self._load()  # a bad line stops start-up
 
     def _load(self, transaction=None):
-        lines = self.server.config.get_lines("badmailfromto")
-        if self._pairs is None or self._pairs.source != tuple(line.text for line in lines):
-            try:
-                self._pairs = Pairs(lines)
-            except PluginError as e:
-                if self._pairs is None:
-                    raise
-                self.log(LOGERROR, "badmailfromto not reloaded, keeping the previous list: %s"
-                         % e, transaction)
-        return self._pairs.pairs
+        """The pairs (parsed again if the file changed); after a bad edit, the ones before it."""
+        return self.parsed_config("badmailfromto", Pairs, transaction, lines_only=True).pairs
 
     def hook_mail(self, transaction, sender, params):
         pairs = self._load(transaction)

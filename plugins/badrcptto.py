@@ -23,6 +23,8 @@ Config files:
                   stops start-up with the file and line. Patterns run without a time limit:
                   avoid nested repeats such as ``(a+)+``, which can backtrack for a very long
                   time (start-up warns about them).
+                  Found after a SIGHUP, it fails the reload: the list in use stays, and the
+                  file is logged once (LOGERROR), not at each use, until it changes.
   ``badrcptto_patterns``   (``check_badrcptto_patterns`` only) every line is a pattern,
                   optionally followed by whitespace and the reply text.
 
@@ -62,7 +64,7 @@ class BadRcptTo(ListFile, Plugin):
 
     def init(self, args):
         self.parse_kv_args(args, set())
-        self._load()  # a bad line stops start-up
+        self.current_entries(None)  # a bad line stops start-up
 
     def hook_rcpt(self, transaction, recipient, params):
         if self.is_immune(transaction):

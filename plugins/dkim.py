@@ -34,7 +34,8 @@ documents (and its ``dkim_key_gen.sh`` makes); a domain without a directory uses
 parent's; a directory that is a symbolic link signs as the domain it points to (see
 :mod:`qpsmtpd_tx.dkim_sign` for the fields signed). The ``DKIM-Signature`` field is added at
 the top of the header. No key directory: not signed (logged). A key directory that cannot be
-read is logged at LOGERROR and the message goes unsigned.
+read is logged at LOGERROR and the message goes unsigned (the key is read again, and the
+error logged at LOGERROR again, once its files change; each message meanwhile at LOGINFO).
 
 Arguments (``key value`` pairs, all optional):
   ``reject 0|1|naughty``  as qpsmtpd: ``1`` (default) refuses a failed signature, ``0`` only
@@ -202,8 +203,11 @@ class DKIMPlugin(Plugin):
         try:
             key = self._keys.get(*found)
         except dkim_sign.SigningError as e:
-            self.log(LOGERROR, "error, not signed: %s" % e, transaction)
+            # LOGERROR once per broken key, then per message at LOGINFO
+            self.log_once(("key", found[1]), LOGERROR, "error, not signed: %s" % e, transaction,
+                          again=LOGINFO)
             return DECLINED
+        self.problem_over(("key", found[1]))
         if transaction.header is None or not transaction.header.count("From"):
             self.log(LOGINFO, "skip, no From field to sign", transaction)
             return DECLINED

@@ -92,6 +92,9 @@ class DNSBL(Plugin):
         self.timeout = (plugin_args.positive("timeout", options["timeout"])
                         if "timeout" in options else DEFAULT_TIMEOUT)
         self.zones()
+        # files that cannot be read stop start-up (read again at SIGHUP)
+        self.config("dnsbl_allow")
+        self.config("dnsbl_rejectmsg")
 
     def zones(self):
         """The zones of ``dnsbl_zones``, in file order."""

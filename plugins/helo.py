@@ -91,7 +91,9 @@ Differences from qpsmtpd 0.94, on purpose:
     in no_matching_dns, which had no match to go by); a name with no address record
     (NODATA) fails no_forward_dns (0.94 logged "query failed (NOERROR)" and passed);
     no_forward_dns asks AAAA too (0.94: A only);
-  - a bad argument, or a ``badhelo`` pattern that does not compile, stops start-up.
+  - a bad argument, or a ``badhelo`` pattern that does not compile, stops start-up (found
+    after a SIGHUP, the pattern fails the reload: the list in use stays, logged once at
+    LOGERROR until the file changes).
 """
 
 import ipaddress
@@ -99,7 +101,7 @@ import re
 
 from twisted.internet import defer
 
-from qpsmtpd_tx.codes import (DECLINED, DENY_DISCONNECT, LOGDEBUG, LOGERROR, LOGINFO, LOGNOTICE,
+from qpsmtpd_tx.codes import (DECLINED, DENY_DISCONNECT, LOGDEBUG, LOGINFO, LOGNOTICE,
                               LOGWARN)
 from qpsmtpd_tx.dns import DNSError, NXDomain, parse_ip
 from qpsmtpd_tx.dns.outcomes import host_addresses, settled
@@ -157,7 +159,6 @@ class BadHelo:
     """The parsed ``badhelo`` lines: exact names and (possibly negated) patterns, in order."""
 
     def __init__(self, lines, warn):
-        self.source = tuple(line.text for line in lines)
         self.entries = []
         for line in lines:
             entry = line.text.split()[0]
@@ -239,14 +240,14 @@ class Helo(Plugin):
             self.tests += RFC_TESTS
         if self.policy == "strict":
             self.tests += STRICT_TESTS
-        self._badhelo = None
-        self._load_badhelo()  # a bad line stops start-up
+        self._badhelo()  # a bad line stops start-up
 
-    def _load_badhelo(self):
-        lines = self.server.config.get_lines("badhelo")
-        if self._badhelo is None or self._badhelo.source != tuple(line.text for line in lines):
-            self._badhelo = BadHelo(lines, lambda message: self.log(LOGWARN, message))
-        return self._badhelo
+    def _badhelo(self, transaction=None):
+        """``badhelo`` (parsed again if it changed); after a bad edit, the list before it."""
+        return self.parsed_config("badhelo", self._parse_badhelo, transaction, lines_only=True)
+
+    def _parse_badhelo(self, lines):
+        return BadHelo(lines, lambda message: self.log(LOGWARN, message))
 
     # -- hooks ------------------------------------------------------------------------------
 
@@ -295,13 +296,7 @@ class Helo(Plugin):
     # -- the tests: each returns None (pass) or (smtp message, log message) ------------------
 
     def is_in_badhelo(self, transaction, host):
-        try:
-            badhelo = self._load_badhelo()
-        except PluginError as e:
-            self.log(LOGERROR, "badhelo not reloaded, keeping the previous list: %s" % e,
-                     transaction)
-            badhelo = self._badhelo
-        return badhelo.match(host)
+        return self._badhelo(transaction).match(host)
 
     def invalid_localhost(self, transaction, host):
         if host.lower() != "localhost":

@@ -50,7 +50,9 @@ Differences from qpsmtpd 0.94, on purpose:
   - IPv6 clients and rules work (0.94 compared packed IPv4 addresses only, so with an IPv6
     listener neither check ever matched);
   - a malformed line stops start-up (0.94 skipped one-word lines and never matched the
-    others), and an unknown constant is an error (0.94 treated it as ``DECLINED``).
+    others), and an unknown constant is an error (0.94 treated it as ``DECLINED``); found
+    after a SIGHUP, it fails the reload and the rules in use stay (logged once at LOGERROR,
+    not at each connection, until the file changes).
 """
 
 import ipaddress
@@ -84,30 +86,20 @@ def parse_rule(line):
     return network, code, (words[2] if len(words) > 2 else None)
 
 
+def _parse_rules(lines):
+    return [parse_rule(line) for line in lines]
+
+
 class HostsAllow(Plugin):
     """Per-IP connection limit and the hosts_allow rules, at pre-connection."""
 
     def init(self, args):
         self.parse_kv_args(args, set())
-        self._source = None
-        self._rules = []
-        self._load_rules(startup=True)
+        self._rules()  # a bad line stops start-up
 
-    def _load_rules(self, startup=False):
-        """Parse ``hosts_allow`` again if it changed; at runtime a bad file keeps the old rules."""
-        lines = self.server.config.get_lines("hosts_allow")
-        source = tuple(lines)
-        if source == self._source:
-            return self._rules
-        try:
-            rules = [parse_rule(line) for line in lines]
-        except PluginError as e:
-            if startup:
-                raise
-            self.log(LOGERROR, "hosts_allow not reloaded: %s" % (e,))
-            return self._rules
-        self._source, self._rules = source, rules
-        return rules
+    def _rules(self, transaction=None):
+        """``hosts_allow`` parsed (again if it changed); after a bad edit the rules before it."""
+        return self.parsed_config("hosts_allow", _parse_rules, transaction, lines_only=True)
 
     def hook_pre_connection(self, transaction, remote_ip, remote_port, local_ip, local_port,
                             max_conn_ip, child_addrs):
@@ -131,7 +123,7 @@ class HostsAllow(Plugin):
                 self.log(LOGINFO, "fail: %s (%d > %d)" % (message, count, limit), transaction)
                 return DENYSOFT, message + ", try again later"
 
-        for network, code, message in self._load_rules():
+        for network, code, message in self._rules(transaction):
             if remote.version == network.version and remote in network:
                 if code in codes.DENY_CODES:
                     self.log(LOGINFO, "fail, %s" % (message or network,), transaction)

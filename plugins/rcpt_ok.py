@@ -15,6 +15,9 @@ Decision, in order:
   - the local part holds ``%``, ``!`` or (quoted) ``@`` → ``550 Relaying denied (#5.7.1)``
   - ``<postmaster>`` without a domain → OK (as the local host)
   - the domain is ``me``, in ``rcpthosts`` or in ``morercpthosts`` → OK
+  - ``morercpthosts.cdb`` is not a valid cdb file → DECLINED: no decision (``450 No plugin
+    decided if relaying is allowed`` if no later plugin decides), logged at LOGERROR once
+    until the file changes
   - otherwise → ``550 Relaying denied (#5.7.1)``
 
 Other local parts without a domain, such as ``<abuse>``, never reach this plugin: the address
@@ -38,7 +41,7 @@ Notes: reads connection ``relay_client``, connection note ``whitelisthost``, tra
 ``whitelistsender``.
 """
 
-from qpsmtpd_tx.codes import DENY, LOGINFO, OK
+from qpsmtpd_tx.codes import DECLINED, DENY, LOGINFO, OK
 from qpsmtpd_tx.plugin import RELAYING_DENIED, Plugin
 
 class RcptOk(Plugin):
@@ -71,7 +74,10 @@ class RcptOk(Plugin):
         if host in exact or (suffixes and host.endswith(suffixes)):
             self.log(LOGINFO, "pass: %s in rcpthosts" % host, transaction)
             return OK
-        if host in self.server.config.get_map("morercpthosts"):
+        more = self.config_map("morercpthosts", transaction)
+        if more is None:
+            return DECLINED     # a broken morercpthosts.cdb (logged): no decision here
+        if host in more:
             self.log(LOGINFO, "pass: %s found in morercpthosts" % host, transaction)
             return OK
         self.log(LOGINFO, "fail: %s not in rcpthosts" % host, transaction)

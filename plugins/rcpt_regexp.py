@@ -35,15 +35,17 @@ ok``; ``DENY`` → ``550 <text>`` (``550 relaying denied`` without text); ``DENY
 ``DENYSOFT_DISCONNECT`` → 421 and close.
 
 Differences from qpsmtpd 0.94, on purpose: a bad line stops start-up (0.94 logged a warning at
-every RCPT and skipped the line); return code names are accepted in any case, and as numbers;
-an ``OK`` for a local part holding ``%``, ``!`` or a quoted ``@`` (the percent hack, a bang path:
-a back end such as Postfix would relay it elsewhere) becomes ``550 Relaying denied (#5.7.1)``
-unless the client is a relay client or whitelisted, as in ``rcpt_ok``.
+every RCPT and skipped the line), and found after a SIGHUP fails the reload: the rules in use
+stay, the file logged once at LOGERROR until it changes; return code names are accepted in any
+case, and as numbers; an ``OK`` for a local part holding ``%``, ``!`` or a quoted ``@`` (the
+percent hack, a bang path: a back end such as Postfix would relay it elsewhere) becomes
+``550 Relaying denied (#5.7.1)`` unless the client is a relay client or whitelisted, as in
+``rcpt_ok``.
 """
 
 
 from qpsmtpd_tx import codes
-from qpsmtpd_tx.codes import DECLINED, LOGDEBUG, LOGERROR, LOGWARN
+from qpsmtpd_tx.codes import DECLINED, LOGDEBUG, LOGWARN
 from qpsmtpd_tx.patterns import compile_config_pattern
 from qpsmtpd_tx.plugin import Plugin, PluginError
 
@@ -68,7 +70,6 @@ class Rules:
     """Parsed ``rcpt_regexp`` lines: ``(what, regex or None, address, code, text)``."""
 
     def __init__(self, lines, warn):
-        self.source = tuple(line.text for line in lines)
         self.rules = []
         for line in lines:
             words = line.text.split(None, 2)
@@ -98,25 +99,19 @@ class RcptRegexp(Plugin):
 
     def init(self, args):
         self.parse_kv_args(args, set())
-        self._rules = None
-        self._load()  # a bad line stops start-up
+        self._rules()  # a bad line stops start-up
 
-    def _load(self):
-        lines = self.server.config.get_lines("rcpt_regexp")
-        if self._rules is None or self._rules.source != tuple(line.text for line in lines):
-            self._rules = Rules(lines, lambda m: self.log(LOGWARN, m))
-        return self._rules
+    def _rules(self, transaction=None):
+        """The rules (parsed again if the file changed); after a bad edit, the rules before it."""
+        return self.parsed_config("rcpt_regexp", self._parse, transaction, lines_only=True)
+
+    def _parse(self, lines):
+        return Rules(lines, lambda m: self.log(LOGWARN, m))
 
     def hook_rcpt(self, transaction, recipient, params):
         if not recipient.user or not recipient.host:
             return DECLINED
-        try:
-            rules = self._load()
-        except PluginError as e:
-            self.log(LOGERROR, "rcpt_regexp not reloaded, keeping the previous rules: %s" % e,
-                     transaction)
-            rules = self._rules
-        rule = rules.match((recipient.user + "@" + recipient.host).lower())
+        rule = self._rules(transaction).match((recipient.user + "@" + recipient.host).lower())
         if rule is None:
             return DECLINED
         what, _, _, code, text = rule

@@ -34,7 +34,8 @@ Config files:
   ``morerelayclients``  addresses and prefixes as above, without CIDR blocks; may be a cdb
                         (``morerelayclients.cdb``, keys looked up exactly, as qpsmtpd: an
                         IPv6 key must then be in full zero-padded notation or the address's
-                        canonical short form).
+                        canonical short form). A ``.cdb`` file that is not a valid cdb
+                        lists no client; it is logged at LOGERROR once until it changes.
   ``norelayclients``    addresses, prefixes and CIDR blocks that never relay, even when listed
                         in the other files (e.g. a gateway inside an allowed block).
 
@@ -44,7 +45,8 @@ Differences from qpsmtpd 0.94, on purpose:
   - CIDR blocks are also honoured in ``norelayclients``;
   - a ``relayclients`` or ``norelayclients`` line that is not an address, a prefix or a
     CIDR block is a start-up error naming the file and line (qpsmtpd ignored it); found
-    after a SIGHUP, it fails the reload, and the lists in use stay (logged at LOGERROR);
+    after a SIGHUP, it fails the reload, and the lists in use stay (logged once at
+    LOGERROR, not at each connection, until the file changes);
   - ``RELAYCLIENT`` is read when the plugin starts (and again at SIGHUP), not at each
     connection: qpsmtpd's environment is per connection, ours stays the same.
 
@@ -127,19 +129,14 @@ def ip_candidates(ip):
 class RelayList:
     """Parsed ``relayclients``-style lines: a set of keys plus a list of networks."""
 
-    def __init__(self, lines, allow_cidr=True):
+    def __init__(self, lines):
         """``lines`` are ConfigLine objects; raise PluginError naming the bad line."""
-        self.source = tuple(line.text for line in lines)
-        #: the config's generation when ``source`` was last compared with it
-        self.generation = None
         self.keys = set()
         self.networks = []
         for line in lines:
             entry = line.text.split()[0]
             try:
                 if "/" in entry:
-                    if not allow_cidr:
-                        raise BadEntry("CIDR blocks are not allowed here: %r" % entry)
                     try:
                         self.networks.append(ipaddress.ip_network(entry, strict=False))
                     except ValueError as e:
@@ -174,7 +171,6 @@ class Relay(Plugin):
     def init(self, args):
         options = self.parse_kv_args(args, {"only"}, {"only": "0"})
         self.only = options["only"] not in ("", "0")
-        self._lists = {}
         self._more_keys = None
         # the process's environment is read once (per start and reload), not per connection
         self._env_relayclient = env_relayclient()
@@ -188,31 +184,16 @@ class Relay(Plugin):
 
     # -- the lists, parsed once and again whenever the config item changes -----------------
 
-    def _list(self, name, allow_cidr):
-        config = self.server.config
-        cached = self._lists.get(name)
-        if cached is not None and cached.generation == config.generation:
-            return cached       # nothing was read again since (SIGHUP, a config hook)
-        lines = config.get_lines(name)
-        if cached is None or cached.source != tuple(line.text for line in lines):
-            try:
-                cached = self._lists[name] = RelayList(lines, allow_cidr)
-            except PluginError as e:
-                if cached is None:
-                    raise       # at start-up: the server does not start
-                # (a failed reload said it keeps the plugins in use: so do their lists)
-                self.log(LOGERROR, "keeping the previous %s: %s" % (name, e))
-        cached.generation = config.generation
-        return cached
+    def _relayclients(self, transaction=None):
+        return self.parsed_config("relayclients", RelayList, transaction, lines_only=True)
 
-    def _relayclients(self):
-        return self._list("relayclients", True)
+    def _norelayclients(self, transaction=None):
+        return self.parsed_config("norelayclients", RelayList, transaction, lines_only=True)
 
-    def _norelayclients(self):
-        return self._list("norelayclients", True)
-
-    def _morerelayclients_match(self, candidates):
-        table = self.server.config.get_map("morerelayclients")
+    def _morerelayclients_match(self, candidates, transaction):
+        table = self.config_map("morerelayclients", transaction)
+        if table is None:
+            return None         # a broken morerelayclients.cdb (logged): no client listed
         if isinstance(table, dict):
             # a plain file: normalise its keys as for relayclients (bad lines never match);
             # the config gives the same mapping until it reads the file again
@@ -244,12 +225,9 @@ class Relay(Plugin):
             self.log(LOGERROR, "skip, remote address %r is not an IP address" % (conn.remote_ip,),
                      transaction)
             return DECLINED
-        try:
-            norelay = self._norelayclients()
-            relay = self._relayclients()
-        except PluginError as e:
-            self.log(LOGERROR, "config error, relay lists ignored: %s" % (e,), transaction)
-            return DECLINED
+        # (a list broken by an edit after start-up: the previous one, logged once)
+        norelay = self._norelayclients(transaction)
+        relay = self._relayclients(transaction)
 
         hit = norelay.match(addr, candidates)
         if hit is not None:
@@ -270,7 +248,7 @@ class Relay(Plugin):
             conn.relay_client = True
             self.log(LOGINFO, "pass, match in relayclients (%s)" % hit, transaction)
             return DECLINED
-        hit = self._morerelayclients_match(candidates)
+        hit = self._morerelayclients_match(candidates, transaction)
         if hit is not None:
             conn.relay_client = True
             self.log(LOGINFO, "pass, match in morerelayclients (%s)" % hit, transaction)

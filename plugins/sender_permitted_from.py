@@ -143,6 +143,7 @@ class SenderPermittedFrom(Plugin):
             if deny != "0":
                 self.reject = {"1": 3, "2": 4}[deny]
         self.timeout = positive("timeout", arguments.get("timeout", str(DEFAULT_TIMEOUT)))
+        self.level()    # a spfbehavior file that cannot be read stops start-up
 
     @staticmethod
     def _level(name, text):

@@ -309,6 +309,8 @@ class SpamAssassin(Plugin):
         self.timeout = _positive("timeout", arguments.get("timeout", DEFAULT_TIMEOUT))
         self.fail_open = _boolean("fail_open", arguments.get("fail_open", "0"))
         self.subject_prefix_argument = arguments.get("subject_prefix")
+        if self.subject_prefix_argument is None:
+            self.config_scalar("subject_prefix")    # a file that cannot be read stops start-up
 
     # -- data_post ------------------------------------------------------------------------------
 

@@ -39,7 +39,9 @@ Config files, one entry per line (a line with more than one word, or a bad
   ``whitelisthelo``     HELO/EHLO names.
   ``whitelistsenders``  addresses (``user@example.com``) or domains (``example.com``).
   ``whitelistrcpt``     addresses or domains.
-The files are read when the plugin starts and again after the config cache is cleared.
+The files are read when the plugin starts and again after the config cache is cleared;
+a file broken by an edit then fails a SIGHUP's reload, and its list in use stays (logged once
+at LOGERROR, not at each connection, until the file changes).
 
 Environment: ``WHITELISTCLIENT`` set (to anything) whitelists the client. qpsmtpd-tx serves
 every client from one process, so this whitelists *every* client; it is only meant for a
@@ -63,7 +65,7 @@ import ipaddress
 import os
 import string
 
-from qpsmtpd_tx.codes import DECLINED, LOGDEBUG, LOGERROR, LOGINFO, OK
+from qpsmtpd_tx.codes import DECLINED, LOGDEBUG, LOGINFO, OK
 from qpsmtpd_tx.plugin import Plugin, PluginError
 
 LIST_FILES = ("whitelisthosts", "whitelisthelo", "whitelistsenders", "whitelistrcpt")
@@ -128,8 +130,8 @@ class Whitelist(Plugin):
         options = self.parse_kv_args(args, {"per_recipient", "merge"})
         self.per_recipient = _true(options.get("per_recipient"))
         self.merge = _true(options.get("merge", "1"))
-        self._source = None
-        self._load(startup=True)
+        for name in LIST_FILES:
+            self._list(name)  # a bad line stops start-up
 
     def register(self, registry):
         if not self.per_recipient:
@@ -143,26 +145,9 @@ class Whitelist(Plugin):
 
     # -- config -----------------------------------------------------------------------------
 
-    def _load(self, startup=False):
-        """Parse the four files (again if they changed); at runtime a bad file is ignored."""
-        config = self.server.config
-        lines = {name: config.get_lines(name) for name in LIST_FILES}
-        source = tuple(tuple(lines[name]) for name in LIST_FILES)
-        if source == self._source:
-            return
-        try:
-            words = {name: [(_one_word(line), line) for line in lines[name]] for name in LIST_FILES}
-            hosts = HostList(words["whitelisthosts"])
-        except PluginError as e:
-            if startup:
-                raise
-            self.log(LOGERROR, "whitelists not reloaded: %s" % (e,))
-            return
-        self.hosts = hosts
-        self.helos = {w.lower() for w, _ in words["whitelisthelo"]}
-        self.senders = {w.lower() for w, _ in words["whitelistsenders"]}
-        self.recipients = {w.lower() for w, _ in words["whitelistrcpt"]}
-        self._source = source
+    def _list(self, name, transaction=None):
+        """File ``name`` parsed (again if it changed); after a bad edit, the list before it."""
+        return self.parsed_config(name, _PARSERS[name], transaction, lines_only=True)
 
     # -- checks -----------------------------------------------------------------------------
 
@@ -176,8 +161,7 @@ class Whitelist(Plugin):
             self.log(LOGINFO, "pass, is whitelisted client", transaction)
             self.adjust_karma(transaction, 5)
             return OK
-        self._load()
-        hit = self.hosts.match(conn.remote_ip)
+        hit = self._list("whitelisthosts", transaction).match(conn.remote_ip)
         if hit is not None:
             conn.notes["whitelisthost"] = 1
             self.log(LOGINFO, "pass, is a whitelisted host (%s)" % hit, transaction)
@@ -189,8 +173,7 @@ class Whitelist(Plugin):
     def check_helo(self, transaction, host=None, *extra):
         if host is None:
             return DECLINED
-        self._load()
-        if host.lower() in self.helos:
+        if host.lower() in self._list("whitelisthelo", transaction):
             transaction.connection.notes["whitelisthelo"] = 1
             self.log(LOGINFO, "helo host %s in whitelisthelo" % host, transaction)
             return OK
@@ -203,8 +186,8 @@ class Whitelist(Plugin):
         host = (sender.host or "").lower()
         if not address or not host:
             return DECLINED
-        self._load()
-        if address in self.senders or host in self.senders:
+        senders = self._list("whitelistsenders", transaction)
+        if address in senders or host in senders:
             transaction.notes["whitelistsender"] = 1
             self.log(LOGINFO, "envelope sender %s in whitelistsenders" % address, transaction)
             return OK
@@ -215,8 +198,8 @@ class Whitelist(Plugin):
         host = (recipient.host or "").lower()
         if not address or not host:
             return DECLINED
-        self._load()
-        if address in self.recipients or host in self.recipients:
+        recipients = self._list("whitelistrcpt", transaction)
+        if address in recipients or host in recipients:
             transaction.notes["whitelistrcpt"] = transaction.notes.get("whitelistrcpt", 0) + 1
             self.log(LOGINFO, "recipient %s in whitelistrcpt" % address, transaction)
             return OK
@@ -242,3 +225,16 @@ def _one_word(line):
     if len(words) != 1:
         raise PluginError("%s:%s: one entry per line, got %r" % (line.path, line.lineno, line.text))
     return words[0]
+
+
+def _parse_hosts(lines):
+    return HostList([(_one_word(line), line) for line in lines])
+
+
+def _parse_words(lines):
+    return {_one_word(line).lower() for line in lines}
+
+
+#: how each of LIST_FILES is parsed
+_PARSERS = {"whitelisthosts": _parse_hosts, "whitelisthelo": _parse_words,
+            "whitelistsenders": _parse_words, "whitelistrcpt": _parse_words}

@@ -124,11 +124,19 @@ class Config:
         """The values of config item ``name`` as :class:`ConfigLine`, with their origin.
 
         Order of precedence: ``config_hook``, then the file, then a built-in default
-        (``me``, ``timeout``) when the file gives no line.
+        (``me``, ``timeout``) when the file gives no line. A file that cannot be read (or
+        includes itself) raises ConfigError, the same one until the item is read again.
         """
-        if name not in self._cache:
-            self._cache[name] = self._load(name)
-        return list(self._cache[name])
+        cached = self._cache.get(name)
+        if cached is None:
+            try:
+                cached = self._load(name)
+            except ConfigError as e:
+                cached = e      # (not read again at every lookup: a lookup may be per connection)
+            self._cache[name] = cached
+        if isinstance(cached, ConfigError):
+            raise cached.with_traceback(None)
+        return list(cached)
 
     def get(self, name):
         """The values (lines) of config item ``name``; see :meth:`get_lines`."""
@@ -160,7 +168,8 @@ class Config:
         """Config item ``name`` as a mapping: ``<name>.cdb`` if found, else the file's lines.
 
         The cdb file is read again whenever it changes (qpsmtpd never caches maps); a cdb file
-        created where there was none is used within :data:`NO_CDB_RECHECK` seconds. The
+        created where there was none is used within :data:`NO_CDB_RECHECK` seconds; one that
+        is not a valid cdb raises ConfigError naming it (see :meth:`Plugin.config_map`). The
         fallback maps each line of the plain item to "": the same mapping until the item is
         read again (SIGHUP, :meth:`forget`), so read it, do not change it.
         """
@@ -178,16 +187,25 @@ class Config:
         return cached[1]
 
     def _open_cdb(self, path):
+        """The CDB at ``path``, opened again when the file changed. A file that is no cdb
+        raises ConfigError, the same one until the file changes (it is not opened again at
+        each lookup)."""
         try:
             st = os.stat(path)
-            version = (st.st_ino, st.st_size, st.st_mtime_ns)
-            cached = self._cdb_cache.get(path)
-            if cached is None or cached[0] != version:
-                cached = self._cdb_cache[path] = (version, CDB.open(path))
         except OSError as e:
             raise ConfigError("cannot read cdb file: %s" % e.strerror, path)
-        except CDBError as e:
-            raise ConfigError(e.reason, path)
+        version = (st.st_ino, st.st_size, st.st_mtime_ns)
+        cached = self._cdb_cache.get(path)
+        if cached is None or cached[0] != version:
+            try:
+                opened = CDB.open(path)
+            except OSError as e:
+                opened = ConfigError("cannot read cdb file: %s" % e.strerror, path)
+            except CDBError as e:
+                opened = ConfigError(e.reason, path)
+            cached = self._cdb_cache[path] = (version, opened)
+        if isinstance(cached[1], ConfigError):
+            raise cached[1].with_traceback(None)
         return cached[1]
 
     def _load(self, name):

@@ -77,7 +77,8 @@ class KeyCache:
         self._keys = {}
 
     def get(self, domain, directory):
-        """The SigningKey of ``directory``; raises SigningError."""
+        """The SigningKey of ``directory``; raises SigningError, for a key that cannot be
+        used the same one until its files change (they are not read again for each message)."""
         try:
             stamp = (os.stat(os.path.join(directory, "private")).st_mtime_ns,
                      os.stat(os.path.join(directory, "selector")).st_mtime_ns)
@@ -85,8 +86,13 @@ class KeyCache:
             raise SigningError("%s: %s" % (directory, e))
         cached = self._keys.get(directory)
         if cached is None or cached[0] != stamp:
-            cached = (stamp, SigningKey(domain, directory))
-            self._keys[directory] = cached
+            try:
+                key = SigningKey(domain, directory)
+            except SigningError as e:
+                key = e
+            cached = self._keys[directory] = (stamp, key)
+        if isinstance(cached[1], SigningError):
+            raise cached[1].with_traceback(None)
         return cached[1]
 
 

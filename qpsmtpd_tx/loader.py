@@ -21,6 +21,7 @@ import traceback
 from zope.interface.verify import verifyObject
 
 from qpsmtpd_tx import codes
+from qpsmtpd_tx.config import ConfigError
 from qpsmtpd_tx.hooks import UnknownHookError
 from qpsmtpd_tx.interfaces import HOOK_BY_METHOD, IPlugin
 from qpsmtpd_tx.packages import PackagePlugin, find_package_plugin
@@ -238,7 +239,7 @@ def _load_plugin_line(server, line, plugin_dirs, registry):
         plugin.init(list(line.args))
         _register_hook_methods(registry, plugin)
         plugin.register(registry)
-    except (PluginError, UnknownHookError) as e:
+    except (PluginError, UnknownHookError, ConfigError) as e:
         raise PluginLoadError("%s: plugin %s: %s" % (where, label, e))
     except SyntaxError as e:
         raise PluginLoadError("%s: plugin %s: syntax error in %s line %s: %s"

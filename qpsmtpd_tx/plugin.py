@@ -11,9 +11,11 @@ A hook is called as ``hook_<name>(self, transaction, *args)`` and returns a code
 The session is ``transaction.session`` and the connection ``transaction.connection``.
 """
 
+import attr
 from zope.interface import implementer
 
 from qpsmtpd_tx import authresults, codes, outcomes, policy
+from qpsmtpd_tx.config import ConfigError
 from qpsmtpd_tx.hooks import current_hook
 from qpsmtpd_tx.interfaces import IPlugin
 from qpsmtpd_tx.printable import printable
@@ -24,6 +26,20 @@ RELAYING_DENIED = "Relaying denied (#5.7.1)"
 _SOFTER = {codes.DENY: codes.DENYSOFT, codes.DENY_DISCONNECT: codes.DENYSOFT_DISCONNECT}
 #: the ``reject_type`` value of each temporary refusal
 _TYPE_OF = {codes.DENYSOFT: "temp", codes.DENYSOFT_DISCONNECT: "temp_disconnect"}
+
+
+def _texts(lines):
+    return tuple(line.text for line in lines)
+
+
+@attr.s(slots=True, frozen=True)
+class _Parsed:
+    """What :meth:`Plugin.parsed_config` keeps of an item: the config generation it was read
+    in, the lines read then (None if they could not be), and the value in use."""
+
+    generation = attr.ib()
+    lines = attr.ib()
+    value = attr.ib()
 
 
 class PluginError(Exception):
@@ -68,35 +84,75 @@ class Plugin:
 
     # -- helpers ---------------------------------------------------------------------------
 
-    def config(self, name):
-        """The lines of config item ``name`` (list of str; empty if missing)."""
-        return self.server.config.get(name)
+    def config(self, name, transaction=None):
+        """The lines of config item ``name`` (list of str; empty if missing).
 
-    def parsed_config(self, name, parser, transaction=None):
+        A file that cannot be read (a ConfigError: unreadable, a circular ``$include``) stops
+        start-up; met later, the lines read before stay, logged once (see
+        :meth:`parsed_config`): read an item the hooks use in ``init`` too, so that there are.
+        """
+        return list(self._parsed(("lines", name), name, _texts, transaction, True))
+
+    def parsed_config(self, name, parser, transaction=None, lines_only=False):
         """``parser(lines)`` of config item ``name`` (ConfigLines), parsed again only after the
         config changed (SIGHUP, a config hook).
 
-        At start-up a parser's PluginError stops the server; later, a broken file keeps the
-        previous value and is logged at LOGERROR, so a bad edit never takes the server down.
+        At start-up a parser's PluginError (or the config's ConfigError: a file that cannot be
+        read) stops the server; later, a broken file keeps the previous value and is logged at
+        LOGERROR once per change of the config, not at each call, so a bad edit never takes
+        the server down nor floods the log. With ``lines_only`` (a parser that reads nothing
+        but its lines), lines equal to the ones last read keep their value without being
+        parsed again, whether they were good or broken (then not logged again either).
         """
-        cache = self.__dict__.setdefault("_parsed_config", {})
-        generation = self.server.config.generation
-        previous = cache.get(name)
-        if previous is not None and previous[0] == generation:
-            return previous[1]
+        return self._parsed(name, name, parser, transaction, lines_only)
+
+    def _parsed(self, key, name, parser, transaction, lines_only):
+        """:meth:`parsed_config`, kept under ``key`` (:meth:`config` keeps its own)."""
         try:
-            value = parser(self.server.config.get_lines(name))
-        except PluginError as e:
+            cache = self._parsed_config
+        except AttributeError:
+            cache = self._parsed_config = {}
+        config = self.server.config
+        previous = cache.get(key)
+        if previous is not None and previous.generation == config.generation:
+            return previous.value   # (the path of nearly every call: kept short)
+        lines = None
+        try:
+            lines = config.get_lines(name)
+            if lines_only and previous is not None and lines == previous.lines:
+                value = previous.value
+            else:
+                value = parser(lines)
+        except (PluginError, ConfigError) as e:
             if previous is None:
                 raise
             self.log(codes.LOGERROR, "keeping the previous %s: %s" % (name, e), transaction)
-            value = previous[1]
-        cache[name] = (generation, value)
+            value = previous.value
+        cache[key] = _Parsed(config.generation, lines, value)
         return value
 
-    def config_scalar(self, name, default=None):
-        """The first line of config item ``name``, or ``default``."""
-        return self.server.config.get_scalar(name, default)
+    def config_map(self, name, transaction=None):
+        """Config item ``name`` as a mapping (``<name>.cdb``, else the file's lines; see
+        :meth:`~qpsmtpd_tx.config.Config.get_map`), or None while its cdb file is broken:
+        then logged at LOGERROR once, not at each lookup, until the file changes or is fixed.
+
+        No previous map is kept for a broken cdb file: it may have been rewritten in place
+        (cdbmake renames a new file over the old one, which never leaves a broken file), and
+        a mapping of a file truncated in place cannot be read safely.
+        """
+        key = ("config_map", name)
+        try:
+            table = self.server.config.get_map(name)
+        except ConfigError as e:
+            self.log_once(key, codes.LOGERROR, "%s not used: %s" % (name, e), transaction)
+            return None
+        self.problem_over(key)
+        return table
+
+    def config_scalar(self, name, default=None, transaction=None):
+        """The first line of config item ``name``, or ``default`` (see :meth:`config`)."""
+        lines = self._parsed(("lines", name), name, _texts, transaction, True)
+        return lines[0] if lines else default
 
     def log(self, level, message, transaction=None):
         """Log ``message`` at ``level``, tagged with this plugin (and the connection if given).
@@ -111,6 +167,24 @@ class Plugin:
             return      # (most lines at the usual loglevel: not worth escaping)
         # Plugins often log client text: escaped, it cannot split the line or reach a terminal.
         self.server.log(level, printable(message), plugin=self, transaction=transaction)
+
+    def log_once(self, key, level, message, transaction=None, again=None):
+        """Log a problem that each use meets again (a broken file at every connection) once:
+        ``message`` at ``level`` if it is not the message last logged under ``key``, else at
+        level ``again`` (None: not at all), so that it cannot flood the log.
+        :meth:`problem_over` (the file works again) lets the next one be logged in full."""
+        logged = self.__dict__.setdefault("_logged_once", {})
+        if logged.get(key) != message:
+            logged[key] = message
+            self.log(level, message, transaction)
+        elif again is not None:
+            self.log(again, message, transaction)
+
+    def problem_over(self, key):
+        """The problem logged under ``key`` by :meth:`log_once` is gone."""
+        logged = self.__dict__.get("_logged_once")
+        if logged:
+            logged.pop(key, None)
 
     def log_enabled(self, level):
         """True if :meth:`log` at ``level`` would log (this plugin's ``loglevel`` applied):

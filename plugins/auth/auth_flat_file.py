@@ -25,6 +25,10 @@ from qpsmtpd_tx.plugin import Plugin
 class AuthFlatFile(Plugin):
     """Check SMTP AUTH credentials against ``flat_auth_pw``."""
 
+    def init(self, args):
+        super().init(args)
+        self.config("flat_auth_pw")     # a file that cannot be read stops start-up
+
     def register(self, registry):
         for hook in ("auth-plain", "auth-login", "auth-cram-md5"):
             registry.register(hook, self, self.authenticate)
@@ -37,7 +41,7 @@ class AuthFlatFile(Plugin):
             self.log(LOGINFO, "fail: missing domain", transaction)
             return DECLINED
         stored = None
-        for line in self.config("flat_auth_pw"):
+        for line in self.config("flat_auth_pw", transaction):
             name, sep, password = line.partition(":")
             if sep and name.lower() == user:
                 stored = password

@@ -15,14 +15,17 @@ Database: the first of ``GeoIP2-City.mmdb``, ``GeoLite2-City.mmdb``, ``GeoIP2-Co
 distance). When none is there, a warning is logged at start-up (as 0.94 warns when Geo::IP is
 missing) and the plugin is idle; it looks again at each connection, so a database installed
 later is used without a restart. A database file replaced by an update (``geoipupdate``) is
-opened again at the next connection.
+opened again at the next connection; one that cannot be opened is logged at LOGERROR once
+(not tried again until it changes) and the database opened before stays in use.
 
 Arguments (``key value`` pairs, all optional):
   ``db_dir DIR``       the database directory (default ``/usr/local/share/GeoIP``, 0.94's;
                        then ``/var/lib/GeoIP``, where Debian's geoipupdate writes, and
                        ``/usr/share/GeoIP``).
   ``distance IP``      this server's public address: enables the distance to the client,
-                       "as the crow flies" on a sphere of radius 6378 km, as 0.94.
+                       "as the crow flies" on a sphere of radius 6378 km, as 0.94; an
+                       address the database does not locate is logged at LOGERROR once
+                       per database, and no distance is given.
   ``too_far KM``       with ``distance``: a client farther than this gets karma -1 (the
                        connection note ``karma``).
 An argument that is not an address or a number, or an unknown key, stops start-up.
@@ -104,6 +107,7 @@ class GeoIP(Plugin):
                 raise PluginError("too_far must be a number of km, got %r" % (options["too_far"],))
         self.reader = None
         self._opened = None          # (path, mtime) of the open database
+        self._failed = None          # (path, mtime) of a database that could not be opened
         self._my_location = None
         if not self._open():
             self.log(LOGWARN, "no GeoIP2/GeoLite2 database (%s) in %s: geoip is idle until one "
@@ -120,14 +124,18 @@ class GeoIP(Plugin):
             return self.reader is not None
         if self._opened == (path, mtime):
             return True
+        if self._failed == (path, mtime):
+            return self.reader is not None      # tried and logged: not again until it changes
         try:
             reader = maxminddb.open_database(path)
         except (OSError, ValueError, maxminddb.InvalidDatabaseError) as e:
+            self._failed = (path, mtime)
             self.log(LOGERROR, "cannot open %s: %s" % (path, e))
             return self.reader is not None
         if self.reader is not None:
             self.reader.close()
         self.reader, self._opened, self._my_location = reader, (path, mtime), None
+        self.problem_over("my location")
         self.log(LOGDEBUG, "using db %s" % (path,))
         return True
 
@@ -150,7 +158,9 @@ class GeoIP(Plugin):
         if self._my_location is None and self.my_ip is not None:
             location = (self.lookup(self.my_ip) or {}).get("location") or {}
             if location.get("latitude") is None or location.get("longitude") is None:
-                self.log(LOGERROR, "no record for my GeoIP location (%s)" % (self.my_ip,))
+                # (once per database, not at each connection)
+                self.log_once("my location", LOGERROR,
+                              "no record for my GeoIP location (%s)" % (self.my_ip,))
                 return None
             self._my_location = (location["latitude"], location["longitude"])
         return self._my_location

@@ -82,7 +82,8 @@ Placeholders, bound as query parameters (never pasted into the SQL text):
 A query on a table of your own may return the address as the pattern, e.g.
 ``SELECT email, settings FROM users WHERE lower(email) = {address}``. A returned pattern
 that cannot match the recipient is ignored (logged as LOGWARN). A query in a config item
-is read again after a SIGHUP (a file named by its path only at start-up). With SQLite the
+is read again after a SIGHUP (a file named by its path only at start-up; one that cannot be
+read then keeps the query before, logged once at LOGERROR). With SQLite the
 query is run once at start-up, so a mistake stops the server there, naming it; the
 connections are read-only (SQLite's ``mode=ro``, PostgreSQL's read-only sessions).
 
@@ -438,6 +439,7 @@ class SqlNotes(RecipientNotesSource, Plugin):
             self._init_sqlite(database, pool_size)
         self._make_query = compile_query(query, self.dbapi.paramstyle)
         self._query_text = query
+        self._current_query()   # kept: a query item broken after start-up keeps this one
         if self.dbapi_name == "sqlite3":
             self._check_sqlite_query()
 

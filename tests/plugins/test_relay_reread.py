@@ -32,8 +32,8 @@ class RelayListsRereadTests(unittest.TestCase):
 
     def test_a_list_unchanged_by_a_new_reading_keeps_its_parse(self):
         self.relays("192.0.2.1")
-        before = self.server.plugins
-        lists = [p for p in before if p.name == "relay"][0]._lists["relayclients"]
+        relay = [p for p in self.server.plugins if p.name == "relay"][0]
+        lists = relay._relayclients()
         self.server.config.clear_cache()
         self.assertTrue(self.relays("192.0.2.1"))
-        self.assertIs([p for p in before if p.name == "relay"][0]._lists["relayclients"], lists)
+        self.assertIs(relay._relayclients(), lists)
