@@ -8,6 +8,12 @@ Config files:
   ``flat_auth_pw``   lines ``user@domain:password`` (the user must log in with the full address;
                      compared in lower case; the password may contain ``:``).
 
+A ``flat_auth_pw`` that cannot be read after start-up (made unreadable, a circular
+``$include``, then SIGHUP) accepts no login until it can be read again: every AUTH gets
+``454 4.7.0 Temporary authentication failure``, and the error is logged at LOGERROR once
+(unlike lists of other plugins, whose previous lines stay in use: an edit that revoked a
+password must not leave the old one working). At start-up it stops the server, naming it.
+
 Replies (through the core): ``235 PLAIN authentication successful for u@example.org -
 auth_flat_file``. A wrong password is DENY (``auth_flat_file - wrong password``); an unknown
 user or a user without a domain is DECLINED (another auth plugin may know it). Either way the
@@ -18,7 +24,8 @@ wrong password but no reason to an unknown user, telling the two apart.)
 """
 
 from qpsmtpd_tx.auth import validate_password
-from qpsmtpd_tx.codes import DECLINED, DENY, LOGINFO
+from qpsmtpd_tx.codes import DECLINED, DENY, DENYSOFT, LOGERROR, LOGINFO
+from qpsmtpd_tx.config import ConfigError
 from qpsmtpd_tx.plugin import Plugin
 
 
@@ -40,8 +47,15 @@ class AuthFlatFile(Plugin):
         if "@" not in user:
             self.log(LOGINFO, "fail: missing domain", transaction)
             return DECLINED
+        try:    # not self.config: its previous lines would outlive a revoked password
+            lines = self.server.config.get("flat_auth_pw")
+        except ConfigError as e:
+            self.log_once("flat_auth_pw", LOGERROR,
+                          "no login accepted, flat_auth_pw cannot be read: %s" % e, transaction)
+            return DENYSOFT, "auth_flat_file - flat_auth_pw cannot be read"
+        self.problem_over("flat_auth_pw")
         stored = None
-        for line in self.config("flat_auth_pw", transaction):
+        for line in lines:
             name, sep, password = line.partition(":")
             if sep and name.lower() == user:
                 stored = password

@@ -3,7 +3,8 @@ connection, ``spfbehavior``, ``subject_prefix``) and its file cannot be read (a 
 here a circular ``$include``; a file the server's user may not read is the same case): at
 start-up that stops the server with the file and line, not at the first use; after a SIGHUP
 (the config read again), the lines read before stay and it is logged once, not as a plugin
-crash with a traceback at every use. A real server, AUTH sessions over MemoryClient; the
+crash with a traceback at every use (``flat_auth_pw`` instead accepts no login meanwhile,
+with a temporary error: its previous lines could hold a revoked password). A real server, AUTH sessions over MemoryClient; the
 rcpt_notes/sql query over a real SQLite database."""
 
 import base64
@@ -65,11 +66,12 @@ class UnreadableItemTests(StartupErrorMixin, unittest.TestCase):
             f.write("u@example.org:new\n$include flat_auth_pw\n")
         server.config.clear_cache()             # as SIGHUP does
         for _ in range(SESSIONS):
-            self.assertEqual(auth("secret"), "235")     # the lines read before
+            # no login while the file cannot be read: the edit may have revoked this one
+            self.assertEqual((auth("secret"), auth("new")), ("454", "454"))
         errors = [m for level, m in log if level <= codes.LOGERROR]
         self.assertEqual((len(errors), crashes), (1, []), log)
-        self.assertIn("keeping the previous flat_auth_pw: %s:2: circular $include" % path,
-                      errors[0])
+        self.assertIn("no login accepted, flat_auth_pw cannot be read: %s:2: circular $include"
+                      % path, errors[0])
         with open(path, "w") as f:
             f.write("u@example.org:new\n")
         server.config.clear_cache()
