@@ -74,7 +74,8 @@ of one recipient are not). Notes: sets the transaction note ``greylist`` (the de
 when the deferral waits for DATA.
 
 When the database cannot be used (Redis down or too slow, a file that cannot be written),
-the message passes and the reason is logged at LOGERROR, as qpsmtpd does when its DB fails.
+the message passes and the reason is logged at LOGERROR, as qpsmtpd does when its DB fails
+(once: while the same error goes on, at LOGINFO for each message).
 
 Differences from qpsmtpd 0.94, on purpose:
 - 0.94 never greylists: its check calls ``is_p0f_match``, a method that does not exist, so
@@ -314,8 +315,11 @@ class Greylisting(Plugin):
         try:
             passes, level, text = await self.store.update(key, greylist_change(timeouts))
         except StoreError as e:
-            self.log(LOGERROR, "database failed, passing: %s" % (e,), transaction)
+            # at LOGERROR once per failure, not per message while the database stays down
+            self.log_once("database", LOGERROR, "database failed, passing: %s" % (e,),
+                          transaction, again=LOGINFO)
             return None
+        self.problem_over("database")
         self.log(level, text, transaction)
         if passes:
             return None

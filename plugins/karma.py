@@ -68,7 +68,8 @@ naughty`` sets ``naughty`` and ``naughty_reject_type``. Relay clients, whitelist
 (``whitelisthost``) and senders (``whitelistsender``) are exempt from the refusals.
 
 When the database cannot be used (Redis down, a file that cannot be written) the client is
-treated as unknown and the reason logged at LOGERROR.
+treated as unknown and the reason logged at LOGERROR (once: while the same error goes on, at
+LOGINFO for each connection).
 
 Differences from qpsmtpd 0.94, on purpose:
 - 0.94 never counts a naughty connection (its ``naughty`` field stays 0: only ``karma_tool
@@ -193,9 +194,15 @@ class Karma(Plugin):
         try:
             value = await self.store.get(karma_db.key(ip))
         except StoreError as e:
-            self.log(LOGERROR, "error, database failed: %s" % (e,), transaction)
+            self._store_failed(e, "error, database failed: %s", transaction)
             return None
+        self.problem_over("database")
         return None if value is None else Record.parse(value)
+
+    def _store_failed(self, error, text, transaction):
+        """Log a failure of the store: at LOGERROR once, then at LOGINFO for each use while
+        the same error goes on (a database down must not log an error per message)."""
+        self.log_once("database", LOGERROR, text % (error,), transaction, again=LOGINFO)
 
     def _calc_karma(self, transaction, record):
         """qpsmtpd's calc_karma: sets ``karma_history``; +1 karma above 10."""
@@ -230,8 +237,9 @@ class Karma(Plugin):
             record, left = await self.store.update(
                 karma_db.key(ip), penalty_check(self.penalty_days, self.expire_days))
         except StoreError as e:
-            self.log(LOGERROR, "error, database failed: %s" % (e,), transaction)
+            self._store_failed(e, "error, database failed: %s", transaction)
             return DECLINED
+        self.problem_over("database")
         if record is None:
             self.log(LOGINFO, "pass, no record", transaction)
             return DECLINED
@@ -296,8 +304,9 @@ class Karma(Plugin):
             text = await self.store.update(karma_db.key(ip), karma_verdict(
                 karma, self.negative, self.penalty_days, self.expire_days))
         except StoreError as e:
-            self.log(LOGERROR, "error, database failed, not recorded: %s" % (e,), transaction)
+            self._store_failed(e, "error, database failed, not recorded: %s", transaction)
             return DECLINED
+        self.problem_over("database")
         self.log(LOGINFO, text, transaction)
         return DECLINED
 

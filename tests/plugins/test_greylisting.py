@@ -5,7 +5,7 @@ import os
 
 from twisted.trial import unittest
 
-from qpsmtpd_tx.codes import LOGERROR
+from qpsmtpd_tx.codes import LOGERROR, LOGINFO
 from qpsmtpd_tx.kvstore.sqlite import SQLiteStore
 from tests.support.harness import MemoryClient, StartupErrorMixin, capture_log
 from tests.support.redis import shared_redis, start_redis
@@ -183,6 +183,14 @@ class FailureTests(GreylistingTestCase):
         errors = [m for level, m in log if level == LOGERROR]
         self.assertTrue(any("database failed, passing: redis://127.0.0.1:%d/0" % redis.port in m
                             for m in errors), errors)
+        for _ in range(3):      # the database stays down: no LOGERROR per message
+            _, reply = await self.session(server)
+            self.assertTrue(reply.startswith("250 "), reply)
+        failed = [(level, m) for level, m in log if "database failed, passing" in m]
+        errors = [m for level, m in failed if level == LOGERROR]
+        # each distinct error once at LOGERROR ("Lost connection", then "not connected")
+        self.assertEqual(len(errors), len(set(errors)), failed)
+        self.assertEqual([level for level, _ in failed[-2:]], [LOGINFO] * 2, failed)
 
     async def test_redis_store_from_config_file(self):
         redis = shared_redis()

@@ -7,7 +7,7 @@ import os
 from twisted.trial import unittest
 
 from qpsmtpd_tx import karma_db
-from qpsmtpd_tx.codes import LOGDEBUG, LOGERROR
+from qpsmtpd_tx.codes import LOGDEBUG, LOGERROR, LOGINFO
 from qpsmtpd_tx.kvstore.sqlite import SQLiteStore
 from tests.support.harness import (
     MemoryClient, StartupErrorMixin, capture_log, loaded_plugin, make_server, wait_for)
@@ -180,6 +180,17 @@ class RedisTests(KarmaTestCase):
         self.assertTrue(client.greeting.startswith("220 "), client.greeting)
         self.assertTrue(any(level == LOGERROR and "database failed" in message
                             for level, message in log), log)
+        for _ in range(3):      # the database stays down: no LOGERROR per connection
+            # (the store now fails at once: the greeting may come before MemoryClient returns)
+            client = MemoryClient(server, remote_ip=IP)
+            await wait_for(lambda: client.greeting or client.transport.value().endswith(b"\r\n"))
+            greeting = client.greeting or client.take()
+            self.assertTrue(greeting.startswith("220 "), greeting)
+        failed = [(level, m) for level, m in log if "database failed" in m]
+        errors = [m for level, m in failed if level == LOGERROR]
+        # each distinct error once at LOGERROR ("Lost connection", then "not connected")
+        self.assertEqual(len(errors), len(set(errors)), failed)
+        self.assertEqual([level for level, _ in failed[-2:]], [LOGINFO] * 2, failed)
 
 
 class StartupTests(StartupErrorMixin, unittest.TestCase):
