@@ -219,10 +219,11 @@ def value(config, name):
 
 
 def read_items(config, names=None):
-    """``(values, problems)``: ``{name: value}`` of the items ``names`` (default: all that are
-    not ``live``), and one ``file:line: …`` string per bad value (which gets its default)."""
+    """``(values, problems)``: ``{name: value}`` of the items ``names`` (default: all, the
+    ``live`` ones read too so that a bad one is reported at start-up), and one
+    ``file:line: …`` string per bad value (which gets its default)."""
     if names is None:
-        names = [name for name, item in ITEMS.items() if not item.live]
+        names = list(ITEMS)
     values, problems = {}, []
     for name in names:
         try:

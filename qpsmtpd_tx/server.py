@@ -19,6 +19,7 @@ from twisted.python.threadpool import ThreadPool
 
 from qpsmtpd_tx import codes, config_items
 from qpsmtpd_tx.chain import PluginChain
+from qpsmtpd_tx.config import ConfigError
 from qpsmtpd_tx.dns.budget import DNSBudget
 from qpsmtpd_tx.drain import Draining
 from qpsmtpd_tx.ip_index import SessionsByIP
@@ -98,6 +99,8 @@ class SMTPServer(ServerLog, Draining):
         self._pool = None
         self._resolver = None
         self._resolver_trigger = None
+        #: live config items found bad after start-up: the error last logged (config_value)
+        self._bad_live_items = {}
         #: what is wrong in the config itself (core items, plugin lines), raised with the rest
         self.config_problems = self._read_core_config()
         # Our own plugins come first: an existing qpsmtpd config's plugin_dirs points at
@@ -190,8 +193,19 @@ class SMTPServer(ServerLog, Draining):
         return problems
 
     def config_value(self, name):
-        """The current value of core config item ``name``, read now (the ``live`` items)."""
-        return config_items.value(self.config, name)
+        """The current value of core config item ``name``, read now (the ``live`` items).
+
+        A bad value (a file made unreadable after start-up, then SIGHUP) gives the item's
+        default, logged at LOGERROR once per error, not at each use (once per connection)."""
+        try:
+            value = config_items.read_item(self.config, name)[0]
+        except ConfigError as e:
+            if self._bad_live_items.get(name) != str(e):
+                self._bad_live_items[name] = str(e)
+                self.log(codes.LOGERROR, "using the default %s: %s" % (name, e))
+            return config_items.ITEMS[name].default
+        self._bad_live_items.pop(name, None)
+        return value
 
     def _run_config_hooks(self, name):
         """Values for config item ``name`` from ``config`` hooks, or None (read the file).

@@ -10,7 +10,7 @@ from twisted.trial import unittest
 from qpsmtpd_tx import codes, config_items
 from qpsmtpd_tx.config import Config
 from qpsmtpd_tx.server import config_problems
-from tests.support.harness import MemoryClient, make_server, write_config
+from tests.support.harness import MemoryClient, capture_log, make_server, write_config
 from tests.test_cli import run_cli
 
 PACKAGE = os.path.dirname(os.path.abspath(config_items.__file__))
@@ -93,6 +93,31 @@ class ReadTests(unittest.TestCase):
             f.write("second ESMTP greeting\n")
         server.reload_config()
         self.assertEqual(MemoryClient(server).greeting, "220 second ESMTP greeting\r\n")
+
+    def test_a_greeting_file_that_cannot_be_read(self):
+        """At start-up, an error naming the file and line; made unreadable later (then SIGHUP),
+        the default greeting, logged once (not at each connection), until it can be read."""
+        directory = os.path.abspath(self.mktemp())
+        write_config(directory, ["rcpt_ok"], {"smtpgreeting": "$include smtpgreeting\n"})
+        problems = config_problems(Config(directory))
+        self.assertEqual(len(problems), 1, problems)
+        self.assertIn("smtpgreeting:1: circular $include", str(problems[0]))
+        server = make_server(self, ["rcpt_ok"], {"smtpgreeting": "first greeting"})
+        log = capture_log(self, server)
+        path = os.path.join(server.config.config_dir, "smtpgreeting")
+        with open(path, "w") as f:
+            f.write("$include smtpgreeting\n")
+        server.reload_config()
+        for _ in range(3):
+            self.assertTrue(MemoryClient(server).greeting.startswith("220 mx.example.org ESMTP"))
+        errors = [m for level, m in log if level <= codes.LOGERROR]
+        self.assertEqual(len(errors), 1, log)
+        self.assertTrue(errors[0].startswith(
+            "using the default smtpgreeting: %s:1: circular $include" % path), errors)
+        with open(path, "w") as f:
+            f.write("fixed greeting\n")
+        server.reload_config()
+        self.assertEqual(MemoryClient(server).greeting, "220 fixed greeting ESMTP\r\n")
 
 
 class CommandTests(unittest.TestCase):
