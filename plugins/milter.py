@@ -80,7 +80,9 @@ The milter's answers:
   at the end of the message, before its final answer: add, insert and change (or delete)
   header fields, replace the body, add and delete recipients, change the sender (its ESMTP
   parameters are logged and dropped), quarantine. They are applied only when the message is
-  accepted (continue or accept).
+  accepted (continue or accept). A header change whose field name is not one (empty, a
+  colon, a space, a control or 8-bit character) breaks the protocol; a line break in a
+  value that would start another field or end the header is unfolded into a space.
 
 Replies (the stage's code, as qpsmtpd's table; the text as above):
   connect  550 / 450 and the connection is closed;  HELO 550 / 450;  MAIL 550 / 450;

@@ -114,6 +114,7 @@ from zope.interface import implementer
 
 from qpsmtpd_tx import outcomes, policy
 from qpsmtpd_tx.codes import DECLINED, DENY, DENYSOFT, LOGERROR, LOGINFO, LOGWARN
+from qpsmtpd_tx.message import is_field_name
 from qpsmtpd_tx.plugin import Plugin, PluginError
 from qpsmtpd_tx.plugin_args import boolean
 from qpsmtpd_tx.policy import Setting
@@ -136,7 +137,6 @@ OWN_HEADERS = ("X-Spam-Flag", "X-Spam-Status", "X-Spam-Level", "X-Spam-Not-Scann
 
 _NUMBER = re.compile(r"[0-9]+(\.[0-9]*)?|\.[0-9]+")
 _PROFILE = re.compile(r"[!-~]+")
-_FIELD_NAME = re.compile(r"[!-9;-~]+")
 
 
 def parse_settings_id(value):
@@ -425,7 +425,7 @@ class Rspamd(Plugin):
         """Log the ``milter`` requests that :func:`apply_milter` leaves out."""
         adds = milter.get("add_headers")
         for name in adds if isinstance(adds, dict) else ():
-            if not _FIELD_NAME.fullmatch(name):
+            if not is_field_name(name):
                 self.log(LOGWARN, "rspamd asked to add a header with a bad name %r" % name,
                          transaction)
         others = sorted(k for k in milter if k not in ("add_headers", "remove_headers"))
@@ -464,7 +464,7 @@ def change_headers(header, answer, profile):
         subject = answer.get("subject")
         if not isinstance(subject, str) or not subject.strip():
             subject = DEFAULT_SUBJECT % (header.get_first("Subject", "") or "")
-        header.replace("Subject", _header_value(subject))
+        header.replace("Subject", subject)
     milter = answer.get("milter")
     if isinstance(milter, dict):
         apply_milter(header, milter)
@@ -475,12 +475,12 @@ def apply_milter(header, milter):
     removes = milter.get("remove_headers")
     if isinstance(removes, dict):
         for name, which in removes.items():
-            if _FIELD_NAME.fullmatch(name) and isinstance(which, int):
+            if is_field_name(name) and isinstance(which, int):
                 remove_field(header, name, which)
     adds = milter.get("add_headers")
     if isinstance(adds, dict):
         for name, spec in adds.items():
-            if _FIELD_NAME.fullmatch(name):
+            if is_field_name(name):
                 for value, order in _header_specs(spec):
                     add_field(header, name, value, order)
 
@@ -503,19 +503,6 @@ def _header_safe(value):
     return " ".join(str(value).split())
 
 
-def _header_value(value):
-    """A header field value as the Header class stores it: LF line ends, every continuation
-    line starting with white space (a line break that would start a new field is unfolded)."""
-    lines = str(value).replace("\r\n", "\n").replace("\r", "\n").strip("\n").split("\n")
-    out = [lines[0]]
-    for line in lines[1:]:
-        if line[:1] in (" ", "\t") and line.strip():
-            out.append(line)
-        elif line.strip():
-            out[-1] += " " + line.strip()
-    return "\n".join(out)
-
-
 def _smtp_message(answer):
     messages = answer.get("messages")
     if isinstance(messages, dict):
@@ -535,7 +522,7 @@ def _header_specs(spec):
         else:
             value, order = item, None
         if isinstance(value, (str, int, float)) and not isinstance(value, bool):
-            yield _header_value(value), (order if isinstance(order, int)
+            yield str(value), (order if isinstance(order, int)
                                          and not isinstance(order, bool) else None)
 
 

@@ -13,6 +13,8 @@ import struct
 
 import attr
 
+from qpsmtpd_tx.message import is_field_name
+
 #: the protocol version we speak
 VERSION = 6
 #: the oldest milter version whose replies we understand
@@ -245,6 +247,15 @@ def _split_strings(data, count, what):
     return [p.decode("utf-8", "surrogateescape") for p in parts[:-1]]
 
 
+def _field(data, what):
+    """The field name and value of a header change; ProtocolError for a bad name (its value
+    is made safe where it is applied, :func:`qpsmtpd_tx.message.field_bytes`)."""
+    name, value = _split_strings(data, 2, what)
+    if not is_field_name(name):
+        raise ProtocolError("%s with a bad field name %r" % (what, name[:100]))
+    return name, value
+
+
 def parse_replycode(text):
     """Check a REPLYCODE text (``550 5.7.1 go away``, or lines ``550-…`` CRLF ``550 …``);
     return ``(code, lines)``, each line without the code. ProtocolError if it is not a 4xx
@@ -282,13 +293,13 @@ def parse_reply(command, data):
         code, lines = parse_replycode(text)
         return Reply(command, code=code, lines=tuple(lines))
     if command == R_ADDHEADER:
-        name, value = _split_strings(data, 2, "ADDHEADER")
+        name, value = _field(data, "ADDHEADER")
         return Reply(command, name=name, value=value)
     if command in (R_INSHEADER, R_CHGHEADER):
         if len(data) < 4:
             raise ProtocolError("header change without an index")
         (index,) = struct.unpack("!I", data[:4])
-        name, value = _split_strings(data[4:], 2, "header change")
+        name, value = _field(data[4:], "header change")
         return Reply(command, name=name, value=value, index=index)
     if command in (R_ADDRCPT, R_DELRCPT):
         (address,) = _split_strings(data, 1, "recipient change")
