@@ -80,7 +80,9 @@ The milter's answers:
   at the end of the message, before its final answer: add, insert and change (or delete)
   header fields, replace the body, add and delete recipients, change the sender (its ESMTP
   parameters are logged and dropped), quarantine. They are applied only when the message is
-  accepted (continue or accept). A header change whose field name is not one (empty, a
+  accepted (continue or accept). They may amount to at most 64 MiB (``databytes`` + 1 MiB
+  when that is more; each change counted as at least 512 bytes): more breaks the protocol.
+  A header change whose field name is not one (empty, a
   colon, a space, a control or 8-bit character) breaks the protocol; a line break in a
   value that would start another field or end the header is unfolded into a space.
 
@@ -232,6 +234,12 @@ class Milter(Plugin):
 
     # -- the connection's milter ------------------------------------------------------------
 
+    def _conversation(self):
+        """A new milter conversation; its bound on one message's changes leaves room for a
+        replaced body of up to ``databytes``."""
+        databytes = self.server.databytes or 0
+        return state.Conversation(max_changes=max(state.MAX_CHANGES, databytes + (1 << 20)))
+
     async def _link(self, transaction):
         """The connection's link, opened (with CONNECT) at its first use."""
         notes = transaction.connection.notes
@@ -241,7 +249,7 @@ class Milter(Plugin):
         link = notes[self.note] = _Link()
         try:
             link.client = await open_milter(self.address, self.connect_timeout,
-                                            self.command_timeout)
+                                            self.command_timeout, self._conversation())
             verdict = await self._send(
                 link, "connect", macros.connect_packet(transaction.connection),
                 macros.connect_macros(transaction.connection, self.server.me, self.daemon_name))

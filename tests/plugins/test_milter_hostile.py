@@ -42,3 +42,32 @@ class HeaderInjectionTests(StandinTestCase):
             self.assertLogged(codes.LOGERROR, r"unavailable at end of message: protocol error: "
                                               r".*field name")
 
+
+class ChangesFloodTests(StandinTestCase):
+    """Changes are held until the milter's final answer: their total is bounded."""
+
+    def flood(self, packet, count):
+        def send(transport, data):
+            transport.write(packet * count + reply("c"))
+        return {"E": send}
+
+    async def test_megabytes_of_header_fields(self):
+        big = reply("h", strings("X-Big", "y" * ((1 << 20) - 100)))
+        self.milter(self.flood(big, 70))
+        outcome = await self.send(message("x"))
+        self.assertEqual(outcome.data, (452, TEMPFAIL))
+        self.assertLogged(codes.LOGERROR, r"protocol error: changes to the message over "
+                                          r"67108864 bytes")
+
+    async def test_a_flood_of_tiny_changes(self):
+        self.milter(self.flood(reply("h", strings("X", "y")), 140000))
+        outcome = await self.send(message("x"))
+        self.assertEqual(outcome.data, (452, TEMPFAIL))
+        self.assertLogged(codes.LOGERROR, r"changes to the message over")
+
+    async def test_a_replaced_body_of_databytes_fits(self):
+        chunk = reply("b", b"z" * 65000 + b"\r\n")
+        self.milter(self.flood(chunk, 1100), files={"databytes": "80000000"})
+        outcome = await self.send(message("x"))
+        self.assertEqual(outcome.data[0], 250)
+        self.assertEqual(len(outcome.queued.split(b"\n\n", 1)[1]), 1100 * 65001)
