@@ -66,8 +66,9 @@ Answer (rspamd's JSON) → reply:
   ``rewrite subject``          accepted; the Subject is replaced by rspamd's ``subject`` field
                                (else ``*** SPAM *** <subject>``, rspamd's default template).
   ``add header``, ``no action`` accepted.
-  any other action, a status other than 200, an answer that is not rspamd's JSON: a failed scan
-  (``fail_open``), as are a connection failure and the ``timeout``. Temporary answers are
+  any other action, a status other than 200, an answer that is not rspamd's JSON, an answer
+  (HTTP header and body) longer than 1 MiB: a failed scan (``fail_open``), as are a connection
+  failure and the ``timeout``. Scores that are not finite numbers count as 0. Temporary answers are
   ``452``, the code qpsmtpd gives every ``data_post`` DENYSOFT (the spamassassin and clamdscan
   plugins answer the same). rspamd answers an error for a message above its own size limit
   (``max_message``, 50 MiB by default), a failed scan too: keep ``databytes`` below it.
@@ -114,6 +115,7 @@ from zope.interface import implementer
 
 from qpsmtpd_tx import outcomes, policy
 from qpsmtpd_tx.codes import DECLINED, DENY, DENYSOFT, LOGERROR, LOGINFO, LOGWARN
+from qpsmtpd_tx.http_answer import bounded_agent, too_long
 from qpsmtpd_tx.message import is_field_name
 from qpsmtpd_tx.plugin import Plugin, PluginError
 from qpsmtpd_tx.plugin_args import boolean
@@ -121,6 +123,8 @@ from qpsmtpd_tx.policy import Setting
 
 DEFAULT_URL = "http://127.0.0.1:11333"
 DEFAULT_TIMEOUT = 15.0
+#: the most bytes of one answer (HTTP header and body) we take: rspamd's JSON is a few KiB
+MAX_ANSWER = 1 << 20
 
 REJECT_TEXT = "Spam message rejected"
 TRY_AGAIN_TEXT = "Try again later"
@@ -239,6 +243,7 @@ class Rspamd(Plugin):
         # rspamd answers "Connection: close"; no connection is kept between scans (a POST
         # on a connection the server has closed meanwhile would fail instead of being retried).
         self._pool = HTTPConnectionPool(reactor, persistent=False)
+        self._agent = bounded_agent(reactor, self._pool, MAX_ANSWER)
         self._pending = set()
 
     @staticmethod
@@ -314,7 +319,7 @@ class Rspamd(Plugin):
 
         async def scan():
             response = await treq.request("POST", self.url, data=producer, headers=headers,
-                                          pool=self._pool, reactor=self.reactor)
+                                          agent=self._agent, reactor=self.reactor)
             body = await treq.content(response)
             return response.code, body
 
@@ -337,6 +342,8 @@ class Rspamd(Plugin):
     def _describe(self, error):
         if isinstance(error, (defer.TimeoutError, defer.CancelledError)):
             return "no answer within %g s" % self.timeout
+        if too_long(error) is not None:
+            return str(too_long(error))
         causes = [r.value for r in getattr(error, "reasons", None) or []] or [error]
         if any(isinstance(c, (defer.TimeoutError, defer.CancelledError)) for c in causes):
             return "no answer within %g s" % self.timeout
@@ -351,7 +358,7 @@ class Rspamd(Plugin):
             raise ScanError("HTTP %d: %s" % (code, _short(text)))
         try:
             answer = json.loads(text)
-        except ValueError:
+        except (ValueError, RecursionError):    # RecursionError: arrays nested too deep
             raise ScanError("the answer is not JSON: %s" % _short(text))
         if not isinstance(answer, dict) or not isinstance(answer.get("action"), str):
             raise ScanError("the answer has no action: %s" % _short(text))

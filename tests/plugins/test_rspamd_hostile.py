@@ -1,0 +1,100 @@
+"""The ``rspamd`` plugin against a broken or hostile rspamd: an HTTP header that never ends,
+a body of megabytes or one that never ends, JSON nested beyond Python's recursion limit,
+scores that are not finite numbers. Against stand-in HTTP servers on 127.0.0.1 written here
+(a real rspamd does not answer like this; tests/plugins/test_rspamd.py has the real one)."""
+
+import json
+
+from twisted.internet import reactor
+from twisted.internet.interfaces import IPullProducer
+from twisted.internet.protocol import Factory, Protocol
+from twisted.trial import unittest
+from zope.interface import implementer
+
+from qpsmtpd_tx import codes
+from qpsmtpd_tx.testing import capture_log
+from tests.plugins.test_rspamd import answer, fake_rspamd, rspamd_server, transaction
+
+UNABLE = (codes.DENYSOFT, "Unable to scan for spam")
+
+
+@implementer(IPullProducer)
+class _Answering(Protocol):
+    """Reads the request until its end, then answers ``factory.head``, then ``factory.more``
+    (if any) for as long as the socket takes it."""
+
+    def connectionMade(self):
+        self.factory.connections += 1
+        self.received = b""
+        self.answered = False
+
+    def dataReceived(self, data):
+        self.received += data
+        if self.answered or b"\r\n\r\n" not in self.received:
+            return
+        head, _, body = self.received.partition(b"\r\n\r\n")
+        length = [int(line.split(b":")[1]) for line in head.split(b"\r\n")
+                  if line.lower().startswith(b"content-length:")]
+        if length and len(body) < length[0]:
+            return
+        self.answered = True
+        self.transport.write(self.factory.head)
+        if self.factory.more is not None:
+            self.transport.registerProducer(self, False)
+
+    def resumeProducing(self):
+        self.transport.write(self.factory.more)
+
+    def stopProducing(self):
+        pass
+
+
+def standin(testcase, head, more=None):
+    """A stand-in rspamd on 127.0.0.1 answering ``head`` (+ ``more`` forever); its URL."""
+    factory = Factory.forProtocol(_Answering)
+    factory.head, factory.more, factory.connections = head, more, 0
+    port = reactor.listenTCP(0, factory, interface="127.0.0.1")
+    testcase.addCleanup(port.stopListening)
+    return "http://127.0.0.1:%d" % port.getHost().port
+
+
+class HostileRspamdTests(unittest.TestCase):
+    async def scan(self, url, args="timeout 30"):
+        server, plugin = rspamd_server(self, "url %s %s" % (url, args))
+        self.logs = capture_log(self, server)
+        self.txn = transaction()
+        return await plugin.hook_data_post(self.txn)
+
+    def errors(self):
+        return [m for level, m in self.logs if level == codes.LOGERROR]
+
+    async def assertTooLong(self, url):
+        self.assertEqual(await self.scan(url), UNABLE)
+        self.assertEqual(self.errors(), ["cannot scan: answer longer than 1048576 bytes; "
+                                         "answering 452 Unable to scan for spam (fail_open 0)"])
+
+    async def test_header_that_never_ends(self):
+        await self.assertTooLong(standin(self, b"HTTP/1.1 200 OK\r\n", b"X-Junk: y\r\n" * 4096))
+
+    async def test_body_of_megabytes(self):
+        body = b" " * (3 << 20) + json.dumps(answer("no action")[1]).encode()
+        await self.assertTooLong(standin(
+            self, b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)))
+
+    async def test_body_that_never_ends(self):
+        await self.assertTooLong(standin(
+            self, b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n",
+            b"10000\r\n" + b" " * 0x10000 + b"\r\n"))
+
+    async def test_json_nested_too_deep(self):
+        _, url = fake_rspamd(self, (200, b"[" * 200000 + b"]" * 200000))
+        self.assertEqual(await self.scan(url), UNABLE)
+        [error] = self.errors()
+        self.assertTrue(error.startswith("cannot scan: the answer is not JSON: [[[["), error)
+
+    async def test_scores_that_are_not_finite_count_as_zero(self):
+        _, url = fake_rspamd(self, (200, json.dumps(answer(
+            "add header", score=float("nan"), required_score=float("inf"))[1]).encode()))
+        self.assertEqual(await self.scan(url), codes.DECLINED)
+        self.assertEqual(self.txn.header.get("X-Spam-Status"),
+                         ["Yes, score=0.00 required=0.00 action=add_header tests=SYM_A, SYM_B"])
