@@ -242,7 +242,7 @@ _ENHANCED = re.compile(r"[45]\.[0-9]{1,3}\.[0-9]{1,3}\Z")
 
 def _split_strings(data, count, what):
     parts = data.split(b"\0")
-    if len(parts) < count + 1 or parts[-1] != b"":
+    if len(parts) != count + 1 or parts[-1] != b"":
         raise ProtocolError("%s: expected %d NUL-terminated strings" % (what, count))
     return [p.decode("utf-8", "surrogateescape") for p in parts[:-1]]
 

@@ -71,3 +71,53 @@ class ChangesFloodTests(StandinTestCase):
         outcome = await self.send(message("x"))
         self.assertEqual(outcome.data[0], 250)
         self.assertEqual(len(outcome.queued.split(b"\n\n", 1)[1]), 1100 * 65001)
+
+
+class BrokenPacketTests(StandinTestCase):
+    """Each ends in the stage's temporary failure and a log line naming the fault."""
+
+    async def mail_refused(self, script, why):
+        self.milter(script)
+        client = await self.open()
+        self.assertEqual(await client.command("MAIL FROM:<a@client.example>"), (450, [TEMPFAIL]),
+                         why)
+        self.assertLogged(codes.LOGERROR, "unavailable at MAIL FROM: " + why)
+
+    async def test_length_of_2_to_the_31(self):
+        await self.mail_refused({"M": [struct.pack("!I", 1 << 31) + b"c"]},
+                                "protocol error: packet of 2147483648 bytes")
+
+    async def test_unknown_reply(self):
+        await self.mail_refused({"M": [reply("Z")]}, "protocol error: unknown reply b'Z'")
+
+    async def test_closing_in_the_middle_of_a_reply(self):
+        def half(transport, data):
+            transport.write(reply("y", b"550 5.7.1 no\0")[:7])
+            transport.loseConnection()
+        await self.mail_refused({"M": half}, "the milter closed the connection")
+
+    async def test_replycode_cannot_smuggle_a_reply_line(self):
+        for text in [b"550 5.7.1 no\r\n250 2.0.0 OK", b"550 5.7.1 no\n250 OK", b"550 no\r250 OK",
+                     b"550-no\r\n\r\n550 x", b"5500 no", b"250 2.0.0 fine", b"550 4.7.1 mixed",
+                     b"550 no\x00hidden"]:
+            self.milter({"M": [reply("y", text + b"\0")]})
+            client = await self.open()
+            self.assertEqual(await client.command("MAIL FROM:<a@client.example>"),
+                             (450, [TEMPFAIL]), text)
+            self.assertLogged(codes.LOGERROR, "unavailable at MAIL FROM: protocol error: REPLYCODE")
+
+    async def test_multiline_replycode_keeps_its_lines(self):
+        self.milter({"M": [reply("y", b"550-5.7.1 first\r\n550 5.7.1 second\0")]})
+        client = await self.open()
+        self.assertEqual(await client.command("MAIL FROM:<a@client.example>"),
+                         (550, ["5.7.1 first", "5.7.1 second"]))
+
+    async def test_extra_strings_are_a_protocol_error(self):
+        # they raised ValueError inside the protocol's dataReceived (a traceback, and the
+        # connection dropped as if the milter had closed it)
+        for packet in [reply("h", strings("X-A", "v", "extra")), reply("q", strings("a", "b")),
+                       reply("+", strings("<a@example.com>", "x"))]:
+            self.milter({"E": [packet, reply("c")]})
+            outcome = await self.send(message("x"))
+            self.assertEqual(outcome.data, (452, TEMPFAIL), packet)
+            self.assertLogged(codes.LOGERROR, "protocol error: .*expected . NUL-terminated strings")
