@@ -4,35 +4,14 @@ a bound on one reply the lines piled up in memory without end. Against a stand-i
 written here (no real SMTP server answers like this); the front server is real, on a
 loopback socket."""
 
-from twisted.internet import reactor
-from twisted.internet.interfaces import IPullProducer
-from twisted.internet.protocol import Factory, Protocol
-from twisted.trial import unittest
-from zope.interface import implementer
-
 from tests.plugins.test_queue_smtp_forward import ForwardTestCase
-
-
-@implementer(IPullProducer)
-class _EndlessGreeting(Protocol):
-    def connectionMade(self):
-        self.factory.connections += 1
-        self.transport.registerProducer(self, False)
-
-    def resumeProducing(self):
-        self.transport.write(b"220-still greeting you\r\n" * 2048)
-
-    def stopProducing(self):
-        pass
+from tests.support.endless import endless_server
 
 
 class EndlessReplyTests(ForwardTestCase):
     async def test_endless_multiline_reply_is_a_temporary_failure(self):
-        factory = Factory.forProtocol(_EndlessGreeting)
-        factory.connections = 0
-        listening = reactor.listenTCP(0, factory, interface="127.0.0.1")
-        self.addCleanup(listening.stopListening)
-        front, port = self.start_front("127.0.0.1 %d timeout 30" % listening.getHost().port)
+        hop_port, factory = endless_server(self, b"", b"220-still greeting you\r\n" * 2048)
+        front, port = self.start_front("127.0.0.1 %d timeout 30" % hop_port)
         client = await self.session(port)
         self.assertEqual(await self.send(client), (451, [
             "Unable to queue message (reply longer than 65536 bytes from the next hop)"]))

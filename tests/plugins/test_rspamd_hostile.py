@@ -5,57 +5,30 @@ scores that are not finite numbers. Against stand-in HTTP servers on 127.0.0.1 w
 
 import json
 
-from twisted.internet import reactor
-from twisted.internet.interfaces import IPullProducer
-from twisted.internet.protocol import Factory, Protocol
 from twisted.trial import unittest
-from zope.interface import implementer
 
 from qpsmtpd_tx import codes
 from qpsmtpd_tx.testing import capture_log
 from tests.plugins.test_rspamd import answer, fake_rspamd, rspamd_server, transaction
+from tests.support.endless import endless_server
 
 UNABLE = (codes.DENYSOFT, "Unable to scan for spam")
 
 
-@implementer(IPullProducer)
-class _Answering(Protocol):
-    """Reads the request until its end, then answers ``factory.head``, then ``factory.more``
-    (if any) for as long as the socket takes it."""
-
-    def connectionMade(self):
-        self.factory.connections += 1
-        self.received = b""
-        self.answered = False
-
-    def dataReceived(self, data):
-        self.received += data
-        if self.answered or b"\r\n\r\n" not in self.received:
-            return
-        head, _, body = self.received.partition(b"\r\n\r\n")
-        length = [int(line.split(b":")[1]) for line in head.split(b"\r\n")
-                  if line.lower().startswith(b"content-length:")]
-        if length and len(body) < length[0]:
-            return
-        self.answered = True
-        self.transport.write(self.factory.head)
-        if self.factory.more is not None:
-            self.transport.registerProducer(self, False)
-
-    def resumeProducing(self):
-        self.transport.write(self.factory.more)
-
-    def stopProducing(self):
-        pass
+def _request_done(received):
+    """True once ``received`` holds a whole HTTP request (its header and Content-Length)."""
+    head, separator, body = received.partition(b"\r\n\r\n")
+    if not separator:
+        return False
+    length = [int(line.split(b":")[1]) for line in head.split(b"\r\n")
+              if line.lower().startswith(b"content-length:")]
+    return not length or len(body) >= length[0]
 
 
-def standin(testcase, head, more=None):
+def standin(testcase, head, more=b""):
     """A stand-in rspamd on 127.0.0.1 answering ``head`` (+ ``more`` forever); its URL."""
-    factory = Factory.forProtocol(_Answering)
-    factory.head, factory.more, factory.connections = head, more, 0
-    port = reactor.listenTCP(0, factory, interface="127.0.0.1")
-    testcase.addCleanup(port.stopListening)
-    return "http://127.0.0.1:%d" % port.getHost().port
+    port, _ = endless_server(testcase, head, more, _request_done)
+    return "http://127.0.0.1:%d" % port
 
 
 class HostileRspamdTests(unittest.TestCase):

@@ -4,12 +4,8 @@ Against stand-in spamds on 127.0.0.1 ports written here (the real spamd of
 tests/plugins/test_spamassassin.py never answers like this); the SMTP server is real, on a
 loopback socket (tests/support/filter_cases.py)."""
 
-from twisted.internet import reactor
-from twisted.internet.interfaces import IPullProducer
-from twisted.internet.protocol import Factory, Protocol
-from zope.interface import implementer
-
 from qpsmtpd_tx import codes
+from tests.support.endless import endless_server
 from tests.support.filter_cases import FilterTestCase, answering_server, message
 
 UNABLE = (452, "Unable to scan for spam")
@@ -19,22 +15,6 @@ def spamd_answer(fields, headers):
     """A spamd answer to HEADERS: the status line, ``fields``, then the message's header."""
     return (b"SPAMD/1.1 0 EX_OK\r\n" + b"".join(f + b"\r\n" for f in fields) + b"\r\n"
             + b"".join(h + b"\r\n" for h in headers) + b"\r\n")
-
-
-@implementer(IPullProducer)
-class _Endless(Protocol):
-    """Answers with an X-Spam header that never ends, as fast as the socket takes it."""
-
-    def connectionMade(self):
-        self.factory.connections += 1
-        self.transport.write(b"SPAMD/1.1 0 EX_OK\r\nSpam: False ; 1.0 / 5.0\r\n\r\nX-Spam-X: ")
-        self.transport.registerProducer(self, False)
-
-    def resumeProducing(self):
-        self.transport.write(b"y" * 65536)
-
-    def stopProducing(self):
-        pass
 
 
 class HostileSpamdTests(FilterTestCase):
@@ -61,12 +41,10 @@ class HostileSpamdTests(FilterTestCase):
         self.assertLogged(codes.LOGERROR, "answer longer than 1048576 bytes")
 
     async def test_answer_that_never_ends(self):
-        factory = Factory.forProtocol(_Endless)
-        factory.connections = 0
-        listening = reactor.listenTCP(0, factory, interface="127.0.0.1")
-        self.addCleanup(listening.stopListening)
-        self.serve(["rcpt_ok", "spamassassin spamd_socket 127.0.0.1:%d timeout 60"
-                    % listening.getHost().port])
+        port, factory = endless_server(
+            self, b"SPAMD/1.1 0 EX_OK\r\nSpam: False ; 1.0 / 5.0\r\n\r\nX-Spam-X: ",
+            b"y" * 65536)
+        self.serve(["rcpt_ok", "spamassassin spamd_socket 127.0.0.1:%d timeout 60" % port])
         self.assertEqual((await self.send(message("x"))).data, UNABLE)
         self.assertLogged(codes.LOGERROR, "answer longer than 1048576 bytes")
         self.assertEqual(factory.connections, 1)

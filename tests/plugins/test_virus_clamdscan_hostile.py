@@ -4,30 +4,11 @@ ends. Against stand-in clamds on 127.0.0.1 ports (tests/support/filter_cases.py;
 clamd of tests/plugins/test_virus_clamdscan.py does not answer like this); the SMTP server
 is real, on a loopback socket."""
 
-from twisted.internet import reactor
-from twisted.internet.interfaces import IPullProducer
-from twisted.internet.protocol import Factory, Protocol
-from zope.interface import implementer
-
 from qpsmtpd_tx import codes
+from tests.support.endless import endless_server
 from tests.support.filter_cases import FilterTestCase, answering_server, message
 
 UNABLE = (452, "Unable to scan for viruses")
-
-
-@implementer(IPullProducer)
-class _Endless(Protocol):
-    """Answers ``stream: `` and then a virus name that never ends."""
-
-    def connectionMade(self):
-        self.transport.write(b"stream: ")
-        self.transport.registerProducer(self, False)
-
-    def resumeProducing(self):
-        self.transport.write(b"E" * 65536)
-
-    def stopProducing(self):
-        pass
 
 
 class HostileClamdTests(FilterTestCase):
@@ -59,8 +40,7 @@ class HostileClamdTests(FilterTestCase):
         self.assertLogged(codes.LOGERROR, "answer longer than 65536 bytes")
 
     async def test_answer_that_never_ends(self):
-        listening = reactor.listenTCP(0, Factory.forProtocol(_Endless), interface="127.0.0.1")
-        self.addCleanup(listening.stopListening)
-        self.clamd(listening.getHost().port, "timeout 60")
+        port, _ = endless_server(self, b"stream: ", b"E" * 65536)
+        self.clamd(port, "timeout 60")
         self.assertEqual((await self.send(message("x"))).data, UNABLE)
         self.assertLogged(codes.LOGERROR, "answer longer than 65536 bytes")
