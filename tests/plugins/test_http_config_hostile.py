@@ -5,7 +5,7 @@ read no further than 16 MiB, a failed fetch at once instead of memory filled unt
 from twisted.trial import unittest
 
 from tests.plugins import test_http_config
-from tests.support.endless import endless_server
+from tests.support.endless import endless_http_servers
 
 
 class EndlessAnswerTests(unittest.TestCase):
@@ -13,10 +13,7 @@ class EndlessAnswerTests(unittest.TestCase):
     log_lines = test_http_config.HttpConfigTests.log_lines
 
     async def test_endless_header_or_body_is_a_failed_fetch(self):
-        for head, more in [(b"HTTP/1.1 200 OK\r\n", b"X-Junk: y\r\n" * 4096),
-                           (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n",
-                            b"10000\r\n" + b"x" * 0x10000 + b"\r\n")]:
-            port, factory = endless_server(self, head, more, lambda received: b"\r\n\r\n" in received)
+        for port, factory in endless_http_servers(self):
             url = "http://127.0.0.1:%d/config/" % port
             server, plugin, _ = self.start("timeout 60 preload me " + url, after=())
             self.assertEqual(await plugin.fetch("me"), "failed")

@@ -6,17 +6,14 @@ the SMTP server is real, on a loopback socket."""
 from twisted.trial import unittest
 
 from tests.plugins import test_qmail_deliverable
-from tests.support.endless import endless_server
+from tests.support.endless import endless_http_servers
 
 
 class EndlessAnswerTests(unittest.TestCase):
     rcpt = test_qmail_deliverable.QmailDeliverableTests.rcpt
 
     async def test_endless_header_or_body_is_no_answer(self):
-        for head, more in [(b"HTTP/1.1 200 OK\r\n", b"X-Junk: y\r\n" * 4096),
-                           (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n",
-                            b"10000\r\n" + b"1" * 0x10000 + b"\r\n")]:
-            port, factory = endless_server(self, head, more, lambda received: b"\r\n\r\n" in received)
+        for port, factory in endless_http_servers(self):
             replies = await self.rcpt("qmail_deliverable timeout 60 server 127.0.0.1:%d" % port,
                                       ["bob@example.com"])
             self.assertEqual(replies[0][0], 250)

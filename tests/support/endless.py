@@ -48,3 +48,26 @@ def endless_server(testcase, head, more, request_done=None):
     listening = reactor.listenTCP(0, factory, interface="127.0.0.1")
     testcase.addCleanup(listening.stopListening)
     return listening.getHost().port, factory
+
+
+#: HTTP answers without end, as ``(head, more)``: a header that goes on, a chunked body that
+#: goes on
+ENDLESS_HTTP = [(b"HTTP/1.1 200 OK\r\n", b"X-Junk: y\r\n" * 4096),
+                (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n",
+                 b"10000\r\n" + b"x" * 0x10000 + b"\r\n")]
+
+
+def http_request_done(received):
+    """True once ``received`` holds a whole HTTP request (its header and Content-Length)."""
+    head, separator, body = received.partition(b"\r\n\r\n")
+    if not separator:
+        return False
+    length = [int(line.split(b":")[1]) for line in head.split(b"\r\n")
+              if line.lower().startswith(b"content-length:")]
+    return not length or len(body) >= length[0]
+
+
+def endless_http_servers(testcase):
+    """``(port, factory)`` of an :func:`endless_server` for each of :data:`ENDLESS_HTTP`,
+    answering once the request is whole."""
+    return [endless_server(testcase, head, more, http_request_done) for head, more in ENDLESS_HTTP]
