@@ -198,13 +198,20 @@ def parse_optneg(data):
         raise ProtocolError("OPTNEG answer of %d bytes, not 12" % len(data))
     version, actions, protocol = struct.unpack("!III", data[:12])
     macros = {}
-    rest = data[12:]
-    while rest:
-        if len(rest) < 5 or b"\0" not in rest[4:]:
+    position = 12
+    while position < len(data):
+        end = data.find(b"\0", position + 4)
+        if len(data) - position < 5 or end < 0:
             raise ProtocolError("malformed macro list in the OPTNEG answer")
-        (stage,) = struct.unpack("!I", rest[:4])
-        names, _, rest = rest[4:].partition(b"\0")
-        macros[stage] = [normal_macro_name(n) for n in names.decode("ascii", "replace").split()]
+        (stage,) = struct.unpack_from("!I", data, position)
+        # one list per stage at most, as libmilter's smfi_setsymlist allows: a milter that
+        # sent a megabyte of tiny lists is refused, not read list by list
+        if stage > M_EOH or stage in macros:
+            raise ProtocolError("macro list for stage %d in the OPTNEG answer (stages 0 to %d, "
+                                "one list each)" % (stage, M_EOH))
+        names = data[position + 4:end].decode("ascii", "replace").split()
+        macros[stage] = [normal_macro_name(n) for n in names]
+        position = end + 1
     return Negotiated(version, actions, protocol, macros)
 
 
