@@ -6,6 +6,9 @@ request); the SMTP server is real, on a loopback socket."""
 
 import struct
 
+from twisted.internet import reactor
+from twisted.internet.task import LoopingCall
+
 from qpsmtpd_tx import codes
 from tests.plugins.test_milter_standin import TEMPFAIL, StandinTestCase
 from tests.support.filter_cases import message
@@ -121,3 +124,18 @@ class BrokenPacketTests(StandinTestCase):
             outcome = await self.send(message("x"))
             self.assertEqual(outcome.data, (452, TEMPFAIL), packet)
             self.assertLogged(codes.LOGERROR, "protocol error: .*expected . NUL-terminated strings")
+
+
+class EndlessProgressTests(StandinTestCase):
+    async def test_progress_for_ever_ends_at_the_plugin_timeout(self):
+        # each progress restarts command_timeout; the hook's own limit (plugin_timeout) ends it
+        def progress(transport, data):
+            loop = LoopingCall(transport.write, reply("p"))
+            loop.start(0.05)
+            self.addCleanup(lambda: loop.running and loop.stop())
+        self.milter({"M": progress}, "command_timeout 0.5", files={"plugin_timeout": "2"})
+        # the test kit gives the hooks a clock of their own; this test means them to expire
+        self.server.hooks.clock = reactor
+        client = await self.open()
+        self.assertEqual(await client.command("MAIL FROM:<a@client.example>"),
+                         (451, ["Timeout in processing, try again later"]))
