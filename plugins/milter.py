@@ -68,7 +68,8 @@ The milter's answers:
   continue, accept, skip (stop sending body chunks), progress: the message goes on (accept
   is not an acceptance by this server: other plugins still decide);
   reject, tempfail: the stage is refused (at RCPT, only that recipient), with the milter's
-  own reply (``y``, checked: 4xx or 5xx, its lines agree, printable) or else
+  own reply (``y``, checked: 4xx or 5xx, its lines agree, printable, at most 32 lines of at
+  most 980 characters as libmilter sends) or else
   ``5.7.1 Command rejected`` / ``4.7.1 Service unavailable - try again later``. The
   milter's own code is sent as it is at HELO, MAIL, RCPT and the end of the message; at
   connect and DATA the code is the stage's (below) with the milter's text. A 421 closes

@@ -244,6 +244,10 @@ class Reply:
 SIMPLE_REPLIES = (R_ACCEPT, R_CONTINUE, R_DISCARD, R_PROGRESS, R_REJECT, R_SKIP, R_TEMPFAIL,
                   R_SHUTDOWN, R_CONN_FAIL)
 _REPLY_LINE = re.compile(r"([45][0-9][0-9])([ -])(.*)\Z", re.S)
+#: the most lines, and bytes per line, of a REPLYCODE: libmilter's own limits
+#: (smfi_setmlreply takes 32 lines, smfi_setreply 980 bytes): a reply a client can take
+MAX_REPLY_LINES = 32
+MAX_REPLY_LINE = 980
 _ENHANCED = re.compile(r"[45]\.[0-9]{1,3}\.[0-9]{1,3}\Z")
 
 
@@ -270,6 +274,10 @@ def parse_replycode(text):
     raw_lines = text.rstrip("\r\n").split("\r\n") if text else []
     if not raw_lines:
         raise ProtocolError("empty REPLYCODE")
+    if len(raw_lines) > MAX_REPLY_LINES or max(map(len, raw_lines)) > MAX_REPLY_LINE:
+        raise ProtocolError("REPLYCODE of %d lines, the longest of %d characters (at most %d "
+                            "of %d)" % (len(raw_lines), max(map(len, raw_lines)),
+                                        MAX_REPLY_LINES, MAX_REPLY_LINE))
     code, lines = None, []
     for i, raw in enumerate(raw_lines):
         m = _REPLY_LINE.match(raw if len(raw) > 3 else raw + " ")

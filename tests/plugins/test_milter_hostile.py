@@ -109,6 +109,15 @@ class BrokenPacketTests(StandinTestCase):
                              (450, [TEMPFAIL]), text)
             self.assertLogged(codes.LOGERROR, "unavailable at MAIL FROM: protocol error: REPLYCODE")
 
+    async def test_replycode_of_a_megabyte(self):
+        for text, why in [(b"550-5.7.1 x\r\n" * 80000 + b"550 5.7.1 end", "80001 lines"),
+                          (b"550 5.7.1 " + b"x" * (1 << 19), "524298 characters")]:
+            self.milter({"M": [reply("y", text + b"\0")]})
+            client = await self.open()
+            self.assertEqual(await client.command("MAIL FROM:<a@client.example>"),
+                             (450, [TEMPFAIL]), why)
+            self.assertLogged(codes.LOGERROR, "protocol error: REPLYCODE of .*%s" % why)
+
     async def test_multiline_replycode_keeps_its_lines(self):
         self.milter({"M": [reply("y", b"550-5.7.1 first\r\n550 5.7.1 second\0")]})
         client = await self.open()
