@@ -83,9 +83,9 @@ The milter's answers:
   parameters are logged and dropped), quarantine. They are applied only when the message is
   accepted (continue or accept). They may amount to at most 64 MiB (``databytes`` + 1 MiB
   when that is more; each change counted as at least 512 bytes): more breaks the protocol.
-  A header change whose field name is not one (empty, a
-  colon, a space, a control or 8-bit character) breaks the protocol; a line break in a
-  value that would start another field or end the header is unfolded into a space.
+  A header change whose field name is not one (empty, a colon, a space, a control or 8-bit
+  character) breaks the protocol; a line break in a value that would start another field or
+  end the header is unfolded into a space.
 
 Replies (the stage's code, as qpsmtpd's table; the text as above):
   connect  550 / 450 and the connection is closed;  HELO 550 / 450;  MAIL 550 / 450;

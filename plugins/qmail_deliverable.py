@@ -13,8 +13,8 @@ is a number (``204 No Content``: no answer). As in qpsmtpd 0.94:
   ``0x21``, ``0x22`` temporary problems, ``0xff`` not local…): logged, and the decision is
   left to the next plugin (``rcpt_ok``);
 - qmail-deliverabled unreachable, an HTTP error, no answer within ``timeout``, an answer
-  longer than 64 KiB, or no server for the domain: logged as ``error, …`` and the recipient is not refused (0.94: "If no
-  connection can be made, deliverability is simply assumed").
+  longer than 64 KiB, or no server for the domain: logged as ``error, …`` and the recipient
+  is not refused (0.94: "If no connection can be made, deliverability is simply assumed").
 Relay clients and whitelisted senders are not checked. An address qmail-deliverabled's
 client would not send (not ``atext`` words joined by ``.`` and one ``@``) is logged as
 ``error (unknown) checking`` and not refused. Addresses are sent in lower case.

@@ -67,11 +67,12 @@ Answer (rspamd's JSON) → reply:
                                (else ``*** SPAM *** <subject>``, rspamd's default template).
   ``add header``, ``no action`` accepted.
   any other action, a status other than 200, an answer that is not rspamd's JSON, an answer
-  (HTTP header and body) longer than 1 MiB: a failed scan (``fail_open``), as are a connection
-  failure and the ``timeout``. Scores that are not finite numbers count as 0. Temporary answers are
-  ``452``, the code qpsmtpd gives every ``data_post`` DENYSOFT (the spamassassin and clamdscan
-  plugins answer the same). rspamd answers an error for a message above its own size limit
-  (``max_message``, 50 MiB by default), a failed scan too: keep ``databytes`` below it.
+  (HTTP header and body) longer than 1 MiB: a failed scan (``fail_open``), as are a
+  connection failure and the ``timeout``. Scores that are not finite numbers count as 0.
+  Temporary answers are ``452``, the code qpsmtpd gives every ``data_post`` DENYSOFT (the
+  spamassassin and clamdscan plugins answer the same). rspamd answers an error for a message
+  above its own size limit (``max_message``, 50 MiB by default), a failed scan too: keep
+  ``databytes`` below it.
 
 Headers of an accepted message. Fields ``X-Spam-Flag``, ``X-Spam-Status``, ``X-Spam-Level`` and
 ``X-Spam-Not-Scanned`` already in the message are removed first (a sender cannot pre-set

@@ -1,12 +1,14 @@
-"""HTTP answers of bounded size, for plugins that ask a back end over HTTP (``rspamd``).
+"""HTTP answers of bounded size, for plugins that ask a back end over HTTP (``rspamd``,
+``qmail_deliverable``, ``http_config``).
 
 Twisted's HTTP client keeps every header line of a response (each at most 16 KiB, but any
 number of them) and ``treq.content`` every byte of its body: a back end gone wrong, or
 anything else listening on its port, could fill our memory before the request's time limit.
 :func:`bounded_agent` gives an Agent whose connections are aborted as soon as one response
 has brought more than ``max_answer`` bytes (status line, header and body together); the
-request then fails with a :class:`twisted.web.client.ResponseFailed` (or ``ResponseNeverReceived``)
-whose reasons hold an :class:`AnswerTooLong`: :func:`too_long` finds it.
+request then fails with a :class:`twisted.web.client.ResponseFailed` (or
+``ResponseNeverReceived``) whose reasons hold an :class:`AnswerTooLong`: :func:`too_long`
+finds it.
 """
 
 from twisted.internet.endpoints import HostnameEndpoint, wrapClientTLS

@@ -139,7 +139,8 @@ class HelperTests(unittest.TestCase):
 
     def test_header_values_cannot_start_new_fields(self):
         header = Header()
-        rspamd_plugin.apply_milter(header, {"add_headers": {"X-A": "a\r\nBcc: x@y\n\tcontinued\n"}})
+        rspamd_plugin.apply_milter(header,
+                                   {"add_headers": {"X-A": "a\r\nBcc: x@y\n\tcontinued\n"}})
         self.assertEqual(header.as_bytes(), b"X-A: a Bcc: x@y\n\tcontinued\n")
 
     def test_spam_status_is_folded(self):

@@ -36,7 +36,8 @@ class HostileSpamdTests(FilterTestCase):
             self.assertLogged(codes.LOGERROR, "cannot scan: malformed score in spamd's answer")
 
     async def test_answer_of_megabytes(self):
-        self.spamd(spamd_answer([b"Spam: False ; 1.0 / 5.0"], [b"X-Spam-Big: " + b"y" * (3 << 20)]))
+        self.spamd(spamd_answer([b"Spam: False ; 1.0 / 5.0"],
+                                [b"X-Spam-Big: " + b"y" * (3 << 20)]))
         self.assertEqual((await self.send(message("x"))).data, UNABLE)
         self.assertLogged(codes.LOGERROR, "answer longer than 1048576 bytes")
 
@@ -51,7 +52,8 @@ class HostileSpamdTests(FilterTestCase):
 
     async def test_header_values_cannot_forge_fields(self):
         self.spamd(spamd_answer([b"Spam: False ; 1.0 / 5.0"],
-                                [b"X-Spam-Status: No, score=1.0 required=5.0\rBcc: forged@example.net",
+                                [b"X-Spam-Status: No, score=1.0 required=5.0"
+                                 b"\rBcc: forged@example.net",
                                  b"X-Spam-Level: *\r\rX-Forged: yes"]))
         outcome = await self.send(message("x"))
         self.assertEqual(outcome.data[0], 250)
