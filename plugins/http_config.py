@@ -29,9 +29,9 @@ once), while HTTP is not, so this plugin never waits for the network when asked:
     copy of that item is dropped, so the next lookup sees the change;
   - every ``refresh`` seconds each item asked for so far (and each ``preload`` name) is
     fetched again; one refresh round waits for the previous one to finish;
-  - a failed fetch (server down, timeout, a status other than 200 and 404) is logged at
-    LOGERROR with the URL and the reason; the item keeps its last fetched values if it had
-    any (a short outage changes nothing), otherwise the file is used.
+  - a failed fetch (server down, timeout, a status other than 200 and 404, an answer longer
+    than 16 MiB) is logged at LOGERROR with the URL and the reason; the item keeps its last
+    fetched values if it had any (a short outage changes nothing), otherwise the file is used.
 Consequence: a plugin that reads an item in its ``init`` (loaded right after http_config,
 before the reactor runs) gets the file's value, unless the item was already fetched; items
 read per connection or per message (e.g. ``smtpgreeting``) follow the HTTP server within one
@@ -54,10 +54,14 @@ from twisted.internet import defer, task
 from twisted.web.client import HTTPConnectionPool
 
 from qpsmtpd_tx.codes import DECLINED, LOGDEBUG, LOGERROR, LOGINFO, OK
+from qpsmtpd_tx.http_answer import bounded_agent, too_long
 from qpsmtpd_tx.plugin import Plugin, PluginError
 
 DEFAULT_REFRESH = 300.0
 DEFAULT_TIMEOUT = 10.0
+#: the most bytes of one answer we read (HTTP header and body): a config item of 16 MiB is
+#: far beyond any list a server reads at each message
+MAX_ANSWER = 16 << 20
 USAGE = "usage: http_config [refresh S] [timeout S] [preload NAME,NAME] URL [URL ...]"
 _NUMBER = re.compile(r"[0-9]+(\.[0-9]*)?|\.[0-9]+")
 _LINE_BREAKS = re.compile(r"[\r\n]+")
@@ -119,6 +123,7 @@ class HttpConfig(Plugin):
         self.pending = {}
         self.fetch_count = 0
         self._pool = HTTPConnectionPool(reactor, persistent=True)
+        self._agent = bounded_agent(reactor, self._pool, MAX_ANSWER)
         self._stopped = False
         self._shutdown_trigger = reactor.addSystemEventTrigger("before", "shutdown", self.stop)
         for name in self.preload:
@@ -227,7 +232,7 @@ class HttpConfig(Plugin):
 
     def _get(self, url):
         """A Deferred firing with (status, body bytes) of a GET, within the timeout."""
-        d = treq.get(url, pool=self._pool, reactor=self.reactor, timeout=self.timeout)
+        d = treq.get(url, agent=self._agent, reactor=self.reactor, timeout=self.timeout)
         d.addCallback(lambda response: treq.content(response).addCallback(
             lambda body: (response.code, body)))
         return d.addTimeout(self.timeout, self.reactor)
@@ -262,6 +267,8 @@ class HttpConfig(Plugin):
 def _describe(error):
     """A short reason for a failed fetch."""
     # twisted.web's ResponseFailed / ResponseNeverReceived wrap the real failures
+    if too_long(error) is not None:
+        return str(too_long(error))
     causes = [r.value for r in getattr(error, "reasons", None) or []] or [error]
     if any(isinstance(c, (defer.TimeoutError, defer.CancelledError)) for c in causes):
         return "no answer (timed out)"

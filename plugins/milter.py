@@ -68,7 +68,8 @@ The milter's answers:
   continue, accept, skip (stop sending body chunks), progress: the message goes on (accept
   is not an acceptance by this server: other plugins still decide);
   reject, tempfail: the stage is refused (at RCPT, only that recipient), with the milter's
-  own reply (``y``, checked: 4xx or 5xx, its lines agree, printable) or else
+  own reply (``y``, checked: 4xx or 5xx, its lines agree, printable, at most 32 lines of at
+  most 980 characters as libmilter sends) or else
   ``5.7.1 Command rejected`` / ``4.7.1 Service unavailable - try again later``. The
   milter's own code is sent as it is at HELO, MAIL, RCPT and the end of the message; at
   connect and DATA the code is the stage's (below) with the milter's text. A 421 closes
@@ -80,7 +81,11 @@ The milter's answers:
   at the end of the message, before its final answer: add, insert and change (or delete)
   header fields, replace the body, add and delete recipients, change the sender (its ESMTP
   parameters are logged and dropped), quarantine. They are applied only when the message is
-  accepted (continue or accept).
+  accepted (continue or accept). They may amount to at most 64 MiB (``databytes`` + 1 MiB
+  when that is more; each change counted as at least 512 bytes): more breaks the protocol.
+  A header change whose field name is not one (empty, a colon, a space, a control or 8-bit
+  character) breaks the protocol; a line break in a value that would start another field or
+  end the header is unfolded into a space.
 
 Replies (the stage's code, as qpsmtpd's table; the text as above):
   connect  550 / 450 and the connection is closed;  HELO 550 / 450;  MAIL 550 / 450;
@@ -230,6 +235,12 @@ class Milter(Plugin):
 
     # -- the connection's milter ------------------------------------------------------------
 
+    def _conversation(self):
+        """A new milter conversation; its bound on one message's changes leaves room for a
+        replaced body of up to ``databytes``."""
+        databytes = self.server.databytes or 0
+        return state.Conversation(max_changes=max(state.MAX_CHANGES, databytes + (1 << 20)))
+
     async def _link(self, transaction):
         """The connection's link, opened (with CONNECT) at its first use."""
         notes = transaction.connection.notes
@@ -239,7 +250,7 @@ class Milter(Plugin):
         link = notes[self.note] = _Link()
         try:
             link.client = await open_milter(self.address, self.connect_timeout,
-                                            self.command_timeout)
+                                            self.command_timeout, self._conversation())
             verdict = await self._send(
                 link, "connect", macros.connect_packet(transaction.connection),
                 macros.connect_macros(transaction.connection, self.server.me, self.daemon_name))

@@ -12,9 +12,9 @@ is a number (``204 No Content``: no answer). As in qpsmtpd 0.94:
 - any other number (``0xf1`` normal delivery, ``0xf2``–``0xf6`` vpopmail, ``0x11``,
   ``0x21``, ``0x22`` temporary problems, ``0xff`` not local…): logged, and the decision is
   left to the next plugin (``rcpt_ok``);
-- qmail-deliverabled unreachable, an HTTP error, no answer within ``timeout``, or no server
-  for the domain: logged as ``error, …`` and the recipient is not refused (0.94: "If no
-  connection can be made, deliverability is simply assumed").
+- qmail-deliverabled unreachable, an HTTP error, no answer within ``timeout``, an answer
+  longer than 64 KiB, or no server for the domain: logged as ``error, …`` and the recipient
+  is not refused (0.94: "If no connection can be made, deliverability is simply assumed").
 Relay clients and whitelisted senders are not checked. An address qmail-deliverabled's
 client would not send (not ``atext`` words joined by ``.`` and one ``@``) is logged as
 ``error (unknown) checking`` and not refused. Addresses are sent in lower case.
@@ -54,11 +54,14 @@ from twisted.internet import reactor
 from twisted.web.client import HTTPConnectionPool
 
 from qpsmtpd_tx.codes import DECLINED, DENY, LOGDEBUG, LOGINFO, LOGWARN
+from qpsmtpd_tx.http_answer import bounded_agent, too_long
 from qpsmtpd_tx.plugin import Plugin, PluginError
 from qpsmtpd_tx.plugin_args import boolean, positive, reject_settings
 
 DEFAULT_SERVER = "127.0.0.1:8998"
 DEFAULT_TIMEOUT = 30
+#: the most bytes of one answer we read (HTTP header and body; the answer is a number)
+MAX_ANSWER = 65536
 NO_MAILBOX = "Sorry, no mailbox by that name. qd (#5.1.1)"
 NULL_TO_LIST = "mailing lists do not accept null senders"
 #: the client's "communication error" value (Qmail::Deliverable::Client)
@@ -156,6 +159,7 @@ class QmailDeliverable(Plugin):
                                   % (server,))
             self.server_address = "%s:%d" % (host, self._port(port, server))
         self._pool = HTTPConnectionPool(reactor, persistent=False)
+        self._agent = bounded_agent(reactor, self._pool, MAX_ANSWER)
 
     @staticmethod
     def _port(text, server):
@@ -179,11 +183,11 @@ class QmailDeliverable(Plugin):
             raise QueryFailed("No SERVER defined; connection not attempted")
         url = "http://%s/qd1/deliverable?%s" % (server, quote(address, safe=""))
         try:
-            response = await treq.get(url, pool=self._pool, timeout=self.timeout,
+            response = await treq.get(url, agent=self._agent, timeout=self.timeout,
                                       headers={"Connection": "close"})
             body = await treq.content(response)
         except Exception as e:   # refused, reset, timed out: any failure means "no answer"
-            raise QueryFailed("Server %s unreachable or broken! (%s)" % (server, e))
+            raise QueryFailed("Server %s unreachable or broken! (%s)" % (server, too_long(e) or e))
         return parse_answer(response.code, body)
 
     async def hook_rcpt(self, transaction, recipient, *args):

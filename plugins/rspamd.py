@@ -66,11 +66,13 @@ Answer (rspamd's JSON) → reply:
   ``rewrite subject``          accepted; the Subject is replaced by rspamd's ``subject`` field
                                (else ``*** SPAM *** <subject>``, rspamd's default template).
   ``add header``, ``no action`` accepted.
-  any other action, a status other than 200, an answer that is not rspamd's JSON: a failed scan
-  (``fail_open``), as are a connection failure and the ``timeout``. Temporary answers are
-  ``452``, the code qpsmtpd gives every ``data_post`` DENYSOFT (the spamassassin and clamdscan
-  plugins answer the same). rspamd answers an error for a message above its own size limit
-  (``max_message``, 50 MiB by default), a failed scan too: keep ``databytes`` below it.
+  any other action, a status other than 200, an answer that is not rspamd's JSON, an answer
+  (HTTP header and body) longer than 1 MiB: a failed scan (``fail_open``), as are a
+  connection failure and the ``timeout``. Scores that are not finite numbers count as 0.
+  Temporary answers are ``452``, the code qpsmtpd gives every ``data_post`` DENYSOFT (the
+  spamassassin and clamdscan plugins answer the same). rspamd answers an error for a message
+  above its own size limit (``max_message``, 50 MiB by default), a failed scan too: keep
+  ``databytes`` below it.
 
 Headers of an accepted message. Fields ``X-Spam-Flag``, ``X-Spam-Status``, ``X-Spam-Level`` and
 ``X-Spam-Not-Scanned`` already in the message are removed first (a sender cannot pre-set
@@ -114,12 +116,16 @@ from zope.interface import implementer
 
 from qpsmtpd_tx import outcomes, policy
 from qpsmtpd_tx.codes import DECLINED, DENY, DENYSOFT, LOGERROR, LOGINFO, LOGWARN
+from qpsmtpd_tx.http_answer import bounded_agent, too_long
+from qpsmtpd_tx.message import is_field_name
 from qpsmtpd_tx.plugin import Plugin, PluginError
 from qpsmtpd_tx.plugin_args import boolean
 from qpsmtpd_tx.policy import Setting
 
 DEFAULT_URL = "http://127.0.0.1:11333"
 DEFAULT_TIMEOUT = 15.0
+#: the most bytes of one answer (HTTP header and body) we take: rspamd's JSON is a few KiB
+MAX_ANSWER = 1 << 20
 
 REJECT_TEXT = "Spam message rejected"
 TRY_AGAIN_TEXT = "Try again later"
@@ -136,7 +142,6 @@ OWN_HEADERS = ("X-Spam-Flag", "X-Spam-Status", "X-Spam-Level", "X-Spam-Not-Scann
 
 _NUMBER = re.compile(r"[0-9]+(\.[0-9]*)?|\.[0-9]+")
 _PROFILE = re.compile(r"[!-~]+")
-_FIELD_NAME = re.compile(r"[!-9;-~]+")
 
 
 def parse_settings_id(value):
@@ -239,6 +244,7 @@ class Rspamd(Plugin):
         # rspamd answers "Connection: close"; no connection is kept between scans (a POST
         # on a connection the server has closed meanwhile would fail instead of being retried).
         self._pool = HTTPConnectionPool(reactor, persistent=False)
+        self._agent = bounded_agent(reactor, self._pool, MAX_ANSWER)
         self._pending = set()
 
     @staticmethod
@@ -314,7 +320,7 @@ class Rspamd(Plugin):
 
         async def scan():
             response = await treq.request("POST", self.url, data=producer, headers=headers,
-                                          pool=self._pool, reactor=self.reactor)
+                                          agent=self._agent, reactor=self.reactor)
             body = await treq.content(response)
             return response.code, body
 
@@ -337,6 +343,8 @@ class Rspamd(Plugin):
     def _describe(self, error):
         if isinstance(error, (defer.TimeoutError, defer.CancelledError)):
             return "no answer within %g s" % self.timeout
+        if too_long(error) is not None:
+            return str(too_long(error))
         causes = [r.value for r in getattr(error, "reasons", None) or []] or [error]
         if any(isinstance(c, (defer.TimeoutError, defer.CancelledError)) for c in causes):
             return "no answer within %g s" % self.timeout
@@ -351,7 +359,7 @@ class Rspamd(Plugin):
             raise ScanError("HTTP %d: %s" % (code, _short(text)))
         try:
             answer = json.loads(text)
-        except ValueError:
+        except (ValueError, RecursionError):    # RecursionError: arrays nested too deep
             raise ScanError("the answer is not JSON: %s" % _short(text))
         if not isinstance(answer, dict) or not isinstance(answer.get("action"), str):
             raise ScanError("the answer has no action: %s" % _short(text))
@@ -425,7 +433,7 @@ class Rspamd(Plugin):
         """Log the ``milter`` requests that :func:`apply_milter` leaves out."""
         adds = milter.get("add_headers")
         for name in adds if isinstance(adds, dict) else ():
-            if not _FIELD_NAME.fullmatch(name):
+            if not is_field_name(name):
                 self.log(LOGWARN, "rspamd asked to add a header with a bad name %r" % name,
                          transaction)
         others = sorted(k for k in milter if k not in ("add_headers", "remove_headers"))
@@ -464,7 +472,7 @@ def change_headers(header, answer, profile):
         subject = answer.get("subject")
         if not isinstance(subject, str) or not subject.strip():
             subject = DEFAULT_SUBJECT % (header.get_first("Subject", "") or "")
-        header.replace("Subject", _header_value(subject))
+        header.replace("Subject", subject)
     milter = answer.get("milter")
     if isinstance(milter, dict):
         apply_milter(header, milter)
@@ -475,12 +483,12 @@ def apply_milter(header, milter):
     removes = milter.get("remove_headers")
     if isinstance(removes, dict):
         for name, which in removes.items():
-            if _FIELD_NAME.fullmatch(name) and isinstance(which, int):
+            if is_field_name(name) and isinstance(which, int):
                 remove_field(header, name, which)
     adds = milter.get("add_headers")
     if isinstance(adds, dict):
         for name, spec in adds.items():
-            if _FIELD_NAME.fullmatch(name):
+            if is_field_name(name):
                 for value, order in _header_specs(spec):
                     add_field(header, name, value, order)
 
@@ -503,19 +511,6 @@ def _header_safe(value):
     return " ".join(str(value).split())
 
 
-def _header_value(value):
-    """A header field value as the Header class stores it: LF line ends, every continuation
-    line starting with white space (a line break that would start a new field is unfolded)."""
-    lines = str(value).replace("\r\n", "\n").replace("\r", "\n").strip("\n").split("\n")
-    out = [lines[0]]
-    for line in lines[1:]:
-        if line[:1] in (" ", "\t") and line.strip():
-            out.append(line)
-        elif line.strip():
-            out[-1] += " " + line.strip()
-    return "\n".join(out)
-
-
 def _smtp_message(answer):
     messages = answer.get("messages")
     if isinstance(messages, dict):
@@ -535,7 +530,7 @@ def _header_specs(spec):
         else:
             value, order = item, None
         if isinstance(value, (str, int, float)) and not isinstance(value, bool):
-            yield _header_value(value), (order if isinstance(order, int)
+            yield str(value), (order if isinstance(order, int)
                                          and not isinstance(order, bool) else None)
 
 

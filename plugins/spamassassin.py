@@ -75,7 +75,8 @@ spam/ham, as qpsmtpd.
 Replies:
   score at or above the threshold   ``552 spam score exceeded threshold`` (qpsmtpd's text;
                                     ``452`` with ``reject_type temp``)
-  spamd unreachable, timed out, or a bad answer (``fail_open 0``)
+  spamd unreachable, timed out, or a bad answer (``fail_open 0``): one longer than 1 MiB,
+  or whose score is malformed or not a finite number (``nan`` would refuse every message)
                                     ``452 Unable to scan for spam`` (DENYSOFT at data_post)
   otherwise                         none (DECLINED)
 
@@ -140,6 +141,15 @@ def _number(text):
     if math.isnan(value) or math.isinf(value):
         raise ValueError(text)
     return None if value == 0 else value
+
+
+def _finite(text):
+    """A score of spamd's answer as a float; ValueError for NaN and infinities too (NaN is
+    neither below nor above a threshold, so it would refuse every message)."""
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(text)
+    return value
 
 
 def reject_threshold(text):
@@ -223,7 +233,11 @@ def parse_answer(data):
     spam_line = None
     s = _SPAM_LINE.match(fields.get("spam", ""))
     if s:
-        spam_line = (s.group(1).lower() in ("true", "yes"), float(s.group(2)), float(s.group(3)))
+        try:
+            spam_line = (s.group(1).lower() in ("true", "yes"), float(s.group(2)),
+                         float(s.group(3)))
+        except ValueError:      # the pattern lets "1.2.3" and "." through
+            raise SpamdError("malformed score in spamd's answer: %r" % fields["spam"][:80])
 
     headers, in_header = [], False
     for raw in rest.split(b"\n"):
@@ -393,8 +407,8 @@ class SpamAssassin(Plugin):
             if name.lower() == "x-spam-status":
                 results = parse_status(value)
         try:
-            score = float(results["score"])
-            required = float(results["required"])
+            score = _finite(results["score"])
+            required = _finite(results["required"])
         except (KeyError, ValueError):
             if spam_line is None:
                 return None

@@ -287,6 +287,7 @@ def validate_password(source, method, clear=None, digest=None, ticket=None, src_
         if not ticket:
             return codes.DECLINED, source
         expected = hmac.new(src_clear.encode(), ticket.encode(), hashlib.md5).hexdigest()
-        if hmac.compare_digest(expected, digest.lower()):
+        # as bytes: compare_digest refuses str with non-ASCII (a client's digest may hold any)
+        if hmac.compare_digest(expected.encode(), digest.lower().encode()):
             return codes.OK, source
     return deny, "%s - wrong password" % source

@@ -12,8 +12,41 @@ import re
 import tempfile
 
 _FIELD_START = re.compile(rb"^([!-9;-~]+)[ \t]*:")
+#: RFC 5322 ftext: printable ASCII but the colon
+_FIELD_NAME = re.compile(r"[!-9;-~]+")
+_LINE_BREAK = re.compile(r"\r\n|\r|\n")
 #: a line break and the white space that continues a folded field
 _UNFOLD = re.compile(r"\n[ \t]+")
+
+
+def is_field_name(name):
+    """True if ``name`` can name a header field (printable ASCII but ``:``, RFC 5322)."""
+    return _FIELD_NAME.fullmatch(name) is not None
+
+
+def field_value(value):
+    """``value`` made safe for a header field: LF line ends only, and each line after the
+    first starts with white space (a folded field). A line break that would start another
+    field (``x\\nBcc: …``, a CR, an empty line ending the header) is unfolded into a space:
+    a plugin or back end repeating text it was given cannot forge fields or end the header."""
+    if "\n" not in value and "\r" not in value:
+        return value
+    lines = _LINE_BREAK.split(value.strip("\r\n"))
+    out = [lines[0]]
+    for line in lines[1:]:
+        if line[:1] in (" ", "\t") and line.strip():
+            out.append(line)
+        elif line.strip():
+            out[-1] += " " + line.strip()
+    return "\n".join(out)
+
+
+def field_bytes(name, value):
+    """The raw field ``name: value`` with its LF (value through :func:`field_value`);
+    ValueError if ``name`` is not a field name."""
+    if not is_field_name(name):
+        raise ValueError("%r is not a header field name" % (name,))
+    return ("%s: %s\n" % (name, field_value(value))).encode("utf-8", "surrogateescape")
 
 
 class Header:
@@ -66,8 +99,9 @@ class Header:
         return sum(1 for n, _ in self.fields if n.lower() == lname)
 
     def add(self, name, value, prepend=False):
-        """Add a field; ``value`` may contain ``\\n`` + whitespace continuation lines."""
-        raw = ("%s: %s\n" % (name, value.rstrip("\n"))).encode("utf-8", "surrogateescape")
+        """Add a field; ``value`` may contain ``\\n`` + whitespace continuation lines (see
+        :func:`field_bytes`: no value can start another field)."""
+        raw = field_bytes(name, value)
         if prepend:
             self.fields.insert(0, (name, raw))
         else:
@@ -81,7 +115,7 @@ class Header:
     def replace(self, name, value):
         """Set a field to one value, in the place of the first existing one (or at the end)."""
         lname = name.lower()
-        raw = ("%s: %s\n" % (name, value.rstrip("\n"))).encode("utf-8", "surrogateescape")
+        raw = field_bytes(name, value)
         for i, (n, _) in enumerate(self.fields):
             if n.lower() == lname:
                 self.fields[i] = (name, raw)

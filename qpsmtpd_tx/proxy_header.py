@@ -111,6 +111,10 @@ def parse_v1_line(line):
             raise BadHeader("bad address %r" % (text,))
         if ip.version != version:
             raise BadHeader("%s is not an IPv%d address" % (text, version))
+        if getattr(ip, "scope_id", None) is not None:
+            # ipaddress takes "fe80::1%anything" (any bytes but space and LF, CR included),
+            # which would then stand for the client in the Received field and the logs
+            raise BadHeader("address %r with a zone index" % (text,))
         addresses.append(_plain(ip))
     ports = []
     for text in words[4:6]:

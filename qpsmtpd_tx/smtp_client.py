@@ -94,6 +94,9 @@ class NextHopProtocol(TimedClient, LineReceiver):
     def __init__(self, timeout, clock=reactor):
         TimedClient.__init__(self, timeout, clock)
         self._partial = []
+        #: the bytes of the lines in ``_partial``: one reply, all its lines, is at most
+        #: MAX_LENGTH bytes, as one line is
+        self._partial_size = 0
         self._tls_options = None
         #: "plain", "handshake" (STARTTLS accepted, handshake running) or "tls"
         self.tls_state = "plain"
@@ -121,9 +124,17 @@ class NextHopProtocol(TimedClient, LineReceiver):
             self.fail(NextHopError("garbled reply from the next hop: %r" % text[:80]))
             return
         self._partial.append(text[4:])
+        self._partial_size += len(line)
+        if self._partial_size > self.MAX_LENGTH:
+            # each continuation line restarts the timeout: without this bound a next hop
+            # could keep one reply going, and growing, for ever
+            self.fail(NextHopError("reply longer than %d bytes from the next hop"
+                                   % self.MAX_LENGTH))
+            return
         if text[3:4] == "-":
             return
         reply, self._partial = Reply(int(text[:3]), self._partial), []
+        self._partial_size = 0
         if self._tls_options is not None:
             options, self._tls_options = self._tls_options, None
             if reply.code == 220:

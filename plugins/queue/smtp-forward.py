@@ -91,7 +91,8 @@ Replies:
                    → DENY with its text (the core answers ``552 <its text>``)
   ... with a 4xx   → DECLINED with its text (``451 <its text>``, unless a later queue plugin
                    takes the message)
-  cannot connect, no greeting, EHLO refused, timeout, connection lost, garbled reply
+  cannot connect, no greeting, EHLO refused, timeout, connection lost, garbled reply, a
+  reply (all its lines) longer than 64 KiB
                    → DECLINED ``Unable to queue message (<why>)`` → ``451``
   TLS (require/verify) ``… (the next hop does not offer STARTTLS)``, ``… (the next hop
                    refused STARTTLS: <its reply>)``, ``… (TLS handshake with the next hop

@@ -6,7 +6,7 @@ final answer to the end of the message). QUARANTINE is not a change: the plugin 
 
 from qpsmtpd_tx.address import Address
 from qpsmtpd_tx.codes import LOGINFO, LOGWARN
-from qpsmtpd_tx.message import BodySpool
+from qpsmtpd_tx.message import BodySpool, field_bytes
 from qpsmtpd_tx.milter import codec
 
 
@@ -37,13 +37,9 @@ def apply(transaction, modifications, log):
         log(LOGINFO, "replaced the body (%d bytes)" % transaction.body.size)
 
 
-def _raw_field(name, value):
-    return ("%s: %s\n" % (name, value.rstrip("\n"))).encode("utf-8", "surrogateescape")
-
-
 def insert_header(header, index, name, value):
     """Insert a field at position ``index`` of the header (0: at the top; past the end: last)."""
-    header.fields.insert(min(index, len(header.fields)), (name, _raw_field(name, value)))
+    header.fields.insert(min(index, len(header.fields)), (name, field_bytes(name, value)))
 
 
 def change_header(header, index, name, value):
@@ -56,7 +52,7 @@ def change_header(header, index, name, value):
         seen += 1
         if seen == max(index, 1):
             if value.strip():
-                header.fields[i] = (name, _raw_field(name, value))
+                header.fields[i] = (name, field_bytes(name, value))
             else:
                 del header.fields[i]
             return

@@ -13,6 +13,8 @@ import struct
 
 import attr
 
+from qpsmtpd_tx.message import is_field_name
+
 #: the protocol version we speak
 VERSION = 6
 #: the oldest milter version whose replies we understand
@@ -196,13 +198,20 @@ def parse_optneg(data):
         raise ProtocolError("OPTNEG answer of %d bytes, not 12" % len(data))
     version, actions, protocol = struct.unpack("!III", data[:12])
     macros = {}
-    rest = data[12:]
-    while rest:
-        if len(rest) < 5 or b"\0" not in rest[4:]:
+    position = 12
+    while position < len(data):
+        end = data.find(b"\0", position + 4)
+        if len(data) - position < 5 or end < 0:
             raise ProtocolError("malformed macro list in the OPTNEG answer")
-        (stage,) = struct.unpack("!I", rest[:4])
-        names, _, rest = rest[4:].partition(b"\0")
-        macros[stage] = [normal_macro_name(n) for n in names.decode("ascii", "replace").split()]
+        (stage,) = struct.unpack_from("!I", data, position)
+        # one list per stage at most, as libmilter's smfi_setsymlist allows: a milter that
+        # sent a megabyte of tiny lists is refused, not read list by list
+        if stage > M_EOH or stage in macros:
+            raise ProtocolError("macro list for stage %d in the OPTNEG answer (stages 0 to %d, "
+                                "one list each)" % (stage, M_EOH))
+        names = data[position + 4:end].decode("ascii", "replace").split()
+        macros[stage] = [normal_macro_name(n) for n in names]
+        position = end + 1
     return Negotiated(version, actions, protocol, macros)
 
 
@@ -235,14 +244,27 @@ class Reply:
 SIMPLE_REPLIES = (R_ACCEPT, R_CONTINUE, R_DISCARD, R_PROGRESS, R_REJECT, R_SKIP, R_TEMPFAIL,
                   R_SHUTDOWN, R_CONN_FAIL)
 _REPLY_LINE = re.compile(r"([45][0-9][0-9])([ -])(.*)\Z", re.S)
+#: the most lines, and bytes per line, of a REPLYCODE: libmilter's own limits
+#: (smfi_setmlreply takes 32 lines, smfi_setreply 980 bytes): a reply a client can take
+MAX_REPLY_LINES = 32
+MAX_REPLY_LINE = 980
 _ENHANCED = re.compile(r"[45]\.[0-9]{1,3}\.[0-9]{1,3}\Z")
 
 
 def _split_strings(data, count, what):
     parts = data.split(b"\0")
-    if len(parts) < count + 1 or parts[-1] != b"":
+    if len(parts) != count + 1 or parts[-1] != b"":
         raise ProtocolError("%s: expected %d NUL-terminated strings" % (what, count))
     return [p.decode("utf-8", "surrogateescape") for p in parts[:-1]]
+
+
+def _field(data, what):
+    """The field name and value of a header change; ProtocolError for a bad name (its value
+    is made safe where it is applied, :func:`qpsmtpd_tx.message.field_bytes`)."""
+    name, value = _split_strings(data, 2, what)
+    if not is_field_name(name):
+        raise ProtocolError("%s with a bad field name %r" % (what, name[:100]))
+    return name, value
 
 
 def parse_replycode(text):
@@ -252,6 +274,10 @@ def parse_replycode(text):
     raw_lines = text.rstrip("\r\n").split("\r\n") if text else []
     if not raw_lines:
         raise ProtocolError("empty REPLYCODE")
+    if len(raw_lines) > MAX_REPLY_LINES or max(map(len, raw_lines)) > MAX_REPLY_LINE:
+        raise ProtocolError("REPLYCODE of %d lines, the longest of %d characters (at most %d "
+                            "of %d)" % (len(raw_lines), max(map(len, raw_lines)),
+                                        MAX_REPLY_LINES, MAX_REPLY_LINE))
     code, lines = None, []
     for i, raw in enumerate(raw_lines):
         m = _REPLY_LINE.match(raw if len(raw) > 3 else raw + " ")
@@ -282,13 +308,13 @@ def parse_reply(command, data):
         code, lines = parse_replycode(text)
         return Reply(command, code=code, lines=tuple(lines))
     if command == R_ADDHEADER:
-        name, value = _split_strings(data, 2, "ADDHEADER")
+        name, value = _field(data, "ADDHEADER")
         return Reply(command, name=name, value=value)
     if command in (R_INSHEADER, R_CHGHEADER):
         if len(data) < 4:
             raise ProtocolError("header change without an index")
         (index,) = struct.unpack("!I", data[:4])
-        name, value = _split_strings(data[4:], 2, "header change")
+        name, value = _field(data[4:], "header change")
         return Reply(command, name=name, value=value, index=index)
     if command in (R_ADDRCPT, R_DELRCPT):
         (address,) = _split_strings(data, 1, "recipient change")

@@ -107,6 +107,12 @@ MODIFICATIONS = {
     codec.R_QUARANTINE: codec.F_QUARANTINE,
 }
 
+#: the most a milter's changes to one message may amount to (header fields, REPLBODY data):
+#: they are held in memory until its final answer. Each change counts at least CHANGE_COST
+#: bytes, so that a flood of tiny ones is bounded too.
+MAX_CHANGES = 64 << 20
+CHANGE_COST = 512
+
 CONTINUE, ACCEPT, REJECT, TEMPFAIL, DISCARD, SKIP, FAIL = (
     "continue", "accept", "reject", "tempfail", "discard", "skip", "fail")
 _FINAL = {codec.R_CONTINUE: CONTINUE, codec.R_ACCEPT: ACCEPT, codec.R_REJECT: REJECT,
@@ -145,8 +151,12 @@ class Conversation:
     """One milter conversation, MTA side. Call :meth:`optneg` first, feed every byte received
     to :meth:`receive`, and build each stage's bytes with :meth:`step` (or the helpers)."""
 
-    def __init__(self, actions=OFFERED_ACTIONS, protocol=OFFERED_PROTOCOL):
+    def __init__(self, actions=OFFERED_ACTIONS, protocol=OFFERED_PROTOCOL,
+                 max_changes=MAX_CHANGES):
         self.state = State.NEW
+        #: the bound of one message's changes (bytes; see :data:`MAX_CHANGES`)
+        self.max_changes = max_changes
+        self._changes_size = 0
         self.offered_actions = actions
         self.offered_protocol = protocol
         #: the milter's OPTNEG answer (a codec.Negotiated), once received
@@ -207,6 +217,7 @@ class Conversation:
         if awaits:
             self._awaiting = stage
             self._modifications = []
+            self._changes_size = 0
         return Step(stage, data, awaits)
 
     def _wanted_macros(self, macro_stage, macros):
@@ -262,6 +273,9 @@ class Conversation:
                                     % (command, stage))
             if not self.negotiated.actions & MODIFICATIONS[command]:
                 raise ProtocolError("modification %r without the negotiated action" % command)
+            self._changes_size += len(payload) + CHANGE_COST
+            if self._changes_size > self.max_changes:
+                raise ProtocolError("changes to the message over %d bytes" % self.max_changes)
             self._modifications.append(reply)
             return None
         if command == codec.R_REPLYCODE:
@@ -279,6 +293,7 @@ class Conversation:
             raise ProtocolError("discard at %s (there is no message to discard)" % stage)
         self._awaiting = None
         modifications, self._modifications = tuple(self._modifications), []
+        self._changes_size = 0
         if action == FAIL or (stage == "connect" and action in (ACCEPT, REJECT)):
             self.connection_finished = True
         elif stage not in ("connect", "helo") and action != CONTINUE and action != SKIP and not (

@@ -138,8 +138,10 @@ class HelperTests(unittest.TestCase):
                          ["Top", "Second", "A", "X", "B", "X", "X", "End", "End2", "Far"])
 
     def test_header_values_cannot_start_new_fields(self):
-        self.assertEqual(rspamd_plugin._header_value("a\r\nBcc: x@y\n\tcontinued\n"),
-                         "a Bcc: x@y\n\tcontinued")
+        header = Header()
+        rspamd_plugin.apply_milter(header,
+                                   {"add_headers": {"X-A": "a\r\nBcc: x@y\n\tcontinued\n"}})
+        self.assertEqual(header.as_bytes(), b"X-A: a Bcc: x@y\n\tcontinued\n")
 
     def test_spam_status_is_folded(self):
         answer = {"action": "add header", "score": 7, "required_score": 15,
