@@ -167,17 +167,19 @@ class PacketReader:
     def feed(self, data):
         """Add bytes; return the complete packets now available. ProtocolError for a packet
         with no command or one longer than the limit."""
-        self._buffer += data
+        buffer = self._buffer + data
         packets = []
-        while len(self._buffer) >= 4:
-            (length,) = struct.unpack("!I", self._buffer[:4])
+        start = 0       # (the rest is cut off once, not after each packet: many small
+        end = len(buffer)   # packets in one read cost time in proportion to their number)
+        while end - start >= 4:
+            (length,) = struct.unpack_from("!I", buffer, start)
             if length == 0 or length > self._max:
                 raise ProtocolError("packet of %d bytes (limit %d)" % (length, self._max))
-            if len(self._buffer) < 4 + length:
+            if end - start < 4 + length:
                 break
-            body = self._buffer[4:4 + length]
-            self._buffer = self._buffer[4 + length:]
-            packets.append((body[:1], body[1:]))
+            packets.append((buffer[start + 4:start + 5], buffer[start + 5:start + 4 + length]))
+            start += 4 + length
+        self._buffer = buffer[start:]
         return packets
 
 
