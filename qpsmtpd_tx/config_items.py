@@ -231,6 +231,10 @@ def read_items(config, names=None):
         except ConfigError as e:
             problems.append(str(e))
             values[name] = ITEMS[name].default
+        if ITEMS[name].live:
+            # read here only to report a bad file: the first real use asks the config
+            # hooks of the plugins then loaded (http_config), not this reading's cache
+            config.forget(name)
     return values, problems
 
 
