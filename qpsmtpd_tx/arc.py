@@ -37,6 +37,8 @@ MAX_INSTANCE = 50
 #: the body hash every seal of ours needs
 SEAL_BODY = ("relaxed", "sha256", None)
 _AAR_INSTANCE = re.compile(rb"\s*i\s*=\s*(\d+)\s*;")
+#: the longest i= read as a number (any longer one is far beyond MAX_INSTANCE)
+_INSTANCE_DIGITS = 9
 
 
 class MessageSignature(dkim_verify.Signature):
@@ -140,14 +142,17 @@ class Chain:
 
 
 def _instance(name, value):
+    """The ``i=`` of an ARC field; None if it has none that is a number of at most
+    :data:`_INSTANCE_DIGITS` digits (int() refuses more than 4300: a ValueError)."""
     if name == AAR:
         match = _AAR_INSTANCE.match(value)
-        return int(match.group(1)) if match else None
-    try:
-        tags = tag_value.parse(value)
-        return int(tags[b"i"]) if tags.get(b"i", b"").isdigit() else None
-    except InvalidTagValueList:
-        return None
+        digits = match.group(1) if match else b""
+    else:
+        try:
+            digits = tag_value.parse(value).get(b"i", b"")
+        except InvalidTagValueList:
+            return None
+    return int(digits) if digits.isdigit() and len(digits) <= _INSTANCE_DIGITS else None
 
 
 class Verdict:
