@@ -72,7 +72,7 @@ overwrote ``dmarc=…`` with the policy text) and is written also without a poli
 
 from twisted.internet import defer
 
-from qpsmtpd_tx import arc_check, arc_override, dmarc_policy
+from qpsmtpd_tx import arc_check, arc_override, authresults, dmarc_policy
 from qpsmtpd_tx.codes import DECLINED, LOGINFO
 from qpsmtpd_tx.dns import DNSError
 from qpsmtpd_tx.plugin import Plugin
@@ -151,13 +151,15 @@ class DMARCPlugin(Plugin):
         trusted ARC sealer's chain has to be checked."""
         if isinstance(found, DNSError):
             transaction.notes["dmarc_result"] = "temperror"
-            self.store_auth_results(transaction, "dmarc=temperror header.from=%s" % domain)
+            self.store_auth_results(transaction, "dmarc=temperror header.from=%s"
+                                    % authresults.clipped(domain))
             self.log(LOGINFO, "skip, DNS error: %s" % found, transaction)
             return DECLINED
         record, from_org = found
         if record is None:
             transaction.notes["dmarc_result"] = "none"
-            self.store_auth_results(transaction, "dmarc=none header.from=%s" % domain)
+            self.store_auth_results(transaction, "dmarc=none header.from=%s"
+                                    % authresults.clipped(domain))
             self.log(LOGINFO, "skip, no policy", transaction)
             return DECLINED
         spf = transaction.notes.get("dmarc_spf") or {}
@@ -186,7 +188,7 @@ class DMARCPlugin(Plugin):
         that overrides a failure, ``unchecked``: one whose chain could not be checked now."""
         self.store_auth_results(transaction, "dmarc=%s (p=%s sp=%s dis=%s%s) header.from=%s" % (
             verdict.result, record.p, record.sp, "none" if vouch else verdict.disposition,
-            ", %s" % vouch.comment() if vouch else "", domain))
+            ", %s" % vouch.comment() if vouch else "", authresults.clipped(domain)))
         if verdict.result == "pass":
             if not self.log_enabled(LOGINFO):
                 return DECLINED

@@ -29,7 +29,7 @@ from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
 from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
 from dkim.util import InvalidTagValueList
 
-from qpsmtpd_tx import dkim_body, dkim_sign, dkim_tags, dkim_verify, tag_value
+from qpsmtpd_tx import authresults, dkim_body, dkim_sign, dkim_tags, dkim_verify, tag_value
 
 AAR, AMS, SEAL = b"arc-authentication-results", b"arc-message-signature", b"arc-seal"
 #: the most ARC sets a chain may have (RFC 8617 section 4.2.1)
@@ -167,7 +167,7 @@ class Verdict:
         """The Authentication-Results entry (RFC 8617 section 6)."""
         parts = ["arc=%s" % self.result]
         if self.reason:
-            parts.append('reason="%s"' % self.reason.replace("\\", "").replace('"', "'"))
+            parts.append(authresults.reason(self.reason))
         if self.result in ("pass", "fail") and remote_ip:
             parts.append("smtp.remote-ip=%s" % remote_ip)
         if self.result == "pass":

@@ -18,6 +18,20 @@ from qpsmtpd_tx.printable import printable
 
 FIELD = "Authentication-Results"
 NOTE = "authentication_results"
+#: the most characters of a message's text (a reason quoting a tag value, a ``d=``) an entry
+#: repeats: a hostile field of a few hundred KB must not make ours as big
+MAX_VALUE = 256
+
+
+def clipped(text):
+    """``text``, cut to :data:`MAX_VALUE` characters (ending in ``...`` when cut)."""
+    return text if len(text) <= MAX_VALUE else text[:MAX_VALUE - 3] + "..."
+
+
+def reason(text):
+    """The ``reason="…"`` property of an entry for ``text``: clipped, no backslash, ``'`` for
+    ``"``."""
+    return 'reason="%s"' % clipped(text).replace("\\", "").replace('"', "'")
 
 
 def authserv_id(value):

@@ -37,7 +37,7 @@ from dkim.util import InvalidTagValueList
 
 from twisted.internet import defer
 
-from qpsmtpd_tx import dkim_body, dkim_tags, tag_value
+from qpsmtpd_tx import authresults, dkim_body, dkim_tags, tag_value
 from qpsmtpd_tx.dns import DNSError
 
 MIN_RSA_BITS = 1024
@@ -118,10 +118,11 @@ class Signature:
         """This signature's Authentication-Results entry (RFC 8601, RFC 6008 ``header.b``)."""
         entry = "dkim=%s" % (self.result,)
         if self.reason:
-            entry += ' reason="%s"' % self.reason.replace("\\", "").replace('"', "'")
+            entry += " " + authresults.reason(self.reason)
         if self.domain:
-            entry += " header.d=%s header.i=%s header.s=%s header.a=%s" % (
-                self.domain, self.identity, self.selector, self.algorithm)
+            entry += " header.d=%s header.i=%s header.s=%s header.a=%s" % tuple(map(
+                authresults.clipped, (self.domain, self.identity, self.selector,
+                                      self.algorithm)))
             b_value = self.tags.get(b"b", b"")
             b_tag = b_value[:16].translate(None, dkim_tags.WHITE_SPACE)[:8]
             if len(b_tag) < 8:      # white space in its first characters

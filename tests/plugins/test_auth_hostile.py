@@ -30,3 +30,28 @@ class HugeNumberTests(ARCCase):
         self.assertEqual(results[2], 'arc=fail reason="ARC-Seal without a valid i=" '
                                      'smtp.remote-ip=127.0.0.1')
         self.assertEqual(self.logged(codes.LOGERROR, "."), [])
+
+
+class ResultSizeTests(ARCCase):
+    async def test_our_field_does_not_repeat_huge_values(self):
+        """A b= of 100 KB that is no base64 and a From domain of 60 KB: the reasons quoted
+        them whole, so our Authentication-Results field was as big as the sender's fields."""
+        self.serve_dkim("reject 0", after=["dmarc reject 0"])
+        folded = "\r\n ".join(["!" * 1000] * 100)
+        huge_domain = ".".join(["a" * 60] * 1000)
+        text = text_message(self.zone).replace("sender@%s" % self.zone,
+                                               "sender@" + huge_domain, 1)
+        field = ("DKIM-Signature: v=1; a=rsa-sha256; d=%s; s=%s; h=from; bh=AAAA;\r\n b=%s\r\n"
+                 % (self.zone, SELECTOR, folded))
+        outcome = await self.send_from("me@example.net", field + text)
+        self.assertEqual(outcome.data[0], 250)
+        [value] = outcome.header.get("Authentication-Results")
+        self.assertLess(len(value), 1000, value[:300])
+        dkim_entry, dmarc_entry = value.split("; ")[2:]
+        self.assertTrue(dkim_entry.startswith(
+            'dkim=neutral reason="bad signature: b= value is not valid base64'), dkim_entry)
+        self.assertIn('..." header.d=%s header.i=@%s header.s=%s header.a=rsa-sha256 '
+                      % ((self.zone,) * 2 + (SELECTOR,)), dkim_entry)
+        # (none or temperror: the organizational domain's name is asked of the test DNS)
+        self.assertRegex(dmarc_entry, r"^dmarc=(none|temperror) header\.from=%s\.\.\.$"
+                         % huge_domain[:253].replace(".", r"\."))
