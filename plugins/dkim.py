@@ -14,7 +14,8 @@ Each signature adds one entry to the message's Authentication-Results field
 (:mod:`qpsmtpd_tx.authresults`), e.g.
 ``dkim=pass header.d=example.org header.i=@example.org header.s=may2013 header.a=rsa-sha256
 header.b=AbCdEfGh`` or ``dkim=fail reason="body has been altered" …``; no signature adds
-``dkim=none``.
+``dkim=none``. A reason or tag value longer than 256 characters (a malformed signature's
+reason quotes the bad tag) is cut there, ending in ``...``.
 
 The message's result is the first signature's, or ``pass`` if any passes (as Mail::DKIM
 decides it), named as 0.94 names it: ``pass``, ``fail``, ``invalid`` (malformed signature, no

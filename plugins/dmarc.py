@@ -18,7 +18,8 @@ qpsmtpd 0.94: ``{"domain": …, "scope": "mfrom"|"helo", "result": "pass"|…}``
 
 Result: one entry in the Authentication-Results field, ``dmarc=pass|fail (p=P sp=S dis=D)
 header.from=<domain>``, ``dmarc=none header.from=<domain>`` without a policy, or
-``dmarc=temperror`` when the DNS could not answer (the message is then accepted);
+``dmarc=temperror`` when the DNS could not answer (the message is then accepted); a From
+domain longer than 256 characters is cut there in the entry, ending in ``...``;
 transaction note ``dmarc_result`` (``pass``, ``fail``, ``none``, ``temperror``).
 
 Per-recipient settings (recipient notes, README "Per-recipient policy"): ``dmarc_reject``
