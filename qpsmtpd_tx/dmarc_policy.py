@@ -46,8 +46,13 @@ def organizational_domain(domain, psl):
 @functools.lru_cache(maxsize=4096)
 def from_domain(froms):
     """The domain of the one address in the From fields ``froms`` (a tuple of values), lower
-    case; None if there is not exactly one field with one address that has a domain."""
-    addresses = getaddresses(froms)
+    case; None if there is not exactly one field with one address that has a domain, or if
+    the field cannot be read (the email package's parser recurses once per ``(`` or ``:``
+    and raises RecursionError on a few hundred of them)."""
+    try:
+        addresses = getaddresses(froms)
+    except RecursionError:
+        return None
     domains = {a.rpartition("@")[2].strip().lower().strip(".") for _, a in addresses}
     if len(froms) > 1 or len(addresses) != 1 or "" in domains or "@" not in addresses[0][1]:
         return None

@@ -55,3 +55,15 @@ class ResultSizeTests(ARCCase):
         # (none or temperror: the organizational domain's name is asked of the test DNS)
         self.assertRegex(dmarc_entry, r"^dmarc=(none|temperror) header\.from=%s\.\.\.$"
                          % huge_domain[:253].replace(".", r"\."))
+
+
+class FromFieldTests(ARCCase):
+    async def test_a_from_field_the_parser_cannot_read_is_unparseable(self):
+        """Thousands of nested comments or group colons: the email package's address parser
+        recursed until RecursionError, raised out of the dmarc plugin."""
+        self.serve_dkim("reject 0", after=["dmarc"])
+        for hostile in ("(" * 3000 + "a@bank.example", "g:" * 3000 + "a@bank.example;"):
+            text = text_message(self.zone).replace("Sender <sender@%s>" % self.zone, hostile, 1)
+            outcome = await self.send_from("me@example.net", text)
+            self.assertEqual(outcome.data, (552, "unparseable from header"))
+        self.assertEqual(self.logged(codes.LOGERROR, "."), [])
