@@ -21,7 +21,6 @@ is not used, as RFC 6376 section 3.5 says.
 
 import base64
 import binascii
-import functools
 import re
 
 import dkim
@@ -39,6 +38,7 @@ from twisted.internet import defer
 
 from qpsmtpd_tx import authresults, dkim_body, dkim_tags, tag_value
 from qpsmtpd_tx.dns import DNSError
+from qpsmtpd_tx.small_cache import small_cache
 
 MIN_RSA_BITS = 1024
 _ALGORITHMS = {b"rsa-sha256": ("rsa", "sha256"), b"rsa-sha1": ("rsa", "sha1"),
@@ -238,11 +238,12 @@ def parse_key(record, signature):
     return kind, key
 
 
-@functools.lru_cache(maxsize=256)
+@small_cache(256, 4096)
 def _load_key(record):
     """``(tags, kind, key or KeyProblem, facts)`` of a key record (facts: see
     :func:`_key_facts`); tags None if it does not parse. Cached: the same few keys sign most
-    mail, and parsing one costs more than checking."""
+    mail, and parsing one costs more than checking (a record of an RSA key of 16384 bits
+    has 2.8 KB: a longer one, which a hostile zone may publish, is not remembered)."""
     try:
         tags = tag_value.parse(record.encode("ascii", "replace"))
     except InvalidTagValueList:

@@ -6,13 +6,14 @@ The organizational domain is the registrable domain by the Public Suffix List (t
 config file).
 """
 
-import functools
 import io
 import random
 import re
 from email.utils import getaddresses
 
 from publicsuffixlist import PublicSuffixList
+
+from qpsmtpd_tx.small_cache import small_cache
 
 POLICIES = ("none", "quarantine", "reject")
 #: a message not sampled by pct= gets the next less strict policy (RFC 7489 section 6.6.4)
@@ -36,15 +37,18 @@ def suffix_list(rules=None):
 
 # The caches below hold what every message from the same domain asks again (a few
 # hundredths of a millisecond each, measured under load); their entries are immutable.
+# Arguments longer than this are not remembered (no real From field, domain or policy
+# record is): a cache keeps its arguments.
+CACHED_CHARS = 1024
 
-@functools.lru_cache(maxsize=4096)
+@small_cache(4096, CACHED_CHARS)
 def organizational_domain(domain, psl):
     """The registrable domain of ``domain`` (itself if it is a public suffix or unknown)."""
     domain = domain.lower().strip(".")
     return psl.privatesuffix(domain) or domain
 
 
-@functools.lru_cache(maxsize=4096)
+@small_cache(4096, CACHED_CHARS)
 def from_domain(froms):
     """The domain of the one address in the From fields ``froms`` (a tuple of values), lower
     case; None if there is not exactly one field with one address that has a domain, or if
@@ -80,7 +84,7 @@ class Record:
             self.sp = self.p
 
 
-@functools.lru_cache(maxsize=1024)
+@small_cache(1024, CACHED_CHARS)
 def parse_record(text):
     """The Record of TXT ``text``, or None if it is not a DMARC record (shared: not to be
     changed)."""
