@@ -2,9 +2,12 @@
 sender writes, on a server on a loopback socket with keys on the suite's private NSD: every
 such message gets a result and an SMTP answer, never a traceback."""
 
+import base64
+
 from qpsmtpd_tx import codes, dmarc_policy
 from tests.plugins.test_arc import ARCCase
-from tests.support.dkim_cases import SELECTOR, text_message
+from tests.support import mail_dkim
+from tests.support.dkim_cases import SELECTOR, text_message, with_signature
 
 
 class HugeNumberTests(ARCCase):
@@ -79,3 +82,21 @@ class FromFieldTests(ARCCase):
         self.assertEqual(outcome.data[0], 250)
         self.assertIn("header.from=%s" % self.zone, self.auth_results(outcome)[-1])
         self.assertEqual(dmarc_policy.from_domain.cache_info().currsize, before)
+
+
+class KeyRecordTests(ARCCase):
+    async def test_a_key_dkimpy_cannot_read_is_malformed(self):
+        """A SubjectPublicKeyInfo whose NULL has a length: dkimpy's ASN.1 reader raised
+        AssertionError out of the dkim plugin (found by mutating keys)."""
+        der = bytearray(base64.b64decode(self.record.split("p=")[1]))
+        self.assertEqual(der[17:19], b"\x05\x00")
+        der[18] = 1
+        self.publish({"bad": "v=DKIM1; k=rsa; p=" + base64.b64encode(bytes(der)).decode()})
+        self.serve_dkim()
+        text = text_message(self.zone)
+        field = mail_dkim.sign(text.encode(), self.keyfile, self.zone, "bad")
+        outcome = await self.send(with_signature(field, text))
+        self.assertEqual(outcome.data[0], 250)
+        self.assertTrue(self.auth_results(outcome)[0].startswith(
+            'dkim=permerror reason="malformed rsa key" '), self.auth_results(outcome))
+        self.assertEqual(self.logged(codes.LOGERROR, "."), [])
