@@ -157,6 +157,9 @@ def _text(value):
 _FOLDED = re.compile(rb"[^\n]*\n(?:[ \t][^\n]*\n)*\Z")
 #: bytes a field name may hold (RFC 5322 ftext, as dkimpy's parser reads names)
 _NAME_BYTES = re.compile(rb"[\x21-\x39\x3b-\x7e]+\Z")
+#: a field with white space before its colon (RFC 5322 obs-optional): ``From :`` is a From
+#: field to a mail reader, not an mbox ``From `` line
+_SPACED_NAME = re.compile(rb"[\x21-\x39\x3b-\x7e]+[ \t]+:")
 
 
 def parse_fields(header_block):
@@ -176,7 +179,9 @@ def parse_fields(header_block):
         name, colon, value = line.partition(b":")
         if colon and _NAME_BYTES.match(name):
             fields.append([name, value + b"\r\n"])
-        elif not line.startswith(b"From "):
+        elif not line.startswith(b"From ") or _SPACED_NAME.match(line):
+            # (dkimpy skips "From :" lines too: a second From field the signature does not
+            # cover then went unseen, and a signature passed)
             raise ValueError("not a header field: %r" % line[:40])
     return fields
 

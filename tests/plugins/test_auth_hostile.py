@@ -100,3 +100,21 @@ class KeyRecordTests(ARCCase):
         self.assertTrue(self.auth_results(outcome)[0].startswith(
             'dkim=permerror reason="malformed rsa key" '), self.auth_results(outcome))
         self.assertEqual(self.logged(codes.LOGERROR, "."), [])
+
+
+class SecondFromTests(ARCCase):
+    async def test_a_from_field_with_space_before_its_colon_is_not_skipped(self):
+        """``From : boss@…`` added to a signed message: a mail reader (and the dmarc plugin)
+        reads it as a From field; the signature check skipped it as an mbox ``From `` line
+        and passed. The header is now one it cannot read: no pass."""
+        self.serve_dkim("reject 0")
+        text = text_message(self.zone)
+        signed = with_signature(mail_dkim.sign(text.encode(), self.keyfile, self.zone,
+                                               SELECTOR), text)
+        self.assertEqual(self.auth_results(await self.send(signed))[0][:10], "dkim=pass ")
+        for added in ("From : boss@%s\r\n", "From\t:boss@%s\r\n"):
+            outcome = await self.send((added % self.zone) + signed)
+            self.assertEqual(outcome.data[0], 250)
+            self.assertEqual(self.auth_results(outcome), ["dkim=none"])
+        self.assertEqual(len(self.logged(codes.LOGINFO, "header not parsed: not a header "
+                                                        "field: b'From")), 2)
