@@ -4,10 +4,11 @@ Load it after ``sender_permitted_from`` and ``dkim`` (it reads their results) an
 two not refuse what DMARC should decide (qpsmtpd's advice: ``reject 0`` or low levels).
 
 For a message not from a relay client: the From field's domain (one From field with one
-address, else refused); its policy is the TXT record ``v=DMARC1`` at ``_dmarc.<domain>``, or,
-if there is none, at ``_dmarc.<organizational domain>`` (the registrable domain by the Public
-Suffix List), where ``sp=`` (default ``p=``) applies. The message passes if a DKIM signature
-that passed has an aligned ``d=`` or SPF passed for an aligned MAIL FROM (or HELO) domain;
+address whose domain is a domain name written as such, else refused); its policy is the TXT
+record ``v=DMARC1`` at ``_dmarc.<domain>``, or, if there is none, at
+``_dmarc.<organizational domain>`` (the registrable domain by the Public Suffix List),
+where ``sp=`` (default ``p=``) applies. The message passes if a DKIM signature that passed
+has an aligned ``d=`` or SPF passed for an aligned MAIL FROM (or HELO) domain;
 ``adkim``/``aspf`` ``r`` (default: same organizational domain) or ``s`` (same name). A failing
 message gets the policy, but only ``pct=`` percent of them do: the others get the next less
 strict one (reject → quarantine → none).
@@ -18,8 +19,7 @@ qpsmtpd 0.94: ``{"domain": …, "scope": "mfrom"|"helo", "result": "pass"|…}``
 
 Result: one entry in the Authentication-Results field, ``dmarc=pass|fail (p=P sp=S dis=D)
 header.from=<domain>``, ``dmarc=none header.from=<domain>`` without a policy, or
-``dmarc=temperror`` when the DNS could not answer (the message is then accepted); a From
-domain longer than 256 characters is cut there in the entry, ending in ``...``;
+``dmarc=temperror`` when the DNS could not answer (the message is then accepted);
 transaction note ``dmarc_result`` (``pass``, ``fail``, ``none``, ``temperror``).
 
 Per-recipient settings (recipient notes, README "Per-recipient policy"): ``dmarc_reject``
@@ -66,14 +66,17 @@ A line that is not a domain name stops start-up, naming the file and line.
 
 Differences from qpsmtpd 0.94, intended: the ARC override above (0.94 has no ARC); no
 aggregate or failure reports (``rua``/``ruf`` are not acted on); several From addresses or
-fields are refused (0.94's TODO); the Authentication-Results entry is complete (0.94
-overwrote ``dmarc=…`` with the policy text) and is written also without a policy
-(``dmarc=none``); a DNS failure is ``temperror``.
+fields are refused (0.94's TODO), and so is a From whose address Python's parser reads
+with a domain that is no domain name or is not written in the field (``a@bank.example x``
+reads as ``bank.examplex``, ``a@bank.example\\`` keeps the backslash: a reader shows
+``bank.example``, whose policy would not be checked); the Authentication-Results entry is
+complete (0.94 overwrote ``dmarc=…`` with the policy text) and is written also without a
+policy (``dmarc=none``); a DNS failure is ``temperror``.
 """
 
 from twisted.internet import defer
 
-from qpsmtpd_tx import arc_check, arc_override, authresults, dmarc_policy
+from qpsmtpd_tx import arc_check, arc_override, dmarc_policy
 from qpsmtpd_tx.codes import DECLINED, LOGINFO
 from qpsmtpd_tx.dns import DNSError
 from qpsmtpd_tx.plugin import Plugin
@@ -152,15 +155,13 @@ class DMARCPlugin(Plugin):
         trusted ARC sealer's chain has to be checked."""
         if isinstance(found, DNSError):
             transaction.notes["dmarc_result"] = "temperror"
-            self.store_auth_results(transaction, "dmarc=temperror header.from=%s"
-                                    % authresults.clipped(domain))
+            self.store_auth_results(transaction, "dmarc=temperror header.from=%s" % domain)
             self.log(LOGINFO, "skip, DNS error: %s" % found, transaction)
             return DECLINED
         record, from_org = found
         if record is None:
             transaction.notes["dmarc_result"] = "none"
-            self.store_auth_results(transaction, "dmarc=none header.from=%s"
-                                    % authresults.clipped(domain))
+            self.store_auth_results(transaction, "dmarc=none header.from=%s" % domain)
             self.log(LOGINFO, "skip, no policy", transaction)
             return DECLINED
         spf = transaction.notes.get("dmarc_spf") or {}
@@ -189,7 +190,7 @@ class DMARCPlugin(Plugin):
         that overrides a failure, ``unchecked``: one whose chain could not be checked now."""
         self.store_auth_results(transaction, "dmarc=%s (p=%s sp=%s dis=%s%s) header.from=%s" % (
             verdict.result, record.p, record.sp, "none" if vouch else verdict.disposition,
-            ", %s" % vouch.comment() if vouch else "", authresults.clipped(domain)))
+            ", %s" % vouch.comment() if vouch else "", domain))
         if verdict.result == "pass":
             if not self.log_enabled(LOGINFO):
                 return DECLINED
