@@ -51,10 +51,12 @@ def organizational_domain(domain, psl):
 @small_cache(4096, CACHED_CHARS)
 def from_domain(froms):
     """The domain of the one address in the From fields ``froms`` (a tuple of values), lower
-    case; None if there is not exactly one field with one address that has a domain, or if
-    the field cannot be read (the email package's parser recurses once per ``(`` or ``:``
-    and raises RecursionError on a few hundred of them), or if that domain is no domain
-    name written as such in the field (see :func:`_as_written`)."""
+    case, a non-ASCII one in its IDNA form (``xn--…``, as DKIM's ``d=`` and SPF's domains
+    are written: else they never align with it); None if there is not exactly one field
+    with one address that has a domain, or if the field cannot be read (the email
+    package's parser recurses once per ``(`` or ``:`` and raises RecursionError on a few
+    hundred of them), or if that domain is no domain name written as such in the field
+    (see :func:`_as_written`)."""
     try:
         addresses = getaddresses(froms)
     except RecursionError:
@@ -62,8 +64,7 @@ def from_domain(froms):
     domains = {a.rpartition("@")[2].strip().lower().strip(".") for _, a in addresses}
     if len(froms) > 1 or len(addresses) != 1 or "" in domains or "@" not in addresses[0][1]:
         return None
-    domain = domains.pop()
-    return domain if _as_written(domain, froms[0]) else None
+    return _as_written(domains.pop(), froms[0])
 
 
 #: a domain name's form (before the length checks): labels of letters, digits, ``-``, ``_``
@@ -71,19 +72,21 @@ _NAME = re.compile(r"[a-z0-9_-]+(?:\.[a-z0-9_-]+)*")
 
 
 def _as_written(domain, value):
-    """Whether ``domain`` (lower case) is a domain name (IDNA for a non-ASCII one) that the
-    From field ``value`` holds as it is. The email package's parser joins what follows an
-    address to its domain (``a@bank.example x`` gives ``bank.examplex``, a name with no
-    policy) and keeps characters no name has (``a@bank.example\\``): a mail reader shows
-    ``bank.example``, so such a field is refused as unparseable, not checked for the wrong
-    domain."""
+    """``domain`` (lower case; its IDNA form if it is not ASCII) if it is a domain name that
+    the From field ``value`` holds as it is, else None. The email package's parser joins
+    what follows an address to its domain (``a@bank.example x`` gives ``bank.examplex``, a
+    name with no policy) and keeps characters no name has (``a@bank.example\\``): a mail
+    reader shows ``bank.example``, so such a field is refused as unparseable, not checked
+    for the wrong domain."""
     try:
         name = domain.encode("idna").decode("ascii") if not domain.isascii() else domain
     except UnicodeError:
-        return False
-    return (len(name) <= 253 and _NAME.fullmatch(name) is not None
+        return None
+    if (len(name) <= 253 and _NAME.fullmatch(name) is not None
             and all(len(label) <= 63 for label in name.split("."))
-            and domain in value.lower())
+            and domain in value.lower()):
+        return name.lower()
+    return None
 
 
 class Record:

@@ -135,3 +135,23 @@ class SecondFromTests(ARCCase):
             self.assertEqual(self.auth_results(outcome), ["dkim=none"])
         self.assertEqual(len(self.logged(codes.LOGINFO, "header not parsed: not a header "
                                                         "field: b'From")), 2)
+
+
+class IDNTests(ARCCase):
+    async def test_a_non_ascii_from_domain_aligns_with_its_idna_d(self):
+        """From: …@bänk.<zone>, signed with d=xn--bnk-qla.<zone> (DKIM names are ASCII), under
+        adkim=s: the From domain was compared as written, never the same name, and the
+        message was refused by the policy of its own domain."""
+        ace = "bänk".encode("idna").decode()
+        self.publish({SELECTOR: self.record}, extra=[
+            ("%s._domainkey.%s" % (SELECTOR, ace), "TXT", self.record),
+            ("_dmarc.%s" % ace, "TXT", "v=DMARC1; p=reject; adkim=s")])
+        self.serve_dkim("reject 0", after=["dmarc"])
+        text = text_message("bänk." + self.zone)
+        field = mail_dkim.sign(text.encode(), self.keyfile, "%s.%s" % (ace, self.zone),
+                               SELECTOR)
+        outcome = await self.send_from("me@example.net", with_signature(field, text))
+        self.assertEqual(outcome.data[0], 250)
+        self.assertEqual(self.auth_results(outcome)[1],
+                         "dmarc=pass (p=reject sp=reject dis=none) header.from=%s.%s"
+                         % (ace, self.zone))
