@@ -39,3 +39,36 @@ class RecordSizeTests(SPFCase):
         self.assertEqual(got[0][0], 250)
         self.assertEqual(got[1][0], 550)
         self.assertIn("is %d characters long" % (spf.MAX_RECORD + 1), got[1][1])
+
+
+class ExplanationTests(SPFCase):
+    def count_expanded(self):
+        """A list that gets the length of every text pyspf expands (macros: its cost)."""
+        expanded = []
+        original = spf._Query.expand
+
+        def counting(query, text, *args, **kwargs):
+            expanded.append(len(text))
+            return original(query, text, *args, **kwargs)
+        self.patch(spf._Query, "expand", counting)
+        return expanded
+
+    async def test_a_long_explanation_is_not_expanded(self):
+        """An exp= record of 60 KB of macros: pyspf expanded it in time quadratic in its
+        macros (7.5 s of reactor CPU per check). One of at most MAX_EXPLANATION is."""
+        zone = self.dns.unique_zone("spfexp")
+        macros = "%{d1r+-._}"
+        short = (macros * 200)[:spf.MAX_EXPLANATION]
+        self.dns.set_zone(zone, [
+            ("@", "TXT", "v=spf1 exp=long.%s -all" % zone), ("long", "TXT", macros * 6000),
+            ("short", "TXT", "v=spf1 exp=text.short.%s -all" % zone),
+            ("text.short", "TXT", short)])
+        self.serve_spf("reject 6")
+        expanded = self.count_expanded()
+        got = await self.mail(["a@" + zone], helo="[127.0.0.1]")
+        self.assertEqual(got[0][0], 550)
+        self.assertLess(sum(expanded), 1000, expanded)
+        del expanded[:]
+        got = await self.mail(["a@short." + zone], helo="[127.0.0.1]")
+        self.assertEqual(got[0][0], 550)
+        self.assertIn(len(short), expanded)
