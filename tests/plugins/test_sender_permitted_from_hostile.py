@@ -103,3 +103,34 @@ class MacroTests(SPFCase):
         self.assertEqual([once.search(text) for _ in text.split(".")], [None] * 101)
         once.search("%{d}.x")
         self.assertEqual(searched, [text, "%{d}.x"])
+
+
+class LabelTests(SPFCase):
+    async def test_a_term_with_an_overlong_label_is_permerror(self):
+        """pyspf's top-label pattern backtracks over a long label (0.18 s for 4000
+        letters, at every term and rerun); a label of more than 63 letters is no name, so
+        the term is invalid at once (pyspf looked up the name, a void lookup)."""
+        zone = self.dns.unique_zone("spflabel")
+        self.dns.set_zone(zone, [
+            ("@", "TXT", "v=spf1 a:x.%s.%s -all" % ("a" * 3900, zone)),
+            ("ok", "TXT", "v=spf1 a:%s.%s -all" % ("a" * 63, zone))])
+        self.serve_spf("reject 6")
+        got = await self.mail(["a@" + zone, "a@ok." + zone], helo="[127.0.0.1]")
+        self.assertEqual(got[0], (550, "SPF - permerror: %s: Invalid domain found (use FQDN)"
+                                       % zone))
+        # a label of 63: a name (not found, so -all decides)
+        self.assertEqual(got[1][0], 550)
+        self.assertTrue(got[1][1].startswith("SPF - forgery: "), got[1])
+
+    def test_the_pattern_is_not_searched_over_an_overlong_label(self):
+        searched = []
+
+        class Counting:
+            def split(self, text):
+                searched.append(text)
+                return ["", ""]
+        check = spf._TopLabelCheck(Counting())
+        overlong, longest = "x.%s.com" % ("a" * 64), "x.%s.com" % ("a" * 63)
+        self.assertEqual(check.split(overlong), [overlong])
+        self.assertEqual(check.split(longest), ["", ""])
+        self.assertEqual(searched, [longest])
