@@ -28,6 +28,17 @@ class RecordSizeTests(SPFCase):
                                   % (zone, zone, size, spf.MAX_RECORD)))
         self.assertEqual(server.connection_dns().resolver.stats["queries"], 1)
 
+    async def test_a_number_too_long_for_int_is_no_traceback(self):
+        """``a/`` and 5000 digits: pyspf's int() raised ValueError out of the check (the
+        record is now refused for its length first; 4096 characters hold no number int()
+        refuses)."""
+        zone = self.dns.unique_zone("spfdigits")
+        self.dns.set_zone(zone, [("@", "TXT", "v=spf1 a/%s -all" % ("9" * 5000))])
+        self.serve_spf("reject 6")
+        got = await self.mail(["a@" + zone], helo="[127.0.0.1]")
+        self.assertEqual(got[0][0], 550)
+        self.assertIn("SPF - permerror: %s: SPF record at" % zone, got[0][1])
+
     async def test_a_record_of_the_limit_is_read(self):
         zone = self.dns.unique_zone("spfedge")
         head, tail = "v=spf1 ip4:127.0.0.1 ", "=y -all"     # an unknown modifier x…x=y
