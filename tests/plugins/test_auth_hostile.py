@@ -4,7 +4,7 @@ such message gets a result and an SMTP answer, never a traceback."""
 
 import base64
 
-from qpsmtpd_tx import codes, dmarc_policy
+from qpsmtpd_tx import arc, codes, dkim_body, dkim_verify, dmarc_policy
 from tests.plugins.test_arc import ARCCase
 from tests.support import mail_dkim
 from tests.support.dkim_cases import SELECTOR, text_message, with_signature
@@ -155,3 +155,59 @@ class IDNTests(ARCCase):
         self.assertEqual(self.auth_results(outcome)[1],
                          "dmarc=pass (p=reject sp=reject dis=none) header.from=%s.%s"
                          % (ace, self.zone))
+
+
+class ARCBodyHashTests(ARCCase):
+    def forged_chain(self, count, lengths=True, last_cv="pass"):
+        """``count`` well-formed ARC sets that verify nothing, each AMS with its own l=."""
+        fields = []
+        for i in range(count, 0, -1):
+            cv = "none" if i == 1 else (last_cv if i == count else "pass")
+            fields += ["ARC-Seal: i=%d; a=rsa-sha256; cv=%s; d=%s; s=%s; b=AAAA" % (
+                           i, cv, self.zone, SELECTOR),
+                       "ARC-Message-Signature: i=%d; a=rsa-sha256; c=relaxed/relaxed; d=%s;"
+                       " s=%s; h=from; bh=AAAA;%s b=AAAA" % (
+                           i, self.zone, SELECTOR, " l=%d;" % i if lengths else ""),
+                       "ARC-Authentication-Results: i=%d; %s; none" % (i, self.zone)]
+        return "\r\n".join(fields) + "\r\n"
+
+    def count_hashes(self):
+        """The body hashes each pass over a body computes."""
+        passes = []
+        original = dkim_body.body_hashes
+
+        def counting(body, wanted, *args):
+            passes.append(len(wanted))
+            return original(body, wanted, *args)
+        self.patch(dkim_body, "body_hashes", counting)
+        return passes
+
+    async def test_a_chain_gets_at_most_max_body_hashes(self):
+        """50 sets whose l= all differ: 50 passes' worth of hashing per message (1.5 s for
+        50 MB); a chain whose form fails got its hashes all the same."""
+        self.serve_arc()
+        passes = self.count_hashes()
+        text = text_message(self.zone)
+        outcome = await self.send_from("me@example.net", self.forged_chain(50) + text)
+        self.assertEqual(outcome.data[0], 250)
+        self.assertTrue(self.our_results(outcome)[0].startswith(
+            'arc=fail reason="ARC-Message-Signature 50: '), self.our_results(outcome))
+        self.assertEqual(passes, [arc.MAX_BODY_HASHES])
+        await self.last_client.command("QUIT")
+        del passes[:]
+        outcome = await self.send_from("me@example.net",
+                                       self.forged_chain(20, last_cv="fail") + text)
+        self.assertEqual(self.our_results(outcome),
+                         ['arc=fail reason="ARC-Seal 20 has cv=fail" smtp.remote-ip=127.0.0.1'])
+        self.assertEqual(passes, [])
+
+    def test_the_newest_signatures_get_them(self):
+        fields = dkim_verify.parse_fields(self.forged_chain(12).replace("\r\n", "\n").encode())
+        chain = arc.Chain(fields)
+        self.assertIsNone(chain.problem)
+        self.assertEqual(chain.body_keys(), {("relaxed", "sha256", i) for i in range(3, 13)})
+        self.assertEqual((chain.signatures[2].result, chain.signatures[2].reason),
+                         ("policy", "more than 10 body hashes in the chain"))
+        same = arc.Chain(dkim_verify.parse_fields(
+            self.forged_chain(50, lengths=False).replace("\r\n", "\n").encode()))
+        self.assertEqual(same.body_keys(), {("relaxed", "sha256", None)})
