@@ -199,7 +199,7 @@ class Verdict:
             parts.append("smtp.remote-ip=%s" % remote_ip)
         if self.result == "pass":
             parts.append("header.oldest-pass=%d" % self.oldest_pass)
-        return " ".join(parts)
+        return authresults.safe_entry(" ".join(parts))
 
 
 def check_chain(chain, fields, body_hashes, keys):

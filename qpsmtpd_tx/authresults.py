@@ -13,6 +13,8 @@ ours). Results stored after the field was added (by ``data_post`` plugins such a
 dmarc) rewrite it in place, so the message always carries exactly one field of ours.
 """
 
+import re
+
 from qpsmtpd_tx import cfws
 from qpsmtpd_tx.printable import printable
 
@@ -23,9 +25,21 @@ NOTE = "authentication_results"
 MAX_VALUE = 256
 
 
+#: what may not reach the field from a message's text
+_NOT_PRINTABLE = re.compile(r"[^ -~]")
+
+
 def clipped(text):
     """``text``, cut to :data:`MAX_VALUE` characters (ending in ``...`` when cut)."""
     return text if len(text) <= MAX_VALUE else text[:MAX_VALUE - 3] + "..."
+
+
+def safe_entry(entry):
+    """``entry`` with every character that is not printable ASCII as ``?``: text from a
+    message (a folded tag value holds CR LF) cannot split the field."""
+    if entry.isascii() and entry.isprintable():    # the usual entry: nothing to replace
+        return entry
+    return _NOT_PRINTABLE.sub("?", entry)
 
 
 def reason(text):

@@ -46,8 +46,6 @@ _ALGORITHMS = {b"rsa-sha256": ("rsa", "sha256"), b"rsa-sha1": ("rsa", "sha1"),
 #: what verifies an RSA signature of each hash (stateless: made once, not per message)
 _RSA_PADDING = PKCS1v15()
 _PREHASHED = {"sha256": Prehashed(hashes.SHA256()), "sha1": Prehashed(hashes.SHA1())}
-#: what may not reach the Authentication-Results field from a signature's tags
-_NOT_PRINTABLE = re.compile(r"[^ -~]")
 
 
 class Signature:
@@ -129,9 +127,7 @@ class Signature:
                 b_tag = b_value.translate(None, dkim_tags.WHITE_SPACE)[:8]
             if b_tag:
                 entry += " header.b=" + _text(b_tag)
-        if entry.isascii() and entry.isprintable():    # the usual entry: nothing to replace
-            return entry
-        return _NOT_PRINTABLE.sub("?", entry)
+        return authresults.safe_entry(entry)
 
 
 #: c= value -> (CanonicalizationPolicy, body canonicalization name); only valid values are

@@ -40,6 +40,16 @@ class AuthservIdTests(unittest.TestCase):
                          [("dkim", "pass", {"reason": '"' * 50000})])
 
 
+class EntryTests(unittest.TestCase):
+    def test_an_arc_reason_cannot_break_the_field(self):
+        """A key name made of a folded s= (CR LF in it) reached arc's entry as it was."""
+        from qpsmtpd_tx import arc
+        entry = arc.Verdict("temperror", "key lookup: s\r\n 1._domainkey.x.example TXT: "
+                                         "server failure").auth_result("192.0.2.1")
+        self.assertEqual(entry, 'arc=temperror reason="key lookup: s?? '
+                                '1._domainkey.x.example TXT: server failure"')
+
+
 class HostileFieldTests(FilterTestCase):
     async def test_spoofed_fields_in_any_rfc_8601_form_are_removed(self):
         self.serve(PLUGINS)
