@@ -66,12 +66,13 @@ A line that is not a domain name stops start-up, naming the file and line.
 
 Differences from qpsmtpd 0.94, intended: the ARC override above (0.94 has no ARC); no
 aggregate or failure reports (``rua``/``ruf`` are not acted on); several From addresses or
-fields are refused (0.94's TODO), and so is a From whose address Python's parser reads
-with a domain that is no domain name or is not written in the field (``a@bank.example x``
-reads as ``bank.examplex``, ``a@bank.example\\`` keeps the backslash: a reader shows
-``bank.example``, whose policy would not be checked); the Authentication-Results entry is
-complete (0.94 overwrote ``dmarc=…`` with the policy text) and is written also without a
-policy (``dmarc=none``); a DNS failure is ``temperror``.
+fields are refused (0.94's TODO), and so is a From field longer than 4096 characters
+(``qpsmtpd_tx.dmarc_policy.MAX_FROM``: the address parser's cost) or one whose address
+Python's parser reads with a domain that is no domain name or is not written in the field
+(``a@bank.example x`` reads as ``bank.examplex``, ``a@bank.example\\`` keeps the
+backslash: a reader shows ``bank.example``, whose policy would not be checked); the
+Authentication-Results entry is complete (0.94 overwrote ``dmarc=…`` with the policy text)
+and is written also without a policy (``dmarc=none``); a DNS failure is ``temperror``.
 """
 
 from twisted.internet import defer
