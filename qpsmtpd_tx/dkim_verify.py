@@ -91,7 +91,8 @@ class Signature:
                          _ALGORITHMS[self.tags[b"a"]][1], int(limit) if limit else None)
 
     def _set(self, result, reason=""):
-        self.result, self.reason = result, reason
+        # (a malformed signature's reason quotes the bad tag, which may be 200 KB)
+        self.result, self.reason = result, authresults.clipped(reason)
 
     def signed_fields(self):
         """The ``h=`` field names, lower case (read once; not to be changed)."""

@@ -52,6 +52,8 @@ class ResultSizeTests(ARCCase):
             'dkim=neutral reason="bad signature: b= value is not valid base64'), dkim_entry)
         self.assertIn('..." header.d=%s header.i=@%s header.s=%s header.a=rsa-sha256 '
                       % ((self.zone,) * 2 + (SELECTOR,)), dkim_entry)
+        # nor the log (the reason and the key name, at every level)
+        self.assertLess(max(len(text) for _, text in self.logs), 1000)
 
 
 class FromFieldTests(ARCCase):
