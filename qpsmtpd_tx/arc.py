@@ -187,8 +187,9 @@ class Verdict:
     ``reason``, ``count`` (N), ``oldest_pass``."""
 
     def __init__(self, result, reason="", count=0, oldest_pass=None):
+        # (clipped: a malformed field's reason quotes the bad tag, which may be 200 KB)
         self.result, self.reason, self.count, self.oldest_pass = (
-            result, reason, count, oldest_pass)
+            result, authresults.clipped(reason), count, oldest_pass)
 
     def auth_result(self, remote_ip):
         """The Authentication-Results entry (RFC 8617 section 6)."""

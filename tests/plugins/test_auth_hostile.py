@@ -56,6 +56,24 @@ class ResultSizeTests(ARCCase):
         self.assertLess(max(len(text) for _, text in self.logs), 1000)
 
 
+    async def test_a_huge_arc_reason_is_clipped_in_the_field_and_the_log(self):
+        """An ARC-Seal whose b= of 100 KB is no base64: the chain's reason quoted it whole
+        in the log line of every such message."""
+        self.serve_arc()
+        folded = "\r\n ".join(["!" * 1000] * 100)
+        fields = ("ARC-Seal: i=1; a=rsa-sha256; cv=none; d=%s; s=%s;\r\n b=%s\r\n"
+                  "ARC-Message-Signature: i=1; a=rsa-sha256; d=%s; s=%s; h=from; bh=AAAA; "
+                  "b=AAAA\r\nARC-Authentication-Results: i=1; %s; none\r\n"
+                  % (self.zone, SELECTOR, folded, self.zone, SELECTOR, self.zone))
+        outcome = await self.send_from("me@example.net", fields + text_message(self.zone))
+        self.assertEqual(outcome.data[0], 250)
+        [entry] = self.our_results(outcome)
+        self.assertTrue(entry.startswith('arc=fail reason="malformed ARC-Seal: b= value is '
+                                         'not valid base64'), entry[:200])
+        self.assertLess(len(entry), 400)
+        self.assertLess(max(len(text) for _, text in self.logs), 1000)
+
+
 class FromFieldTests(ARCCase):
     async def test_a_from_field_the_parser_cannot_read_is_unparseable(self):
         """Thousands of nested comments or group colons: the email package's address parser
