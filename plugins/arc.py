@@ -12,6 +12,9 @@ Authentication-Results field: ``arc=none`` (no ARC fields), ``arc=pass
 smtp.remote-ip=<client> header.oldest-pass=<N>`` (the oldest instance whose
 ARC-Message-Signature still verifies, 0 when all do), ``arc=fail reason="…"
 smtp.remote-ip=<client>``, or ``arc=temperror reason="…"`` when a key could not be fetched.
+At most 10 distinct body hashes (``c=``, ``l=``) are computed per chain, for the newest
+ARC-Message-Signatures (``qpsmtpd_tx.arc.MAX_BODY_HASHES``): an older one needing another is
+not checked, which only moves ``header.oldest-pass``.
 Transaction notes: ``arc_result`` (that result), ``arc_oldest_pass``. A chain's result never
 refuses a message (RFC 8617 leaves that to local policy; the dmarc plugin's
 ``arc_trusted_sealers`` is such a policy). The chain is checked once per message

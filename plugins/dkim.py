@@ -14,7 +14,8 @@ Each signature adds one entry to the message's Authentication-Results field
 (:mod:`qpsmtpd_tx.authresults`), e.g.
 ``dkim=pass header.d=example.org header.i=@example.org header.s=may2013 header.a=rsa-sha256
 header.b=AbCdEfGh`` or ``dkim=fail reason="body has been altered" …``; no signature adds
-``dkim=none``.
+``dkim=none``. A reason or tag value longer than 256 characters (a malformed signature's
+reason quotes the bad tag) is cut there, ending in ``...``, in the entry and in the log.
 
 The message's result is the first signature's, or ``pass`` if any passes (as Mail::DKIM
 decides it), named as 0.94 names it: ``pass``, ``fail``, ``invalid`` (malformed signature, no
@@ -69,7 +70,7 @@ Differences from qpsmtpd 0.94, intended:
     the fields signed and over-signed are chosen as above, ``c=relaxed/relaxed`` as 0.94.
 """
 
-from qpsmtpd_tx import dkim_body, dkim_sign, dkim_verify
+from qpsmtpd_tx import authresults, dkim_body, dkim_sign, dkim_verify
 from qpsmtpd_tx.codes import DECLINED, DENYSOFT, LOGDEBUG, LOGERROR, LOGINFO
 from qpsmtpd_tx.dns import DNSError
 from qpsmtpd_tx.plugin import Plugin
@@ -150,8 +151,9 @@ class DKIMPlugin(Plugin):
                 passed.append(signature)
                 level = LOGINFO
             if self.log_enabled(level):
-                self.log(level, "%s: %s %s" % (signature.key_name, signature.result,
-                                               signature.reason), transaction)
+                self.log(level, "%s: %s %s" % (authresults.clipped(signature.key_name),
+                                               signature.result, signature.reason),
+                         transaction)
         transaction.notes["dkim_pass_domains"] = (
             [passed[0].domain] if len(passed) == 1 else sorted({s.domain for s in passed}))
         decisive = passed[0] if passed else signatures[0]
@@ -176,7 +178,7 @@ class DKIMPlugin(Plugin):
             if not self.log_enabled(LOGINFO):
                 return DECLINED
         where = "" if signature is None else ", domain: %s, selector: %s" % (
-            signature.domain, signature.selector)
+            authresults.clipped(signature.domain), authresults.clipped(signature.selector))
         if result == "fail":
             self.adjust_karma(transaction, -1)
             return self.get_reject(transaction, "signature invalid: " + detail,

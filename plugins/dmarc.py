@@ -4,10 +4,11 @@ Load it after ``sender_permitted_from`` and ``dkim`` (it reads their results) an
 two not refuse what DMARC should decide (qpsmtpd's advice: ``reject 0`` or low levels).
 
 For a message not from a relay client: the From field's domain (one From field with one
-address, else refused); its policy is the TXT record ``v=DMARC1`` at ``_dmarc.<domain>``, or,
-if there is none, at ``_dmarc.<organizational domain>`` (the registrable domain by the Public
-Suffix List), where ``sp=`` (default ``p=``) applies. The message passes if a DKIM signature
-that passed has an aligned ``d=`` or SPF passed for an aligned MAIL FROM (or HELO) domain;
+address whose domain is a domain name written as such, else refused); its policy is the TXT
+record ``v=DMARC1`` at ``_dmarc.<domain>``, or, if there is none, at
+``_dmarc.<organizational domain>`` (the registrable domain by the Public Suffix List),
+where ``sp=`` (default ``p=``) applies. The message passes if a DKIM signature that passed
+has an aligned ``d=`` or SPF passed for an aligned MAIL FROM (or HELO) domain;
 ``adkim``/``aspf`` ``r`` (default: same organizational domain) or ``s`` (same name). A failing
 message gets the policy, but only ``pct=`` percent of them do: the others get the next less
 strict one (reject → quarantine → none).
@@ -65,9 +66,13 @@ A line that is not a domain name stops start-up, naming the file and line.
 
 Differences from qpsmtpd 0.94, intended: the ARC override above (0.94 has no ARC); no
 aggregate or failure reports (``rua``/``ruf`` are not acted on); several From addresses or
-fields are refused (0.94's TODO); the Authentication-Results entry is complete (0.94
-overwrote ``dmarc=…`` with the policy text) and is written also without a policy
-(``dmarc=none``); a DNS failure is ``temperror``.
+fields are refused (0.94's TODO), and so is a From field longer than 4096 characters
+(``qpsmtpd_tx.dmarc_policy.MAX_FROM``: the address parser's cost) or one whose address
+Python's parser reads with a domain that is no domain name or is not written in the field
+(``a@bank.example x`` reads as ``bank.examplex``, ``a@bank.example\\`` keeps the
+backslash: a reader shows ``bank.example``, whose policy would not be checked); the
+Authentication-Results entry is complete (0.94 overwrote ``dmarc=…`` with the policy text)
+and is written also without a policy (``dmarc=none``); a DNS failure is ``temperror``.
 """
 
 from twisted.internet import defer

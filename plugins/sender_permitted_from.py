@@ -68,6 +68,15 @@ Other differences from qpsmtpd 0.94, intended:
     Mail::SPF's; the other texts are Mail::SPF's.
   - ``receiver=`` in the header field is our ``me`` (0.94: the system's host name).
   - The check has a time limit (``timeout``) and never blocks the server.
+  - An SPF record longer than 4096 characters (``qpsmtpd_tx.spf.MAX_RECORD``; RFC 7208 3.4
+    asks for 512 bytes) is a permerror, ``SPF record at <domain> is <n> characters long (at
+    most 4096 are read)``: reading such records again after each DNS round trip cost up to
+    1.7 s of CPU per check. An explanation (``exp=``) record longer than 1024 characters
+    (``MAX_EXPLANATION``) is ignored, as RFC 7208 6.2 ignores an unusable one: expanding
+    60 KB of macros cost 7.5 s. Mail::SPF reads any length. A term whose domain has a
+    label of more than 63 characters is a permerror (``Invalid domain found (use FQDN)``;
+    pyspf and Mail::SPF look the name up, a void lookup): pyspf's check of such a name
+    took time quadratic in the label's length.
 """
 
 from qpsmtpd_tx.codes import DECLINED, DENY, DENYSOFT, LOGDEBUG, LOGERROR, LOGINFO

@@ -29,14 +29,21 @@ from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
 from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
 from dkim.util import InvalidTagValueList
 
-from qpsmtpd_tx import dkim_body, dkim_sign, dkim_tags, dkim_verify, tag_value
+from qpsmtpd_tx import authresults, dkim_body, dkim_sign, dkim_tags, dkim_verify, tag_value
 
 AAR, AMS, SEAL = b"arc-authentication-results", b"arc-message-signature", b"arc-seal"
 #: the most ARC sets a chain may have (RFC 8617 section 4.2.1)
 MAX_INSTANCE = 50
 #: the body hash every seal of ours needs
 SEAL_BODY = ("relaxed", "sha256", None)
+#: the most body hashes (distinct ``c=``, ``a=``, ``l=``) the ARC-Message-Signatures of a
+#: chain get, the newest first (the dkim plugin's default ``max_signatures``): each is a
+#: pass over the body, and 50 sets with 50 ``l=`` cost 1.5 s of CPU for a 50 MB body. An
+#: older signature needing one more is not checked, which only moves header.oldest-pass.
+MAX_BODY_HASHES = 10
 _AAR_INSTANCE = re.compile(rb"\s*i\s*=\s*(\d+)\s*;")
+#: the longest i= read as a number (any longer one is far beyond MAX_INSTANCE)
+_INSTANCE_DIGITS = 9
 
 
 class MessageSignature(dkim_verify.Signature):
@@ -125,29 +132,54 @@ class Chain:
             wanted = b"none" if instance == 1 else b"pass"
             if seal.cv != wanted and not (instance == self.count and seal.cv == b"fail"):
                 return "ARC-Seal %d has cv=%s" % (instance, _text(seal.cv))
+        self._limit_body_hashes()
         return None
+
+    def _limit_body_hashes(self):
+        """Leave unchecked (``policy``) the older signatures needing more than
+        :data:`MAX_BODY_HASHES` body hashes."""
+        kept = set()
+        for instance in range(self.count, 0, -1):
+            signature = self.signatures[instance]
+            if signature.result is not None or signature.body_key in kept:
+                continue
+            if len(kept) < MAX_BODY_HASHES:
+                kept.add(signature.body_key)
+            else:
+                signature._set("policy", "more than %d body hashes in the chain"
+                               % MAX_BODY_HASHES)
+
+    def _checked(self):
+        """Whether the chain's signatures are checked (not when its form already fails it)."""
+        return not self.problem and self.sets and self.seals[self.count].cv != b"fail"
 
     def key_names(self):
         """The key names the chain's signatures need (none if its form already fails it)."""
-        if self.problem or not self.sets or self.seals[self.count].cv == b"fail":
+        if not self._checked():
             return []
         return ([s.key_name for s in self.seals.values()]
                 + [s.key_name for s in self.signatures.values() if s.result is None])
 
     def body_keys(self):
-        """The body hashes (:func:`dkim_body.body_hashes` keys) the signatures need."""
+        """The body hashes (:func:`dkim_body.body_hashes` keys) the signatures need (none if
+        its form already fails it: they were hashed all the same)."""
+        if not self._checked():
+            return set()
         return {s.body_key for s in self.signatures.values() if s.result is None}
 
 
 def _instance(name, value):
+    """The ``i=`` of an ARC field; None if it has none that is a number of at most
+    :data:`_INSTANCE_DIGITS` digits (int() refuses more than 4300: a ValueError)."""
     if name == AAR:
         match = _AAR_INSTANCE.match(value)
-        return int(match.group(1)) if match else None
-    try:
-        tags = tag_value.parse(value)
-        return int(tags[b"i"]) if tags.get(b"i", b"").isdigit() else None
-    except InvalidTagValueList:
-        return None
+        digits = match.group(1) if match else b""
+    else:
+        try:
+            digits = tag_value.parse(value).get(b"i", b"")
+        except InvalidTagValueList:
+            return None
+    return int(digits) if digits.isdigit() and len(digits) <= _INSTANCE_DIGITS else None
 
 
 class Verdict:
@@ -155,19 +187,20 @@ class Verdict:
     ``reason``, ``count`` (N), ``oldest_pass``."""
 
     def __init__(self, result, reason="", count=0, oldest_pass=None):
+        # (clipped: a malformed field's reason quotes the bad tag, which may be 200 KB)
         self.result, self.reason, self.count, self.oldest_pass = (
-            result, reason, count, oldest_pass)
+            result, authresults.clipped(reason), count, oldest_pass)
 
     def auth_result(self, remote_ip):
         """The Authentication-Results entry (RFC 8617 section 6)."""
         parts = ["arc=%s" % self.result]
         if self.reason:
-            parts.append('reason="%s"' % self.reason.replace("\\", "").replace('"', "'"))
+            parts.append(authresults.reason(self.reason))
         if self.result in ("pass", "fail") and remote_ip:
             parts.append("smtp.remote-ip=%s" % remote_ip)
         if self.result == "pass":
             parts.append("header.oldest-pass=%d" % self.oldest_pass)
-        return " ".join(parts)
+        return authresults.safe_entry(" ".join(parts))
 
 
 def check_chain(chain, fields, body_hashes, keys):

@@ -18,13 +18,9 @@ Nothing else counts: results of untrusted sealers, a chain that is not ``pass``.
 
 import re
 
-from qpsmtpd_tx import dmarc_policy
+from qpsmtpd_tx import cfws, dmarc_policy
 from qpsmtpd_tx.plugin import PluginError
 from qpsmtpd_tx.spf import is_domain
-
-#: RFC 5322 comments, one level of nesting
-_COMMENT = re.compile(r"\((?:[^()\\]|\\.|\([^()]*\))*\)")
-_QUOTED = re.compile(r'"(?:[^"\\]|\\.)*"')
 
 
 def trusted_parser(lines):
@@ -43,14 +39,14 @@ def parse_results(value):
     """The results of an (ARC-)Authentication-Results value: ``[(method, result,
     {ptype.property: value})]``, lower case but the values; ``i=N;`` and the authserv-id
     skipped. Unparseable pieces are left out."""
-    text = _COMMENT.sub(" ", value)
+    text = cfws.without_comments(value)
     quoted = []
 
     def keep(match):
-        quoted.append(match.group(0)[1:-1].replace('\\"', '"'))
+        quoted.append(match.group(1).replace('\\"', '"'))
         return "\0%d\0" % (len(quoted) - 1)
 
-    text = _QUOTED.sub(keep, text)
+    text = cfws.quoted_strings(text, keep)
     pieces = [p.strip() for p in text.split(";")]
     if pieces and re.match(r"i\s*=\s*\d+$", pieces[0]):
         pieces = pieces[1:]

@@ -15,19 +15,45 @@ dmarc) rewrite it in place, so the message always carries exactly one field of o
 
 import re
 
+from qpsmtpd_tx import cfws
 from qpsmtpd_tx.printable import printable
 
 FIELD = "Authentication-Results"
 NOTE = "authentication_results"
-#: RFC 5322 comments (one nesting level is all any real header uses) and white space
-_CFWS = re.compile(r"(?:\s+|\((?:[^()\\]|\\.|\([^()]*\))*\))*")
+#: the most characters of a message's text (a reason quoting a tag value, a ``d=``) an entry
+#: repeats: a hostile field of a few hundred KB must not make ours as big
+MAX_VALUE = 256
+
+
+#: what may not reach the field from a message's text
+_NOT_PRINTABLE = re.compile(r"[^ -~]")
+
+
+def clipped(text):
+    """``text``, cut to :data:`MAX_VALUE` characters (ending in ``...`` when cut)."""
+    return text if len(text) <= MAX_VALUE else text[:MAX_VALUE - 3] + "..."
+
+
+def safe_entry(entry):
+    """``entry`` with every character that is not printable ASCII as ``?``: text from a
+    message (a folded tag value holds CR LF) cannot split the field."""
+    if entry.isascii() and entry.isprintable():    # the usual entry: nothing to replace
+        return entry
+    return _NOT_PRINTABLE.sub("?", entry)
+
+
+def reason(text):
+    """The ``reason="…"`` property of an entry for ``text``: clipped, no backslash, ``'`` for
+    ``"``."""
+    return 'reason="%s"' % clipped(text).replace("\\", "").replace('"', "'")
 
 
 def authserv_id(value):
-    """The authserv-id of an Authentication-Results value (text before the first ``;``,
-    comments and white space removed), lower case; '' if there is none."""
-    head = value.split(";", 1)[0]
-    return _CFWS.sub("", head).strip().lower()
+    """The authserv-id of an Authentication-Results value, as RFC 8601 reads it: its first
+    token or quoted string after comments and white space (a version number after it, or a
+    ``;`` inside a comment, is not part of it), lower case and without a final dot; '' if
+    there is none."""
+    return cfws.first_value(value).lower().rstrip(".")
 
 
 def header_value(me, connection, transaction=None):
@@ -54,6 +80,11 @@ def _add_results(parts, stored):
 _FIELD_LOWER = FIELD.lower()
 
 
+def _our_id(me):
+    """``me`` as :func:`authserv_id` gives it."""
+    return me.lower().rstrip(".")
+
+
 def _is_ours(field, ours):
     name, raw = field
     return (len(name) == len(FIELD) and name.lower() == _FIELD_LOWER
@@ -62,7 +93,7 @@ def _is_ours(field, ours):
 
 def remove_ours(header, me):
     """Delete the fields of ``header`` claiming our authserv-id ``me``; return how many."""
-    ours = me.lower()
+    ours = _our_id(me)
     kept = [field for field in header.fields if not _is_ours(field, ours)]
     removed = len(header.fields) - len(kept)
     header.fields = kept
@@ -97,7 +128,7 @@ def store(transaction, result, me=None, hook=None):
     value = header_value(me, transaction.connection, transaction)
     raw = ("%s: %s\n" % (FIELD, value)).encode("utf-8", "surrogateescape")
     known = header.auth_results_raw     # ours as last written: no need to parse it again
-    ours = me.lower()
+    ours = _our_id(me)
     fields = header.fields
     for i, field in enumerate(fields):     # (add() put ours first: usually found at once)
         if (known is not None and field[1] is known) or _is_ours(field, ours):

@@ -43,8 +43,21 @@ HASH_CHUNK = 64 * 1024
 HASHES = {"sha256": hashlib.sha256, "sha1": hashlib.sha1}
 
 
+#: CRLFs passed on at a time for a run of held empty lines (64 KiB)
+_BLANK_COUNT = 32 * 1024
+_BLANK_RUN = b"\r\n" * _BLANK_COUNT
+
+
+def _blank_lines(count):
+    """``count`` CRLFs as pieces of at most 64 KiB (the same object repeated): 20 MB of
+    empty lines before a last line were 40 MB at once for each canonicalization."""
+    whole, rest = divmod(count, _BLANK_COUNT)
+    return [_BLANK_RUN] * whole + [b"\r\n" * rest]
+
+
 class Canonicalizer:
-    """Turns LF-terminated body text into the canonical ``simple`` or ``relaxed`` form.
+    """Turns LF-terminated body text into the canonical ``simple`` or ``relaxed`` form, as
+    lists of pieces of bytes.
 
     Empty lines are held back until a non-empty line follows (trailing empty lines are not
     part of the canonical body); a line longer than a chunk is passed on in pieces.
@@ -58,7 +71,7 @@ class Canonicalizer:
         self.mid_line = False   # the start of the current line was already passed on
 
     def feed(self, data):
-        """Canonical bytes for ``data`` (the next piece of the body)."""
+        """The canonical bytes for ``data`` (the next piece of the body), a list of pieces."""
         data = self.carry + data
         cut = data.rfind(b"\n") + 1
         self.carry = data[cut:]
@@ -68,34 +81,36 @@ class Canonicalizer:
         return out
 
     def finish(self):
-        """The rest of the canonical body: a last line without LF gets its CRLF (relaxed
-        keeps its trailing white space, as dkimpy and Mail::DKIM do)."""
-        out = b""
+        """The rest of the canonical body (a list of pieces): a last line without LF gets its
+        CRLF (relaxed keeps its trailing white space, as dkimpy and Mail::DKIM do)."""
+        out = []
         line = compress_spaces(self.carry) if self.relaxed else self.carry
         if line or self.mid_line:
-            out = (b"" if self.mid_line else b"\r\n" * self.held) + line + b"\r\n"
+            out = ([] if self.mid_line else _blank_lines(self.held)) + [line + b"\r\n"]
             self.started = True
         self.carry = b""
         if not self.started and not self.relaxed:
-            out = b"\r\n"       # simple: an empty body is one CRLF
+            out = [b"\r\n"]     # simple: an empty body is one CRLF
         return out
 
     def _lines(self, block):
         """``block`` is whole lines (ends with LF) or empty."""
         if not block:
-            return b""
+            return []
         if self.relaxed:
             block = _relaxed(block)
-        out = b""
+        out = []
         if self.mid_line:       # the end of a line already started: never an empty line
             end = block.index(b"\n") + 1
-            out, block = block[:end - 1] + b"\r\n", block[end:]
+            out, block = [block[:end - 1] + b"\r\n"], block[end:]
             self.mid_line = False
         text = block.rstrip(b"\n")
         if not text:
             self.held += len(block)
             return out
-        out += b"\r\n" * self.held + text.replace(b"\n", b"\r\n") + b"\r\n"
+        if self.held:
+            out += _blank_lines(self.held)
+        out.append(text.replace(b"\n", b"\r\n") + b"\r\n")
         self.held = len(block) - len(text) - 1
         self.started = True
         return out
@@ -108,8 +123,8 @@ class Canonicalizer:
         keep = len(self.carry.rstrip(b" \t")) if self.relaxed else len(self.carry)
         head, self.carry = self.carry[:keep], self.carry[keep:]
         if not head:
-            return b""
-        out = (b"" if self.mid_line else b"\r\n" * self.held) + head
+            return []
+        out = ([] if self.mid_line else _blank_lines(self.held)) + [head]
         self.held = 0
         self.started = self.mid_line = True
         return out
@@ -149,14 +164,14 @@ def body_hashes(body, wanted, chunk_size=HASH_CHUNK):
     chunk = body.read(chunk_size)
     while chunk:
         for stream, digests in feeds:
-            out = stream.feed(chunk)
-            for digest in digests:
-                digest.update(out)
+            for out in stream.feed(chunk):
+                for digest in digests:
+                    digest.update(out)
         chunk = body.read(chunk_size)
     for stream, digests in feeds:
-        out = stream.finish()
-        for digest in digests:
-            digest.update(out)
+        for out in stream.finish():
+            for digest in digests:
+                digest.update(out)
     return hashes
 
 

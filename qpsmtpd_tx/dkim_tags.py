@@ -28,6 +28,8 @@ _SPECIALS = b"()<>[]:;@\\,"
 #: the clock slack dkimpy allows t= and x= (10 hours)
 _SLOP = 36000
 _CV_VALUES = (CV_Pass, CV_Fail, CV_None)
+#: what a t= or x= value too long for int() counts as
+_FAR_FUTURE = 10 ** 20
 
 
 def _base64_form(value):
@@ -46,6 +48,14 @@ def _digits(value, most=None):
     if most is not None:
         return len(value) <= most and (not value or value.isdigit())
     return value.isdigit()
+
+
+def _seconds(value):
+    """A ``t=`` or ``x=`` value (digits) as a number; one of more than 20 digits (leading
+    zeros aside) is read as 10**20, far past any date, which changes none of the decisions
+    below: ``int()`` refuses more than 4300 digits (ValueError), dkimpy then crashes."""
+    digits = value.strip().lstrip(b"0")
+    return int(digits or b"0") if len(digits) <= 20 else _FAR_FUTURE
 
 
 def validate(sig, mandatory, arc=False):
@@ -91,7 +101,7 @@ def validate(sig, mandatory, arc=False):
     if b"t" in sig:
         if not _digits(sig[b"t"]):
             raise ValidationError("t= value is not a decimal integer (%s)" % sig[b"t"])
-        t_sign = int(sig[b"t"])
+        t_sign = _seconds(sig[b"t"])
         if t_sign > int(time.time()) + _SLOP:
             raise ValidationError("t= value is in the future (%s)" % sig[b"t"])
     if b"v" in sig and sig[b"v"] != b"1":
@@ -99,7 +109,7 @@ def validate(sig, mandatory, arc=False):
     if b"x" in sig:
         if not _digits(sig[b"x"]):
             raise ValidationError("x= value is not a decimal integer (%s)" % sig[b"x"])
-        x_sign = int(sig[b"x"])
+        x_sign = _seconds(sig[b"x"])
         if x_sign < int(time.time()) - _SLOP:
             raise ValidationError("x= value is past (%s)" % sig[b"x"])
         if t_sign and x_sign < t_sign:

@@ -21,7 +21,6 @@ is not used, as RFC 6376 section 3.5 says.
 
 import base64
 import binascii
-import functools
 import re
 
 import dkim
@@ -37,8 +36,9 @@ from dkim.util import InvalidTagValueList
 
 from twisted.internet import defer
 
-from qpsmtpd_tx import dkim_body, dkim_tags, tag_value
+from qpsmtpd_tx import authresults, dkim_body, dkim_tags, tag_value
 from qpsmtpd_tx.dns import DNSError
+from qpsmtpd_tx.small_cache import small_cache
 
 MIN_RSA_BITS = 1024
 _ALGORITHMS = {b"rsa-sha256": ("rsa", "sha256"), b"rsa-sha1": ("rsa", "sha1"),
@@ -46,8 +46,6 @@ _ALGORITHMS = {b"rsa-sha256": ("rsa", "sha256"), b"rsa-sha1": ("rsa", "sha1"),
 #: what verifies an RSA signature of each hash (stateless: made once, not per message)
 _RSA_PADDING = PKCS1v15()
 _PREHASHED = {"sha256": Prehashed(hashes.SHA256()), "sha1": Prehashed(hashes.SHA1())}
-#: what may not reach the Authentication-Results field from a signature's tags
-_NOT_PRINTABLE = re.compile(r"[^ -~]")
 
 
 class Signature:
@@ -93,7 +91,8 @@ class Signature:
                          _ALGORITHMS[self.tags[b"a"]][1], int(limit) if limit else None)
 
     def _set(self, result, reason=""):
-        self.result, self.reason = result, reason
+        # (a malformed signature's reason quotes the bad tag, which may be 200 KB)
+        self.result, self.reason = result, authresults.clipped(reason)
 
     def signed_fields(self):
         """The ``h=`` field names, lower case (read once; not to be changed)."""
@@ -118,19 +117,18 @@ class Signature:
         """This signature's Authentication-Results entry (RFC 8601, RFC 6008 ``header.b``)."""
         entry = "dkim=%s" % (self.result,)
         if self.reason:
-            entry += ' reason="%s"' % self.reason.replace("\\", "").replace('"', "'")
+            entry += " " + authresults.reason(self.reason)
         if self.domain:
-            entry += " header.d=%s header.i=%s header.s=%s header.a=%s" % (
-                self.domain, self.identity, self.selector, self.algorithm)
+            entry += " header.d=%s header.i=%s header.s=%s header.a=%s" % tuple(map(
+                authresults.clipped, (self.domain, self.identity, self.selector,
+                                      self.algorithm)))
             b_value = self.tags.get(b"b", b"")
             b_tag = b_value[:16].translate(None, dkim_tags.WHITE_SPACE)[:8]
             if len(b_tag) < 8:      # white space in its first characters
                 b_tag = b_value.translate(None, dkim_tags.WHITE_SPACE)[:8]
             if b_tag:
                 entry += " header.b=" + _text(b_tag)
-        if entry.isascii() and entry.isprintable():    # the usual entry: nothing to replace
-            return entry
-        return _NOT_PRINTABLE.sub("?", entry)
+        return authresults.safe_entry(entry)
 
 
 #: c= value -> (CanonicalizationPolicy, body canonicalization name); only valid values are
@@ -156,6 +154,9 @@ def _text(value):
 _FOLDED = re.compile(rb"[^\n]*\n(?:[ \t][^\n]*\n)*\Z")
 #: bytes a field name may hold (RFC 5322 ftext, as dkimpy's parser reads names)
 _NAME_BYTES = re.compile(rb"[\x21-\x39\x3b-\x7e]+\Z")
+#: a field with white space before its colon (RFC 5322 obs-optional): ``From :`` is a From
+#: field to a mail reader, not an mbox ``From `` line
+_SPACED_NAME = re.compile(rb"[\x21-\x39\x3b-\x7e]+[ \t]+:")
 
 
 def parse_fields(header_block):
@@ -175,7 +176,9 @@ def parse_fields(header_block):
         name, colon, value = line.partition(b":")
         if colon and _NAME_BYTES.match(name):
             fields.append([name, value + b"\r\n"])
-        elif not line.startswith(b"From "):
+        elif not line.startswith(b"From ") or _SPACED_NAME.match(line):
+            # (dkimpy skips "From :" lines too: a second From field the signature does not
+            # cover then went unseen, and a signature passed)
             raise ValueError("not a header field: %r" % line[:40])
     return fields
 
@@ -237,11 +240,12 @@ def parse_key(record, signature):
     return kind, key
 
 
-@functools.lru_cache(maxsize=256)
+@small_cache(256, 4096)
 def _load_key(record):
     """``(tags, kind, key or KeyProblem, facts)`` of a key record (facts: see
     :func:`_key_facts`); tags None if it does not parse. Cached: the same few keys sign most
-    mail, and parsing one costs more than checking."""
+    mail, and parsing one costs more than checking (a record of an RSA key of 16384 bits
+    has 2.8 KB: a longer one, which a hostile zone may publish, is not remembered)."""
     try:
         tags = tag_value.parse(record.encode("ascii", "replace"))
     except InvalidTagValueList:
@@ -273,7 +277,9 @@ def _load_key_data(tags):
             numbers = parse_public_key(raw)
             return kind, RSAPublicNumbers(numbers["publicExponent"],
                                           numbers["modulus"]).public_key()
-    except (binascii.Error, ValueError, UnparsableKeyError):
+    except (binascii.Error, ValueError, UnparsableKeyError, AssertionError):
+        # (dkimpy's ASN.1 reader asserts what it expects: a NULL with a length raised
+        # AssertionError out of the plugin)
         return kind, KeyProblem("permerror", "malformed %s key" % kind)
     return kind, KeyProblem("permerror", "unknown key type")
 
@@ -320,18 +326,20 @@ def check(signature, fields, body_hash, key_records):
 
 def select_fields(fields, names):
     """The fields ``names`` (lower case, in order) cover, RFC 6376 section 5.4.2: each name
-    takes the last field of that name not taken yet; a name with none left takes nothing."""
-    lowered = [field[0].lower() for field in fields]
+    takes the last field of that name not taken yet; a name with none left takes nothing.
+    Work in proportion to the fields and names (a search of the fields per name cost 28 s
+    of CPU for an ``h=`` of 20,000 names absent from 40,000 short fields, measured)."""
+    wanted = set(names)
+    positions = {}      # name: the indexes of its fields not taken yet, the last at the end
+    for i, field in enumerate(fields):
+        name = field[0].lower()
+        if name in wanted:
+            positions.setdefault(name, []).append(i)
     selected = []
-    taken = {}
     for name in names:
-        i = taken.get(name, len(fields))
-        while i > 0:
-            i -= 1
-            if lowered[i] == name:
-                selected.append(fields[i])
-                break
-        taken[name] = i
+        left = positions.get(name)
+        if left:
+            selected.append(fields[left.pop()])
     return selected
 
 

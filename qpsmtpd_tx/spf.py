@@ -45,6 +45,17 @@ DEFAULT_TIMEOUT = 20
 MAX_LOOKUPS = 250
 #: MX or PTR names whose addresses are asked in advance (RFC 7208 4.6.4: 10 are looked at)
 MAX_NAMES = 10
+#: the longest SPF record read (characters): a longer one is a permerror. pyspf runs again
+#: over every record read so far after each DNS round trip: 11 records of 53 KB (3000
+#: ``ip4`` terms each) chained by ``include`` cost 1.7 s of reactor CPU per check, at
+#: 3.5 KB each 0.11 s (measured). RFC 7208 3.4 asks records to fit in 512 bytes. (Below
+#: 4300 also keeps pyspf's int() of a CIDR length or macro digits from raising ValueError.)
+MAX_RECORD = 4096
+#: the longest explanation (``exp=``) record expanded (characters); a longer one is ignored,
+#: as RFC 7208 6.2 ignores one that cannot be used. pyspf expands one at every level of a
+#: check (it looks for errors in includes' too) in time quadratic in its macros: 60 KB of
+#: ``%{d1r+-._}`` cost 7.5 s of reactor CPU for one check, 1 KB 2 ms (measured)
+MAX_EXPLANATION = 1024
 
 RESULTS = ("pass", "fail", "softfail", "neutral", "none", "permerror", "temperror")
 _ADDRESS_MECHANISMS = ("ip4", "ip6")
@@ -177,6 +188,18 @@ class _Query(pyspf.query):
         self.__dict__["_mechanism"] = value
         self.authority = self.d if value else None
 
+    def get_explanation(self, spec):
+        """pyspf's, but an explanation record longer than :data:`MAX_EXPLANATION` is not
+        expanded (None: as if the domain gave none). Its lookup is the one pyspf makes."""
+        if spec:
+            try:
+                records = self.dns_txt(spec, ignore_void=True)
+            except (pyspf.TempError, pyspf.PermError):
+                records = ()        # pyspf's own call below meets the same error
+            if len(records) == 1 and len(records[0]) > MAX_EXPLANATION:
+                return None
+        return super().get_explanation(spec)
+
     def validated_ptrs(self):
         """pyspf's, where a PTR or address lookup that fails counts as no records: RFC 7208
         5.5 skips such a name (a real resolver's SERVFAIL for a CNAME loop, for one)."""
@@ -236,7 +259,18 @@ class _Answers:
                 return []
             self.failed = outcome
             raise pyspf.TempError(_dns_problem(outcome))
+        if qtype.upper() in ("TXT", "SPF"):
+            _check_size(name, outcome)
         return [((name, qtype), _pyspf_value(qtype, record)) for record in outcome]
+
+
+def _check_size(name, records):
+    """Raise pyspf's PermError if one of the TXT ``records`` at ``name`` is an SPF record
+    longer than :data:`MAX_RECORD`."""
+    for record in records:
+        if len(record) > MAX_RECORD and record[:6].lower() == "v=spf1":
+            raise pyspf.PermError("SPF record at %s is %d characters long (at most %d are "
+                                  "read)" % (name, len(record), MAX_RECORD))
 
 
 def _dns_problem(error):
@@ -269,6 +303,52 @@ def _dispatch(name, qtype, strict=True, timeout=None):
 
 
 pyspf.DNSLookup = _dispatch
+
+
+class _SearchedOnce:
+    """pyspf's ``RE_INVALID_MACRO`` with its last answer kept: pyspf's ``expand`` searches
+    the whole text once for each of its labels, the same search each time (time quadratic
+    in its dots: ``%{d}`` and 4000 dots took 0.5 s per expansion, measured); here the
+    search of a text runs once. Same answers for every user of pyspf."""
+
+    def __init__(self, pattern):
+        self.pattern = pattern
+        self.last = (None, None)
+
+    def search(self, text):
+        """``pattern.search(text)``, at once for the text searched last (the same object:
+        str is immutable)."""
+        last = self.last
+        if last[0] is not text:
+            last = self.last = (text, self.pattern.search(text))
+        return last[1]
+
+
+pyspf.RE_INVALID_MACRO = _SearchedOnce(pyspf.RE_INVALID_MACRO)
+
+#: a run of label characters longer than a label may be (RFC 1035: 63)
+_OVERLONG_LABEL = re.compile(r"[0-9A-Za-z-]{64}")
+
+
+class _TopLabelCheck:
+    """pyspf's ``RE_TOPLAB``, with which it tells whether a domain-spec ends in a valid top
+    label (``RE_TOPLAB.split(spec)[-1]`` is empty): its first alternative backtracks over a
+    long label, in time quadratic in its length (``x.`` and 4000 letters: 0.18 s a search,
+    for every such term of every record at each rerun, measured). A spec with more than 63
+    label characters in a row holds no valid name: it is answered at once as one where the
+    pattern finds nothing (pyspf: permerror, ``Invalid domain found``)."""
+
+    def __init__(self, pattern):
+        self.pattern = pattern
+
+    def split(self, text):
+        """``pattern.split(text)``, or ``[text]`` for a text with an overlong label."""
+        if _OVERLONG_LABEL.search(text):
+            return [text]
+        return self.pattern.split(text)
+
+
+pyspf.RE_TOPLAB = _TopLabelCheck(pyspf.RE_TOPLAB)
 
 
 def _run(answers, ip, sender, helo, receiver, default_explanation, check=True):

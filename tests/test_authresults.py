@@ -14,7 +14,7 @@ PLUGINS = ["rcpt_ok", "auth_result mail spf=pass smtp.mailfrom=client.example",
 class AuthservIdTests(unittest.TestCase):
     def test_comments_and_space_are_not_part_of_it(self):
         self.assertEqual(authserv_id(" MX.example.org (our (mx)); spf=pass"), "mx.example.org")
-        self.assertEqual(authserv_id("mx.example.org 1; none"), "mx.example.org1")
+        self.assertEqual(authserv_id("mx.example.org 1; none"), "mx.example.org")
         self.assertEqual(authserv_id("none"), "none")
 
 

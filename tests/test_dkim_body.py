@@ -59,11 +59,21 @@ class MemoryTests(unittest.TestCase):
     def test_a_50_mb_body_is_hashed_in_bounded_memory(self):
         """A child process hashes a 50 MB spool file: its peak RSS grows by far less than
         the body (dkimpy, given the whole message, needs several copies of it)."""
-        path = self.mktemp()
         line = b"Lorem ipsum dolor  sit amet,\t consectetur adipiscing elit   \n"
+        self.assertHashedInBoundedMemory([line] * (50 * 1024 * 1024 // len(line)))
+
+    def test_millions_of_empty_lines_are_hashed_in_bounded_memory(self):
+        """20 MB of empty lines, then one that is not: they were held back (trailing empty
+        lines are not hashed) and then passed on at once, 40 MB for each canonicalization."""
+        self.assertHashedInBoundedMemory([b"\n" * (1024 * 1024)] * 20 + [b"x\n"])
+
+    def assertHashedInBoundedMemory(self, pieces):
+        """A child process hashes a spool file of ``pieces``, simple and relaxed: its peak
+        RSS grows by less than 8 MiB."""
+        path = self.mktemp()
         with open(path, "wb") as f:
-            for _ in range(50 * 1024 * 1024 // len(line)):
-                f.write(line)
+            for piece in pieces:
+                f.write(piece)
         script = (
             "import resource, sys\n"
             "from qpsmtpd_tx.dkim_body import body_hashes\n"
