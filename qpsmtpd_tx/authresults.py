@@ -115,7 +115,10 @@ CONNECTION_HOOKS = ("pre-connection", "connect", "helo", "ehlo")
 def store(transaction, result, me=None, hook=None):
     """Keep ``result``: in the connection note (text, as qpsmtpd) when stored in one of the
     :data:`CONNECTION_HOOKS`, else in the transaction's list; if the message already has
-    our field (``me`` given), rewrite it so it shows the new result."""
+    our field (``me`` given), rewrite it so it shows the new result. The field is written
+    here without :class:`~qpsmtpd_tx.message.Header`'s checks, so every result goes through
+    :func:`safe_entry` (a plugin's result quoting message text must not split the field)."""
+    result = safe_entry(result)
     if hook in CONNECTION_HOOKS:
         notes = transaction.connection.notes
         previous = notes.get(NOTE)

@@ -65,3 +65,14 @@ class StoreTests(unittest.TestCase):
         authresults.store(transaction, "dkim=none", ME, "data_post")
         self.assertEqual(self.ours(transaction), [
             b"Authentication-Results: mx.example.org; auth=none; dkim=none\n"])
+
+    def test_a_result_cannot_split_the_field(self):
+        """A plugin's result quoting message text with a line break (here written on
+        purpose) stays in our one field: no Bcc field appears."""
+        transaction = _transaction()
+        authresults.store(transaction, "x=pass reason=\"a\r\nBcc: victim@example.net\"", ME,
+                          "data_post")
+        self.assertEqual(transaction.header.get("Bcc"), [])
+        self.assertEqual(self.ours(transaction), [
+            b"Authentication-Results: mx.example.org; auth=none;"
+            b" x=pass reason=\"a??Bcc: victim@example.net\"\n"])
