@@ -19,9 +19,32 @@ _LINE_BREAK = re.compile(r"\r\n|\r|\n")
 _UNFOLD = re.compile(r"\n[ \t]+")
 
 
+#: names found to be field names (the few the core and plugins add, so a set lookup per field
+#: added instead of a pattern match; bounded, since a milter may name any)
+_GOOD_NAMES = set()
+
+
 def is_field_name(name):
     """True if ``name`` can name a header field (printable ASCII but ``:``, RFC 5322)."""
-    return _FIELD_NAME.fullmatch(name) is not None
+    if name in _GOOD_NAMES:
+        return True
+    if _FIELD_NAME.fullmatch(name) is None:
+        return False
+    if len(_GOOD_NAMES) < 256:
+        _GOOD_NAMES.add(name)
+    return True
+
+
+def _well_folded(value):
+    """True if every line break of ``value`` is LF and starts a continuation line that holds
+    more than white space (the usual multi-line value, a Received field: kept as it is)."""
+    if "\r" in value:
+        return False
+    lines = value.split("\n")
+    for line in lines[1:]:
+        if line[:1] not in (" ", "\t") or not line.strip():
+            return False
+    return bool(lines[0].strip())
 
 
 def field_value(value):
@@ -30,6 +53,8 @@ def field_value(value):
     field (``x\\nBcc: …``, a CR, an empty line ending the header) is unfolded into a space:
     a plugin or back end repeating text it was given cannot forge fields or end the header."""
     if "\n" not in value and "\r" not in value:
+        return value
+    if _well_folded(value):
         return value
     lines = _LINE_BREAK.split(value.strip("\r\n"))
     out = [lines[0]]
