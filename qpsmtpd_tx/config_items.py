@@ -82,6 +82,10 @@ ITEMS = dict([
           "0 = no limit", minimum=0),
     _item("plugin_timeout", INTEGER, DEFAULT_HOOK_TIMEOUT, "seconds a waiting hook may take "
           "(a plugins line's timeout=N overrides it); 0 = no limit", minimum=0),
+    _item("plugin_errors", CHOICE, "decline", "a plugin that fails (raises) in a hook that "
+          "decides on a message (mail, rcpt, data, data_headers_end, data_post): decline (as "
+          "qpsmtpd: the next plugin decides) or defer (451: nothing is accepted unchecked)",
+          choices=("decline", "defer")),
     _item("shutdown_timeout", INTEGER, 30, "seconds SIGTERM waits for transactions in "
           "progress", minimum=0),
     _item("max_recipients", INTEGER, 1000, "recipients per transaction, beyond it 452 4.5.3; "

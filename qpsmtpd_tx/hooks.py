@@ -31,6 +31,12 @@ DEFAULT_HOOK_TIMEOUT = 600
 #: the text of the 451 a client gets when a hook timed out
 TIMEOUT_TEXT = "Timeout in processing, try again later"
 
+#: the hooks deciding on a message, where ``plugin_errors defer`` turns a plugin's failure
+#: into a 451 instead of letting the next plugin decide
+DECIDING_HOOKS = frozenset(("mail", "rcpt", "data", "data_headers_end", "data_post"))
+#: the text of that 451
+FAILED_TEXT = "Temporary failure in processing, try again later"
+
 #: the hook whose plugin code is running now (for log lines), or None
 current_hook = contextvars.ContextVar("current_hook", default=None)
 
@@ -107,6 +113,9 @@ class HookRegistry:
         self.clock = None
         #: ``observe(plugin, hook, seconds)`` for each plugin's answer (--metrics), or None
         self.observe = None
+        #: True (``plugin_errors defer``): a plugin failing in one of the DECIDING_HOOKS
+        #: answers DENYSOFT; False (qpsmtpd's rule): it counts as DECLINED
+        self.defer_on_error = False
 
     def register(self, hook, plugin, method, prepend=False):
         """Add ``method`` (bound, called with the transaction and the hook's arguments)."""
@@ -167,6 +176,8 @@ class HookRegistry:
                 result = _call(hook, method, transaction, args)
             except Exception:
                 self._log_failure(Failure(), hook, plugin, transaction)
+                if self.defer_on_error and hook in DECIDING_HOOKS:
+                    return self._failed_result(hook, plugin, transaction)
                 continue
             kind = type(result)
             if kind is not tuple and kind is not int:
@@ -216,12 +227,19 @@ class HookRegistry:
             if failure.check(HookTimeout):
                 return HookResult(codes.DENYSOFT, [TIMEOUT_TEXT], plugin, timed_out=True)
             self._log_failure(failure, hook, plugin, transaction)
+            if self.defer_on_error and hook in DECIDING_HOOKS:
+                return self._failed_result(hook, plugin, transaction)
             return self._run_from(hook, handlers, index, transaction, args, last)
 
         self._limit(pending, hook, plugin, transaction)
         if started is not None:
             pending.addBoth(self._answered, plugin, hook, started)
         return pending.addCallbacks(resumed, failed)
+
+    def _failed_result(self, hook, plugin, transaction):
+        """The DENYSOFT a failed plugin answers with ``plugin_errors defer`` (recorded and
+        followed by the deny hook as any answer)."""
+        return self._decide((codes.DENYSOFT, FAILED_TEXT), hook, plugin, transaction)
 
     def _answered(self, result, plugin, hook, started):
         """A waiting plugin has answered (or timed out): its time to :attr:`observe`."""

@@ -139,6 +139,7 @@ class SMTPServer(ServerLog, Draining):
         """
         self._loading = chain
         chain.hooks.default_timeout = self.plugin_timeout
+        chain.hooks.defer_on_error = self.plugin_errors == "defer"
         chain.hooks.clock = self.chain.hooks.clock
         chain.hooks.observe = self.chain.hooks.observe
         try:
