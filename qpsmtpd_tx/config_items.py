@@ -84,7 +84,8 @@ ITEMS = dict([
           "(a plugins line's timeout=N overrides it); 0 = no limit", minimum=0),
     _item("plugin_errors", CHOICE, "decline", "a plugin that fails (raises) in a hook that "
           "decides on a message (mail, rcpt, data, data_headers_end, data_post): decline (as "
-          "qpsmtpd: the next plugin decides) or defer (451: nothing is accepted unchecked)",
+          "qpsmtpd: the next plugin decides) or defer (a temporary refusal: nothing is accepted "
+          "unchecked)",
           choices=("decline", "defer")),
     _item("shutdown_timeout", INTEGER, 30, "seconds SIGTERM waits for transactions in "
           "progress", minimum=0),

@@ -52,6 +52,8 @@ class ShippedPluginsTests(unittest.TestCase):
         await eventually(lambda: b"221 " in client.transport.value())
         self.assertEqual(codes_of(client.take()), [250, 221])
         self.assertEqual(len(os.listdir(os.path.join(work, "var", "maildir", "new"))), 1)
+        # a plugin that fails while deciding on a message refuses it for now (plugin_errors)
+        self.assertTrue(server.hooks.defer_on_error)
 
     def test_every_plugin_is_named(self):
         with open(os.path.join(ETC, "plugins")) as f:
