@@ -32,9 +32,13 @@ DEFAULT_HOOK_TIMEOUT = 600
 TIMEOUT_TEXT = "Timeout in processing, try again later"
 
 #: the hooks deciding on a message, where ``plugin_errors defer`` turns a plugin's failure
-#: into a 451 instead of letting the next plugin decide
+#: into a DENYSOFT (450 at MAIL and RCPT, 451 at DATA, 452 after the data) instead of
+#: letting the next plugin decide
 DECIDING_HOOKS = frozenset(("mail", "rcpt", "data", "data_headers_end", "data_post"))
-#: the text of that 451
+#: data_headers_end ignores a plain DENYSOFT (as qpsmtpd): there a failure is
+#: DENYSOFT_DISCONNECT (421), else the message would go on unchecked
+_FAILED_CODE = {"data_headers_end": codes.DENYSOFT_DISCONNECT}
+#: the text of that refusal
 FAILED_TEXT = "Temporary failure in processing, try again later"
 
 #: the hook whose plugin code is running now (for log lines), or None
@@ -237,9 +241,10 @@ class HookRegistry:
         return pending.addCallbacks(resumed, failed)
 
     def _failed_result(self, hook, plugin, transaction):
-        """The DENYSOFT a failed plugin answers with ``plugin_errors defer`` (recorded and
-        followed by the deny hook as any answer)."""
-        return self._decide((codes.DENYSOFT, FAILED_TEXT), hook, plugin, transaction)
+        """The DENYSOFT a failed plugin answers with ``plugin_errors defer`` (DENYSOFT_DISCONNECT
+        at data_headers_end; recorded and followed by the deny hook as any answer)."""
+        code = _FAILED_CODE.get(hook, codes.DENYSOFT)
+        return self._decide((code, FAILED_TEXT), hook, plugin, transaction)
 
     def _answered(self, result, plugin, hook, started):
         """A waiting plugin has answered (or timed out): its time to :attr:`observe`."""
