@@ -97,6 +97,8 @@ DB_FILE = "karma.sqlite"
 KNOWN = {"negative", "penalty_days", "reject", "reject_type", "strikes", "expire_days"} \
     | STORE_ARGUMENTS
 REJECTS = ("0", "1", "connect", "naughty")
+#: the texts of a failed store: reading a client's history, recording a verdict
+_STORE_FAILED = ("error, database failed: %s", "error, database failed, not recorded: %s")
 SPAMMY_TLDS = dict([(tld, 4) for tld in ("info", "pw")] + [(tld, 3) for tld in ("tw", "biz")]
                    + [(tld, 2) for tld in ("cl", "br", "fr", "be", "jp", "no", "se", "sg")])
 
@@ -194,15 +196,23 @@ class Karma(Plugin):
         try:
             value = await self.store.get(karma_db.key(ip))
         except StoreError as e:
-            self._store_failed(e, "error, database failed: %s", transaction)
+            self._store_failed(e, _STORE_FAILED[0], transaction)
             return None
-        self.problem_over("database")
+        self._store_works()
         return None if value is None else Record.parse(value)
 
     def _store_failed(self, error, text, transaction):
         """Log a failure of the store: at LOGERROR once, then at LOGINFO for each use while
         the same error goes on (a database down must not log an error per message)."""
-        self.log_once("database", LOGERROR, text % (error,), transaction, again=LOGINFO)
+        # one key per text: a connection meets the error with two texts (its read, its
+        # verdict), which under one key would each count as a new problem every time
+        self.log_once(("database", text), LOGERROR, text % (error,), transaction,
+                      again=LOGINFO)
+
+    def _store_works(self):
+        """The store answered: its next failure is logged at LOGERROR again."""
+        for text in _STORE_FAILED:
+            self.problem_over(("database", text))
 
     def _calc_karma(self, transaction, record):
         """qpsmtpd's calc_karma: sets ``karma_history``; +1 karma above 10."""
@@ -237,9 +247,9 @@ class Karma(Plugin):
             record, left = await self.store.update(
                 karma_db.key(ip), penalty_check(self.penalty_days, self.expire_days))
         except StoreError as e:
-            self._store_failed(e, "error, database failed: %s", transaction)
+            self._store_failed(e, _STORE_FAILED[0], transaction)
             return DECLINED
-        self.problem_over("database")
+        self._store_works()
         if record is None:
             self.log(LOGINFO, "pass, no record", transaction)
             return DECLINED
@@ -304,9 +314,9 @@ class Karma(Plugin):
             text = await self.store.update(karma_db.key(ip), karma_verdict(
                 karma, self.negative, self.penalty_days, self.expire_days))
         except StoreError as e:
-            self._store_failed(e, "error, database failed, not recorded: %s", transaction)
+            self._store_failed(e, _STORE_FAILED[1], transaction)
             return DECLINED
-        self.problem_over("database")
+        self._store_works()
         self.log(LOGINFO, text, transaction)
         return DECLINED
 
