@@ -53,17 +53,28 @@ def skip(text, start=0):
         i = comment_end(text, i)
 
 
+#: what starts a comment or a quoted string
+_OPENING = re.compile(r'[("]')
+
+
 def without_comments(text, replacement=" "):
-    """``text`` with each comment replaced by ``replacement``."""
+    """``text`` with each comment replaced by ``replacement``; a quoted string is kept as it
+    is (a ``(`` inside one starts no comment)."""
     if "(" not in text:
         return text
     parts = []
     i = 0
     while True:
-        start = text.find("(", i)
-        if start < 0:
+        found = _OPENING.search(text, i)
+        if found is None:
             parts.append(text[i:])
             return "".join(parts)
+        start = found.start()
+        if text[start] == '"':
+            end = _QUOTED.match(text, start).end()
+            parts.append(text[i:end])
+            i = end
+            continue
         parts.append(text[i:start])
         parts.append(replacement)
         i = comment_end(text, start)
