@@ -133,8 +133,9 @@ class Plugin:
 
     def config_map(self, name, transaction=None):
         """Config item ``name`` as a mapping (``<name>.cdb``, else the file's lines; see
-        :meth:`~qpsmtpd_tx.config.Config.get_map`), or None while its cdb file is broken:
-        then logged at LOGERROR once, not at each lookup, until the file changes or is fixed.
+        :meth:`~qpsmtpd_tx.config.Config.get_map`), or None while its cdb file is broken (or
+        the plain file cannot be read): then logged at LOGERROR once, not at each lookup,
+        until the file changes or is fixed.
 
         No previous map is kept for a broken cdb file: it may have been rewritten in place
         (cdbmake renames a new file over the old one, which never leaves a broken file), and

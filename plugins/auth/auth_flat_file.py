@@ -9,10 +9,11 @@ Config files:
                      compared in lower case; the password may contain ``:``).
 
 A ``flat_auth_pw`` that cannot be read after start-up (made unreadable, a circular
-``$include``, then SIGHUP) accepts no login until it can be read again: every AUTH gets
-``454 4.7.0 Temporary authentication failure``, and the error is logged at LOGERROR once
-(unlike lists of other plugins, whose previous lines stay in use: an edit that revoked a
-password must not leave the old one working). At start-up it stops the server, naming it.
+``$include``, then SIGHUP) accepts no login until it can be read again: the plugin declines
+every AUTH (another auth plugin may still know the user; else ``535``), and the error is
+logged at LOGERROR once (unlike lists of other plugins, whose previous lines stay in use: an
+edit that revoked a password must not leave the old one working). At start-up it stops the
+server, naming it.
 
 Replies (through the core): ``235 PLAIN authentication successful for u@example.org -
 auth_flat_file``. A wrong password is DENY (``auth_flat_file - wrong password``); an unknown
@@ -24,7 +25,7 @@ wrong password but no reason to an unknown user, telling the two apart.)
 """
 
 from qpsmtpd_tx.auth import validate_password
-from qpsmtpd_tx.codes import DECLINED, DENY, DENYSOFT, LOGERROR, LOGINFO
+from qpsmtpd_tx.codes import DECLINED, DENY, LOGERROR, LOGINFO
 from qpsmtpd_tx.config import ConfigError
 from qpsmtpd_tx.plugin import Plugin
 
@@ -52,7 +53,7 @@ class AuthFlatFile(Plugin):
         except ConfigError as e:
             self.log_once("flat_auth_pw", LOGERROR,
                           "no login accepted, flat_auth_pw cannot be read: %s" % e, transaction)
-            return DENYSOFT, "auth_flat_file - flat_auth_pw cannot be read"
+            return DECLINED     # (not DENYSOFT: that would end the other auth plugins' turn)
         self.problem_over("flat_auth_pw")
         stored = None
         for line in lines:

@@ -3,8 +3,8 @@ connection, ``spfbehavior``, ``subject_prefix``) and its file cannot be read (a 
 here a circular ``$include``; a file the server's user may not read is the same case): at
 start-up that stops the server with the file and line, not at the first use; after a SIGHUP
 (the config read again), the lines read before stay and it is logged once, not as a plugin
-crash with a traceback at every use (``flat_auth_pw`` instead accepts no login meanwhile,
-with a temporary error: its previous lines could hold a revoked password). A real server, AUTH sessions over MemoryClient; the
+crash with a traceback at every use (``flat_auth_pw`` instead accepts no login meanwhile:
+its previous lines could hold a revoked password). A real server, AUTH sessions over MemoryClient; the
 rcpt_notes/sql query over a real SQLite database."""
 
 import base64
@@ -67,7 +67,7 @@ class UnreadableItemTests(StartupErrorMixin, unittest.TestCase):
         server.config.clear_cache()             # as SIGHUP does
         for _ in range(SESSIONS):
             # no login while the file cannot be read: the edit may have revoked this one
-            self.assertEqual((auth("secret"), auth("new")), ("454", "454"))
+            self.assertEqual((auth("secret"), auth("new")), ("535", "535"))
         errors = [m for level, m in log if level <= codes.LOGERROR]
         self.assertEqual((len(errors), crashes), (1, []), log)
         self.assertIn("no login accepted, flat_auth_pw cannot be read: %s:2: circular $include"
