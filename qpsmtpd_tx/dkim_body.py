@@ -164,15 +164,18 @@ def body_hashes(body, wanted, chunk_size=HASH_CHUNK):
     chunk = body.read(chunk_size)
     while chunk:
         for stream, digests in feeds:
-            for out in stream.feed(chunk):
-                for digest in digests:
-                    digest.update(out)
+            _pass_on(stream.feed(chunk), digests)
         chunk = body.read(chunk_size)
     for stream, digests in feeds:
-        for out in stream.finish():
-            for digest in digests:
-                digest.update(out)
+        _pass_on(stream.finish(), digests)
     return hashes
+
+
+def _pass_on(pieces, digests):
+    """Hash the canonical ``pieces`` into each of ``digests``."""
+    for piece in pieces:
+        for digest in digests:
+            digest.update(piece)
 
 
 def hash_body(server, size, body, wanted):
