@@ -81,8 +81,9 @@ grouping (config ``recipient_policy``) the targets count as the recipient the cl
 all of them go into the transaction, or the whole alias gets ``452 4.5.3``.
 
 Errors. At start-up, a malformed line stops the server with ``FILE:LINE: what is wrong``
-(as does a missing file). At run time the file is re-read when its size, modification time
-or inode changes (checked at most every ``check_interval`` seconds, at an RCPT), in the
+(as does a missing file). At run time the file is re-read when its size, modification time,
+change time or inode changes (checked at most every ``check_interval`` seconds, at an RCPT;
+the change time catches a file copied back with its old modification time, ``cp -p``), in the
 server's I/O thread pool, so a large file does not stop the server from serving; the old
 table serves until the new one is complete, then is replaced at once. A new file that is
 broken or unreadable is logged as LOGERROR with ``FILE:LINE`` and the old table stays in
@@ -111,6 +112,7 @@ from qpsmtpd_tx.address import (
 )
 from qpsmtpd_tx import policy
 from qpsmtpd_tx.codes import DECLINED, LOGERROR, LOGINFO, LOGWARN
+from qpsmtpd_tx.file_version import file_version
 from qpsmtpd_tx.plugin import Plugin, PluginError
 from qpsmtpd_tx.policy import ALIAS_TARGETS, ORIGINAL_RECIPIENT
 
@@ -139,11 +141,6 @@ class AliasesError(Exception):
         self.signature = signature
         where = "%s:%d: " % (path, lineno) if lineno else "%s: " % (path,)
         super().__init__(where + message)
-
-
-def file_signature(stat_result):
-    """What tells a changed file apart: device, inode, size and modification time."""
-    return (stat_result.st_dev, stat_result.st_ino, stat_result.st_size, stat_result.st_mtime_ns)
 
 
 class AliasTable:
@@ -398,7 +395,7 @@ def read_aliases(path):
     """
     try:
         with open(path, "rb") as f:
-            signature = file_signature(os.fstat(f.fileno()))
+            signature = file_version(os.fstat(f.fileno()))
             data = f.read()
     except OSError as e:
         raise AliasesError(path, None, "cannot read: %s" % (e.strerror or e))
@@ -540,7 +537,7 @@ class Aliases(Plugin):
         if self.reloading is not None:
             return None
         try:
-            signature = file_signature(os.stat(self.aliases_file))
+            signature = file_version(os.stat(self.aliases_file))
         except OSError as e:
             self._error("%s: cannot read: %s" % (self.aliases_file, e.strerror or e))
             return None

@@ -56,6 +56,7 @@ import os
 
 from qpsmtpd_tx import codes
 from qpsmtpd_tx.codes import DECLINED, LOGDEBUG, LOGERROR, LOGINFO
+from qpsmtpd_tx.file_version import version_of
 from qpsmtpd_tx.plugin import Plugin, PluginError
 
 DEFAULT_TEXT = "No such user."
@@ -98,15 +99,6 @@ def read_map(path):
     return entries
 
 
-def file_version(path):
-    """What tells that a file changed: (inode, size, mtime), or None if it cannot be stat'ed."""
-    try:
-        st = os.stat(path)
-    except OSError:
-        return None
-    return st.st_ino, st.st_size, st.st_mtime_ns
-
-
 class RcptMap(Plugin):
     """Answer RCPT for one domain from a map file."""
 
@@ -119,7 +111,7 @@ class RcptMap(Plugin):
         self.domain = options["domain"].lower()
         self.default = self._parse_default(options.get("default", "DENY"))
         self.file = self._locate(options["file"])
-        self.version = file_version(self.file)
+        self.version = version_of(self.file)
         self.map = read_map(self.file)
         self.log(LOGDEBUG, "using map %s for domain %s" % (self.file, self.domain))
 
@@ -140,7 +132,7 @@ class RcptMap(Plugin):
         return self.server.config.path_of(name) or os.path.abspath(name)
 
     def hook_pre_connection(self, transaction, *args):
-        version = file_version(self.file)
+        version = version_of(self.file)
         if version is not None and version != self.version:
             self.version = version
             try:

@@ -16,6 +16,7 @@ import time
 import attr
 
 from qpsmtpd_tx.cdb import CDB, CDBError
+from qpsmtpd_tx.file_version import file_version
 
 #: Perl's ``\s`` on byte strings: what qpsmtpd trims and splits on
 WHITESPACE = " \t\n\r\f\v"
@@ -191,10 +192,9 @@ class Config:
         raises ConfigError, the same one until the file changes (it is not opened again at
         each lookup)."""
         try:
-            st = os.stat(path)
+            version = file_version(os.stat(path))
         except OSError as e:
             raise ConfigError("cannot read cdb file: %s" % e.strerror, path)
-        version = (st.st_ino, st.st_size, st.st_mtime_ns)
         cached = self._cdb_cache.get(path)
         if cached is None or cached[0] != version:
             try:

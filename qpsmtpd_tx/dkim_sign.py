@@ -24,6 +24,8 @@ from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
 from dkim.canonicalization import CanonicalizationPolicy
 from dkim.crypto import parse_pem_private_key
 
+from qpsmtpd_tx.file_version import file_version
+
 #: the fields signed when present (RFC 6376 section 5.4.1's list)
 SIGNED = ("from", "sender", "reply-to", "subject", "date", "message-id", "to", "cc",
           "mime-version", "content-type", "content-transfer-encoding", "content-id",
@@ -80,8 +82,8 @@ class KeyCache:
         """The SigningKey of ``directory``; raises SigningError, for a key that cannot be
         used the same one until its files change (they are not read again for each message)."""
         try:
-            stamp = (os.stat(os.path.join(directory, "private")).st_mtime_ns,
-                     os.stat(os.path.join(directory, "selector")).st_mtime_ns)
+            stamp = (file_version(os.stat(os.path.join(directory, "private"))),
+                     file_version(os.stat(os.path.join(directory, "selector"))))
         except OSError as e:
             raise SigningError("%s: %s" % (directory, e))
         cached = self._keys.get(directory)

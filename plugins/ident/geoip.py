@@ -55,6 +55,7 @@ import os
 import maxminddb
 
 from qpsmtpd_tx.codes import DECLINED, LOGDEBUG, LOGERROR, LOGINFO, LOGNOTICE, LOGWARN
+from qpsmtpd_tx.file_version import version_of
 from qpsmtpd_tx.plugin import Plugin, PluginError
 
 DEFAULT_DB_DIRS = ("/usr/local/share/GeoIP", "/var/lib/GeoIP", "/usr/share/GeoIP")
@@ -106,8 +107,8 @@ class GeoIP(Plugin):
             except ValueError:
                 raise PluginError("too_far must be a number of km, got %r" % (options["too_far"],))
         self.reader = None
-        self._opened = None          # (path, mtime) of the open database
-        self._failed = None          # (path, mtime) of a database that could not be opened
+        self._opened = None          # (path, version) of the open database
+        self._failed = None          # (path, version) of a database that could not be opened
         self._my_location = None
         if not self._open():
             self.log(LOGWARN, "no GeoIP2/GeoLite2 database (%s) in %s: geoip is idle until one "
@@ -118,23 +119,22 @@ class GeoIP(Plugin):
         path = find_database(self.db_dirs)
         if path is None:
             return self.reader is not None
-        try:
-            mtime = os.stat(path).st_mtime
-        except OSError:
+        version = version_of(path)
+        if version is None:
             return self.reader is not None
-        if self._opened == (path, mtime):
+        if self._opened == (path, version):
             return True
-        if self._failed == (path, mtime):
+        if self._failed == (path, version):
             return self.reader is not None      # tried and logged: not again until it changes
         try:
             reader = maxminddb.open_database(path)
         except (OSError, ValueError, maxminddb.InvalidDatabaseError) as e:
-            self._failed = (path, mtime)
+            self._failed = (path, version)
             self.log(LOGERROR, "cannot open %s: %s" % (path, e))
             return self.reader is not None
         if self.reader is not None:
             self.reader.close()
-        self.reader, self._opened, self._my_location = reader, (path, mtime), None
+        self.reader, self._opened, self._my_location = reader, (path, version), None
         self.problem_over("my location")
         self.log(LOGDEBUG, "using db %s" % (path,))
         return True
