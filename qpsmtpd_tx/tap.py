@@ -167,7 +167,7 @@ class SMTPService(service.MultiService):
         self.server.reload()
         for child in self:
             if isinstance(child, WorkerPool):
-                child.signal_all("HUP")
+                child.reload()
 
     def stopService(self):
         """SIGTERM: stop listening and stop the workers while the sessions drain

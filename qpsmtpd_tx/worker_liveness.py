@@ -10,8 +10,10 @@ in the worker, see :func:`answer`): the answer comes from the reactor itself, so
 whose hooks wait a long time (on a Deferred) is not killed while its reactor turns.
 
 A worker that leaves a question unanswered for ``timeout`` seconds (:data:`START_ALLOWANCE`
-at the least for its first answer, while it loads its plugins) is logged (``worker N not
-answering for S s; killing it``), the main process accepts on its own sockets at once as for a
+at the least for its first answer, while it loads its plugins, and again for
+:data:`START_ALLOWANCE` seconds after the main process passes SIGHUP on to it, while it loads
+them again: see :meth:`Liveness.reloading`) is logged (``worker N not answering for S s;
+killing it``), the main process accepts on its own sockets at once as for a
 dead worker, and it gets SIGTERM, then SIGKILL :data:`KILL_GRACE` seconds later if it is still
 there: the pool then starts it again as any worker that ended. The check goes on while the
 pool stops, until every worker has ended: one that hangs instead of draining is killed too.
@@ -52,8 +54,9 @@ class Liveness:
     the pool's ``clock``.
 
     Each worker's state lives on its process protocol (``asked_at``: when the unanswered
-    question went out, else None; ``answered``: whether it ever answered; ``killing``), so a
-    restarted worker starts afresh.
+    question went out, else None; ``answered``: whether it ever answered; ``reload_allowed_until``:
+    the end of the allowance of its last reload, else None; ``killing``), so a restarted
+    worker starts afresh.
     """
 
     def __init__(self, pool, timeout):
@@ -79,6 +82,15 @@ class Liveness:
         worker.answered = True
         worker.asked_at = None
 
+    def reloading(self, worker):
+        """``worker`` (its process protocol) is sent SIGHUP: it runs its plugins' ``init`` in
+        its reactor, which answers no question meanwhile. It is not judged hung before
+        :data:`START_ALLOWANCE` seconds (at least ``timeout``) from now, as at its start;
+        after that an unanswered question counts as before. Timed from the signal, not from
+        an answer: one read after the signal may have been sent before the reload began."""
+        worker.reload_allowed_until = self.pool.clock.seconds() + max(self.timeout,
+                                                                      START_ALLOWANCE)
+
     def _ask(self, intervals):
         now = self.pool.clock.seconds()
         # A late turn (intervals > 1) means this process was busy itself: the answers may be
@@ -97,8 +109,13 @@ class Liveness:
                 continue
             waited = now - worker.asked_at
             limit = self.timeout if worker.answered else max(self.timeout, START_ALLOWANCE)
-            if waited >= limit:
+            if waited >= limit and not self._reload_allowed(worker, now):
                 self._kill(number, worker, transport, waited)
+
+    @staticmethod
+    def _reload_allowed(worker, now):
+        """Whether ``worker`` is still within the allowance of its last reload."""
+        return worker.reload_allowed_until is not None and now < worker.reload_allowed_until
 
     def _kill(self, number, worker, transport, waited):
         worker.killing = True

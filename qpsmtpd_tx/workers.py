@@ -236,6 +236,7 @@ class _WorkerProtocol(protocol.ProcessProtocol):
         #: the liveness check's state (:class:`~qpsmtpd_tx.worker_liveness.Liveness`)
         self.asked_at = None
         self.answered = False
+        self.reload_allowed_until = None
         self.killing = False
 
     def childDataReceived(self, childFD, data):
@@ -372,12 +373,15 @@ class WorkerPool(service.Service):
                 listening.release_worker_sockets(number)
             self._spawn(number)
 
-    def signal_all(self, name):
-        """Send a signal (``"HUP"``…) to every worker."""
-        for _, transport in list(self.workers.values()):
+    def reload(self):
+        """Pass SIGHUP on to every worker (each reloads its plugins); the liveness check
+        gives each the time it gives a starting worker (:meth:`Liveness.reloading`)."""
+        for worker, transport in list(self.workers.values()):
+            if self.liveness is not None:
+                self.liveness.reloading(worker)
             try:
-                transport.signalProcess(name)
-            except Exception:
+                transport.signalProcess("HUP")
+            except Exception:       # ended meanwhile
                 pass
 
     def stopService(self):

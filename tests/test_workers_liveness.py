@@ -1,7 +1,8 @@
 """--workers: a worker that stops answering without dying (here: SIGSTOP, its reactor stops)
 is found by the main process's liveness check (``--worker-timeout``), killed and started
 again; with ``--reuseport`` the main process accepts on its socket meanwhile. A worker whose
-hook waits long while its reactor turns is left alone.
+hook waits long while its reactor turns is left alone, and so is one whose SIGHUP reload
+blocks its reactor longer than the timeout (it gets the start allowance again).
 
 Real ``twistd qpsmtpd-tx`` processes and raw client sockets; which process serves a
 connection is read from the log (the worker's connection ids start with ``w1.``). The kill's
@@ -35,6 +36,7 @@ CONNECTIONS = 20
 #: connections tried to find one that the worker serves (each has about even odds)
 ATTEMPTS = 60
 _ACCEPTED = re.compile(r"\] (w1\.)?[0-9a-f]+ Accepted connection")
+_WORKER_RELOADED = re.compile(r"worker 1: .*plugins reloaded")
 
 
 def _kill(pid):
@@ -57,10 +59,10 @@ class HungWorkerTests(unittest.TestCase):
     def start(self, plugins=("rcpt_ok",), extra=()):
         """A twistd with one worker that has answered the check; (process, port, log,
         worker pid)."""
-        config = write_config(os.path.abspath(self.mktemp()), list(plugins),
-                              {"loglevel": "6", "plugin_dirs": TEST_PLUGINS})
+        self.config = write_config(os.path.abspath(self.mktemp()), list(plugins),
+                                   {"loglevel": "6", "plugin_dirs": TEST_PLUGINS})
         process, port, log = start_twistd(
-            self, config, extra=["--workers", "2", "--max-from-ip", "0",
+            self, self.config, extra=["--workers", "2", "--max-from-ip", "0",
                                  "--worker-timeout", str(TIMEOUT)] + list(extra))
         self.assertTrue(poll_until(lambda: "worker 1 ready" in read_text(log), BOUND))
         [worker] = child_pids(process.pid)
@@ -140,6 +142,32 @@ class HungWorkerTests(unittest.TestCase):
         self.assertNotIn("not answering", read_text(log))
         self.assertEqual(child_pids(process.pid), [worker])
 
+    def test_a_slow_reload_gets_the_start_allowance(self):
+        # the worker's reload runs slow_init's init in its reactor for 3 timeouts: the
+        # check must wait as it does at start-up, not kill the worker
+        slow = os.path.abspath(self.mktemp())
+        process, port, log, worker = self.start(["slow_init %s %d" % (slow, 3 * TIMEOUT),
+                                                 "rcpt_ok"])
+        open(slow, "w").close()
+        with open(os.path.join(self.config, "plugins"), "w") as f:
+            f.write("slow_init %s %d\nscripted queue OK new chain\nrcpt_ok\n"
+                    % (slow, 3 * TIMEOUT))
+        process.send_signal(signal.SIGHUP)
+        self.assertTrue(poll_until(lambda: _WORKER_RELOADED.search(read_text(log))
+                                   or "not answering" in read_text(log), BOUND))
+        self.assertNotIn("not answering", read_text(log))
+        self.assertEqual(child_pids(process.pid), [worker])
+        client = self.worker_client(port, log)
+        lines = client.makefile("rb")
+        for command, reply in ((b"HELO client.example", b"250 "),
+                               (b"MAIL FROM:<a@b.example>", b"250 "),
+                               (b"RCPT TO:<me@example.com>", b"250 "),
+                               (b"DATA", b"354 ")):
+            client.sendall(command + b"\r\n")
+            self.assertEqual(lines.readline()[:4], reply, command)
+        client.sendall(b"Subject: x\r\n\r\nbody\r\n.\r\n")
+        self.assertEqual(lines.readline(), b"250 new chain\r\n")
+
 
 class _Transport:
     """Records what the liveness check writes to a worker and the signals it sends."""
@@ -162,6 +190,7 @@ class _Worker:
         self.number = number
         self.asked_at = None
         self.answered = False
+        self.reload_allowed_until = None
         self.killing = False
         self.ended = defer.Deferred()
 
@@ -206,6 +235,21 @@ class LivenessClockTests(unittest.TestCase):
         self.run_for(5, answer=False)
         self.assertEqual(self.transport.signals, ["TERM"])
         self.assertEqual(self.pool.served_for, [1])
+
+    def test_a_reloading_worker_gets_the_start_allowance_again(self):
+        self.run_for(5, answer=True)
+        self.pool.reload()
+        self.run_for(worker_liveness.START_ALLOWANCE - 1, answer=False)
+        self.assertEqual(self.transport.signals, ["HUP"])
+        self.run_for(5, answer=False)
+        self.assertEqual(self.transport.signals, ["HUP", "TERM"])
+
+    def test_after_the_reload_allowance_the_timeout_counts_again(self):
+        self.run_for(5, answer=True)
+        self.pool.reload()
+        self.run_for(worker_liveness.START_ALLOWANCE + 1, answer=True)
+        self.run_for(14, answer=False)
+        self.assertEqual(self.transport.signals, ["HUP", "TERM"])
 
     def test_term_then_kill_after_the_grace(self):
         self.run_for(5, answer=True)
