@@ -24,8 +24,10 @@ The files are read in the server's I/O thread pool at each RCPT (no cache: an ed
 to the next recipient). A recipient whose local part or domain is empty, holds a ``/`` or a
 NUL, or starts with a ``.`` gets no lookup (logged at LOGINFO): it could name a directory
 outside the pattern's. A value a filter cannot use is logged (LOGWARN) and that filter uses
-its argument or default instead. A file that exists but cannot be read is logged (LOGERROR)
-and skipped.
+its argument or default instead. A file that exists but cannot be read is skipped and
+logged at LOGERROR once for each distinct problem (``cannot read PATH: REASON``; at LOGINFO
+for each further recipient that meets it), and again in full once it has been read in
+between.
 
 Config files: none. Notes: sets the recipient notes named above.
 
@@ -45,9 +47,9 @@ DEFAULT_PATTERN = "/home/%u/.qpsmtpd"
 
 def read_settings(directory, names):
     """``(values, errors)``: the value of each file of ``names`` found in ``directory`` (its
-    first line that is not empty or a ``#`` comment), and a text per file that could not be
-    read. Runs in a thread."""
-    values, errors = {}, []
+    first line that is not empty or a ``#`` comment), and ``{path: reason}`` of the files that
+    exist but could not be read. Runs in a thread."""
+    values, errors = {}, {}
     for name in names:
         path = os.path.join(directory, name)
         try:
@@ -60,7 +62,7 @@ def read_settings(directory, names):
         except (FileNotFoundError, NotADirectoryError):
             continue
         except OSError as e:
-            errors.append("%s: %s" % (path, e.strerror or e))
+            errors[path] = e.strerror or str(e)
     return values, errors
 
 
@@ -95,13 +97,12 @@ class UserConfig(Plugin):
         if not declared:
             return DECLINED
         d = self.server.run_blocking(read_settings, directory, sorted(declared))
-        d.addCallback(self._found, transaction, recipient, declared)
+        d.addCallback(self._found, transaction, recipient, directory, declared)
         return d
 
-    def _found(self, result, transaction, recipient, declared):
+    def _found(self, result, transaction, recipient, directory, declared):
         values, errors = result
-        for error in errors:
-            self.log(LOGERROR, "%s: cannot read %s" % (recipient.format(), error), transaction)
+        self._log_problems(errors, directory, declared, transaction)
         for note, value in values.items():
             for path, setting in declared[note]:
                 try:
@@ -115,3 +116,15 @@ class UserConfig(Plugin):
             self.log(LOGINFO, "%s: %s" % (recipient.format(), ", ".join(
                 "%s=%s" % item for item in sorted(values.items()))), transaction)
         return DECLINED
+
+    def _log_problems(self, errors, directory, declared, transaction):
+        """Log the files of ``errors`` (``{path: reason}``), each problem once per file at
+        LOGERROR; the other files of ``declared`` in ``directory`` have none (any more)."""
+        for name in declared:
+            path = os.path.join(directory, name)
+            reason = errors.get(path)
+            if reason is None:
+                self.problem_over(path)
+            else:
+                self.log_once(path, LOGERROR, "cannot read %s: %s" % (path, reason),
+                              transaction, again=LOGINFO)

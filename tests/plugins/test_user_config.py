@@ -83,8 +83,8 @@ class UserConfigTests(unittest.TestCase):
                        "instead"), self.log)
         self.assertEqual(await self.notes_of(server, "carol@example.com"), {})
         [error] = [m for level, m in self.log if level == LOGERROR]
-        self.assertTrue(error.startswith("<carol@example.com>: cannot read %s/example.com/carol/"
-                                         "test_threshold: " % self.users), error)
+        self.assertTrue(error.startswith("cannot read %s/example.com/carol/test_threshold: "
+                                         % self.users), error)
 
     def test_default_pattern_and_bad_arguments(self):
         self.assertEqual(loaded_plugin(self.server("user_config"), "user_config").pattern,
