@@ -46,6 +46,14 @@ class PluginChain:
         self.retired = False
         self._stopped = None
 
+    def use_log(self, log, log_enabled=None):
+        """Log through ``log`` and ask ``log_enabled`` from now on (what :meth:`__init__`
+        took): the chain keeps the functions it was given, so a test that replaces the
+        server's log after the chain was built points its chains at the new one
+        (:func:`qpsmtpd_tx.testing.capture_log`)."""
+        self.log = log
+        self.hooks.use_log(log, log_enabled)
+
     def attach(self, session):
         """``session`` starts on this chain."""
         self.sessions.add(session)

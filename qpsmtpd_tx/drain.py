@@ -1,7 +1,7 @@
 """Shutting down gently (SIGTERM): stop taking clients, let transactions finish, then stop.
 
 :class:`Draining` is a part of :class:`~qpsmtpd_tx.server.SMTPServer` (a mixin): it needs the
-server's ``chain``, ``_retired_chains``, ``me``, ``shutdown_timeout``, ``log`` and
+server's ``chains_in_use``, ``me``, ``shutdown_timeout``, ``log`` and
 ``stop_plugins``; the sessions' ``shut_down`` does the per-session half.
 """
 
@@ -20,7 +20,7 @@ class Draining:
     def _live_sessions(self):
         """Sessions that have not ended, on any chain (a client may be gone while a queue
         plugin still delivers its message)."""
-        return [s for chain in self._retired_chains + [self.chain] for s in chain.sessions]
+        return [s for chain in self.chains_in_use() for s in chain.sessions]
 
     def shutdown_reply(self):
         """The text of the 421 a client gets when the server is shutting down."""

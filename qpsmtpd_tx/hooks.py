@@ -105,11 +105,7 @@ class HookRegistry:
     """Which plugin methods run for which hook, in order."""
 
     def __init__(self, log, log_enabled=None):
-        #: ``log(level, message, plugin=None, transaction=None, hook=None)``
-        self.log = log
-        #: ``log_enabled(level)``: False when a line at ``level`` would go nowhere (the debug
-        #: line of every plugin answer is then not even formatted)
-        self.log_enabled = log_enabled or (lambda level: True)
+        self.use_log(log, log_enabled)
         self._handlers = {name: [] for name in HOOK_NAMES}
         #: seconds a waiting hook may take unless its plugin has ``hook_timeout``; 0: no limit
         self.default_timeout = DEFAULT_HOOK_TIMEOUT
@@ -120,6 +116,14 @@ class HookRegistry:
         #: True (``plugin_errors defer``): a plugin failing in one of the DECIDING_HOOKS
         #: answers DENYSOFT; False (qpsmtpd's rule): it counts as DECLINED
         self.defer_on_error = False
+
+    def use_log(self, log, log_enabled=None):
+        """Log through ``log(level, message, plugin=None, transaction=None, hook=None)`` and
+        ask ``log_enabled(level)`` (default: always true) whether a line at ``level`` would
+        go anywhere: the debug line of every plugin answer is not even formatted otherwise.
+        Kept as given (no lookup through the server at each line)."""
+        self.log = log
+        self.log_enabled = log_enabled or (lambda level: True)
 
     def register(self, hook, plugin, method, prepend=False):
         """Add ``method`` (bound, called with the transaction and the hook's arguments)."""

@@ -322,10 +322,14 @@ class SMTPServer(ServerLog, Draining):
         if self._drained is not None and not self._live_sessions():
             self._drain_done()
 
+    def chains_in_use(self):
+        """The chains that sessions still use (replaced by SIGHUP), then that of new ones."""
+        return self._retired_chains + [self.chain]
+
     def stop_plugins(self):
         """Call every plugin's ``stop()`` (of the chains still in use, too); a Deferred firing
         when all are done."""
-        return DeferredList([chain.stop() for chain in self._retired_chains + [self.chain]])
+        return DeferredList([chain.stop() for chain in self.chains_in_use()])
 
     # -- blocking work -------------------------------------------------------------------------
 

@@ -169,9 +169,21 @@ def log_every_level(testcase, server):
 
     The server and its plugins do not even format a line that nobody would see (they ask
     ``server.log_enabled`` first): a test that patches ``server.log`` to see such lines
-    calls this, as :func:`capture_log` does.
+    calls this, as :func:`capture_log` does. The server's plugin chains (built before with
+    the server's functions of then) are pointed at the new ones too.
     """
     testcase.patch(server, "log_enabled", lambda level: True)
+    _follow_server_log(testcase, server)
+
+
+def _follow_server_log(testcase, server):
+    """Until the test ends, the chains of ``server`` log through its ``log`` and
+    ``log_enabled`` of now: they were given the server's methods when they were built, so
+    the lines of their hook registry (a hook's result, a hook that failed or timed out) would
+    miss a ``server.log`` patched later."""
+    for chain in server.chains_in_use():
+        testcase.addCleanup(chain.use_log, chain.log, chain.hooks.log_enabled)
+        chain.use_log(server.log, server.log_enabled)
 
 
 def capture_log(testcase, server, plugin_names=False):
@@ -181,7 +193,9 @@ def capture_log(testcase, server, plugin_names=False):
     where ``name`` is the escaped name of the plugin that logged it (None for the core).
     The lines go only to the list, not to the server's usual log. Lines at every level are
     captured, whatever the server's ``loglevel``: while capturing, ``server.log_enabled`` is
-    true for all levels (see :func:`log_every_level`).
+    true for all levels (see :func:`log_every_level`). The hook registry's own lines (a
+    hook's result at LOGDEBUG, a hook that failed or timed out) are captured too, of the
+    chains built before the capture as of those built (SIGHUP) while it lasts.
     """
     lines = []
     log_every_level(testcase, server)
@@ -193,6 +207,7 @@ def capture_log(testcase, server, plugin_names=False):
             lines.append((level, message))
 
     testcase.patch(server, "log", log)
+    _follow_server_log(testcase, server)
     return lines
 
 

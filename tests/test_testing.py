@@ -12,9 +12,9 @@ import tempfile
 from twisted.trial import unittest
 
 from qpsmtpd_tx import testing
-from qpsmtpd_tx.codes import LOGINFO
+from qpsmtpd_tx.codes import LOGCRIT, LOGDEBUG, LOGINFO
 from qpsmtpd_tx.plugin import Plugin
-from tests.support.harness import TEST_PLUGINS, make_server
+from tests.support.harness import TEST_PLUGINS, MemoryClient, make_server
 
 CHECKOUT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 README = os.path.join(CHECKOUT, "README.md")
@@ -131,3 +131,25 @@ class KitAssertionTests(unittest.TestCase):
         server.log(LOGINFO, "two", plugin=server.plugins[0])
         self.assertEqual(plain, [(LOGINFO, "one")])
         self.assertEqual(named, [(LOGINFO, "scripted", "two")])
+
+    def test_capture_log_sees_the_hook_lines_of_a_chain_built_before_it(self):
+        # the server's chain (and its hook registry) exists before the capture starts: the
+        # registry's own lines (a hook's result, at LOGDEBUG; a hook that raised) are caught
+        server = make_server(self, ["scripted mail DENY no thanks", "rcpt_ok"],
+                             plugin_dirs=[TEST_PLUGINS])
+        lines = testing.capture_log(self, server)
+        client = MemoryClient(server)
+        client.command("HELO c.example")
+        self.assertTrue(client.command("MAIL FROM:<a@b.example>").startswith("550 "))
+        self.assertIn((LOGDEBUG, "Plugin scripted, hook mail returned DENY, no thanks"), lines)
+
+    def test_capture_log_sees_a_hook_failure_of_a_chain_built_before_it(self):
+        server = make_server(self, ["scripted rcpt OK raise", "rcpt_ok"],
+                             plugin_dirs=[TEST_PLUGINS])
+        lines = testing.capture_log(self, server)
+        client = MemoryClient(server)
+        client.command("HELO c.example")
+        client.command("MAIL FROM:<a@b.example>")
+        client.command("RCPT TO:<me@example.com>")
+        self.assertTrue([text for level, text in lines
+                         if level == LOGCRIT and text.startswith("FATAL PLUGIN ERROR")], lines)

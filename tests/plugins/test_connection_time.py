@@ -12,8 +12,8 @@ from twisted.internet.task import Clock
 from twisted.trial import unittest
 
 from qpsmtpd_tx.codes import DECLINED, LOGDEBUG, LOGERROR, LOGINFO, LOGNOTICE, LOGWARN
-from tests.support.connection_cases import QUIT_REPLY, capture_log, fake_transaction, hang_up
-from tests.support.harness import MemoryClient, StartupErrorMixin, make_server
+from tests.support.connection_cases import QUIT_REPLY, fake_transaction, hang_up
+from tests.support.harness import MemoryClient, StartupErrorMixin, capture_log, make_server
 from tests.support.harness import loaded_plugin as plugin_of
 from tests.support.server import connect, start_server, wait_sessions_closed
 
@@ -24,7 +24,7 @@ class ConnectionTimeTests(StartupErrorMixin, unittest.TestCase):
         plugin = plugin_of(server, "connection_time")
         plugin.clock = clock = Clock()
         clock.advance(1000)
-        log = capture_log(self, server)
+        log = capture_log(self, server, plugin_names=True)
         client = MemoryClient(server)
         clock.advance(seconds)
         self.assertEqual(client.command("QUIT"), QUIT_REPLY)
@@ -64,7 +64,7 @@ class ConnectionTimeTests(StartupErrorMixin, unittest.TestCase):
 
     def test_missing_start(self):
         server = make_server(self, ["connection_time"])
-        log = capture_log(self, server)
+        log = capture_log(self, server, plugin_names=True)
         self.assertEqual(plugin_of(server, "connection_time").hook_post_connection(fake_transaction()),
                          DECLINED)
         self.assertEqual(log, [(LOGERROR, "connection_time", "Start time not set?!")])
@@ -81,7 +81,7 @@ class ConnectionTimeTests(StartupErrorMixin, unittest.TestCase):
 
     async def test_over_tcp(self):
         server, port = start_server(self, ["connection_time"])
-        log = capture_log(self, server)
+        log = capture_log(self, server, plugin_names=True)
         client = await connect(self, port)
         self.assertEqual((await client.command("QUIT"))[0], 221)
         await client.wait_closed()

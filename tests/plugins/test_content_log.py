@@ -16,8 +16,9 @@ import time
 from twisted.trial import unittest
 
 from qpsmtpd_tx.codes import DECLINED, LOGERROR
-from tests.support.connection_cases import capture_log, fake_transaction, run_lines
-from tests.support.harness import MemoryClient, StartupErrorMixin, eventually, make_server
+from tests.support.connection_cases import fake_transaction, run_lines
+from tests.support.harness import (MemoryClient, StartupErrorMixin, capture_log, eventually,
+                                   make_server)
 from tests.support.harness import loaded_plugin as plugin_of
 from tests.support.server import connect, start_server
 
@@ -95,7 +96,7 @@ class ContentLogTests(StartupErrorMixin, unittest.TestCase):
         with open(blocker, "w") as f:
             f.write("not a directory\n")
         server = self.server(pattern="file/%Y")
-        log = capture_log(self, server)
+        log = capture_log(self, server, plugin_names=True)
         await self.deliver(server)
         errors = [m for level, name, m in log if name == "content_log" and level == LOGERROR]
         self.assertEqual(len(errors), 1, log)
@@ -110,7 +111,7 @@ class ContentLogTests(StartupErrorMixin, unittest.TestCase):
         self.assertEqual(await plugin.save(txn), (DECLINED, "successfully saved message.. continuing"))
         self.assertEqual(self.read(self.expected_path()), b"\nx\n")
         plugin.pattern = os.path.join(self.dir, "archive/%Y%m%d.log", "below-a-file")
-        capture_log(self, server)
+        capture_log(self, server, plugin_names=True)
         self.assertEqual(await plugin.save(txn),
                          (DECLINED, "Could not open log file.. continuing anyway"))
 

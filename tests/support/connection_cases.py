@@ -1,8 +1,7 @@
 """Helpers shared by the tests of the connection-level policy plugins (tests/plugins/:
 test_hosts_allow, test_earlytalker, test_connection_time, test_noop_counter, test_random_error,
 test_content_log, test_whitelist, test_naughty): the replies of the test server (make_server's
-defaults), a fake transaction for calling hooks directly, a log capture with plugin names, and
-ways to drive a MemoryClient.
+defaults), a fake transaction for calling hooks directly, and ways to drive a MemoryClient.
 """
 
 from twisted.internet.error import ConnectionDone
@@ -10,7 +9,6 @@ from twisted.python.failure import Failure
 
 from qpsmtpd_tx import __version__
 from tests.support import harness
-from tests.support.harness import capture_log as capture_all_log
 
 GREETING = ("220 mx.example.org ESMTP qpsmtpd-tx %s ready; send us your mail, but not your spam.\r\n"
             % __version__)
@@ -25,11 +23,6 @@ def fake_transaction(remote_ip="192.0.2.1", session=None):
     txn = harness.fake_transaction(remote_ip)
     txn.session = session
     return txn
-
-
-def capture_log(testcase, server):
-    """Record every ``(level, plugin name, message)`` logged through ``server``."""
-    return capture_all_log(testcase, server, plugin_names=True)
 
 
 def hang_up(client):
