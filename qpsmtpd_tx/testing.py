@@ -169,21 +169,23 @@ def log_every_level(testcase, server):
 
     The server and its plugins do not even format a line that nobody would see (they ask
     ``server.log_enabled`` first): a test that patches ``server.log`` to see such lines
-    calls this, as :func:`capture_log` does. The server's plugin chains (built before with
-    the server's functions of then) are pointed at the new ones too.
+    calls this, as :func:`capture_log` does. The server's plugin chains, built before with
+    the server's methods of then, follow ``server.log`` and ``server.log_enabled`` from now
+    on, so that they see such a patch too.
     """
     testcase.patch(server, "log_enabled", lambda level: True)
     _follow_server_log(testcase, server)
 
 
 def _follow_server_log(testcase, server):
-    """Until the test ends, the chains of ``server`` log through its ``log`` and
-    ``log_enabled`` of now: they were given the server's methods when they were built, so
-    the lines of their hook registry (a hook's result, a hook that failed or timed out) would
-    miss a ``server.log`` patched later."""
+    """Until the test ends, the chains of ``server`` log through whatever ``server.log`` and
+    ``server.log_enabled`` are at each line: they were given the server's methods when they
+    were built, so the lines of their hook registry (a hook's result, a hook that failed or
+    timed out) would miss a ``server.log`` patched later."""
     for chain in server.chains_in_use():
         testcase.addCleanup(chain.use_log, chain.log, chain.hooks.log_enabled)
-        chain.use_log(server.log, server.log_enabled)
+        chain.use_log(lambda *args, **kwargs: server.log(*args, **kwargs),
+                      lambda level: server.log_enabled(level))
 
 
 def capture_log(testcase, server, plugin_names=False):
@@ -207,7 +209,6 @@ def capture_log(testcase, server, plugin_names=False):
             lines.append((level, message))
 
     testcase.patch(server, "log", log)
-    _follow_server_log(testcase, server)
     return lines
 
 
