@@ -217,10 +217,16 @@ def value(config, name):
 
     A bad value gives the default (start-up has reported it already).
     """
+    return value_or_default(config, name)[0]
+
+
+def value_or_default(config, name):
+    """``(value, None)`` of config item ``name``, or for a bad value ``(the item's default,
+    the ConfigError)``, for a caller that reports the error."""
     try:
-        return read_item(config, name)[0]
-    except ConfigError:
-        return ITEMS[name].default
+        return read_item(config, name)[0], None
+    except ConfigError as e:
+        return ITEMS[name].default, e
 
 
 def read_items(config, names=None):
@@ -231,11 +237,9 @@ def read_items(config, names=None):
         names = list(ITEMS)
     values, problems = {}, []
     for name in names:
-        try:
-            values[name] = read_item(config, name)[0]
-        except ConfigError as e:
-            problems.append(str(e))
-            values[name] = ITEMS[name].default
+        values[name], error = value_or_default(config, name)
+        if error is not None:
+            problems.append(str(error))
         if ITEMS[name].live:
             # read here only to report a bad file: the first real use asks the config
             # hooks of the plugins then loaded (http_config), not this reading's cache

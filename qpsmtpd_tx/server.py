@@ -19,7 +19,6 @@ from twisted.python.threadpool import ThreadPool
 
 from qpsmtpd_tx import codes, config_items
 from qpsmtpd_tx.chain import PluginChain
-from qpsmtpd_tx.config import ConfigError
 from qpsmtpd_tx.dns.budget import DNSBudget
 from qpsmtpd_tx.drain import Draining
 from qpsmtpd_tx.ip_index import SessionsByIP
@@ -198,14 +197,12 @@ class SMTPServer(ServerLog, Draining):
 
         A bad value (a file made unreadable after start-up, then SIGHUP) gives the item's
         default, logged at LOGERROR once per error, not at each use (once per connection)."""
-        try:
-            value = config_items.read_item(self.config, name)[0]
-        except ConfigError as e:
-            if self._bad_live_items.get(name) != str(e):
-                self._bad_live_items[name] = str(e)
-                self.log(codes.LOGERROR, "using the default %s: %s" % (name, e))
-            return config_items.ITEMS[name].default
-        self._bad_live_items.pop(name, None)
+        value, error = config_items.value_or_default(self.config, name)
+        if error is None:
+            self._bad_live_items.pop(name, None)
+        elif self._bad_live_items.get(name) != str(error):
+            self._bad_live_items[name] = str(error)
+            self.log(codes.LOGERROR, "using the default %s: %s" % (name, error))
         return value
 
     def _run_config_hooks(self, name):
