@@ -114,7 +114,9 @@ class Signature:
         return _text(self.tags.get(b"i", b"@" + self.domain.encode()))
 
     def auth_result(self):
-        """This signature's Authentication-Results entry (RFC 8601, RFC 6008 ``header.b``)."""
+        """This signature's Authentication-Results entry (RFC 8601, RFC 6008 ``header.b``).
+        It may hold any character of the message's text: :func:`authresults.store`, which
+        every entry passes on its way to the field, makes it safe there."""
         entry = "dkim=%s" % (self.result,)
         if self.reason:
             entry += " " + authresults.reason(self.reason)
@@ -128,7 +130,7 @@ class Signature:
                 b_tag = b_value.translate(None, dkim_tags.WHITE_SPACE)[:8]
             if b_tag:
                 entry += " header.b=" + _text(b_tag)
-        return authresults.safe_entry(entry)
+        return entry
 
 
 #: c= value -> (CanonicalizationPolicy, body canonicalization name); only valid values are

@@ -7,6 +7,7 @@ from twisted.trial import unittest
 
 from qpsmtpd_tx import arc_override, cfws
 from qpsmtpd_tx.authresults import authserv_id
+from tests.support.authresults_cases import entry_in_field
 from tests.support.filter_cases import FilterTestCase, message
 
 PLUGINS = ["rcpt_ok", "auth_result data_post dkim=pass header.d=client.example"]
@@ -44,8 +45,9 @@ class EntryTests(unittest.TestCase):
     def test_an_arc_reason_cannot_break_the_field(self):
         """A key name made of a folded s= (CR LF in it) reached arc's entry as it was."""
         from qpsmtpd_tx import arc
-        entry = arc.Verdict("temperror", "key lookup: s\r\n 1._domainkey.x.example TXT: "
-                                         "server failure").auth_result("192.0.2.1")
+        entry = entry_in_field(arc.Verdict(
+            "temperror", "key lookup: s\r\n 1._domainkey.x.example TXT: server failure"
+        ).auth_result("192.0.2.1"))
         self.assertEqual(entry, 'arc=temperror reason="key lookup: s?? '
                                 '1._domainkey.x.example TXT: server failure"')
 
