@@ -57,6 +57,10 @@ MAX_RECORD = 4096
 #: ``%{d1r+-._}`` cost 7.5 s of reactor CPU for one check, 1 KB 2 ms (measured)
 MAX_EXPLANATION = 1024
 
+#: RFC 1035 2.3.4: the longest label; RFC 7208 7.3: the longest domain name a macro gives
+MAX_LABEL = 63
+MAX_NAME = 253
+
 RESULTS = ("pass", "fail", "softfail", "neutral", "none", "permerror", "temperror")
 _ADDRESS_MECHANISMS = ("ip4", "ip6")
 #: Mail::SPF's explanation templates by result; ``{who}`` is "Sender" ("sender" inside the
@@ -200,6 +204,32 @@ class _Query(pyspf.query):
                 return None
         return super().get_explanation(spec)
 
+    def expand(self, s, stripdot=True):
+        """pyspf's, where a domain name longer than 253 characters loses labels from its
+        left until it fits (RFC 7208 7.3; pyspf removes one label only, so a longer name
+        was looked up as a name that cannot be, where Mail::SPF asks the shortened one)."""
+        result = super().expand(s, stripdot)
+        if stripdot:        # a domain-spec (an explanation's text is expanded without)
+            while len(result) > MAX_NAME and "." in result:
+                result = result.split(".", 1)[1]
+        return result
+
+    def dns(self, name, qtype, cnames=None, ignore_void=False):
+        """pyspf's lookup, where a name no query can be made for (a label that is empty or
+        longer than 63 characters: RFC 1035 2.3.4) is a name that does not exist: no
+        records, and a void lookup (RFC 7208 4.6.4) as a Name Error is (pyspf returns no
+        records without counting it). RFC 7208 4.8 leaves such a target-name undefined; the
+        RFC 7208 suite's invalid-domain tests call it non-existent (their comment: by
+        analogy with 4.3 and section 5's Name Error)."""
+        if name and not _askable(name):
+            if not ignore_void:
+                self.void_lookups += 1
+                if self.void_lookups > pyspf.MAX_VOID_LOOKUPS:
+                    raise pyspf.PermError("Void lookup limit of %d exceeded"
+                                          % pyspf.MAX_VOID_LOOKUPS)
+            return []
+        return super().dns(name, qtype, cnames, ignore_void)
+
     def validated_ptrs(self):
         """pyspf's, where a PTR or address lookup that fails counts as no records: RFC 7208
         5.5 skips such a name (a real resolver's SERVFAIL for a CNAME loop, for one)."""
@@ -208,6 +238,14 @@ class _Query(pyspf.query):
             return super().validated_ptrs()
         finally:
             self.answers.lenient -= 1
+
+
+def _askable(name):
+    """Whether a DNS query can be made for ``name`` (one final dot allowed): every label
+    1 to 63 characters long."""
+    if name.endswith("."):
+        name = name[:-1]
+    return all(0 < len(label) <= MAX_LABEL for label in name.split("."))
 
 
 class _Answers:
@@ -326,29 +364,16 @@ class _SearchedOnce:
 
 pyspf.RE_INVALID_MACRO = _SearchedOnce(pyspf.RE_INVALID_MACRO)
 
-#: a run of label characters longer than a label may be (RFC 1035: 63)
-_OVERLONG_LABEL = re.compile(r"[0-9A-Za-z-]{64}")
-
-
-class _TopLabelCheck:
-    """pyspf's ``RE_TOPLAB``, with which it tells whether a domain-spec ends in a valid top
-    label (``RE_TOPLAB.split(spec)[-1]`` is empty): its first alternative backtracks over a
-    long label, in time quadratic in its length (``x.`` and 4000 letters: 0.18 s a search,
-    for every such term of every record at each rerun, measured). A spec with more than 63
-    label characters in a row holds no valid name: it is answered at once as one where the
-    pattern finds nothing (pyspf: permerror, ``Invalid domain found``)."""
-
-    def __init__(self, pattern):
-        self.pattern = pattern
-
-    def split(self, text):
-        """``pattern.split(text)``, or ``[text]`` for a text with an overlong label."""
-        if _OVERLONG_LABEL.search(text):
-            return [text]
-        return self.pattern.split(text)
-
-
-pyspf.RE_TOPLAB = _TopLabelCheck(pyspf.RE_TOPLAB)
+#: pyspf's ``RE_TOPLAB`` (does a domain-spec end in a valid top label: ``RE_TOPLAB.split(spec)
+#: [-1]`` is empty) has for "letters and digits, one letter at least" ``[0-9a-z]*[a-z]
+#: [0-9a-z]*``, which backtracks in time quadratic in a label's length where it fails
+#: (``x.``, 4000 letters and ``_``: 0.25 s a search, at every term of every run, measured);
+#: ``[0-9]*[a-z][0-9a-z]*`` matches the same strings (the first letter is the first
+#: character that is not a digit) in linear time: the same answers, 0.2 ms for that search
+_SLOW_TOPLABEL, _FAST_TOPLABEL = "[0-9a-z]*[a-z][0-9a-z]*", "[0-9]*[a-z][0-9a-z]*"
+if _SLOW_TOPLABEL in pyspf.RE_TOPLAB.pattern:
+    pyspf.RE_TOPLAB = re.compile(pyspf.RE_TOPLAB.pattern.replace(_SLOW_TOPLABEL, _FAST_TOPLABEL),
+                                 pyspf.RE_TOPLAB.flags)
 
 
 def _run(answers, ip, sender, helo, receiver, default_explanation, check=True):
