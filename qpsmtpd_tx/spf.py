@@ -215,20 +215,50 @@ class _Query(pyspf.query):
         return result
 
     def dns(self, name, qtype, cnames=None, ignore_void=False):
-        """pyspf's lookup, where a name no query can be made for (a label that is empty or
-        longer than 63 characters: RFC 1035 2.3.4) is a name that does not exist: no
-        records, and a void lookup (RFC 7208 4.6.4) as a Name Error is (pyspf returns no
-        records without counting it). RFC 7208 4.8 leaves such a target-name undefined; the
-        RFC 7208 suite's invalid-domain tests call it non-existent (their comment: by
-        analogy with 4.3 and section 5's Name Error)."""
+        """pyspf's lookup, with RFC 7208 4.6.4's void lookups counted by term, and a name no
+        query can be made for taken as one that does not exist.
+
+        4.6.4 limits the "terms" for which DNS queries find nothing: a term counts once,
+        however many of its queries do (pyspf counted each query: an ``mx`` whose MX names
+        had no address before the one that matched was a permerror; Mail::SPF counts each
+        query too, but stops at the match). A name with a label that is empty or longer
+        than 63 characters (RFC 1035 2.3.4) gives no records and is void as a Name Error
+        is (pyspf gave no records without counting it): RFC 7208 4.8 leaves such a
+        target-name undefined; the RFC 7208 suite's invalid-domain tests call it
+        non-existent (by analogy with 4.3 and section 5's Name Error)."""
         if name and not _askable(name):
-            if not ignore_void:
-                self.void_lookups += 1
-                if self.void_lookups > pyspf.MAX_VOID_LOOKUPS:
-                    raise pyspf.PermError("Void lookup limit of %d exceeded"
-                                          % pyspf.MAX_VOID_LOOKUPS)
-            return []
-        return super().dns(name, qtype, cnames, ignore_void)
+            result = []
+        else:
+            result = super().dns(name, qtype, cnames, ignore_void=True)
+        if not result and not ignore_void:
+            self._void_lookup()
+        return result
+
+    #: the term being evaluated (a number: see check_lookups and dns_spf) and the last one
+    #: that counted a void lookup
+    _term = 0
+    _void_term = None
+
+    def check_lookups(self):
+        """pyspf's count of the terms that look up DNS, each of which starts a term for
+        the count of void lookups."""
+        self._term += 1
+        super().check_lookups()
+
+    def dns_spf(self, domain):
+        """pyspf's, the lookup of a record (the first, or an ``include`` or ``redirect=``
+        target's: the latter is looked up after the record's mechanisms) a term of its own
+        for the count of void lookups."""
+        self._term += 1
+        return super().dns_spf(domain)
+
+    def _void_lookup(self):
+        if self._void_term == self._term:
+            return
+        self._void_term = self._term
+        self.void_lookups += 1
+        if self.void_lookups > pyspf.MAX_VOID_LOOKUPS:
+            raise pyspf.PermError("Void lookup limit of %d exceeded" % pyspf.MAX_VOID_LOOKUPS)
 
     def validated_ptrs(self):
         """pyspf's, where a PTR or address lookup that fails counts as no records: RFC 7208
