@@ -204,10 +204,38 @@ class _Query(pyspf.query):
                 return None
         return super().get_explanation(spec)
 
+    def check0(self, spf, recursion):
+        """pyspf's evaluation of a record, with RFC 7208's rules for modifier names: they
+        are case-insensitive (4.6.1; pyspf ignored ``REDIRECT=`` and ``EXP=`` as unknown
+        modifiers), and an unknown modifier is ignored however often it appears (6; pyspf
+        made a second one a permerror). Its macros are still checked (7.1)."""
+        if spf:
+            spf = self._with_modifiers_normalised(spf)
+        return super().check0(spf, recursion)
+
+    def _with_modifiers_normalised(self, record):
+        terms = record.split(" ")
+        kept, seen = terms[:1], set()
+        for term in terms[1:]:
+            parts = pyspf.RE_MODIFIER.split(term)[1:]
+            if len(parts) == 2:
+                name, value = parts[0].lower(), parts[1]
+                if name in seen and name not in ("redirect", "exp"):
+                    self.expand(value)      # a syntax error in it is still one
+                    continue
+                seen.add(name)
+                term = "%s=%s" % (name, value)
+            kept.append(term)
+        return " ".join(kept)
+
     def expand(self, s, stripdot=True):
         """pyspf's, where a domain name longer than 253 characters loses labels from its
         left until it fits (RFC 7208 7.3; pyspf removes one label only, so a longer name
-        was looked up as a name that cannot be, where Mail::SPF asks the shortened one)."""
+        was looked up as a name that cannot be, where Mail::SPF asks the shortened one),
+        and where the transformer ``R`` reverses as ``r`` does (RFC 7208 7.1's ABNF, whose
+        quoted strings are case-insensitive: RFC 5234 2.3; pyspf ignored it)."""
+        if "R" in s:
+            s = pyspf.RE_CHAR.sub(_lower_transformer, s)
         result = super().expand(s, stripdot)
         if stripdot:        # a domain-spec (an explanation's text is expanded without)
             while len(result) > MAX_NAME and "." in result:
@@ -268,6 +296,11 @@ class _Query(pyspf.query):
             return super().validated_ptrs()
         finally:
             self.answers.lenient -= 1
+
+
+def _lower_transformer(match):
+    """A macro (a match of pyspf's ``RE_CHAR``) with an ``R`` transformer written ``r``."""
+    return re.sub(r"^(%\{[A-Za-z][0-9]*)R", r"\1r", match.group(0))
 
 
 def _askable(name):
