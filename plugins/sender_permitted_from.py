@@ -81,6 +81,13 @@ Other differences from qpsmtpd 0.94, intended:
     ``ptr`` does not match, ``include`` and ``redirect=`` are a permerror (RFC 7208 5.2,
     6.1), ``exp=`` is ignored (6.2). Mail::SPF cuts the label to 63 characters and looks
     up that other name: where it exists, its result differs.
+  - Where the RFC 7208 suite or text and Mail::SPF (RFC 4408) part, RFC 7208 wins: more
+    than 10 MX names are a permerror (Mail::SPF uses the first 10); a malformed macro is a
+    syntax error of the whole record (Mail::SPF sees it only in a term it reaches); void
+    lookups are counted by term (Mail::SPF counts each address query of an ``mx``'s
+    names); ``%{dR}`` is ``%{dr}`` (Mail::SPF refuses it); a ``ptr`` whose PTR lookup
+    fails does not match (Mail::SPF: temperror). The differential test
+    (tests/test_spf_differential.py) lists these classes.
 """
 
 from qpsmtpd_tx.codes import DECLINED, DENY, DENYSOFT, LOGDEBUG, LOGERROR, LOGINFO
