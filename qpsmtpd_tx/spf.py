@@ -236,6 +236,10 @@ class _Query(pyspf.query):
         quoted strings are case-insensitive: RFC 5234 2.3; pyspf ignored it)."""
         if "R" in s:
             s = pyspf.RE_CHAR.sub(_lower_transformer, s)
+        zero = _ZERO_PARTS.search(s)
+        if zero:
+            # RFC 7208 7.3: "If a DIGIT is specified, the value MUST be nonzero"
+            raise pyspf.PermError("invalid-macro-char ", zero.group(0))
         result = super().expand(s, stripdot)
         if stripdot:        # a domain-spec (an explanation's text is expanded without)
             while len(result) > MAX_NAME and "." in result:
@@ -296,6 +300,10 @@ class _Query(pyspf.query):
             return super().validated_ptrs()
         finally:
             self.answers.lenient -= 1
+
+
+#: a macro whose transformer selects zero parts (``%{d0}``); ``%%`` is an escaped percent
+_ZERO_PARTS = re.compile(r"(?<!%)(?:%%)*%\{[A-Za-z]0+(?![0-9])[^}]*\}")
 
 
 def _lower_transformer(match):

@@ -46,3 +46,13 @@ class TransformerTests(unittest.TestCase):
         for macro in ("%{dr}", "%{dR}", "%{D2R}"):
             got = result("v=spf1 a:%s.t.example -all" % macro)
             self.assertEqual(got.result, "pass", macro)
+
+
+class ZeroPartsTests(unittest.TestCase):
+    def test_a_transformer_of_zero_parts_is_a_syntax_error(self):
+        # RFC 7208 7.3: a DIGIT, if given, MUST be nonzero (pyspf expanded %{d0} as %{d};
+        # Mail::SPF: permerror; found by the differential test, case 14902)
+        self.assertEqual(result("v=spf1 exists:%{d0}.t.example +all").result, "permerror")
+        self.assertEqual(result("v=spf1 exists:%{d00r}.t.example +all").result, "permerror")
+        self.assertEqual(result("v=spf1 a:%{d01r}.t.example -all").result, "fail")
+        self.assertEqual(result("v=spf1 a:%%{d0}.t.example +all").result, "pass")
