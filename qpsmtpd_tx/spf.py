@@ -233,13 +233,18 @@ class _Query(pyspf.query):
         left until it fits (RFC 7208 7.3; pyspf removes one label only, so a longer name
         was looked up as a name that cannot be, where Mail::SPF asks the shortened one),
         and where the transformer ``R`` reverses as ``r`` does (RFC 7208 7.1's ABNF, whose
-        quoted strings are case-insensitive: RFC 5234 2.3; pyspf ignored it)."""
+        quoted strings are case-insensitive: RFC 5234 2.3; pyspf ignored it). A macro
+        selecting zero parts (``%{d0}``) or a ``%`` that starts no macro (``%{d``) is a
+        syntax error (7.1, 7.3; pyspf expanded the one as ``%{d}``, kept the other)."""
         if "R" in s:
             s = pyspf.RE_CHAR.sub(_lower_transformer, s)
         zero = _ZERO_PARTS.search(s)
         if zero:
             # RFC 7208 7.3: "If a DIGIT is specified, the value MUST be nonzero"
             raise pyspf.PermError("invalid-macro-char ", zero.group(0))
+        if "%" in s and "%" in pyspf.RE_CHAR.sub("", s):
+            # a % that starts no macro (an unclosed "%{d"): RFC 7208 7.1 allows none
+            raise pyspf.PermError("invalid-macro-char ", s)
         result = super().expand(s, stripdot)
         if stripdot:        # a domain-spec (an explanation's text is expanded without)
             while len(result) > MAX_NAME and "." in result:

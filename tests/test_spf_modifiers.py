@@ -56,3 +56,10 @@ class ZeroPartsTests(unittest.TestCase):
         self.assertEqual(result("v=spf1 exists:%{d00r}.t.example +all").result, "permerror")
         self.assertEqual(result("v=spf1 a:%{d01r}.t.example -all").result, "fail")
         self.assertEqual(result("v=spf1 a:%%{d0}.t.example +all").result, "pass")
+
+    def test_an_unclosed_macro_is_a_syntax_error(self):
+        # RFC 7208 7.1: a '%' starts a macro or is '%%'; pyspf kept "%{d" as text (a name
+        # asked as it was, or an unknown modifier ignored); Mail::SPF: permerror (case 16375)
+        self.assertEqual(result("v=spf1 foo=%{ +all").result, "permerror")
+        self.assertEqual(result("v=spf1 exists:%{d.t.example +all").result, "permerror")
+        self.assertEqual(result("v=spf1 foo=%%{ +all").result, "pass")
