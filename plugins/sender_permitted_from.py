@@ -85,9 +85,11 @@ Other differences from qpsmtpd 0.94, intended:
     than 10 MX names are a permerror (Mail::SPF uses the first 10); a malformed macro is a
     syntax error of the whole record (Mail::SPF sees it only in a term it reaches); void
     lookups are counted by term (Mail::SPF counts each address query of an ``mx``'s
-    names); ``%{dR}`` is ``%{dr}`` (Mail::SPF refuses it); a ``ptr`` whose PTR lookup
-    fails does not match (Mail::SPF: temperror). The differential test
-    (tests/test_spf_differential.py) lists these classes.
+    names); ``%{dR}`` is ``%{dr}`` (Mail::SPF refuses it); ``%{l-}`` of ``x-y`` is
+    ``x.y`` (Mail::SPF: ``x-y``); an IPv4 client never matches ``ip6`` (Mail::SPF compares
+    its IPv4-mapped form); a HELO check's ``%{s}`` is ``postmaster@<helo>`` (Mail::SPF: the
+    HELO name); a ``ptr`` whose PTR lookup fails does not match (Mail::SPF: temperror).
+    The differential test (tests/test_spf_differential.py) lists these classes.
 """
 
 from qpsmtpd_tx.codes import DECLINED, DENY, DENYSOFT, LOGDEBUG, LOGERROR, LOGINFO

@@ -24,7 +24,7 @@ import time
 
 from twisted.internet import defer, threads
 
-from qpsmtpd_tx.dns import BadName, Resolver
+from qpsmtpd_tx.dns import Resolver
 from qpsmtpd_tx.spf import check_host
 from tests.support import spf_cases
 from tests.support.mail_spf import MailSPF
@@ -88,6 +88,11 @@ def _delimiters_only(case, ours, theirs):
                if rtype == "TXT")
 
 
+def _helo_sender_macro(case, ours, theirs):
+    return case.scope == "helo" and any(
+        re.search(r"%\{[sS]", str(data)) for _, rtype, data in case.records if rtype == "TXT")
+
+
 def _mail_spf_died(case, ours, theirs):
     return theirs[0] == "exception" and "empty label" in theirs[1]
 
@@ -96,13 +101,6 @@ def _upper_case_r(case, ours, theirs):
     return (theirs[0] == "permerror" and re.search(r"%\{[A-Za-z][0-9]*R", theirs[1])
             is not None)
 
-
-def _refused_by_c_ares(case, ours, theirs):
-    # a name with a character c-ares does not put in a query (its hostname check)
-    return any(not _HOST_NAME.match(name) for name in case.bad_names)
-
-
-_HOST_NAME = re.compile(r"^[A-Za-z0-9._-]*$")
 
 #: disagreements where RFC 7208 decides for us: (class, reason, test(case, ours, theirs)),
 #: ``ours`` and ``theirs`` the two results as (result, text)
@@ -128,6 +126,9 @@ INTENDED = [
     ("delimiters without transformer", "RFC 7208 7.3: with delimiters given the value is "
      "split on them and joined with '.' (%{l-} of x-y is x.y); Mail::SPF splits only with a "
      "digit or r", _delimiters_only),
+    ("%{s} of a HELO check", "RFC 7208 2.3, 2.4 and 4.3: the HELO identity is checked as "
+     "the sender postmaster@<helo>, so %{s} is that (%{l} postmaster); Mail::SPF's helo "
+     "scope makes %{s} the bare HELO name", _helo_sender_macro),
     ("Mail::SPF dies", "a name with an empty label (a..b): Net::DNS refuses it and "
      "Mail::SPF dies; the RFC 7208 suite's invalid-domain-empty-label allows fail or "
      "permerror (ours: a name that does not exist)", _mail_spf_died),
@@ -135,13 +136,9 @@ INTENDED = [
      "%{dr}; Mail::SPF refuses it", _upper_case_r),
 ]
 
-#: disagreements that are bugs of ours not fixed yet: (class, where, test)
-KNOWN = [
-    ("name refused by c-ares", "qpsmtpd_tx/dns/resolver.py:198 (Resolver._send): c-ares 1.34 "
-     "puts only letters, digits, '-', '_', '.' in a query name (ARES_EBADNAME), so a name "
-     "made by %{l} from a+tag@... is taken as one that does not exist; Mail::SPF asks it",
-     _refused_by_c_ares),
-]
+#: disagreements that are bugs of ours not fixed yet: (class, where, test); none now (a
+#: name c-ares refused, with a '+' from %{l}, was one: qpsmtpd_tx/dns/other_names.py)
+KNOWN = []
 
 
 def intended(case, ours, theirs):
@@ -200,9 +197,7 @@ class Run:
 
     def _ours(self, case):
         sender = case.identity if case.scope == "mfrom" else ""
-        dns = _NotingBadNames(self.resolver)
-        case.bad_names = dns.bad_names
-        d = check_host(dns, case.ip, sender, case.helo, receiver="receiver.example")
+        d = check_host(self.resolver, case.ip, sender, case.helo, receiver="receiver.example")
         d.addCallback(lambda result: (result.result, result.local_explanation()))
         return d
 
@@ -233,26 +228,6 @@ class Run:
         for case, ours, theirs in self.unexplained[:examples]:
             lines.append(describe(case, ours, theirs))
         return "\n".join(lines)
-
-
-class _NotingBadNames:
-    """``resolver`` as check_host sees it, noting the names it refuses (BadName)."""
-
-    def __init__(self, resolver):
-        self.resolver = resolver
-        self.clock = resolver.clock
-        self.bad_names = []
-
-    def lookup(self, name, rrtype, timeout=None):
-        """The resolver's lookup."""
-        d = self.resolver.lookup(name, rrtype, timeout)
-        d.addErrback(self._noted, name)
-        return d
-
-    def _noted(self, failure, name):
-        if failure.check(BadName):
-            self.bad_names.append(name)
-        return failure
 
 
 def describe(case, ours, theirs):
