@@ -93,6 +93,11 @@ def _helo_sender_macro(case, ours, theirs):
         re.search(r"%\{[sS]", str(data)) for _, rtype, data in case.records if rtype == "TXT")
 
 
+def _upper_case_macro(case, ours, theirs):
+    return any(re.search(r"%\{[A-Z]", str(data)) for _, rtype, data in case.records
+               if rtype == "TXT")
+
+
 def _mail_spf_died(case, ours, theirs):
     return theirs[0] == "exception" and "empty label" in theirs[1]
 
@@ -129,6 +134,9 @@ INTENDED = [
     ("%{s} of a HELO check", "RFC 7208 2.3, 2.4 and 4.3: the HELO identity is checked as "
      "the sender postmaster@<helo>, so %{s} is that (%{l} postmaster); Mail::SPF's helo "
      "scope makes %{s} the bare HELO name", _helo_sender_macro),
+    ("upper-case macro letter", "RFC 7208 7.3: an upper-case macro is URL-escaped (%{S} of "
+     "x-y@d is x-y%40d); Mail::SPF read a term written in upper case (EXISTS:%{S}) as lower "
+     "case, unescaped", _upper_case_macro),
     ("Mail::SPF dies", "a name with an empty label (a..b): Net::DNS refuses it and "
      "Mail::SPF dies; the RFC 7208 suite's invalid-domain-empty-label allows fail or "
      "permerror (ours: a name that does not exist)", _mail_spf_died),
