@@ -62,9 +62,11 @@ MAX_LABEL = 63
 MAX_NAME = 253
 
 RESULTS = ("pass", "fail", "softfail", "neutral", "none", "permerror", "temperror")
-_ADDRESS_MECHANISMS = ("ip4", "ip6")
+#: the mechanisms that match the client's address, whose texts name it (Mail::SPF's
+#: SenderIPAddrMech: a, mx, ptr, ip4, ip6): "192.0.2.1 is authorized ..."
+_ADDRESS_MECHANISMS = ("ip4", "ip6", "a", "mx", "ptr")
 #: Mail::SPF's explanation templates by result; ``{who}`` is "Sender" ("sender" inside the
-#: neutral text) or, for ip4/ip6, the client address; ``{default}`` " by default" for ``all``
+#: neutral text) or, for the address mechanisms, the client address; ``{default}`` " by default" for ``all``
 _TEMPLATES = {
     "pass": "{who} is authorized{default} to use '{identity}' in '{scope}' identity",
     "fail": "{who} is not authorized{default} to use '{identity}' in '{scope}' identity",
@@ -126,7 +128,7 @@ class SPFResult:
 
     def _local_explanation(self):
         domain = self.domain
-        if self.authority and self.authority != domain:
+        if self.authority and self.authority != domain.lower():
             domain = "%s ... %s" % (domain, self.authority)
         return "%s: %s" % (domain, self._why())
 
@@ -189,8 +191,11 @@ class _Query(pyspf.query):
 
     @mechanism.setter
     def mechanism(self, value):
+        # the record that decided, also by its default (neutral, no term matched: after a
+        # redirect=, the target's), as Mail::SPF names it: "example.com ... target", in
+        # lower case
         self.__dict__["_mechanism"] = value
-        self.authority = self.d if value else None
+        self.authority = self.d.lower() if self.d else self.d
 
     def get_explanation(self, spec):
         """pyspf's, but an explanation record longer than :data:`MAX_EXPLANATION` is not

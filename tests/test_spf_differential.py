@@ -3,7 +3,8 @@ policies made at random from a fixed seed (tests/support/spf_cases.py: mechanism
 qualifiers, modifiers, macros, CIDR lengths, include chains, void lookups, lookup limits,
 syntax errors; IPv4, IPv6 and mapped clients; HELO and MAIL FROM identities) are published
 on the suite's private NSD and checked by both (tests/support/spf_differential.py), the
-results compared.
+results compared; where the results and the deciding term agree, the local explanations
+(the text of qpsmtpd's replies) are compared too.
 
 Every disagreement must belong to a class of ``INTENDED`` (RFC 7208 decides for us: the
 section is given) or ``KNOWN`` (a bug of ours not fixed yet, with where); anything else
@@ -37,6 +38,8 @@ class DifferentialTests(unittest.TestCase):
         run = await spf_differential.run(reactor, self.dns, CASES, SEED, batch_size=200)
         print(run.report(examples=20))
         self.assertEqual([spf_differential.describe(*found) for found in run.unexplained], [])
+        # where the results and deciding terms agree, so do the texts of qpsmtpd's replies
+        self.assertEqual([spf_differential.describe(*found) for found in run.other_texts], [])
         self.assertEqual(run.counts["cases"], CASES)
         if CASES < 400:     # a short exploratory run need not cover everything
             return

@@ -178,6 +178,9 @@ class Run:
         self.made_by = collections.Counter()
         self.explained = collections.defaultdict(list)
         self.unexplained = []
+        #: cases with the same result and the same deciding term but another local
+        #: explanation (the text of qpsmtpd's replies)
+        self.other_texts = []
 
     def close(self):
         """Stop Mail::SPF's process and our resolver."""
@@ -216,12 +219,30 @@ class Run:
         self.made_by.update(case.made_by)
         if ours[0] == theirs[0]:
             self.counts["same"] += 1
+            if ours[1] != theirs[1]:
+                self.compare_texts(case, ours, theirs)
             return
         name = intended(case, ours, theirs)
         if name is None:
             self.unexplained.append((case, ours, theirs))
         else:
             self.explained[name].append((case, ours, theirs))
+
+    def compare_texts(self, case, ours, theirs):
+        """Count a case whose results agree but not their local explanations: Mail::SPF
+        spells the deciding term its own way (lower case, an IPv6 address in upper case,
+        no final dot, no ``+``, no ``/32``), or another term with the same result decided
+        (a long label's cut name, for one); else the texts must agree."""
+        if ours[0] not in ("pass", "fail", "softfail", "neutral"):
+            self.counts["same result, texts differ: %s" % ours[0]] += 1
+            return
+        our_term, their_term = _deciding_term(ours[1]), _deciding_term(theirs[1])
+        if _spelled(ours[1]) == _spelled(theirs[1]):
+            self.counts["same result, term spelled otherwise"] += 1
+        elif _spelled_term(our_term) != _spelled_term(their_term):
+            self.counts["same result, another term decided"] += 1
+        else:
+            self.other_texts.append((case, ours, theirs))
 
     def report(self, examples=20):
         """The counts and the disagreements, as text."""
@@ -235,7 +256,34 @@ class Run:
                   for (o, t), n in kinds.most_common()]
         for case, ours, theirs in self.unexplained[:examples]:
             lines.append(describe(case, ours, theirs))
+        lines.append("same result and term, texts differ: %d" % len(self.other_texts))
+        for case, ours, theirs in self.other_texts[:examples]:
+            lines.append(describe(case, ours, theirs).replace("UNEXPLAINED", "TEXT", 1))
         return "\n".join(lines)
+
+
+_DECIDING = re.compile(r"\(mechanism '([^']*)' matched\)$")
+
+
+def _deciding_term(text):
+    found = _DECIDING.search(text)
+    return found.group(1) if found else None
+
+
+def _spelled_term(term):
+    """A deciding term as Mail::SPF spells it, near enough: lower case, no ``+``, no
+    final dot before a CIDR length or the end, no ``/32`` or ``/128``."""
+    if term is None:
+        return None
+    term = re.sub(r"\.(?=/|$)", "", term.lower().lstrip("+"))
+    return re.sub(r"^([-~?]?ip4:[^/]*)/32$|^([-~?]?ip6:[^/]*)/128$",
+                  lambda m: m.group(1) or m.group(2), term)
+
+
+def _spelled(text):
+    term = _deciding_term(text)
+    return text if term is None else _DECIDING.sub(
+        "(mechanism '%s' matched)" % _spelled_term(term).replace("\\", "\\\\"), text)
 
 
 def describe(case, ours, theirs):
