@@ -66,7 +66,8 @@ RESULTS = ("pass", "fail", "softfail", "neutral", "none", "permerror", "temperro
 #: SenderIPAddrMech: a, mx, ptr, ip4, ip6): "192.0.2.1 is authorized ..."
 _ADDRESS_MECHANISMS = ("ip4", "ip6", "a", "mx", "ptr")
 #: Mail::SPF's explanation templates by result; ``{who}`` is "Sender" ("sender" inside the
-#: neutral text) or, for the address mechanisms, the client address; ``{default}`` " by default" for ``all``
+#: neutral text) or, for the address mechanisms, the client address; ``{default}`` " by
+#: default" for ``all``
 _TEMPLATES = {
     "pass": "{who} is authorized{default} to use '{identity}' in '{scope}' identity",
     "fail": "{who} is not authorized{default} to use '{identity}' in '{scope}' identity",
