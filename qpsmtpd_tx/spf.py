@@ -215,7 +215,7 @@ class _Query(pyspf.query):
         are case-insensitive (4.6.1; pyspf ignored ``REDIRECT=`` and ``EXP=`` as unknown
         modifiers), and an unknown modifier is ignored however often it appears (6; pyspf
         made a second one a permerror). Its macros are still checked (7.1)."""
-        if spf:
+        if spf and spf.count("=") > 1:      # a modifier besides v=spf1
             spf = self._with_modifiers_normalised(spf)
         return super().check0(spf, recursion)
 
@@ -242,20 +242,26 @@ class _Query(pyspf.query):
         quoted strings are case-insensitive: RFC 5234 2.3; pyspf ignored it). A macro
         selecting zero parts (``%{d0}``) or a ``%`` that starts no macro (``%{d``) is a
         syntax error (7.1, 7.3; pyspf expanded the one as ``%{d}``, kept the other)."""
+        if "%" in s:
+            s = self._checked_macros(s)
+        result = super().expand(s, stripdot)
+        if stripdot:        # a domain-spec (an explanation's text is expanded without)
+            while len(result) > MAX_NAME and "." in result:
+                result = result.split(".", 1)[1]
+        return result
+
+    @staticmethod
+    def _checked_macros(s):
         if "R" in s:
             s = pyspf.RE_CHAR.sub(_lower_transformer, s)
         zero = _ZERO_PARTS.search(s)
         if zero:
             # RFC 7208 7.3: "If a DIGIT is specified, the value MUST be nonzero"
             raise pyspf.PermError("invalid-macro-char ", zero.group(0))
-        if "%" in s and "%" in pyspf.RE_CHAR.sub("", s):
+        if "%" in pyspf.RE_CHAR.sub("", s):
             # a % that starts no macro (an unclosed "%{d"): RFC 7208 7.1 allows none
             raise pyspf.PermError("invalid-macro-char ", s)
-        result = super().expand(s, stripdot)
-        if stripdot:        # a domain-spec (an explanation's text is expanded without)
-            while len(result) > MAX_NAME and "." in result:
-                result = result.split(".", 1)[1]
-        return result
+        return s
 
     def dns(self, name, qtype, cnames=None, ignore_void=False):
         """pyspf's lookup, with RFC 7208 4.6.4's void lookups counted by term, and a name no
@@ -322,12 +328,13 @@ def _lower_transformer(match):
     return re.sub(r"^(%\{[A-Za-z][0-9]*)R", r"\1r", match.group(0))
 
 
+#: a name a DNS query can be made for (one final dot allowed): every label 1 to 63 long
+_ASKABLE = re.compile(r"[^.]{1,%d}(?:\.[^.]{1,%d})*\.?" % (MAX_LABEL, MAX_LABEL), re.S)
+
+
 def _askable(name):
-    """Whether a DNS query can be made for ``name`` (one final dot allowed): every label
-    1 to 63 characters long."""
-    if name.endswith("."):
-        name = name[:-1]
-    return all(0 < len(label) <= MAX_LABEL for label in name.split("."))
+    """Whether a DNS query can be made for ``name`` (:data:`_ASKABLE`)."""
+    return _ASKABLE.fullmatch(name) is not None
 
 
 class _Answers:
