@@ -73,10 +73,23 @@ Other differences from qpsmtpd 0.94, intended:
     most 4096 are read)``: reading such records again after each DNS round trip cost up to
     1.7 s of CPU per check. An explanation (``exp=``) record longer than 1024 characters
     (``MAX_EXPLANATION``) is ignored, as RFC 7208 6.2 ignores an unusable one: expanding
-    60 KB of macros cost 7.5 s. Mail::SPF reads any length. A term whose domain has a
-    label of more than 63 characters is a permerror (``Invalid domain found (use FQDN)``;
-    pyspf and Mail::SPF look the name up, a void lookup): pyspf's check of such a name
-    took time quadratic in the label's length.
+    60 KB of macros cost 7.5 s. Mail::SPF reads any length.
+  - A target name with a label of more than 63 characters (written so, or made by a
+    macro), which no DNS query can ask for, is a name that does not exist (RFC 7208 4.8
+    leaves it undefined; the RFC 7208 suite's ``invalid-domain-long`` tests call it
+    non-existent): ``a``, ``mx``, ``exists`` do not match and count a void lookup,
+    ``ptr`` does not match, ``include`` and ``redirect=`` are a permerror (RFC 7208 5.2,
+    6.1), ``exp=`` is ignored (6.2). Mail::SPF cuts the label to 63 characters and looks
+    up that other name: where it exists, its result differs.
+  - Where the RFC 7208 suite or text and Mail::SPF (RFC 4408) part, RFC 7208 wins: more
+    than 10 MX names are a permerror (Mail::SPF uses the first 10); a malformed macro is a
+    syntax error of the whole record (Mail::SPF sees it only in a term it reaches); void
+    lookups are counted by term (Mail::SPF counts each address query of an ``mx``'s
+    names); ``%{dR}`` is ``%{dr}`` (Mail::SPF refuses it); ``%{l-}`` of ``x-y`` is
+    ``x.y`` (Mail::SPF: ``x-y``); an IPv4 client never matches ``ip6`` (Mail::SPF compares
+    its IPv4-mapped form); a HELO check's ``%{s}`` is ``postmaster@<helo>`` (Mail::SPF: the
+    HELO name); a ``ptr`` whose PTR lookup fails does not match (Mail::SPF: temperror).
+    The differential test (tests/test_spf_differential.py) lists these classes.
 """
 
 from qpsmtpd_tx.codes import DECLINED, DENY, DENYSOFT, LOGDEBUG, LOGERROR, LOGINFO

@@ -136,9 +136,21 @@ class TextTests(unittest.TestCase):
         self.assertEqual(self.result("pass", "ip4:192.0.2.1").local_explanation(),
                          "example.com: 192.0.2.1 is authorized to use 'a@example.com' in "
                          "'mfrom' identity (mechanism 'ip4:192.0.2.1' matched)")
+        # a, mx and ptr match the address, as ip4 and ip6: Mail::SPF names it (its
+        # SenderIPAddrMech); found by tests/test_spf_differential.py's texts
         self.assertEqual(self.result("pass", "+a").local_explanation(),
+                         "example.com: 192.0.2.1 is authorized to use 'a@example.com' in "
+                         "'mfrom' identity (mechanism 'a' matched)")
+        self.assertEqual(self.result("neutral", "?mx:mx.example/24").local_explanation(),
+                         "example.com: Domain does not state whether 192.0.2.1 is authorized "
+                         "to use 'a@example.com' in 'mfrom' identity (mechanism "
+                         "'?mx:mx.example/24' matched)")
+        self.assertEqual(self.result("fail", "-ptr").local_explanation(),
+                         "example.com: 192.0.2.1 is not authorized to use 'a@example.com' in "
+                         "'mfrom' identity (mechanism '-ptr' matched)")
+        self.assertEqual(self.result("pass", "exists:%{i}.x.example").local_explanation(),
                          "example.com: Sender is authorized to use 'a@example.com' in 'mfrom' "
-                         "identity (mechanism 'a' matched)")
+                         "identity (mechanism 'exists:%{i}.x.example' matched)")
         self.assertEqual(self.result("neutral", None).local_explanation(),
                          "example.com: Default neutral result due to no mechanism matches")
         self.assertEqual(self.result("fail", "-all", authority="other.example")
@@ -151,3 +163,22 @@ class TextTests(unittest.TestCase):
         self.assertTrue(field.endswith('receiver=mx.test; identity=mailfrom; '
                                        'envelope-from="we\\"ird@example.com"; helo=h.example; '
                                        'client-ip=192.0.2.1'), field)
+
+
+class AuthorityTests(unittest.TestCase):
+    def test_a_redirect_target_that_decides_by_default_is_named(self):
+        # Mail::SPF names the record that decided, also when no term of it matched
+        # (found by tests/test_spf_differential.py's texts)
+        zone = {"s.example": [{"TXT": "v=spf1 redirect=r.example"}],
+                "r.example": [{"TXT": "v=spf1 ?a:nx.example"}],
+                "u.example": [{"TXT": "v=spf1 redirect=R.EXAMPLE"}]}
+        result = checked(ZoneResolver(zone), "192.0.2.1", "a@s.example")
+        self.assertEqual(result.local_explanation(), "s.example ... r.example: Default "
+                         "neutral result due to no mechanism matches")
+        result = checked(ZoneResolver(zone), "192.0.2.1", "a@u.example")
+        self.assertEqual(result.local_explanation(), "u.example ... r.example: Default "
+                         "neutral result due to no mechanism matches")
+        result = checked(ZoneResolver({"s.example": [{"TXT": "v=spf1"}]}), "192.0.2.1",
+                         "a@s.example")
+        self.assertEqual(result.local_explanation(), "s.example: Default neutral result due "
+                         "to no mechanism matches")

@@ -9,6 +9,8 @@
 - :mod:`~qpsmtpd_tx.dns.names`: reverse names (``in-addr.arpa``, ``ip6.arpa``) and DNS list
   query names;
 - :mod:`~qpsmtpd_tx.dns.cares`: c-ares driven by the reactor (no thread).
+- :mod:`~qpsmtpd_tx.dns.other_names`: names c-ares will not put in a query (``a+tag.example``),
+  asked through Twisted's DNS client of the same servers.
 """
 
 from qpsmtpd_tx.dns.budget import DNSBudget

@@ -95,6 +95,8 @@ class ReactorChannel:
 
     def __init__(self, reactor, servers=None, timeout=None, tries=None, resolvconf_path=None):
         self.reactor = reactor
+        #: seconds per try and tries, when given (else resolv.conf's or c-ares' defaults)
+        self.timeout, self.tries = timeout, tries
         self._sockets = {}
         self._closed = False
         self._timer = None

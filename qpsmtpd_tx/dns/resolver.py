@@ -13,7 +13,8 @@ from twisted.internet import defer
 from qpsmtpd_tx.dns.cache import TTLCache
 from qpsmtpd_tx.dns.cares import ReactorChannel
 from qpsmtpd_tx.dns.lookups import Lookups
-from qpsmtpd_tx.dns.errors import BadName, DNSTimeout, NoData, NXDomain, ServFail
+from qpsmtpd_tx.dns import other_names
+from qpsmtpd_tx.dns.errors import BadName, DNSError, DNSTimeout, NoData, NXDomain, ServFail
 
 #: record types a plugin may ask for
 QUERY_TYPES = {
@@ -123,6 +124,7 @@ class Resolver(Lookups):
         self.clock = clock
         self.cache = TTLCache(cache_size, clock)
         self._in_flight = {}
+        self._other = None
         #: counts for operators and benchmarks: queries sent, answered from the cache, merged
         self.stats = {"queries": 0, "cached": 0, "merged": 0}
 
@@ -186,18 +188,43 @@ class Resolver(Lookups):
         name, rrtype = key
 
         def done(result, error):
-            outcome = self._outcome(key, result, error)
-            for d in self._in_flight.pop(key, []):
-                if isinstance(outcome, Answer):
-                    d.callback(outcome)
-                else:
-                    d.errback(outcome)
+            self._deliver(key, self._outcome(key, result, error))
 
         self.stats["queries"] += 1
+        if other_names.needed(name) and self._other_names() is not None:
+            self._ask_other_way(key)
+            return
         try:
             self.channel.query(name, QUERY_TYPES[rrtype], done)
         except Exception as e:
             self.clock.callLater(0, done, None, e)
+
+    def _deliver(self, key, outcome):
+        for d in self._in_flight.pop(key, []):
+            if isinstance(outcome, Answer):
+                d.callback(outcome)
+            else:
+                d.errback(outcome)
+
+    def _other_names(self):
+        """The Twisted client for names c-ares will not ask (:mod:`other_names`), made at
+        first use for the servers c-ares asks; None for a channel without servers (a test
+        stand-in)."""
+        if self._other is None:
+            servers = getattr(self.channel, "servers", None)
+            if not servers:
+                return None
+            self._other = other_names.OtherNames(
+                self.channel.reactor, servers, getattr(self.channel, "timeout", None),
+                getattr(self.channel, "tries", None))
+        return self._other
+
+    def _ask_other_way(self, key):
+        name, rrtype = key
+        d = self._other.query(name, rrtype)
+        d.addCallbacks(lambda found: Answer(name, rrtype, found[0], found[1]),
+                       lambda failure: _dns_error(failure, name, rrtype))
+        d.addCallback(lambda outcome: self._deliver(key, self._kept(key, outcome)))
 
     def _outcome(self, key, result, error):
         name, rrtype = key
@@ -208,6 +235,11 @@ class Resolver(Lookups):
         else:
             error_class = _ERRORS.get(error, ServFail)
             outcome = error_class(name, rrtype, pycares.errno.errorcode.get(error, error))
+        return self._kept(key, outcome)
+
+    def _kept(self, key, outcome):
+        """``outcome`` (an Answer or a DNSError), put in the cache for as long as it may
+        be kept."""
         if isinstance(outcome, Answer):
             self.cache.put(key, outcome, min(outcome.ttl, MAX_TTL))
         elif outcome.definite:
@@ -219,6 +251,13 @@ class Resolver(Lookups):
     def close(self):
         """Stop: pending lookups fail, sockets close."""
         self.channel.close()
+
+
+def _dns_error(failure, name, rrtype):
+    """A failed lookup's DNSError (anything else counts as a server failure)."""
+    if isinstance(failure.value, DNSError):
+        return failure.value
+    return ServFail(name, rrtype, failure.getErrorMessage())
 
 
 def _timeout_failure(key, seconds):
