@@ -164,10 +164,12 @@ class SMTPService(service.MultiService):
         chain_signal(signal.SIGHUP, self._reload)
 
     def _reload(self):
-        self.server.reload()
+        # the workers first: each reloads in its own process while this one does (this
+        # reload blocks the reactor, so passing the signal on after it made them wait)
         for child in self:
             if isinstance(child, WorkerPool):
                 child.reload()
+        self.server.reload()
 
     def stopService(self):
         """SIGTERM: stop listening and stop the workers while the sessions drain
