@@ -141,9 +141,11 @@ def select_record(records):
     return found[0] if len(found) == 1 else None
 
 
+@small_cache(4096, CACHED_CHARS)
 def aligned(domain, from_domain, mode, psl):
     """Whether an authenticated ``domain`` is aligned with the From domain (``s``: the same
-    name; ``r``: the same organizational domain)."""
+    name; ``r``: the same organizational domain). Remembered: a message asks it for each
+    passing DKIM signature and for SPF, and the next message from that sender asks again."""
     domain, from_domain = domain.lower().strip("."), from_domain.lower().strip(".")
     if mode == "s":
         return domain == from_domain
