@@ -137,6 +137,13 @@ def parse_record(text):
 
 def select_record(records):
     """The one DMARC record among TXT ``records``; None if none or several (RFC 7489 6.6.3)."""
+    return _select_record(tuple(records))
+
+
+@small_cache(1024, CACHED_CHARS)
+def _select_record(records):
+    """:func:`select_record` of a tuple: remembered, as a DNS answer is read again for each
+    message from its domain."""
     found = [r for r in (parse_record(text) for text in records) if r is not None]
     return found[0] if len(found) == 1 else None
 
