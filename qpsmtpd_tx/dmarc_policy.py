@@ -148,10 +148,17 @@ def _select_record(records):
     return found[0] if len(found) == 1 else None
 
 
-@small_cache(4096, CACHED_CHARS)
 def aligned(domain, from_domain, mode, psl):
     """Whether an authenticated ``domain`` is aligned with the From domain (``s``: the same
-    name; ``r``: the same organizational domain). Remembered: a message asks it for each
+    name; ``r``: the same organizational domain)."""
+    if domain == from_domain:   # the usual case (d= is the From domain): aligned either way
+        return True
+    return _aligned(domain, from_domain, mode, psl)
+
+
+@small_cache(4096, CACHED_CHARS)
+def _aligned(domain, from_domain, mode, psl):
+    """:func:`aligned` of two different strings. Remembered: a message asks it for each
     passing DKIM signature and for SPF, and the next message from that sender asks again."""
     domain, from_domain = domain.lower().strip("."), from_domain.lower().strip(".")
     if mode == "s":
