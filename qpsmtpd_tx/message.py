@@ -136,6 +136,14 @@ class Header:
         else:
             self.fields.append((name, raw))
 
+    def add_field(self, name, raw, prepend=False):
+        """Add a whole field ``raw`` that :func:`field_bytes` made for ``name`` (its checks
+        done once for a field added to many messages)."""
+        if prepend:
+            self.fields.insert(0, (name, raw))
+        else:
+            self.fields.append((name, raw))
+
     def delete(self, name):
         """Remove every field with this name."""
         lname = name.lower()

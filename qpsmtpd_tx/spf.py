@@ -36,6 +36,7 @@ import spf as pyspf
 from twisted.internet import defer
 
 from qpsmtpd_tx.dns import DNSError, DNSTimeout, ServFail, parse_ip
+from qpsmtpd_tx.message import field_bytes
 from qpsmtpd_tx.printable import printable
 from qpsmtpd_tx.small_cache import small_cache
 
@@ -155,6 +156,16 @@ class SPFResult:
         if receiver not in made:
             made[receiver] = self._received_spf(receiver)
         return made[receiver]
+
+    def received_spf_field(self, receiver):
+        """The whole ``Received-SPF`` field, as :func:`~qpsmtpd_tx.message.field_bytes` makes
+        it from :meth:`received_spf` (with its checks); kept once made, for
+        :meth:`~qpsmtpd_tx.message.Header.add_field` at each message of the connection."""
+        made = self.__dict__.setdefault("_received_spf_fields", {})
+        raw = made.get(receiver)
+        if raw is None:
+            raw = made[receiver] = field_bytes("Received-SPF", self.received_spf(receiver))
+        return raw
 
     def _received_spf(self, receiver):
         pairs = [("receiver", receiver or "unknown"),
