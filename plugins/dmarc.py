@@ -127,21 +127,21 @@ class DMARCPlugin(Plugin):
             self.log(LOGINFO, "unparseable from header: %s" % " / ".join(froms), transaction)
             return self._refuse(transaction, "unparseable from header")
         psl = self.suffixes(transaction)
-        org_domain = dmarc_policy.organizational_domain(domain, psl)
-        found = self._cached_policy(transaction.connection.dns, domain, org_domain)
+        found = self._cached_policy(transaction.connection.dns, domain, psl)
         if found is not None:   # the usual message: its records are cached, no Deferred
             return self._apply(transaction, domain, psl, found)
-        return defer.Deferred.fromCoroutine(
-            self._fetch_and_apply(transaction, domain, org_domain, psl))
+        return defer.Deferred.fromCoroutine(self._fetch_and_apply(transaction, domain, psl))
 
-    async def _fetch_and_apply(self, transaction, domain, org_domain, psl):
+    async def _fetch_and_apply(self, transaction, domain, psl):
         dns = transaction.connection.dns
         try:
             record = await self._record(dns, domain)
             from_org = False
-            if record is None and org_domain != domain:
-                record = await self._record(dns, org_domain)
-                from_org = True
+            if record is None:
+                org_domain = dmarc_policy.organizational_domain(domain, psl)
+                if org_domain != domain:
+                    record = await self._record(dns, org_domain)
+                    from_org = True
             found = (record, from_org)
         except DNSError as e:
             found = e
@@ -219,14 +219,17 @@ class DMARCPlugin(Plugin):
         return self._refuse(transaction, "failed DMARC policy")
 
     @staticmethod
-    def _cached_policy(dns, domain, org_domain):
+    def _cached_policy(dns, domain, psl):
         """What :meth:`_fetch_and_apply` would find, at once from the DNS cache; None if a
-        record it needs is not cached."""
+        record it needs is not cached. (The organizational domain is only needed when the
+        From domain has no record of its own.)"""
         record = _cached_record(dns, domain)
         from_org = False
-        if record is None and org_domain != domain:
-            record = _cached_record(dns, org_domain)
-            from_org = True
+        if record is None:
+            org_domain = dmarc_policy.organizational_domain(domain, psl)
+            if org_domain != domain:
+                record = _cached_record(dns, org_domain)
+                from_org = True
         if record is _NOT_CACHED:
             return None
         return record if isinstance(record, DNSError) else (record, from_org)

@@ -280,8 +280,8 @@ class SenderPermittedFrom(Plugin):
         if transaction.header is None:
             self.log(LOGERROR, "missing headers!", transaction)
             return DECLINED
-        transaction.header.add("Received-SPF", result.received_spf(self.server.me),
-                               prepend=True)
+        transaction.header.add_field("Received-SPF", result.received_spf_field(self.server.me),
+                                     prepend=True)
         if result.result == "pass":     # accepted at every level: no recipient's note matters
             return DECLINED
         return self.per_recipient_result(transaction, [

@@ -63,18 +63,23 @@ def header_value(me, connection, transaction=None):
                                                       printable(connection.auth_user))]
     else:
         parts = [me, "auth=none"]
-    _add_results(parts, connection.notes.get(NOTE))
+    stored = connection.notes.get(NOTE)
+    if stored:
+        _add_results(parts, stored)
     if transaction is not None:
-        _add_results(parts, transaction.notes.get(NOTE))
+        stored = transaction.notes.get(NOTE)
+        if type(stored) is list:     # (the usual: the list store() keeps)
+            parts += stored
+        elif stored:
+            _add_results(parts, stored)
     return "; ".join(parts)
 
 
 def _add_results(parts, stored):
-    if stored:
-        if isinstance(stored, (list, tuple)):
-            parts.extend(stored)
-        else:
-            parts.append(stored)
+    if isinstance(stored, (list, tuple)):
+        parts.extend(stored)
+    else:
+        parts.append(stored)
 
 
 _FIELD_LOWER = FIELD.lower()
@@ -109,7 +114,7 @@ def add(header, me, connection, transaction):
 
 
 #: results stored in these hooks are about the connection (fcrdns's ``iprev`` at connect)
-CONNECTION_HOOKS = ("pre-connection", "connect", "helo", "ehlo")
+CONNECTION_HOOKS = frozenset(("pre-connection", "connect", "helo", "ehlo"))
 
 
 def store(transaction, result, me=None, hook=None):
@@ -131,10 +136,16 @@ def store(transaction, result, me=None, hook=None):
     value = header_value(me, transaction.connection, transaction)
     raw = ("%s: %s\n" % (FIELD, value)).encode("utf-8", "surrogateescape")
     known = header.auth_results_raw     # ours as last written: no need to parse it again
-    ours = _our_id(me)
+    ours = None
     fields = header.fields
-    for i, field in enumerate(fields):     # (add() put ours first: usually found at once)
-        if (known is not None and field[1] is known) or _is_ours(field, ours):
-            fields[i] = (FIELD, raw)
-            header.auth_results_raw = raw
-            return
+    for i, field in enumerate(fields):     # (add() put ours near the top: found at once)
+        if field[1] is not known:
+            if len(field[0]) != len(FIELD):     # (most fields: not even the name's length)
+                continue
+            if ours is None:
+                ours = _our_id(me)
+            if not _is_ours(field, ours):
+                continue
+        fields[i] = (FIELD, raw)
+        header.auth_results_raw = raw
+        return

@@ -137,6 +137,13 @@ def parse_record(text):
 
 def select_record(records):
     """The one DMARC record among TXT ``records``; None if none or several (RFC 7489 6.6.3)."""
+    return _select_record(tuple(records))
+
+
+@small_cache(1024, CACHED_CHARS)
+def _select_record(records):
+    """:func:`select_record` of a tuple: remembered, as a DNS answer is read again for each
+    message from its domain."""
     found = [r for r in (parse_record(text) for text in records) if r is not None]
     return found[0] if len(found) == 1 else None
 
@@ -144,6 +151,15 @@ def select_record(records):
 def aligned(domain, from_domain, mode, psl):
     """Whether an authenticated ``domain`` is aligned with the From domain (``s``: the same
     name; ``r``: the same organizational domain)."""
+    if domain == from_domain:   # the usual case (d= is the From domain): aligned either way
+        return True
+    return _aligned(domain, from_domain, mode, psl)
+
+
+@small_cache(4096, CACHED_CHARS)
+def _aligned(domain, from_domain, mode, psl):
+    """:func:`aligned` of two different strings. Remembered: a message asks it for each
+    passing DKIM signature and for SPF, and the next message from that sender asks again."""
     domain, from_domain = domain.lower().strip("."), from_domain.lower().strip(".")
     if mode == "s":
         return domain == from_domain

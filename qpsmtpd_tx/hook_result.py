@@ -16,7 +16,9 @@ from twisted.python.failure import Failure
 def now_if_ready(answer):
     """The result of the Deferred ``answer`` if it has already succeeded; else ``answer``
     itself (pending or failed, for the hook machinery to wait for or log; or no Deferred)."""
-    if not isinstance(answer, Deferred):
+    # (``isinstance(answer, Deferred)`` runs ABCMeta's __instancecheck__, Python code, for
+    # anything else: Deferred is an Awaitable; nothing registers virtual subclasses of it)
+    if Deferred not in type(answer).__mro__:
         return answer
     box = []
 
@@ -33,6 +35,6 @@ def now_if_ready(answer):
 def then(value, step, *args):
     """``step(value, *args)`` now if ``value`` is not a Deferred; else a Deferred of it, run
     when ``value`` fires (as ``value.addCallback(step, *args)``)."""
-    if isinstance(value, Deferred):
+    if Deferred in type(value).__mro__:    # (see now_if_ready)
         return value.addCallback(step, *args)
     return step(value, *args)

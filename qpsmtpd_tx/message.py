@@ -111,7 +111,11 @@ class Header:
     def get(self, name):
         """All values of the named field (case-insensitive), unfolded, as text."""
         lname = name.lower()
-        return [self._value(raw) for n, raw in self.fields if n.lower() == lname]
+        size = len(lname)
+        # field names are ASCII (parse, add), lower() keeps their length: a name of another
+        # length is passed over without making its lower-case copy
+        return [self._value(raw) for n, raw in self.fields
+                if len(n) == size and n.lower() == lname]
 
     def get_first(self, name, default=None):
         """The first value of the named field, or ``default``."""
@@ -127,6 +131,14 @@ class Header:
         """Add a field; ``value`` may contain ``\\n`` + whitespace continuation lines (see
         :func:`field_bytes`: no value can start another field)."""
         raw = field_bytes(name, value)
+        if prepend:
+            self.fields.insert(0, (name, raw))
+        else:
+            self.fields.append((name, raw))
+
+    def add_field(self, name, raw, prepend=False):
+        """Add a whole field ``raw`` that :func:`field_bytes` made for ``name`` (its checks
+        done once for a field added to many messages)."""
         if prepend:
             self.fields.insert(0, (name, raw))
         else:

@@ -36,7 +36,9 @@ import spf as pyspf
 from twisted.internet import defer
 
 from qpsmtpd_tx.dns import DNSError, DNSTimeout, ServFail, parse_ip
+from qpsmtpd_tx.message import field_bytes
 from qpsmtpd_tx.printable import printable
+from qpsmtpd_tx.small_cache import small_cache
 
 #: RFC 7208 4.6.4: a check may take at most this long (the RFC says "at least 20 seconds")
 DEFAULT_TIMEOUT = 20
@@ -82,9 +84,12 @@ _DOMAIN = re.compile(r"^(?=.{1,253}\.?$)(?:[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-
 _DOT_ATOM = re.compile(r"^[A-Za-z0-9!#$%&'*+\-/=?^_`{|}~]+(?:\.[A-Za-z0-9!#$%&'*+\-/=?^_`{|}~]+)*$")
 
 
+@small_cache(1024, 255)
 def is_domain(name):
     """Whether ``name`` can be checked: a multi-label domain name, each label 1-63 letters,
-    digits, hyphens or underscores (not an address literal such as ``[192.0.2.1]``)."""
+    digits, hyphens or underscores (not an address literal such as ``[192.0.2.1]``).
+    Remembered for names up to 255 characters (no longer one is a domain name): a
+    connection's HELO name is asked again at each MAIL FROM."""
     return bool(name) and _DOMAIN.match(name) is not None
 
 
@@ -158,6 +163,16 @@ class SPFResult:
         if receiver not in made:
             made[receiver] = self._received_spf(receiver)
         return made[receiver]
+
+    def received_spf_field(self, receiver):
+        """The whole ``Received-SPF`` field, as :func:`~qpsmtpd_tx.message.field_bytes` makes
+        it from :meth:`received_spf` (with its checks); kept once made, for
+        :meth:`~qpsmtpd_tx.message.Header.add_field` at each message of the connection."""
+        made = self.__dict__.setdefault("_received_spf_fields", {})
+        raw = made.get(receiver)
+        if raw is None:
+            raw = made[receiver] = field_bytes("Received-SPF", self.received_spf(receiver))
+        return raw
 
     def _received_spf(self, receiver):
         pairs = [("receiver", receiver or "unknown"),
