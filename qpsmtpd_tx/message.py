@@ -130,11 +130,7 @@ class Header:
     def add(self, name, value, prepend=False):
         """Add a field; ``value`` may contain ``\\n`` + whitespace continuation lines (see
         :func:`field_bytes`: no value can start another field)."""
-        raw = field_bytes(name, value)
-        if prepend:
-            self.fields.insert(0, (name, raw))
-        else:
-            self.fields.append((name, raw))
+        self.add_field(name, field_bytes(name, value), prepend)
 
     def add_field(self, name, raw, prepend=False):
         """Add a whole field ``raw`` that :func:`field_bytes` made for ``name`` (its checks
