@@ -12,12 +12,18 @@ round and the least of the rounds (the least is the least disturbed by other pro
 clock), so it suits A/B comparisons: ``--tree`` runs another checkout's qpsmtpd_tx (e.g. a
 ``git worktree`` of an older commit) with this script; alternate the trees.
 
-    python3 bench/auth_cpu.py [--messages 3000] [--rounds 3] [--tree DIR]
+``--instructions`` counts instead of timing: each chain runs under valgrind's callgrind
+twice (100 and 600 messages, in new processes) and the difference, per message, is printed:
+the same from run to run whatever else the machine does, so a change of a few thousand
+instructions per message shows (valgrind must be installed).
+
+    python3 bench/auth_cpu.py [--messages 3000] [--rounds 3] [--tree DIR] [--instructions]
 """
 
 import argparse
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -110,7 +116,11 @@ def main():
     p.add_argument("--tree", default=ROOT, help="the checkout whose qpsmtpd_tx runs")
     p.add_argument("--chains", default="plain,spf,dkim,dkim+dmarc,spf+dkim+dmarc",
                    help="which chains to run (names as reported)")
+    p.add_argument("--instructions", action="store_true",
+                   help="count instructions per message with callgrind instead of timing")
     a = p.parse_args()
+    if a.instructions:
+        return count_instructions(a)
     sys.path[:0] = [os.path.abspath(a.tree), HERE, ROOT]
     import qpsmtpd_tx                   # first: auth_bench puts this checkout on the path
     import auth_bench
@@ -133,6 +143,38 @@ def main():
             best[name] = min(best.get(name, cost), cost)
         print("round %d: %s" % (round_ + 1, _line(costs)))
     print("least of %d rounds: %s" % (a.rounds, _line(best)))
+
+
+def count_instructions(a, few=100, many=600):
+    """Print each chain's user-space instructions per message: callgrind's total for
+    ``many`` messages less its total for ``few``, over the difference (start-up, DNS and
+    key set-up cancel out)."""
+    print("qpsmtpd_tx from %s" % os.path.abspath(a.tree))
+    counts = {}
+    for chain in a.chains.split(","):
+        totals = [_callgrind_total(a, chain, n) for n in (few, many)]
+        counts[chain] = (totals[1] - totals[0]) / (many - few)
+        print("%s: %.0f k instructions per message" % (chain, counts[chain] / 1e3), flush=True)
+    print("instructions: " + ", ".join(
+        "%s %.0f k" % (name, n / 1e3) if name == "plain" else
+        "%s +%.0f k" % (name, (n - counts.get("plain", 0)) / 1e3) for name, n in counts.items()))
+
+
+def _callgrind_total(a, chain, messages):
+    root = tempfile.mkdtemp(prefix="qpauthcpu-cg-")
+    try:
+        out = os.path.join(root, "callgrind.out")
+        argv = ["valgrind", "--tool=callgrind", "--callgrind-out-file=" + out, sys.executable,
+                os.path.abspath(__file__), "--chains", chain, "--messages", str(messages),
+                "--rounds", "1", "--size", str(a.size), "--tree", a.tree]
+        done = subprocess.run(argv, capture_output=True, text=True)
+        if done.returncode:
+            raise SystemExit("callgrind run failed:\n" + done.stdout + done.stderr)
+        sys.path.insert(0, HERE)
+        import instructions
+        return instructions.dump_total(out)
+    finally:
+        shutil.rmtree(root, True)
 
 
 def _line(costs):

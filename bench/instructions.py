@@ -59,7 +59,7 @@ def count(kind, tree, messages, per_connection, maildir):
         subprocess.run(control[:1] + ["-i", "off"] + control[1:], capture_output=True)
         if "error" in result or result.get("failed"):
             raise SystemExit("the load failed: %r" % (result,))
-        total = sum(_total(path) for path in glob.glob(out + ".*"))
+        total = sum(dump_total(path) for path in glob.glob(out + ".*"))
         return total / result["accepted"], result["accepted"]
     finally:
         if proc is not None and proc.poll() is None:
@@ -71,7 +71,7 @@ def count(kind, tree, messages, per_connection, maildir):
         shutil.rmtree(root, True)
 
 
-def _total(path):
+def dump_total(path):
     """The instructions a callgrind dump counted (its ``totals:``/``summary:`` line)."""
     with open(path, errors="replace") as f:
         for line in f:
