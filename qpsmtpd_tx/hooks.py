@@ -161,16 +161,20 @@ class HookRegistry:
     def run_no_respond(self, hook, transaction, *args):
         """Run a notification hook (``deny``, ``ok``, ``reset_transaction``…) for its effects only.
 
-        Results are ignored and exceptions logged; asynchronous results are not waited for.
+        Results are ignored and exceptions logged; asynchronous results are not waited for,
+        but returned: the Deferreds of the plugins still working (usually none).
         """
+        pending = []
         for plugin, method in self._handlers[hook]:
             try:
                 result = _call(hook, method, transaction, args)
                 if isinstance(result, Deferred):
                     self._limit(result, hook, plugin, transaction)
                     result.addErrback(self._log_failure, hook, plugin, transaction)
+                    pending.append(result)
             except Exception:
                 self._log_failure(Failure(), hook, plugin, transaction)
+        return pending
 
     def _run_from(self, hook, handlers, index, transaction, args, last=None):
         """Run handlers from ``index``; ``last`` is the latest DECLINED result (its text is
