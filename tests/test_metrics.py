@@ -19,8 +19,8 @@ from twisted.trial import unittest
 
 from tests.support.certs import make_certs
 from tests.support.harness import write_config
-from tests.support.processes import (child_pids, free_port, poll_until, read_text,
-                                     reserve_port, server_env, start_twistd, stop_process,
+from tests.support.processes import (child_pids, free_port, listening_sockets, poll_until,
+                                     read_text, reserve_port, server_env, start_twistd, stop_process,
                                      twistd_argv)
 
 FIXTURES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixture_plugins")
@@ -170,14 +170,24 @@ class WorkersMetricsTests(unittest.TestCase):
 
     def test_the_totals_add_up_across_workers(self):
         maildir = os.path.abspath(self.mktemp())
+        # --reuseport: the kernel spreads the connections over both processes by their
+        # addresses; on one shared socket, whichever process woke first took each one, and
+        # on a loaded machine the same one could take all 200
         process, port, metrics_port, log = start_server(
             self, ["rcpt_ok", "queue/maildir %s" % maildir],
-            extra=["--workers", "2", "--max-from-ip", "0"])
+            extra=["--workers", "2", "--reuseport", "--max-from-ip", "0"])
         self.assertTrue(poll_until(lambda: len(child_pids(process.pid)) == 1, 30))
+        self.assertTrue(poll_until(lambda: listening_sockets(port) == 2, 30))
         directory = re.search(r"values in (\S+)\)", read_text(log)).group(1)
         self.assertTrue(os.path.isdir(directory))
-        self.assertTrue(poll_until(lambda: value(scrape(metrics_port), "connections_open") == 0, 30))
-        probes = value(scrape(metrics_port), "connections_total")    # start_twistd's
+
+        def probed():
+            # start_twistd's readiness probe: counted, and closed
+            samples = scrape(metrics_port)
+            return (value(samples, "connections_total") >= 1
+                    and value(samples, "connections_open") == 0)
+        self.assertTrue(poll_until(probed, 30))
+        probes = value(scrape(metrics_port), "connections_total")
 
         def served_by_both():
             # connection ids: the parent's are hex, the worker's start with w1.

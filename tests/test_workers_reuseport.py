@@ -15,18 +15,10 @@ from twisted.trial import unittest
 
 from qpsmtpd_tx.tap import Options
 from qpsmtpd_tx.workers import HAVE_REUSEPORT, worker_count
-from tests.support.processes import child_pids, start_maildir_twistd
+from tests.support.processes import child_pids, listening_sockets, start_maildir_twistd
 
 MESSAGE = b"From: a@b.example\r\nSubject: spread\r\n\r\nbody\r\n"
 BOUND = 30
-
-
-def listening_sockets(port):
-    """How many sockets listen on TCP ``port`` (IPv4), from /proc/net/tcp."""
-    with open("/proc/net/tcp") as f:
-        rows = [line.split() for line in f.readlines()[1:]]
-    # local address is HEXIP:HEXPORT; state 0A is LISTEN
-    return sum(1 for r in rows if int(r[1].split(":")[1], 16) == port and r[3] == "0A")
 
 
 class WorkerCountTests(unittest.TestCase):

@@ -134,6 +134,14 @@ def listens_on(pid, port):
     return False
 
 
+def listening_sockets(port):
+    """How many sockets listen on TCP ``port`` (IPv4), from /proc/net/tcp."""
+    with open("/proc/net/tcp") as f:
+        rows = [line.split() for line in f.readlines()[1:]]
+    # local address is HEXIP:HEXPORT; state 0A is LISTEN
+    return sum(1 for r in rows if int(r[1].split(":")[1], 16) == port and r[3] == "0A")
+
+
 def _ephemeral_low():
     """The first port of the kernel's ephemeral range, or None if it cannot be read."""
     try:
