@@ -11,11 +11,10 @@ import re
 
 from twisted.internet import defer
 
-#: Two-byte searches: a compiled literal pattern finds them (or finds there are none) in 60 %
-#: of the time ``in`` takes on text (a space every few bytes), a third on base64, measured;
-#: this runs over every body byte.
+#: Two spaces: a compiled literal pattern finds them (or finds there are none) in 60 % of the
+#: time ``in`` takes on text (a space every few bytes), a third on base64, measured; this
+#: runs over every body byte. (For space-newline ``in`` is the cheaper: see _relaxed.)
 _TWO_SPACES = re.compile(b"  ")
-_SPACE_NEWLINE = re.compile(b" \n")
 
 
 def compress_spaces(data):
@@ -31,7 +30,9 @@ def compress_spaces(data):
 def _relaxed(block):
     """Relaxed body canonicalization of whole lines (LF endings kept)."""
     block = compress_spaces(block)
-    while _SPACE_NEWLINE.search(block):
+    # ``in``, not a compiled pattern as for two spaces: a newline is rare, and bytes' search
+    # checks the second byte first (43 k instructions per 10 KiB of text against 74 k)
+    while b" \n" in block:
         block = block.replace(b" \n", b"\n")
     return block
 
