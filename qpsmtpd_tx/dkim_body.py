@@ -105,14 +105,20 @@ class Canonicalizer:
             end = block.index(b"\n") + 1
             out, block = [block[:end - 1] + b"\r\n"], block[end:]
             self.mid_line = False
-        text = block.rstrip(b"\n")
-        if not text:
-            self.held += len(block)
-            return out
+        if len(block) > 1 and block[-2] != 10:
+            # the usual block: a line end at its end and no empty line before it: its CRLFs
+            # at once (rstrip and adding the last CRLF again each copied the block)
+            lines, held = block.replace(b"\n", b"\r\n"), 0
+        else:
+            text = block.rstrip(b"\n")
+            if not text:
+                self.held += len(block)
+                return out
+            lines, held = text.replace(b"\n", b"\r\n") + b"\r\n", len(block) - len(text) - 1
         if self.held:
             out += _blank_lines(self.held)
-        out.append(text.replace(b"\n", b"\r\n") + b"\r\n")
-        self.held = len(block) - len(text) - 1
+        out.append(lines)
+        self.held = held
         self.started = True
         return out
 
