@@ -19,8 +19,9 @@ from dkim.crypto import ARC_HASH_ALGORITHMS, HASH_ALGORITHMS
 #: (``bytes.translate(None, WHITE_SPACE)`` drops it ten times faster than a regular
 #: expression, measured)
 WHITE_SPACE = b" \t\n\r\f\v"
-#: a base64 value's characters and white space (``[\s0-9A-Za-z+/]``)
-BASE64_OR_SPACE = WHITE_SPACE + b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz+/"
+#: a base64 value's characters and white space (``[\s0-9A-Za-z+/]``; dkim_verify's b= too)
+BASE64_OR_SPACE = (WHITE_SPACE
+                   + b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz+/")
 #: what may close a base64 value (``[\s=]``)
 _PADDING = WHITE_SPACE + b"="
 #: characters a d= value may not hold (dkimpy's "no specials, which is close enough")
