@@ -13,7 +13,8 @@ from twisted.internet import defer
 
 #: Two-byte searches: a compiled literal pattern finds them (or finds there are none) in 60 %
 #: of the time ``in`` takes on text (a space every few bytes), a third on base64, measured;
-#: this runs over every body byte.
+#: this runs over every body byte. (``in`` runs fewer instructions, 43 k against 74 k per
+#: 10 KiB of text under callgrind, but takes longer: judge these two by time.)
 _TWO_SPACES = re.compile(b"  ")
 _SPACE_NEWLINE = re.compile(b" \n")
 
@@ -104,14 +105,20 @@ class Canonicalizer:
             end = block.index(b"\n") + 1
             out, block = [block[:end - 1] + b"\r\n"], block[end:]
             self.mid_line = False
-        text = block.rstrip(b"\n")
-        if not text:
-            self.held += len(block)
-            return out
+        if len(block) > 1 and block[-2] != 10:
+            # the usual block: a line end at its end and no empty line before it: its CRLFs
+            # at once (rstrip and adding the last CRLF again each copied the block)
+            lines, held = block.replace(b"\n", b"\r\n"), 0
+        else:
+            text = block.rstrip(b"\n")
+            if not text:
+                self.held += len(block)
+                return out
+            lines, held = text.replace(b"\n", b"\r\n") + b"\r\n", len(block) - len(text) - 1
         if self.held:
             out += _blank_lines(self.held)
-        out.append(text.replace(b"\n", b"\r\n") + b"\r\n")
-        self.held = len(block) - len(text) - 1
+        out.append(lines)
+        self.held = held
         self.started = True
         return out
 

@@ -19,8 +19,9 @@ from dkim.crypto import ARC_HASH_ALGORITHMS, HASH_ALGORITHMS
 #: (``bytes.translate(None, WHITE_SPACE)`` drops it ten times faster than a regular
 #: expression, measured)
 WHITE_SPACE = b" \t\n\r\f\v"
-#: a base64 value's characters and white space (``[\s0-9A-Za-z+/]``)
-_BASE64 = WHITE_SPACE + b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz+/"
+#: a base64 value's characters and white space (``[\s0-9A-Za-z+/]``; dkim_verify's b= too)
+BASE64_OR_SPACE = (WHITE_SPACE
+                   + b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz+/")
 #: what may close a base64 value (``[\s=]``)
 _PADDING = WHITE_SPACE + b"="
 #: characters a d= value may not hold (dkimpy's "no specials, which is close enough")
@@ -37,7 +38,7 @@ def _base64_form(value):
     text = value.rstrip(_PADDING)
     if not text:    # all padding: the first character has to be white space
         return value[:1] != b"" and value[:1] in WHITE_SPACE
-    return not text.translate(None, _BASE64)
+    return not text.translate(None, BASE64_OR_SPACE)
 
 
 def _digits(value, most=None):

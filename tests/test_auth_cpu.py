@@ -3,6 +3,7 @@ nothing they answer: a hook's already-known answer handed over at once
 (qpsmtpd_tx.hook_result), the b= blanking of DKIM signatures, DMARC's cached From parsing,
 and SPF texts made once per result. Their effect is measured by bench/auth_bench.py."""
 
+import random
 import re
 
 from twisted.internet import defer
@@ -42,6 +43,15 @@ class BlankBTests(unittest.TestCase):
             b" v=1;\tb = a b  c  \r\n", b" v=1; b=;h=x\r\n", b"; b=abc\r\n\r\n",
             b" v=1; bh=x; b=q\n", b" v=1; b=ab\r\n\tcd; s=x\r\n"]
         for case in cases:
+            self.assertEqual(dkim_verify.blank_b(case), _REFERENCE_B.sub(rb"\1", case), case)
+
+    def test_random_values_same_as_the_reference(self):
+        # b= tags among white space, line ends, other tags and bytes that end a value
+        rng = random.Random(12)
+        alphabet = [b"b", b"=", b";", b" ", b"\t", b"\r", b"\n", b"\r\n", b"Q", b"+", b"/",
+                    b"!", b"h", b"\x00", b"\xff", b"b=", b" b=", b";b =", b"QUJD"]
+        for _ in range(5000):
+            case = b"".join(rng.choice(alphabet) for _ in range(rng.randrange(1, 30)))
             self.assertEqual(dkim_verify.blank_b(case), _REFERENCE_B.sub(rb"\1", case), case)
 
 
