@@ -41,6 +41,9 @@ _FAILED_CODE = {"data_headers_end": codes.DENYSOFT_DISCONNECT}
 #: the text of that refusal
 FAILED_TEXT = "Temporary failure in processing, try again later"
 
+#: the transaction note key of each hook's answer (see HookRegistry._record)
+_NOTE_KEYS = {name: "hook_" + name for name in HOOK_NAMES}
+
 #: the hook whose plugin code is running now (for log lines), or None
 current_hook = contextvars.ContextVar("current_hook", default=None)
 
@@ -66,11 +69,13 @@ class HookTimeout(Exception):
     """A plugin's hook did not answer within its time limit."""
 
 
-@attr.s(frozen=True, slots=True)
+@attr.s(slots=True)
 class HookResult:
     """The outcome of one hook run: the deciding code, its message lines, and who decided.
 
-    ``code`` is 0 when no plugin registered the hook (it behaves like DECLINED).
+    ``code`` is 0 when no plugin registered the hook (it behaves like DECLINED). Read-only
+    by convention (not frozen: a frozen attrs class costs three times as much to make, and one
+    is made for every hook run).
     """
 
     code = attr.ib()
@@ -176,31 +181,53 @@ class HookRegistry:
         """Run handlers from ``index``; ``last`` is the latest DECLINED result (its text is
         kept: queue answers with the last declining plugin's reason)."""
         observe = self.observe
-        while index < len(handlers):
-            plugin, method = handlers[index]
-            index += 1
-            started = perf_counter() if observe is not None else None
-            try:
-                result = _call(hook, method, transaction, args)
-            except Exception:
-                self._log_failure(Failure(), hook, plugin, transaction)
-                if self.defer_on_error and hook in DECIDING_HOOKS:
-                    return self._failed_result(hook, plugin, transaction)
-                continue
-            kind = type(result)
-            if kind is not tuple and kind is not int:
-                # an answer already there (a warm cache) needs no time limit and no callbacks
-                result = now_if_ready(result)
-                if isinstance(result, Deferred):
-                    return self._wait(result, hook, handlers, index, plugin, transaction, args,
-                                      last, started)
-            if started is not None:
-                observe(plugin, hook, perf_counter() - started)
-            decided = self._decide(result, hook, plugin, transaction)
-            if decided is not None:
-                if decided.code != codes.DECLINED:
-                    return decided
-                last = decided
+        #: the plugin whose plain DECLINED is the latest declining answer (its HookResult is
+        #: made only if it is the one returned: most hooks of most plugins answer so)
+        declined_by = None
+        # set once for the whole synchronous run: for the plugins' log lines and for the
+        # coroutines started here (they keep it after an await)
+        token = current_hook.set(hook)
+        try:
+            while index < len(handlers):
+                plugin, method = handlers[index]
+                index += 1
+                started = perf_counter() if observe is not None else None
+                try:
+                    result = method(transaction, *args)
+                    kind = type(result)
+                    if kind is CoroutineType:
+                        result = Deferred.fromCoroutine(result)
+                except Exception:
+                    self._log_failure(Failure(), hook, plugin, transaction)
+                    if self.defer_on_error and hook in DECIDING_HOOKS:
+                        return self._failed_result(hook, plugin, transaction)
+                    continue
+                if kind is not int and kind is not tuple:
+                    # an answer already there (a warm cache) needs no time limit and no callbacks
+                    result = now_if_ready(result)
+                    if isinstance(result, Deferred):
+                        if declined_by is not None:
+                            last = HookResult(codes.DECLINED, [], declined_by)
+                        return self._wait(result, hook, handlers, index, plugin, transaction,
+                                          args, last, started)
+                if started is not None:
+                    observe(plugin, hook, perf_counter() - started)
+                if kind is int and result == codes.DECLINED:
+                    # the most common answer (every check that passes): nothing to take apart
+                    self._record(transaction, plugin, hook, codes.DECLINED)
+                    if self.log_enabled(codes.LOGDEBUG):
+                        self._log_answer(plugin, hook, codes.DECLINED, [], transaction)
+                    declined_by = plugin
+                    continue
+                decided = self._decide(result, hook, plugin, transaction)
+                if decided is not None:
+                    if decided.code != codes.DECLINED:
+                        return decided
+                    last, declined_by = decided, None
+        finally:
+            current_hook.reset(token)
+        if declined_by is not None:
+            return HookResult(codes.DECLINED, [], declined_by)
         return last or HookResult(codes.DECLINED, [], None)
 
     def timeout_for(self, plugin):
@@ -259,7 +286,6 @@ class HookRegistry:
     def _decide(self, result, hook, plugin, transaction):
         """The HookResult for a plugin's answer, or None if the answer is unusable."""
         if result == codes.DECLINED and type(result) is int:
-            # the most common answer (every check that passes): nothing to take apart
             code, lines, message = result, [], None
         else:
             parsed = self._parse(result, hook, plugin, transaction)
@@ -268,9 +294,7 @@ class HookRegistry:
             code, lines, message = parsed
         self._record(transaction, plugin, hook, code)
         if self.log_enabled(codes.LOGDEBUG):
-            self.log(codes.LOGDEBUG, "Plugin %s, hook %s returned %s, %s"
-                     % (plugin.name, hook, codes.code_name(code), printable("\n".join(lines))),
-                     transaction=transaction, hook=hook)
+            self._log_answer(plugin, hook, code, lines, transaction)
         if code != codes.DECLINED and hook not in ("deny", "ok"):
             follow = "deny" if code in codes.DENY_CODES else "ok"
             if self._handlers[follow]:
@@ -296,15 +320,24 @@ class HookRegistry:
         lines = _lines(message) if isinstance(message, (str, list)) or message is None else []
         return code, lines, message
 
+    def _log_answer(self, plugin, hook, code, lines, transaction):
+        """The debug line of a plugin's answer."""
+        self.log(codes.LOGDEBUG, "Plugin %s, hook %s returned %s, %s"
+                 % (plugin.name, hook, codes.code_name(code), printable("\n".join(lines))),
+                 transaction=transaction, hook=hook)
+
     @staticmethod
     def _record(transaction, plugin, hook, code):
+        """Note the answer in the transaction note named after the plugin (a dict):
+        ``{"hook_<hook>": {"return": code}}``, as qpsmtpd does."""
         if transaction is None:
             return
-        note = transaction.notes.get(plugin.name)
+        notes = transaction.notes
+        note = notes.get(plugin.name)
         if note is None:
-            note = transaction.notes[plugin.name] = {}
+            note = notes[plugin.name] = {}
         if isinstance(note, dict):
-            note["hook_" + hook] = {"return": code}
+            note[_NOTE_KEYS[hook]] = {"return": code}
 
     def _log_failure(self, failure, hook, plugin, transaction):
         if failure.check(HookTimeout):
