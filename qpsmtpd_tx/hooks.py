@@ -111,7 +111,10 @@ class HookRegistry:
 
     def __init__(self, log, log_enabled=None):
         self.use_log(log, log_enabled)
-        self._handlers = {name: [] for name in HOOK_NAMES}
+        #: hook name → its ``(plugin, method)`` pairs, in order: read it (the session looks a
+        #: hook up here first: a hook nobody registered costs no call), change it through
+        #: :meth:`register` only
+        self.registered = {name: [] for name in HOOK_NAMES}
         #: seconds a waiting hook may take unless its plugin has ``hook_timeout``; 0: no limit
         self.default_timeout = DEFAULT_HOOK_TIMEOUT
         #: what schedules the time limits (the reactor unless a test sets a Clock)
@@ -132,21 +135,21 @@ class HookRegistry:
 
     def register(self, hook, plugin, method, prepend=False):
         """Add ``method`` (bound, called with the transaction and the hook's arguments)."""
-        if hook not in self._handlers:
+        if hook not in self.registered:
             raise UnknownHookError("%s: invalid hook: %s" % (getattr(plugin, "path", plugin), hook))
         entry = (plugin, method)
         if prepend:
-            self._handlers[hook].insert(0, entry)
+            self.registered[hook].insert(0, entry)
         else:
-            self._handlers[hook].append(entry)
+            self.registered[hook].append(entry)
 
     def has(self, hook):
         """True if at least one plugin registered ``hook``."""
-        return bool(self._handlers[hook])
+        return bool(self.registered[hook])
 
     def handlers(self, hook):
         """The ``(plugin, method)`` pairs registered for ``hook``, in order."""
-        return list(self._handlers[hook])
+        return list(self.registered[hook])
 
     def run(self, hook, transaction, *args):
         """Run ``hook``; return a Deferred firing with the deciding :class:`HookResult`."""
@@ -158,17 +161,17 @@ class HookRegistry:
 
         The hot path: a chain of synchronous plugins costs no Deferred at all.
         """
-        handlers = self._handlers[hook]
+        handlers = self.registered[hook]
         if not handlers:
             return NO_HOOK
-        return self._run_from(hook, handlers, 0, transaction, args)
+        return self.run_handlers(hook, handlers, transaction, args)
 
     def run_no_respond(self, hook, transaction, *args):
         """Run a notification hook (``deny``, ``ok``, ``reset_transaction``…) for its effects only.
 
         Results are ignored and exceptions logged; asynchronous results are not waited for.
         """
-        for plugin, method in self._handlers[hook]:
+        for plugin, method in self.registered[hook]:
             try:
                 result = _call(hook, method, transaction, args)
                 if isinstance(result, Deferred):
@@ -177,8 +180,11 @@ class HookRegistry:
             except Exception:
                 self._log_failure(Failure(), hook, plugin, transaction)
 
-    def _run_from(self, hook, handlers, index, transaction, args, last=None):
-        """Run handlers from ``index``; ``last`` is the latest DECLINED result (its text is
+    def run_handlers(self, hook, handlers, transaction, args, index=0, last=None):
+        """:meth:`call` for ``handlers``, the non-empty list :attr:`registered` holds for
+        ``hook``, with the hook's arguments in the tuple ``args``.
+
+        Runs the handlers from ``index``; ``last`` is the latest DECLINED result (its text is
         kept: queue answers with the last declining plugin's reason)."""
         observe = self.observe
         #: the plugin whose plain DECLINED is the latest declining answer (its HookResult is
@@ -256,7 +262,7 @@ class HookRegistry:
             decided = self._decide(result, hook, plugin, transaction)
             if decided is not None and decided.code != codes.DECLINED:
                 return decided
-            return self._run_from(hook, handlers, index, transaction, args, decided or last)
+            return self.run_handlers(hook, handlers, transaction, args, index, decided or last)
 
         def failed(failure):
             if failure.check(HookTimeout):
@@ -264,7 +270,7 @@ class HookRegistry:
             self._log_failure(failure, hook, plugin, transaction)
             if self.defer_on_error and hook in DECIDING_HOOKS:
                 return self._failed_result(hook, plugin, transaction)
-            return self._run_from(hook, handlers, index, transaction, args, last)
+            return self.run_handlers(hook, handlers, transaction, args, index, last)
 
         self._limit(pending, hook, plugin, transaction)
         if started is not None:
@@ -285,8 +291,15 @@ class HookRegistry:
 
     def _decide(self, result, hook, plugin, transaction):
         """The HookResult for a plugin's answer, or None if the answer is unusable."""
-        if result == codes.DECLINED and type(result) is int:
+        kind = type(result)
+        if kind is int and result in codes.CODE_NAMES:
+            # a plain code (rcpt_ok's OK, a waiting plugin's DECLINED): nothing to take apart
             code, lines, message = result, [], None
+        elif (kind is tuple and len(result) == 2 and type(result[1]) is str
+              and result[0] in codes.CODE_NAMES):
+            # the usual answer with a text, (OK, "Queued"): taken apart as _parse does
+            code, message = result
+            lines = message.split("\n")
         else:
             parsed = self._parse(result, hook, plugin, transaction)
             if parsed is None:
@@ -297,7 +310,7 @@ class HookRegistry:
             self._log_answer(plugin, hook, code, lines, transaction)
         if code != codes.DECLINED and hook not in ("deny", "ok"):
             follow = "deny" if code in codes.DENY_CODES else "ok"
-            if self._handlers[follow]:
+            if self.registered[follow]:
                 self.run_no_respond(follow, transaction, plugin.name, code, "\n".join(lines))
         return HookResult(code, lines, plugin, message)
 
