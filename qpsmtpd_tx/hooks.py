@@ -169,16 +169,20 @@ class HookRegistry:
     def run_no_respond(self, hook, transaction, *args):
         """Run a notification hook (``deny``, ``ok``, ``reset_transaction``…) for its effects only.
 
-        Results are ignored and exceptions logged; asynchronous results are not waited for.
+        Results are ignored and exceptions logged; asynchronous results are not waited for,
+        but returned: the Deferreds of the plugins still working (usually none).
         """
+        pending = []
         for plugin, method in self.registered[hook]:
             try:
                 result = _call(hook, method, transaction, args)
                 if isinstance(result, Deferred):
                     self._limit(result, hook, plugin, transaction)
                     result.addErrback(self._log_failure, hook, plugin, transaction)
+                    pending.append(result)
             except Exception:
                 self._log_failure(Failure(), hook, plugin, transaction)
+        return pending
 
     def run_handlers(self, hook, handlers, transaction, args, index=0, last=None):
         """:meth:`call` for ``handlers``, the non-empty list :attr:`registered` holds for

@@ -177,6 +177,10 @@ class SMTPProtocol(Protocol):
             self.session.connection_lost()
         if self._tls_layer is not None:
             self._tls_layer.connection_lost()
+        # The session (its timers and callbacks are this protocol's methods) and the TLS
+        # layer refer back to this protocol: let go of them, so that the connection's objects
+        # are freed when the session ends, not by the garbage collector.
+        self.session = self._tls_layer = None
 
 
 class SMTPFactory(Factory):

@@ -17,7 +17,7 @@ from twisted.internet.defer import DeferredList
 from twisted.internet.threads import deferToThreadPool
 from twisted.python.threadpool import ThreadPool
 
-from qpsmtpd_tx import codes, config_items
+from qpsmtpd_tx import codes, config_items, heap
 from qpsmtpd_tx.chain import PluginChain
 from qpsmtpd_tx.dns.budget import DNSBudget
 from qpsmtpd_tx.drain import Draining
@@ -275,6 +275,7 @@ class SMTPServer(ServerLog, Draining):
         does not load) the error is logged with its file and line and the chain in use stays.
         Plugin files already loaded are not compiled again (as qpsmtpd). True if swapped.
         """
+        heap.thaw()
         self.reload_config()
         chain = PluginChain(self.log, self.log_enabled)
         logging_lines, problems = plugin_lines_and_problems(self.config, "logging")

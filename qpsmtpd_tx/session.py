@@ -116,7 +116,7 @@ class SMTPSession(SessionFlow, EnvelopeCommands, MessageDelivery, StartTLS):
             self.log(codes.LOGINFO, "click, disconnecting")
         self.connection.notes["disconnected"] = True
         self.core.close()
-        self.hooks.run_no_respond("disconnect", self.transaction)
+        self._notify("disconnect")
         self._reset_transaction(renew=self.hooks.has("post-connection"))
 
     def _new_transaction(self):

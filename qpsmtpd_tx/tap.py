@@ -9,6 +9,7 @@ from twisted.application import service
 from twisted.internet import defer, reactor
 from twisted.python import usage
 
+from qpsmtpd_tx import heap
 from qpsmtpd_tx.codes import LOGINFO
 from qpsmtpd_tx.config import Config
 from qpsmtpd_tx.paths import program_dir
@@ -150,6 +151,7 @@ class SMTPService(service.MultiService):
         self._install_sighup()
         reactor.callWhenRunning(stop_on_sigterm)
         self.reporter.started()
+        heap.freeze_started()
 
     def _log_started(self):
         """qpsmtpd-forkserver's ``Listening on ADDR:PORT`` and ``Running as user U, group G``."""

@@ -241,12 +241,14 @@ class MemoryClient:
         self.protocol = factory.buildProtocol(None)
         self.protocol.callLater = self.clock.callLater
         self.protocol.makeConnection(self.transport)
+        # (the protocol lets go of its session when the connection is lost)
+        self._session = self.protocol.session
         self.greeting = self.take()
 
     @property
     def session(self):
-        """The server's session object of this connection."""
-        return self.protocol.session
+        """The server's session object of this connection (also once it has ended)."""
+        return self._session
 
     def take(self):
         """Everything written since the last call, as text."""

@@ -18,7 +18,7 @@ import sys
 from twisted.internet import reactor
 from twisted.logger import FileLogObserver, Logger, formatEvent, globalLogBeginner
 
-from qpsmtpd_tx import objects, worker_liveness
+from qpsmtpd_tx import heap, objects, worker_liveness
 from qpsmtpd_tx.config import Config
 from qpsmtpd_tx.paths import program_dir
 from qpsmtpd_tx.protocol import SMTPFactory, proxy_factory, proxy_tls_factory, smtps_factory
@@ -125,6 +125,7 @@ def main(argv=None):
     chain_signal(signal.SIGHUP, server.reload)
     reactor.addSystemEventTrigger("before", "shutdown", _shut_down, server, ports)
     Logger(namespace="qpsmtpd_tx.worker").info("serving")
+    heap.freeze_started()
     reactor.run()
     return 0
 
