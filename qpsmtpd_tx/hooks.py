@@ -191,8 +191,8 @@ class HookRegistry:
         Runs the handlers from ``index``; ``last`` is the latest DECLINED result (its text is
         kept: queue answers with the last declining plugin's reason)."""
         observe = self.observe
-        #: the plugin whose plain DECLINED is the latest declining answer (its HookResult is
-        #: made only if it is the one returned: most hooks of most plugins answer so)
+        # the plugin whose plain DECLINED is the latest declining answer (its HookResult is
+        # made only if it is the one returned: most hooks of most plugins answer so)
         declined_by = None
         # set once for the whole synchronous run: for the plugins' log lines and for the
         # coroutines started here (they keep it after an await)
