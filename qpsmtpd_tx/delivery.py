@@ -37,7 +37,7 @@ class MessageDelivery:
     def _data_headers(self, event):
         header = self.transaction.header = Header.parse(event.block)
         self.transaction.received_fields = tuple(header.fields)
-        if not self.hooks.has("data_headers_end"):
+        if not self.hooks.registered["data_headers_end"]:
             return None
         return self._run("data_headers_end", (), self._data_headers_respond)
 
@@ -63,7 +63,7 @@ class MessageDelivery:
         if authresults.add(txn.header, self.server.me, self.connection, txn):
             self.log(codes.LOGINFO, "removed an incoming Authentication-Results field "
                      "claiming to be ours (%s)" % self.server.me)
-        if not self.hooks.has("received_line"):
+        if not self.hooks.registered["received_line"]:
             return self._add_received(None)
         return self._run("received_line", (self._proto(), self._auth_comment(), self._tls_comment()),
                          self._add_received)
@@ -167,7 +167,7 @@ class MessageDelivery:
 
     def _queue_post(self, finished):
         """Run the ``queue_post`` hooks for the transaction whose message was just answered."""
-        if self.hooks.has("queue_post"):
+        if self.hooks.registered["queue_post"]:
             self.hooks.run_no_respond("queue_post", finished)
 
     def _log_outcome(self, code, lines):

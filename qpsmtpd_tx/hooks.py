@@ -41,6 +41,9 @@ _FAILED_CODE = {"data_headers_end": codes.DENYSOFT_DISCONNECT}
 #: the text of that refusal
 FAILED_TEXT = "Temporary failure in processing, try again later"
 
+#: the transaction note key of each hook's answer (see HookRegistry._record)
+_NOTE_KEYS = {name: "hook_" + name for name in HOOK_NAMES}
+
 #: the hook whose plugin code is running now (for log lines), or None
 current_hook = contextvars.ContextVar("current_hook", default=None)
 
@@ -66,11 +69,13 @@ class HookTimeout(Exception):
     """A plugin's hook did not answer within its time limit."""
 
 
-@attr.s(frozen=True, slots=True)
+@attr.s(slots=True)
 class HookResult:
     """The outcome of one hook run: the deciding code, its message lines, and who decided.
 
-    ``code`` is 0 when no plugin registered the hook (it behaves like DECLINED).
+    ``code`` is 0 when no plugin registered the hook (it behaves like DECLINED). Read-only
+    by convention (not frozen: a frozen attrs class costs three times as much to make, and one
+    is made for every hook run).
     """
 
     code = attr.ib()
@@ -106,7 +111,10 @@ class HookRegistry:
 
     def __init__(self, log, log_enabled=None):
         self.use_log(log, log_enabled)
-        self._handlers = {name: [] for name in HOOK_NAMES}
+        #: hook name → its ``(plugin, method)`` pairs, in order: read it (the session looks a
+        #: hook up here first: a hook nobody registered costs no call), change it through
+        #: :meth:`register` only
+        self.registered = {name: [] for name in HOOK_NAMES}
         #: seconds a waiting hook may take unless its plugin has ``hook_timeout``; 0: no limit
         self.default_timeout = DEFAULT_HOOK_TIMEOUT
         #: what schedules the time limits (the reactor unless a test sets a Clock)
@@ -127,21 +135,21 @@ class HookRegistry:
 
     def register(self, hook, plugin, method, prepend=False):
         """Add ``method`` (bound, called with the transaction and the hook's arguments)."""
-        if hook not in self._handlers:
+        if hook not in self.registered:
             raise UnknownHookError("%s: invalid hook: %s" % (getattr(plugin, "path", plugin), hook))
         entry = (plugin, method)
         if prepend:
-            self._handlers[hook].insert(0, entry)
+            self.registered[hook].insert(0, entry)
         else:
-            self._handlers[hook].append(entry)
+            self.registered[hook].append(entry)
 
     def has(self, hook):
         """True if at least one plugin registered ``hook``."""
-        return bool(self._handlers[hook])
+        return bool(self.registered[hook])
 
     def handlers(self, hook):
         """The ``(plugin, method)`` pairs registered for ``hook``, in order."""
-        return list(self._handlers[hook])
+        return list(self.registered[hook])
 
     def run(self, hook, transaction, *args):
         """Run ``hook``; return a Deferred firing with the deciding :class:`HookResult`."""
@@ -153,10 +161,10 @@ class HookRegistry:
 
         The hot path: a chain of synchronous plugins costs no Deferred at all.
         """
-        handlers = self._handlers[hook]
+        handlers = self.registered[hook]
         if not handlers:
             return NO_HOOK
-        return self._run_from(hook, handlers, 0, transaction, args)
+        return self.run_handlers(hook, handlers, transaction, args)
 
     def run_no_respond(self, hook, transaction, *args):
         """Run a notification hook (``deny``, ``ok``, ``reset_transaction``…) for its effects only.
@@ -165,7 +173,7 @@ class HookRegistry:
         but returned: the Deferreds of the plugins still working (usually none).
         """
         pending = []
-        for plugin, method in self._handlers[hook]:
+        for plugin, method in self.registered[hook]:
             try:
                 result = _call(hook, method, transaction, args)
                 if isinstance(result, Deferred):
@@ -176,35 +184,60 @@ class HookRegistry:
                 self._log_failure(Failure(), hook, plugin, transaction)
         return pending
 
-    def _run_from(self, hook, handlers, index, transaction, args, last=None):
-        """Run handlers from ``index``; ``last`` is the latest DECLINED result (its text is
+    def run_handlers(self, hook, handlers, transaction, args, index=0, last=None):
+        """:meth:`call` for ``handlers``, the non-empty list :attr:`registered` holds for
+        ``hook``, with the hook's arguments in the tuple ``args``.
+
+        Runs the handlers from ``index``; ``last`` is the latest DECLINED result (its text is
         kept: queue answers with the last declining plugin's reason)."""
         observe = self.observe
-        while index < len(handlers):
-            plugin, method = handlers[index]
-            index += 1
-            started = perf_counter() if observe is not None else None
-            try:
-                result = _call(hook, method, transaction, args)
-            except Exception:
-                self._log_failure(Failure(), hook, plugin, transaction)
-                if self.defer_on_error and hook in DECIDING_HOOKS:
-                    return self._failed_result(hook, plugin, transaction)
-                continue
-            kind = type(result)
-            if kind is not tuple and kind is not int:
-                # an answer already there (a warm cache) needs no time limit and no callbacks
-                result = now_if_ready(result)
-                if isinstance(result, Deferred):
-                    return self._wait(result, hook, handlers, index, plugin, transaction, args,
-                                      last, started)
-            if started is not None:
-                observe(plugin, hook, perf_counter() - started)
-            decided = self._decide(result, hook, plugin, transaction)
-            if decided is not None:
-                if decided.code != codes.DECLINED:
-                    return decided
-                last = decided
+        # the plugin whose plain DECLINED is the latest declining answer (its HookResult is
+        # made only if it is the one returned: most hooks of most plugins answer so)
+        declined_by = None
+        # set once for the whole synchronous run: for the plugins' log lines and for the
+        # coroutines started here (they keep it after an await)
+        token = current_hook.set(hook)
+        try:
+            while index < len(handlers):
+                plugin, method = handlers[index]
+                index += 1
+                started = perf_counter() if observe is not None else None
+                try:
+                    result = method(transaction, *args)
+                    kind = type(result)
+                    if kind is CoroutineType:
+                        result = Deferred.fromCoroutine(result)
+                except Exception:
+                    self._log_failure(Failure(), hook, plugin, transaction)
+                    if self.defer_on_error and hook in DECIDING_HOOKS:
+                        return self._failed_result(hook, plugin, transaction)
+                    continue
+                if kind is not int and kind is not tuple:
+                    # an answer already there (a warm cache) needs no time limit and no callbacks
+                    result = now_if_ready(result)
+                    if isinstance(result, Deferred):
+                        if declined_by is not None:
+                            last = HookResult(codes.DECLINED, [], declined_by)
+                        return self._wait(result, hook, handlers, index, plugin, transaction,
+                                          args, last, started)
+                if started is not None:
+                    observe(plugin, hook, perf_counter() - started)
+                if kind is int and result == codes.DECLINED:
+                    # the most common answer (every check that passes): nothing to take apart
+                    self._record(transaction, plugin, hook, codes.DECLINED)
+                    if self.log_enabled(codes.LOGDEBUG):
+                        self._log_answer(plugin, hook, codes.DECLINED, [], transaction)
+                    declined_by = plugin
+                    continue
+                decided = self._decide(result, hook, plugin, transaction)
+                if decided is not None:
+                    if decided.code != codes.DECLINED:
+                        return decided
+                    last, declined_by = decided, None
+        finally:
+            current_hook.reset(token)
+        if declined_by is not None:
+            return HookResult(codes.DECLINED, [], declined_by)
         return last or HookResult(codes.DECLINED, [], None)
 
     def timeout_for(self, plugin):
@@ -233,7 +266,7 @@ class HookRegistry:
             decided = self._decide(result, hook, plugin, transaction)
             if decided is not None and decided.code != codes.DECLINED:
                 return decided
-            return self._run_from(hook, handlers, index, transaction, args, decided or last)
+            return self.run_handlers(hook, handlers, transaction, args, index, decided or last)
 
         def failed(failure):
             if failure.check(HookTimeout):
@@ -241,7 +274,7 @@ class HookRegistry:
             self._log_failure(failure, hook, plugin, transaction)
             if self.defer_on_error and hook in DECIDING_HOOKS:
                 return self._failed_result(hook, plugin, transaction)
-            return self._run_from(hook, handlers, index, transaction, args, last)
+            return self.run_handlers(hook, handlers, transaction, args, index, last)
 
         self._limit(pending, hook, plugin, transaction)
         if started is not None:
@@ -262,9 +295,15 @@ class HookRegistry:
 
     def _decide(self, result, hook, plugin, transaction):
         """The HookResult for a plugin's answer, or None if the answer is unusable."""
-        if result == codes.DECLINED and type(result) is int:
-            # the most common answer (every check that passes): nothing to take apart
+        kind = type(result)
+        if kind is int and result in codes.CODE_NAMES:
+            # a plain code (rcpt_ok's OK, a waiting plugin's DECLINED): nothing to take apart
             code, lines, message = result, [], None
+        elif (kind is tuple and len(result) == 2 and type(result[1]) is str
+              and result[0] in codes.CODE_NAMES):
+            # the usual answer with a text, (OK, "Queued"): taken apart as _parse does
+            code, message = result
+            lines = message.split("\n")
         else:
             parsed = self._parse(result, hook, plugin, transaction)
             if parsed is None:
@@ -272,12 +311,10 @@ class HookRegistry:
             code, lines, message = parsed
         self._record(transaction, plugin, hook, code)
         if self.log_enabled(codes.LOGDEBUG):
-            self.log(codes.LOGDEBUG, "Plugin %s, hook %s returned %s, %s"
-                     % (plugin.name, hook, codes.code_name(code), printable("\n".join(lines))),
-                     transaction=transaction, hook=hook)
+            self._log_answer(plugin, hook, code, lines, transaction)
         if code != codes.DECLINED and hook not in ("deny", "ok"):
             follow = "deny" if code in codes.DENY_CODES else "ok"
-            if self._handlers[follow]:
+            if self.registered[follow]:
                 self.run_no_respond(follow, transaction, plugin.name, code, "\n".join(lines))
         return HookResult(code, lines, plugin, message)
 
@@ -300,15 +337,24 @@ class HookRegistry:
         lines = _lines(message) if isinstance(message, (str, list)) or message is None else []
         return code, lines, message
 
+    def _log_answer(self, plugin, hook, code, lines, transaction):
+        """The debug line of a plugin's answer."""
+        self.log(codes.LOGDEBUG, "Plugin %s, hook %s returned %s, %s"
+                 % (plugin.name, hook, codes.code_name(code), printable("\n".join(lines))),
+                 transaction=transaction, hook=hook)
+
     @staticmethod
     def _record(transaction, plugin, hook, code):
+        """Note the answer in the transaction note named after the plugin (a dict):
+        ``{"hook_<hook>": {"return": code}}``, as qpsmtpd does."""
         if transaction is None:
             return
-        note = transaction.notes.get(plugin.name)
+        notes = transaction.notes
+        note = notes.get(plugin.name)
         if note is None:
-            note = transaction.notes[plugin.name] = {}
+            note = notes[plugin.name] = {}
         if isinstance(note, dict):
-            note["hook_" + hook] = {"return": code}
+            note[_NOTE_KEYS[hook]] = {"return": code}
 
     def _log_failure(self, failure, hook, plugin, transaction):
         if failure.check(HookTimeout):

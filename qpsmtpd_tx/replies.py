@@ -20,8 +20,8 @@ always there). The follow-up steps (words) run in order after the reply:
 import attr
 
 from qpsmtpd_tx import SOFTWARE_NAME
-from qpsmtpd_tx.codes import (DECLINED, DENY, DENY_DISCONNECT, DENYSOFT, DENYSOFT_DISCONNECT, DONE,
-                              OK)
+from qpsmtpd_tx.codes import (CODE_NAMES, DECLINED, DENY, DENY_DISCONNECT, DENYSOFT,
+                              DENYSOFT_DISCONNECT, DONE, OK)
 
 #: row keys besides return codes: any code without its own row; a plugin that timed out
 ANY, TIMEOUT = "any", "timeout"
@@ -176,6 +176,12 @@ def _expand(table):
 
 #: hook → {return code, ANY or TIMEOUT → Reply, or None: the success path}
 REPLIES = _expand(_TABLE)
+#: every code a HookResult can hold (0: no plugin registered the hook)
+_EVERY_CODE = frozenset((0,) + tuple(CODE_NAMES))
+#: hook → the codes it answers with its success path: :func:`answer` tells the usual answer
+#: by one look here, without the table lookup (a call) of :func:`reply_for`
+_SUCCEEDS = {hook: frozenset(code for code in _EVERY_CODE if rows.get(code, rows.get(ANY)) is None)
+             for hook, rows in REPLIES.items()}
 
 
 def reply_for(hook, result):
@@ -195,6 +201,8 @@ def answer(session, hook, result, **fields):
     Sends the reply (the plugin's text, or the default with ``fields`` filled in) and runs the
     follow-up steps on ``session``.
     """
+    if result.code in _SUCCEEDS.get(hook, _EVERY_CODE) and not result.timed_out:
+        return True
     reply = reply_for(hook, result)
     if reply is None:
         return True

@@ -135,7 +135,7 @@ class SMTPSession(SessionFlow, EnvelopeCommands, MessageDelivery, StartTLS):
         nothing would see it (the session keeps the old one, discarded).
         """
         old = self.transaction
-        if self.hooks.has("reset_transaction"):
+        if self.hooks.registered["reset_transaction"]:
             self.hooks.run_no_respond("reset_transaction", old)
         old.discard()
         if renew:
@@ -303,7 +303,10 @@ class SMTPSession(SessionFlow, EnvelopeCommands, MessageDelivery, StartTLS):
 
         Synchronous when every plugin answers at once; a Deferred otherwise.
         """
-        result = self.hooks.call(hook, self.transaction, *args)
+        handlers = self.hooks.registered[hook]
+        if not handlers:
+            return callback(NO_HOOK, *extra)
+        result = self.hooks.run_handlers(hook, handlers, self.transaction, args)
         # (Deferred's metaclass is ABCMeta: isinstance on it is a Python call, so the usual
         # answer, a HookResult, is told by its type first)
         if type(result) is not HookResult and isinstance(result, Deferred):

@@ -88,7 +88,7 @@ class FilterTestCase(unittest.TestCase):
     def record_answers(self, plugin_name, hook="data_post"):
         """A list that gets, for each answer of ``plugin_name``'s ``hook``, whether it was a
         Deferred (a check at once from the DNS cache makes none)."""
-        handlers = self.server.hooks._handlers[hook]
+        handlers = self.server.hooks.registered[hook]
         [index] = [i for i, (plugin, _) in enumerate(handlers) if plugin.name == plugin_name]
         plugin, method = handlers[index]
         answers = []

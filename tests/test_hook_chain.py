@@ -1,0 +1,102 @@
+"""The hook runner's bookkeeping over a chain: which declining plugin the result names,
+``current_hook`` while plugins run (also in a coroutine after an await) and after the run,
+and the note and debug line of each answer, whether the chain answers at once or waits."""
+
+from types import SimpleNamespace
+
+from twisted.internet.defer import Deferred, fail
+from twisted.trial import unittest
+
+from qpsmtpd_tx import codes
+from qpsmtpd_tx.hooks import HookRegistry, current_hook
+
+
+def _chain(*answers):
+    """A registry with one plugin per answer (``p0``, ``p1``…) on data_post, its log lines
+    and a transaction; an answer that is callable is called with the transaction."""
+    lines = []
+    registry = HookRegistry(lambda level, message, **kw: lines.append((level, message)))
+    for i, answer in enumerate(answers):
+        plugin = SimpleNamespace(name="p%d" % i)
+        method = answer if callable(answer) else (lambda transaction, answer=answer: answer)
+        registry.register("data_post", plugin, method)
+    return registry, lines, SimpleNamespace(notes={})
+
+
+def _fields(result):
+    return result.code, result.lines, result.plugin and result.plugin.name
+
+
+class ChainTests(unittest.TestCase):
+    def test_latest_plain_declined_names_the_result(self):
+        registry, lines, txn = _chain(codes.DECLINED, codes.DECLINED)
+        self.assertEqual(_fields(registry.call("data_post", txn)), (codes.DECLINED, [], "p1"))
+        self.assertEqual(txn.notes, {"p0": {"hook_data_post": {"return": codes.DECLINED}},
+                                     "p1": {"hook_data_post": {"return": codes.DECLINED}}})
+        self.assertEqual([line for _, line in lines], [
+            "Plugin p0, hook data_post returned DECLINED, ",
+            "Plugin p1, hook data_post returned DECLINED, "])
+
+    def test_declined_with_text_then_plain(self):
+        registry, _, txn = _chain((codes.DECLINED, "why"), codes.DECLINED)
+        self.assertEqual(_fields(registry.call("data_post", txn)), (codes.DECLINED, [], "p1"))
+        registry, _, txn = _chain(codes.DECLINED, (codes.DECLINED, "why"))
+        self.assertEqual(_fields(registry.call("data_post", txn)),
+                         (codes.DECLINED, ["why"], "p1"))
+
+    def test_unusable_and_failing_answers_keep_the_earlier_decliner(self):
+        def broken(transaction):
+            raise ValueError("broken")
+        registry, _, txn = _chain(codes.DECLINED, None, broken, 12345)
+        self.assertEqual(_fields(registry.call("data_post", txn)), (codes.DECLINED, [], "p0"))
+        self.assertEqual(sorted(txn.notes), ["p0"])
+
+    def test_first_decision_ends_the_chain(self):
+        registry, _, txn = _chain(codes.DECLINED, (codes.DENY, "no"), codes.OK)
+        self.assertEqual(_fields(registry.call("data_post", txn)), (codes.DENY, ["no"], "p1"))
+        self.assertEqual(sorted(txn.notes), ["p0", "p1"])
+
+    def test_no_plugin_answers_declined_without_a_plugin(self):
+        registry, _, txn = _chain(None)
+        self.assertEqual(_fields(registry.call("data_post", txn)), (codes.DECLINED, [], None))
+
+    def test_a_failed_wait_keeps_the_plain_decliner_before_it(self):
+        registry, _, txn = _chain(codes.DECLINED, lambda t: fail(ValueError("late")))
+        results = []
+        registry.run("data_post", txn).addCallback(results.append)
+        self.assertEqual(_fields(results[0]), (codes.DECLINED, [], "p0"))
+
+    def test_current_hook_while_running_and_after(self):
+        seen = []
+        registry, _, txn = _chain(lambda t: seen.append(current_hook.get()) or codes.DECLINED,
+                                  lambda t: seen.append(current_hook.get()) or codes.OK)
+        registry.call("data_post", txn)
+        self.assertEqual(seen, ["data_post", "data_post"])
+        self.assertIsNone(current_hook.get())
+
+    def test_current_hook_after_an_await(self):
+        seen, later = [], Deferred()
+
+        async def waits(transaction):
+            seen.append(current_hook.get())
+            await later
+            seen.append(current_hook.get())
+            return codes.OK
+
+        registry, lines, txn = _chain(codes.DECLINED, waits, codes.DENY)
+        results = []
+        registry.call("data_post", txn).addCallback(results.append)
+        self.assertIsNone(current_hook.get())
+        later.callback(None)
+        self.assertEqual(seen, ["data_post", "data_post"])
+        self.assertEqual(_fields(results[0]), (codes.OK, [], "p1"))
+        self.assertEqual(sorted(txn.notes), ["p0", "p1"])
+        self.assertEqual(lines[-1][1], "Plugin p1, hook data_post returned OK, ")
+
+    def test_waiting_then_plain_declined(self):
+        later = Deferred()
+        registry, _, txn = _chain(lambda t: later, codes.DECLINED)
+        results = []
+        registry.call("data_post", txn).addCallback(results.append)
+        later.callback((codes.DECLINED, "later"))
+        self.assertEqual(_fields(results[0]), (codes.DECLINED, [], "p1"))
