@@ -135,3 +135,18 @@ class ServerResolverTests(unittest.TestCase):
         del server
         gc.collect()
         self.assertIsNone(released())
+
+    def test_a_connections_budget_asks_the_resolver_made_after_a_close(self):
+        """A connection's DNSBudget keeps the resolver it was given; once that one is
+        closed (close_dns), its next lookup uses the server's new one."""
+        from qpsmtpd_tx.testing import make_server
+        server = make_server(self, ["rcpt_ok"])
+        budget = server.connection_dns()
+        first = budget.resolver
+        self.assertIs(first, server.resolver)
+        self.assertIsNone(budget.cached("example.com", "A"))
+        server.close_dns()
+        self.assertTrue(first.closed)
+        self.assertIsNone(budget.cached("example.com", "A"))
+        self.assertIsNot(budget.resolver, first)
+        self.assertIs(budget.resolver, server.resolver)

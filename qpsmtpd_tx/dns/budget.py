@@ -28,11 +28,16 @@ class DNSBudget(Lookups):
         self.spent = 0.0
         self._outstanding = 0
         self._busy_since = None
+        self._resolver = None
 
     @property
     def resolver(self):
-        """The process's resolver."""
-        return self._resolver_source()
+        """The process's resolver (asked of ``resolver_source`` again once the one it gave
+        is closed: the server then makes a new one)."""
+        resolver = self._resolver
+        if resolver is None or resolver.closed:
+            resolver = self._resolver = self._resolver_source()
+        return resolver
 
     def left(self):
         """Seconds of DNS waiting this connection has left (None: unlimited)."""
@@ -61,10 +66,16 @@ class DNSBudget(Lookups):
     def cached(self, name, rrtype):
         """As :meth:`Resolver.cached`; None once the budget is spent (a lookup would then
         fail as a timeout, which the caller learns from :meth:`lookup`)."""
-        left = self.left()
-        if left is not None and left <= 0:
+        # (left() inlined for the DMARC and DKIM records each message asks: while no lookup
+        # is outstanding, nothing is left once the time spent reaches the budget)
+        seconds = self.seconds
+        if seconds and (self.spent >= seconds if self._busy_since is None
+                        else self.left() <= 0):
             return None
-        return self.resolver.cached(name, rrtype)
+        resolver = self._resolver
+        if resolver is None or resolver.closed:
+            resolver = self.resolver
+        return resolver.cached(name, rrtype)
 
     def _started(self):
         if self._outstanding == 0:

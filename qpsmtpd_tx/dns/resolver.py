@@ -119,6 +119,9 @@ class Resolver(Lookups):
     :data:`SERVER_FAILURE_TTL`; timeouts are not cached.
     """
 
+    #: true once :meth:`close` has been called
+    closed = False
+
     def __init__(self, channel, clock, cache_size=DEFAULT_CACHE_SIZE):
         self.channel = channel
         self.clock = clock
@@ -175,8 +178,10 @@ class Resolver(Lookups):
 
         For a caller that goes on at once when it can: no Deferred and no Failure are made.
         """
+        if not isinstance(name, str):
+            return None
         try:
-            key = (_normalise(name), rrtype.upper())
+            key = (_normalise_text(name), rrtype.upper())
         except BadName:
             return None
         outcome = self.cache.get(key)
@@ -250,6 +255,7 @@ class Resolver(Lookups):
 
     def close(self):
         """Stop: pending lookups fail, sockets close."""
+        self.closed = True
         self.channel.close()
 
 
