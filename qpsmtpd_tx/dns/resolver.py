@@ -4,7 +4,6 @@ One :class:`Resolver` serves the whole process (the core's PTR lookup and every 
 lookup gives an :class:`Answer` or fails with one of :mod:`qpsmtpd_tx.dns.errors`.
 """
 
-import functools
 
 import attr
 import pycares
@@ -15,6 +14,7 @@ from qpsmtpd_tx.dns.cares import ReactorChannel
 from qpsmtpd_tx.dns.lookups import Lookups
 from qpsmtpd_tx.dns import other_names
 from qpsmtpd_tx.dns.errors import BadName, DNSError, DNSTimeout, NoData, NXDomain, ServFail
+from qpsmtpd_tx.small_cache import small_cache
 
 #: record types a plugin may ask for
 QUERY_TYPES = {
@@ -94,11 +94,14 @@ def _normalise(name):
     return _normalise_text(name)
 
 
-@functools.lru_cache(maxsize=4096)
+@small_cache(4096, 300)
 def _normalise_text(name):
     """:func:`_normalise` of a str, remembered for the last few thousand names (the same few
     are asked again and again: a client's PTR name at each connection, a DNS list's zone...);
-    a BadName is raised again each time."""
+    a BadName is raised again each time. A name of more than 300 characters as given (a valid
+    one has at most 253 once its white space and final dots are gone) is not remembered: a
+    message's DKIM-Signature with ``d=example.com`` and 200,000 dots asked for a valid key
+    name, and 4,096 such names would have been kept whole."""
     text = name.strip().rstrip(".").lower()
     try:
         text = text.encode("idna").decode("ascii") if not text.isascii() else text
