@@ -72,10 +72,7 @@ class DNSBudget(Lookups):
         if seconds and (self.spent >= seconds if self._busy_since is None
                         else self.left() <= 0):
             return None
-        resolver = self._resolver
-        if resolver is None or resolver.closed:
-            resolver = self.resolver
-        return resolver.cached(name, rrtype)
+        return self.resolver.cached(name, rrtype)
 
     def _started(self):
         if self._outstanding == 0:

@@ -4,7 +4,6 @@ One :class:`Resolver` serves the whole process (the core's PTR lookup and every 
 lookup gives an :class:`Answer` or fails with one of :mod:`qpsmtpd_tx.dns.errors`.
 """
 
-
 import attr
 import pycares
 from twisted.internet import defer
@@ -181,10 +180,8 @@ class Resolver(Lookups):
 
         For a caller that goes on at once when it can: no Deferred and no Failure are made.
         """
-        if not isinstance(name, str):
-            return None
         try:
-            key = (_normalise_text(name), rrtype.upper())
+            key = (_normalise(name), rrtype.upper())
         except BadName:
             return None
         outcome = self.cache.get(key)
