@@ -14,7 +14,11 @@ messages. A connection's objects are freed by reference counting as soon as it e
 (tests/test_heap.py), so they do not wait for these collections.
 
 A SIGHUP reload replaces the plugin chain: :func:`thaw` gives the frozen objects back to the
-collector first, so that the old chain's plugins can be collected once its sessions end.
+collector first, so that the old chain's plugins can be collected once its sessions end; when
+the last of them has ended (at once if none was in progress) :func:`refreeze` collects the old
+chain and freezes again (the new chain, and the objects of the sessions in progress then:
+those are freed by reference counting when they end, like any connection's). Without it a
+server reloaded once went back to full collections of everything for good.
 """
 
 import gc
@@ -23,10 +27,15 @@ import gc
 #: objects made and not freed that start a collection of the youngest generation
 YOUNG_THRESHOLD = 5000
 
+#: whether this process froze its start-up objects (a server; not a test's process)
+_in_use = False
+
 
 def freeze_started():
     """Collect what starting left as garbage, then freeze every object left; raise the
     youngest generation's threshold."""
+    global _in_use
+    _in_use = True
     gc.collect()
     gc.freeze()
     gc.set_threshold(YOUNG_THRESHOLD, *gc.get_threshold()[1:])
@@ -34,4 +43,24 @@ def freeze_started():
 
 def thaw():
     """Give the frozen objects back to the collector (before a reload)."""
+    gc.unfreeze()
+
+
+def freezing():
+    """Whether this process froze its start-up objects (:func:`freeze_started`)."""
+    return _in_use
+
+
+def refreeze():
+    """After a reload, once no session uses the old chain: collect it and freeze what is
+    left. Nothing if :func:`freeze_started` was not called in this process."""
+    if _in_use:
+        gc.collect()
+        gc.freeze()
+
+
+def forget():
+    """Undo :func:`freeze_started` (for tests in a process that goes on)."""
+    global _in_use
+    _in_use = False
     gc.unfreeze()

@@ -86,6 +86,7 @@ class SMTPServer(ServerLog, Draining):
         self._loading = None
         #: replaced chains that sessions still use
         self._retired_chains = []
+        self._refreeze_call = None      # heap.refreeze, scheduled after a reload
         self.check_only = check_only
         self.sessions = set()
         #: the same sessions by client address (the protocol adds and discards them in both)
@@ -289,6 +290,7 @@ class SMTPServer(ServerLog, Draining):
             self.config.clear_cache()
             for problem in problems:
                 self.log(codes.LOGERROR, "reload failed, keeping the plugins in use: %s" % (problem,))
+            self._refreeze_when_settled()
             return False
         old, self.chain = self.chain, chain
         self._logging_lines, self._plugin_lines = logging_lines, plugin_lines
@@ -298,7 +300,21 @@ class SMTPServer(ServerLog, Draining):
         self.log(codes.LOGNOTICE, "plugins reloaded: %d plugins, %d logging plugins; %d sessions "
                  "finish on the previous ones" % (len(chain.plugins), len(chain.logging_plugins),
                                                   len(old.sessions)))
+        self._refreeze_when_settled()
         return True
+
+    def _refreeze_when_settled(self):
+        """Once no session uses a replaced chain, freeze the long-lived objects again
+        (:func:`heap.refreeze`), from the reactor: the caller's references (the old chain,
+        the session that just ended) are gone by then."""
+        if not heap.freezing() or self._retired_chains or self._refreeze_call is not None:
+            return
+
+        def refreeze():
+            self._refreeze_call = None
+            if not self._retired_chains:
+                heap.refreeze()
+        self._refreeze_call = reactor.callLater(0, refreeze)
 
     def use_metrics(self, metrics):
         """Report to ``metrics`` (``--metrics``) from now on; the hooks of this chain and of
@@ -316,7 +332,11 @@ class SMTPServer(ServerLog, Draining):
     def detach_session(self, session):
         """A session has ended (its post-connection hooks ran)."""
         self.release_ip(session)
-        session.chain.detach(session)
+        chain = session.chain
+        chain.detach(session)
+        if chain.retired and not chain.sessions and chain in self._retired_chains:
+            self._retired_chains.remove(chain)
+            self._refreeze_when_settled()
         if self._drained is not None and not self._live_sessions():
             self._drain_done()
 

@@ -9,11 +9,12 @@ import signal
 import smtplib
 import weakref
 
-from twisted.internet import defer, reactor
+from twisted.internet import defer, reactor, task
 from twisted.internet.error import ConnectionDone
 from twisted.python.failure import Failure
 from twisted.trial import unittest
 
+from qpsmtpd_tx import heap
 from qpsmtpd_tx.codes import DECLINED
 from qpsmtpd_tx.plugin import Plugin
 from tests.support.harness import TEST_PLUGINS, MemoryClient, eventually, make_server, write_config
@@ -108,7 +109,8 @@ class ConnectionObjectsTests(unittest.TestCase):
 
 class StartedServerTests(unittest.TestCase):
     """A real twistd: the objects it started with are frozen (``gc.freeze``), with a young
-    generation's threshold that a session's allocations do not reach; SIGHUP thaws them."""
+    generation's threshold that a session's allocations do not reach; SIGHUP thaws them, and
+    they are frozen again once the sessions on the old plugins have ended."""
 
     def _state(self, port):
         with smtplib.SMTP("127.0.0.1", port, timeout=30) as client:
@@ -117,7 +119,7 @@ class StartedServerTests(unittest.TestCase):
         self.assertIsNotNone(match, text)
         return int(match.group(1)), int(match.group(2))
 
-    def test_frozen_when_started_and_thawed_by_a_reload(self):
+    def test_frozen_when_started_thawed_by_a_reload_and_frozen_again(self):
         config = os.path.abspath(self.mktemp())
         write_config(config, ["gc_state", "rcpt_ok"],
                      {"loglevel": "6",
@@ -126,6 +128,45 @@ class StartedServerTests(unittest.TestCase):
         frozen, threshold = self._state(port)
         self.assertGreater(frozen, 10000)
         self.assertGreaterEqual(threshold, 5000)
+        # a session in progress on the old chain: nothing is frozen again until it ends
+        held = smtplib.SMTP("127.0.0.1", port, timeout=30)
+        self.addCleanup(held.close)
+        held.ehlo("held.example")
         process.send_signal(signal.SIGHUP)
         self.assertTrue(poll_until(lambda: "plugins reloaded" in open(log, errors="replace").read(), 30))
         self.assertEqual(self._state(port)[0], 0)
+        held.quit()
+        self.assertTrue(poll_until(lambda: self._state(port)[0] > 10000, 30))
+
+
+class ReloadTests(unittest.TestCase):
+    """In one process: after a reload the old chain is collected and the rest frozen again
+    once its last session has ended, not before."""
+
+    def setUp(self):
+        self.server = make_server(self, ["rcpt_ok", "scripted queue OK"])
+        threshold = gc.get_threshold()
+        heap.freeze_started()
+        self.addCleanup(gc.set_threshold, *threshold)
+        self.addCleanup(heap.forget)
+
+    @defer.inlineCallbacks
+    def test_old_chain_collected_then_frozen_again(self):
+        client = MemoryClient(self.server)
+        client.command("EHLO client.example")
+        old_plugin = weakref.ref(self.server.chain.plugins[0])
+        self.assertTrue(self.server.reload())
+        yield task.deferLater(reactor, 0.02, lambda: None)  # turns of the reactor: no refreeze
+        self.assertEqual(gc.get_freeze_count(), 0)
+        self.assertIsNotNone(old_plugin())
+        client.command("QUIT")
+        _lose_connection(client)
+        del client
+        yield eventually(lambda: gc.get_freeze_count() > 0)
+        self.assertIsNone(old_plugin())
+
+    @defer.inlineCallbacks
+    def test_frozen_again_at_once_without_sessions(self):
+        self.assertTrue(self.server.reload())
+        self.assertEqual(gc.get_freeze_count(), 0)
+        yield eventually(lambda: gc.get_freeze_count() > 0)
