@@ -32,7 +32,8 @@ def compress_spaces(data):
 def _relaxed(block):
     """Relaxed body canonicalization of whole lines (LF endings kept)."""
     block = compress_spaces(block)
-    while _SPACE_NEWLINE.search(block):
+    # (one replace is enough: after compress_spaces no space precedes a space)
+    if _SPACE_NEWLINE.search(block):
         block = block.replace(b" \n", b"\n")
     return block
 
