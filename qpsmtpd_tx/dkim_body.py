@@ -32,7 +32,8 @@ def compress_spaces(data):
 def _relaxed(block):
     """Relaxed body canonicalization of whole lines (LF endings kept)."""
     block = compress_spaces(block)
-    while _SPACE_NEWLINE.search(block):
+    # (one replace is enough: after compress_spaces no space precedes a space)
+    if _SPACE_NEWLINE.search(block):
         block = block.replace(b" \n", b"\n")
     return block
 
@@ -164,11 +165,23 @@ def body_hashes(body, wanted, chunk_size=HASH_CHUNK):
     in ``wanted`` (``("relaxed", "sha256", None)``); returns ``{key: BodyHash}``.
     Blocking: run it in a thread for a spooled body."""
     hashes = {key: BodyHash(key[1], key[2]) for key in wanted}
+    chunk = body.read(chunk_size)
+    more = body.read(chunk_size) if chunk else b""
+    if not more:        # the usual body: in one piece
+        forms = {}
+        for key, digest in hashes.items():
+            canonical = forms.get(key[0])
+            if canonical is None:
+                canonical = forms[key[0]] = canonical_body(chunk, key[0] == "relaxed")
+            digest.update(canonical)
+        return hashes
     # one canonicalizer per c= body form, feeding the hashes that use it (usually one of each)
     feeds = [(Canonicalizer(canon == "relaxed"),
               [digest for key, digest in hashes.items() if key[0] == canon])
              for canon in {key[0] for key in wanted}]
-    chunk = body.read(chunk_size)
+    for stream, digests in feeds:
+        _pass_on(stream.feed(chunk), digests)
+    chunk = more
     while chunk:
         for stream, digests in feeds:
             _pass_on(stream.feed(chunk), digests)
@@ -176,6 +189,25 @@ def body_hashes(body, wanted, chunk_size=HASH_CHUNK):
     for stream, digests in feeds:
         _pass_on(stream.finish(), digests)
     return hashes
+
+
+def canonical_body(data, relaxed):
+    """The canonical form of a whole body ``data`` (LF line ends) in one piece: what a
+    :class:`Canonicalizer` fed ``data`` gives, without its pieces (a body of one chunk)."""
+    cut = data.rfind(b"\n") + 1
+    lines, last = data[:cut], data[cut:]
+    if relaxed:
+        lines = _relaxed(lines)
+        if last:
+            last = compress_spaces(last)    # its trailing white space kept, as finish does
+    if last:
+        return lines.replace(b"\n", b"\r\n") + last + b"\r\n"
+    if len(lines) > 1 and lines[-2] != 10:  # no empty line at the end
+        return lines.replace(b"\n", b"\r\n")
+    text = lines.rstrip(b"\n")
+    if not text:
+        return b"" if relaxed else b"\r\n"    # simple: an empty body is one CRLF
+    return text.replace(b"\n", b"\r\n") + b"\r\n"
 
 
 def _pass_on(pieces, digests):

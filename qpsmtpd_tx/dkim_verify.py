@@ -65,18 +65,22 @@ class Signature:
         self.result = None
         self.reason = ""
         self.domain = self.selector = self.algorithm = ""
+        #: where the key is published: ``<selector>._domainkey.<domain>``
+        self.key_name = "._domainkey."
         self.body_key = None        # (canonicalization, hash, limit) for dkim_body
         self.policy = None
         self._parse()
 
     def _parse(self):
         try:
-            self.tags = tag_value.parse(self.field[1])
+            self.tags = tags = tag_value.parse(self.field[1])
         except InvalidTagValueList as e:
             return self._set("neutral", "malformed signature: %s" % e)
-        self.domain = _text(self.tags.get(b"d", b"")).lower()
-        self.selector = _text(self.tags.get(b"s", b""))
-        self.algorithm = _text(self.tags.get(b"a", b""))
+        # (decoded here, not by _text: a Python call costs more than the decoding)
+        self.domain = tags.get(b"d", b"").decode("ascii", "backslashreplace").lower()
+        self.selector = tags.get(b"s", b"").decode("ascii", "backslashreplace")
+        self.algorithm = tags.get(b"a", b"").decode("ascii", "backslashreplace")
+        self.key_name = "%s._domainkey.%s" % (self.selector, self.domain)
         try:
             dkim_tags.validate(self.tags, self.MANDATORY, self.ARC)
             self.policy, body_canonicalization = _policy(self.tags.get(b"c"))
@@ -104,11 +108,6 @@ class Signature:
         return names
 
     @property
-    def key_name(self):
-        """Where the key is published: ``<selector>._domainkey.<domain>``."""
-        return "%s._domainkey.%s" % (self.selector, self.domain)
-
-    @property
     def identity(self):
         """The ``i=`` value (default ``@domain``)."""
         return _text(self.tags.get(b"i", b"@" + self.domain.encode()))
@@ -121,15 +120,16 @@ class Signature:
         if self.reason:
             entry += " " + authresults.reason(self.reason)
         if self.domain:
-            entry += " header.d=%s header.i=%s header.s=%s header.a=%s" % tuple(map(
-                authresults.clipped, (self.domain, self.identity, self.selector,
-                                      self.algorithm)))
+            values = (self.domain, self.identity, self.selector, self.algorithm)
+            if max(map(len, values)) > authresults.MAX_VALUE:
+                values = tuple(map(authresults.clipped, values))
+            entry += " header.d=%s header.i=%s header.s=%s header.a=%s" % values
             b_value = self.tags.get(b"b", b"")
             b_tag = b_value[:16].translate(None, dkim_tags.WHITE_SPACE)[:8]
             if len(b_tag) < 8:      # white space in its first characters
                 b_tag = b_value.translate(None, dkim_tags.WHITE_SPACE)[:8]
             if b_tag:
-                entry += " header.b=" + _text(b_tag)
+                entry += " header.b=" + b_tag.decode("ascii", "backslashreplace")
         return entry
 
 
@@ -152,8 +152,6 @@ def _text(value):
     return value.decode("ascii", "backslashreplace")
 
 
-#: a field of several lines, each after the first a continuation
-_FOLDED = re.compile(rb"[^\n]*\n(?:[ \t][^\n]*\n)*\Z")
 #: bytes a field name may hold (RFC 5322 ftext, as dkimpy's parser reads names)
 _NAME_BYTES = re.compile(rb"[\x21-\x39\x3b-\x7e]+\Z")
 #: a field with white space before its colon (RFC 5322 obs-optional): ``From :`` is a From
@@ -202,17 +200,23 @@ def header_fields(fields):
     parsed again from its bytes, with parse_fields' errors."""
     converted = []
     for name, raw in fields:
-        end = len(name)
-        if (not end or raw[end:end + 1] != b":" or raw[-1:] != b"\n"
-                or (raw.count(b"\n") > 1 and not _FOLDED.match(raw))):
+        # (one partition and one replace per field: a slice costs as much as a search)
+        head, colon, value = raw.partition(b":")
+        if len(head) != len(name) or not head or not colon or raw[-1] != 10:
             return parse_fields(b"".join(raw for _, raw in fields))
-        converted.append([raw[:end], raw[end + 1:].replace(b"\n", b"\r\n")])
+        crlf = value.replace(b"\n", b"\r\n")
+        lines = len(crlf) - len(value)
+        if lines > 1 and value.count(b"\n ") + value.count(b"\n\t") != lines - 1:
+            # a line of a folded field that is no continuation
+            return parse_fields(b"".join(raw for _, raw in fields))
+        converted.append([head, crlf])
     return converted
 
 
 def signatures(fields, limit):
     """The first ``limit`` DKIM-Signature fields as Signatures; and how many more there were."""
-    found = [f for f in fields if f[0].lower() == b"dkim-signature"]
+    # (the length first, as Header.get: most fields are not lowered then)
+    found = [f for f in fields if len(f[0]) == 14 and f[0].lower() == b"dkim-signature"]
     return [Signature(f) for f in found[:limit]], max(0, len(found) - limit)
 
 

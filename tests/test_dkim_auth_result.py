@@ -27,3 +27,20 @@ class HeaderBTests(unittest.TestCase):
             b" v=1; a=rsa-sha256; d=example.com; s=a\x0bb\x7f; h=from; bh=AAAA; b=AAAA\r\n")))
         signature._set("permerror", "no key")
         self.assertIn(" header.s=a?b? ", entry_in_field(signature.auth_result()))
+
+    def test_long_values_are_clipped_each(self):
+        """A d=, s= or i= longer than MAX_VALUE is cut there in the entry (ending in
+        ``...``); the short ones beside it are not."""
+        long_d = b"d" * 300 + b".example"
+        for tags, wanted in [
+                (b"d=%s; s=sel" % long_d, ["header.d=%s..." % ("d" * 253), "header.s=sel "]),
+                (b"d=example.com; s=%s" % (b"s" * 400),
+                 ["header.d=example.com ", "header.s=%s... " % ("s" * 253)]),
+                (b"d=example.com; s=sel; i=@%s.example.com" % (b"i" * 300),
+                 ["header.i=@%s... " % ("i" * 252), "header.s=sel "])]:
+            signature = dkim_verify.Signature((b"DKIM-Signature", (
+                b" v=1; a=rsa-sha256; %s; h=from; bh=AAAA; b=AAAA\r\n" % tags)))
+            signature._set("permerror", "no key")
+            entry = signature.auth_result()
+            for part in wanted:
+                self.assertIn(part, entry)

@@ -49,6 +49,15 @@ class BodyHashTests(unittest.TestCase):
             body = b"".join(rng.choice(PIECES) for _ in range(rng.randrange(0, 40)))
             self.check(body, rng.choice((1, 2, 3, 5, 8)))
 
+    def test_one_piece_and_streamed_bodies(self):
+        """A body that fits one chunk is canonicalized whole (canonical_body), one a byte
+        longer streamed: every edge case of either, at the size where the path changes."""
+        rng = random.Random(11)
+        for _ in range(300):
+            body = b"".join(rng.choice(PIECES) for _ in range(rng.randrange(0, 40)))
+            for size in (len(body), len(body) + 1, max(1, len(body) - 1)):
+                self.check(body, size)
+
     def test_sha1(self):
         got = body_hashes(io.BytesIO(b"hi\n"), [("simple", "sha1", None)])
         self.assertEqual(got[("simple", "sha1", None)].digest(),

@@ -62,3 +62,14 @@ class HeaderFieldsTests(unittest.TestCase):
             [b"DKIM-Signature", b" v=1;\r\n\tb=abc\r\n"], [b"From", b" a@example.com\r\n"]])
         with self.assertRaises(ValueError):
             dkim_verify.header_fields(Header.parse(b"From: a\nno colon\n").fields)
+
+    def test_fields_made_without_parsing(self):
+        # fields a plugin put together itself: a folded value whose second line is no
+        # continuation, a raw without its LF, a name that is not the raw's: each read as
+        # parse_fields reads the bytes
+        for fields in ([("X-A", b"X-A: a\nb: c\n")], [("X-A", b"X-A: a\n\tb\nc\n")],
+                       [("X-A", b"X-A: a")], [("X-Ab", b"X-A: a\n")],
+                       [("X-A", b"X-A: a\n \tb\n\tc\n"), ("To", b"To: d\n")]):
+            header = Header(fields)
+            self.assertEqual(_outcome(dkim_verify.header_fields, header.fields),
+                             _outcome(dkim_verify.parse_fields, header.as_bytes()), fields)
