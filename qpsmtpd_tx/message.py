@@ -125,7 +125,9 @@ class Header:
     def count(self, name):
         """How many fields have this name."""
         lname = name.lower()
-        return sum(1 for n, _ in self.fields if n.lower() == lname)
+        size = len(lname)
+        # (as get: a name of another length is passed over without its lower-case copy)
+        return len([n for n, _ in self.fields if len(n) == size and n.lower() == lname])
 
     def add(self, name, value, prepend=False):
         """Add a field; ``value`` may contain ``\\n`` + whitespace continuation lines (see
