@@ -99,7 +99,10 @@ def _is_ours(field, ours):
 def remove_ours(header, me):
     """Delete the fields of ``header`` claiming our authserv-id ``me``; return how many."""
     ours = _our_id(me)
-    kept = [field for field in header.fields if not _is_ours(field, ours)]
+    size = len(FIELD)
+    # (most fields: a name of another length, passed over without a call)
+    kept = [field for field in header.fields
+            if len(field[0]) != size or not _is_ours(field, ours)]
     removed = len(header.fields) - len(kept)
     header.fields = kept
     return removed
