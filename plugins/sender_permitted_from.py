@@ -282,12 +282,14 @@ class SenderPermittedFrom(Plugin):
                                           "result": result.result}
         prop = "smtp.mailfrom" if scope == "mfrom" else "smtp.helo"
         self.store_auth_results(transaction, "spf=%s %s=%s" % (result.result, prop, domain))
-        code, why = result.result, result.local_explanation()
+        code = result.result
         if code == "pass":
             self.adjust_karma(transaction, 1)
             transaction.notes["spf_pass_host"] = domain.lower()
-            self.log(LOGINFO, "pass, %s" % why, transaction)
+            if self.log_enabled(LOGINFO):   # (the usual message: its line not logged)
+                self.log(LOGINFO, "pass, %s" % result.local_explanation(), transaction)
             return DECLINED
+        why = result.local_explanation()
         if code in ("fail", "softfail"):
             self.adjust_karma(transaction, -1)
         reject = self.level()
