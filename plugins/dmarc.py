@@ -99,8 +99,12 @@ class DMARCPlugin(Plugin):
         self.reject, self.reject_type = reject_settings(arguments)
         self.read_reject_per_recipient("dmarc")
         self.timeout = positive("timeout", arguments.get("timeout", "5"))
-        self.suffixes(None)
-        self.trusted_sealers(None)
+        #: ``(config, its generation, (suffix list, trusted sealers))`` last read
+        self._kept_settings = None
+        #: ``(DNS answer, its DMARC record)`` last read: the same answer object (a cached
+        #: one) gives the same record; one entry, so bounded whatever clients send
+        self._last_answer = (None, None)
+        self.settings(None)
 
     def trusted_sealers(self, transaction):
         """The ARC sealer domains whose results may override a DMARC failure."""
@@ -112,6 +116,18 @@ class DMARCPlugin(Plugin):
             "public_suffix_list",
             lambda lines: dmarc_policy.suffix_list([l.text for l in lines] if lines else None),
             transaction)
+
+    def settings(self, transaction):
+        """``(Public Suffix List, trusted ARC sealers)`` in force: :meth:`suffixes` and
+        :meth:`trusted_sealers`, asked again only once the config changed (a reload, a
+        config hook), as :meth:`parsed_config` itself would."""
+        config = self.server.config
+        kept = self._kept_settings
+        if kept is not None and kept[0] is config and kept[1] == config.generation:
+            return kept[2]
+        settings = (self.suffixes(transaction), self.trusted_sealers(transaction))
+        self._kept_settings = (config, config.generation, settings)
+        return settings
 
     def hook_data_post(self, transaction):
         if transaction.connection.relay_client:
@@ -126,13 +142,14 @@ class DMARCPlugin(Plugin):
         if domain is None:
             self.log(LOGINFO, "unparseable from header: %s" % " / ".join(froms), transaction)
             return self._refuse(transaction, "unparseable from header")
-        psl = self.suffixes(transaction)
+        psl, trusted = self.settings(transaction)
         found = self._cached_policy(transaction.connection.dns, domain, psl)
         if found is not None:   # the usual message: its records are cached, no Deferred
-            return self._apply(transaction, domain, psl, found)
-        return defer.Deferred.fromCoroutine(self._fetch_and_apply(transaction, domain, psl))
+            return self._apply(transaction, domain, psl, trusted, found)
+        return defer.Deferred.fromCoroutine(
+            self._fetch_and_apply(transaction, domain, psl, trusted))
 
-    async def _fetch_and_apply(self, transaction, domain, psl):
+    async def _fetch_and_apply(self, transaction, domain, psl, trusted):
         dns = transaction.connection.dns
         try:
             record = await self._record(dns, domain)
@@ -145,15 +162,15 @@ class DMARCPlugin(Plugin):
             found = (record, from_org)
         except DNSError as e:
             found = e
-        result = self._apply(transaction, domain, psl, found)
+        result = self._apply(transaction, domain, psl, trusted, found)
         if isinstance(result, defer.Deferred):
             result = await result
         return result
 
-    def _apply(self, transaction, domain, psl, found):
+    def _apply(self, transaction, domain, psl, trusted, found):
         """The answer for ``found``: ``(record or None, whether it is the organizational
         domain's)`` or the DNSError that kept it from being known; a Deferred only when a
-        trusted ARC sealer's chain has to be checked."""
+        ``trusted`` ARC sealer's chain has to be checked."""
         if isinstance(found, DNSError):
             transaction.notes["dmarc_result"] = "temperror"
             self.store_auth_results(transaction, "dmarc=temperror header.from=%s" % domain)
@@ -170,7 +187,6 @@ class DMARCPlugin(Plugin):
             record, domain, from_org, transaction.notes.get("dkim_pass_domains", ()),
             (spf.get("domain"), spf.get("result")) if spf.get("domain") else None, psl)
         transaction.notes["dmarc_result"] = verdict.result
-        trusted = self.trusted_sealers(transaction)
         if verdict.disposition != "none" and trusted:
             # a coroutine started here keeps the hook's context (log lines, stored results)
             return defer.Deferred.fromCoroutine(
@@ -218,21 +234,36 @@ class DMARCPlugin(Plugin):
         self.adjust_karma(transaction, -3)
         return self._refuse(transaction, "failed DMARC policy")
 
-    @staticmethod
-    def _cached_policy(dns, domain, psl):
+    def _cached_policy(self, dns, domain, psl):
         """What :meth:`_fetch_and_apply` would find, at once from the DNS cache; None if a
         record it needs is not cached. (The organizational domain is only needed when the
         From domain has no record of its own.)"""
-        record = _cached_record(dns, domain)
+        record = self._cached_record(dns, domain)
         from_org = False
         if record is None:
             org_domain = dmarc_policy.organizational_domain(domain, psl)
             if org_domain != domain:
-                record = _cached_record(dns, org_domain)
+                record = self._cached_record(dns, org_domain)
                 from_org = True
         if record is _NOT_CACHED:
             return None
         return record if isinstance(record, DNSError) else (record, from_org)
+
+    def _cached_record(self, dns, domain):
+        """What :meth:`_record` would give for ``domain`` (the record, or None), or the
+        DNSError it would raise, from the DNS cache; ``_NOT_CACHED`` if the cache has no
+        answer."""
+        outcome = dns.cached("_dmarc." + domain, "TXT")
+        if outcome is None:
+            return _NOT_CACHED
+        if isinstance(outcome, DNSError):
+            return None if outcome.no_record else outcome
+        last = self._last_answer
+        if last[0] is outcome:      # the cache's answer for the last message's domain
+            return last[1]
+        record = dmarc_policy.select_record(outcome.records)
+        self._last_answer = (outcome, record)
+        return record
 
     async def _record(self, dns, domain):
         """The DMARC record at ``_dmarc.<domain>``, None if there is none."""
@@ -252,14 +283,3 @@ class DMARCPlugin(Plugin):
 
 _NOT_CACHED = object()
 
-
-def _cached_record(dns, domain):
-    """What :meth:`DMARCPlugin._record` would give for ``domain`` (the record, or None), or
-    the DNSError it would raise, from the DNS cache; ``_NOT_CACHED`` if the cache has no
-    answer."""
-    outcome = dns.cached("_dmarc." + domain, "TXT")
-    if outcome is None:
-        return _NOT_CACHED
-    if isinstance(outcome, DNSError):
-        return None if outcome.no_record else outcome
-    return dmarc_policy.select_record(outcome.records)

@@ -202,8 +202,32 @@ class SenderPermittedFrom(Plugin):
         mailfrom = "%s@%s" % (sender.user, sender.host.lower())
         transaction.notes["dmarc_spf"] = {"domain": sender.host, "scope": "mfrom",
                                           "result": "none"}
+        reused = self._reused(connection, mailfrom, helo)
+        if reused is not None:      # the usual message on a connection: nothing to check
+            return self._after_helo(reused[0], transaction, mailfrom, helo, sender.host,
+                                    reused[1])
         return then(self._helo_result(transaction, helo), self._after_helo, transaction,
                     mailfrom, helo, sender.host)
+
+    @staticmethod
+    def _reused(connection, mailfrom, helo):
+        """``(HELO result or None, MAIL FROM result)`` when :meth:`_check` would reuse
+        both (the HELO identity's only if ``helo`` is given), else None: one look at the
+        clock and the connection's results for the two."""
+        cache = connection.notes.get("spf_results")
+        if not cache:
+            return None
+        helo_key = (helo or connection.hello_host or "").lower()
+        now = connection.dns.clock.seconds()
+        mfrom = cache.get((mailfrom.lower(), helo_key))
+        if mfrom is None or mfrom[0] <= now:
+            return None
+        if helo is None:
+            return None, mfrom[1]
+        helo_entry = cache.get(("", helo_key))
+        if helo_entry is None or helo_entry[0] <= now:
+            return None
+        return helo_entry[1], mfrom[1]
 
     def _check(self, transaction, mailfrom, helo):
         """check_host for ``mailfrom`` (empty: the HELO identity) and ``helo``; a result
@@ -238,13 +262,17 @@ class SenderPermittedFrom(Plugin):
             return None
         return self._check(transaction, "", helo)
 
-    def _after_helo(self, helo_result, transaction, mailfrom, helo, domain):
+    def _after_helo(self, helo_result, transaction, mailfrom, helo, domain, result=None):
+        """The answer once the HELO identity's result is known; ``result``: the MAIL FROM
+        identity's if it is known too (reused)."""
         if helo_result is not None and helo_result.result == "fail":
             reply = verdict(helo_result, self.level())
             if reply is not DECLINED:
                 transaction.notes["dmarc_spf"] = {"domain": helo, "scope": "helo",
                                                   "result": "fail"}
                 return self._decide(helo_result, transaction, "helo", helo)
+        if result is not None:
+            return self._decide(result, transaction, "mfrom", domain)
         return then(self._check(transaction, mailfrom, helo), self._decide, transaction,
                     "mfrom", domain)
 
@@ -254,12 +282,14 @@ class SenderPermittedFrom(Plugin):
                                           "result": result.result}
         prop = "smtp.mailfrom" if scope == "mfrom" else "smtp.helo"
         self.store_auth_results(transaction, "spf=%s %s=%s" % (result.result, prop, domain))
-        code, why = result.result, result.local_explanation()
+        code = result.result
         if code == "pass":
             self.adjust_karma(transaction, 1)
             transaction.notes["spf_pass_host"] = domain.lower()
-            self.log(LOGINFO, "pass, %s" % why, transaction)
+            if self.log_enabled(LOGINFO):   # (the usual message: its line not logged)
+                self.log(LOGINFO, "pass, %s" % result.local_explanation(), transaction)
             return DECLINED
+        why = result.local_explanation()
         if code in ("fail", "softfail"):
             self.adjust_karma(transaction, -1)
         reject = self.level()

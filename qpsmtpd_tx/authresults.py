@@ -99,9 +99,18 @@ def _is_ours(field, ours):
 def remove_ours(header, me):
     """Delete the fields of ``header`` claiming our authserv-id ``me``; return how many."""
     ours = _our_id(me)
-    kept = [field for field in header.fields if not _is_ours(field, ours)]
-    removed = len(header.fields) - len(kept)
-    header.fields = kept
+    size = len(FIELD)
+    fields = header.fields
+    removed = 0
+    # (most fields: a name of another length, passed over without a call; most messages:
+    # none of ours to remove, so no new list. A loop: on Python 3.11 a list comprehension
+    # is a function made and called)
+    for field in fields:
+        if len(field[0]) == size and _is_ours(field, ours):
+            removed += 1
+    if removed:
+        header.fields = [field for field in fields
+                         if len(field[0]) != size or not _is_ours(field, ours)]
     return removed
 
 

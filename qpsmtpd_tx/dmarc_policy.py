@@ -183,7 +183,10 @@ def evaluate(record, from_domain, org_record, dkim_domains, spf, psl, sample=Non
     when the record is the organizational domain's, not the From domain's own (then ``sp=``
     applies). ``dkim_domains``: d= of passing signatures; ``spf``: ``(domain, result)`` or
     None. ``sample`` (0–100, default random) decides ``pct=``."""
-    dkim_ok = [d for d in dkim_domains if aligned(d, from_domain, record.adkim, psl)]
+    dkim_ok = []
+    for d in dkim_domains:     # (a loop: a list comprehension is a function call on 3.11)
+        if aligned(d, from_domain, record.adkim, psl):
+            dkim_ok.append(d)
     spf_ok = None
     if spf and spf[1] == "pass" and spf[0] and aligned(spf[0], from_domain, record.aspf, psl):
         spf_ok = spf[0]

@@ -112,10 +112,14 @@ class Header:
         """All values of the named field (case-insensitive), unfolded, as text."""
         lname = name.lower()
         size = len(lname)
+        values = []
         # field names are ASCII (parse, add), lower() keeps their length: a name of another
-        # length is passed over without making its lower-case copy
-        return [self._value(raw) for n, raw in self.fields
-                if len(n) == size and n.lower() == lname]
+        # length is passed over without making its lower-case copy. (A loop, not a list
+        # comprehension: that is a function made and called at each call, on Python 3.11.)
+        for n, raw in self.fields:
+            if len(n) == size and n.lower() == lname:
+                values.append(self._value(raw))
+        return values
 
     def get_first(self, name, default=None):
         """The first value of the named field, or ``default``."""
@@ -125,7 +129,12 @@ class Header:
     def count(self, name):
         """How many fields have this name."""
         lname = name.lower()
-        return sum(1 for n, _ in self.fields if n.lower() == lname)
+        size = len(lname)
+        found = 0
+        for n, _ in self.fields:     # (as get)
+            if len(n) == size and n.lower() == lname:
+                found += 1
+        return found
 
     def add(self, name, value, prepend=False):
         """Add a field; ``value`` may contain ``\\n`` + whitespace continuation lines (see

@@ -2,6 +2,8 @@
 (the usual message: the same few From domains): the same results as an answer that waits
 for DNS, and no Deferred made. Policies on the suite's private NSD."""
 
+import os
+
 from qpsmtpd_tx import codes
 from tests.plugins.test_dmarc import DMARCCase
 from tests.support.dkim_cases import text_message
@@ -52,3 +54,41 @@ class CachedPolicyTests(DMARCCase):
         self.assertEqual((first.data, second.data), ((552, "failed DMARC policy"),) * 2)
         self.assertEqual(answers, [True, True])
         self.assertEqual(len(self.logged(codes.LOGINFO, r"^no override: ARC chain none$")), 2)
+
+
+class ReloadTests(DMARCCase):
+    """The plugin keeps its config values between messages; a reload (SIGHUP clears the
+    config cache) still brings a changed file in."""
+
+    async def test_changed_suffix_list_takes_effect_after_a_reload(self):
+        sub = "news." + self.zone
+        self.policy("v=DMARC1; p=none; sp=reject")
+        self.serve_dmarc()
+        # the zone is an organizational domain: its sp= applies to the subdomain
+        self.assertEqual((await self.send(text_message(sub))).data,
+                         (552, "failed DMARC policy"))
+        with open(os.path.join(self.server.config.config_dir, "public_suffix_list"), "w") as f:
+            f.write("test\nqptx.test\n%s\n" % self.zone)
+        # not read again before the reload
+        self.assertEqual((await self.send(text_message(sub))).data,
+                         (552, "failed DMARC policy"))
+        self.server.config.clear_cache()
+        # now the subdomain is an organizational domain, and it has no policy
+        outcome = await self.send(text_message(sub))
+        self.assertEqual(outcome.data[0], 250)
+        self.assertEqual(self.dmarc_result(outcome), ["dmarc=none header.from=%s" % sub])
+
+    async def test_changed_trusted_sealers_take_effect_after_a_reload(self):
+        self.policy("v=DMARC1; p=reject")
+        self.serve_dmarc()
+        self.assertEqual((await self.send(text_message(self.zone))).data,
+                         (552, "failed DMARC policy"))
+        self.assertEqual(self.logged(codes.LOGINFO, r"^no override"), [])
+        with open(os.path.join(self.server.config.config_dir, "arc_trusted_sealers"),
+                  "w") as f:
+            f.write("lists.example\n")
+        self.server.config.clear_cache()
+        # with a trusted sealer the ARC chain is asked (it has none here)
+        self.assertEqual((await self.send(text_message(self.zone))).data,
+                         (552, "failed DMARC policy"))
+        self.assertEqual(len(self.logged(codes.LOGINFO, r"^no override: ARC chain none$")), 1)
