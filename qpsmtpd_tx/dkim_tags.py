@@ -10,6 +10,7 @@ makes dkimpy raise IndexError (a crash, not a result); here it is the "not a sub
 error like any other ``i=`` outside ``d=``.
 """
 
+import binascii
 import time
 
 from dkim import CV_Fail, CV_None, CV_Pass, ValidationError
@@ -29,8 +30,28 @@ _SPECIALS = b"()<>[]:;@\\,"
 #: the clock slack dkimpy allows t= and x= (10 hours)
 _SLOP = 36000
 _CV_VALUES = (CV_Pass, CV_Fail, CV_None)
+#: the longest base64 value split at its white space (the pieces are objects: a hostile
+#: value of one character per line would take forty times its size)
+_SPLIT_MOST = 4096
 #: what a t= or x= value too long for int() counts as
 _FAR_FUTURE = 10 ** 20
+
+
+def base64_value(value):
+    """``(value, its bytes)``: the base64 tag ``value`` without its white space, and what it
+    decodes to in binascii's strict mode (None if it does not: a character outside base64,
+    padding inside). The b= value is decoded once per signature (validate checks it, the
+    signature check needs its bytes, the Authentication-Results entry its first
+    characters): its white space removed and decoded costs 13 k instructions, each of the
+    three ``translate`` passes this replaced 5 k (callgrind)."""
+    if len(value) > _SPLIT_MOST:
+        clean = value.translate(None, WHITE_SPACE)
+    else:   # (cheaper than translate; bytes.split() splits at the white space of WHITE_SPACE)
+        clean = b"".join(value.split())
+    try:
+        return clean, binascii.a2b_base64(clean, strict_mode=True)
+    except (binascii.Error, ValueError):
+        return clean, None
 
 
 def _base64_form(value):
@@ -62,18 +83,23 @@ def _seconds(value):
 def validate(sig, mandatory, arc=False):
     """Raise dkim.ValidationError (dkimpy's text) if the tags ``sig`` (``{tag: value}``
     bytes) fail dkimpy's checks for a DKIM (or, ``arc``, ARC) signature with the tags
-    ``mandatory``; else return None."""
-    for field in mandatory:
-        if field not in sig:
-            raise ValidationError("missing %s=" % field)
+    ``mandatory``; else return ``{tag: base64_value(value)}`` of its b= and bh= tags."""
+    if not all(map(sig.__contains__, mandatory)):
+        for field in mandatory:
+            if field not in sig:
+                raise ValidationError("missing %s=" % field)
     hashes = ARC_HASH_ALGORITHMS if arc else HASH_ALGORITHMS
     if b"a" in sig and sig[b"a"] not in hashes:
         raise ValidationError("unknown signature algorithm: %s" % sig[b"a"])
+    decoded = {}
     b_form = None
     if b"b" in sig:
         b = sig[b"b"]
-        b_form = _base64_form(b)
-        if not b_form or len(b.translate(None, WHITE_SPACE)) % 4:
+        clean, raw = decoded[b"b"] = base64_value(b)
+        # strict base64 of a length that is a multiple of four has dkimpy's form (what
+        # strict mode lets through besides, e.g. padding after a full quad, is checked)
+        b_form = (raw is not None and clean != b"" and not len(clean) % 4) or _base64_form(b)
+        if not b_form or len(clean) % 4:
             raise ValidationError("b= value is not valid base64 (%s)" % b)
     if b"bh" in sig:
         # dkimpy tests the form of b= here again, not of bh= (b= may be absent from an ARC
@@ -81,7 +107,8 @@ def validate(sig, mandatory, arc=False):
         bh = sig[b"bh"]
         if b_form is None:
             b_form = _base64_form(sig[b"b"])
-        if not b_form or len(bh.translate(None, WHITE_SPACE)) % 4:
+        clean, _ = decoded[b"bh"] = base64_value(bh)
+        if not b_form or len(clean) % 4:
             raise ValidationError("bh= value is not valid base64 (%s)" % bh)
     if b"cv" in sig and sig[b"cv"] not in _CV_VALUES:
         raise ValidationError("cv= value is not valid (%s)" % sig[b"cv"])
@@ -102,7 +129,7 @@ def validate(sig, mandatory, arc=False):
     if b"t" in sig:
         if not _digits(sig[b"t"]):
             raise ValidationError("t= value is not a decimal integer (%s)" % sig[b"t"])
-        t_sign = _seconds(sig[b"t"])
+        t_sign = int(sig[b"t"]) if len(sig[b"t"]) <= 20 else _seconds(sig[b"t"])
         if t_sign > int(time.time()) + _SLOP:
             raise ValidationError("t= value is in the future (%s)" % sig[b"t"])
     if b"v" in sig and sig[b"v"] != b"1":
@@ -116,3 +143,4 @@ def validate(sig, mandatory, arc=False):
         if t_sign and x_sign < t_sign:
             raise ValidationError("x= value is less than t= value (x=%s t=%s)"
                                   % (sig[b"x"], sig[b"t"]))
+    return decoded

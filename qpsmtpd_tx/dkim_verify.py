@@ -68,6 +68,8 @@ class Signature:
         #: where the key is published: ``<selector>._domainkey.<domain>``
         self.key_name = "._domainkey."
         self.body_key = None        # (canonicalization, hash, limit) for dkim_body
+        #: the b= and bh= values checked: {tag: (without white space, bytes or None)}
+        self.base64 = None
         self.policy = None
         self._parse()
 
@@ -82,7 +84,7 @@ class Signature:
         self.algorithm = tags.get(b"a", b"").decode("ascii", "backslashreplace")
         self.key_name = "%s._domainkey.%s" % (self.selector, self.domain)
         try:
-            dkim_tags.validate(self.tags, self.MANDATORY, self.ARC)
+            self.base64 = dkim_tags.validate(self.tags, self.MANDATORY, self.ARC)
             self.policy, body_canonicalization = _policy(self.tags.get(b"c"))
         except (dkim.ValidationError, InvalidCanonicalizationPolicyError) as e:
             return self._set("neutral", "bad signature: %s" % _text(str(e).encode()))
@@ -124,10 +126,13 @@ class Signature:
             if max(map(len, values)) > authresults.MAX_VALUE:
                 values = tuple(map(authresults.clipped, values))
             entry += " header.d=%s header.i=%s header.s=%s header.a=%s" % values
-            b_value = self.tags.get(b"b", b"")
-            b_tag = b_value[:16].translate(None, dkim_tags.WHITE_SPACE)[:8]
-            if len(b_tag) < 8:      # white space in its first characters
-                b_tag = b_value.translate(None, dkim_tags.WHITE_SPACE)[:8]
+            if self.base64 is not None:
+                b_tag = self.base64[b"b"][0][:8]
+            else:
+                b_value = self.tags.get(b"b", b"")
+                b_tag = b_value[:16].translate(None, dkim_tags.WHITE_SPACE)[:8]
+                if len(b_tag) < 8:      # white space in its first characters
+                    b_tag = b_value.translate(None, dkim_tags.WHITE_SPACE)[:8]
             if b_tag:
                 entry += " header.b=" + b_tag.decode("ascii", "backslashreplace")
         return entry
@@ -320,7 +325,7 @@ def check(signature, fields, body_hash, key_records):
     limit = signature.body_key[2]
     if limit is not None and limit > body_hash.length:
         return signature._set("fail", "l= is longer than the body")
-    expected = _b64(signature.tags[b"bh"])
+    expected = signature.base64[b"bh"][1]
     if expected is None or body_hash.digest() != expected:
         return signature._set("fail", "body has been altered")
     if not _header_hash_verifies(signature, fields, kind, key):
@@ -430,11 +435,8 @@ def _relaxed_lines(fields):
 
 
 def _b64(value):
-    try:    # what base64.b64decode(validate=True) does for bytes, without its Python layer
-        return binascii.a2b_base64(value.translate(None, dkim_tags.WHITE_SPACE),
-                                   strict_mode=True)
-    except (binascii.Error, ValueError):
-        return None
+    # what base64.b64decode(validate=True) does for bytes, without its Python layer
+    return dkim_tags.base64_value(value)[1]
 
 
 def _header_hash_verifies(signature, fields, kind, key):
@@ -444,12 +446,17 @@ def _header_hash_verifies(signature, fields, kind, key):
     wanted = signature.signed_fields() + [b"from"]
     hash_header_fields(hasher, policy.header_algorithm.name == b"relaxed", fields, wanted,
                        signature.field)
-    return signature_verifies(kind, key, signature.tags[b"b"], hasher)
+    return _signs(kind, key, signature.base64[b"b"][1], hasher)
 
 
 def signature_verifies(kind, key, b_value, hasher):
     """True if ``b_value`` (a ``b=`` tag, base64) signs what ``hasher`` has hashed."""
-    value = _b64(b_value)
+    return _signs(kind, key, _b64(b_value), hasher)
+
+
+def _signs(kind, key, value, hasher):
+    """True if the signature ``value`` (bytes; None: not base64) signs what ``hasher`` has
+    hashed."""
     if value is None:
         return False
     try:

@@ -137,3 +137,37 @@ class TagChecks(unittest.TestCase):
             b" bh=AAAA; b=AAAA\r\n")))
         self.assertEqual(signature.result, "neutral")
         self.assertIn("not a subdomain", signature.reason)
+
+
+class Base64ValueTests(unittest.TestCase):
+    """dkim_tags.base64_value, which validate, the signature check and header.b share, gives
+    what each computed on its own before: the value without white space, and its bytes by
+    binascii's strict mode (None where that refuses it)."""
+
+    def test_against_translate_and_strict_decode(self):
+        import binascii
+        rng = random.Random(20261207)
+        differ = []
+        for _ in range(3000):
+            value = _mutate(rng, _base64(rng, rng.choice([4, 44, 344, 3000])))
+            if rng.random() < 0.1:
+                value = b" \n".join([value] * 3)        # over the split limit too
+            clean = value.translate(None, dkim_tags.WHITE_SPACE)
+            try:
+                raw = binascii.a2b_base64(clean, strict_mode=True)
+            except (binascii.Error, ValueError):
+                raw = None
+            if dkim_tags.base64_value(value) != (clean, raw):
+                differ.append(value)
+        self.assertEqual(differ[:3], [])
+
+    def test_padding_after_a_full_quad_is_refused(self):
+        # binascii's strict mode accepts "AAAA=" (extra padding): dkimpy's length check not
+        sig = {b"v": b"1", b"a": b"rsa-sha256", b"b": b"AAAA=", b"bh": b"AAAA", b"d": b"x.y",
+               b"h": b"from", b"s": b"s"}
+        with self.assertRaises(dkim.ValidationError) as caught:
+            dkim_tags.validate(sig, dkim_verify.Signature.MANDATORY)
+        self.assertEqual(str(caught.exception), "b= value is not valid base64 (b'AAAA=')")
+        with self.assertRaises(dkim.ValidationError) as theirs:
+            dkim.validate_signature_fields(sig, [b"v", b"a", b"b", b"bh", b"d", b"h", b"s"])
+        self.assertEqual(str(caught.exception), str(theirs.exception))
