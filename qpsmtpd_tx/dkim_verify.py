@@ -84,17 +84,23 @@ class Signature:
         self.algorithm = tags.get(b"a", b"").decode("ascii", "backslashreplace")
         self.key_name = "%s._domainkey.%s" % (self.selector, self.domain)
         try:
-            self.base64 = dkim_tags.validate(self.tags, self.MANDATORY, self.ARC)
-            self.policy, body_canonicalization = _policy(self.tags.get(b"c"))
+            self.base64 = dkim_tags.validate(tags, self.MANDATORY, self.ARC)
+            c_value = tags.get(b"c")
+            known = _POLICIES.get(c_value)      # (the usual c=: no Python call)
+            self.policy, body_canonicalization = known or _policy(c_value)
         except (dkim.ValidationError, InvalidCanonicalizationPolicyError) as e:
             return self._set("neutral", "bad signature: %s" % _text(str(e).encode()))
-        if b"from" not in self.signed_fields():
+        # (bytes.strip drops what \s matches: the same as splitting at \s*:\s*)
+        names = self._signed_fields = [
+            name.strip().lower() for name in tags.get(b"h", b"").strip().split(b":")]
+        if b"from" not in names:
             return self._set("neutral", "From is not signed")
-        if self.tags[b"a"] == b"rsa-sha1":
+        algorithm = tags[b"a"]
+        if algorithm == b"rsa-sha1":
             return self._set("policy", "rsa-sha1 is not accepted (RFC 8301)")
-        limit = self.tags.get(b"l")
+        limit = tags.get(b"l")
         self.body_key = (body_canonicalization,
-                         _ALGORITHMS[self.tags[b"a"]][1], int(limit) if limit else None)
+                         _ALGORITHMS[algorithm][1], int(limit) if limit else None)
 
     def _set(self, result, reason=""):
         # (a malformed signature's reason quotes the bad tag, which may be 200 KB)
@@ -112,7 +118,11 @@ class Signature:
     @property
     def identity(self):
         """The ``i=`` value (default ``@domain``)."""
-        return _text(self.tags.get(b"i", b"@" + self.domain.encode()))
+        return self._identity()
+
+    def _identity(self):
+        i = self.tags.get(b"i")
+        return "@" + self.domain if i is None else i.decode("ascii", "backslashreplace")
 
     def auth_result(self):
         """This signature's Authentication-Results entry (RFC 8601, RFC 6008 ``header.b``).
@@ -122,7 +132,7 @@ class Signature:
         if self.reason:
             entry += " " + authresults.reason(self.reason)
         if self.domain:
-            values = (self.domain, self.identity, self.selector, self.algorithm)
+            values = (self.domain, self._identity(), self.selector, self.algorithm)
             if max(map(len, values)) > authresults.MAX_VALUE:
                 values = tuple(map(authresults.clipped, values))
             entry += " header.d=%s header.i=%s header.s=%s header.a=%s" % values
@@ -330,7 +340,7 @@ def check(signature, fields, body_hash, key_records):
         return signature._set("fail", "body has been altered")
     if not _header_hash_verifies(signature, fields, kind, key):
         return signature._set("fail", "message has been altered")
-    signature._set("pass")
+    signature.result = "pass"
     if limit is not None and limit < body_hash.length:
         signature.reason = "l=%d of %d body bytes signed" % (limit, body_hash.length)
 
@@ -384,7 +394,9 @@ def blank_b(value):
     """A signature field's value with its ``b=`` value removed: after each ``b=`` the
     longest run of base64 characters and white space, less the white space at its end
     (and the line end when b= is the last tag)."""
-    found = _b_tag(value, 0)
+    found = _B_NAME.search(value, 1)      # (_b_tag's first search, without its call)
+    if found is not None and value[found.start() - 1] not in _BEFORE_B_NAME:
+        found = _b_tag(value, found.start())
     if found is None:
         return value
     # the run found by a translation and a find: re's repetition of a character class costs
@@ -441,9 +453,9 @@ def _b64(value):
 
 def _header_hash_verifies(signature, fields, kind, key):
     policy = signature.policy
-    hasher = dkim_body.HASHES[_ALGORITHMS[signature.tags[b"a"]][1]]()
+    hasher = dkim_body.HASHES[signature.body_key[1]]()
     # A From field more than the signature covers (a second From) makes it fail.
-    wanted = signature.signed_fields() + [b"from"]
+    wanted = signature._signed_fields + [b"from"]
     hash_header_fields(hasher, policy.header_algorithm.name == b"relaxed", fields, wanted,
                        signature.field)
     return _signs(kind, key, signature.base64[b"b"][1], hasher)
