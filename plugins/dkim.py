@@ -121,8 +121,13 @@ class DKIMPlugin(Plugin):
             body.close()
             self.store_auth_results(transaction, "dkim=none")
             return self._decide(transaction, "none", None)
-        wanted = {s.body_key for s in signatures if s.result is None}
-        keys = dkim_verify.cached_keys(transaction.connection.dns, self._key_names(signatures))
+        wanted = set()      # the body hashes and keys the signatures not yet decided need
+        key_names = []
+        for signature in signatures:
+            if signature.result is None:
+                wanted.add(signature.body_key)
+                key_names.append(signature.key_name)
+        keys = dkim_verify.cached_keys(transaction.connection.dns, key_names)
         if keys is not None and transaction.body.size <= dkim_body.HASH_CHUNK:
             try:            # the usual message: no Deferred at all
                 hashes = dkim_body.body_hashes(body, wanted)
@@ -130,12 +135,14 @@ class DKIMPlugin(Plugin):
                 body.close()
             return self._check((hashes, keys), transaction, signatures, fields)
         d = dkim_body.hashes_and(self.server, transaction.body.size, body, wanted,
-                                 self._fetch_keys(transaction, signatures))
+                                 dkim_verify.fetch_keys(transaction.connection.dns, key_names,
+                                                        self.timeout))
         return d.addCallback(self._check, transaction, signatures, fields)
 
     def _check(self, hashes_and_keys, transaction, signatures, fields):
         hashes, keys = hashes_and_keys
         passed = []
+        info_logged = None      # log_enabled(LOGINFO), once asked
         for signature in signatures:
             if signature.result is None:
                 records = keys[signature.key_name]
@@ -146,28 +153,25 @@ class DKIMPlugin(Plugin):
                 else:
                     dkim_verify.check(signature, fields, hashes[signature.body_key], records)
             self.store_auth_results(transaction, signature.auth_result())
-            level = LOGDEBUG
             if signature.result == "pass":
                 passed.append(signature)
-                level = LOGINFO
-            if self.log_enabled(level):
+                if info_logged is None:
+                    info_logged = self.log_enabled(LOGINFO)
+                logged, level = info_logged, LOGINFO
+            else:
+                logged, level = self.log_enabled(LOGDEBUG), LOGDEBUG
+            if logged:
                 self.log(level, "%s: %s %s" % (authresults.clipped(signature.key_name),
                                                signature.result, signature.reason),
                          transaction)
         transaction.notes["dkim_pass_domains"] = (
             [passed[0].domain] if len(passed) == 1 else sorted({s.domain for s in passed}))
         decisive = passed[0] if passed else signatures[0]
-        return self._decide(transaction, _RESULT_NAMES[decisive.result], decisive)
+        return self._decide(transaction, _RESULT_NAMES[decisive.result], decisive, info_logged)
 
-    def _fetch_keys(self, transaction, signatures):
-        """``{key name: [records] | None (no such key) | DNSError}`` for the signatures."""
-        return dkim_verify.fetch_keys(
-            transaction.connection.dns, self._key_names(signatures), self.timeout)
-
-    def _key_names(self, signatures):
-        return [s.key_name for s in signatures if s.result is None]
-
-    def _decide(self, transaction, result, signature):
+    def _decide(self, transaction, result, signature, info_logged=None):
+        """Note ``result`` and answer for it; ``info_logged``: log_enabled(LOGINFO) if
+        known."""
         transaction.notes["dkim_result"] = result
         transaction.connection.notes["dkim_result"] = result
         detail = result if signature is None or not signature.reason else (
@@ -175,7 +179,9 @@ class DKIMPlugin(Plugin):
         if result == "pass" or result == "none":     # the usual: no log line to build
             if result == "pass":
                 self.adjust_karma(transaction, 1)
-            if not self.log_enabled(LOGINFO):
+            if info_logged is None:
+                info_logged = self.log_enabled(LOGINFO)
+            if not info_logged:
                 return DECLINED
         where = "" if signature is None else ", domain: %s, selector: %s" % (
             authresults.clipped(signature.domain), authresults.clipped(signature.selector))

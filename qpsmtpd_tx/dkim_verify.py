@@ -91,8 +91,9 @@ class Signature:
         except (dkim.ValidationError, InvalidCanonicalizationPolicyError) as e:
             return self._set("neutral", "bad signature: %s" % _text(str(e).encode()))
         # (bytes.strip drops what \s matches: the same as splitting at \s*:\s*)
-        names = self._signed_fields = [
-            name.strip().lower() for name in tags.get(b"h", b"").strip().split(b":")]
+        names = self._signed_fields = []
+        for name in tags.get(b"h", b"").strip().split(b":"):
+            names.append(name.strip().lower())
         if b"from" not in names:
             return self._set("neutral", "From is not signed")
         algorithm = tags[b"a"]
@@ -230,9 +231,16 @@ def header_fields(fields):
 
 def signatures(fields, limit):
     """The first ``limit`` DKIM-Signature fields as Signatures; and how many more there were."""
-    # (the length first, as Header.get: most fields are not lowered then)
-    found = [f for f in fields if len(f[0]) == 14 and f[0].lower() == b"dkim-signature"]
-    return [Signature(f) for f in found[:limit]], max(0, len(found) - limit)
+    # (the length first, as Header.get: most fields are not lowered then; loops, not
+    # comprehensions: on Python 3.11 each of those is a function made and called)
+    found = []
+    for field in fields:
+        if len(field[0]) == 14 and field[0].lower() == b"dkim-signature":
+            found.append(field)
+    made = []
+    for field in found[:limit]:
+        made.append(Signature(field))
+    return made, max(0, len(found) - limit)
 
 
 def parse_key(record, signature):
@@ -338,7 +346,12 @@ def check(signature, fields, body_hash, key_records):
     expected = signature.base64[b"bh"][1]
     if expected is None or body_hash.digest() != expected:
         return signature._set("fail", "body has been altered")
-    if not _header_hash_verifies(signature, fields, kind, key):
+    # the header hash (a From field more than the signature covers, a second From, makes
+    # it fail)
+    hasher = dkim_body.HASHES[signature.body_key[1]]()
+    hash_header_fields(hasher, signature.policy.header_algorithm.name == b"relaxed", fields,
+                       signature._signed_fields + [b"from"], signature.field)
+    if not _signs(kind, key, signature.base64[b"b"][1], hasher):
         return signature._set("fail", "message has been altered")
     signature.result = "pass"
     if limit is not None and limit < body_hash.length:
@@ -414,7 +427,7 @@ def blank_b(value):
             end = len(value)
         kept.append(value[pos:start])
         pos = end
-        found = _b_tag(value, end)
+        found = _b_tag(value, end) if end < len(value) else None
     kept.append(value[pos:])
     return b"".join(kept)
 
@@ -438,27 +451,22 @@ def _relaxed_lines(fields):
     """The relaxed canonical form of ``fields`` (``(name, value)``), each ending in CRLF, in
     one piece: the values are unfolded and their spaces compressed all at once, joined by
     NUL (a Python call per field cost more than the work, measured), unless one holds a NUL."""
-    values = b"\x00".join([value for _, value in fields])
+    values = []
+    for field in fields:    # (loops: a comprehension is a function call on Python 3.11)
+        values.append(field[1])
+    values = b"\x00".join(values)
     if values.count(b"\x00") != len(fields) - 1:
         return b"".join([b"%s:%s" % _relaxed_field(name, value) for name, value in fields])
     values = dkim_body.compress_spaces(values.replace(b"\r\n", b"").replace(b"\n", b""))
-    return b"".join([b"%s:%s\r\n" % (name.lower().rstrip(), value.strip())
-                     for (name, _), value in zip(fields, values.split(b"\x00"))])
+    lines = []
+    for (name, _), value in zip(fields, values.split(b"\x00")):
+        lines.append(b"%s:%s\r\n" % (name.lower().rstrip(), value.strip()))
+    return b"".join(lines)
 
 
 def _b64(value):
     # what base64.b64decode(validate=True) does for bytes, without its Python layer
     return dkim_tags.base64_value(value)[1]
-
-
-def _header_hash_verifies(signature, fields, kind, key):
-    policy = signature.policy
-    hasher = dkim_body.HASHES[signature.body_key[1]]()
-    # A From field more than the signature covers (a second From) makes it fail.
-    wanted = signature._signed_fields + [b"from"]
-    hash_header_fields(hasher, policy.header_algorithm.name == b"relaxed", fields, wanted,
-                       signature.field)
-    return _signs(kind, key, signature.base64[b"b"][1], hasher)
 
 
 def signature_verifies(kind, key, b_value, hasher):
