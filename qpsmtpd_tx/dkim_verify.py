@@ -349,9 +349,12 @@ def check(signature, fields, body_hash, key_records):
     # the header hash (a From field more than the signature covers, a second From, makes
     # it fail)
     hasher = dkim_body.HASHES[signature.body_key[1]]()
+    b_bytes = signature.base64[b"b"][1]
     hash_header_fields(hasher, signature.policy.header_algorithm.name == b"relaxed", fields,
-                       signature._signed_fields + [b"from"], signature.field)
-    if not _signs(kind, key, signature.base64[b"b"][1], hasher):
+                       signature._signed_fields + [b"from"], signature.field,
+                       # (strict base64: only base64 characters, "=" and white space)
+                       None if b_bytes is None else signature.tags[b"b"])
+    if not _signs(kind, key, b_bytes, hasher):
         return signature._set("fail", "message has been altered")
     signature.result = "pass"
     if limit is not None and limit < body_hash.length:
@@ -403,15 +406,26 @@ def _b_tag(value, pos):
     return found
 
 
-def blank_b(value):
+def blank_b(value, b_value=None):
     """A signature field's value with its ``b=`` value removed: after each ``b=`` the
     longest run of base64 characters and white space, less the white space at its end
-    (and the line end when b= is the last tag)."""
+    (and the line end when b= is the last tag). ``b_value``: the field's b= tag value
+    (stripped) if it is known to hold only base64 characters, ``=`` and white space."""
     found = _B_NAME.search(value, 1)      # (_b_tag's first search, without its call)
     if found is not None and value[found.start() - 1] not in _BEFORE_B_NAME:
         found = _b_tag(value, found.start())
     if found is None:
         return value
+    if b_value is not None:
+        # The usual field: the first b= is the b= tag, the last one; all after it is then
+        # the run (no translation of the field to find where it ends, measured 7 k of 19 k).
+        start = found.end()
+        kept = value[start:].rstrip()
+        if kept.lstrip() == b_value:
+            end = start + len(kept)
+            if len(value) - end <= 2 and value[end:] in (b"\n", b"\r\n"):
+                return value[:start]
+            return value[:start] + value[end:]
     # the run found by a translation and a find: re's repetition of a character class costs
     # twenty instructions a byte of a b= value (measured), and b= is most of the field
     ends = value.translate(_B_VALUE_ENDS)
@@ -432,19 +446,20 @@ def blank_b(value):
     return b"".join(kept)
 
 
-def hash_header_fields(hasher, relaxed, fields, names, signature_field):
+def hash_header_fields(hasher, relaxed, fields, names, signature_field, b_value=None):
     """Feed ``hasher`` the header hash input: the fields ``names`` select from ``fields``
     (``[name, value]`` as :func:`parse_fields` gives them), then ``signature_field`` with
     its ``b=`` value blanked and no line end; ``relaxed`` or simple canonicalization.
-    Only the selected fields are canonicalized (a message has many more)."""
+    Only the selected fields are canonicalized (a message has many more). ``b_value``: as
+    :func:`blank_b` takes it."""
     selected = select_fields(fields, names)
     if relaxed:
-        selected.append((signature_field[0], blank_b(signature_field[1])))
+        selected.append((signature_field[0], blank_b(signature_field[1], b_value)))
         hasher.update(_relaxed_lines(selected)[:-2])     # the signature field: no CRLF
         return
     for name, value in selected:
         hasher.update(name + b":" + value)
-    hasher.update(signature_field[0] + b":" + blank_b(signature_field[1]).rstrip())
+    hasher.update(signature_field[0] + b":" + blank_b(signature_field[1], b_value).rstrip())
 
 
 def _relaxed_lines(fields):
