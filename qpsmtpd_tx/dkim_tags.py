@@ -84,10 +84,9 @@ def validate(sig, mandatory, arc=False):
     """Raise dkim.ValidationError (dkimpy's text) if the tags ``sig`` (``{tag: value}``
     bytes) fail dkimpy's checks for a DKIM (or, ``arc``, ARC) signature with the tags
     ``mandatory``; else return ``{tag: base64_value(value)}`` of its b= and bh= tags."""
-    if not all(map(sig.__contains__, mandatory)):
-        for field in mandatory:
-            if field not in sig:
-                raise ValidationError("missing %s=" % field)
+    for field in mandatory:     # (cheaper than all(map(sig.__contains__, …)), measured)
+        if field not in sig:
+            raise ValidationError("missing %s=" % field)
     hashes = ARC_HASH_ALGORITHMS if arc else HASH_ALGORITHMS
     if b"a" in sig and sig[b"a"] not in hashes:
         raise ValidationError("unknown signature algorithm: %s" % sig[b"a"])
