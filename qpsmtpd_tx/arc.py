@@ -52,9 +52,9 @@ class MessageSignature(dkim_verify.Signature):
     MANDATORY = (b"i", b"a", b"b", b"bh", b"d", b"h", b"s")
     ARC = True
 
-    @property
-    def identity(self):
-        """ARC has no agent identity: the domain (for the key's ``t=s``)."""
+    def _identity(self):
+        # ARC has no agent identity: the domain (for the key's ``t=s``); ``identity`` and
+        # auth_result both ask this
         return "@" + self.domain
 
 

@@ -122,6 +122,8 @@ class Signature:
         return self._identity()
 
     def _identity(self):
+        # (what identity gives, without a property's cost: auth_result asks it per message;
+        # a subclass overrides this one)
         i = self.tags.get(b"i")
         return "@" + self.domain if i is None else i.decode("ascii", "backslashreplace")
 
