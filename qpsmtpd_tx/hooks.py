@@ -218,6 +218,15 @@ class HookRegistry:
                     if self.defer_on_error and hook in DECIDING_HOOKS:
                         return self._failed_result(hook, plugin, transaction)
                     continue
+                if kind is not int and kind is not tuple:
+                    # an answer already there (a warm cache) needs no time limit and no callbacks
+                    result = now_if_ready(result)
+                    if isinstance(result, Deferred):
+                        if declined_by is not None:
+                            last = HookResult(DECLINED, [], declined_by)
+                        return self._wait(result, hook, handlers, index, plugin, transaction,
+                                          args, last, started)
+                    kind = type(result)
                 if kind is int and result == DECLINED:
                     # the most common answer (every check that passes): nothing to take apart;
                     # noted here as _record does, without the call
@@ -236,14 +245,6 @@ class HookRegistry:
                         self._log_answer(plugin, hook, DECLINED, [], transaction)
                     declined_by = plugin
                     continue
-                if kind is not int and kind is not tuple:
-                    # an answer already there (a warm cache) needs no time limit and no callbacks
-                    result = now_if_ready(result)
-                    if isinstance(result, Deferred):
-                        if declined_by is not None:
-                            last = HookResult(DECLINED, [], declined_by)
-                        return self._wait(result, hook, handlers, index, plugin, transaction,
-                                          args, last, started)
                 if started is not None:
                     observe(plugin, hook, perf_counter() - started)
                 decided = self._decide(result, hook, plugin, transaction)

@@ -4,7 +4,7 @@ and the note and debug line of each answer, whether the chain answers at once or
 
 from types import SimpleNamespace
 
-from twisted.internet.defer import Deferred, fail
+from twisted.internet.defer import Deferred, fail, succeed
 from twisted.trial import unittest
 
 from qpsmtpd_tx import codes
@@ -176,3 +176,20 @@ class DeclinedResultTests(unittest.TestCase):
         registry.call("data_post", None)
         self.assertEqual(lines, ["Plugin p0, hook data_post returned DECLINED, ",
                                  "Plugin p1, hook data_post returned DECLINED, "])
+
+    def test_an_answer_already_there_is_a_plain_declined(self):
+        # a Deferred that has fired (a warm cache) with DECLINED is answered as a plain one
+        lines = []
+        registry = HookRegistry(lambda level, message, **kw: lines.append(message))
+        first, second = _Named("a"), _Named("b")
+        registry.register("data_post", first, lambda transaction: succeed(codes.DECLINED))
+        registry.register("data_post", second, lambda transaction: (codes.DECLINED, "why"))
+        registry.register("data_post", _Named("c"), lambda transaction: succeed(codes.DECLINED))
+        for _ in range(2):
+            txn = SimpleNamespace(notes={})
+            result = registry.call("data_post", txn)
+            self.assertEqual(_fields(result), (codes.DECLINED, [], "c"))
+            self.assertEqual(sorted(txn.notes), ["a", "b", "c"])
+        self.assertEqual(lines[:3], ["Plugin a, hook data_post returned DECLINED, ",
+                                     "Plugin b, hook data_post returned DECLINED, why",
+                                     "Plugin c, hook data_post returned DECLINED, "])
