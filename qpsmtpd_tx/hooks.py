@@ -19,6 +19,7 @@ from twisted.internet.defer import Deferred, succeed
 from twisted.python.failure import Failure
 
 from qpsmtpd_tx import codes
+from qpsmtpd_tx.codes import DECLINED, LOGDEBUG
 from qpsmtpd_tx.hook_result import now_if_ready
 from qpsmtpd_tx.interfaces import HOOK_NAMES
 from qpsmtpd_tx.printable import printable
@@ -124,6 +125,8 @@ class HookRegistry:
         #: True (``plugin_errors defer``): a plugin failing in one of the DECIDING_HOOKS
         #: answers DENYSOFT; False (qpsmtpd's rule): it counts as DECLINED
         self.defer_on_error = False
+        #: plugin → the HookResult of its plain DECLINED (see _declined)
+        self._declined_results = {}
 
     def use_log(self, log, log_enabled=None):
         """Log through ``log(level, message, plugin=None, transaction=None, hook=None)`` and
@@ -194,6 +197,8 @@ class HookRegistry:
         # the plugin whose plain DECLINED is the latest declining answer (its HookResult is
         # made only if it is the one returned: most hooks of most plugins answer so)
         declined_by = None
+        # whether the debug line of each answer is logged: asked at the first plain DECLINED
+        debug = None
         # set once for the whole synchronous run: for the plugins' log lines and for the
         # coroutines started here (they keep it after an await)
         token = current_hook.set(hook)
@@ -203,7 +208,8 @@ class HookRegistry:
                 index += 1
                 started = perf_counter() if observe is not None else None
                 try:
-                    result = method(transaction, *args)
+                    # (a call without arguments to unpack costs less: data_post, queue…)
+                    result = method(transaction, *args) if args else method(transaction)
                     kind = type(result)
                     if kind is CoroutineType:
                         result = Deferred.fromCoroutine(result)
@@ -217,28 +223,56 @@ class HookRegistry:
                     result = now_if_ready(result)
                     if isinstance(result, Deferred):
                         if declined_by is not None:
-                            last = HookResult(codes.DECLINED, [], declined_by)
+                            last = HookResult(DECLINED, [], declined_by)
                         return self._wait(result, hook, handlers, index, plugin, transaction,
                                           args, last, started)
-                if started is not None:
-                    observe(plugin, hook, perf_counter() - started)
-                if kind is int and result == codes.DECLINED:
-                    # the most common answer (every check that passes): nothing to take apart
-                    self._record(transaction, plugin, hook, codes.DECLINED)
-                    if self.log_enabled(codes.LOGDEBUG):
-                        self._log_answer(plugin, hook, codes.DECLINED, [], transaction)
+                    kind = type(result)
+                if kind is int and result == DECLINED:
+                    # the most common answer (every check that passes): nothing to take apart;
+                    # noted here as _record does, without the call
+                    if started is not None:
+                        observe(plugin, hook, perf_counter() - started)
+                    if transaction is not None:
+                        notes = transaction.notes
+                        note = notes.get(plugin.name)
+                        if note is None:
+                            note = notes[plugin.name] = {}
+                        if type(note) is dict or isinstance(note, dict):
+                            note[_NOTE_KEYS[hook]] = {"return": DECLINED}
+                    if debug is None:
+                        debug = self.log_enabled(LOGDEBUG)
+                    if debug:
+                        self._log_answer(plugin, hook, DECLINED, [], transaction)
                     declined_by = plugin
                     continue
+                if started is not None:
+                    observe(plugin, hook, perf_counter() - started)
                 decided = self._decide(result, hook, plugin, transaction)
                 if decided is not None:
-                    if decided.code != codes.DECLINED:
+                    if decided.code != DECLINED:
                         return decided
                     last, declined_by = decided, None
         finally:
             current_hook.reset(token)
         if declined_by is not None:
-            return HookResult(codes.DECLINED, [], declined_by)
-        return last or HookResult(codes.DECLINED, [], None)
+            try:
+                declined = self._declined_results[declined_by]
+            except (KeyError, TypeError):       # (TypeError: a plugin that is not hashable)
+                return self._declined(declined_by)
+            if declined.plugin is declined_by:
+                return declined
+            return HookResult(DECLINED, [], declined_by)
+        return last or HookResult(DECLINED, [], None)
+
+    def _declined(self, plugin):
+        """The HookResult of ``plugin``'s plain DECLINED: made once per plugin (results are
+        read-only), as most hooks of most plugins answer so."""
+        result = HookResult(DECLINED, [], plugin)
+        try:
+            self._declined_results.setdefault(plugin, result)
+        except TypeError:
+            pass
+        return result
 
     def timeout_for(self, plugin):
         """Seconds ``plugin``'s hooks may wait (its ``hook_timeout``, else the default); 0: none."""

@@ -4,7 +4,7 @@ and the note and debug line of each answer, whether the chain answers at once or
 
 from types import SimpleNamespace
 
-from twisted.internet.defer import Deferred, fail
+from twisted.internet.defer import Deferred, fail, succeed
 from twisted.trial import unittest
 
 from qpsmtpd_tx import codes
@@ -100,3 +100,96 @@ class ChainTests(unittest.TestCase):
         registry.call("data_post", txn).addCallback(results.append)
         later.callback((codes.DECLINED, "later"))
         self.assertEqual(_fields(results[0]), (codes.DECLINED, [], "p1"))
+
+
+class _Named:
+    """A hashable plugin that equals every other of its name (a plugin class may define so)."""
+
+    def __init__(self, name):
+        self.name = name
+
+    def __eq__(self, other):
+        return isinstance(other, _Named) and other.name == self.name
+
+    def __hash__(self):
+        return hash(self.name)
+
+
+class DeclinedResultTests(unittest.TestCase):
+    """A plain DECLINED's HookResult is made once per plugin and kept: it must still name the
+    plugin that declined last, in every run, and each run must still note its answers."""
+
+    def _registry(self, *plugins, hook="data_post"):
+        registry = HookRegistry(lambda level, message, **kw: None)
+        for plugin in plugins:
+            registry.register(hook, plugin, lambda transaction, *args: codes.DECLINED)
+        return registry
+
+    def test_each_run_names_its_last_decliner_and_notes_its_answers(self):
+        first, second = _Named("a"), _Named("b")
+        registry = self._registry(first, second)
+        registry.register("mail", first, lambda transaction, *args: codes.DECLINED)
+        for _ in range(2):
+            txn = SimpleNamespace(notes={})
+            self.assertIs(registry.call("data_post", txn).plugin, second)
+            self.assertIs(registry.call("mail", txn, "sender", {}).plugin, first)
+            self.assertEqual(txn.notes, {
+                "a": {"hook_data_post": {"return": codes.DECLINED},
+                      "hook_mail": {"return": codes.DECLINED}},
+                "b": {"hook_data_post": {"return": codes.DECLINED}}})
+
+    def test_equal_plugins_are_told_apart(self):
+        # two plugin lines of the same plugin may compare equal: the result names the very one
+        one, other = _Named("same"), _Named("same")
+        registry = self._registry(one)
+        registry.register("mail", other, lambda transaction, *args: codes.DECLINED)
+        for _ in range(2):
+            self.assertIs(registry.call("data_post", None).plugin, one)
+            self.assertIs(registry.call("mail", None, "sender", {}).plugin, other)
+
+    def test_unhashable_plugins(self):
+        plugin = SimpleNamespace(name="p")
+        registry = self._registry(plugin)
+        for _ in range(2):
+            self.assertIs(registry.call("data_post", None).plugin, plugin)
+
+    def test_arguments_reach_the_plugin(self):
+        seen = []
+        registry = HookRegistry(lambda level, message, **kw: None)
+        registry.register("mail", SimpleNamespace(name="p"),
+                          lambda transaction, *args: seen.append(args) or codes.DECLINED)
+        registry.register("data_post", SimpleNamespace(name="p"),
+                          lambda transaction, *args: seen.append(args) or codes.DECLINED)
+        registry.call("mail", None, "sender", {"SIZE": "1"})
+        registry.call("data_post", None)
+        self.assertEqual(seen, [("sender", {"SIZE": "1"}), ()])
+
+    def test_debug_lines_asked_once_per_run_follow_the_level(self):
+        lines, level = [], [codes.LOGDEBUG]
+        registry = HookRegistry(lambda lvl, message, **kw: lines.append(message),
+                                lambda lvl: lvl <= level[0])
+        for name in ("p0", "p1"):
+            registry.register("data_post", SimpleNamespace(name=name),
+                              lambda transaction: codes.DECLINED)
+        registry.call("data_post", None)
+        level[0] = codes.LOGINFO
+        registry.call("data_post", None)
+        self.assertEqual(lines, ["Plugin p0, hook data_post returned DECLINED, ",
+                                 "Plugin p1, hook data_post returned DECLINED, "])
+
+    def test_an_answer_already_there_is_a_plain_declined(self):
+        # a Deferred that has fired (a warm cache) with DECLINED is answered as a plain one
+        lines = []
+        registry = HookRegistry(lambda level, message, **kw: lines.append(message))
+        first, second = _Named("a"), _Named("b")
+        registry.register("data_post", first, lambda transaction: succeed(codes.DECLINED))
+        registry.register("data_post", second, lambda transaction: (codes.DECLINED, "why"))
+        registry.register("data_post", _Named("c"), lambda transaction: succeed(codes.DECLINED))
+        for _ in range(2):
+            txn = SimpleNamespace(notes={})
+            result = registry.call("data_post", txn)
+            self.assertEqual(_fields(result), (codes.DECLINED, [], "c"))
+            self.assertEqual(sorted(txn.notes), ["a", "b", "c"])
+        self.assertEqual(lines[:3], ["Plugin a, hook data_post returned DECLINED, ",
+                                     "Plugin b, hook data_post returned DECLINED, why",
+                                     "Plugin c, hook data_post returned DECLINED, "])
