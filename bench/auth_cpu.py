@@ -14,13 +14,16 @@ clock), so it suits A/B comparisons: ``--tree`` runs another checkout's qpsmtpd_
 
 ``--instructions`` counts instead of timing: each chain runs under valgrind's callgrind
 twice (100 and 600 messages, in new processes) and the difference, per message, is printed:
-the same from run to run whatever else the machine does, so a change of a few thousand
-instructions per message shows (valgrind must be installed).
+the same from run to run whatever else the machine does (all runs sign with one key and
+use one hash seed), so a change of a few thousand instructions per message shows (valgrind
+must be installed).
 
     python3 bench/auth_cpu.py [--messages 3000] [--rounds 3] [--tree DIR] [--instructions]
+                              [--key-dir DIR]
 """
 
 import argparse
+import atexit
 import os
 import shutil
 import subprocess
@@ -54,16 +57,27 @@ class _Case:
         shutil.rmtree(self.root, True)
 
 
-def _message(size):
+def _message(size, key_dir=None):
+    """``(DKIM-Signature field, message head, tail, key record)``; signed with a new key,
+    or with the one kept in ``key_dir`` (made there by the first call that names it)."""
     import auth_bench
     import smtpload
-    work = tempfile.mkdtemp(prefix="qpauthcpu-key-")
+    work = key_dir or tempfile.mkdtemp(prefix="qpauthcpu-key-")
     try:
-        prepend, record = auth_bench.signed_prepend(work, size)
+        kept = os.path.join(work, "record")
+        if key_dir and os.path.exists(kept):
+            prepend = os.path.join(work, "prepend")
+            with open(kept) as f:
+                record = f.read()
+        else:
+            prepend, record = auth_bench.signed_prepend(work, size)
+            with open(kept, "w") as f:
+                f.write(record)
         with open(prepend, "rb") as f:
             field = f.read()
     finally:
-        shutil.rmtree(work, True)
+        if not key_dir:
+            shutil.rmtree(work, True)
     head, tail = smtpload.build_message_parts(size, auth_bench.SENDER, "user@example.com")
     return field, head, tail, record
 
@@ -116,6 +130,8 @@ def main():
     p.add_argument("--tree", default=ROOT, help="the checkout whose qpsmtpd_tx runs")
     p.add_argument("--chains", default="plain,spf,dkim,dkim+dmarc,spf+dkim+dmarc",
                    help="which chains to run (names as reported)")
+    p.add_argument("--key-dir", help="sign with the key kept in this directory (made there "
+                   "if it is not yet): --instructions' runs share one")
     p.add_argument("--instructions", action="store_true",
                    help="count instructions per message with callgrind instead of timing")
     a = p.parse_args()
@@ -126,7 +142,7 @@ def main():
     import auth_bench
     from tests.support.dns import private_dns
     dns = private_dns()
-    parts = _message(a.size)
+    parts = _message(a.size, a.key_dir)
     # a day's TTL: a run under callgrind lasts minutes, and records expiring in it made
     # the counts depend on the machine's speed (lookups went cold, the loop waited)
     dns.set_zone(auth_bench.DOMAIN, [
@@ -154,6 +170,13 @@ def count_instructions(a, few=100, many=600):
     key set-up cancel out)."""
     print("qpsmtpd_tx from %s" % os.path.abspath(a.tree))
     counts = {}
+    # One key for every run, and a fixed hash seed: a key made per process (its primes
+    # searched at random) and dict and set layouts varying with the seed moved a chain's
+    # count by several thousand instructions per message between runs of the same code.
+    key_dir = a.key_dir or tempfile.mkdtemp(prefix="qpauthcpu-key-")
+    if not a.key_dir:
+        atexit.register(shutil.rmtree, key_dir, True)
+    a.key_dir = key_dir
     for chain in a.chains.split(","):
         totals = [_callgrind_total(a, chain, n) for n in (few, many)]
         counts[chain] = (totals[1] - totals[0]) / (many - few)
@@ -169,8 +192,9 @@ def _callgrind_total(a, chain, messages):
         out = os.path.join(root, "callgrind.out")
         argv = ["valgrind", "--tool=callgrind", "--callgrind-out-file=" + out, sys.executable,
                 os.path.abspath(__file__), "--chains", chain, "--messages", str(messages),
-                "--rounds", "1", "--size", str(a.size), "--tree", a.tree]
-        done = subprocess.run(argv, capture_output=True, text=True)
+                "--rounds", "1", "--size", str(a.size), "--tree", a.tree, "--key-dir", a.key_dir]
+        done = subprocess.run(argv, capture_output=True, text=True,
+                              env=dict(os.environ, PYTHONHASHSEED="0"))
         if done.returncode:
             raise SystemExit("callgrind run failed:\n" + done.stdout + done.stderr)
         sys.path.insert(0, HERE)
