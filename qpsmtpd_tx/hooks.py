@@ -125,8 +125,6 @@ class HookRegistry:
         #: True (``plugin_errors defer``): a plugin failing in one of the DECIDING_HOOKS
         #: answers DENYSOFT; False (qpsmtpd's rule): it counts as DECLINED
         self.defer_on_error = False
-        #: plugin → the HookResult of its plain DECLINED (see _declined)
-        self._declined_results = {}
 
     def use_log(self, log, log_enabled=None):
         """Log through ``log(level, message, plugin=None, transaction=None, hook=None)`` and
@@ -228,17 +226,10 @@ class HookRegistry:
                                           args, last, started)
                     kind = type(result)
                 if kind is int and result == DECLINED:
-                    # the most common answer (every check that passes): nothing to take apart;
-                    # noted here as _record does, without the call
+                    # the most common answer (every check that passes): nothing to take apart
                     if started is not None:
                         observe(plugin, hook, perf_counter() - started)
-                    if transaction is not None:
-                        notes = transaction.notes
-                        note = notes.get(plugin.name)
-                        if note is None:
-                            note = notes[plugin.name] = {}
-                        if type(note) is dict or isinstance(note, dict):
-                            note[_NOTE_KEYS[hook]] = {"return": DECLINED}
+                    self._record(transaction, plugin, hook, DECLINED)
                     if debug is None:
                         debug = self.log_enabled(LOGDEBUG)
                     if debug:
@@ -255,24 +246,8 @@ class HookRegistry:
         finally:
             current_hook.reset(token)
         if declined_by is not None:
-            try:
-                declined = self._declined_results[declined_by]
-            except (KeyError, TypeError):       # (TypeError: a plugin that is not hashable)
-                return self._declined(declined_by)
-            if declined.plugin is declined_by:
-                return declined
             return HookResult(DECLINED, [], declined_by)
         return last or HookResult(DECLINED, [], None)
-
-    def _declined(self, plugin):
-        """The HookResult of ``plugin``'s plain DECLINED: made once per plugin (results are
-        read-only), as most hooks of most plugins answer so."""
-        result = HookResult(DECLINED, [], plugin)
-        try:
-            self._declined_results.setdefault(plugin, result)
-        except TypeError:
-            pass
-        return result
 
     def timeout_for(self, plugin):
         """Seconds ``plugin``'s hooks may wait (its ``hook_timeout``, else the default); 0: none."""

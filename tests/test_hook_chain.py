@@ -116,8 +116,8 @@ class _Named:
 
 
 class DeclinedResultTests(unittest.TestCase):
-    """A plain DECLINED's HookResult is made once per plugin and kept: it must still name the
-    plugin that declined last, in every run, and each run must still note its answers."""
+    """A plain DECLINED's short way through the runner: each run's result names the very
+    plugin that declined last, and each run notes its answers."""
 
     def _registry(self, *plugins, hook="data_post"):
         registry = HookRegistry(lambda level, message, **kw: None)
