@@ -81,6 +81,19 @@ def signed_prepend(root, size):
     return path, record
 
 
+def publish_zones(dns, record):
+    """Publish on the private NSD ``dns`` what the signed messages are checked against: the
+    DKIM key TXT ``record``, a ``p=reject`` DMARC policy and an SPF record passing the clients
+    (127.0.0.0/8) for the signing domain, and the load generator's HELO name."""
+    dns.set_zone(DOMAIN, [("%s._domainkey" % SELECTOR, "TXT", record),
+                          ("_dmarc", "TXT", "v=DMARC1; p=reject"),
+                          ("@", "TXT", "v=spf1 ip4:127.0.0.0/8 -all")])
+    # the load generator's HELO name, with an SPF record of its own as a real MTA's has
+    # (without it the HELO identity is REFUSED by the private NSD: a temperror each time)
+    dns.set_zone("smtpload.example", [("@", "A", "127.0.0.1"),
+                                      ("@", "TXT", "v=spf1 ip4:127.0.0.0/8 -all")])
+
+
 def run_one(name, plugins, dns, prepend, a):
     """Start qpsmtpd-tx with ``plugins`` before the queue, load it; smtpload's result."""
     root = tempfile.mkdtemp(prefix="qpauthbench-%s-" % name, dir=a.tmpdir)
@@ -135,13 +148,7 @@ def main():
     work = tempfile.mkdtemp(prefix="qpauthbench-")
     try:
         prepend, record = signed_prepend(work, a.size)
-        dns.set_zone(DOMAIN, [("%s._domainkey" % SELECTOR, "TXT", record),
-                              ("_dmarc", "TXT", "v=DMARC1; p=reject"),
-                              ("@", "TXT", "v=spf1 ip4:127.0.0.0/8 -all")])
-        # the load generator's HELO name, with an SPF record of its own as a real MTA's has
-        # (without it the HELO identity is REFUSED by the private NSD: a temperror each time)
-        dns.set_zone("smtpload.example", [("@", "A", "127.0.0.1"),
-                                          ("@", "TXT", "v=spf1 ip4:127.0.0.0/8 -all")])
+        publish_zones(dns, record)
         chains = list(CHAINS)
         if a.floor:
             floor = "dkim_floor %s %s" % (os.path.join(work, "bench.key.pub"),
