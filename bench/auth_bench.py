@@ -25,11 +25,20 @@ verifier on this server could reach; and a sixth, ``spf+dkim-floor+dmarc``: the 
 with that stand-in for dkim (dmarc then passes on SPF alone, the From domain being the
 sender's), the best ratio of the three checks with any DKIM verifier, compiled or not.
 
+``--peers`` adds, in each round, Perl qpsmtpd (bench/auth_perl.py) and Haraka
+(bench/auth_haraka.py), each with its plain chain and with its own SPF, DKIM (and DMARC)
+checks, and bare Twisted (no checks: the floor of any Twisted server), under the same load and
+the same private DNS; printed beside qpsmtpd-tx's rows: each peer's checks / its plain, and
+qpsmtpd-tx's three checks against each peer's checks (msgs/s, and server CPU per message).
+Every run checks one delivered message for the passes its chain must have recorded (a check
+that silently failed open, e.g. on a DNS it cannot reach, would otherwise look fast).
+
     python3 bench/auth_bench.py [--duration 15] [--concurrency 50] [--per-connection 40]
-                                [--rounds 1] [--workers 1] [--tmpdir DIR] [--floor]
+                                [--rounds 1] [--workers 1] [--tmpdir DIR] [--floor] [--peers]
 """
 
 import argparse
+import importlib
 import os
 import re
 import shutil
@@ -107,10 +116,7 @@ def run_one(name, plugins, dns, prepend, a):
         bench.write_config_files(conf, files)
         proc, port, log = bench.start_tx(conf, a.concurrency + 20, a.workers)
         try:
-            result = bench.run_load(port, proc.pid, [
-                "--concurrency", str(a.concurrency), "--per-connection", str(a.per_connection),
-                "--duration", str(a.duration), "--size", str(a.size), "--from", SENDER,
-                "--prepend", prepend], a.duration + 120)
+            result = _load(port, proc, prepend, a)
         finally:
             bench.stop_server(proc)
             log.close()
@@ -121,9 +127,102 @@ def run_one(name, plugins, dns, prepend, a):
             print("-- %s delivered nothing; the end of its log:\n%s" % (name, text[-3000:]))
         result["delivered"] = delivered
         result["refusals"] = text.count("signature invalid") + text.count("failed DMARC")
+        result["problem"] = _delivered_problem(maildir, lambda m: tx_check_delivered(m, plugins))
         return result
     finally:
         bench.TO_REMOVE.append(root)     # at the end: see run.bench_server
+
+
+#: the A-R result each of qpsmtpd-tx's checks must have given a benchmark message
+TX_PASSES = {"sender_permitted_from": "spf=pass", "dkim": "dkim=pass", "dmarc": "dmarc=pass"}
+
+
+def tx_check_delivered(message, plugins):
+    """None if ``message`` (a delivered file's bytes) shows every check of ``plugins`` passed
+    in qpsmtpd-tx's Authentication-Results field, else what is missing."""
+    head = message.split(b"\r\n\r\n", 1)[0].split(b"\n\n", 1)[0].decode("ascii", "replace")
+    fields = re.findall(r"(?im)^Authentication-Results:.*(?:\n[ \t].*)*", head)
+    missing = [TX_PASSES[p] for p in plugins if p in TX_PASSES
+               and not any(TX_PASSES[p] in f for f in fields)]
+    return "no %s in %r" % (", ".join(missing), fields) if missing else None
+
+
+def _delivered_problem(maildir, check):
+    """``check`` (bytes -> None or a problem) on one message of ``maildir``/new, or why none."""
+    new = os.path.join(maildir, "new")
+    names = sorted(os.listdir(new)) if os.path.isdir(new) else []
+    if not names:
+        return "nothing delivered"
+    with open(os.path.join(new, names[len(names) // 2]), "rb") as f:
+        return check(f.read())
+
+
+#: the peers with checks of their own: (kind, module in bench/)
+PEERS = (("perl", "auth_perl"), ("haraka", "auth_haraka"))
+
+
+def run_peer(kind, module, checks, dns, prepend, a):
+    """Start peer ``kind`` (``module``'s start(): its plain chain, or with its own checks),
+    load it as qpsmtpd-tx is loaded; smtpload's result, with delivered, refusals, problem."""
+    root = tempfile.mkdtemp(prefix="qpauthbench-%s-" % kind, dir=a.tmpdir)
+    try:
+        proc, port, log, maildir = module.start(root, dns.address, checks)
+        try:
+            result = _load(port, proc, prepend, a)
+        finally:
+            bench.stop_server(proc)
+            log.close()
+        result["delivered"] = bench.count_new(maildir)
+        result["refusals"] = result.get("failed", 0)
+        result["problem"] = _delivered_problem(
+            maildir, lambda m: module.check_delivered(m, checks))
+        return result
+    finally:
+        bench.TO_REMOVE.append(root)
+
+
+def run_twisted(prepend, a):
+    """bench/bare_twisted.py (twisted.mail's ESMTP, no plugins, the same Maildir delivery)
+    under the same load: the floor of any Twisted server."""
+    root = tempfile.mkdtemp(prefix="qpauthbench-twisted-", dir=a.tmpdir)
+    try:
+        conf = bench.make_config(root, False, None, chain="short")
+        port = bench.free_port()
+        argv, env, cwd = bench.server_command("twisted", conf, port, None)
+        with open(os.path.join(root, "server.log"), "wb") as log:
+            proc = subprocess.Popen(argv, env=env, cwd=cwd, stdout=log, stderr=subprocess.STDOUT)
+            try:
+                if not bench.wait_ready(proc, port):
+                    return {"error": "bare Twisted did not answer"}
+                result = _load(port, proc, prepend, a)
+            finally:
+                bench.stop_server(proc)
+        result["delivered"] = bench.count_new(os.path.join(root, "maildir"))
+        result["refusals"] = result.get("failed", 0)
+        result["problem"] = None
+        return result
+    finally:
+        bench.TO_REMOVE.append(root)
+
+
+def _load(port, proc, prepend, a):
+    return bench.run_load(port, proc.pid, [
+        "--concurrency", str(a.concurrency), "--per-connection", str(a.per_connection),
+        "--duration", str(a.duration), "--size", str(a.size), "--from", SENDER,
+        "--prepend", prepend], a.duration + 120)
+
+
+def peer_modules():
+    """[(kind, module)] of the peers that can run here; why the others cannot is printed."""
+    found = []
+    for kind, name in PEERS:
+        module = importlib.import_module(name)
+        ok, why = module.available()
+        if ok:
+            found.append((kind, module))
+        else:
+            print("-- %s skipped: %s" % (kind, why))
+    return found
 
 
 def main():
@@ -143,7 +242,11 @@ def main():
     p.add_argument("--floor", action="store_true",
                    help="also run the chain with bench/tx-plugins/dkim_floor.py in dkim's place: "
                         "only the hashing and RSA check no verifier can avoid")
+    p.add_argument("--peers", action="store_true",
+                   help="also run Perl qpsmtpd and Haraka, each plain and with its own SPF, "
+                        "DKIM (and DMARC) checks, and bare Twisted plain, under the same load")
     a = p.parse_args()
+    peers = peer_modules() if a.peers else []
     dns = private_dns()
     work = tempfile.mkdtemp(prefix="qpauthbench-")
     try:
@@ -155,8 +258,17 @@ def main():
                                           os.path.join(work, "signature"))
             chains += [("dkim-floor", [floor]),
                        ("spf+dkim-floor+dmarc", ["sender_permitted_from", floor, "dmarc"])]
-        rounds = [[(name, run_one(name.replace("+", "-"), plugins, dns, prepend, a))
-                   for name, plugins in chains] for _ in range(a.rounds)]
+        rounds = []
+        for _ in range(a.rounds):
+            rows = [(name, run_one(name.replace("+", "-"), plugins, dns, prepend, a))
+                    for name, plugins in chains]
+            for kind, module in peers:
+                rows += [("%s %s" % (kind, "checks" if checks else "plain"),
+                          run_peer(kind, module, checks, dns, prepend, a))
+                         for checks in (False, True)]
+            if peers:
+                rows.append(("twisted plain", run_twisted(prepend, a)))
+            rounds.append(rows)
     finally:
         shutil.rmtree(work, True)
         bench.remove_finished()
@@ -185,29 +297,44 @@ def _children_pct(server):
 
 
 def report(rows):
-    """Print one round's rows and ratios; returns [(chain name, ratio to plain)]."""
+    """Print one round's rows and ratios; returns [(ratio name, value)]."""
     ratios = []
+    by = {}
     for name, r in rows:
         if "error" in r:
-            print("%-15s error: %s" % (name, r["error"]))
+            print("%-20s error: %s" % (name, r["error"]))
             continue
+        by[name] = r
         server = r.get("server", {})
-        print("%-15s %8.1f msgs/s  %5d accepted  %5d delivered  %d refused  CPU %s ms/msg "
-              "(server process %s)  busy %%: server %s, its children %s, load client %s"
+        print("%-20s %8.1f msgs/s  %5d accepted  %5d delivered  %d refused  CPU %s ms/msg "
+              "(server process %s)  busy %%: server %s, its children %s, load client %s%s"
               % (name, r.get("msgs_per_s", 0), r.get("accepted", 0), r["delivered"], r["refusals"],
                  bench.fmt(bench.cpu_ms_per_message(r), "%.2f"),
                  bench.fmt(bench.cpu_ms_per_message(r, "own_cpu_pct"), "%.2f"),
                  bench.fmt(server.get("own_cpu_pct"), "%.0f"),
                  bench.fmt(_children_pct(server), "%.0f"),
-                 bench.fmt(r.get("client_cpu_pct"), "%.0f")))
-    plain = rows[0][1]
-    for name, r in rows[2:]:
-        if "error" not in plain and "error" not in r and plain.get("msgs_per_s"):
-            ratio = r.get("msgs_per_s", 0) / plain["msgs_per_s"]
-            ratios.append((name, ratio))
-            print("%s / plain: %.2f (target >= 0.70)" % (name, ratio))
-    return ratios
+                 bench.fmt(r.get("client_cpu_pct"), "%.0f"),
+                 "  !! %s" % r["problem"] if r.get("problem") else ""))
 
+    def ratio(label, top, bottom, target=""):
+        if top in by and bottom in by and by[bottom].get("msgs_per_s"):
+            value = by[top].get("msgs_per_s", 0) / by[bottom]["msgs_per_s"]
+            cpu_top, cpu_bottom = (bench.cpu_ms_per_message(by[k]) for k in (top, bottom))
+            cpu = " (server CPU per message x%.2f)" % (cpu_top / cpu_bottom) if (
+                cpu_top and cpu_bottom) else ""
+            ratios.append((label, value))
+            print("%s: %.2f%s%s" % (label, value, cpu, target))
+
+    tx_chains = [name for name, _ in rows if name in dict(CHAINS) or "floor" in name]
+    for name in tx_chains[2:]:
+        ratio("%s / plain" % name, name, "plain", " (target >= 0.70)")
+    for kind, _ in PEERS:
+        ratio("%s checks / %s plain" % (kind, kind), "%s checks" % kind, "%s plain" % kind)
+    for kind, _ in PEERS:
+        ratio("tx spf+dkim+dmarc / %s checks" % kind, "spf+dkim+dmarc", "%s checks" % kind)
+    for kind in [k for k, _ in PEERS] + ["twisted"]:
+        ratio("tx plain / %s plain" % kind, "plain", "%s plain" % kind)
+    return ratios
 
 if __name__ == "__main__":
     main()
