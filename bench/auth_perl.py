@@ -126,7 +126,7 @@ def start(root, dns_address, checks):
     the chain with SPF, DKIM and DMARC refusing on fail, else the plain chain. Waits for the
     greeting (RuntimeError with the log's end if none comes). Returns (process, port, log
     file, Maildir); the caller stops it with ``bench.stop_server(process)`` and closes the
-    log."""
+    log. It serves at most 60 connections at once (run.py's ``-c 60 -m 60``)."""
     conf = bench.make_config(root, True, PERL_USER)
     maildir = os.path.join(root, "maildir")
     files = {"plugins": _plugins(checks, maildir)}
@@ -163,11 +163,11 @@ def _header_values(message_bytes):
 
 def check_delivered(message_bytes, checks):
     """None if the delivered message ``message_bytes`` shows what the chain must have done,
-    else what is wrong. With ``checks``: its Received-SPF says pass, and the witness header
-    holds this message's ``dkim=pass`` for the signing domain and dmarc's entry for it
-    (``(p=reject) d=DOMAIN``: 0.94's dmarc writes it for a pass, and for a fail only beside a
-    refusal, since the policy is reject without pct=; a DNS failure gives ``dmarc=none`` or
-    no entry). Without: none of these headers."""
+    else what is wrong. With ``checks``: its Received-SPF says pass for the benchmark's
+    sender domain, and the witness header holds this message's ``dkim=pass`` for the signing
+    domain and dmarc's entry for it (``(p=reject) d=DOMAIN``: 0.94's dmarc writes it for a
+    pass, and for a fail only beside a refusal, since the policy is reject without pct=; a
+    DNS failure gives ``dmarc=none`` or no entry). Without: none of these headers."""
     values = _header_values(message_bytes)
     spf = values.get("received-spf", [])
     witness = values.get("x-bench-auth-results", [])
@@ -176,8 +176,8 @@ def check_delivered(message_bytes, checks):
             return "plain chain, yet the message has %s" % (spf or witness)[0]
         return None
     domain = auth_bench.DOMAIN
-    if len(spf) != 1 or not spf[0].startswith("pass "):
-        return "SPF did not pass: Received-SPF %s" % (spf or "missing")
+    if len(spf) != 1 or not spf[0].startswith("pass (%s: " % domain):
+        return "SPF did not pass for %s: Received-SPF %s" % (domain, spf or "missing")
     if len(witness) != 1:
         return "no (or several) X-Bench-Auth-Results (is %s in the chain?)" % WITNESS
     entries = [e.strip() for e in witness[0].split(";")]
