@@ -14,8 +14,8 @@ config/plugins. Two bench plugins make the checks work and bite as an operator's
 * ``dkim_enforce``, right after ``dkim``: the dkim plugin records its verdict but has no
   setting to refuse a message; this refuses a ``fail``.
 
-Haraka has no DMARC plugin on npm (``npm view haraka-plugin-dmarc``: 404); operators leave
-DMARC to rspamd. So the checks here are SPF and DKIM only.
+Haraka has no DMARC plugin on npm (``npm view haraka-plugin-dmarc``: 404), so the checks
+here are SPF and DKIM only.
 
 Haraka's resolver (node's c-ares) reads /etc/resolv.conf: the server runs in a private mount
 namespace where the run's resolv.conf names the private NSD (tests/support/resolv_conf.py),
