@@ -280,7 +280,7 @@ def main():
             ratios.setdefault(name, []).append(ratio)
     if a.rounds > 1:
         for name, values in ratios.items():
-            print("%s / plain, median of %d rounds: %.2f (each: %s)"
+            print("%s, median of %d rounds: %.2f (each: %s)"
                   % (name, len(values), statistics.median(values),
                      ", ".join("%.2f" % v for v in values)))
 
