@@ -14,9 +14,10 @@ clock), so it suits A/B comparisons: ``--tree`` runs another checkout's qpsmtpd_
 
 ``--instructions`` counts instead of timing: each chain runs under valgrind's callgrind
 twice (100 and 600 messages, in new processes) and the difference, per message, is printed:
-the same from run to run whatever else the machine does (all runs sign with one key and
-use one hash seed), so a change of a few thousand instructions per message shows (valgrind
-must be installed).
+the same from run to run whatever else the machine does (all runs sign with one key, use one
+hash seed, the one private NSD this process starts and fills before them, and modules
+compiled once into a cache before them), so a change of a few thousand instructions per
+message shows (valgrind must be installed).
 
     python3 bench/auth_cpu.py [--messages 3000] [--rounds 3] [--tree DIR] [--instructions]
                               [--key-dir DIR]
@@ -134,23 +135,14 @@ def main():
                    "if it is not yet): --instructions' runs share one")
     p.add_argument("--instructions", action="store_true",
                    help="count instructions per message with callgrind instead of timing")
+    p.add_argument("--dns-address", help=argparse.SUPPRESS)   # --instructions' runs: see there
     a = p.parse_args()
     if a.instructions:
         return count_instructions(a)
     sys.path[:0] = [os.path.abspath(a.tree), HERE, ROOT]
     import qpsmtpd_tx                   # first: auth_bench puts this checkout on the path
-    import auth_bench
-    from tests.support.dns import private_dns
-    dns = private_dns()
     parts = _message(a.size, a.key_dir)
-    # a day's TTL: a run under callgrind lasts minutes, and records expiring in it made
-    # the counts depend on the machine's speed (lookups went cold, the loop waited)
-    dns.set_zone(auth_bench.DOMAIN, [
-        ("%s._domainkey" % auth_bench.SELECTOR, "TXT", parts[3]),
-        ("_dmarc", "TXT", "v=DMARC1; p=reject"), ("@", "TXT", "v=spf1 ip4:127.0.0.0/8 -all")],
-        ttl=86400)
-    dns.set_zone("smtpload.example", [("@", "A", "127.0.0.1"),
-                                      ("@", "TXT", "v=spf1 ip4:127.0.0.0/8 -all")], ttl=86400)
+    dns = _Published(a.dns_address) if a.dns_address else _publish(parts[3])
     names = {"spf": "sender_permitted_from", "dkim": "dkim", "dmarc": "dmarc"}
     chains = [(chain, [] if chain == "plain" else [names[n] for n in chain.split("+")])
               for chain in a.chains.split(",")]
@@ -164,10 +156,34 @@ def main():
     print("least of %d rounds: %s" % (a.rounds, _line(best)))
 
 
+class _Published:
+    """The private NSD another process started and published the zones on: its address."""
+
+    def __init__(self, address):
+        self.address = address
+
+
+def _publish(record):
+    """Start the suite's private NSD and publish what the checks look up (DKIM key TXT
+    ``record``); returns it (``.address``)."""
+    import auth_bench
+    from tests.support.dns import private_dns
+    dns = private_dns()
+    # a day's TTL: a run under callgrind lasts minutes, and records expiring in it made
+    # the counts depend on the machine's speed (lookups went cold, the loop waited)
+    dns.set_zone(auth_bench.DOMAIN, [
+        ("%s._domainkey" % auth_bench.SELECTOR, "TXT", record),
+        ("_dmarc", "TXT", "v=DMARC1; p=reject"), ("@", "TXT", "v=spf1 ip4:127.0.0.0/8 -all")],
+        ttl=86400)
+    dns.set_zone("smtpload.example", [("@", "A", "127.0.0.1"),
+                                      ("@", "TXT", "v=spf1 ip4:127.0.0.0/8 -all")], ttl=86400)
+    return dns
+
+
 def count_instructions(a, few=100, many=600):
     """Print each chain's user-space instructions per message: callgrind's total for
-    ``many`` messages less its total for ``few``, over the difference (start-up, DNS and
-    key set-up cancel out)."""
+    ``many`` messages less its total for ``few``, over the difference (start-up and key
+    loading cancel out)."""
     print("qpsmtpd_tx from %s" % os.path.abspath(a.tree))
     counts = {}
     # One key for every run, and a fixed hash seed: a key made per process (its primes
@@ -177,7 +193,15 @@ def count_instructions(a, few=100, many=600):
     if not a.key_dir:
         atexit.register(shutil.rmtree, key_dir, True)
     a.key_dir = key_dir
+    # The DNS server is started and its zones published here, once, outside callgrind: in
+    # each counted process, its start and the polling until each zone was served took as many
+    # instructions as the wall clock made them take.
+    sys.path[:0] = [HERE, ROOT]
+    a.dns_address = _publish(_message(a.size, key_dir)[3]).address
+    a.pycache = tempfile.mkdtemp(prefix="qpauthcpu-pycache-")
+    atexit.register(shutil.rmtree, a.pycache, True)
     for chain in a.chains.split(","):
+        _compile_modules(a, chain)
         totals = [_callgrind_total(a, chain, n) for n in (few, many)]
         counts[chain] = (totals[1] - totals[0]) / (many - few)
         print("%s: %.0f k instructions per message" % (chain, counts[chain] / 1e3), flush=True)
@@ -186,15 +210,42 @@ def count_instructions(a, few=100, many=600):
         "%s +%.0f k" % (name, (n - counts.get("plain", 0)) / 1e3) for name, n in counts.items()))
 
 
+def _child_env(a):
+    """The counted processes' environment: one hash seed, and compiled modules kept in a
+    cache of this run's (``a.pycache``) rather than compiled again by each process.
+
+    With ``PYTHONDONTWRITEBYTECODE`` set (as in some shells and CI), every process compiled
+    the checkout's modules from source, and that compiling took more or fewer instructions
+    from one run to the next of the same code, by up to 340 M on a busy machine: 680 k per
+    message in the difference of 100 and 600 messages. With the compiled modules cached, three
+    runs of the same 100 messages were within 0.02 % of one another."""
+    env = dict(os.environ, PYTHONHASHSEED="0", PYTHONPYCACHEPREFIX=a.pycache)
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    return env
+
+
+def _child_argv(a, chain, messages):
+    return [sys.executable, os.path.abspath(__file__), "--chains", chain, "--messages",
+            str(messages), "--rounds", "1", "--size", str(a.size), "--tree", a.tree,
+            "--key-dir", a.key_dir, "--dns-address", a.dns_address]
+
+
+def _compile_modules(a, chain):
+    """Run ``chain`` once for a few messages outside callgrind: every module it imports is
+    compiled into the run's cache before the counted runs."""
+    done = subprocess.run(_child_argv(a, chain, 5), capture_output=True, text=True,
+                          env=_child_env(a))
+    if done.returncode:
+        raise SystemExit("run failed:\n" + done.stdout + done.stderr)
+
+
 def _callgrind_total(a, chain, messages):
     root = tempfile.mkdtemp(prefix="qpauthcpu-cg-")
     try:
         out = os.path.join(root, "callgrind.out")
-        argv = ["valgrind", "--tool=callgrind", "--callgrind-out-file=" + out, sys.executable,
-                os.path.abspath(__file__), "--chains", chain, "--messages", str(messages),
-                "--rounds", "1", "--size", str(a.size), "--tree", a.tree, "--key-dir", a.key_dir]
-        done = subprocess.run(argv, capture_output=True, text=True,
-                              env=dict(os.environ, PYTHONHASHSEED="0"))
+        argv = ["valgrind", "--tool=callgrind", "--callgrind-out-file=" + out] + _child_argv(
+            a, chain, messages)
+        done = subprocess.run(argv, capture_output=True, text=True, env=_child_env(a))
         if done.returncode:
             raise SystemExit("callgrind run failed:\n" + done.stdout + done.stderr)
         sys.path.insert(0, HERE)
