@@ -166,7 +166,10 @@ def run_peer(kind, module, checks, dns, prepend, a):
     load it as qpsmtpd-tx is loaded; smtpload's result, with delivered, refusals, problem."""
     root = tempfile.mkdtemp(prefix="qpauthbench-%s-" % kind, dir=a.tmpdir)
     try:
-        proc, port, log, maildir = module.start(root, dns.address, checks)
+        try:
+            proc, port, log, maildir = module.start(root, dns.address, checks)
+        except (RuntimeError, OSError) as e:     # reported in its row; the others still run
+            return {"error": "did not start: %s" % e}
         try:
             result = _load(port, proc, prepend, a)
         finally:
@@ -223,6 +226,31 @@ def peer_modules():
         else:
             print("-- %s skipped: %s" % (kind, why))
     return found
+
+
+def check_peer(kind, module):
+    """A peer module's own check (its ``main``): a short 10-client load of its plain chain
+    and of its chain with checks, each row printed with what its delivered message shows;
+    returns the exit status (1 if anything failed, was lost or did not pass)."""
+    ok, why = module.available()
+    if not ok:
+        print("-- %s cannot run here: %s" % (kind, why))
+        return 1
+    a = argparse.Namespace(concurrency=10, per_connection=40, duration=5, size=10240,
+                           tmpdir=None)
+    dns = private_dns()
+    work = tempfile.mkdtemp(prefix="qpauthpeer-")
+    try:
+        prepend, record = signed_prepend(work, a.size)
+        publish_zones(dns, record)
+        rows = [("%s %s" % (kind, "checks" if checks else "plain"),
+                 run_peer(kind, module, checks, dns, prepend, a)) for checks in (False, True)]
+    finally:
+        shutil.rmtree(work, True)
+        bench.remove_finished()
+    report(rows)
+    return 0 if all("error" not in r and not r["problem"] and not r.get("failed")
+                    and r["delivered"] == r.get("accepted") for _, r in rows) else 1
 
 
 def main():

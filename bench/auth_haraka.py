@@ -28,10 +28,8 @@ which needs root. Every delivered message carries Haraka's Authentication-Result
 import email.parser
 import email.policy
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -39,7 +37,6 @@ sys.path.insert(0, HERE)
 sys.path.insert(0, ROOT)
 import auth_bench  # noqa: E402  (the signed message, its zones)
 import run as bench  # noqa: E402  (Haraka's instance, readiness, load runs)
-from tests.support.dns import private_dns  # noqa: E402
 from tests.support.resolv_conf import UNSHARE, with_resolv_conf, write_resolv_conf  # noqa: E402
 
 #: npm packages the checks need, beside Haraka (install_haraka.sh installs them)
@@ -136,59 +133,9 @@ def check_delivered(message_bytes, checks):
     return "; ".join(problems) or None
 
 
-def newest_delivered(maildir):
-    """The bytes of one delivered message (the newest in maildir/new), or None."""
-    files = sorted(os.scandir(os.path.join(maildir, "new")), key=lambda e: e.stat().st_mtime)
-    if not files:
-        return None
-    with open(files[-1].path, "rb") as f:
-        return f.read()
-
-
 def main():
-    """Private NSD with the zones, then each chain (plain, checks) for a short 10-client
-    load: msgs/s, server CPU per message, messages delivered, check_delivered's verdict."""
-    ok, why = available()
-    if not ok:
-        print("Haraka cannot run: %s" % why)
-        return 1
-    dns = private_dns()
-    work = tempfile.mkdtemp(prefix="qpauthharaka-")
-    status = 0
-    try:
-        prepend, record = auth_bench.signed_prepend(work, 10240)
-        auth_bench.publish_zones(dns, record)
-        for checks in (False, True):
-            root = os.path.join(work, "checks" if checks else "plain")
-            os.mkdir(root)
-            proc, port, log, maildir = start(root, dns.address, checks)
-            try:
-                r = bench.run_load(port, proc.pid, [
-                    "--concurrency", "10", "--per-connection", "40", "--duration", "5",
-                    "--size", "10240", "--from", auth_bench.SENDER, "--prepend", prepend], 200)
-            finally:
-                bench.stop_server(proc)
-                log.close()
-            delivered = bench.count_new(maildir)
-            message = newest_delivered(maildir)
-            verdict = ("nothing delivered" if message is None
-                       else check_delivered(message, checks) or "passed")
-            name = "spf+dkim" if checks else "plain"
-            if "error" in r:
-                print("%-8s error: %s" % (name, r["error"]))
-                status = 1
-                continue
-            print("%-8s %8.1f msgs/s  %5d accepted  %5d delivered  CPU %s ms/msg (server "
-                  "process %s)  errors %s  check_delivered: %s"
-                  % (name, r.get("msgs_per_s", 0), r.get("accepted", 0), delivered,
-                     bench.fmt(bench.cpu_ms_per_message(r), "%.2f"),
-                     bench.fmt(bench.cpu_ms_per_message(r, "own_cpu_pct"), "%.2f"),
-                     sum(r.get("errors", {}).values()), verdict))
-            if verdict != "passed" or delivered != r.get("accepted"):
-                status = 1
-    finally:
-        shutil.rmtree(work, True)
-    return status
+    """Load Haraka briefly without and with its checks (auth_bench.check_peer)."""
+    return auth_bench.check_peer("haraka", sys.modules[__name__])
 
 
 if __name__ == "__main__":

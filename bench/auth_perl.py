@@ -39,7 +39,6 @@ import pwd
 import shutil
 import subprocess
 import sys
-import tempfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -197,67 +196,9 @@ def check_delivered(message_bytes, checks):
     return None
 
 
-def _one_delivered(maildir):
-    """The bytes of one message in ``maildir``/new, or None."""
-    new = os.path.join(maildir, "new")
-    names = sorted(os.listdir(new))
-    if not names:
-        return None
-    with open(os.path.join(new, names[len(names) // 2]), "rb") as f:
-        return f.read()
-
-
-def _load(dns, checks, prepend):
-    """Start the server (``checks`` or not), load it for 5 s with 10 clients, stop it; print
-    what was measured."""
-    root = tempfile.mkdtemp(prefix="qpauthperl-%s-" % ("checks" if checks else "plain"))
-    try:
-        proc, port, log, maildir = start(root, dns.address, checks)
-        try:
-            result = bench.run_load(port, proc.pid, [
-                "--concurrency", "10", "--per-connection", "40", "--duration", "5",
-                "--size", "10240", "--from", auth_bench.SENDER, "--prepend", prepend], 200)
-        finally:
-            bench.stop_server(proc)
-            log.close()
-        delivered = bench.count_new(maildir)
-        message = _one_delivered(maildir)
-        verdict = ("nothing delivered" if message is None
-                   else check_delivered(message, checks) or "passed")
-        name = "perl+checks" if checks else "perl plain"
-        if "error" in result:
-            print("%-12s error: %s" % (name, result["error"]))
-        else:
-            print("%-12s %7.1f msgs/s  %5d accepted  %5d delivered  CPU %s ms/msg  errors %s  "
-                  "check_delivered: %s"
-                  % (name, result.get("msgs_per_s", 0), result.get("accepted", 0), delivered,
-                     bench.fmt(bench.cpu_ms_per_message(result), "%.2f"),
-                     sum(result.get("errors", {}).values()), verdict))
-        if not delivered or verdict != "passed":
-            with open(os.path.join(root, "server.log"), "rb") as f:
-                print("-- the end of its log:\n" + f.read()[-3000:].decode("utf-8", "replace"))
-    finally:
-        shutil.rmtree(root, True)
-
-
 def main():
-    """Start the private DNS, publish the zones, load Perl qpsmtpd without and with its
-    checks; print msgs/s, CPU per message, the count delivered and check_delivered's verdict."""
-    from tests.support.dns import private_dns
-    ok, why = available()
-    if not ok:
-        print("-- Perl qpsmtpd with its checks cannot run here: " + why)
-        return 1
-    dns = private_dns()
-    work = tempfile.mkdtemp(prefix="qpauthperl-")
-    try:
-        prepend, record = auth_bench.signed_prepend(work, 10240)
-        auth_bench.publish_zones(dns, record)
-        for checks in (False, True):
-            _load(dns, checks, prepend)
-    finally:
-        shutil.rmtree(work, True)
-    return 0
+    """Load Perl qpsmtpd briefly without and with its checks (auth_bench.check_peer)."""
+    return auth_bench.check_peer("perl", sys.modules[__name__])
 
 
 if __name__ == "__main__":
