@@ -31,7 +31,8 @@ checks, and bare Twisted (no checks: the floor of any Twisted server), under the
 the same private DNS; printed beside qpsmtpd-tx's rows: each peer's checks / its plain, and
 qpsmtpd-tx's three checks against each peer's checks (msgs/s, and server CPU per message).
 Every run checks one delivered message for the passes its chain must have recorded (a check
-that silently failed open, e.g. on a DNS it cannot reach, would otherwise look fast).
+that silently failed open, e.g. on a DNS it cannot reach, would otherwise look fast). Exit
+status 1 if any run had an error, a failed or lost message, or such a check not passing.
 
     python3 bench/auth_bench.py [--duration 15] [--concurrency 50] [--per-connection 40]
                                 [--rounds 1] [--workers 1] [--tmpdir DIR] [--floor] [--peers]
@@ -249,8 +250,14 @@ def check_peer(kind, module):
         shutil.rmtree(work, True)
         bench.remove_finished()
     report(rows)
-    return 0 if all("error" not in r and not r["problem"] and not r.get("failed")
-                    and r["delivered"] == r.get("accepted") for _, r in rows) else 1
+    return 0 if all(_sound(r) for _, r in rows) else 1
+
+
+def _sound(result):
+    """Whether a row's run went as it must: no error, nothing failed or lost, and its
+    delivered message shows the passes its chain records."""
+    return ("error" not in result and not result.get("problem") and not result.get("failed")
+            and result["delivered"] == result.get("accepted"))
 
 
 def main():
@@ -311,6 +318,12 @@ def main():
             print("%s, median of %d rounds: %.2f (each: %s)"
                   % (name, len(values), statistics.median(values),
                      ", ".join("%.2f" % v for v in values)))
+    unsound = [name for rows in rounds for name, r in rows if not _sound(r)]
+    if unsound:
+        print("!! not sound (an error, a failed or lost message, or a check that did not "
+              "pass): %s" % ", ".join(unsound))
+        return 1
+    return 0
 
 
 CHAINS = [("plain", []), ("dkim", ["dkim"]), ("dkim+dmarc", ["dkim", "dmarc"]),
@@ -365,4 +378,4 @@ def report(rows):
     return ratios
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
