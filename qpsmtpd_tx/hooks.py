@@ -225,10 +225,10 @@ class HookRegistry:
                         return self._wait(result, hook, handlers, index, plugin, transaction,
                                           args, last, started)
                     kind = type(result)
+                if started is not None:
+                    observe(plugin, hook, perf_counter() - started)
                 if kind is int and result == DECLINED:
                     # the most common answer (every check that passes): nothing to take apart
-                    if started is not None:
-                        observe(plugin, hook, perf_counter() - started)
                     self._record(transaction, plugin, hook, DECLINED)
                     if debug is None:
                         debug = self.log_enabled(LOGDEBUG)
@@ -236,8 +236,6 @@ class HookRegistry:
                         self._log_answer(plugin, hook, DECLINED, [], transaction)
                     declined_by = plugin
                     continue
-                if started is not None:
-                    observe(plugin, hook, perf_counter() - started)
                 decided = self._decide(result, hook, plugin, transaction)
                 if decided is not None:
                     if decided.code != DECLINED:
