@@ -55,6 +55,7 @@ sys.path.insert(0, ROOT)
 import run as bench  # noqa: E402  (configs, server commands, readiness, load runs)
 import smtpload  # noqa: E402
 from tests.support.dns import private_dns  # noqa: E402
+from tests.support.dns_zones import DEFAULT_TTL  # noqa: E402
 
 DOMAIN = "authbench.qptx.test"
 SELECTOR = "bench"
@@ -91,23 +92,23 @@ def signed_prepend(root, size):
     return path, record
 
 
-def publish_zones(dns, record):
+def publish_zones(dns, record, ttl=DEFAULT_TTL):
     """Publish on the private NSD ``dns`` what the signed messages are checked against: the
     DKIM key TXT ``record``, a ``p=reject`` DMARC policy and an SPF record passing the clients
-    (127.0.0.0/8) for the signing domain, and the load generator's HELO name."""
+    (127.0.0.0/8) for the signing domain, and the load generator's HELO name; records of
+    ``ttl`` seconds."""
     dns.set_zone(DOMAIN, [("%s._domainkey" % SELECTOR, "TXT", record),
                           ("_dmarc", "TXT", "v=DMARC1; p=reject"),
-                          ("@", "TXT", "v=spf1 ip4:127.0.0.0/8 -all")])
+                          ("@", "TXT", "v=spf1 ip4:127.0.0.0/8 -all")], ttl)
     # the load generator's HELO name, with an SPF record of its own as a real MTA's has
     # (without it the HELO identity is REFUSED by the private NSD: a temperror each time)
     dns.set_zone("smtpload.example", [("@", "A", "127.0.0.1"),
-                                      ("@", "TXT", "v=spf1 ip4:127.0.0.0/8 -all")])
+                                      ("@", "TXT", "v=spf1 ip4:127.0.0.0/8 -all")], ttl)
 
 
 def run_one(name, plugins, dns, prepend, a):
     """Start qpsmtpd-tx with ``plugins`` before the queue, load it; smtpload's result."""
-    root = tempfile.mkdtemp(prefix="qpauthbench-%s-" % name, dir=a.tmpdir)
-    try:
+    def start(root):
         conf = bench.make_config(root, False, None, chain="short")
         maildir = os.path.join(root, "maildir")
         files = {"plugins": "\n".join(["rcpt_ok"] + plugins + ["queue/maildir " + maildir]),
@@ -115,21 +116,38 @@ def run_one(name, plugins, dns, prepend, a):
         if any(p.startswith("dkim_floor") for p in plugins):
             files["plugin_dirs"] = "%s\n%s" % (FLOOR_PLUGINS, os.path.join(ROOT, "plugins"))
         bench.write_config_files(conf, files)
-        proc, port, log = bench.start_tx(conf, a.concurrency + 20, a.workers)
+        return bench.start_tx(conf, a.concurrency + 20, a.workers) + (maildir,)
+
+    result, root = _measure(name, a, prepend, start, lambda m: tx_check_delivered(m, plugins))
+    if "error" not in result:
+        with open(os.path.join(root, "server.log"), "rb") as f:
+            text = f.read().decode("utf-8", "replace")
+        if not result["delivered"]:
+            print("-- %s delivered nothing; the end of its log:\n%s" % (name, text[-3000:]))
+        result["refusals"] = text.count("signature invalid") + text.count("failed DMARC")
+    return result
+
+
+def _measure(name, a, prepend, start, check):
+    """``start(root)`` a server in a new directory (returning (process, port, log file,
+    Maildir); RuntimeError or OSError if it cannot), load it, stop it: (smtpload's result
+    with ``delivered``, ``refusals`` (its failed messages) and ``problem``, what ``check``
+    (bytes -> None or a problem) says of one delivered message; the directory)."""
+    root = tempfile.mkdtemp(prefix="qpauthbench-%s-" % name.replace("+", "-"), dir=a.tmpdir)
+    try:
+        try:
+            proc, port, log, maildir = start(root)
+        except (RuntimeError, OSError) as e:     # reported in its row; the others still run
+            return {"error": "did not start: %s" % e}, root
         try:
             result = _load(port, proc, prepend, a)
         finally:
             bench.stop_server(proc)
             log.close()
-        delivered = bench.count_new(maildir)
-        with open(os.path.join(root, "server.log"), "rb") as f:
-            text = f.read().decode("utf-8", "replace")
-        if not delivered:
-            print("-- %s delivered nothing; the end of its log:\n%s" % (name, text[-3000:]))
-        result["delivered"] = delivered
-        result["refusals"] = text.count("signature invalid") + text.count("failed DMARC")
-        result["problem"] = _delivered_problem(maildir, lambda m: tx_check_delivered(m, plugins))
-        return result
+        result["delivered"] = bench.count_new(maildir)
+        result["refusals"] = result.get("failed", 0)
+        result["problem"] = _delivered_problem(maildir, check)
+        return result, root
     finally:
         bench.TO_REMOVE.append(root)     # at the end: see run.bench_server
 
@@ -165,48 +183,26 @@ PEERS = (("perl", "auth_perl"), ("haraka", "auth_haraka"))
 def run_peer(kind, module, checks, dns, prepend, a):
     """Start peer ``kind`` (``module``'s start(): its plain chain, or with its own checks),
     load it as qpsmtpd-tx is loaded; smtpload's result, with delivered, refusals, problem."""
-    root = tempfile.mkdtemp(prefix="qpauthbench-%s-" % kind, dir=a.tmpdir)
-    try:
-        try:
-            proc, port, log, maildir = module.start(root, dns.address, checks)
-        except (RuntimeError, OSError) as e:     # reported in its row; the others still run
-            return {"error": "did not start: %s" % e}
-        try:
-            result = _load(port, proc, prepend, a)
-        finally:
-            bench.stop_server(proc)
-            log.close()
-        result["delivered"] = bench.count_new(maildir)
-        result["refusals"] = result.get("failed", 0)
-        result["problem"] = _delivered_problem(
-            maildir, lambda m: module.check_delivered(m, checks))
-        return result
-    finally:
-        bench.TO_REMOVE.append(root)
+    return _measure(kind, a, prepend, lambda root: module.start(root, dns.address, checks),
+                    lambda message: module.check_delivered(message, checks))[0]
 
 
 def run_twisted(prepend, a):
     """bench/bare_twisted.py (twisted.mail's ESMTP, no plugins, the same Maildir delivery)
     under the same load: the floor of any Twisted server."""
-    root = tempfile.mkdtemp(prefix="qpauthbench-twisted-", dir=a.tmpdir)
-    try:
+    def start(root):
         conf = bench.make_config(root, False, None, chain="short")
         port = bench.free_port()
         argv, env, cwd = bench.server_command("twisted", conf, port, None)
-        with open(os.path.join(root, "server.log"), "wb") as log:
-            proc = subprocess.Popen(argv, env=env, cwd=cwd, stdout=log, stderr=subprocess.STDOUT)
-            try:
-                if not bench.wait_ready(proc, port):
-                    return {"error": "bare Twisted did not answer"}
-                result = _load(port, proc, prepend, a)
-            finally:
-                bench.stop_server(proc)
-        result["delivered"] = bench.count_new(os.path.join(root, "maildir"))
-        result["refusals"] = result.get("failed", 0)
-        result["problem"] = None
-        return result
-    finally:
-        bench.TO_REMOVE.append(root)
+        log = open(os.path.join(root, "server.log"), "wb")
+        proc = subprocess.Popen(argv, env=env, cwd=cwd, stdout=log, stderr=subprocess.STDOUT)
+        if not bench.wait_ready(proc, port):
+            bench.stop_server(proc)
+            log.close()
+            raise RuntimeError("bare Twisted did not answer on port %d" % port)
+        return proc, port, log, os.path.join(root, "maildir")
+
+    return _measure("twisted", a, prepend, start, lambda message: None)[0]
 
 
 def _load(port, proc, prepend, a):
@@ -295,7 +291,7 @@ def main():
                        ("spf+dkim-floor+dmarc", ["sender_permitted_from", floor, "dmarc"])]
         rounds = []
         for _ in range(a.rounds):
-            rows = [(name, run_one(name.replace("+", "-"), plugins, dns, prepend, a))
+            rows = [(name, run_one(name, plugins, dns, prepend, a))
                     for name, plugins in chains]
             for kind, module in peers:
                 rows += [("%s %s" % (kind, "checks" if checks else "plain"),
